@@ -1,0 +1,16 @@
+//! The `ingest` Lambda function: SES feedback from SQS or SNS into the suppression list and
+//! the account counters.
+
+use lambda_runtime::{Error, LambdaEvent, service_fn};
+use serde_json::Value;
+use sesguard::{deps::Deps, handlers::ingest};
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    sesguard::telemetry::init();
+    let deps = Deps::from_env().await?;
+    lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
+        ingest::handle(&deps, event)
+    }))
+    .await
+}

@@ -1,0 +1,282 @@
+//! The `sesguard` command line: the same use cases as the functions, on the store named by
+//! `--store` (default an SQLite file under `.sesguard/`). Every command takes `--json`.
+
+use std::io::Read as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand};
+use serde_json::Value;
+
+use crate::accounts;
+use crate::deps::Deps;
+use crate::domain::address::EmailAddress;
+use crate::domain::envelope::EnvelopeError;
+use crate::domain::suppression::{Reason, Suppression};
+use crate::handlers::ingest::{decode, log_report};
+use crate::ingest::{Inbound, InboundError, Ingestor, Report};
+use crate::store::dynamodb::DynamoStore;
+use crate::store::{DEFAULT_STORE, StoreUrl};
+
+/// Guards the sender reputation of Amazon SES accounts.
+#[derive(Debug, Parser)]
+#[command(name = "sesguard", version)]
+pub struct Cli {
+    /// Where the store lives: `sqlite:PATH` or `dynamodb`.
+    #[arg(long, global = true, env = "SESGUARD_STORE", default_value = DEFAULT_STORE)]
+    pub store: String,
+    /// Configuration file (TOML); without it, `SESGUARD_CONFIG_TOML` or the defaults.
+    #[arg(long, global = true, env = "SESGUARD_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Record SES notifications from files (`-` for stdin) in any accepted shape.
+    Ingest {
+        /// Files holding raw SES JSON, an SNS envelope, or an SNS or SQS Lambda event.
+        #[arg(required = true)]
+        files: Vec<String>,
+    },
+    /// Read the suppression list.
+    Suppressions {
+        /// What to read.
+        #[command(subcommand)]
+        command: SuppressionsCommand,
+    },
+    /// Account rates and state.
+    Accounts {
+        /// What to show.
+        #[command(subcommand)]
+        command: AccountsCommand,
+    },
+    /// Store administration.
+    Store {
+        /// What to do.
+        #[command(subcommand)]
+        command: StoreCommand,
+    },
+}
+
+/// `sesguard suppressions ...`
+#[derive(Debug, Subcommand)]
+pub enum SuppressionsCommand {
+    /// One address's suppression (`null` when it is not suppressed).
+    Get {
+        /// The address; normalised like ingested ones.
+        email: String,
+    },
+    /// Suppressed addresses.
+    List {
+        /// Only this reason: bounce, complaint, soft_bounce or manual.
+        #[arg(long)]
+        reason: Option<Reason>,
+        /// At most this many.
+        #[arg(long, default_value_t = 10_000)]
+        limit: usize,
+    },
+}
+
+/// `sesguard accounts ...`
+#[derive(Debug, Subcommand)]
+pub enum AccountsCommand {
+    /// Window totals and rates of every account, or of one.
+    Status {
+        /// Only this account.
+        name: Option<String>,
+    },
+}
+
+/// `sesguard store ...`
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// Create the DynamoDB tables (for a local DynamoDB-compatible server; in AWS the
+    /// template creates them). A no-op for SQLite, which creates its schema on open.
+    CreateTables,
+}
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let deps = Deps::build(cli.config.as_deref(), &cli.store).await?;
+    match cli.command {
+        Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
+        Command::Suppressions { command } => suppressions(&deps, command, cli.json).await,
+        Command::Accounts {
+            command: AccountsCommand::Status { name },
+        } => {
+            let statuses = accounts::status(
+                deps.store.as_ref(),
+                &deps.config,
+                deps.clock.now(),
+                name.as_deref(),
+            )
+            .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print_status_table(&statuses);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Store {
+            command: StoreCommand::CreateTables,
+        } => {
+            if cli.store.parse::<StoreUrl>()? == StoreUrl::Dynamodb {
+                let sdk = aws_config::load_from_env().await;
+                DynamoStore::new(aws_sdk_dynamodb::Client::new(&sdk), deps.config.tables())
+                    .create_tables()
+                    .await?;
+            }
+            if cli.json {
+                println!("{}", serde_json::json!({"created": true}));
+            } else {
+                println!("store ready: {}", cli.store);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn read_input(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
+    }
+}
+
+async fn ingest(deps: &Deps, files: &[String], json: bool) -> anyhow::Result<ExitCode> {
+    let ingestor = Ingestor::new(deps.store.as_ref(), &deps.directory, &deps.policy);
+    let mut report = Report::default();
+    for file in files {
+        let text = read_input(file)?;
+        let records = match serde_json::from_str::<Value>(&text) {
+            Ok(value) => decode(value, file).1,
+            Err(error) => vec![Inbound {
+                id: file.clone(),
+                sns: None,
+                content: Err(InboundError::Envelope(EnvelopeError::NotJson(error))),
+            }],
+        };
+        let part = ingestor.ingest(records, deps.clock.now()).await;
+        log_report(&part);
+        report.extend(part);
+    }
+    let summary = report.summary();
+    if json {
+        println!("{}", serde_json::to_string(&summary)?);
+    } else {
+        println!(
+            "processed {}  duplicates {}  suppressed {}  ignored {}  failed {}",
+            summary.processed,
+            summary.duplicates,
+            summary.suppressed,
+            summary.ignored,
+            summary.failed
+        );
+    }
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+async fn suppressions(
+    deps: &Deps,
+    command: SuppressionsCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    match command {
+        SuppressionsCommand::Get { email } => {
+            let email = EmailAddress::parse(&email)?;
+            let found = deps.store.get(&email).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&found)?);
+            } else {
+                match &found {
+                    Some(s) => print_suppression(s),
+                    None => println!("{email} is not suppressed"),
+                }
+            }
+        }
+        SuppressionsCommand::List { reason, limit } => {
+            let mut all: Vec<Suppression> = Vec::new();
+            let mut cursor: Option<String> = None;
+            while all.len() < limit {
+                let page = deps
+                    .store
+                    .list(reason, cursor.as_deref(), (limit - all.len()).min(1000))
+                    .await?;
+                all.extend(page.items);
+                match page.next {
+                    Some(next) => cursor = Some(next),
+                    None => break,
+                }
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all)?);
+            } else {
+                println!("{:<40} {:<12} {:>6}  LAST SEEN", "EMAIL", "REASON", "COUNT");
+                for s in &all {
+                    println!(
+                        "{:<40} {:<12} {:>6}  {}",
+                        s.email, s.reason, s.count, s.last_seen
+                    );
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_suppression(s: &Suppression) {
+    let optional = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    println!("email            {}", s.email);
+    println!("reason           {}", s.reason);
+    println!(
+        "bounce           {} / {}",
+        optional(&s.bounce_type),
+        optional(&s.bounce_subtype)
+    );
+    println!("status           {}", optional(&s.status));
+    println!("diagnostic       {}", optional(&s.diagnostic_code));
+    println!("complaint type   {}", optional(&s.complaint_feedback_type));
+    println!("count            {}", s.count);
+    println!("first seen       {}", s.first_seen);
+    println!("last seen        {}", s.last_seen);
+}
+
+fn print_status_table(statuses: &[accounts::AccountStatus]) {
+    println!(
+        "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>10}",
+        "ACCOUNT", "STATE", "SENDS", "DELIVERED", "HARD", "SOFT", "COMPL", "BOUNCE", "COMPLAINT"
+    );
+    for s in statuses {
+        let c = &s.counts;
+        println!(
+            "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7.2}% {:>9.3}%",
+            s.name,
+            s.state,
+            c.sends,
+            c.deliveries,
+            c.hard_bounces,
+            c.soft_bounces,
+            c.complaints,
+            s.bounce_rate * 100.0,
+            s.complaint_rate * 100.0
+        );
+    }
+}

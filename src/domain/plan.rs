@@ -1,0 +1,444 @@
+//! Ingest planning. Each SES notification is assessed into its [`Effects`] (a de-duplication
+//! key, per-address events, counter increments) or ignored; a batch of effects becomes the one
+//! atomic [`ChangeSet`] the store applies: one claim per notification, one update per distinct
+//! address, one counter delta per account bucket. Pure: the stored address states and the
+//! current time are passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use super::address::{AddressError, EmailAddress};
+use super::attribution::{AccountDirectory, Attribution, SendSource};
+use super::counters::{Bucket, CounterDelta, Counts, WindowConfig};
+use super::notification::{BounceType, Event, Notification};
+use super::suppression::{
+    AddressState, BounceDetail, FeedbackRecord, Reason, SoftBouncePolicy, SoftWrite,
+    SuppressionUpdate,
+};
+use super::timestamp::Timestamp;
+
+/// SES mailbox simulator addresses: never suppressed, never counted (SES does not count them).
+pub const SIMULATOR_DOMAIN: &str = "simulator.amazonses.com";
+
+/// The configurable rules of the ingest path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestPolicy {
+    /// When soft bounces suppress.
+    pub soft_bounce: SoftBouncePolicy,
+    /// The rolling window of the account counters.
+    pub window: WindowConfig,
+    /// How long a notification's de-duplication claim is kept (default 14 days, the longest
+    /// an SQS message can be retried).
+    pub dedup_ttl: Duration,
+}
+
+impl Default for IngestPolicy {
+    fn default() -> Self {
+        Self {
+            soft_bounce: SoftBouncePolicy::default(),
+            window: WindowConfig::default(),
+            dedup_ttl: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// What one notification asks of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effects {
+    /// De-duplication key: the SES feedback id where there is one, so the same feedback in
+    /// another wrapper or format is recognised.
+    pub key: String,
+    /// The account and stream it is counted under.
+    pub attribution: Attribution,
+    /// SES message id.
+    pub message_id: String,
+    /// SES feedback id (bounces and complaints).
+    pub feedback_id: Option<String>,
+    /// When the event happened.
+    pub at: Timestamp,
+    /// What it adds to the account's counters.
+    pub counts: Counts,
+    /// What it does to each recipient.
+    pub addresses: Vec<AddressEvent>,
+    /// Recipients whose address could not be parsed: reported, never stored.
+    pub invalid: Vec<AddressError>,
+}
+
+/// One recipient's part in a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressEvent {
+    /// The recipient.
+    pub email: EmailAddress,
+    /// What happened to it.
+    pub kind: AddressEventKind,
+}
+
+/// What happened to a recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddressEventKind {
+    /// Permanent bounce: suppress with reason `bounce`.
+    HardBounce(BounceDetail),
+    /// Transient or undetermined bounce: counted toward the soft-bounce threshold.
+    SoftBounce(BounceDetail),
+    /// Complaint: suppress with reason `complaint` unless it is `not-spam`.
+    Complaint {
+        /// `complaintFeedbackType`.
+        feedback_type: Option<String>,
+        /// False for `not-spam`: recorded only.
+        suppress: bool,
+    },
+    /// Delivered: forgets earlier soft bounces.
+    Delivered,
+}
+
+/// The verdict on one notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessment {
+    /// Record it.
+    Apply(Box<Effects>),
+    /// Nothing to record; the reason says why.
+    Ignore(String),
+}
+
+/// Decides what a notification means for the store. `received_at` stands in for a missing
+/// event time.
+pub fn assess(
+    notification: &Notification,
+    directory: &AccountDirectory,
+    received_at: Timestamp,
+) -> Assessment {
+    let attribution = directory.attribute(&notification.mail);
+    let message_id = notification.mail.message_id.clone();
+    let at = notification.event_time().unwrap_or(received_at);
+    let mut effects = Effects {
+        key: String::new(),
+        attribution,
+        message_id,
+        feedback_id: None,
+        at,
+        counts: Counts::default(),
+        addresses: Vec::new(),
+        invalid: Vec::new(),
+    };
+    match &notification.event {
+        Event::Bounce(bounce) => {
+            effects.feedback_id = bounce.feedback_id.clone();
+            effects.key = feedback_key("bounce", &effects);
+            let detail_of = |r: &super::notification::BouncedRecipient| BounceDetail {
+                bounce_type: bounce.type_name.clone(),
+                bounce_subtype: bounce.sub_type.clone(),
+                status: r.status.clone(),
+                diagnostic_code: r.diagnostic_code.clone(),
+            };
+            for recipient in &bounce.recipients {
+                let Some(email) = effects.admit(&recipient.address) else {
+                    continue;
+                };
+                let kind = if bounce.bounce_type == BounceType::Permanent {
+                    if !bounce.on_account_suppression_list() {
+                        effects.counts.hard_bounces += 1;
+                    }
+                    AddressEventKind::HardBounce(detail_of(recipient))
+                } else {
+                    effects.counts.soft_bounces += 1;
+                    AddressEventKind::SoftBounce(detail_of(recipient))
+                };
+                effects.addresses.push(AddressEvent { email, kind });
+            }
+        }
+        Event::Complaint(complaint) => {
+            effects.feedback_id = complaint.feedback_id.clone();
+            effects.key = feedback_key("complaint", &effects);
+            let suppress = !complaint.is_not_spam();
+            for address in &complaint.recipients {
+                let Some(email) = effects.admit(address) else {
+                    continue;
+                };
+                effects.addresses.push(AddressEvent {
+                    email,
+                    kind: AddressEventKind::Complaint {
+                        feedback_type: complaint.feedback_type.clone(),
+                        suppress,
+                    },
+                });
+            }
+            // One report is one complaint, however many recipients it names.
+            if suppress && !complaint.on_account_suppression_list() && !effects.addresses.is_empty()
+            {
+                effects.counts.complaints = 1;
+            }
+        }
+        Event::Delivery(delivery) => {
+            for address in &delivery.recipients {
+                if let Some(email) = effects.admit(address) {
+                    effects.counts.deliveries += 1;
+                    effects.addresses.push(AddressEvent {
+                        email,
+                        kind: AddressEventKind::Delivered,
+                    });
+                }
+            }
+            let recipients = effects.addresses.iter().map(|a| a.email.as_str());
+            effects.key = format!("delivery:{}:{:016x}", effects.message_id, fnv1a(recipients));
+        }
+        Event::Send => {
+            if directory.send_source(&effects.attribution.account) != SendSource::SesEvents {
+                return Assessment::Ignore(format!(
+                    "Send event: account `{}` counts sends from the sender",
+                    effects.attribution.account
+                ));
+            }
+            effects.key = format!("send:{}", effects.message_id);
+            effects.counts.sends = notification
+                .mail
+                .destination
+                .iter()
+                .filter(|d| !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN))
+                .count() as u64;
+        }
+        Event::Other(name) => return Assessment::Ignore(format!("event type `{name}`")),
+    }
+    Assessment::Apply(Box::new(effects))
+}
+
+impl Effects {
+    /// The address if it is one to record; invalid ones are kept for the report.
+    fn admit(&mut self, address: &Result<EmailAddress, AddressError>) -> Option<EmailAddress> {
+        match address {
+            Ok(email) if email.domain() == SIMULATOR_DOMAIN => None,
+            Ok(email) => Some(email.clone()),
+            Err(error) => {
+                self.invalid.push(error.clone());
+                None
+            }
+        }
+    }
+}
+
+fn feedback_key(kind: &str, effects: &Effects) -> String {
+    match &effects.feedback_id {
+        Some(id) => format!("feedback:{id}"),
+        None => format!("{kind}:{}:{}", effects.message_id, effects.at.as_millis()),
+    }
+}
+
+/// FNV-1a over the parts (each followed by a NUL): stable across builds and platforms.
+fn fnv1a<'a>(parts: impl Iterator<Item = &'a str>) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// A de-duplication claim: written only if no live claim with the key exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The notification's key.
+    pub key: String,
+    /// When the claim may be forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// Everything one batch writes, applied atomically: all of it or none of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangeSet {
+    /// The time of planning; claims older than this that have expired do not count.
+    pub now: Timestamp,
+    /// One claim per notification.
+    pub claims: Vec<Claim>,
+    /// One update per distinct address.
+    pub suppressions: Vec<SuppressionUpdate>,
+    /// One counter delta per account bucket.
+    pub counters: Vec<CounterDelta>,
+    /// Accounts not in the configuration, registered so that status can list them.
+    pub new_accounts: Vec<String>,
+}
+
+impl ChangeSet {
+    /// How many items the change writes.
+    pub fn items(&self) -> usize {
+        self.claims.len() + self.suppressions.len() + self.counters.len() + self.new_accounts.len()
+    }
+
+    /// How many addresses it suppresses (or confirms as suppressed).
+    pub fn suppressing(&self) -> usize {
+        self.suppressions
+            .iter()
+            .filter(|s| s.suppress.is_some())
+            .count()
+    }
+}
+
+/// The addresses whose stored state the plan needs: those with a soft bounce or a delivery.
+pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
+    let set: BTreeSet<&EmailAddress> = batch
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .filter(|a| {
+            matches!(
+                a.kind,
+                AddressEventKind::SoftBounce(_) | AddressEventKind::Delivered
+            )
+        })
+        .map(|a| &a.email)
+        .collect();
+    set.into_iter().cloned().collect()
+}
+
+/// Plans the writes for a batch of distinct notifications. `states` holds what the store
+/// said of [`addresses_to_read`]; a missing entry means no record.
+pub fn plan(
+    batch: &[Effects],
+    states: &HashMap<EmailAddress, AddressState>,
+    policy: &IngestPolicy,
+    now: Timestamp,
+) -> ChangeSet {
+    let claims = batch
+        .iter()
+        .map(|e| Claim {
+            key: e.key.clone(),
+            expires_at: now.plus(policy.dedup_ttl),
+        })
+        .collect();
+
+    let mut by_address: BTreeMap<&EmailAddress, Vec<(&Effects, &AddressEventKind)>> =
+        BTreeMap::new();
+    for effects in batch {
+        for event in &effects.addresses {
+            by_address
+                .entry(&event.email)
+                .or_default()
+                .push((effects, &event.kind));
+        }
+    }
+    let suppressions = by_address
+        .into_iter()
+        .filter_map(|(email, mut events)| {
+            events.sort_by_key(|(effects, _)| effects.at);
+            let state = states.get(email).cloned().unwrap_or_default();
+            merge_address(email, &events, state, &policy.soft_bounce)
+        })
+        .collect();
+
+    let mut buckets: BTreeMap<(&str, Timestamp), Bucket> = BTreeMap::new();
+    let mut new_accounts = BTreeSet::new();
+    for effects in batch.iter().filter(|e| !e.counts.is_zero()) {
+        let start = policy.window.bucket_of(effects.at);
+        let bucket = buckets
+            .entry((&effects.attribution.account, start))
+            .or_insert_with(|| Bucket {
+                start,
+                ..Bucket::default()
+            });
+        bucket.total += effects.counts;
+        if let Some(stream) = &effects.attribution.stream {
+            *bucket.streams.entry(stream.clone()).or_default() += effects.counts;
+        }
+        if !effects.attribution.configured {
+            new_accounts.insert(effects.attribution.account.clone());
+        }
+    }
+    let counters = buckets
+        .into_iter()
+        .map(|((account, start), bucket)| CounterDelta {
+            account: account.to_owned(),
+            bucket,
+            expires_at: policy.window.bucket_expiry(start),
+        })
+        .collect();
+
+    ChangeSet {
+        now,
+        claims,
+        suppressions,
+        counters,
+        new_accounts: new_accounts.into_iter().collect(),
+    }
+}
+
+/// Folds one address's events (oldest first) into its update; `None` when nothing changes.
+fn merge_address(
+    email: &EmailAddress,
+    events: &[(&Effects, &AddressEventKind)],
+    state: AddressState,
+    soft_policy: &SoftBouncePolicy,
+) -> Option<SuppressionUpdate> {
+    let mut suppress = None;
+    let mut feedback: Option<FeedbackRecord> = None;
+    let mut soft_times = state.soft_bounces.clone();
+    let mut soft_changed = false;
+    let mut last_at = Timestamp::EPOCH;
+
+    for (effects, kind) in events {
+        last_at = effects.at;
+        let mut record = |bounce: Option<&BounceDetail>,
+                          complaint_type: Option<&Option<String>>| {
+            let entry = feedback.get_or_insert_with(|| FeedbackRecord {
+                first_seen: effects.at,
+                last_seen: effects.at,
+                events: 0,
+                bounce: None,
+                complaint_feedback_type: None,
+                message_id: String::new(),
+                feedback_id: None,
+            });
+            entry.last_seen = effects.at;
+            entry.events += 1;
+            entry.message_id.clone_from(&effects.message_id);
+            entry.feedback_id.clone_from(&effects.feedback_id);
+            if let Some(detail) = bounce {
+                entry.bounce = Some(detail.clone());
+            }
+            if let Some(feedback_type) = complaint_type {
+                entry.complaint_feedback_type.clone_from(feedback_type);
+            }
+        };
+        match kind {
+            AddressEventKind::HardBounce(detail) => {
+                record(Some(detail), None);
+                suppress.get_or_insert(Reason::Bounce);
+            }
+            AddressEventKind::SoftBounce(detail) => {
+                record(Some(detail), None);
+                soft_changed = true;
+                if soft_policy.record(&mut soft_times, effects.at) {
+                    suppress.get_or_insert(Reason::SoftBounce);
+                }
+            }
+            AddressEventKind::Complaint {
+                feedback_type,
+                suppress: suppresses,
+            } => {
+                record(None, Some(feedback_type));
+                if *suppresses {
+                    suppress.get_or_insert(Reason::Complaint);
+                }
+            }
+            AddressEventKind::Delivered => {
+                soft_changed |= soft_policy.reset(&mut soft_times, effects.at);
+            }
+        }
+    }
+
+    let soft = soft_changed.then(|| {
+        let stays_unsuppressed = !state.suppressed && suppress.is_none();
+        SoftWrite {
+            expected_version: state.version,
+            bounces: soft_times,
+            expires_at: stays_unsuppressed.then(|| last_at.plus(soft_policy.window)),
+        }
+    });
+    if suppress.is_none() && feedback.is_none() && soft.is_none() {
+        return None;
+    }
+    Some(SuppressionUpdate {
+        email: email.clone(),
+        suppress,
+        feedback,
+        soft,
+    })
+}

@@ -1,0 +1,4 @@
+//! One module per Lambda function: decode the event, call the use case through the ports,
+//! encode the response. Nothing else lives here.
+
+pub mod ingest;

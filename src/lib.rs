@@ -1,0 +1,15 @@
+//! sesguard guards the sender reputation of Amazon SES accounts: it records bounces and
+//! complaints in a suppression list and tracks every account's rolling bounce and complaint
+//! rates. The pure rules live in [`domain`], the store interfaces in [`ports`], their
+//! implementations in [`store`], and each Lambda function's handler in [`handlers`].
+
+pub mod accounts;
+pub mod cli;
+pub mod config;
+pub mod deps;
+pub mod domain;
+pub mod handlers;
+pub mod ingest;
+pub mod ports;
+pub mod store;
+pub mod telemetry;

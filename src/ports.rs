@@ -1,0 +1,155 @@
+//! The narrow interfaces the application needs from the outside world, owned here and
+//! implemented by adapters in [`crate::store`]. Each trait is one capability, so a function
+//! asks only for what it uses (`&dyn SuppressionList` to look up, `&dyn FeedbackLedger` to
+//! record). The domain types cross these interfaces; no AWS or SQL type does.
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+
+use crate::domain::address::EmailAddress;
+use crate::domain::counters::Bucket;
+use crate::domain::plan::ChangeSet;
+use crate::domain::suppression::{AddressState, Reason, Suppression};
+use crate::domain::timestamp::Timestamp;
+
+/// A failure of the store itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The store could not be reached or did not answer in time; retrying may succeed.
+    #[error("store unavailable while {action}")]
+    Unavailable {
+        /// What sesguard was doing.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store refused the request as invalid (a missing table, a bad key): retrying
+    /// will not help.
+    #[error("store rejected the request while {action}")]
+    Rejected {
+        /// What sesguard was doing.
+        action: String,
+        /// The underlying error.
+        #[source]
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    /// The store holds something sesguard cannot read.
+    #[error("store holds a malformed {what}: {detail}")]
+    Corrupt {
+        /// The kind of item.
+        what: &'static str,
+        /// What is wrong with it.
+        detail: String,
+    },
+}
+
+impl StoreError {
+    /// Whether the same request may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, StoreError::Unavailable { .. })
+    }
+}
+
+/// Why an atomic [`ChangeSet`] was not applied. Nothing was written in every case.
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    /// These de-duplication keys are already claimed: those notifications were recorded
+    /// before. Plan again without them.
+    #[error("{} notification(s) were already recorded", .0.len())]
+    AlreadyApplied(Vec<String>),
+    /// An address changed after its state was read (another instance wrote it). Read again
+    /// and plan again.
+    #[error("an address record changed after it was read")]
+    Conflict,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Records ingested feedback: the write side of the ingest path.
+#[async_trait]
+pub trait FeedbackLedger: Send + Sync {
+    /// The stored state of these addresses; addresses without a record are left out.
+    /// One batched read (DynamoDB: one `BatchGetItem` per 100 addresses, with unprocessed
+    /// keys retried). Expired records read as having no soft bounces.
+    async fn address_states(
+        &self,
+        emails: &[EmailAddress],
+        now: Timestamp,
+    ) -> Result<HashMap<EmailAddress, AddressState>, StoreError>;
+
+    /// Applies the whole change atomically — every claim, address update and counter
+    /// delta — or nothing. Fails with [`ApplyError::AlreadyApplied`] if any claim's key is
+    /// held by an unexpired claim, and with [`ApplyError::Conflict`] if an address with a
+    /// soft-bounce write is no longer at the version read. Safe to retry after any error.
+    async fn apply(&self, change: &ChangeSet) -> Result<(), ApplyError>;
+
+    /// The most items (claims + addresses + counters + accounts) one `apply` can write.
+    fn max_items_per_apply(&self) -> usize;
+}
+
+/// One page of a listing.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Page<T> {
+    /// The items, in key order.
+    pub items: Vec<T>,
+    /// Pass back to get the next page; `None` on the last page.
+    pub next: Option<String>,
+}
+
+/// Reads the suppression list.
+#[async_trait]
+pub trait SuppressionList: Send + Sync {
+    /// The suppression of one (normalised) address, or `None` when it is not suppressed.
+    async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError>;
+
+    /// Suppressed addresses, optionally of one reason, at most `limit` per page, resuming
+    /// after `cursor`. On DynamoDB this scans the table: an operator's tool, not a hot path.
+    async fn list(
+        &self,
+        reason: Option<Reason>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Suppression>, StoreError>;
+}
+
+/// Reads the per-account counters.
+#[async_trait]
+pub trait CounterWindow: Send + Sync {
+    /// The account's buckets whose start lies in `[first, last]`. One query (paginated).
+    async fn buckets(
+        &self,
+        account: &str,
+        first: Timestamp,
+        last: Timestamp,
+    ) -> Result<Vec<Bucket>, StoreError>;
+
+    /// Accounts that received feedback but are not in the configuration.
+    async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError>;
+}
+
+/// Everything a store adapter provides.
+pub trait Store: FeedbackLedger + SuppressionList + CounterWindow {}
+
+impl<T: FeedbackLedger + SuppressionList + CounterWindow> Store for T {}
+
+/// The current time. Handlers read it once per event; the domain never does.
+pub trait Clock: Send + Sync {
+    /// Now.
+    fn now(&self) -> Timestamp;
+}
+
+/// The system clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Timestamp {
+        let since_epoch = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
+        Timestamp::from_millis(i64::try_from(since_epoch.as_millis()).unwrap_or(i64::MAX))
+    }
+}

@@ -1,0 +1,711 @@
+//! The DynamoDB store. Two tables, names from the configuration, both on-demand with the TTL
+//! attribute `expires_at` (epoch seconds):
+//!
+//! - suppressions — key `email` (S): one item per address; suppressed items carry `reason`
+//!   and never expire; soft-bounce trackers expire a window after their last bounce.
+//! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), counter
+//!   buckets (`account#NAME` / `bucket#MILLIS`, per-stream counters as `s:STREAM:COUNTER`
+//!   attributes of the same item), and unconfigured accounts (`unconfigured-accounts` / NAME).
+//!
+//! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
+//! address updates (conditional on the version read when they carry a soft-bounce state),
+//! counter `ADD`s. TTL deletes lazily, so every read filters expired items itself.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
+    Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+};
+
+use crate::domain::address::EmailAddress;
+use crate::domain::counters::{Bucket, CounterDelta, Counts};
+use crate::domain::plan::{ChangeSet, Claim};
+use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList};
+
+/// DynamoDB's limit on actions in one `TransactWriteItems`.
+pub const MAX_TRANSACTION_ITEMS: usize = 100;
+/// DynamoDB's limit on keys in one `BatchGetItem`.
+const MAX_BATCH_GET: usize = 100;
+/// TTL attribute on both tables.
+pub const TTL_ATTRIBUTE: &str = "expires_at";
+const UNCONFIGURED: &str = "unconfigured-accounts";
+
+/// The two table names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tables {
+    /// The suppression list.
+    pub suppressions: String,
+    /// Claims, counters and account state.
+    pub state: String,
+}
+
+/// A DynamoDB-backed store.
+#[derive(Debug, Clone)]
+pub struct DynamoStore {
+    client: Client,
+    tables: Tables,
+}
+
+fn s(value: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(value.into())
+}
+
+fn n(value: impl ToString) -> AttributeValue {
+    AttributeValue::N(value.to_string())
+}
+
+type Item = HashMap<String, AttributeValue>;
+
+fn text(item: &Item, name: &str) -> Option<String> {
+    item.get(name).and_then(|v| v.as_s().ok()).cloned()
+}
+
+fn number<T: std::str::FromStr>(
+    item: &Item,
+    name: &str,
+    what: &'static str,
+) -> Result<Option<T>, StoreError> {
+    match item.get(name) {
+        None => Ok(None),
+        Some(AttributeValue::N(value)) => {
+            value.parse().map(Some).map_err(|_| StoreError::Corrupt {
+                what,
+                detail: format!("`{name}` is `{value}`"),
+            })
+        }
+        Some(other) => Err(StoreError::Corrupt {
+            what,
+            detail: format!("`{name}` is not a number: {other:?}"),
+        }),
+    }
+}
+
+/// Maps an SDK failure: invalid requests are rejected, everything else is retryable.
+fn failure<E, R>(action: &str, error: SdkError<E, R>) -> StoreError
+where
+    E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
+    R: std::fmt::Debug + Send + Sync + 'static,
+{
+    let rejected = matches!(
+        error.code(),
+        Some("ValidationException" | "ResourceNotFoundException" | "AccessDeniedException")
+    );
+    let action = action.to_owned();
+    let source = Box::new(error);
+    if rejected {
+        StoreError::Rejected { action, source }
+    } else {
+        StoreError::Unavailable { action, source }
+    }
+}
+
+fn build_error(action: &str, error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
+    StoreError::Rejected {
+        action: action.to_owned(),
+        source: Box::new(error),
+    }
+}
+
+/// Collects the clauses and placeholders of one update expression. Every attribute name
+/// goes through a placeholder: `count`, `status` and many others are reserved words.
+#[derive(Default)]
+struct Expression {
+    set: Vec<String>,
+    add: Vec<String>,
+    remove: Vec<String>,
+    names: HashMap<String, String>,
+    values: HashMap<String, AttributeValue>,
+}
+
+impl Expression {
+    fn name(&mut self, attribute: &str) -> String {
+        let placeholder = format!("#n{}", self.names.len());
+        self.names.insert(placeholder.clone(), attribute.to_owned());
+        placeholder
+    }
+
+    fn value(&mut self, value: AttributeValue) -> String {
+        let placeholder = format!(":v{}", self.values.len());
+        self.values.insert(placeholder.clone(), value);
+        placeholder
+    }
+
+    fn set(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, value) = (self.name(attribute), self.value(value));
+        self.set.push(format!("{name} = {value}"));
+    }
+
+    fn set_if_absent(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, value) = (self.name(attribute), self.value(value));
+        self.set
+            .push(format!("{name} = if_not_exists({name}, {value})"));
+    }
+
+    fn set_or_remove(&mut self, attribute: &str, value: Option<&String>) {
+        match value {
+            Some(value) => self.set(attribute, s(value)),
+            None => self.remove(attribute),
+        }
+    }
+
+    fn add(&mut self, attribute: &str, value: AttributeValue) {
+        let (name, value) = (self.name(attribute), self.value(value));
+        self.add.push(format!("{name} {value}"));
+    }
+
+    fn remove(&mut self, attribute: &str) {
+        let name = self.name(attribute);
+        self.remove.push(name);
+    }
+
+    fn update_expression(&self) -> String {
+        [
+            ("SET", &self.set),
+            ("ADD", &self.add),
+            ("REMOVE", &self.remove),
+        ]
+        .iter()
+        .filter(|(_, clauses)| !clauses.is_empty())
+        .map(|(keyword, clauses)| format!("{keyword} {}", clauses.join(", ")))
+        .collect::<Vec<_>>()
+        .join(" ")
+    }
+}
+
+fn bucket_sort_key(start: Timestamp) -> String {
+    format!("bucket#{:015}", start.as_millis().max(0))
+}
+
+fn account_key(account: &str) -> String {
+    format!("account#{account}")
+}
+
+fn stream_attribute(stream: &str, counter: &str) -> String {
+    format!("s:{stream}:{counter}")
+}
+
+impl DynamoStore {
+    /// A store over these tables with this client (built once at init).
+    pub fn new(client: Client, tables: Tables) -> Self {
+        Self { client, tables }
+    }
+
+    /// Creates both tables (on-demand, TTL on `expires_at`) if they do not exist: for local
+    /// servers and tests. In AWS the SAM template creates them.
+    pub async fn create_tables(&self) -> Result<(), StoreError> {
+        let attribute = |name: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .map_err(|e| build_error("defining a table", e))
+        };
+        let key = |name: &str, key_type| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(key_type)
+                .build()
+                .map_err(|e| build_error("defining a table", e))
+        };
+        let definitions = [
+            (&self.tables.suppressions, vec![("email", KeyType::Hash)]),
+            (
+                &self.tables.state,
+                vec![("pk", KeyType::Hash), ("sk", KeyType::Range)],
+            ),
+        ];
+        for (table, keys) in definitions {
+            let mut request = self
+                .client
+                .create_table()
+                .table_name(table)
+                .billing_mode(BillingMode::PayPerRequest);
+            for (name, key_type) in keys {
+                request = request
+                    .attribute_definitions(attribute(name)?)
+                    .key_schema(key(name, key_type)?);
+            }
+            match request.send().await {
+                Ok(_) => {}
+                Err(e) if e.code() == Some("ResourceInUseException") => continue,
+                Err(e) => return Err(failure(&format!("creating table {table}"), e)),
+            }
+            let ttl = TimeToLiveSpecification::builder()
+                .attribute_name(TTL_ATTRIBUTE)
+                .enabled(true)
+                .build()
+                .map_err(|e| build_error("enabling TTL", e))?;
+            self.client
+                .update_time_to_live()
+                .table_name(table)
+                .time_to_live_specification(ttl)
+                .send()
+                .await
+                .map_err(|e| failure(&format!("enabling TTL on {table}"), e))?;
+        }
+        Ok(())
+    }
+
+    fn claim_put(&self, claim: &Claim, now: Timestamp) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tables.state)
+            .item("pk", s(format!("claim#{}", claim.key)))
+            .item("sk", s("claim"))
+            .item(TTL_ATTRIBUTE, n(claim.expires_at.as_epoch_seconds()))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now.as_epoch_seconds()))
+            .build()
+            .map_err(|e| build_error("building a claim", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+
+    fn suppression_update(
+        &self,
+        update: &SuppressionUpdate,
+    ) -> Result<TransactWriteItem, StoreError> {
+        let mut x = Expression::default();
+        x.add("version", n(1));
+        if let Some(reason) = update.suppress {
+            x.set_if_absent("reason", s(reason.as_str()));
+            x.remove(TTL_ATTRIBUTE);
+        }
+        if let Some(feedback) = &update.feedback {
+            x.add("count", n(feedback.events));
+            x.set_if_absent("first_seen", n(feedback.first_seen.as_millis()));
+            x.set("last_seen", n(feedback.last_seen.as_millis()));
+            x.set("message_id", s(&feedback.message_id));
+            x.set_or_remove("feedback_id", feedback.feedback_id.as_ref());
+            if let Some(bounce) = &feedback.bounce {
+                x.set("bounce_type", s(&bounce.bounce_type));
+                x.set("bounce_subtype", s(&bounce.bounce_subtype));
+                x.set_or_remove("status", bounce.status.as_ref());
+                x.set_or_remove("diagnostic_code", bounce.diagnostic_code.as_ref());
+            }
+            if let Some(feedback_type) = &feedback.complaint_feedback_type {
+                x.set("complaint_feedback_type", s(feedback_type));
+            }
+        }
+        let mut condition = None;
+        if let Some(soft) = &update.soft {
+            let times = soft.bounces.iter().map(|t| n(t.as_millis())).collect();
+            x.set("soft_bounces", AttributeValue::L(times));
+            if update.suppress.is_none() {
+                match soft.expires_at {
+                    Some(at) => x.set(TTL_ATTRIBUTE, n(at.as_epoch_seconds())),
+                    None => x.remove(TTL_ATTRIBUTE),
+                }
+            }
+            let version = x.name("version");
+            condition = Some(if soft.expected_version == 0 {
+                format!("attribute_not_exists({version})")
+            } else {
+                let expected = x.value(n(soft.expected_version));
+                format!("{version} = {expected}")
+            });
+        }
+        let built = Update::builder()
+            .table_name(&self.tables.suppressions)
+            .key("email", s(update.email.as_str()))
+            .update_expression(x.update_expression())
+            .set_condition_expression(condition)
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .build()
+            .map_err(|e| build_error("building an address update", e))?;
+        Ok(TransactWriteItem::builder().update(built).build())
+    }
+
+    fn counter_update(&self, delta: &CounterDelta) -> Result<TransactWriteItem, StoreError> {
+        let mut x = Expression::default();
+        let rows = std::iter::once((None, &delta.bucket.total)).chain(
+            delta
+                .bucket
+                .streams
+                .iter()
+                .map(|(stream, c)| (Some(stream.as_str()), c)),
+        );
+        for (stream, counts) in rows {
+            for (counter, value) in Counts::NAMES.iter().zip(counts.values()) {
+                if value > 0 {
+                    let attribute = stream
+                        .map_or_else(|| (*counter).to_owned(), |s| stream_attribute(s, counter));
+                    x.add(&attribute, n(value));
+                }
+            }
+        }
+        x.set("bucket_start", n(delta.bucket.start.as_millis()));
+        x.set(TTL_ATTRIBUTE, n(delta.expires_at.as_epoch_seconds()));
+        let built = Update::builder()
+            .table_name(&self.tables.state)
+            .key("pk", s(account_key(&delta.account)))
+            .key("sk", s(bucket_sort_key(delta.bucket.start)))
+            .update_expression(x.update_expression())
+            .set_expression_attribute_names(Some(x.names))
+            .set_expression_attribute_values(Some(x.values))
+            .build()
+            .map_err(|e| build_error("building a counter update", e))?;
+        Ok(TransactWriteItem::builder().update(built).build())
+    }
+
+    fn account_put(&self, name: &str) -> Result<TransactWriteItem, StoreError> {
+        let put = Put::builder()
+            .table_name(&self.tables.state)
+            .item("pk", s(UNCONFIGURED))
+            .item("sk", s(name))
+            .build()
+            .map_err(|e| build_error("building an account registration", e))?;
+        Ok(TransactWriteItem::builder().put(put).build())
+    }
+}
+
+/// Reads the outcome of a cancelled transaction whose first `claims` actions were claims.
+fn cancelled(
+    claims: &[Claim],
+    reasons: &[aws_sdk_dynamodb::types::CancellationReason],
+) -> Option<ApplyError> {
+    let mut taken = Vec::new();
+    let mut conflict = false;
+    for (index, reason) in reasons.iter().enumerate() {
+        match reason.code() {
+            Some("ConditionalCheckFailed") if index < claims.len() => {
+                taken.push(claims[index].key.clone())
+            }
+            Some("ConditionalCheckFailed" | "TransactionConflict") => conflict = true,
+            Some("None") | None => {}
+            Some(_) => return None,
+        }
+    }
+    if !taken.is_empty() {
+        Some(ApplyError::AlreadyApplied(taken))
+    } else if conflict {
+        Some(ApplyError::Conflict)
+    } else {
+        None
+    }
+}
+
+fn parse_bucket(item: &Item) -> Result<Bucket, StoreError> {
+    const WHAT: &str = "counter bucket";
+    let start = number::<i64>(item, "bucket_start", WHAT)?.ok_or(StoreError::Corrupt {
+        what: WHAT,
+        detail: "no `bucket_start`".into(),
+    })?;
+    let mut bucket = Bucket {
+        start: Timestamp::from_millis(start),
+        ..Bucket::default()
+    };
+    let mut totals = [0_u64; 5];
+    for (i, counter) in Counts::NAMES.iter().enumerate() {
+        totals[i] = number(item, counter, WHAT)?.unwrap_or(0);
+    }
+    bucket.total = Counts::from_values(totals);
+    for name in item.keys() {
+        let Some((stream, counter)) = name
+            .strip_prefix("s:")
+            .and_then(|rest| rest.rsplit_once(':'))
+        else {
+            continue;
+        };
+        let Some(index) = Counts::NAMES.iter().position(|c| *c == counter) else {
+            continue;
+        };
+        let mut values = bucket
+            .streams
+            .get(stream)
+            .copied()
+            .unwrap_or_default()
+            .values();
+        values[index] = number(item, name, WHAT)?.unwrap_or(0);
+        bucket
+            .streams
+            .insert(stream.to_owned(), Counts::from_values(values));
+    }
+    Ok(bucket)
+}
+
+fn parse_suppression(item: &Item) -> Result<Option<Suppression>, StoreError> {
+    const WHAT: &str = "suppression";
+    let corrupt = |detail: String| StoreError::Corrupt { what: WHAT, detail };
+    let Some(reason) = text(item, "reason") else {
+        return Ok(None);
+    };
+    let email = text(item, "email").ok_or_else(|| corrupt("no `email`".into()))?;
+    Ok(Some(Suppression {
+        email: EmailAddress::parse(&email).map_err(|e| corrupt(e.to_string()))?,
+        reason: reason
+            .parse()
+            .map_err(|e: crate::domain::suppression::UnknownReason| corrupt(e.to_string()))?,
+        bounce_type: text(item, "bounce_type"),
+        bounce_subtype: text(item, "bounce_subtype"),
+        status: text(item, "status"),
+        diagnostic_code: text(item, "diagnostic_code"),
+        complaint_feedback_type: text(item, "complaint_feedback_type"),
+        count: number(item, "count", WHAT)?.unwrap_or(0),
+        first_seen: Timestamp::from_millis(number(item, "first_seen", WHAT)?.unwrap_or(0)),
+        last_seen: Timestamp::from_millis(number(item, "last_seen", WHAT)?.unwrap_or(0)),
+        message_id: text(item, "message_id"),
+        feedback_id: text(item, "feedback_id"),
+    }))
+}
+
+fn parse_state(item: &Item, now: Timestamp) -> Result<AddressState, StoreError> {
+    const WHAT: &str = "address state";
+    let expired =
+        number::<i64>(item, TTL_ATTRIBUTE, WHAT)?.is_some_and(|at| at <= now.as_epoch_seconds());
+    let mut soft_bounces = Vec::new();
+    if !expired && let Some(AttributeValue::L(list)) = item.get("soft_bounces") {
+        for value in list {
+            let millis = value
+                .as_n()
+                .ok()
+                .and_then(|v| v.parse::<i64>().ok())
+                .ok_or_else(|| StoreError::Corrupt {
+                    what: WHAT,
+                    detail: format!("soft bounce time {value:?}"),
+                })?;
+            soft_bounces.push(Timestamp::from_millis(millis));
+        }
+    }
+    Ok(AddressState {
+        version: number(item, "version", WHAT)?.unwrap_or(0),
+        suppressed: item.contains_key("reason"),
+        soft_bounces,
+    })
+}
+
+#[async_trait]
+impl FeedbackLedger for DynamoStore {
+    async fn address_states(
+        &self,
+        emails: &[EmailAddress],
+        now: Timestamp,
+    ) -> Result<HashMap<EmailAddress, AddressState>, StoreError> {
+        let action = "reading address states";
+        let mut states = HashMap::new();
+        for chunk in emails.chunks(MAX_BATCH_GET) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for email in chunk {
+                keys = keys.keys(HashMap::from([("email".to_owned(), s(email.as_str()))]));
+            }
+            let mut pending = Some(keys.build().map_err(|e| build_error(action, e))?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.suppressions, request)
+                    .send()
+                    .await
+                    .map_err(|e| failure(action, e))?;
+                for item in output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.tables.suppressions)
+                    .unwrap_or_default()
+                {
+                    let email = text(&item, "email").unwrap_or_default();
+                    let email = EmailAddress::parse(&email).map_err(|e| StoreError::Corrupt {
+                        what: "address state",
+                        detail: e.to_string(),
+                    })?;
+                    states.insert(email, parse_state(&item, now)?);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.tables.suppressions))
+                    .filter(|keys| !keys.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable {
+                            action: action.into(),
+                            source: "unprocessed keys after 8 retries".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    async fn apply(&self, change: &ChangeSet) -> Result<(), ApplyError> {
+        if change.items() > MAX_TRANSACTION_ITEMS {
+            return Err(ApplyError::Store(StoreError::Rejected {
+                action: "applying a change".into(),
+                source: format!(
+                    "{} items, more than one transaction takes ({MAX_TRANSACTION_ITEMS})",
+                    change.items()
+                )
+                .into(),
+            }));
+        }
+        if change.items() == 0 {
+            return Ok(());
+        }
+        let mut items = Vec::with_capacity(change.items());
+        for claim in &change.claims {
+            items.push(self.claim_put(claim, change.now)?);
+        }
+        for update in &change.suppressions {
+            items.push(self.suppression_update(update)?);
+        }
+        for delta in &change.counters {
+            items.push(self.counter_update(delta)?);
+        }
+        for name in &change.new_accounts {
+            items.push(self.account_put(name)?);
+        }
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(error) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+                    error.as_service_error()
+                    && let Some(outcome) = cancelled(&change.claims, cancel.cancellation_reasons())
+                {
+                    return Err(outcome);
+                }
+                Err(ApplyError::Store(failure("applying a change", error)))
+            }
+        }
+    }
+
+    fn max_items_per_apply(&self) -> usize {
+        MAX_TRANSACTION_ITEMS
+    }
+}
+
+#[async_trait]
+impl SuppressionList for DynamoStore {
+    async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.suppressions)
+            .key("email", s(email.as_str()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failure("reading a suppression", e))?;
+        output.item.as_ref().map_or(Ok(None), parse_suppression)
+    }
+
+    async fn list(
+        &self,
+        reason: Option<Reason>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Suppression>, StoreError> {
+        let limit = limit.max(1);
+        let mut items = Vec::new();
+        let mut start = cursor.map(|email| HashMap::from([("email".to_owned(), s(email))]));
+        loop {
+            let mut request = self
+                .client
+                .scan()
+                .table_name(&self.tables.suppressions)
+                .set_exclusive_start_key(start.take())
+                .expression_attribute_names("#reason", "reason");
+            request = match reason {
+                Some(reason) => request
+                    .filter_expression("#reason = :reason")
+                    .expression_attribute_values(":reason", s(reason.as_str())),
+                None => request.filter_expression("attribute_exists(#reason)"),
+            };
+            let output = request
+                .send()
+                .await
+                .map_err(|e| failure("listing suppressions", e))?;
+            for item in output.items.unwrap_or_default() {
+                if let Some(suppression) = parse_suppression(&item)? {
+                    items.push(suppression);
+                    if items.len() == limit {
+                        let next = Some(items[limit - 1].email.as_str().to_owned());
+                        return Ok(Page { items, next });
+                    }
+                }
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(Page { items, next: None }),
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl CounterWindow for DynamoStore {
+    async fn buckets(
+        &self,
+        account: &str,
+        first: Timestamp,
+        last: Timestamp,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let mut buckets = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.state)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .expression_attribute_values(":pk", s(account_key(account)))
+                .expression_attribute_values(":first", s(bucket_sort_key(first)))
+                .expression_attribute_values(":last", s(bucket_sort_key(last)))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| failure("reading counters", e))?;
+            for item in output.items.unwrap_or_default() {
+                buckets.push(parse_bucket(&item)?);
+            }
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(buckets),
+            }
+        }
+    }
+
+    async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        let mut names = Vec::new();
+        let mut start = None;
+        loop {
+            let output = self
+                .client
+                .query()
+                .table_name(&self.tables.state)
+                .key_condition_expression("pk = :pk")
+                .expression_attribute_values(":pk", s(UNCONFIGURED))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| failure("listing unconfigured accounts", e))?;
+            names.extend(
+                output
+                    .items
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(|item| text(item, "sk")),
+            );
+            match output.last_evaluated_key {
+                Some(key) => start = Some(key),
+                None => return Ok(names),
+            }
+        }
+    }
+}

@@ -1,0 +1,578 @@
+//! The embedded store: one SQLite file (`sqlite:PATH`), the default for local runs, the CLI
+//! and the demo. Several processes may share the file: WAL journaling, a busy timeout, and
+//! `BEGIN IMMEDIATE` transactions serialise writers, so `apply` is atomic across processes
+//! just as the DynamoDB transaction is across Lambda instances.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::domain::address::EmailAddress;
+use crate::domain::counters::{Bucket, Counts};
+use crate::domain::plan::ChangeSet;
+use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS suppressions (
+    email TEXT PRIMARY KEY,
+    reason TEXT,
+    bounce_type TEXT,
+    bounce_subtype TEXT,
+    status TEXT,
+    diagnostic_code TEXT,
+    complaint_feedback_type TEXT,
+    count INTEGER NOT NULL DEFAULT 0,
+    first_seen INTEGER,
+    last_seen INTEGER,
+    message_id TEXT,
+    feedback_id TEXT,
+    soft_bounces TEXT NOT NULL DEFAULT '',
+    version INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS suppressions_by_reason ON suppressions (reason, email);
+CREATE TABLE IF NOT EXISTS claims (
+    key TEXT PRIMARY KEY,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    account TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    stream TEXT NOT NULL,
+    sends INTEGER NOT NULL DEFAULT 0,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    hard_bounces INTEGER NOT NULL DEFAULT 0,
+    soft_bounces INTEGER NOT NULL DEFAULT 0,
+    complaints INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (account, bucket, stream)
+);
+CREATE TABLE IF NOT EXISTS unconfigured_accounts (name TEXT PRIMARY KEY);
+";
+
+/// The stream name under which a bucket's all-streams total is stored.
+const TOTAL: &str = "";
+
+const SUPPRESSION_COLUMNS: &str = "email, reason, bounce_type, bounce_subtype, status, \
+     diagnostic_code, complaint_feedback_type, count, first_seen, last_seen, message_id, feedback_id";
+
+/// An SQLite-backed store.
+#[derive(Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+    path: PathBuf,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.path)
+            .finish()
+    }
+}
+
+fn unavailable(action: &str) -> impl FnOnce(rusqlite::Error) -> StoreError + '_ {
+    move |source| StoreError::Unavailable {
+        action: action.to_owned(),
+        source: Box::new(source),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and its parent directory.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|source| StoreError::Unavailable {
+                action: format!("creating {}", parent.display()),
+                source: Box::new(source),
+            })?;
+        }
+        let action = format!("opening {}", path.display());
+        let connection = Connection::open(path).map_err(unavailable(&action))?;
+        connection
+            .busy_timeout(Duration::from_secs(10))
+            .map_err(unavailable(&action))?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(unavailable(&action))?;
+        connection
+            .pragma_update(None, "synchronous", "NORMAL")
+            .map_err(unavailable(&action))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(unavailable(&action))?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+            path: path.to_owned(),
+        })
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Runs blocking SQLite work off the async executor.
+    async fn run<T, E>(
+        &self,
+        work: impl FnOnce(&mut Connection) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<StoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        let joined = tokio::task::spawn_blocking(move || {
+            let mut guard = connection
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            work(&mut guard)
+        })
+        .await;
+        joined.unwrap_or_else(|join| {
+            Err(E::from(StoreError::Unavailable {
+                action: "running an SQLite task".into(),
+                source: Box::new(join),
+            }))
+        })
+    }
+}
+
+fn encode_times(times: &[Timestamp]) -> String {
+    times
+        .iter()
+        .map(|t| t.as_millis().to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn decode_times(text: &str) -> Result<Vec<Timestamp>, StoreError> {
+    text.split(',')
+        .filter(|part| !part.is_empty())
+        .map(|part| {
+            part.parse::<i64>()
+                .map(Timestamp::from_millis)
+                .map_err(|_| StoreError::Corrupt {
+                    what: "soft-bounce list",
+                    detail: format!("`{text}`"),
+                })
+        })
+        .collect()
+}
+
+fn version_of(row: Option<i64>) -> u64 {
+    row.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
+}
+
+fn apply_in(tx: &rusqlite::Transaction<'_>, change: &ChangeSet) -> Result<(), ApplyError> {
+    let failed = |e: rusqlite::Error| ApplyError::Store(unavailable("applying a change")(e));
+    let now = change.now.as_millis();
+
+    let mut taken = Vec::new();
+    for claim in &change.claims {
+        let live: Option<i64> = tx
+            .query_row(
+                "SELECT expires_at FROM claims WHERE key = ?1 AND expires_at > ?2",
+                params![claim.key, now],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed)?;
+        if live.is_some() {
+            taken.push(claim.key.clone());
+        }
+    }
+    if !taken.is_empty() {
+        return Err(ApplyError::AlreadyApplied(taken));
+    }
+    for update in change.suppressions.iter().filter(|u| u.soft.is_some()) {
+        let expected = update.soft.as_ref().map_or(0, |s| s.expected_version);
+        let version: Option<i64> = tx
+            .query_row(
+                "SELECT version FROM suppressions WHERE email = ?1",
+                [update.email.as_str()],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(failed)?;
+        if version_of(version) != expected {
+            return Err(ApplyError::Conflict);
+        }
+    }
+
+    for claim in &change.claims {
+        tx.execute(
+            "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
+            params![claim.key, claim.expires_at.as_millis()],
+        )
+        .map_err(failed)?;
+    }
+    for update in &change.suppressions {
+        let email = update.email.as_str();
+        tx.execute(
+            "INSERT INTO suppressions (email) VALUES (?1) ON CONFLICT (email) DO NOTHING",
+            [email],
+        )
+        .map_err(failed)?;
+        tx.execute(
+            "UPDATE suppressions SET version = version + 1,
+                 reason = COALESCE(reason, ?2),
+                 expires_at = CASE WHEN ?2 IS NOT NULL THEN NULL ELSE expires_at END
+             WHERE email = ?1",
+            params![email, update.suppress.map(Reason::as_str)],
+        )
+        .map_err(failed)?;
+        if let Some(feedback) = &update.feedback {
+            tx.execute(
+                "UPDATE suppressions SET count = count + ?2,
+                     first_seen = COALESCE(first_seen, ?3), last_seen = ?4,
+                     message_id = ?5, feedback_id = ?6
+                 WHERE email = ?1",
+                params![
+                    email,
+                    i64::try_from(feedback.events).unwrap_or(i64::MAX),
+                    feedback.first_seen.as_millis(),
+                    feedback.last_seen.as_millis(),
+                    feedback.message_id,
+                    feedback.feedback_id
+                ],
+            )
+            .map_err(failed)?;
+            if let Some(bounce) = &feedback.bounce {
+                tx.execute(
+                    "UPDATE suppressions SET bounce_type = ?2, bounce_subtype = ?3,
+                         status = ?4, diagnostic_code = ?5
+                     WHERE email = ?1",
+                    params![
+                        email,
+                        bounce.bounce_type,
+                        bounce.bounce_subtype,
+                        bounce.status,
+                        bounce.diagnostic_code
+                    ],
+                )
+                .map_err(failed)?;
+            }
+            if let Some(feedback_type) = &feedback.complaint_feedback_type {
+                tx.execute(
+                    "UPDATE suppressions SET complaint_feedback_type = ?2 WHERE email = ?1",
+                    params![email, feedback_type],
+                )
+                .map_err(failed)?;
+            }
+        }
+        if let Some(soft) = &update.soft {
+            tx.execute(
+                "UPDATE suppressions SET soft_bounces = ?2,
+                     expires_at = CASE WHEN reason IS NULL THEN ?3 ELSE NULL END
+                 WHERE email = ?1",
+                params![
+                    email,
+                    encode_times(&soft.bounces),
+                    soft.expires_at.map(Timestamp::as_millis)
+                ],
+            )
+            .map_err(failed)?;
+        }
+    }
+    for delta in &change.counters {
+        let start = delta.bucket.start.as_millis();
+        let expires = delta.expires_at.as_millis();
+        let rows = std::iter::once((TOTAL, &delta.bucket.total))
+            .chain(delta.bucket.streams.iter().map(|(s, c)| (s.as_str(), c)));
+        for (stream, counts) in rows {
+            let [sends, deliveries, hard, soft, complaints] = counts
+                .values()
+                .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+            tx.execute(
+                "INSERT INTO counters (account, bucket, stream, sends, deliveries, hard_bounces,
+                     soft_bounces, complaints, expires_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+                 ON CONFLICT (account, bucket, stream) DO UPDATE SET
+                     sends = sends + excluded.sends,
+                     deliveries = deliveries + excluded.deliveries,
+                     hard_bounces = hard_bounces + excluded.hard_bounces,
+                     soft_bounces = soft_bounces + excluded.soft_bounces,
+                     complaints = complaints + excluded.complaints,
+                     expires_at = MAX(expires_at, excluded.expires_at)",
+                params![
+                    delta.account,
+                    start,
+                    stream,
+                    sends,
+                    deliveries,
+                    hard,
+                    soft,
+                    complaints,
+                    expires
+                ],
+            )
+            .map_err(failed)?;
+        }
+    }
+    for name in &change.new_accounts {
+        tx.execute(
+            "INSERT OR IGNORE INTO unconfigured_accounts (name) VALUES (?1)",
+            [name],
+        )
+        .map_err(failed)?;
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl FeedbackLedger for SqliteStore {
+    async fn address_states(
+        &self,
+        emails: &[EmailAddress],
+        now: Timestamp,
+    ) -> Result<HashMap<EmailAddress, AddressState>, StoreError> {
+        let emails = emails.to_vec();
+        self.run(move |connection| {
+            let action = "reading address states";
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT version, reason IS NOT NULL, soft_bounces, expires_at
+                     FROM suppressions WHERE email = ?1",
+                )
+                .map_err(unavailable(action))?;
+            let mut states = HashMap::new();
+            for email in emails {
+                let row = statement
+                    .query_row([email.as_str()], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, bool>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, Option<i64>>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(unavailable(action))?;
+                let Some((version, suppressed, soft, expires_at)) = row else {
+                    continue;
+                };
+                let expired = expires_at.is_some_and(|at| at <= now.as_millis());
+                let soft_bounces = if expired {
+                    Vec::new()
+                } else {
+                    decode_times(&soft)?
+                };
+                states.insert(
+                    email,
+                    AddressState {
+                        version: version_of(Some(version)),
+                        suppressed,
+                        soft_bounces,
+                    },
+                );
+            }
+            Ok(states)
+        })
+        .await
+    }
+
+    async fn apply(&self, change: &ChangeSet) -> Result<(), ApplyError> {
+        let change = change.clone();
+        self.run(move |connection| {
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| ApplyError::Store(unavailable("starting a transaction")(e)))?;
+            apply_in(&tx, &change)?;
+            tx.commit()
+                .map_err(|e| ApplyError::Store(unavailable("committing a change")(e)))
+        })
+        .await
+    }
+
+    fn max_items_per_apply(&self) -> usize {
+        usize::MAX
+    }
+}
+
+/// A suppression as the table holds it, before its email and reason are checked.
+struct SuppressionRow {
+    email: String,
+    reason: String,
+    bounce_type: Option<String>,
+    bounce_subtype: Option<String>,
+    status: Option<String>,
+    diagnostic_code: Option<String>,
+    complaint_feedback_type: Option<String>,
+    count: i64,
+    first_seen: Option<i64>,
+    last_seen: Option<i64>,
+    message_id: Option<String>,
+    feedback_id: Option<String>,
+}
+
+fn suppression_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SuppressionRow> {
+    Ok(SuppressionRow {
+        email: row.get(0)?,
+        reason: row.get(1)?,
+        bounce_type: row.get(2)?,
+        bounce_subtype: row.get(3)?,
+        status: row.get(4)?,
+        diagnostic_code: row.get(5)?,
+        complaint_feedback_type: row.get(6)?,
+        count: row.get(7)?,
+        first_seen: row.get(8)?,
+        last_seen: row.get(9)?,
+        message_id: row.get(10)?,
+        feedback_id: row.get(11)?,
+    })
+}
+
+impl TryFrom<SuppressionRow> for Suppression {
+    type Error = StoreError;
+
+    fn try_from(row: SuppressionRow) -> Result<Self, StoreError> {
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "suppression",
+            detail,
+        };
+        Ok(Suppression {
+            email: EmailAddress::parse(&row.email).map_err(|e| corrupt(e.to_string()))?,
+            reason: row
+                .reason
+                .parse()
+                .map_err(|e: UnknownReason| corrupt(e.to_string()))?,
+            bounce_type: row.bounce_type,
+            bounce_subtype: row.bounce_subtype,
+            status: row.status,
+            diagnostic_code: row.diagnostic_code,
+            complaint_feedback_type: row.complaint_feedback_type,
+            count: u64::try_from(row.count).unwrap_or(0),
+            first_seen: Timestamp::from_millis(row.first_seen.unwrap_or(0)),
+            last_seen: Timestamp::from_millis(row.last_seen.unwrap_or(0)),
+            message_id: row.message_id,
+            feedback_id: row.feedback_id,
+        })
+    }
+}
+
+#[async_trait]
+impl SuppressionList for SqliteStore {
+    async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        let email = email.clone();
+        self.run(move |connection| {
+            let sql = format!(
+                "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE email = ?1 AND reason IS NOT NULL"
+            );
+            let row = connection
+                .query_row(&sql, [email.as_str()], suppression_from_row)
+                .optional()
+                .map_err(unavailable("reading a suppression"))?;
+            row.map(Suppression::try_from).transpose()
+        })
+        .await
+    }
+
+    async fn list(
+        &self,
+        reason: Option<Reason>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> Result<Page<Suppression>, StoreError> {
+        let cursor = cursor.unwrap_or("").to_owned();
+        let limit = limit.max(1);
+        self.run(move |connection| {
+            let action = "listing suppressions";
+            let sql = format!(
+                "SELECT {SUPPRESSION_COLUMNS} FROM suppressions
+                 WHERE reason IS NOT NULL AND (?1 IS NULL OR reason = ?1) AND email > ?2
+                 ORDER BY email LIMIT ?3"
+            );
+            let mut statement = connection
+                .prepare_cached(&sql)
+                .map_err(unavailable(action))?;
+            let rows = statement
+                .query_map(
+                    params![
+                        reason.map(Reason::as_str),
+                        cursor,
+                        i64::try_from(limit).unwrap_or(i64::MAX)
+                    ],
+                    suppression_from_row,
+                )
+                .map_err(unavailable(action))?;
+            let mut items = Vec::new();
+            for row in rows {
+                items.push(Suppression::try_from(row.map_err(unavailable(action))?)?);
+            }
+            let next = (items.len() == limit)
+                .then(|| items.last().map(|s| s.email.as_str().to_owned()))
+                .flatten();
+            Ok(Page { items, next })
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl CounterWindow for SqliteStore {
+    async fn buckets(
+        &self,
+        account: &str,
+        first: Timestamp,
+        last: Timestamp,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        let account = account.to_owned();
+        self.run(move |connection| {
+            let action = "reading counters";
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT bucket, stream, sends, deliveries, hard_bounces, soft_bounces, complaints
+                     FROM counters WHERE account = ?1 AND bucket BETWEEN ?2 AND ?3
+                     ORDER BY bucket, stream",
+                )
+                .map_err(unavailable(action))?;
+            let rows = statement
+                .query_map(params![account, first.as_millis(), last.as_millis()], |row| {
+                    let mut values = [0_u64; 5];
+                    for (i, value) in values.iter_mut().enumerate() {
+                        *value = u64::try_from(row.get::<_, i64>(i + 2)?).unwrap_or(0);
+                    }
+                    Ok((row.get::<_, i64>(0)?, row.get::<_, String>(1)?, Counts::from_values(values)))
+                })
+                .map_err(unavailable(action))?;
+            let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
+            for row in rows {
+                let (start, stream, counts) = row.map_err(unavailable(action))?;
+                let bucket = buckets.entry(start).or_insert_with(|| Bucket {
+                    start: Timestamp::from_millis(start),
+                    ..Bucket::default()
+                });
+                if stream == TOTAL {
+                    bucket.total = counts;
+                } else {
+                    bucket.streams.insert(stream, counts);
+                }
+            }
+            Ok(buckets.into_values().collect())
+        })
+        .await
+    }
+
+    async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        self.run(|connection| {
+            let action = "listing unconfigured accounts";
+            let mut statement = connection
+                .prepare_cached("SELECT name FROM unconfigured_accounts ORDER BY name")
+                .map_err(unavailable(action))?;
+            let names = statement
+                .query_map([], |row| row.get(0))
+                .map_err(unavailable(action))?
+                .collect::<Result<Vec<String>, _>>()
+                .map_err(unavailable(action))?;
+            Ok(names)
+        })
+        .await
+    }
+}

@@ -1,0 +1,96 @@
+//! Logging and metrics plumbing shared by every binary: JSON `tracing` logs on stderr, error
+//! cause chains flattened into one line, and CloudWatch embedded-metric-format (EMF) lines.
+
+use std::error::Error;
+use std::fmt::Write as _;
+
+use serde_json::{Map, Value, json};
+
+use crate::domain::timestamp::Timestamp;
+
+/// Installs the global subscriber: JSON lines on stderr, level from `RUST_LOG` (default
+/// `info`). Call once, first thing in `main`.
+pub fn init() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_current_span(false)
+        .with_target(false)
+        .init();
+}
+
+/// `error: cause: cause` — the whole chain on one line, for logs and client messages.
+pub fn error_chain(error: &(dyn Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            let _ = write!(text, ": {cause_text}");
+        }
+        source = cause.source();
+    }
+    text
+}
+
+/// One CloudWatch EMF document: `metrics` (name, count) under namespace `sesguard` with the
+/// given dimensions, as the single JSON line CloudWatch turns into metrics.
+pub fn emf_line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(&str, u64)]) -> String {
+    let mut document = Map::new();
+    document.insert(
+        "_aws".into(),
+        json!({
+            "Timestamp": at.as_millis(),
+            "CloudWatchMetrics": [{
+                "Namespace": "sesguard",
+                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Metrics": metrics.iter().map(|(name, _)| json!({"Name": name, "Unit": "Count"})).collect::<Vec<_>>(),
+            }]
+        }),
+    );
+    for (key, value) in dimensions {
+        document.insert((*key).to_owned(), Value::from(*value));
+    }
+    for (name, value) in metrics {
+        document.insert((*name).to_owned(), Value::from(*value));
+    }
+    Value::Object(document).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] std::io::Error);
+
+    #[test]
+    fn error_chains_show_every_cause_once() {
+        let error = Outer(std::io::Error::other("disk on fire"));
+        assert_eq!(error_chain(&error), "outer: disk on fire");
+    }
+
+    #[test]
+    fn emf_lines_declare_each_metric_and_carry_its_value() {
+        let line = emf_line(
+            Timestamp::from_millis(5),
+            &[("function", "ingest")],
+            &[("recorded", 3)],
+        );
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["function"], "ingest");
+        assert_eq!(doc["recorded"], 3);
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"],
+            "recorded"
+        );
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0][0],
+            "function"
+        );
+    }
+}
