@@ -54,12 +54,16 @@ pub enum EnvelopeError {
 
 /// Peels one message body.
 pub fn open(body: &str) -> Result<Delivered, EnvelopeError> {
-    let value: Value = serde_json::from_str(body).map_err(EnvelopeError::NotJson)?;
+    open_value(serde_json::from_str(body).map_err(EnvelopeError::NotJson)?)
+}
+
+/// Peels one message body already decoded as JSON.
+pub fn open_value(value: Value) -> Result<Delivered, EnvelopeError> {
     let Value::Object(object) = &value else {
         return Err(EnvelopeError::Unrecognised);
     };
     if object.contains_key("notificationType") || object.contains_key("eventType") {
-        let notification = Notification::parse(body)?;
+        let notification = Notification::from_value(value)?;
         return Ok(Delivered {
             sns: None,
             content: Content::Notification(Box::new(notification)),
@@ -99,4 +103,48 @@ pub fn open_sns(
         Content::SnsControl(kind.to_owned())
     };
     Ok(Delivered { sns, content })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_sns_envelope_yields_its_ids_and_the_notification_inside() {
+        let delivered = open(include_str!("../../events/sns-http-bounce.json")).unwrap();
+        let sns = delivered.sns.unwrap();
+        assert_eq!(sns.message_id, "a1b2c3d4-0000-4000-8000-000000000001");
+        assert_eq!(
+            sns.topic_arn,
+            "arn:aws:sns:us-east-1:111111111111:ses-feedback"
+        );
+        assert!(matches!(delivered.content, Content::Notification(_)));
+    }
+
+    #[test]
+    fn raw_ses_json_is_accepted_without_an_envelope() {
+        let delivered = open(include_str!("../../events/ses/complaint.json")).unwrap();
+        assert!(delivered.sns.is_none());
+        assert!(matches!(delivered.content, Content::Notification(_)));
+    }
+
+    #[test]
+    fn sns_control_messages_are_not_notifications() {
+        let body = r#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"confirm"}"#;
+        assert!(
+            matches!(open(body).unwrap().content, Content::SnsControl(kind) if kind == "SubscriptionConfirmation")
+        );
+    }
+
+    #[test]
+    fn bodies_that_are_not_messages_are_refused_with_the_reason() {
+        assert!(matches!(open("{nope"), Err(EnvelopeError::NotJson(_))));
+        assert!(matches!(open("[1,2]"), Err(EnvelopeError::Unrecognised)));
+        assert!(matches!(
+            open(r#"{"Type":"Notification","TopicArn":"t","MessageId":"m"}"#),
+            Err(EnvelopeError::Envelope("Message"))
+        ));
+        let inner = r#"{"Type":"Notification","TopicArn":"t","MessageId":"m","Message":"{\"notificationType\":\"Bounce\"}"}"#;
+        assert!(open(inner).unwrap_err().to_string().contains("no `mail`"));
+    }
 }

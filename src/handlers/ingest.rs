@@ -23,10 +23,10 @@ pub enum Shape {
 }
 
 /// Splits any accepted input into records. `name` names a direct body in reports.
-pub fn decode(event: Value, name: &str) -> (Shape, Vec<Inbound>) {
-    let records = match event.get("Records").and_then(Value::as_array) {
-        Some(records) if !records.is_empty() => records.clone(),
-        _ => return (Shape::Direct, vec![direct(&event, name)]),
+pub fn decode(mut event: Value, name: &str) -> (Shape, Vec<Inbound>) {
+    let records = match event.get_mut("Records").and_then(Value::as_array_mut) {
+        Some(records) if !records.is_empty() => std::mem::take(records),
+        _ => return (Shape::Direct, vec![direct(event, name)]),
     };
     let is_sqs = records[0].get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
     let is_sns = records[0].get("EventSource").and_then(Value::as_str) == Some("aws:sns");
@@ -45,12 +45,13 @@ pub fn decode(event: Value, name: &str) -> (Shape, Vec<Inbound>) {
             .collect();
         (Shape::Sns, inbound)
     } else {
-        (Shape::Direct, vec![direct(&event, name)])
+        event["Records"] = Value::Array(records);
+        (Shape::Direct, vec![direct(event, name)])
     }
 }
 
-fn direct(event: &Value, name: &str) -> Inbound {
-    let content = envelope::open(&event.to_string()).map_err(InboundError::from);
+fn direct(event: Value, name: &str) -> Inbound {
+    let content = envelope::open_value(event).map_err(InboundError::from);
     Inbound {
         id: name.to_owned(),
         sns: None,

@@ -1,0 +1,195 @@
+//! The `sesguard` binary as an operator uses it, on a temporary SQLite store.
+
+use std::io::Write as _;
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+
+use crate::helpers::root;
+
+struct Cli {
+    dir: tempfile::TempDir,
+}
+
+impl Cli {
+    fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_sesguard"));
+        command
+            .current_dir(root())
+            .env_remove("SESGUARD_CONFIG_TOML")
+            .env(
+                "SESGUARD_STORE",
+                format!("sqlite:{}", self.dir.path().join("cli.db").display()),
+            )
+            .env("SESGUARD_CONFIG", "infra/sesguard.example.toml")
+            .env("RUST_LOG", "error")
+            .args(args);
+        command
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.command(args).output().unwrap()
+    }
+
+    fn json(&self, args: &[&str]) -> Value {
+        let output = self.run(args);
+        assert!(
+            output.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+            panic!("{args:?}: {e}: {}", String::from_utf8_lossy(&output.stdout))
+        })
+    }
+}
+
+#[test]
+fn ingest_prints_counts_and_suppressions_can_be_read_back_normalised() {
+    let cli = Cli::new();
+    let summary = cli.json(&[
+        "ingest",
+        "events/sqs-sns-bounce.json",
+        "events/ses/complaint.json",
+        "events/ses/event-open.json",
+        "--json",
+    ]);
+    assert_eq!(
+        summary,
+        serde_json::json!({"processed": 2, "duplicates": 0, "suppressed": 3, "ignored": 1, "failed": 0})
+    );
+
+    let record = cli.json(&[
+        "suppressions",
+        "get",
+        "\"Someone\" <NOBODY@Example.ORG>",
+        "--json",
+    ]);
+    assert_eq!(record["email"], "nobody@example.org");
+    assert_eq!(record["reason"], "bounce");
+    assert_eq!(record["bounce_type"], "Permanent");
+    assert_eq!(record["bounce_subtype"], "General");
+    assert_eq!(record["count"], 1);
+    assert_eq!(record["first_seen"], "2026-11-20T10:00:05.000Z");
+    assert_eq!(
+        cli.json(&["suppressions", "get", "never@example.com", "--json"]),
+        Value::Null
+    );
+
+    let complaints = cli.json(&["suppressions", "list", "--reason", "complaint", "--json"]);
+    assert_eq!(complaints.as_array().unwrap().len(), 1);
+    assert_eq!(complaints[0]["email"], "angry@example.com");
+    assert_eq!(
+        cli.json(&["suppressions", "list", "--json"])
+            .as_array()
+            .unwrap()
+            .len(),
+        3
+    );
+}
+
+#[test]
+fn ingest_reads_stdin_and_processes_every_record_before_failing_on_a_bad_one() {
+    let cli = Cli::new();
+    let mut child = cli
+        .command(&[
+            "ingest",
+            "-",
+            "events/sqs-batch-with-malformed.json",
+            "--json",
+        ])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"this is not json")
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (summary["processed"].as_u64(), summary["failed"].as_u64()),
+        (Some(2), Some(3))
+    );
+    assert_eq!(
+        cli.json(&["suppressions", "get", "typo@exmaple.com", "--json"])["reason"],
+        "bounce"
+    );
+}
+
+#[test]
+fn accounts_status_gives_window_totals_and_rates_per_account() {
+    let cli = Cli::new();
+    // The samples are from 2026-11-20; a window ending then includes them.
+    let config =
+        std::fs::read_to_string(root().join("infra/sesguard.example.toml")).unwrap() + "\n";
+    let config_path = cli.dir.path().join("wide.toml");
+    std::fs::write(
+        &config_path,
+        config.replace("length = \"24h\"", "length = \"87600h\""),
+    )
+    .unwrap();
+    let config_arg = config_path.to_str().unwrap();
+    cli.json(&[
+        "--config",
+        config_arg,
+        "ingest",
+        "events/ses/event-send.json",
+        "events/ses/event-bounce.json",
+        "--json",
+    ]);
+
+    let all = cli.json(&["--config", config_arg, "accounts", "status", "--json"]);
+    let names: Vec<&str> = all
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["primary", "backup"]);
+    let primary = &cli.json(&[
+        "--config", config_arg, "accounts", "status", "primary", "--json",
+    ])[0];
+    assert_eq!(
+        (primary["sends"].as_u64(), primary["hard_bounces"].as_u64()),
+        (Some(2), Some(1))
+    );
+    assert_eq!(primary["bounce_rate"], 0.5);
+    assert_eq!(primary["complaint_rate"], 0.0);
+    assert_eq!(primary["state"], "active");
+    assert_eq!(primary["streams"]["verification"]["hard_bounces"], 1);
+    for key in ["deliveries", "soft_bounces", "complaints"] {
+        assert_eq!(primary[key], 0, "{key}");
+    }
+}
+
+#[test]
+fn bad_input_gets_a_clear_error_naming_the_problem() {
+    let cli = Cli::new();
+    let bad_address = cli.run(&["suppressions", "get", "not-an-address", "--json"]);
+    assert!(!bad_address.status.success());
+    assert!(String::from_utf8_lossy(&bad_address.stderr).contains("has no `@`"));
+
+    let unknown = cli.run(&["accounts", "status", "nosuch", "--json"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown account `nosuch`"));
+
+    let bad_store = cli.run(&["--store", "postgres://x", "accounts", "status"]);
+    assert!(
+        String::from_utf8_lossy(&bad_store.stderr).contains("is not `sqlite:PATH` or `dynamodb`")
+    );
+
+    let bad_reason = cli.run(&["suppressions", "list", "--reason", "spam"]);
+    assert!(
+        String::from_utf8_lossy(&bad_reason.stderr).contains("unknown suppression reason `spam`")
+    );
+}

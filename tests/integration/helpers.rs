@@ -1,0 +1,217 @@
+//! Shared test set-up: samples, a fixed clock, an isolated store per test, and the local
+//! DynamoDB-compatible server (moto) with a request log.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
+use aws_sdk_dynamodb::config::{
+    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
+};
+use serde_json::Value;
+use sesguard::config::Config;
+use sesguard::deps::Deps;
+use sesguard::domain::timestamp::Timestamp;
+use sesguard::ports::{Clock, Store};
+use sesguard::store::dynamodb::{DynamoStore, Tables};
+use sesguard::store::sqlite::SqliteStore;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A file under `events/`, as text.
+pub fn sample(name: &str) -> String {
+    std::fs::read_to_string(root().join("events").join(name))
+        .unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// A file under `events/`, as JSON.
+pub fn sample_json(name: &str) -> Value {
+    serde_json::from_str(&sample(name)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
+}
+
+/// The example configuration.
+pub fn example_config() -> Config {
+    Config::load(Some(&root().join("infra/sesguard.example.toml"))).expect("example configuration")
+}
+
+/// A clock the test sets.
+#[derive(Debug)]
+pub struct FixedClock(Mutex<Timestamp>);
+
+impl FixedClock {
+    pub fn at(rfc3339: &str) -> Arc<Self> {
+        Arc::new(Self(Mutex::new(Timestamp::parse_rfc3339(rfc3339).unwrap())))
+    }
+}
+
+impl Clock for FixedClock {
+    fn now(&self) -> Timestamp {
+        *self.0.lock().unwrap()
+    }
+}
+
+/// The time the samples were recorded around; their windows include it.
+pub const SAMPLE_NOW: &str = "2026-11-20T13:00:00.000Z";
+
+/// A fresh SQLite store in a temporary directory (kept alive by the returned guard).
+pub fn sqlite() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("store.db")).unwrap();
+    (dir, store)
+}
+
+/// Dependencies over `store` with the example configuration and a fixed clock.
+pub fn deps(store: Arc<dyn Store>) -> Deps {
+    Deps::with_store(example_config(), store, FixedClock::at(SAMPLE_NOW))
+}
+
+/// The endpoint of the local DynamoDB-compatible server: `SESGUARD_TEST_DYNAMODB` when set
+/// (the Makefile starts one), else a moto server started here from the project's virtualenv,
+/// which a watchdog stops when this test process ends.
+pub fn dynamodb_endpoint() -> &'static str {
+    static ENDPOINT: OnceLock<String> = OnceLock::new();
+    ENDPOINT.get_or_init(|| {
+        if let Ok(endpoint) = std::env::var("SESGUARD_TEST_DYNAMODB") {
+            return endpoint;
+        }
+        let python = root().join(".venv/bin/python");
+        assert!(
+            python.exists(),
+            "DynamoDB tests need a local server: run `make test` (it installs moto into .venv and \
+             starts it), or set SESGUARD_TEST_DYNAMODB to a DynamoDB-compatible endpoint on 127.0.0.1"
+        );
+        start_moto(&python)
+    })
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Starts `tests/local-dynamodb.py` (moto, one request at a time) under a watchdog that
+/// stops it when this process ends.
+fn start_moto(python: &Path) -> String {
+    let port = free_port();
+    let script = format!(
+        "{} {} {port} >/dev/null 2>&1 & server=$!; \
+         while kill -0 {parent} 2>/dev/null; do sleep 0.5; done; kill $server",
+        python.display(),
+        root().join("tests/local-dynamodb.py").display(),
+        parent = std::process::id()
+    );
+    // The watchdog shell outlives every test; it is kept here and reaped when the process exits.
+    static WATCHDOG: OnceLock<Mutex<std::process::Child>> = OnceLock::new();
+    let watchdog = Command::new("sh")
+        .args(["-c", &script])
+        .stdin(Stdio::null())
+        .spawn()
+        .expect("starting the local DynamoDB server");
+    let _ = WATCHDOG.set(Mutex::new(watchdog));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "the local DynamoDB server did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    format!("http://127.0.0.1:{port}")
+}
+
+/// Every request a client sent: the operation and, for transactions, the action count.
+#[derive(Debug, Clone, Default)]
+pub struct RequestLog(Arc<Mutex<Vec<(String, usize)>>>);
+
+impl RequestLog {
+    pub fn take(&self) -> Vec<(String, usize)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+impl Intercept for RequestLog {
+    fn name(&self) -> &'static str {
+        "RequestLog"
+    }
+
+    fn read_before_transmit(
+        &self,
+        context: &BeforeTransmitInterceptorContextRef<'_>,
+        _components: &RuntimeComponents,
+        _cfg: &mut ConfigBag,
+    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+        let request = context.request();
+        let target = request.headers().get("x-amz-target").unwrap_or_default();
+        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        let actions = request
+            .body()
+            .bytes()
+            .and_then(|body| serde_json::from_slice::<Value>(body).ok())
+            .and_then(|body| {
+                body.get("TransactItems")
+                    .and_then(Value::as_array)
+                    .map(Vec::len)
+            })
+            .unwrap_or(0);
+        self.0.lock().unwrap().push((operation, actions));
+        Ok(())
+    }
+}
+
+/// A DynamoDB client for the local server, with fixed fake credentials (never real AWS).
+pub fn dynamodb_client(log: Option<RequestLog>) -> aws_sdk_dynamodb::Client {
+    let mut config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(dynamodb_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sesguard-tests",
+        ));
+    if let Some(log) = log {
+        config = config.interceptor(log);
+    }
+    aws_sdk_dynamodb::Client::from_conf(config.build())
+}
+
+/// Fresh tables with names no other test uses.
+pub fn unique_tables() -> Tables {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let id = format!(
+        "{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    );
+    Tables {
+        suppressions: format!("suppressions-{id}"),
+        state: format!("state-{id}"),
+    }
+}
+
+/// A DynamoDB store on fresh tables.
+pub async fn dynamodb() -> DynamoStore {
+    dynamodb_logged(None).await
+}
+
+/// A DynamoDB store on fresh tables whose requests are logged.
+pub async fn dynamodb_logged(log: Option<RequestLog>) -> DynamoStore {
+    let store = DynamoStore::new(dynamodb_client(log), unique_tables());
+    store
+        .create_tables()
+        .await
+        .expect("creating tables on the local server");
+    store
+}

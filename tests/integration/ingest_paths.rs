@@ -1,0 +1,499 @@
+//! The ingest function end to end through its Lambda handler: every wrapper, partial batch
+//! failures, replays, store failures, and concurrent instances.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use sesguard::deps::Deps;
+use sesguard::domain::address::EmailAddress;
+use sesguard::domain::counters::{Bucket, Counts, WindowTotals};
+use sesguard::domain::plan::ChangeSet;
+use sesguard::domain::suppression::{AddressState, Reason, Suppression};
+use sesguard::domain::timestamp::Timestamp;
+use sesguard::handlers::ingest::handle;
+use sesguard::ports::{
+    ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList,
+};
+
+use crate::helpers::{FixedClock, SAMPLE_NOW, deps, dynamodb, example_config, sample_json, sqlite};
+
+async fn invoke(deps: &Deps, event: Value) -> Result<Value, lambda_runtime::Error> {
+    handle(deps, LambdaEvent::new(event, Context::default())).await
+}
+
+fn failures(response: &Value) -> Vec<String> {
+    response["batchItemFailures"]
+        .as_array()
+        .expect("an SQS batch response")
+        .iter()
+        .map(|f| f["itemIdentifier"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+async fn suppression(deps: &Deps, address: &str) -> Option<Suppression> {
+    deps.store
+        .get(&EmailAddress::parse(address).unwrap())
+        .await
+        .unwrap()
+}
+
+async fn totals(deps: &Deps, account: &str) -> Counts {
+    let now = deps.clock.now();
+    let (first, last) = deps.policy.window.buckets_ending(now);
+    let buckets = deps.store.buckets(account, first, last).await.unwrap();
+    WindowTotals::sum(&buckets, first, last).total
+}
+
+/// An SES sample with edits applied.
+fn ses(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
+    let mut value = sample_json(&format!("ses/{name}.json"));
+    edit(&mut value);
+    value
+}
+
+/// An SQS event carrying these bodies (raw message delivery).
+fn sqs_event(bodies: &[(&str, Value)]) -> Value {
+    let records: Vec<Value> = bodies
+        .iter()
+        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"}))
+        .collect();
+    json!({ "Records": records })
+}
+
+fn sqlite_deps() -> (tempfile::TempDir, Deps) {
+    let (dir, store) = sqlite();
+    (dir, deps(Arc::new(store)))
+}
+
+#[tokio::test]
+async fn an_sqs_batch_lists_only_its_malformed_records_as_failures_and_stores_the_rest() {
+    let (_dir, deps) = sqlite_deps();
+    let response = invoke(&deps, sample_json("sqs-batch-with-malformed.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        failures(&response),
+        [
+            "22222222-0000-4000-8000-000000000002",
+            "22222222-0000-4000-8000-000000000003"
+        ]
+    );
+    assert_eq!(
+        suppression(&deps, "typo@exmaple.com").await.unwrap().reason,
+        Reason::Bounce
+    );
+    assert_eq!(
+        suppression(&deps, "angry@example.com")
+            .await
+            .unwrap()
+            .reason,
+        Reason::Complaint
+    );
+}
+
+#[tokio::test]
+async fn the_same_feedback_in_every_wrapper_is_recorded_once() {
+    let (_dir, deps) = sqlite_deps();
+    let first = invoke(&deps, sample_json("ses/bounce-permanent.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (first["processed"].as_u64(), first["suppressed"].as_u64()),
+        (Some(1), Some(2))
+    );
+
+    let http = invoke(&deps, sample_json("sns-http-bounce.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (http["processed"].as_u64(), http["duplicates"].as_u64()),
+        (Some(0), Some(1))
+    );
+    let sqs = invoke(&deps, sample_json("sqs-sns-bounce.json"))
+        .await
+        .unwrap();
+    assert!(failures(&sqs).is_empty());
+
+    assert_eq!(
+        suppression(&deps, "nobody@example.org")
+            .await
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(totals(&deps, "primary").await.hard_bounces, 2);
+}
+
+const EVERY_SAMPLE: [&str; 18] = [
+    "ses/bounce-permanent.json",
+    "ses/bounce-transient.json",
+    "ses/complaint.json",
+    "ses/complaint-not-spam.json",
+    "ses/delivery.json",
+    "ses/event-send.json",
+    "ses/event-bounce.json",
+    "ses/event-complaint.json",
+    "ses/event-delivery.json",
+    "ses/event-open.json",
+    "sns-http-bounce.json",
+    "sns-lambda-delivery.json",
+    "sns-lambda-complaint.json",
+    "sqs-sns-bounce.json",
+    "sqs-sns-soft-bounce.json",
+    "sqs-raw-complaint.json",
+    "sqs-raw-send.json",
+    "sqs-batch-with-malformed.json",
+];
+
+async fn snapshot(deps: &Deps) -> (Vec<Suppression>, Counts, Vec<AddressState>) {
+    let listed = deps.store.list(None, None, 1000).await.unwrap().items;
+    let tracked =
+        ["full@example.org", "happy@example.com"].map(|e| EmailAddress::parse(e).unwrap());
+    let states = deps
+        .store
+        .address_states(&tracked, deps.clock.now())
+        .await
+        .unwrap();
+    let mut states: Vec<AddressState> = tracked
+        .iter()
+        .filter_map(|e| states.get(e).cloned())
+        .collect();
+    states.sort_by_key(|s| s.version);
+    (listed, totals(deps, "primary").await, states)
+}
+
+#[tokio::test]
+async fn replaying_every_sample_changes_nothing_the_second_time() {
+    let (_dir, deps) = sqlite_deps();
+    for name in EVERY_SAMPLE {
+        let _ = invoke(&deps, sample_json(name)).await.unwrap();
+    }
+    let once = snapshot(&deps).await;
+    assert_eq!(once.0.len(), 5, "suppressed after one pass: {:?}", once.0);
+    assert_eq!(
+        once.1,
+        Counts {
+            sends: 2,
+            deliveries: 3,
+            hard_bounces: 3,
+            soft_bounces: 1,
+            complaints: 2
+        }
+    );
+
+    for name in EVERY_SAMPLE {
+        let response = invoke(&deps, sample_json(name)).await.unwrap();
+        if let Some(processed) = response.get("processed") {
+            assert_eq!(processed, 0, "{name} was recorded again");
+        }
+    }
+    assert_eq!(snapshot(&deps).await, once);
+}
+
+/// A store whose every request fails as if DynamoDB were unreachable.
+struct Unreachable;
+
+fn down() -> StoreError {
+    StoreError::Unavailable {
+        action: "testing".into(),
+        source: "connection refused".into(),
+    }
+}
+
+#[async_trait]
+impl FeedbackLedger for Unreachable {
+    async fn address_states(
+        &self,
+        _: &[EmailAddress],
+        _: Timestamp,
+    ) -> Result<HashMap<EmailAddress, AddressState>, StoreError> {
+        Err(down())
+    }
+    async fn apply(&self, _: &ChangeSet) -> Result<(), ApplyError> {
+        Err(ApplyError::Store(down()))
+    }
+    fn max_items_per_apply(&self) -> usize {
+        100
+    }
+}
+
+#[async_trait]
+impl SuppressionList for Unreachable {
+    async fn get(&self, _: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        Err(down())
+    }
+    async fn list(
+        &self,
+        _: Option<Reason>,
+        _: Option<&str>,
+        _: usize,
+    ) -> Result<Page<Suppression>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl CounterWindow for Unreachable {
+    async fn buckets(
+        &self,
+        _: &str,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<Vec<Bucket>, StoreError> {
+        Err(down())
+    }
+    async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Err(down())
+    }
+}
+
+#[tokio::test]
+async fn an_unreachable_store_fails_every_storable_record_for_retry() {
+    let deps = deps(Arc::new(Unreachable));
+    let response = invoke(&deps, sample_json("sqs-batch-with-malformed.json"))
+        .await
+        .unwrap();
+    assert_eq!(
+        failures(&response).len(),
+        4,
+        "malformed ones for the DLQ, the rest for retry"
+    );
+
+    let error = invoke(&deps, sample_json("sns-lambda-complaint.json"))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not stored"), "{error}");
+    assert!(
+        invoke(&deps, sample_json("ses/delivery.json"))
+            .await
+            .is_err()
+    );
+    // Nothing to store, nothing to fail.
+    assert!(
+        invoke(&deps, sample_json("ses/event-open.json"))
+            .await
+            .is_ok()
+    );
+}
+
+#[tokio::test]
+async fn a_malformed_sns_record_is_skipped_and_the_others_are_stored() {
+    let (_dir, deps) = sqlite_deps();
+    let mut event = sample_json("sns-lambda-complaint.json");
+    let mut broken = event["Records"][0].clone();
+    broken["Sns"]["MessageId"] = json!("broken-one");
+    broken["Sns"]["Message"] = json!("{\"notificationType\":\"Bounce\"");
+    event["Records"].as_array_mut().unwrap().push(broken);
+
+    let response = invoke(&deps, event).await.unwrap();
+    assert_eq!(
+        (response["processed"].as_u64(), response["failed"].as_u64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(response["errors"][0]["record"], "broken-one");
+    assert!(suppression(&deps, "angry@example.com").await.is_some());
+}
+
+fn soft(id: &str, at: &str, to: &str) -> Value {
+    ses("bounce-transient", |v| {
+        v["bounce"]["feedbackId"] = json!(id);
+        v["bounce"]["timestamp"] = json!(at);
+        v["bounce"]["bouncedRecipients"][0]["emailAddress"] = json!(to);
+    })
+}
+
+fn delivered(id: &str, at: &str, to: &str) -> Value {
+    ses("delivery", |v| {
+        v["mail"]["messageId"] = json!(id);
+        v["delivery"]["timestamp"] = json!(at);
+        v["delivery"]["recipients"] = json!([to]);
+    })
+}
+
+#[tokio::test]
+async fn the_third_soft_bounce_suppresses_unless_a_delivery_came_between() {
+    let (_dir, deps) = sqlite_deps();
+    let days = [
+        "2026-11-08T10:00:00.000Z",
+        "2026-11-12T10:00:00.000Z",
+        "2026-11-19T10:00:00.000Z",
+    ];
+    let batch: Vec<(String, Value)> = days
+        .iter()
+        .enumerate()
+        .flat_map(|(i, at)| {
+            [
+                (
+                    format!("a{i}"),
+                    soft(&format!("fa{i}"), at, "always-full@example.com"),
+                ),
+                (
+                    format!("b{i}"),
+                    soft(&format!("fb{i}"), at, "sometimes-full@example.com"),
+                ),
+            ]
+        })
+        .chain([(
+            "d".to_owned(),
+            delivered(
+                "m-d",
+                "2026-11-13T10:00:00.000Z",
+                "sometimes-full@example.com",
+            ),
+        )])
+        .collect();
+    let event = sqs_event(
+        &batch
+            .iter()
+            .map(|(id, v)| (id.as_str(), v.clone()))
+            .collect::<Vec<_>>(),
+    );
+    let response = invoke(&deps, event).await.unwrap();
+    assert!(failures(&response).is_empty());
+
+    let s = suppression(&deps, "always-full@example.com")
+        .await
+        .expect("three soft bounces in 14 days");
+    assert_eq!((s.reason, s.count), (Reason::SoftBounce, 3));
+    assert!(
+        suppression(&deps, "sometimes-full@example.com")
+            .await
+            .is_none()
+    );
+}
+
+#[tokio::test]
+async fn soft_bounces_further_apart_than_the_window_do_not_suppress() {
+    let (_dir, deps) = sqlite_deps();
+    for (i, at) in [
+        "2026-10-01T00:00:00.000Z",
+        "2026-10-10T00:00:00.000Z",
+        "2026-10-20T00:00:00.000Z",
+    ]
+    .iter()
+    .enumerate()
+    {
+        invoke(&deps, soft(&format!("w{i}"), at, "seasonal@example.com"))
+            .await
+            .unwrap();
+    }
+    assert!(suppression(&deps, "seasonal@example.com").await.is_none());
+}
+
+#[tokio::test]
+async fn account_suppression_list_feedback_suppresses_without_touching_the_rates() {
+    let (_dir, deps) = sqlite_deps();
+    invoke(
+        &deps,
+        ses("bounce-permanent", |v| {
+            v["bounce"]["bounceSubType"] = json!("OnAccountSuppressionList")
+        }),
+    )
+    .await
+    .unwrap();
+    invoke(
+        &deps,
+        ses("complaint", |v| {
+            v["complaint"]["complaintSubType"] = json!("OnAccountSuppressionList")
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(suppression(&deps, "gone@example.net").await.is_some());
+    assert!(suppression(&deps, "angry@example.com").await.is_some());
+    let counts = totals(&deps, "primary").await;
+    assert_eq!((counts.hard_bounces, counts.complaints), (0, 0));
+}
+
+#[tokio::test]
+async fn mailbox_simulator_and_unparseable_addresses_are_never_stored() {
+    let (_dir, deps) = sqlite_deps();
+    let event = ses("bounce-permanent", |v| {
+        v["bounce"]["bouncedRecipients"][0]["emailAddress"] =
+            json!("bounce@simulator.amazonses.com");
+        v["bounce"]["bouncedRecipients"][1]["emailAddress"] = json!("not an address");
+    });
+    let response = invoke(&deps, event).await.unwrap();
+    assert_eq!(response["processed"], 1);
+    assert!(
+        deps.store
+            .list(None, None, 10)
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
+    assert_eq!(totals(&deps, "primary").await.hard_bounces, 0);
+}
+
+#[tokio::test]
+async fn send_events_count_only_where_ses_events_are_the_send_source() {
+    let (_dir, store) = sqlite();
+    let mut config = example_config();
+    config.accounts[0].send_count_source = sesguard::domain::attribution::SendSource::Sender;
+    let deps = Deps::with_store(config, Arc::new(store), FixedClock::at(SAMPLE_NOW));
+    let response = invoke(&deps, sample_json("ses/event-send.json"))
+        .await
+        .unwrap();
+    assert_eq!(response["ignored"], 1);
+    assert_eq!(totals(&deps, "primary").await.sends, 0);
+
+    let (_dir2, deps2) = sqlite_deps();
+    invoke(&deps2, sample_json("ses/event-send.json"))
+        .await
+        .unwrap();
+    assert_eq!(totals(&deps2, "primary").await.sends, 2);
+}
+
+#[tokio::test]
+async fn concurrent_instances_record_a_redelivered_batch_exactly_once() {
+    let deps = deps(Arc::new(dynamodb().await));
+    let batch = sample_json("sqs-batch-with-malformed.json");
+    let tasks: Vec<_> = (0..4)
+        .map(|_| {
+            let (deps, batch) = (deps.clone(), batch.clone());
+            tokio::spawn(async move { invoke(&deps, batch).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        let response = task.await.unwrap();
+        assert_eq!(
+            failures(&response).len(),
+            2,
+            "only the malformed ones: {response}"
+        );
+    }
+    assert_eq!(
+        suppression(&deps, "typo@exmaple.com").await.unwrap().count,
+        1
+    );
+    let counts = totals(&deps, "primary").await;
+    assert_eq!((counts.hard_bounces, counts.complaints), (1, 1));
+}
+
+#[tokio::test]
+async fn concurrent_soft_bounces_of_one_address_are_all_counted() {
+    let deps = deps(Arc::new(dynamodb().await));
+    let tasks: Vec<_> = (0..5)
+        .map(|i| {
+            let deps = deps.clone();
+            let event = soft(
+                &format!("c{i}"),
+                &format!("2026-11-20T0{i}:00:00.000Z"),
+                "busy@example.com",
+            );
+            tokio::spawn(async move { invoke(&deps, event).await.unwrap() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap()["processed"], 1);
+    }
+    let s = suppression(&deps, "busy@example.com")
+        .await
+        .expect("suppressed");
+    assert_eq!((s.reason, s.count), (Reason::SoftBounce, 5));
+    assert_eq!(totals(&deps, "primary").await.soft_bounces, 5);
+}

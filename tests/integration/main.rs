@@ -1,0 +1,9 @@
+//! Integration tests, compiled into one binary: the store contract (SQLite and DynamoDB on a
+//! local server), the ingest paths through the Lambda handler, DynamoDB request budgets, and
+//! the CLI.
+
+mod cli;
+mod helpers;
+mod ingest_paths;
+mod request_budget;
+mod store_contract;

@@ -1,0 +1,468 @@
+//! One contract, every store: the same cases run against the SQLite adapter and the DynamoDB
+//! adapter (on the local DynamoDB-compatible server), so both behave the same.
+
+use std::collections::HashMap;
+
+use sesguard::domain::address::EmailAddress;
+use sesguard::domain::counters::{Bucket, CounterDelta, Counts};
+use sesguard::domain::notification::Notification;
+use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
+use sesguard::domain::suppression::Reason;
+use sesguard::domain::timestamp::Timestamp;
+use sesguard::ports::{ApplyError, Store};
+
+use crate::helpers::{SAMPLE_NOW, example_config, sample};
+
+fn now() -> Timestamp {
+    Timestamp::parse_rfc3339(SAMPLE_NOW).unwrap()
+}
+
+fn email(text: &str) -> EmailAddress {
+    EmailAddress::parse(text).unwrap()
+}
+
+/// The effects of an `events/ses/` sample.
+fn effects(name: &str) -> Effects {
+    let notification = Notification::parse(&sample(&format!("ses/{name}.json"))).unwrap();
+    match plan::assess(&notification, &example_config().directory(), now()) {
+        Assessment::Apply(effects) => *effects,
+        Assessment::Ignore(reason) => panic!("{name} ignored: {reason}"),
+    }
+}
+
+/// A soft bounce of `to` with its own feedback id, `day` days after the sample's time.
+fn soft_bounce(to: &str, id: &str, day: i64) -> Effects {
+    let mut effects = effects("bounce-transient");
+    effects.key = format!("feedback:{id}");
+    effects.feedback_id = Some(id.to_owned());
+    effects.at = Timestamp::from_millis(effects.at.as_millis() + day * 86_400_000);
+    effects.addresses[0].email = email(to);
+    effects
+}
+
+async fn planned(store: &dyn Store, batch: &[Effects], at: Timestamp) -> ChangeSet {
+    let states = store
+        .address_states(&plan::addresses_to_read(batch), at)
+        .await
+        .unwrap();
+    plan::plan(batch, &states, &IngestPolicy::default(), at)
+}
+
+async fn window_total(store: &dyn Store, account: &str) -> Counts {
+    let buckets = store
+        .buckets(
+            account,
+            Timestamp::EPOCH,
+            Timestamp::from_millis(i64::MAX / 2),
+        )
+        .await
+        .unwrap();
+    let mut total = Counts::default();
+    for bucket in &buckets {
+        total += bucket.total;
+    }
+    total
+}
+
+async fn a_hard_bounce_suppresses_every_recipient_with_its_details(store: &dyn Store) {
+    let change = planned(store, &[effects("bounce-permanent")], now()).await;
+    store.apply(&change).await.unwrap();
+
+    let s = store
+        .get(&email("nobody@example.org"))
+        .await
+        .unwrap()
+        .expect("suppressed");
+    assert_eq!(s.reason, Reason::Bounce);
+    assert_eq!(s.bounce_type.as_deref(), Some("Permanent"));
+    assert_eq!(s.bounce_subtype.as_deref(), Some("General"));
+    assert_eq!(s.status.as_deref(), Some("5.1.1"));
+    assert_eq!(
+        s.diagnostic_code.as_deref(),
+        Some("smtp; 550 5.1.1 user unknown")
+    );
+    assert_eq!(s.count, 1);
+    assert_eq!(s.first_seen.to_rfc3339(), "2026-11-20T10:00:05.000Z");
+    assert_eq!(s.message_id.as_deref(), Some("0100018c-msg-000001"));
+    assert_eq!(
+        s.feedback_id.as_deref(),
+        Some("0100018c-bounce-permanent-000001")
+    );
+    assert!(
+        store
+            .get(&email("gone@example.net"))
+            .await
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        store
+            .get(&email("someone-else@example.net"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(window_total(store, "primary").await.hard_bounces, 2);
+}
+
+async fn a_claimed_notification_is_refused_and_nothing_of_it_is_written(store: &dyn Store) {
+    let change = planned(store, &[effects("bounce-permanent")], now()).await;
+    store.apply(&change).await.unwrap();
+
+    let again = planned(
+        store,
+        &[effects("bounce-permanent"), effects("complaint")],
+        now(),
+    )
+    .await;
+    match store.apply(&again).await {
+        Err(ApplyError::AlreadyApplied(keys)) => {
+            assert_eq!(
+                keys,
+                vec!["feedback:0100018c-bounce-permanent-000001".to_owned()]
+            );
+        }
+        other => panic!("expected AlreadyApplied, got {other:?}"),
+    }
+    // The complaint travelled in the refused change: none of it may be stored.
+    assert!(
+        store
+            .get(&email("angry@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        store
+            .get(&email("nobody@example.org"))
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        1
+    );
+    assert_eq!(window_total(store, "primary").await.hard_bounces, 2);
+    assert_eq!(window_total(store, "primary").await.complaints, 0);
+}
+
+async fn an_expired_claim_no_longer_blocks(store: &dyn Store) {
+    let mut change = planned(store, &[effects("complaint")], now()).await;
+    change.claims[0].expires_at = now().plus(std::time::Duration::from_secs(60));
+    store.apply(&change).await.unwrap();
+
+    let later = now().plus(std::time::Duration::from_secs(3600));
+    let again = planned(store, &[effects("complaint")], later).await;
+    store.apply(&again).await.unwrap();
+    assert_eq!(
+        store
+            .get(&email("angry@example.com"))
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        2
+    );
+}
+
+async fn the_first_reason_stays_and_later_feedback_adds_to_the_count(store: &dyn Store) {
+    let mut complaint = effects("complaint");
+    complaint.addresses[0].email = email("nobody@example.org");
+    store
+        .apply(&planned(store, &[effects("bounce-permanent")], now()).await)
+        .await
+        .unwrap();
+    store
+        .apply(&planned(store, &[complaint], now()).await)
+        .await
+        .unwrap();
+
+    let s = store
+        .get(&email("nobody@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(s.reason, Reason::Bounce);
+    assert_eq!(s.count, 2);
+    assert_eq!(s.complaint_feedback_type.as_deref(), Some("abuse"));
+    assert_eq!(s.bounce_type.as_deref(), Some("Permanent"));
+    assert_eq!(s.last_seen.to_rfc3339(), "2026-11-20T11:00:00.000Z");
+}
+
+async fn soft_bounces_are_tracked_until_the_threshold_suppresses(store: &dyn Store) {
+    for (i, day) in [0, 3].into_iter().enumerate() {
+        let change = planned(
+            store,
+            &[soft_bounce("flaky@example.com", &format!("s{i}"), day)],
+            now(),
+        )
+        .await;
+        store.apply(&change).await.unwrap();
+    }
+    assert!(
+        store
+            .get(&email("flaky@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let states = store
+        .address_states(&[email("flaky@example.com")], now())
+        .await
+        .unwrap();
+    let state = &states[&email("flaky@example.com")];
+    assert_eq!(state.soft_bounces.len(), 2);
+    assert!(!state.suppressed);
+    assert_eq!(state.version, 2);
+
+    let third = planned(store, &[soft_bounce("flaky@example.com", "s2", 5)], now()).await;
+    store.apply(&third).await.unwrap();
+    let s = store
+        .get(&email("flaky@example.com"))
+        .await
+        .unwrap()
+        .expect("suppressed after 3");
+    assert_eq!(s.reason, Reason::SoftBounce);
+    assert_eq!(s.count, 3);
+    assert!(
+        store
+            .address_states(&[email("flaky@example.com")], now())
+            .await
+            .unwrap()[&email("flaky@example.com")]
+            .suppressed
+    );
+}
+
+async fn a_soft_write_planned_on_a_stale_read_is_a_conflict(store: &dyn Store) {
+    let first = planned(store, &[soft_bounce("race@example.com", "r1", 0)], now()).await;
+    let stale = planned(store, &[soft_bounce("race@example.com", "r2", 1)], now()).await;
+    store.apply(&first).await.unwrap();
+    assert!(matches!(
+        store.apply(&stale).await,
+        Err(ApplyError::Conflict)
+    ));
+    // Nothing of the stale change was written: its claim is free to take.
+    let fresh = planned(store, &[soft_bounce("race@example.com", "r2", 1)], now()).await;
+    store.apply(&fresh).await.unwrap();
+    let states = store
+        .address_states(&[email("race@example.com")], now())
+        .await
+        .unwrap();
+    assert_eq!(states[&email("race@example.com")].soft_bounces.len(), 2);
+}
+
+async fn an_expired_soft_bounce_tracker_reads_as_empty(store: &dyn Store) {
+    store
+        .apply(&planned(store, &[soft_bounce("old@example.com", "o1", 0)], now()).await)
+        .await
+        .unwrap();
+    let much_later = now().plus(std::time::Duration::from_secs(30 * 86_400));
+    let states = store
+        .address_states(&[email("old@example.com")], much_later)
+        .await
+        .unwrap();
+    let state = &states[&email("old@example.com")];
+    assert!(state.soft_bounces.is_empty());
+    assert_eq!(
+        state.version, 1,
+        "the version is kept so the next write's condition holds"
+    );
+}
+
+async fn counters_add_up_per_bucket_and_stream_and_read_by_range(store: &dyn Store) {
+    let at = |ms: i64| Timestamp::from_millis(1_800_000_000_000 + ms);
+    let delta = |start: Timestamp, sends: u64, hard: u64, stream: &str| CounterDelta {
+        account: "primary".into(),
+        bucket: Bucket {
+            start,
+            total: Counts {
+                sends,
+                hard_bounces: hard,
+                ..Counts::default()
+            },
+            streams: [(
+                stream.to_owned(),
+                Counts {
+                    sends,
+                    hard_bounces: hard,
+                    ..Counts::default()
+                },
+            )]
+            .into(),
+        },
+        expires_at: start.plus(std::time::Duration::from_secs(3 * 86_400)),
+    };
+    for (start, sends, hard, stream) in [
+        (at(0), 10, 1, "a"),
+        (at(0), 5, 0, "b"),
+        (at(900_000), 7, 2, "a"),
+    ] {
+        let change = ChangeSet {
+            now: now(),
+            counters: vec![delta(start, sends, hard, stream)],
+            ..ChangeSet::default()
+        };
+        store.apply(&change).await.unwrap();
+    }
+    let buckets = store.buckets("primary", at(0), at(900_000)).await.unwrap();
+    assert_eq!(buckets.len(), 2);
+    assert_eq!(
+        buckets[0].total,
+        Counts {
+            sends: 15,
+            hard_bounces: 1,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(
+        buckets[0].streams["a"],
+        Counts {
+            sends: 10,
+            hard_bounces: 1,
+            ..Counts::default()
+        }
+    );
+    assert_eq!(buckets[0].streams["b"].sends, 5);
+    assert_eq!(buckets[1].total.hard_bounces, 2);
+    assert_eq!(
+        store
+            .buckets("primary", at(1), at(900_000))
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
+    assert!(
+        store
+            .buckets("backup", at(0), at(900_000))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+async fn unconfigured_accounts_are_registered_once(store: &dyn Store) {
+    let mut stranger = effects("bounce-permanent");
+    stranger.attribution.account = "999999999999-ap-south-1".into();
+    stranger.attribution.configured = false;
+    store
+        .apply(&planned(store, &[stranger], now()).await)
+        .await
+        .unwrap();
+    let mut again = effects("complaint");
+    again.attribution.account = "999999999999-ap-south-1".into();
+    again.attribution.configured = false;
+    store
+        .apply(&planned(store, &[again], now()).await)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.unconfigured_accounts().await.unwrap(),
+        vec!["999999999999-ap-south-1".to_owned()]
+    );
+}
+
+async fn listing_pages_through_every_suppression_once_and_filters_by_reason(store: &dyn Store) {
+    let batch = [
+        effects("bounce-permanent"),
+        effects("complaint"),
+        effects("event-bounce"),
+        effects("event-complaint"),
+    ];
+    store
+        .apply(&planned(store, &batch, now()).await)
+        .await
+        .unwrap();
+
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store.list(None, cursor.as_deref(), 2).await.unwrap();
+        assert!(page.items.len() <= 2);
+        seen.extend(page.items.into_iter().map(|s| s.email.to_string()));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            "angry@example.com",
+            "gone@example.net",
+            "nobody@example.org",
+            "spam.hater@example.com",
+            "typo@exmaple.com"
+        ]
+    );
+
+    let complaints = store
+        .list(Some(Reason::Complaint), None, 100)
+        .await
+        .unwrap();
+    let mut emails: Vec<String> = complaints
+        .items
+        .iter()
+        .map(|s| s.email.to_string())
+        .collect();
+    emails.sort();
+    assert_eq!(emails, ["angry@example.com", "spam.hater@example.com"]);
+    assert!(complaints.next.is_none());
+}
+
+async fn a_not_spam_complaint_is_recorded_without_suppressing(store: &dyn Store) {
+    store
+        .apply(&planned(store, &[effects("complaint-not-spam")], now()).await)
+        .await
+        .unwrap();
+    assert!(
+        store
+            .get(&email("happy@example.com"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list(None, None, 10).await.unwrap().items.is_empty());
+    let states: HashMap<_, _> = store
+        .address_states(&[email("happy@example.com")], now())
+        .await
+        .unwrap();
+    assert_eq!(states[&email("happy@example.com")].version, 1, "recorded");
+}
+
+macro_rules! contract {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let (_dir, store) = crate::helpers::sqlite();
+                    super::$case(&store).await;
+                }
+            )*
+        }
+        mod dynamodb {
+            $(
+                #[tokio::test]
+                async fn $case() {
+                    let store = crate::helpers::dynamodb().await;
+                    super::$case(&store).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(
+    a_hard_bounce_suppresses_every_recipient_with_its_details,
+    a_claimed_notification_is_refused_and_nothing_of_it_is_written,
+    an_expired_claim_no_longer_blocks,
+    the_first_reason_stays_and_later_feedback_adds_to_the_count,
+    soft_bounces_are_tracked_until_the_threshold_suppresses,
+    a_soft_write_planned_on_a_stale_read_is_a_conflict,
+    an_expired_soft_bounce_tracker_reads_as_empty,
+    counters_add_up_per_bucket_and_stream_and_read_by_range,
+    unconfigured_accounts_are_registered_once,
+    listing_pages_through_every_suppression_once_and_filters_by_reason,
+    a_not_spam_complaint_is_recorded_without_suppressing,
+);
