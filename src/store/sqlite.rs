@@ -56,6 +56,13 @@ CREATE TABLE IF NOT EXISTS counters (
 CREATE TABLE IF NOT EXISTS unconfigured_accounts (name TEXT PRIMARY KEY);
 ";
 
+/// WAL journaling and the schema, created if missing.
+fn prepare(connection: &Connection) -> rusqlite::Result<()> {
+    connection.pragma_update(None, "journal_mode", "WAL")?;
+    connection.pragma_update(None, "synchronous", "NORMAL")?;
+    connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+}
+
 /// The stream name under which a bucket's all-streams total is stored.
 const TOTAL: &str = "";
 
@@ -98,15 +105,20 @@ impl SqliteStore {
         connection
             .busy_timeout(Duration::from_secs(10))
             .map_err(unavailable(&action))?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(unavailable(&action))?;
-        connection
-            .pragma_update(None, "synchronous", "NORMAL")
-            .map_err(unavailable(&action))?;
-        connection
-            .execute_batch(SCHEMA)
-            .map_err(unavailable(&action))?;
+        // Switching a new file to WAL takes an exclusive lock and may answer BUSY at once,
+        // without the busy handler, while another process does the same: retry for a while.
+        let mut attempt = 0_u32;
+        while let Err(error) = prepare(&connection) {
+            let busy = matches!(
+                error.sqlite_error_code(),
+                Some(rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked)
+            );
+            attempt += 1;
+            if !busy || attempt > 100 {
+                return Err(unavailable(&action)(error));
+            }
+            std::thread::sleep(Duration::from_millis(10 + u64::from(attempt) * 5));
+        }
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
             path: path.to_owned(),

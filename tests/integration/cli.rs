@@ -193,3 +193,42 @@ fn bad_input_gets_a_clear_error_naming_the_problem() {
         String::from_utf8_lossy(&bad_reason.stderr).contains("unknown suppression reason `spam`")
     );
 }
+
+#[test]
+fn several_processes_sharing_one_sqlite_file_record_a_batch_exactly_once() {
+    let cli = Cli::new();
+    let children: Vec<_> = (0..6)
+        .map(|_| {
+            cli.command(&[
+                "ingest",
+                "events/sqs-raw-send.json",
+                "events/sqs-sns-soft-bounce.json",
+                "events/ses/event-bounce.json",
+                "--json",
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
+        })
+        .collect();
+    let mut processed = 0;
+    for child in children {
+        let output = child.wait_with_output().unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+        processed += summary["processed"].as_u64().unwrap();
+    }
+    assert_eq!(
+        processed, 4,
+        "send, delivery, soft bounce and bounce, each once across all processes"
+    );
+    assert_eq!(
+        cli.json(&["suppressions", "get", "typo@exmaple.com", "--json"])["count"],
+        1
+    );
+}

@@ -1,0 +1,58 @@
+# sesguard: build, test and run locally. The Python tools (cargo-lambda, moto, cfn-lint) are
+# installed from PyPI into .venv on first use; nothing else is needed but the Rust toolchain.
+
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV := .venv
+PY_TOOLS := cargo-lambda==1.9.2 moto[server]==5.2.5 cfn-lint==1.58.0
+TOOLS_STAMP := $(VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | cksum | cut -d' ' -f1)
+export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
+
+# Local runs: the embedded store and the example configuration.
+export SESGUARD_STORE ?= sqlite:.sesguard/sesguard.db
+export SESGUARD_CONFIG ?= infra/sesguard.example.toml
+WATCH_PORT ?= 9000
+FUNCTION ?= ingest
+
+.PHONY: help tools build test lint fmt bench watch smoke clean
+
+help: ## List the targets
+	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+tools: $(TOOLS_STAMP) ## Install cargo-lambda, moto and cfn-lint into .venv (once)
+$(TOOLS_STAMP):
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check $(PY_TOOLS)
+	rm -f $(VENV)/.installed-* && touch $@
+
+build: tools ## Build every function for Lambda (release, arm64)
+	cargo lambda build --release --arm64
+
+test: tools ## Run every test (starts and stops a local DynamoDB-compatible server)
+	tests/with-local-dynamodb cargo test --locked
+
+lint: ## rustfmt and clippy, warnings as errors
+	cargo fmt --all -- --check
+	cargo clippy --locked --all-targets -- -D warnings
+
+fmt: ## Format the code
+	cargo fmt --all
+
+bench: ## Criterion benchmarks
+	cargo bench --locked
+
+watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo lambda watch)
+	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT)
+
+invoke-%: tools ## Invoke $(FUNCTION) under `make watch` with events/%.json or events/ses/%.json
+	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
+	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json) events/$*.json)
+
+smoke: tools ## Run ingest under cargo lambda watch and invoke it with every sample
+	tests/lambda-smoke
+
+clean: ## Remove build output and local state
+	cargo clean
+	rm -rf .sesguard
