@@ -1,5 +1,6 @@
-//! Account status: each account's counters summed over the current rolling window, with its
-//! rates, overall and per stream. Shared by the CLI and (later) the admin function.
+//! Account status: each account's guard state and its counters summed over the current
+//! rolling window, with its rates, overall and per stream. Shared by the CLI and (later) the
+//! admin function.
 
 use std::collections::BTreeMap;
 
@@ -7,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::Config;
 use crate::domain::counters::{Counts, WindowTotals};
+use crate::domain::guard::Cause;
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{CounterWindow, StoreError};
 
@@ -17,8 +19,16 @@ pub struct AccountStatus {
     pub name: String,
     /// Whether it is in the configuration.
     pub configured: bool,
-    /// `active` until the guard's state machine pauses it.
+    /// `active`, `warning` or `paused`.
     pub state: &'static str,
+    /// Why it is in that state.
+    pub cause: Option<Cause>,
+    /// Since when.
+    pub since: Option<Timestamp>,
+    /// When a timed pause ends.
+    pub until: Option<Timestamp>,
+    /// Streams quarantined on the account.
+    pub quarantined: Vec<String>,
     /// Window totals.
     #[serde(flatten)]
     pub counts: Counts,
@@ -85,12 +95,16 @@ pub async fn status(
     let (first, last) = window.buckets_ending(now);
     let mut statuses = Vec::with_capacity(names.len());
     for (name, configured) in names {
-        let buckets = counters.buckets(&name, first, last).await?;
-        let totals = WindowTotals::sum(&buckets, first, last);
+        let read = counters.window(&name, first, last).await?;
+        let totals = WindowTotals::sum(&read.buckets, first, last);
         statuses.push(AccountStatus {
             name,
             configured,
-            state: "active",
+            state: read.state.status.as_str(),
+            cause: read.state.cause,
+            since: read.state.since,
+            until: read.state.until,
+            quarantined: read.state.quarantined.keys().cloned().collect(),
             counts: totals.total,
             bounce_rate: totals.total.bounce_rate(),
             complaint_rate: totals.total.complaint_rate(),

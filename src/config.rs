@@ -10,9 +10,12 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
+use crate::domain::address::EmailAddress;
 use crate::domain::attribution::{AccountDirectory, KnownAccount, SendSource};
 use crate::domain::counters::WindowConfig;
+use crate::domain::guard::Thresholds;
 use crate::domain::plan::IngestPolicy;
+use crate::domain::routing::{Priority, RoutingPolicy};
 use crate::domain::suppression::SoftBouncePolicy;
 use crate::store::dynamodb::Tables;
 
@@ -26,8 +29,100 @@ pub struct Config {
     pub ingest: IngestConfig,
     /// The rolling window of the account counters.
     pub window: WindowSection,
+    /// The reputation guard.
+    pub guard: GuardConfig,
+    /// Where alerts go.
+    pub alerts: AlertsConfig,
     /// The SES accounts sesguard guards.
     pub accounts: Vec<AccountConfig>,
+    /// Streams of mail and the accounts that carry them, primary first.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// `[guard]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Default thresholds of every account (`[guard.thresholds]`).
+    pub thresholds: Thresholds,
+    /// Share of a daily quota kept for critical mail (default 0.10).
+    pub quota_reserve: f64,
+    /// Retry a deferral after this long when nothing says when capacity returns (default `5m`).
+    #[serde(with = "humantime_serde")]
+    pub recheck: Duration,
+    /// How long transition history is kept (default `90d`).
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        let routing = RoutingPolicy::default();
+        Self {
+            thresholds: Thresholds::default(),
+            quota_reserve: routing.quota_reserve,
+            recheck: routing.recheck,
+            history_ttl: Duration::from_secs(90 * 24 * 3600),
+        }
+    }
+}
+
+/// `[alerts]`: an SNS topic in AWS; locally a log line and, optionally, a JSON-lines file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// SNS topic for alerts (env `SESGUARD_ALERT_TOPIC_ARN` overrides).
+    pub topic_arn: Option<String>,
+    /// Local file that alerts are appended to, one JSON object per line.
+    pub file: Option<PathBuf>,
+}
+
+/// Per-account overrides of `[guard.thresholds]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdOverrides {
+    /// See [`Thresholds::bounce_warn`].
+    pub bounce_warn: Option<f64>,
+    /// See [`Thresholds::bounce_pause`].
+    pub bounce_pause: Option<f64>,
+    /// See [`Thresholds::bounce_critical`].
+    pub bounce_critical: Option<f64>,
+    /// See [`Thresholds::complaint_warn`].
+    pub complaint_warn: Option<f64>,
+    /// See [`Thresholds::complaint_pause`].
+    pub complaint_pause: Option<f64>,
+    /// See [`Thresholds::complaint_critical`].
+    pub complaint_critical: Option<f64>,
+    /// See [`Thresholds::min_volume`].
+    pub min_volume: Option<u64>,
+    /// See [`Thresholds::dominance`].
+    pub dominance: Option<f64>,
+}
+
+/// Enforcement at SES itself when sesguard pauses an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// sesguard's own routing only (default).
+    #[default]
+    Off,
+    /// `PutAccountSendingAttributes(SendingEnabled=false)` on pause, enabled again on resume.
+    Account,
+    /// `PutConfigurationSetSendingOptions` on the account's configuration set.
+    ConfigurationSet,
+}
+
+/// `[[streams]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's name (`verification`, `transactional`, `bulk`...).
+    pub name: String,
+    /// Account names, primary first, then backups in failover order.
+    pub accounts: Vec<String>,
+    /// Priority of its messages unless a request says otherwise (default `normal`).
+    #[serde(default)]
+    pub priority: Priority,
 }
 
 /// `[tables]`
@@ -109,6 +204,25 @@ pub struct AccountConfig {
     /// `ses_events` (default) or `sender`.
     #[serde(default)]
     pub send_count_source: SendSource,
+    /// Role to assume for sending from another AWS account.
+    pub role_arn: Option<String>,
+    /// SES configuration set every message is sent with.
+    pub configuration_set: Option<String>,
+    /// Default From identity.
+    pub from: Option<String>,
+    /// 24-hour sending quota. Required until it is read from SES `GetAccount`.
+    pub daily_quota: u64,
+    /// Maximum sends per second.
+    pub max_send_rate: f64,
+    /// Overrides of `[guard.thresholds]` for this account.
+    #[serde(default)]
+    pub thresholds: ThresholdOverrides,
+    /// Lift rate pauses and quarantines by themselves once the rate is under the warn level.
+    #[serde(default)]
+    pub auto_resume: bool,
+    /// Pause at SES too: `off` (default), `account`, `configuration_set`.
+    #[serde(default)]
+    pub enforce_at_ses: Enforcement,
 }
 
 /// A configuration that cannot be used.
@@ -149,6 +263,39 @@ fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     }
 }
 
+fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
+    let fraction = |v: f64| v > 0.0 && v < 1.0;
+    let all = [
+        t.bounce_warn,
+        t.bounce_pause,
+        t.bounce_critical,
+        t.complaint_warn,
+        t.complaint_pause,
+        t.complaint_critical,
+        t.dominance,
+        t.recovery,
+    ];
+    if !all.into_iter().all(fraction) {
+        return Err(invalid(
+            key,
+            "rates must be fractions between 0 and 1 (0.04 is 4 %)",
+        ));
+    }
+    if !(t.bounce_warn < t.bounce_pause && t.bounce_pause <= t.bounce_critical) {
+        return Err(invalid(
+            key,
+            "needs bounce_warn < bounce_pause <= bounce_critical",
+        ));
+    }
+    if !(t.complaint_warn < t.complaint_pause && t.complaint_pause <= t.complaint_critical) {
+        return Err(invalid(
+            key,
+            "needs complaint_warn < complaint_pause <= complaint_critical",
+        ));
+    }
+    Ok(())
+}
+
 impl Config {
     /// Loads from `path`, else `SESGUARD_CONFIG_TOML` (the text), else the defaults; then
     /// applies the environment overrides and validates.
@@ -171,6 +318,9 @@ impl Config {
         }
         if let Ok(table) = std::env::var("SESGUARD_STATE_TABLE") {
             config.tables.state = table;
+        }
+        if let Ok(topic) = std::env::var("SESGUARD_ALERT_TOPIC_ARN") {
+            config.alerts.topic_arn = Some(topic);
         }
         config.validate()?;
         Ok(config)
@@ -264,8 +414,115 @@ impl Config {
                     format!("`{}` is not an AWS region", account.region),
                 ));
             }
+            if let Some(arn) = &account.role_arn
+                && !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
+            {
+                return Err(invalid(
+                    key("role_arn"),
+                    format!("`{arn}` is not an IAM role ARN"),
+                ));
+            }
+            if let Some(from) = &account.from {
+                EmailAddress::parse(from).map_err(|e| invalid(key("from"), e.to_string()))?;
+            }
+            if account.daily_quota == 0 {
+                return Err(invalid(key("daily_quota"), "must be at least 1"));
+            }
+            if !(account.max_send_rate > 0.0 && account.max_send_rate.is_finite()) {
+                return Err(invalid(
+                    key("max_send_rate"),
+                    "must be a positive number of sends per second",
+                ));
+            }
+            check_thresholds(&self.thresholds_for(&account.name), &key("thresholds"))?;
+            if account.enforce_at_ses == Enforcement::ConfigurationSet
+                && account.configuration_set.is_none()
+            {
+                return Err(invalid(
+                    key("enforce_at_ses"),
+                    "is `configuration_set` but the account has no `configuration_set`",
+                ));
+            }
+        }
+        check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        if !(0.0..1.0).contains(&self.guard.quota_reserve) {
+            return Err(invalid(
+                "guard.quota_reserve",
+                "must be at least 0 and below 1",
+            ));
+        }
+        let mut streams = HashSet::new();
+        for (i, stream) in self.streams.iter().enumerate() {
+            let key = |field: &str| format!("streams[{i}].{field}");
+            if stream.name.is_empty() || stream.name.chars().any(|c| c.is_whitespace() || c == ':')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` must be non-empty, without spaces or `:`", stream.name),
+                ));
+            }
+            if !streams.insert(stream.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is used by another stream", stream.name),
+                ));
+            }
+            if stream.accounts.is_empty() {
+                return Err(invalid(key("accounts"), "must name at least one account"));
+            }
+            let mut seen = HashSet::new();
+            for name in &stream.accounts {
+                if !names.contains(name.as_str()) {
+                    return Err(invalid(
+                        key("accounts"),
+                        format!("names unknown account `{name}`"),
+                    ));
+                }
+                if !seen.insert(name.as_str()) {
+                    return Err(invalid(key("accounts"), format!("names `{name}` twice")));
+                }
+            }
         }
         Ok(())
+    }
+
+    /// The named account.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// The named stream.
+    pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The thresholds of an account: `[guard.thresholds]` with the account's overrides.
+    pub fn thresholds_for(&self, account: &str) -> Thresholds {
+        let mut t = self.guard.thresholds;
+        if let Some(o) = self.account(account).map(|a| a.thresholds) {
+            t.bounce_warn = o.bounce_warn.unwrap_or(t.bounce_warn);
+            t.bounce_pause = o.bounce_pause.unwrap_or(t.bounce_pause);
+            t.bounce_critical = o.bounce_critical.unwrap_or(t.bounce_critical);
+            t.complaint_warn = o.complaint_warn.unwrap_or(t.complaint_warn);
+            t.complaint_pause = o.complaint_pause.unwrap_or(t.complaint_pause);
+            t.complaint_critical = o.complaint_critical.unwrap_or(t.complaint_critical);
+            t.min_volume = o.min_volume.unwrap_or(t.min_volume);
+            t.dominance = o.dominance.unwrap_or(t.dominance);
+        }
+        t
+    }
+
+    /// Whether the account lifts rate pauses by itself.
+    pub fn auto_resume(&self, account: &str) -> bool {
+        self.account(account).is_some_and(|a| a.auto_resume)
+    }
+
+    /// Routing settings.
+    pub fn routing_policy(&self) -> RoutingPolicy {
+        RoutingPolicy {
+            quota_reserve: self.guard.quota_reserve,
+            recheck: self.guard.recheck,
+        }
     }
 
     /// The ingest policy these settings describe.
@@ -349,6 +606,9 @@ mod tests {
                 ("name", "\"primary\""),
                 ("region", "\"us-east-1\""),
                 ("account_id", "\"111111111111\""),
+                ("daily_quota", "50000"),
+                ("max_send_rate", "14"),
+                ("from", "\"no-reply@example.com\""),
             ];
             for f in &mut fields {
                 if f.0 == field {
@@ -361,6 +621,7 @@ mod tests {
         assert!(problem(&account("name")).contains("`accounts[0].name`"));
         assert!(problem(&account("region")).contains("`accounts[0].region`"));
         assert!(problem(&account("account_id")).contains("`accounts[0].account_id`"));
+        assert!(problem(&account("from")).contains("`accounts[0].from`"));
         assert!(problem("[window]\nlength = \"1h\"\nbucket = \"7m\"").contains("`window.length`"));
         assert!(
             problem("[ingest]\nsoft_bounce_threshold = 0")
@@ -370,9 +631,44 @@ mod tests {
 
     #[test]
     fn account_names_must_be_unique() {
-        let one =
-            "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n";
+        let one = "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n\
+                   daily_quota = 1\nmax_send_rate = 1\n";
         assert!(problem(&format!("{one}{one}")).contains("used by another account"));
+    }
+
+    #[test]
+    fn streams_must_name_configured_accounts_once() {
+        let account = "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\ndaily_quota = 1\nmax_send_rate = 1\n";
+        let stream = |accounts: &str| {
+            format!("{account}[[streams]]\nname = \"s\"\naccounts = [{accounts}]\n")
+        };
+        assert!(
+            problem(&stream("\"a\", \"b\""))
+                .contains("`streams[0].accounts` names unknown account `b`")
+        );
+        assert!(problem(&stream("\"a\", \"a\"")).contains("names `a` twice"));
+        assert!(problem(&stream("")).contains("must name at least one account"));
+    }
+
+    #[test]
+    fn thresholds_are_checked_and_overridden_per_account() {
+        assert!(
+            problem("[guard.thresholds]\nbounce_warn = 4")
+                .contains("`guard.thresholds` rates must be fractions")
+        );
+        assert!(
+            problem("[guard.thresholds]\nbounce_warn = 0.09")
+                .contains("bounce_warn < bounce_pause")
+        );
+        let text = include_str!("../infra/sesguard.example.toml");
+        let config = Config::parse(text, "example").unwrap();
+        let backup = config.thresholds_for("backup");
+        assert_eq!(backup.bounce_pause, 0.07);
+        assert_eq!(
+            backup.complaint_pause,
+            config.guard.thresholds.complaint_pause
+        );
+        assert_eq!(config.thresholds_for("primary"), config.guard.thresholds);
     }
 
     #[test]
@@ -380,5 +676,9 @@ mod tests {
         let text = include_str!("../infra/sesguard.example.toml");
         let config = Config::parse(text, "example").unwrap();
         assert!(config.accounts.len() >= 2);
+        assert_eq!(
+            config.stream("transactional").unwrap().priority,
+            Priority::Critical
+        );
     }
 }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::address::EmailAddress;
 use crate::domain::counters::Bucket;
+use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
 use crate::domain::timestamp::Timestamp;
@@ -115,25 +116,62 @@ pub trait SuppressionList: Send + Sync {
     ) -> Result<Page<Suppression>, StoreError>;
 }
 
+/// An account's counter buckets and its guard state, read together.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountWindow {
+    /// Buckets whose start lies in the range asked for, oldest first.
+    pub buckets: Vec<Bucket>,
+    /// The guard state ([`AccountState::default`] with version 0 when never written).
+    pub state: AccountState,
+}
+
 /// Reads the per-account counters.
 #[async_trait]
 pub trait CounterWindow: Send + Sync {
-    /// The account's buckets whose start lies in `[first, last]`. One query (paginated).
-    async fn buckets(
+    /// The account's buckets whose start lies in `[first, last]`, with its guard state. One
+    /// query on DynamoDB (paginated): the state item sorts after the buckets.
+    async fn window(
         &self,
         account: &str,
         first: Timestamp,
         last: Timestamp,
-    ) -> Result<Vec<Bucket>, StoreError>;
+    ) -> Result<AccountWindow, StoreError>;
 
     /// Accounts that received feedback but are not in the configuration.
     async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError>;
 }
 
-/// Everything a store adapter provides.
-pub trait Store: FeedbackLedger + SuppressionList + CounterWindow {}
+/// Account states and their history.
+#[async_trait]
+pub trait GuardLedger: Send + Sync {
+    /// Writes `next` as the account's state if the stored state is still at
+    /// `expected_version` (0: never written), together with one history entry, atomically.
+    /// `Ok(true)` when written; `Ok(false)` when another writer changed the state first, in
+    /// which case nothing is written. This is what makes a transition happen once across
+    /// concurrent instances.
+    async fn transition(
+        &self,
+        account: &str,
+        expected_version: u64,
+        next: &AccountState,
+        entry: &HistoryEntry,
+        history_expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
 
-impl<T: FeedbackLedger + SuppressionList + CounterWindow> Store for T {}
+    /// The states of these accounts in one batched read; missing ones are default (version 0).
+    async fn states(
+        &self,
+        accounts: &[String],
+    ) -> Result<HashMap<String, AccountState>, StoreError>;
+
+    /// The account's history, newest first, at most `limit` entries.
+    async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
+}
+
+/// Everything a store adapter provides.
+pub trait Store: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger {}
+
+impl<T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger> Store for T {}
 
 /// The current time. Handlers read it once per event; the domain never does.
 pub trait Clock: Send + Sync {

@@ -5,7 +5,10 @@
 //!   and never expire; soft-bounce trackers expire a window after their last bounce.
 //! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), counter
 //!   buckets (`account#NAME` / `bucket#MILLIS`, per-stream counters as `s:STREAM:COUNTER`
-//!   attributes of the same item), and unconfigured accounts (`unconfigured-accounts` / NAME).
+//!   attributes of the same item), the account's guard state (`account#NAME` /
+//!   `bucket~state`, sorting after the buckets so one query reads both), its history
+//!   (`account#NAME` / `history#MILLIS#VERSION`), and unconfigured accounts
+//!   (`unconfigured-accounts` / NAME).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
 //! address updates (conditional on the version read when they carry a soft-bounce state),
@@ -25,10 +28,14 @@ use aws_sdk_dynamodb::types::{
 
 use crate::domain::address::EmailAddress;
 use crate::domain::counters::{Bucket, CounterDelta, Counts};
+use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::{ChangeSet, Claim};
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList};
+use crate::ports::{
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
+    SuppressionList,
+};
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
@@ -37,6 +44,9 @@ const MAX_BATCH_GET: usize = 100;
 /// TTL attribute on both tables.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const UNCONFIGURED: &str = "unconfigured-accounts";
+/// Sort key of an account's state item: after every `bucket#...` key, so the window query
+/// returns the state with the buckets.
+const STATE_SORT_KEY: &str = "bucket~state";
 
 /// The two table names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -650,33 +660,40 @@ impl SuppressionList for DynamoStore {
 
 #[async_trait]
 impl CounterWindow for DynamoStore {
-    async fn buckets(
+    async fn window(
         &self,
         account: &str,
         first: Timestamp,
         last: Timestamp,
-    ) -> Result<Vec<Bucket>, StoreError> {
-        let mut buckets = Vec::new();
+    ) -> Result<AccountWindow, StoreError> {
+        let mut window = AccountWindow::default();
         let mut start = None;
         loop {
             let output = self
                 .client
                 .query()
                 .table_name(&self.tables.state)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :last")
+                .key_condition_expression("pk = :pk AND sk BETWEEN :first AND :state")
                 .expression_attribute_values(":pk", s(account_key(account)))
                 .expression_attribute_values(":first", s(bucket_sort_key(first)))
-                .expression_attribute_values(":last", s(bucket_sort_key(last)))
+                .expression_attribute_values(":state", s(STATE_SORT_KEY))
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
                 .map_err(|e| failure("reading counters", e))?;
             for item in output.items.unwrap_or_default() {
-                buckets.push(parse_bucket(&item)?);
+                if text(&item, "sk").as_deref() == Some(STATE_SORT_KEY) {
+                    window.state = parse_account_state(account, &item)?;
+                } else {
+                    let bucket = parse_bucket(&item)?;
+                    if bucket.start <= last {
+                        window.buckets.push(bucket);
+                    }
+                }
             }
             match output.last_evaluated_key {
                 Some(key) => start = Some(key),
-                None => return Ok(buckets),
+                None => return Ok(window),
             }
         }
     }
@@ -707,5 +724,176 @@ impl CounterWindow for DynamoStore {
                 None => return Ok(names),
             }
         }
+    }
+}
+
+fn corrupt_state(account: &str, detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "account state",
+        detail: format!("{account}: {detail}"),
+    }
+}
+
+fn parse_account_state(account: &str, item: &Item) -> Result<AccountState, StoreError> {
+    let json = text(item, "state").ok_or_else(|| corrupt_state(account, "no `state`"))?;
+    let mut state: AccountState =
+        serde_json::from_str(&json).map_err(|e| corrupt_state(account, e))?;
+    state.version = number(item, "version", "account state")?.unwrap_or(0);
+    Ok(state)
+}
+
+#[async_trait]
+impl GuardLedger for DynamoStore {
+    async fn transition(
+        &self,
+        account: &str,
+        expected_version: u64,
+        next: &AccountState,
+        entry: &HistoryEntry,
+        history_expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let action = "writing an account transition";
+        let state_json = serde_json::to_string(next).map_err(|e| corrupt_state(account, e))?;
+        let entry_json = serde_json::to_string(entry).map_err(|e| corrupt_state(account, e))?;
+        let version = expected_version + 1;
+        let condition = if expected_version == 0 {
+            "attribute_not_exists(version)".to_owned()
+        } else {
+            "version = :expected".to_owned()
+        };
+        let mut state = Put::builder()
+            .table_name(&self.tables.state)
+            .item("pk", s(account_key(account)))
+            .item("sk", s(STATE_SORT_KEY))
+            .item("version", n(version))
+            .item("state", s(state_json))
+            .condition_expression(condition);
+        if expected_version > 0 {
+            state = state.expression_attribute_values(":expected", n(expected_version));
+        }
+        let history = Put::builder()
+            .table_name(&self.tables.state)
+            .item("pk", s(account_key(account)))
+            .item(
+                "sk",
+                s(format!(
+                    "history#{:015}#{version:010}",
+                    entry.at.as_millis().max(0)
+                )),
+            )
+            .item("entry", s(entry_json))
+            .item(TTL_ATTRIBUTE, n(history_expires_at.as_epoch_seconds()));
+        let items = vec![
+            TransactWriteItem::builder()
+                .put(state.build().map_err(|e| build_error(action, e))?)
+                .build(),
+            TransactWriteItem::builder()
+                .put(history.build().map_err(|e| build_error(action, e))?)
+                .build(),
+        ];
+        match self
+            .client
+            .transact_write_items()
+            .set_transact_items(Some(items))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(error) => {
+                if let Some(TransactWriteItemsError::TransactionCanceledException(cancel)) =
+                    error.as_service_error()
+                    && cancel
+                        .cancellation_reasons()
+                        .first()
+                        .and_then(|r| r.code())
+                        .is_some_and(|code| code == "ConditionalCheckFailed")
+                {
+                    return Ok(false);
+                }
+                Err(failure(action, error))
+            }
+        }
+    }
+
+    async fn states(
+        &self,
+        accounts: &[String],
+    ) -> Result<HashMap<String, AccountState>, StoreError> {
+        let action = "reading account states";
+        let mut states: HashMap<String, AccountState> = accounts
+            .iter()
+            .map(|a| (a.clone(), AccountState::default()))
+            .collect();
+        for chunk in accounts.chunks(MAX_BATCH_GET) {
+            let mut keys = KeysAndAttributes::builder().consistent_read(true);
+            for account in chunk {
+                keys = keys.keys(HashMap::from([
+                    ("pk".to_owned(), s(account_key(account))),
+                    ("sk".to_owned(), s(STATE_SORT_KEY)),
+                ]));
+            }
+            let mut pending = Some(keys.build().map_err(|e| build_error(action, e))?);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(&self.tables.state, request)
+                    .send()
+                    .await
+                    .map_err(|e| failure(action, e))?;
+                for item in output
+                    .responses
+                    .unwrap_or_default()
+                    .remove(&self.tables.state)
+                    .unwrap_or_default()
+                {
+                    let pk = text(&item, "pk").unwrap_or_default();
+                    let account = pk.strip_prefix("account#").unwrap_or(&pk).to_owned();
+                    let state = parse_account_state(&account, &item)?;
+                    states.insert(account, state);
+                }
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(&self.tables.state))
+                    .filter(|keys| !keys.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable {
+                            action: action.into(),
+                            source: "unprocessed keys after 8 retries".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(states)
+    }
+
+    async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.state)
+            .key_condition_expression("pk = :pk AND begins_with(sk, :history)")
+            .expression_attribute_values(":pk", s(account_key(account)))
+            .expression_attribute_values(":history", s("history#"))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| failure("reading history", e))?;
+        output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                let json = text(item, "entry")
+                    .ok_or_else(|| corrupt_state(account, "history entry without `entry`"))?;
+                serde_json::from_str(&json).map_err(|e| corrupt_state(account, e))
+            })
+            .collect()
     }
 }

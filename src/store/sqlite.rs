@@ -13,10 +13,14 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use crate::domain::address::EmailAddress;
 use crate::domain::counters::{Bucket, Counts};
+use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList};
+use crate::ports::{
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
+    SuppressionList,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS suppressions (
@@ -54,6 +58,19 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (account, bucket, stream)
 );
 CREATE TABLE IF NOT EXISTS unconfigured_accounts (name TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS account_states (
+    account TEXT PRIMARY KEY,
+    version INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS history (
+    account TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    version INTEGER NOT NULL,
+    entry TEXT NOT NULL,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (account, at, version)
+);
 ";
 
 /// WAL journaling and the schema, created if missing.
@@ -529,12 +546,12 @@ impl SuppressionList for SqliteStore {
 
 #[async_trait]
 impl CounterWindow for SqliteStore {
-    async fn buckets(
+    async fn window(
         &self,
         account: &str,
         first: Timestamp,
         last: Timestamp,
-    ) -> Result<Vec<Bucket>, StoreError> {
+    ) -> Result<AccountWindow, StoreError> {
         let account = account.to_owned();
         self.run(move |connection| {
             let action = "reading counters";
@@ -567,7 +584,12 @@ impl CounterWindow for SqliteStore {
                     bucket.streams.insert(stream, counts);
                 }
             }
-            Ok(buckets.into_values().collect())
+            drop(statement);
+            let state = read_state(connection, &account)?;
+            Ok(AccountWindow {
+                buckets: buckets.into_values().collect(),
+                state,
+            })
         })
         .await
     }
@@ -584,6 +606,116 @@ impl CounterWindow for SqliteStore {
                 .collect::<Result<Vec<String>, _>>()
                 .map_err(unavailable(action))?;
             Ok(names)
+        })
+        .await
+    }
+}
+
+fn corrupt_state(account: &str, error: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: "account state",
+        detail: format!("{account}: {error}"),
+    }
+}
+
+fn read_state(connection: &Connection, account: &str) -> Result<AccountState, StoreError> {
+    let row: Option<(i64, String)> = connection
+        .query_row(
+            "SELECT version, state FROM account_states WHERE account = ?1",
+            [account],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .optional()
+        .map_err(unavailable("reading an account state"))?;
+    match row {
+        None => Ok(AccountState::default()),
+        Some((version, json)) => {
+            let mut state: AccountState =
+                serde_json::from_str(&json).map_err(|e| corrupt_state(account, &e))?;
+            state.version = version_of(Some(version));
+            Ok(state)
+        }
+    }
+}
+
+#[async_trait]
+impl GuardLedger for SqliteStore {
+    async fn transition(
+        &self,
+        account: &str,
+        expected_version: u64,
+        next: &AccountState,
+        entry: &HistoryEntry,
+        history_expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let (account, state_json, entry_json) = (
+            account.to_owned(),
+            serde_json::to_string(next).map_err(|e| corrupt_state(account, &e))?,
+            serde_json::to_string(entry).map_err(|e| corrupt_state(account, &e))?,
+        );
+        let at = entry.at.as_millis();
+        self.run(move |connection| {
+            let action = "writing an account transition";
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable(action))?;
+            let version: Option<i64> = tx
+                .query_row("SELECT version FROM account_states WHERE account = ?1", [&account], |row| row.get(0))
+                .optional()
+                .map_err(unavailable(action))?;
+            if version_of(version) != expected_version {
+                return Ok(false);
+            }
+            let new_version = i64::try_from(expected_version + 1).unwrap_or(i64::MAX);
+            tx.execute(
+                "INSERT INTO account_states (account, version, state) VALUES (?1, ?2, ?3)
+                 ON CONFLICT (account) DO UPDATE SET version = excluded.version, state = excluded.state",
+                params![account, new_version, state_json],
+            )
+            .map_err(unavailable(action))?;
+            tx.execute(
+                "INSERT INTO history (account, at, version, entry, expires_at) VALUES (?1, ?2, ?3, ?4, ?5)",
+                params![account, at, new_version, entry_json, history_expires_at.as_millis()],
+            )
+            .map_err(unavailable(action))?;
+            tx.commit().map_err(unavailable(action))?;
+            Ok(true)
+        })
+        .await
+    }
+
+    async fn states(
+        &self,
+        accounts: &[String],
+    ) -> Result<HashMap<String, AccountState>, StoreError> {
+        let accounts = accounts.to_vec();
+        self.run(move |connection| {
+            accounts
+                .into_iter()
+                .map(|account| read_state(connection, &account).map(|state| (account, state)))
+                .collect()
+        })
+        .await
+    }
+
+    async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
+        let account = account.to_owned();
+        self.run(move |connection| {
+            let action = "reading history";
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT entry FROM history WHERE account = ?1 ORDER BY at DESC, version DESC LIMIT ?2",
+                )
+                .map_err(unavailable(action))?;
+            let rows = statement
+                .query_map(params![account, i64::try_from(limit).unwrap_or(i64::MAX)], |row| row.get::<_, String>(0))
+                .map_err(unavailable(action))?;
+            let mut entries = Vec::new();
+            for row in rows {
+                let json = row.map_err(unavailable(action))?;
+                entries.push(serde_json::from_str(&json).map_err(|e| corrupt_state(&account, &e))?);
+            }
+            Ok(entries)
         })
         .await
     }

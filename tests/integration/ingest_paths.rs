@@ -9,13 +9,15 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sesguard::deps::Deps;
 use sesguard::domain::address::EmailAddress;
-use sesguard::domain::counters::{Bucket, Counts, WindowTotals};
+use sesguard::domain::counters::{Counts, WindowTotals};
+use sesguard::domain::guard::{AccountState as GuardState, HistoryEntry};
 use sesguard::domain::plan::ChangeSet;
 use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
-    ApplyError, CounterWindow, FeedbackLedger, Page, StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
+    SuppressionList,
 };
 
 use crate::helpers::{FixedClock, SAMPLE_NOW, deps, dynamodb, example_config, sample_json, sqlite};
@@ -43,8 +45,8 @@ async fn suppression(deps: &Deps, address: &str) -> Option<Suppression> {
 async fn totals(deps: &Deps, account: &str) -> Counts {
     let now = deps.clock.now();
     let (first, last) = deps.policy.window.buckets_ending(now);
-    let buckets = deps.store.buckets(account, first, last).await.unwrap();
-    WindowTotals::sum(&buckets, first, last).total
+    let window = deps.store.window(account, first, last).await.unwrap();
+    WindowTotals::sum(&window.buckets, first, last).total
 }
 
 /// An SES sample with edits applied.
@@ -237,15 +239,35 @@ impl SuppressionList for Unreachable {
 
 #[async_trait]
 impl CounterWindow for Unreachable {
-    async fn buckets(
+    async fn window(
         &self,
         _: &str,
         _: Timestamp,
         _: Timestamp,
-    ) -> Result<Vec<Bucket>, StoreError> {
+    ) -> Result<AccountWindow, StoreError> {
         Err(down())
     }
     async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl GuardLedger for Unreachable {
+    async fn transition(
+        &self,
+        _: &str,
+        _: u64,
+        _: &GuardState,
+        _: &HistoryEntry,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn states(&self, _: &[String]) -> Result<HashMap<String, GuardState>, StoreError> {
+        Err(down())
+    }
+    async fn history(&self, _: &str, _: usize) -> Result<Vec<HistoryEntry>, StoreError> {
         Err(down())
     }
 }

@@ -5,6 +5,9 @@ use std::collections::HashMap;
 
 use sesguard::domain::address::EmailAddress;
 use sesguard::domain::counters::{Bucket, CounterDelta, Counts};
+use sesguard::domain::guard::{
+    AccountState as GuardState, Cause, HistoryEntry, Quarantine, Status,
+};
 use sesguard::domain::notification::Notification;
 use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
 use sesguard::domain::suppression::Reason;
@@ -50,13 +53,14 @@ async fn planned(store: &dyn Store, batch: &[Effects], at: Timestamp) -> ChangeS
 
 async fn window_total(store: &dyn Store, account: &str) -> Counts {
     let buckets = store
-        .buckets(
+        .window(
             account,
             Timestamp::EPOCH,
             Timestamp::from_millis(i64::MAX / 2),
         )
         .await
-        .unwrap();
+        .unwrap()
+        .buckets;
     let mut total = Counts::default();
     for bucket in &buckets {
         total += bucket.total;
@@ -303,7 +307,11 @@ async fn counters_add_up_per_bucket_and_stream_and_read_by_range(store: &dyn Sto
         };
         store.apply(&change).await.unwrap();
     }
-    let buckets = store.buckets("primary", at(0), at(900_000)).await.unwrap();
+    let buckets = store
+        .window("primary", at(0), at(900_000))
+        .await
+        .unwrap()
+        .buckets;
     assert_eq!(buckets.len(), 2);
     assert_eq!(
         buckets[0].total,
@@ -325,17 +333,19 @@ async fn counters_add_up_per_bucket_and_stream_and_read_by_range(store: &dyn Sto
     assert_eq!(buckets[1].total.hard_bounces, 2);
     assert_eq!(
         store
-            .buckets("primary", at(1), at(900_000))
+            .window("primary", at(1), at(900_000))
             .await
             .unwrap()
+            .buckets
             .len(),
         1
     );
     assert!(
         store
-            .buckets("backup", at(0), at(900_000))
+            .window("backup", at(0), at(900_000))
             .await
             .unwrap()
+            .buckets
             .is_empty()
     );
 }
@@ -430,6 +440,107 @@ async fn a_not_spam_complaint_is_recorded_without_suppressing(store: &dyn Store)
     assert_eq!(states[&email("happy@example.com")].version, 1, "recorded");
 }
 
+fn entry(account: &str, at: Timestamp, to: &str) -> HistoryEntry {
+    HistoryEntry {
+        at,
+        account: account.into(),
+        stream: Some("verification".into()),
+        from: "active".into(),
+        to: to.into(),
+        cause: Cause::BounceRate,
+        note: None,
+        bounce_rate: 0.081,
+        complaint_rate: 0.0,
+        window_sends: 1200,
+        actor: "guard".into(),
+    }
+}
+
+async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dyn Store) {
+    let mut next = GuardState::default();
+    next.quarantined.insert(
+        "verification".into(),
+        Quarantine {
+            cause: Cause::BounceRate,
+            since: now(),
+            bounce_rate: 0.16,
+            complaint_rate: 0.0,
+        },
+    );
+    let later = now().plus(std::time::Duration::from_secs(90 * 86_400));
+    assert!(
+        store
+            .transition(
+                "primary",
+                0,
+                &next,
+                &entry("primary", now(), "quarantined"),
+                later
+            )
+            .await
+            .unwrap()
+    );
+    // A second instance that read version 0 too loses, and writes nothing.
+    let other = GuardState {
+        status: Status::Paused,
+        ..GuardState::default()
+    };
+    assert!(
+        !store
+            .transition(
+                "primary",
+                0,
+                &other,
+                &entry("primary", now(), "paused"),
+                later
+            )
+            .await
+            .unwrap()
+    );
+
+    let window = store.window("primary", now(), now()).await.unwrap();
+    assert_eq!(window.state.version, 1);
+    assert!(window.state.is_quarantined("verification"));
+    assert_eq!(window.state.quarantined["verification"].bounce_rate, 0.16);
+    let history = store.history("primary", 10).await.unwrap();
+    assert_eq!(history, vec![entry("primary", now(), "quarantined")]);
+
+    let mut paused = window.state.clone();
+    paused.status = Status::Paused;
+    let at = now().plus(std::time::Duration::from_secs(60));
+    assert!(
+        store
+            .transition(
+                "primary",
+                1,
+                &paused,
+                &entry("primary", at, "paused"),
+                later
+            )
+            .await
+            .unwrap()
+    );
+    let states = store
+        .states(&["primary".into(), "backup".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        (states["primary"].version, states["primary"].status),
+        (2, Status::Paused)
+    );
+    assert_eq!(states["backup"], GuardState::default());
+    let newest_first: Vec<String> = store
+        .history("primary", 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.to)
+        .collect();
+    assert_eq!(newest_first, ["paused", "quarantined"]);
+    assert_eq!(store.history("primary", 1).await.unwrap().len(), 1);
+    assert!(store.history("backup", 10).await.unwrap().is_empty());
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -465,4 +576,5 @@ contract!(
     unconfigured_accounts_are_registered_once,
     listing_pages_through_every_suppression_once_and_filters_by_reason,
     a_not_spam_complaint_is_recorded_without_suppressing,
+    a_transition_applies_once_per_version_with_one_history_entry,
 );
