@@ -15,7 +15,7 @@ use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
 use crate::domain::suppression::{Reason, Suppression};
 use crate::handlers::ingest::{decode, log_report};
-use crate::ingest::{Inbound, InboundError, Ingestor, Report};
+use crate::ingest::{Inbound, InboundError, Report};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
 
@@ -158,7 +158,6 @@ fn read_input(file: &str) -> anyhow::Result<String> {
 }
 
 async fn ingest(deps: &Deps, files: &[String], json: bool) -> anyhow::Result<ExitCode> {
-    let ingestor = Ingestor::new(deps.store.as_ref(), &deps.directory, &deps.policy);
     let mut report = Report::default();
     for file in files {
         let text = read_input(file)?;
@@ -170,7 +169,7 @@ async fn ingest(deps: &Deps, files: &[String], json: bool) -> anyhow::Result<Exi
                 content: Err(InboundError::Envelope(EnvelopeError::NotJson(error))),
             }],
         };
-        let part = ingestor.ingest(records, deps.clock.now()).await;
+        let part = deps.ingest(records, deps.clock.now()).await;
         log_report(&part);
         report.extend(part);
     }

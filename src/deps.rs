@@ -7,10 +7,14 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 
+use crate::alerts::{LogAlerts, SnsAlerts};
 use crate::config::Config;
 use crate::domain::attribution::AccountDirectory;
 use crate::domain::plan::IngestPolicy;
-use crate::ports::{Clock, Store, SystemClock};
+use crate::domain::timestamp::Timestamp;
+use crate::guard::Guard;
+use crate::ingest::{Inbound, Ingestor, Report};
+use crate::ports::{AlertSink, Clock, Store, SystemClock};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
@@ -28,6 +32,8 @@ pub struct Deps {
     pub store: Arc<dyn Store>,
     /// The clock.
     pub clock: Arc<dyn Clock>,
+    /// Where alerts go.
+    pub alerts: Arc<dyn AlertSink>,
 }
 
 impl Deps {
@@ -43,12 +49,40 @@ impl Deps {
         let config = Config::load(config_path)?;
         let url: StoreUrl = store.parse()?;
         let store = connect(&url, &config).await?;
-        Ok(Self::with_store(config, store, Arc::new(SystemClock)))
+        let alerts: Arc<dyn AlertSink> = match &config.alerts.topic_arn {
+            Some(topic) => {
+                let sdk = aws_config::load_from_env().await;
+                Arc::new(SnsAlerts::new(
+                    aws_sdk_sns::Client::new(&sdk),
+                    topic.clone(),
+                ))
+            }
+            None => Arc::new(LogAlerts::new(config.alerts.file.clone())),
+        };
+        Ok(Self::with_store(config, store, Arc::new(SystemClock)).with_alerts(alerts))
     }
 
-    /// Assembles dependencies around an existing store and clock (tests, benchmarks).
+    /// The same dependencies with another alert sink.
+    pub fn with_alerts(mut self, alerts: Arc<dyn AlertSink>) -> Self {
+        self.alerts = alerts;
+        self
+    }
+
+    /// Records a batch and lets the guard review the accounts it touched.
+    pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
+        let store = self.store.as_ref();
+        let guard = Guard::new(store, store, self.alerts.as_ref(), &self.config);
+        Ingestor::new(store, &self.directory, &self.policy)
+            .with_guard(guard)
+            .ingest(records, now)
+            .await
+    }
+
+    /// Assembles dependencies around an existing store and clock (tests, benchmarks); alerts
+    /// go to the log and the configured file.
     pub fn with_store(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
+            alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
             directory: Arc::new(config.directory()),
             policy: config.ingest_policy(),
             config: Arc::new(config),

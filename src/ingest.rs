@@ -4,7 +4,7 @@
 //! nothing; a conflict with another instance means read again and plan again; a store failure
 //! fails every record of the batch for retry, so nothing is acknowledged that was not stored.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -12,6 +12,7 @@ use crate::domain::attribution::AccountDirectory;
 use crate::domain::envelope::{Content, EnvelopeError, SnsIds};
 use crate::domain::plan::{self, Assessment, Effects, IngestPolicy};
 use crate::domain::timestamp::Timestamp;
+use crate::guard::{Applied, Guard};
 use crate::ports::{ApplyError, FeedbackLedger};
 use crate::telemetry::error_chain;
 
@@ -77,11 +78,13 @@ impl Outcome {
     }
 }
 
-/// The outcome of every record, in input order.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+/// The outcome of every record, in input order, and the guard's transitions.
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Report {
     /// `(record id, outcome)`.
     pub records: Vec<(String, Outcome)>,
+    /// Transitions this batch's review applied.
+    pub transitions: Vec<Applied>,
 }
 
 /// Counts by outcome, as `sesguard ingest --json` prints them.
@@ -117,17 +120,19 @@ impl Report {
         summary
     }
 
-    /// Adds another report's records after this one's.
+    /// Adds another report's records and transitions after this one's.
     pub fn extend(&mut self, other: Report) {
         self.records.extend(other.records);
+        self.transitions.extend(other.transitions);
     }
 }
 
-/// The ingest use case over a ledger.
+/// The ingest use case over a ledger, with the guard reviewing what each batch touched.
 pub struct Ingestor<'a> {
     ledger: &'a dyn FeedbackLedger,
     directory: &'a AccountDirectory,
     policy: &'a IngestPolicy,
+    guard: Option<Guard<'a>>,
 }
 
 impl<'a> Ingestor<'a> {
@@ -141,7 +146,14 @@ impl<'a> Ingestor<'a> {
             ledger,
             directory,
             policy,
+            guard: None,
         }
+    }
+
+    /// Reviews the touched accounts with `guard` after each batch.
+    pub fn with_guard(mut self, guard: Guard<'a>) -> Self {
+        self.guard = Some(guard);
+        self
     }
 
     /// Processes a batch of records received at `now`.
@@ -149,6 +161,7 @@ impl<'a> Ingestor<'a> {
         let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
         let mut batch: Vec<(usize, Effects)> = Vec::new();
         let mut first_with_key: HashMap<String, usize> = HashMap::new();
+        let mut touched = BTreeSet::new();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
 
         for (index, record) in records.into_iter().enumerate() {
@@ -162,6 +175,7 @@ impl<'a> Ingestor<'a> {
                             for error in &effects.invalid {
                                 tracing::warn!(record = %record.id, message_id = %effects.message_id, %error, "recipient address not recorded");
                             }
+                            touched.insert(effects.attribution.account.clone());
                             if first_with_key.contains_key(&effects.key) {
                                 Some(Outcome::Duplicate)
                             } else {
@@ -177,6 +191,7 @@ impl<'a> Ingestor<'a> {
         }
 
         self.apply(batch, now, &mut outcomes).await;
+        let transitions = self.review(&touched, now, &mut outcomes).await;
 
         let records = ids
             .into_iter()
@@ -188,7 +203,42 @@ impl<'a> Ingestor<'a> {
                 )
             })
             .collect();
-        Report { records }
+        Report {
+            records,
+            transitions,
+        }
+    }
+
+    /// Lets the guard review the accounts a batch touched — duplicates' accounts included, so
+    /// a retry reviews again. If the review fails, the stored records are failed for retry.
+    async fn review(
+        &self,
+        touched: &BTreeSet<String>,
+        now: Timestamp,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Vec<Applied> {
+        let Some(guard) = &self.guard else {
+            return Vec::new();
+        };
+        if touched.is_empty() {
+            return Vec::new();
+        }
+        match guard.review(touched, now).await {
+            Ok(applied) => applied,
+            Err(error) => {
+                let error = format!(
+                    "stored, but the guard review failed: {}",
+                    error_chain(&error)
+                );
+                tracing::error!(%error, "records will be retried so the review runs again");
+                for outcome in outcomes.iter_mut() {
+                    if matches!(outcome, Some(Outcome::Recorded { .. } | Outcome::Duplicate)) {
+                        *outcome = Some(Outcome::Failed(error.clone()));
+                    }
+                }
+                Vec::new()
+            }
+        }
     }
 
     /// Applies the batch, splitting it where one atomic change cannot hold it.

@@ -4,10 +4,12 @@
 //! implementations in [`store`], and each Lambda function's handler in [`handlers`].
 
 pub mod accounts;
+pub mod alerts;
 pub mod cli;
 pub mod config;
 pub mod deps;
 pub mod domain;
+pub mod guard;
 pub mod handlers;
 pub mod ingest;
 pub mod ports;

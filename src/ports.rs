@@ -9,7 +9,7 @@ use async_trait::async_trait;
 
 use crate::domain::address::EmailAddress;
 use crate::domain::counters::Bucket;
-use crate::domain::guard::{AccountState, HistoryEntry};
+use crate::domain::guard::{AccountState, Alert, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
 use crate::domain::timestamp::Timestamp;
@@ -172,6 +172,25 @@ pub trait GuardLedger: Send + Sync {
 pub trait Store: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger {}
 
 impl<T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger> Store for T {}
+
+/// A failed alert delivery.
+#[derive(Debug, thiserror::Error)]
+#[error("alert not delivered to {destination}")]
+pub struct AlertError {
+    /// Where it was going.
+    pub destination: String,
+    /// Why it failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Tells operators about transitions.
+#[async_trait]
+pub trait AlertSink: Send + Sync {
+    /// Delivers one alert. Called once per applied transition, by the instance whose
+    /// conditional write won.
+    async fn publish(&self, alert: &Alert) -> Result<(), AlertError>;
+}
 
 /// The current time. Handlers read it once per event; the domain never does.
 pub trait Clock: Send + Sync {

@@ -2,9 +2,9 @@
 //! paused) and of each stream on it (active or quarantined), and the one transition decided
 //! from an account's rolling window after each batch.
 //!
-//! Rates are judged on the window *minus the streams already quarantined*: once the culprit
-//! stream is isolated, its feedback still in flight does not pause the account's healthy
-//! streams. A critical level (default 9 % bounces, 0.4 % complaints, between the pause level
+//! Rates are judged on the window *minus the streams already quarantined* (warning, pause,
+//! quarantine, recovery): once the culprit stream is isolated, its feedback still in flight
+//! neither pauses nor flags the account's healthy streams. A critical level (default 9 % bounces, 0.4 % complaints, between the pause level
 //! and SES's own) pauses the whole account regardless, as a last line before SES acts.
 
 use std::collections::BTreeMap;
@@ -270,6 +270,82 @@ impl Transition {
     }
 }
 
+/// What operators are told about a transition: the account, the stream, the old and new
+/// state, the rates, and where the traffic goes now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// When.
+    pub at: Timestamp,
+    /// The account.
+    pub account: String,
+    /// The stream, for a quarantine or its lifting.
+    pub stream: Option<String>,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Why.
+    pub cause: Cause,
+    /// Account bounce rate.
+    pub bounce_rate: f64,
+    /// Account complaint rate.
+    pub complaint_rate: f64,
+    /// Sends in the window.
+    pub window_sends: u64,
+    /// Where the affected traffic goes now.
+    pub traffic: String,
+    /// `guard` or `operator:NAME`.
+    pub actor: String,
+}
+
+impl Alert {
+    /// A one-line summary (an SNS subject is at most 100 characters).
+    pub fn subject(&self) -> String {
+        let what = match &self.stream {
+            Some(stream) => format!(
+                "sesguard: {} stream {} {} -> {}",
+                self.account, stream, self.from, self.to
+            ),
+            None => format!("sesguard: {} {} -> {}", self.account, self.from, self.to),
+        };
+        what.chars().take(100).collect()
+    }
+}
+
+/// Where traffic goes after a change of `account` (and `stream`, for a quarantine), given each
+/// stream's accounts in failover order.
+pub fn traffic_after(
+    account: &str,
+    stream: Option<&str>,
+    to: &str,
+    streams: &[(&str, &[String])],
+) -> String {
+    let affected: Vec<&(&str, &[String])> = streams
+        .iter()
+        .filter(|(name, accounts)| {
+            stream.is_none_or(|s| s == *name) && accounts.iter().any(|a| a == account)
+        })
+        .collect();
+    if affected.is_empty() {
+        return format!("no configured stream uses `{account}`");
+    }
+    let lines: Vec<String> = affected
+        .iter()
+        .map(|(name, accounts)| {
+            if to == "active" {
+                return format!("{name} may use {account} again");
+            }
+            let position = accounts.iter().position(|a| a == account).unwrap_or(0);
+            match accounts.get(position + 1..).and_then(|rest| rest.first()) {
+                Some(next) => format!("{name} fails over to {next}"),
+                None if to == "warning" => format!("{name} stays on {account}"),
+                None => format!("{name} has no account after {account}: deferred"),
+            }
+        })
+        .collect();
+    lines.join("; ")
+}
+
 /// Decides the next transition of an account from its window, if any. `auto_resume` lets
 /// rate pauses and quarantines lift themselves once the rate is back under the warn level.
 pub fn evaluate(
@@ -303,9 +379,12 @@ pub fn evaluate(
     }
 
     let signals = [Signal::BounceRate, Signal::ComplaintRate];
-    let enough = window.total.sends >= thresholds.min_volume;
+    // The streams still sending: quarantined streams' late feedback judges nothing but the
+    // critical level.
+    let residual = residual(window, &state.quarantined);
+    let enough = residual.sends >= thresholds.min_volume;
 
-    if enough && state.status != Status::Paused {
+    if window.total.sends >= thresholds.min_volume && state.status != Status::Paused {
         // Last line: the account as SES sees it.
         for signal in signals {
             let (_, _, critical) = signal.levels(thresholds);
@@ -319,50 +398,48 @@ pub fn evaluate(
                 );
             }
         }
-        // The account without the streams already quarantined.
-        let residual = residual(window, &state.quarantined);
-        if residual.sends >= thresholds.min_volume {
-            for signal in signals {
-                let (_, pause, _) = signal.levels(thresholds);
-                if signal.rate(&residual) < pause {
-                    continue;
-                }
-                let culprit = dominant(window, &state.quarantined, signal, thresholds.dominance);
-                return match culprit {
-                    Some((stream, counts)) => {
-                        next.quarantined.insert(
-                            stream.clone(),
-                            Quarantine {
-                                cause: signal.into(),
-                                since: now,
-                                bounce_rate: counts.bounce_rate(),
-                                complaint_rate: counts.complaint_rate(),
-                            },
-                        );
-                        change(next, "active", "quarantined", signal.into(), Some(stream))
-                    }
-                    None => change(
-                        paused(state, signal, now),
-                        from,
-                        "paused",
-                        signal.into(),
-                        None,
-                    ),
-                };
+    }
+    if enough && state.status != Status::Paused {
+        for signal in signals {
+            let (_, pause, _) = signal.levels(thresholds);
+            if signal.rate(&residual) < pause {
+                continue;
             }
+            let culprit = dominant(window, &state.quarantined, signal, thresholds.dominance);
+            return match culprit {
+                Some((stream, counts)) => {
+                    next.quarantined.insert(
+                        stream.clone(),
+                        Quarantine {
+                            cause: signal.into(),
+                            since: now,
+                            bounce_rate: counts.bounce_rate(),
+                            complaint_rate: counts.complaint_rate(),
+                        },
+                    );
+                    change(next, "active", "quarantined", signal.into(), Some(stream))
+                }
+                None => change(
+                    paused(state, signal, now),
+                    from,
+                    "paused",
+                    signal.into(),
+                    None,
+                ),
+            };
         }
     }
 
-    let over_warn = |t: &Thresholds, scale: f64| {
+    let over_warn = |scale: f64| {
         signals.into_iter().find(|s| {
-            let (warn, _, _) = s.levels(t);
-            s.rate(&window.total) >= warn * scale
+            let (warn, _, _) = s.levels(thresholds);
+            s.rate(&residual) >= warn * scale
         })
     };
     let recovered = match state.status {
         Status::Active => false,
-        Status::Warning => over_warn(thresholds, thresholds.recovery).is_none(),
-        Status::Paused => auto_resume && rate_paused(state) && over_warn(thresholds, 1.0).is_none(),
+        Status::Warning => over_warn(thresholds.recovery).is_none(),
+        Status::Paused => auto_resume && rate_paused(state) && over_warn(1.0).is_none(),
     };
     if recovered {
         next.status = Status::Active;
@@ -372,7 +449,7 @@ pub fn evaluate(
     }
     if state.status == Status::Active
         && enough
-        && let Some(signal) = over_warn(thresholds, 1.0)
+        && let Some(signal) = over_warn(1.0)
     {
         next.status = Status::Warning;
         next.cause = Some(signal.into());
@@ -523,12 +600,19 @@ mod tests {
                 complaint_rate: 0.0,
             },
         );
-        state.status = Status::Warning;
         assert_eq!(
             decide(&state, &w),
             None,
             "8.8 % overall, 0.6 % without the quarantined stream"
         );
+        // A warning raised before the quarantine clears: the streams still sending are healthy.
+        state.status = Status::Warning;
+        let cleared = decide(&state, &w).unwrap();
+        assert_eq!(
+            (cleared.from, cleared.to, cleared.cause),
+            ("warning", "active", Cause::Recovered)
+        );
+        assert!(cleared.next.is_quarantined("verification"));
     }
 
     #[test]

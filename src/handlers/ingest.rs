@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 
 use crate::deps::Deps;
 use crate::domain::envelope::{self, SnsIds};
-use crate::ingest::{Inbound, InboundError, Ingestor, Outcome, Report};
+use crate::ingest::{Inbound, InboundError, Outcome, Report};
 use crate::telemetry::emf_line;
 
 /// How the records arrived, which decides how failures are reported.
@@ -182,9 +182,7 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let (shape, records) = decode(event.payload, "invocation");
     let now = deps.clock.now();
-    let report = Ingestor::new(deps.store.as_ref(), &deps.directory, &deps.policy)
-        .ingest(records, now)
-        .await;
+    let report = deps.ingest(records, now).await;
     log_report(&report);
     let summary = report.summary();
     println!(

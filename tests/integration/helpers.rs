@@ -15,8 +15,9 @@ use aws_sdk_dynamodb::config::{
 use serde_json::Value;
 use sesguard::config::Config;
 use sesguard::deps::Deps;
+use sesguard::domain::guard::Alert;
 use sesguard::domain::timestamp::Timestamp;
-use sesguard::ports::{Clock, Store};
+use sesguard::ports::{AlertError, AlertSink, Clock, Store};
 use sesguard::store::dynamodb::{DynamoStore, Tables};
 use sesguard::store::sqlite::SqliteStore;
 
@@ -67,9 +68,36 @@ pub fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-/// Dependencies over `store` with the example configuration and a fixed clock.
+/// Alerts kept in memory for the test to read.
+#[derive(Debug, Clone, Default)]
+pub struct RecordedAlerts(Arc<Mutex<Vec<Alert>>>);
+
+impl RecordedAlerts {
+    pub fn all(&self) -> Vec<Alert> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl AlertSink for RecordedAlerts {
+    async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        self.0.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+}
+
+/// Dependencies over `store` with the example configuration, a fixed clock, and recorded
+/// alerts.
 pub fn deps(store: Arc<dyn Store>) -> Deps {
-    Deps::with_store(example_config(), store, FixedClock::at(SAMPLE_NOW))
+    deps_with(example_config(), store).0
+}
+
+/// Dependencies over `store` with `config`, a fixed clock, and the alerts they record.
+pub fn deps_with(config: Config, store: Arc<dyn Store>) -> (Deps, RecordedAlerts) {
+    let alerts = RecordedAlerts::default();
+    let deps = Deps::with_store(config, store, FixedClock::at(SAMPLE_NOW))
+        .with_alerts(Arc::new(alerts.clone()));
+    (deps, alerts)
 }
 
 /// The endpoint of the local DynamoDB-compatible server: `SESGUARD_TEST_DYNAMODB` when set

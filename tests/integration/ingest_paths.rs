@@ -20,7 +20,7 @@ use sesguard::ports::{
     SuppressionList,
 };
 
-use crate::helpers::{FixedClock, SAMPLE_NOW, deps, dynamodb, example_config, sample_json, sqlite};
+use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite};
 
 async fn invoke(deps: &Deps, event: Value) -> Result<Value, lambda_runtime::Error> {
     handle(deps, LambdaEvent::new(event, Context::default())).await
@@ -456,7 +456,7 @@ async fn send_events_count_only_where_ses_events_are_the_send_source() {
     let (_dir, store) = sqlite();
     let mut config = example_config();
     config.accounts[0].send_count_source = sesguard::domain::attribution::SendSource::Sender;
-    let deps = Deps::with_store(config, Arc::new(store), FixedClock::at(SAMPLE_NOW));
+    let deps = crate::helpers::deps_with(config, Arc::new(store)).0;
     let response = invoke(&deps, sample_json("ses/event-send.json"))
         .await
         .unwrap();

@@ -3,6 +3,7 @@
 //! the CLI.
 
 mod cli;
+mod guard_paths;
 mod helpers;
 mod ingest_paths;
 mod request_budget;

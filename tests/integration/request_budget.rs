@@ -33,7 +33,7 @@ async fn run(event: Value) -> (Vec<(String, usize)>, Value) {
 }
 
 #[tokio::test]
-async fn ten_hard_bounces_cost_one_transaction_of_claims_distinct_addresses_and_one_counter() {
+async fn ten_hard_bounces_cost_one_transaction_and_one_window_query() {
     // Ten bounces of one account, two recipients each, among 15 distinct addresses.
     let event = batch("ses/bounce-permanent.json", |i, n| {
         n["bounce"]["feedbackId"] = json!(format!("fb-{i}"));
@@ -48,10 +48,13 @@ async fn ten_hard_bounces_cost_one_transaction_of_claims_distinct_addresses_and_
     let counters = 1;
     assert_eq!(
         requests,
-        vec![(
-            "TransactWriteItems".to_owned(),
-            claims + distinct_addresses + counters
-        )]
+        vec![
+            (
+                "TransactWriteItems".to_owned(),
+                claims + distinct_addresses + counters
+            ),
+            ("Query".to_owned(), 0), // the account's window and state, for the guard
+        ]
     );
 }
 
@@ -62,27 +65,35 @@ async fn ten_deliveries_add_no_per_event_write_beyond_the_claims() {
         n["delivery"]["recipients"] = json!([format!("reader{i}@example.com")]);
     });
     let (requests, _) = run(event).await;
-    // One batched read for soft-bounce resets; then the claims and one counter, nothing per address.
+    // One batched read for soft-bounce resets; the claims and one counter, nothing per
+    // address; then the account's window.
     assert_eq!(
         requests,
         vec![
             ("BatchGetItem".to_owned(), 0),
-            ("TransactWriteItems".to_owned(), 10 + 1)
+            ("TransactWriteItems".to_owned(), 10 + 1),
+            ("Query".to_owned(), 0),
         ]
     );
 }
 
 #[tokio::test]
-async fn ten_send_events_cost_the_claims_and_one_counter() {
+async fn ten_send_events_cost_the_claims_one_counter_and_a_window_query() {
     let event = batch("ses/event-send.json", |i, n| {
         n["mail"]["messageId"] = json!(format!("msg-{i}"))
     });
     let (requests, _) = run(event).await;
-    assert_eq!(requests, vec![("TransactWriteItems".to_owned(), 10 + 1)]);
+    assert_eq!(
+        requests,
+        vec![
+            ("TransactWriteItems".to_owned(), 10 + 1),
+            ("Query".to_owned(), 0)
+        ]
+    );
 }
 
 #[tokio::test]
-async fn a_redelivered_batch_costs_one_refused_transaction_and_writes_nothing() {
+async fn a_redelivered_batch_costs_one_refused_transaction_and_a_window_query() {
     let event = batch("ses/complaint.json", |i, n| {
         n["complaint"]["feedbackId"] = json!(format!("c-{i}"));
         n["complaint"]["complainedRecipients"][0]["emailAddress"] =
@@ -98,8 +109,12 @@ async fn a_redelivered_batch_costs_one_refused_transaction_and_writes_nothing() 
         .await
         .unwrap();
     assert_eq!(response["batchItemFailures"], json!([]));
+    // Refused whole; the account is still reviewed, so a retry after a failed review works.
     assert_eq!(
         log.take(),
-        vec![("TransactWriteItems".to_owned(), 10 + 10 + 1)]
+        vec![
+            ("TransactWriteItems".to_owned(), 10 + 10 + 1),
+            ("Query".to_owned(), 0)
+        ]
     );
 }

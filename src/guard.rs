@@ -1,0 +1,131 @@
+//! The guard use case: after each ingest batch, every account the batch touched is reviewed —
+//! one window query (counters and state together), the domain's decision, a conditional
+//! write of the transition with its history entry, and an alert from the one instance whose
+//! write won. An instance that loses the race writes and sends nothing.
+
+use std::collections::BTreeSet;
+
+use crate::config::Config;
+use crate::domain::counters::WindowTotals;
+use crate::domain::guard::{self, Alert, Transition, traffic_after};
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, StoreError};
+use crate::telemetry::error_chain;
+
+/// Reviews accounts after a batch.
+pub struct Guard<'a> {
+    counters: &'a dyn CounterWindow,
+    ledger: &'a dyn GuardLedger,
+    alerts: &'a dyn AlertSink,
+    config: &'a Config,
+}
+
+/// A transition this instance applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Applied {
+    /// The account.
+    pub account: String,
+    /// What changed.
+    pub transition: Transition,
+    /// What operators were told.
+    pub alert: Alert,
+}
+
+impl<'a> Guard<'a> {
+    /// A guard over these ports and settings.
+    pub fn new(
+        counters: &'a dyn CounterWindow,
+        ledger: &'a dyn GuardLedger,
+        alerts: &'a dyn AlertSink,
+        config: &'a Config,
+    ) -> Self {
+        Self {
+            counters,
+            ledger,
+            alerts,
+            config,
+        }
+    }
+
+    /// Reviews each account once; returns the transitions this instance applied.
+    pub async fn review(
+        &self,
+        accounts: &BTreeSet<String>,
+        now: Timestamp,
+    ) -> Result<Vec<Applied>, StoreError> {
+        let window = self.config.ingest_policy().window;
+        let (first, last) = window.buckets_ending(now);
+        let mut applied = Vec::new();
+        for account in accounts {
+            let read = self.counters.window(account, first, last).await?;
+            let totals = WindowTotals::sum(&read.buckets, first, last);
+            let thresholds = self.config.thresholds_for(account);
+            let auto_resume = self.config.auto_resume(account);
+            let Some(transition) =
+                guard::evaluate(&read.state, &totals, &thresholds, auto_resume, now)
+            else {
+                continue;
+            };
+            let entry = transition.history(account, "guard", now);
+            let expires = now.plus(self.config.guard.history_ttl);
+            if !self
+                .ledger
+                .transition(
+                    account,
+                    read.state.version,
+                    &transition.next,
+                    &entry,
+                    expires,
+                )
+                .await?
+            {
+                tracing::info!(account = %account, "another instance changed the state first");
+                continue;
+            }
+            let alert = self.alert(account, &transition, now, "guard");
+            if let Err(error) = self.alerts.publish(&alert).await {
+                tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
+            }
+            applied.push(Applied {
+                account: account.clone(),
+                transition,
+                alert,
+            });
+        }
+        Ok(applied)
+    }
+
+    /// The alert describing a transition.
+    pub fn alert(
+        &self,
+        account: &str,
+        transition: &Transition,
+        at: Timestamp,
+        actor: &str,
+    ) -> Alert {
+        let streams: Vec<(&str, &[String])> = self
+            .config
+            .streams
+            .iter()
+            .map(|s| (s.name.as_str(), s.accounts.as_slice()))
+            .collect();
+        Alert {
+            at,
+            account: account.to_owned(),
+            stream: transition.stream.clone(),
+            from: transition.from.to_owned(),
+            to: transition.to.to_owned(),
+            cause: transition.cause,
+            bounce_rate: transition.rates.bounce_rate,
+            complaint_rate: transition.rates.complaint_rate,
+            window_sends: transition.rates.window_sends,
+            traffic: traffic_after(
+                account,
+                transition.stream.as_deref(),
+                transition.to,
+                &streams,
+            ),
+            actor: actor.to_owned(),
+        }
+    }
+}

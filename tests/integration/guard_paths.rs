@@ -1,0 +1,173 @@
+//! The guard through the ingest path: thresholds crossed by real batches, one transition
+//! with one history entry and one alert, also under concurrent instances on DynamoDB.
+
+use std::sync::Arc;
+
+use lambda_runtime::{Context, LambdaEvent};
+use serde_json::{Value, json};
+use sesguard::deps::Deps;
+use sesguard::domain::guard::{Cause, Status};
+use sesguard::domain::timestamp::Timestamp;
+use sesguard::handlers::ingest::handle;
+use sesguard::ports::Store;
+
+use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, sqlite};
+
+fn tags(stream: &str) -> Value {
+    json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
+}
+
+/// A Send event for `count` recipients of `stream`, at `minute` past 10:00 on the sample day.
+fn send(id: &str, stream: &str, count: usize, minute: u32) -> Value {
+    let to: Vec<String> = (0..count)
+        .map(|i| format!("{stream}-{id}-{i}@example.com"))
+        .collect();
+    json!({"eventType": "Send", "mail": {"messageId": id, "timestamp": format!("2026-11-20T10:{minute:02}:00.000Z"),
+           "destination": to, "tags": tags(stream)}})
+}
+
+fn bounce(id: &str, stream: &str, minute: u32) -> Value {
+    json!({"eventType": "Bounce", "mail": {"messageId": format!("m-{id}"), "tags": tags(stream)},
+           "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": id,
+                      "timestamp": format!("2026-11-20T10:{minute:02}:30.000Z"),
+                      "bouncedRecipients": [{"emailAddress": format!("{id}@example.com")}]}})
+}
+
+fn sqs(bodies: Vec<Value>) -> Value {
+    let records: Vec<Value> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| json!({"messageId": format!("r{i}"), "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"}))
+        .collect();
+    json!({ "Records": records })
+}
+
+async fn invoke(deps: &Deps, event: Value) -> Value {
+    handle(deps, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap()
+}
+
+/// 150 verification and 150 transactional sends.
+async fn traffic(deps: &Deps) {
+    invoke(
+        deps,
+        sqs(vec![
+            send("s1", "verification", 150, 0),
+            send("s2", "transactional", 150, 0),
+        ]),
+    )
+    .await;
+}
+
+/// 26 verification bounces: 8.7 % of the account's 300 sends, all from one stream.
+fn bounces() -> Value {
+    sqs((0..26)
+        .map(|i| bounce(&format!("b{i}"), "verification", 5))
+        .collect())
+}
+
+fn guarded(store: Arc<dyn Store>) -> (Deps, RecordedAlerts) {
+    deps_with(example_config(), store)
+}
+
+#[tokio::test]
+async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_alert() {
+    let (_dir, store) = sqlite();
+    let (deps, alerts) = guarded(Arc::new(store));
+    traffic(&deps).await;
+    invoke(
+        &deps,
+        sqs((0..5)
+            .map(|i| bounce(&format!("w{i}"), "transactional", 2))
+            .collect()),
+    )
+    .await;
+    assert_eq!(alerts.all().len(), 0, "1.7 % is under every level");
+
+    // 20 more from verification: 25 of 300 (8.3 %), 80 % of them verification's.
+    invoke(
+        &deps,
+        sqs((0..20)
+            .map(|i| bounce(&format!("b{i}"), "verification", 5))
+            .collect()),
+    )
+    .await;
+    let state = deps
+        .store
+        .states(&["primary".into()])
+        .await
+        .unwrap()
+        .remove("primary")
+        .unwrap();
+    assert!(state.is_quarantined("verification"));
+    assert_eq!(
+        state.status,
+        Status::Active,
+        "transactional mail keeps flowing"
+    );
+
+    let alerts = alerts.all();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(
+        (alert.account.as_str(), alert.stream.as_deref()),
+        ("primary", Some("verification"))
+    );
+    assert_eq!(
+        (alert.from.as_str(), alert.to.as_str(), alert.cause),
+        ("active", "quarantined", Cause::BounceRate)
+    );
+    assert_eq!(alert.window_sends, 300);
+    assert!((alert.bounce_rate - 25.0 / 300.0).abs() < 1e-9);
+    assert_eq!(alert.traffic, "verification fails over to backup");
+
+    let history = deps.store.history("primary", 10).await.unwrap();
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (history[0].to.as_str(), history[0].actor.as_str()),
+        ("quarantined", "guard")
+    );
+    assert_eq!(history[0].at, Timestamp::parse_rfc3339(SAMPLE_NOW).unwrap());
+
+    // Late feedback from the isolated stream (26 of 300, under the 9 % critical level)
+    // changes nothing more.
+    invoke(&deps, sqs(vec![bounce("late", "verification", 6)])).await;
+    assert_eq!(deps.store.history("primary", 10).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn concurrent_instances_apply_one_transition_with_one_history_entry_and_one_alert() {
+    let (deps, alerts) = guarded(Arc::new(dynamodb().await));
+    traffic(&deps).await;
+    let batch = bounces();
+    let mut tasks = Vec::new();
+    for i in 0..12 {
+        let deps = deps.clone();
+        // Eight instances get the same batch (a redelivery race); four others record unrelated
+        // deliveries on the same account and review it too.
+        let event = if i < 8 {
+            batch.clone()
+        } else {
+            let delivery = json!({"eventType": "Delivery", "mail": {"messageId": format!("d{i}"), "tags": tags("transactional")},
+                                  "delivery": {"timestamp": "2026-11-20T10:06:00.000Z", "recipients": [format!("r{i}@example.com")]}});
+            sqs(vec![delivery])
+        };
+        tasks.push(tokio::spawn(async move { invoke(&deps, event).await }));
+    }
+    for task in tasks {
+        assert_eq!(task.await.unwrap()["batchItemFailures"], json!([]));
+    }
+    let history = deps.store.history("primary", 10).await.unwrap();
+    assert_eq!(history.len(), 1, "{history:?}");
+    assert_eq!(history[0].to, "quarantined");
+    assert_eq!(alerts.all().len(), 1);
+    let state = deps
+        .store
+        .states(&["primary".into()])
+        .await
+        .unwrap()
+        .remove("primary")
+        .unwrap();
+    assert_eq!(state.version, 1);
+}
