@@ -25,13 +25,14 @@ impl LogAlerts {
 #[async_trait]
 impl AlertSink for LogAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        let change = &alert.change;
         tracing::warn!(
-            account = %alert.account,
-            stream = alert.stream.as_deref().unwrap_or(""),
-            from = %alert.from,
-            to = %alert.to,
-            bounce_rate = alert.bounce_rate,
-            complaint_rate = alert.complaint_rate,
+            account = %change.account,
+            stream = change.stream.as_deref().unwrap_or(""),
+            from = %change.from,
+            to = %change.to,
+            bounce_rate = change.bounce_rate,
+            complaint_rate = change.complaint_rate,
             traffic = %alert.traffic,
             "{}",
             alert.subject()

@@ -7,7 +7,7 @@ use std::collections::BTreeSet;
 
 use crate::config::Config;
 use crate::domain::counters::WindowTotals;
-use crate::domain::guard::{self, Alert, Transition, traffic_after};
+use crate::domain::guard::{self, Alert, HistoryEntry, Transition, traffic_after};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{AlertSink, CounterWindow, GuardLedger, StoreError};
 use crate::telemetry::error_chain;
@@ -82,7 +82,7 @@ impl<'a> Guard<'a> {
                 tracing::info!(account = %account, "another instance changed the state first");
                 continue;
             }
-            let alert = self.alert(account, &transition, now, "guard");
+            let alert = self.alert(entry);
             if let Err(error) = self.alerts.publish(&alert).await {
                 tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
             }
@@ -95,37 +95,18 @@ impl<'a> Guard<'a> {
         Ok(applied)
     }
 
-    /// The alert describing a transition.
-    pub fn alert(
-        &self,
-        account: &str,
-        transition: &Transition,
-        at: Timestamp,
-        actor: &str,
-    ) -> Alert {
+    /// The alert describing a transition recorded as `entry`.
+    pub fn alert(&self, entry: HistoryEntry) -> Alert {
         let streams: Vec<(&str, &[String])> = self
             .config
             .streams
             .iter()
             .map(|s| (s.name.as_str(), s.accounts.as_slice()))
             .collect();
+        let traffic = traffic_after(&entry.account, entry.stream.as_deref(), &entry.to, &streams);
         Alert {
-            at,
-            account: account.to_owned(),
-            stream: transition.stream.clone(),
-            from: transition.from.to_owned(),
-            to: transition.to.to_owned(),
-            cause: transition.cause,
-            bounce_rate: transition.rates.bounce_rate,
-            complaint_rate: transition.rates.complaint_rate,
-            window_sends: transition.rates.window_sends,
-            traffic: traffic_after(
-                account,
-                transition.stream.as_deref(),
-                transition.to,
-                &streams,
-            ),
-            actor: actor.to_owned(),
+            change: entry,
+            traffic,
         }
     }
 }

@@ -270,43 +270,27 @@ impl Transition {
     }
 }
 
-/// What operators are told about a transition: the account, the stream, the old and new
-/// state, the rates, and where the traffic goes now.
+/// What operators are told about a transition: the history entry (account, stream, old and
+/// new state, cause, rates, actor) and where the affected traffic goes now.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
-    /// When.
-    pub at: Timestamp,
-    /// The account.
-    pub account: String,
-    /// The stream, for a quarantine or its lifting.
-    pub stream: Option<String>,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub to: String,
-    /// Why.
-    pub cause: Cause,
-    /// Account bounce rate.
-    pub bounce_rate: f64,
-    /// Account complaint rate.
-    pub complaint_rate: f64,
-    /// Sends in the window.
-    pub window_sends: u64,
+    /// The change, as history records it.
+    #[serde(flatten)]
+    pub change: HistoryEntry,
     /// Where the affected traffic goes now.
     pub traffic: String,
-    /// `guard` or `operator:NAME`.
-    pub actor: String,
 }
 
 impl Alert {
     /// A one-line summary (an SNS subject is at most 100 characters).
     pub fn subject(&self) -> String {
-        let what = match &self.stream {
+        let c = &self.change;
+        let what = match &c.stream {
             Some(stream) => format!(
-                "sesguard: {} stream {} {} -> {}",
-                self.account, stream, self.from, self.to
+                "sesguard: {} stream {stream} {} -> {}",
+                c.account, c.from, c.to
             ),
-            None => format!("sesguard: {} {} -> {}", self.account, self.from, self.to),
+            None => format!("sesguard: {} {} -> {}", c.account, c.from, c.to),
         };
         what.chars().take(100).collect()
     }
@@ -718,5 +702,51 @@ mod tests {
             ("quarantined", "active", Some("v"))
         );
         assert!(lifted.next.quarantined.is_empty());
+    }
+
+    #[test]
+    fn alerts_say_where_the_traffic_goes_now() {
+        let both = ["primary".to_owned(), "backup".to_owned()];
+        let alone = ["primary".to_owned()];
+        let streams: [(&str, &[String]); 2] = [("verification", &both), ("bulk", &alone)];
+        assert_eq!(
+            traffic_after("primary", Some("verification"), "quarantined", &streams),
+            "verification fails over to backup"
+        );
+        assert_eq!(
+            traffic_after("primary", None, "paused", &streams),
+            "verification fails over to backup; bulk has no account after primary: deferred"
+        );
+        assert_eq!(
+            traffic_after("backup", None, "active", &streams),
+            "verification may use backup again"
+        );
+        assert_eq!(
+            traffic_after("other", None, "paused", &streams),
+            "no configured stream uses `other`"
+        );
+    }
+
+    #[test]
+    fn an_alert_subject_fits_sns() {
+        let entry = HistoryEntry {
+            at: NOW,
+            account: "a".repeat(120),
+            stream: None,
+            from: "active".into(),
+            to: "paused".into(),
+            cause: Cause::BounceRate,
+            note: None,
+            bounce_rate: 0.1,
+            complaint_rate: 0.0,
+            window_sends: 1,
+            actor: "guard".into(),
+        };
+        let alert = Alert {
+            change: entry,
+            traffic: String::new(),
+        };
+        assert_eq!(alert.subject().chars().count(), 100);
+        assert!(alert.subject().starts_with("sesguard: aaa"));
     }
 }

@@ -109,7 +109,7 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
 
     let alerts = alerts.all();
     assert_eq!(alerts.len(), 1, "{alerts:?}");
-    let alert = &alerts[0];
+    let alert = &alerts[0].change;
     assert_eq!(
         (alert.account.as_str(), alert.stream.as_deref()),
         ("primary", Some("verification"))
@@ -120,7 +120,7 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
     );
     assert_eq!(alert.window_sends, 300);
     assert!((alert.bounce_rate - 25.0 / 300.0).abs() < 1e-9);
-    assert_eq!(alert.traffic, "verification fails over to backup");
+    assert_eq!(alerts[0].traffic, "verification fails over to backup");
 
     let history = deps.store.history("primary", 10).await.unwrap();
     assert_eq!(history.len(), 1);
