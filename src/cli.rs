@@ -10,9 +10,11 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::accounts;
+use crate::check;
 use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
+use crate::domain::routing::Priority;
 use crate::domain::suppression::{Reason, Suppression};
 use crate::handlers::ingest::{decode, log_report};
 use crate::ingest::{Inbound, InboundError, Report};
@@ -57,6 +59,19 @@ pub enum Command {
         /// What to show.
         #[command(subcommand)]
         command: AccountsCommand,
+    },
+    /// What would happen to a message now (suppression, pause, quarantine, quota), without
+    /// sending it.
+    Check {
+        /// The stream the message belongs to.
+        #[arg(long)]
+        stream: String,
+        /// A recipient; repeat for several.
+        #[arg(long = "to", required = true)]
+        to: Vec<String>,
+        /// critical, normal or bulk (default: the stream's).
+        #[arg(long)]
+        priority: Option<Priority>,
     },
     /// Store administration.
     Store {
@@ -123,6 +138,39 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
                 print_status_table(&statuses);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            stream,
+            to,
+            priority,
+        } => {
+            let to = to
+                .iter()
+                .map(|t| EmailAddress::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let decision = check::check(
+                deps.store.as_ref(),
+                &deps.config,
+                deps.clock.now(),
+                &stream,
+                &to,
+                priority,
+            )
+            .await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&decision)?);
+            } else {
+                let detail = decision
+                    .account
+                    .clone()
+                    .or(decision.reason.clone())
+                    .unwrap_or_default();
+                match decision.retry_after_seconds {
+                    Some(wait) => println!("{}: {detail} (retry in {wait}s)", decision.decision),
+                    None => println!("{}: {detail}", decision.decision),
+                }
             }
             Ok(ExitCode::SUCCESS)
         }

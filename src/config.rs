@@ -53,6 +53,10 @@ pub struct GuardConfig {
     /// How long transition history is kept (default `90d`).
     #[serde(with = "humantime_serde")]
     pub history_ttl: Duration,
+    /// Sends this recent are taken as still awaiting their bounces (default `30m`): routing
+    /// counts them at the stream's known risk against a backup's bounce budget.
+    #[serde(with = "humantime_serde")]
+    pub feedback_lag: Duration,
 }
 
 impl Default for GuardConfig {
@@ -63,6 +67,7 @@ impl Default for GuardConfig {
             quota_reserve: routing.quota_reserve,
             recheck: routing.recheck,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
+            feedback_lag: Duration::from_secs(30 * 60),
         }
     }
 }

@@ -103,7 +103,13 @@ impl<'a> Guard<'a> {
             .iter()
             .map(|s| (s.name.as_str(), s.accounts.as_slice()))
             .collect();
-        let traffic = traffic_after(&entry.account, entry.stream.as_deref(), &entry.to, &streams);
+        let traffic = traffic_after(
+            &entry.account,
+            entry.stream.as_deref(),
+            &entry.from,
+            &entry.to,
+            &streams,
+        );
         Alert {
             change: entry,
             traffic,

@@ -5,6 +5,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod check;
 pub mod cli;
 pub mod config;
 pub mod deps;
@@ -13,5 +14,6 @@ pub mod guard;
 pub mod handlers;
 pub mod ingest;
 pub mod ports;
+pub mod routing;
 pub mod store;
 pub mod telemetry;

@@ -296,11 +296,12 @@ impl Alert {
     }
 }
 
-/// Where traffic goes after a change of `account` (and `stream`, for a quarantine), given each
-/// stream's accounts in failover order.
+/// Where traffic goes after `account` moves from `from` to `to` (for `stream`, when the
+/// change is a quarantine or its lifting), given each stream's accounts in failover order.
 pub fn traffic_after(
     account: &str,
     stream: Option<&str>,
+    from: &str,
     to: &str,
     streams: &[(&str, &[String])],
 ) -> String {
@@ -313,16 +314,19 @@ pub fn traffic_after(
     if affected.is_empty() {
         return format!("no configured stream uses `{account}`");
     }
+    let resumed = to == "active" && (from == "paused" || from == "quarantined");
+    if !resumed && to != "paused" && to != "quarantined" {
+        return format!("traffic unchanged: {account} keeps sending");
+    }
     let lines: Vec<String> = affected
         .iter()
         .map(|(name, accounts)| {
-            if to == "active" {
+            if resumed {
                 return format!("{name} may use {account} again");
             }
             let position = accounts.iter().position(|a| a == account).unwrap_or(0);
             match accounts.get(position + 1..).and_then(|rest| rest.first()) {
                 Some(next) => format!("{name} fails over to {next}"),
-                None if to == "warning" => format!("{name} stays on {account}"),
                 None => format!("{name} has no account after {account}: deferred"),
             }
         })
@@ -710,19 +714,43 @@ mod tests {
         let alone = ["primary".to_owned()];
         let streams: [(&str, &[String]); 2] = [("verification", &both), ("bulk", &alone)];
         assert_eq!(
-            traffic_after("primary", Some("verification"), "quarantined", &streams),
+            traffic_after(
+                "primary",
+                Some("verification"),
+                "active",
+                "quarantined",
+                &streams
+            ),
             "verification fails over to backup"
         );
         assert_eq!(
-            traffic_after("primary", None, "paused", &streams),
+            traffic_after("primary", None, "warning", "paused", &streams),
             "verification fails over to backup; bulk has no account after primary: deferred"
         );
         assert_eq!(
-            traffic_after("backup", None, "active", &streams),
+            traffic_after("backup", None, "paused", "active", &streams),
             "verification may use backup again"
         );
         assert_eq!(
-            traffic_after("other", None, "paused", &streams),
+            traffic_after(
+                "primary",
+                Some("verification"),
+                "quarantined",
+                "active",
+                &streams
+            ),
+            "verification may use primary again"
+        );
+        assert_eq!(
+            traffic_after("primary", None, "active", "warning", &streams),
+            "traffic unchanged: primary keeps sending"
+        );
+        assert_eq!(
+            traffic_after("primary", None, "warning", "active", &streams),
+            "traffic unchanged: primary keeps sending"
+        );
+        assert_eq!(
+            traffic_after("other", None, "active", "paused", &streams),
             "no configured stream uses `other`"
         );
     }

@@ -31,6 +31,33 @@ pub enum Priority {
     Bulk,
 }
 
+impl Priority {
+    /// `critical`, `normal`, `bulk`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Priority::Critical => "critical",
+            Priority::Normal => "normal",
+            Priority::Bulk => "bulk",
+        }
+    }
+}
+
+/// A priority name that is not `critical`, `normal` or `bulk`.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("unknown priority `{0}` (expected critical, normal or bulk)")]
+pub struct UnknownPriority(pub String);
+
+impl std::str::FromStr for Priority {
+    type Err = UnknownPriority;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        [Priority::Critical, Priority::Normal, Priority::Bulk]
+            .into_iter()
+            .find(|p| p.as_str() == text)
+            .ok_or_else(|| UnknownPriority(text.to_owned()))
+    }
+}
+
 /// What routing knows about one account of the stream.
 #[derive(Debug, Clone)]
 pub struct Candidate<'a> {

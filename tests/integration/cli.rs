@@ -232,3 +232,69 @@ fn several_processes_sharing_one_sqlite_file_record_a_batch_exactly_once() {
         1
     );
 }
+
+#[test]
+fn check_decides_without_sending() {
+    let cli = Cli::new();
+    cli.json(&["ingest", "events/ses/bounce-permanent.json", "--json"]);
+
+    let send = cli.json(&[
+        "check",
+        "--stream",
+        "verification",
+        "--to",
+        "new@example.com",
+        "--json",
+    ]);
+    assert_eq!(
+        (send["decision"].as_str(), send["account"].as_str()),
+        (Some("send"), Some("primary"))
+    );
+    assert_eq!(send["priority"], "normal");
+    assert_eq!(send["retry_after_seconds"], Value::Null);
+
+    let suppressed = cli.json(&[
+        "check",
+        "--stream",
+        "transactional",
+        "--to",
+        "Nobody@Example.org",
+        "--json",
+    ]);
+    assert_eq!(suppressed["decision"], "suppressed");
+    assert_eq!(
+        suppressed["reason"],
+        "nobody@example.org is suppressed (bounce)"
+    );
+    assert_eq!(suppressed["priority"], "critical");
+
+    let partly = cli.json(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "gone@example.net",
+        "--to",
+        "fine@example.com",
+        "--json",
+    ]);
+    assert_eq!(partly["decision"], "send");
+    assert_eq!(
+        partly["recipients"],
+        serde_json::json!(["fine@example.com"])
+    );
+    assert_eq!(partly["suppressed"][0]["email"], "gone@example.net");
+
+    let unknown = cli.run(&["check", "--stream", "nope", "--to", "a@example.com"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown stream `nope`"));
+    let bad_priority = cli.run(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "a@example.com",
+        "--priority",
+        "urgent",
+    ]);
+    assert!(String::from_utf8_lossy(&bad_priority.stderr).contains("unknown priority `urgent`"));
+}

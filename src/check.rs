@@ -1,0 +1,97 @@
+//! `check`: what would happen to a message now — suppressed recipients removed, then the
+//! account routing would pick, or the deferral — without sending anything.
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::domain::address::EmailAddress;
+use crate::domain::routing::{Priority, Route};
+use crate::domain::suppression::Reason;
+use crate::domain::timestamp::Timestamp;
+use crate::ports::Store;
+use crate::routing::{RoutingError, Snapshot};
+
+/// The decision on one message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Decision {
+    /// `send`, `suppressed` or `deferred`.
+    pub decision: &'static str,
+    /// The account it would go through (`send`).
+    pub account: Option<String>,
+    /// Why it would not go now.
+    pub reason: Option<String>,
+    /// When to try again (`deferred`).
+    pub retry_after_seconds: Option<u64>,
+    /// The recipients it would go to.
+    pub recipients: Vec<EmailAddress>,
+    /// The recipients removed, with their suppression reason.
+    pub suppressed: Vec<Removed>,
+    /// The priority it was judged at.
+    pub priority: Priority,
+}
+
+/// A recipient removed because it is suppressed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Removed {
+    /// The address.
+    pub email: EmailAddress,
+    /// Why it is suppressed.
+    pub reason: Reason,
+}
+
+/// Decides for a message of `stream` to `to` at `priority` (default: the stream's).
+pub async fn check(
+    store: &dyn Store,
+    config: &Config,
+    now: Timestamp,
+    stream: &str,
+    to: &[EmailAddress],
+    priority: Option<Priority>,
+) -> Result<Decision, RoutingError> {
+    let stream_config = config
+        .stream(stream)
+        .ok_or_else(|| RoutingError::UnknownStream(stream.to_owned()))?;
+    let priority = priority.unwrap_or(stream_config.priority);
+    let mut recipients = Vec::new();
+    let mut suppressed = Vec::new();
+    for email in to {
+        match store.get(email).await? {
+            Some(s) => suppressed.push(Removed {
+                email: email.clone(),
+                reason: s.reason,
+            }),
+            None => recipients.push(email.clone()),
+        }
+    }
+    let mut decision = Decision {
+        decision: "send",
+        account: None,
+        reason: None,
+        retry_after_seconds: None,
+        recipients,
+        suppressed,
+        priority,
+    };
+    if decision.recipients.is_empty() {
+        decision.decision = "suppressed";
+        let reasons: Vec<String> = decision
+            .suppressed
+            .iter()
+            .map(|r| format!("{} is suppressed ({})", r.email, r.reason))
+            .collect();
+        decision.reason = Some(reasons.join("; "));
+        return Ok(decision);
+    }
+    match Snapshot::load(store, config, now)
+        .await?
+        .route(stream, priority)?
+    {
+        Route::Send { account } => decision.account = Some(account),
+        Route::Defer { until, reason } => {
+            decision.decision = "deferred";
+            decision.reason = Some(reason);
+            decision.retry_after_seconds = Some(until.since(now).as_secs().max(1));
+        }
+    }
+    Ok(decision)
+}

@@ -1,0 +1,163 @@
+//! Routing as a use case: load one snapshot of the accounts' guard states and windows (one
+//! query per account), then route any number of messages against it, counting each send into
+//! the snapshot so that a batch never over-commits an account's quota or bounce budget.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::domain::counters::{Counts, WindowTotals};
+use crate::domain::guard::{AccountState, Thresholds};
+use crate::domain::routing::{self, Candidate, Message, Priority, Route, stream_risk};
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{CounterWindow, StoreError};
+
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// What routing knows of one account at snapshot time, updated as messages are routed.
+#[derive(Debug, Clone)]
+struct AccountView {
+    state: AccountState,
+    thresholds: Thresholds,
+    daily_quota: u64,
+    window: Counts,
+    sent_24h: u64,
+    quota_frees_at: Timestamp,
+    recent: BTreeMap<String, u64>,
+}
+
+/// The accounts of some streams, as routing sees them at one moment.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    now: Timestamp,
+    accounts: HashMap<String, AccountView>,
+    streams: HashMap<String, Vec<String>>,
+    policy: routing::RoutingPolicy,
+}
+
+/// A stream name that is not configured.
+#[derive(Debug, thiserror::Error)]
+pub enum RoutingError {
+    /// Unknown stream.
+    #[error("unknown stream `{0}`: not in the configuration")]
+    UnknownStream(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Snapshot {
+    /// Loads every account of every configured stream: one window query each.
+    pub async fn load(
+        counters: &dyn CounterWindow,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<Self, StoreError> {
+        let window = config.ingest_policy().window;
+        let lag = config.guard.feedback_lag;
+        let (rates_first, last) = window.buckets_ending(now);
+        let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
+        let first = rates_first.min(quota_first);
+        let recent_first = window.bucket_of(now.minus(lag));
+        let mut accounts = HashMap::new();
+        for stream in &config.streams {
+            for name in &stream.accounts {
+                if accounts.contains_key(name) {
+                    continue;
+                }
+                let Some(account) = config.account(name) else {
+                    continue;
+                };
+                let read = counters.window(name, first, last).await?;
+                let rates = WindowTotals::sum(&read.buckets, rates_first, last);
+                let day = WindowTotals::sum(&read.buckets, quota_first, last);
+                let oldest_send = read
+                    .buckets
+                    .iter()
+                    .filter(|b| b.start >= quota_first && b.total.sends > 0)
+                    .map(|b| b.start)
+                    .min();
+                let mut recent = BTreeMap::new();
+                for bucket in read.buckets.iter().filter(|b| b.start >= recent_first) {
+                    for (stream, counts) in &bucket.streams {
+                        *recent.entry(stream.clone()).or_insert(0) += counts.sends;
+                    }
+                }
+                accounts.insert(
+                    name.clone(),
+                    AccountView {
+                        state: read.state,
+                        thresholds: config.thresholds_for(name),
+                        daily_quota: account.daily_quota,
+                        window: rates.total,
+                        sent_24h: day.total.sends,
+                        quota_frees_at: oldest_send
+                            .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
+                        recent,
+                    },
+                );
+            }
+        }
+        let streams = config
+            .streams
+            .iter()
+            .map(|s| (s.name.clone(), s.accounts.clone()))
+            .collect();
+        Ok(Self {
+            now,
+            accounts,
+            streams,
+            policy: config.routing_policy(),
+        })
+    }
+
+    /// The account for a message of `stream`, or when to try again.
+    pub fn route(&self, stream: &str, priority: Priority) -> Result<Route, RoutingError> {
+        let names = self
+            .streams
+            .get(stream)
+            .ok_or_else(|| RoutingError::UnknownStream(stream.to_owned()))?;
+        let risk = stream_risk(
+            stream,
+            names
+                .iter()
+                .filter_map(|n| self.accounts.get(n))
+                .map(|a| &a.state),
+        );
+        let candidates: Vec<Candidate<'_>> = names
+            .iter()
+            .filter_map(|name| self.accounts.get_key_value(name))
+            .map(|(name, view)| Candidate {
+                name,
+                state: &view.state,
+                daily_quota: view.daily_quota,
+                sent_24h: view.sent_24h,
+                quota_frees_at: view.quota_frees_at,
+                rate_wait: Duration::ZERO,
+                window: view.window,
+                recent_stream_sends: view.recent.get(stream).copied().unwrap_or(0),
+                thresholds: &view.thresholds,
+            })
+            .collect();
+        let message = Message {
+            stream,
+            priority,
+            risk,
+        };
+        Ok(routing::route(
+            &message,
+            &candidates,
+            &self.policy,
+            self.now,
+        ))
+    }
+
+    /// Counts a send of `recipients` through `account` into the snapshot.
+    pub fn record_send(&mut self, account: &str, stream: &str, recipients: u64) {
+        if let Some(view) = self.accounts.get_mut(account) {
+            view.sent_24h += recipients;
+            view.window.sends += recipients;
+            *view.recent.entry(stream.to_owned()).or_insert(0) += recipients;
+        }
+    }
+}
