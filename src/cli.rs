@@ -11,6 +11,7 @@ use serde_json::Value;
 
 use crate::accounts;
 use crate::check;
+use crate::control::{Action, Control};
 use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
@@ -103,10 +104,49 @@ pub enum SuppressionsCommand {
 /// `sesguard accounts ...`
 #[derive(Debug, Subcommand)]
 pub enum AccountsCommand {
-    /// Window totals and rates of every account, or of one.
+    /// State, window totals and rates of every account, or of one.
     Status {
         /// Only this account.
         name: Option<String>,
+    },
+    /// Pause an account, or quarantine one stream on it.
+    Pause {
+        /// The account.
+        name: String,
+        /// Why (recorded in history and the alert).
+        #[arg(long)]
+        reason: String,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// End the pause by itself after this long (`30m`, `2h`).
+        #[arg(long, value_parser = humantime::parse_duration, conflicts_with = "stream")]
+        duration: Option<std::time::Duration>,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Resume a paused account, or lift a stream's quarantine.
+    Resume {
+        /// The account.
+        name: String,
+        /// Why (recorded in history and the alert).
+        #[arg(long)]
+        reason: String,
+        /// Only this stream.
+        #[arg(long)]
+        stream: Option<String>,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// An account's state changes, newest first.
+    History {
+        /// The account.
+        name: String,
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
     },
 }
 
@@ -124,6 +164,75 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
         Command::Suppressions { command } => suppressions(&deps, command, cli.json).await,
+        Command::Accounts {
+            command:
+                AccountsCommand::Pause {
+                    name,
+                    reason,
+                    stream,
+                    duration,
+                    actor,
+                },
+        } => {
+            let action = Action::Pause { stream, duration };
+            control(&deps, &name, &action, &reason, &actor, cli.json).await
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::Resume {
+                    name,
+                    reason,
+                    stream,
+                    actor,
+                },
+        } => {
+            control(
+                &deps,
+                &name,
+                &Action::Resume { stream },
+                &reason,
+                &actor,
+                cli.json,
+            )
+            .await
+        }
+        Command::Accounts {
+            command: AccountsCommand::History { name, limit },
+        } => {
+            if deps.config.account(&name).is_none() {
+                anyhow::bail!("unknown account `{name}`: not in the configuration");
+            }
+            let history = deps.store.history(&name, limit).await?;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&history)?);
+            } else {
+                for e in &history {
+                    let stream = e
+                        .stream
+                        .as_ref()
+                        .map(|s| format!(" stream {s}"))
+                        .unwrap_or_default();
+                    let note = e
+                        .note
+                        .as_ref()
+                        .map(|n| format!(" \"{n}\""))
+                        .unwrap_or_default();
+                    println!(
+                        "{}  {}{stream}: {} -> {}  {:?} by {}  bounce {:.2} % complaint {:.3} % over {} sends{note}",
+                        e.at,
+                        e.account,
+                        e.from,
+                        e.to,
+                        e.cause,
+                        e.actor,
+                        e.bounce_rate * 100.0,
+                        e.complaint_rate * 100.0,
+                        e.window_sends
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Accounts {
             command: AccountsCommand::Status { name },
         } => {
@@ -191,6 +300,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+async fn control(
+    deps: &Deps,
+    account: &str,
+    action: &Action,
+    reason: &str,
+    actor: &str,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let store = deps.store.as_ref();
+    let entry = Control::new(store, store, deps.alerts.as_ref(), &deps.config)
+        .apply(account, action, reason, actor, deps.clock.now())
+        .await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&entry)?);
+    } else {
+        let stream = entry
+            .stream
+            .as_ref()
+            .map(|s| format!(" stream {s}"))
+            .unwrap_or_default();
+        println!("{}{stream}: {} -> {}", entry.account, entry.from, entry.to);
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read_input(file: &str) -> anyhow::Result<String> {

@@ -82,7 +82,7 @@ impl<'a> Guard<'a> {
                 tracing::info!(account = %account, "another instance changed the state first");
                 continue;
             }
-            let alert = self.alert(entry);
+            let alert = alert_for(self.config, entry);
             if let Err(error) = self.alerts.publish(&alert).await {
                 tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
             }
@@ -94,25 +94,24 @@ impl<'a> Guard<'a> {
         }
         Ok(applied)
     }
+}
 
-    /// The alert describing a transition recorded as `entry`.
-    pub fn alert(&self, entry: HistoryEntry) -> Alert {
-        let streams: Vec<(&str, &[String])> = self
-            .config
-            .streams
-            .iter()
-            .map(|s| (s.name.as_str(), s.accounts.as_slice()))
-            .collect();
-        let traffic = traffic_after(
-            &entry.account,
-            entry.stream.as_deref(),
-            &entry.from,
-            &entry.to,
-            &streams,
-        );
-        Alert {
-            change: entry,
-            traffic,
-        }
+/// The alert describing a transition recorded as `entry`, with where traffic goes now.
+pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
+    let streams: Vec<(&str, &[String])> = config
+        .streams
+        .iter()
+        .map(|s| (s.name.as_str(), s.accounts.as_slice()))
+        .collect();
+    let traffic = traffic_after(
+        &entry.account,
+        entry.stream.as_deref(),
+        &entry.from,
+        &entry.to,
+        &streams,
+    );
+    Alert {
+        change: entry,
+        traffic,
     }
 }

@@ -8,6 +8,7 @@ pub mod alerts;
 pub mod check;
 pub mod cli;
 pub mod config;
+pub mod control;
 pub mod deps;
 pub mod domain;
 pub mod guard;

@@ -298,3 +298,117 @@ fn check_decides_without_sending() {
     ]);
     assert!(String::from_utf8_lossy(&bad_priority.stderr).contains("unknown priority `urgent`"));
 }
+
+#[test]
+fn operators_pause_resume_and_read_history_with_their_reason() {
+    let cli = Cli::new();
+    let alerts = cli.dir.path().join("alerts.jsonl");
+    let config = std::fs::read_to_string(root().join("infra/sesguard.example.toml"))
+        .unwrap()
+        .replace(".sesguard/alerts.jsonl", alerts.to_str().unwrap());
+    let config_path = cli.dir.path().join("ops.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let config_arg = config_path.to_str().unwrap();
+    let run = |args: &[&str]| cli.run(&[&["--config", config_arg], args].concat());
+    let json = |args: &[&str]| cli.json(&[&["--config", config_arg], args].concat());
+
+    let refused = run(&["accounts", "resume", "primary", "--reason", "nothing to do"]);
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr)
+            .contains("the account is not paused (it is active)")
+    );
+
+    let paused = json(&[
+        "accounts",
+        "pause",
+        "primary",
+        "--reason",
+        "incident 42",
+        "--actor",
+        "ana",
+        "--json",
+    ]);
+    assert_eq!(
+        (paused["from"].as_str(), paused["to"].as_str()),
+        (Some("active"), Some("paused"))
+    );
+    let routed = json(&[
+        "check",
+        "--stream",
+        "transactional",
+        "--to",
+        "a@example.com",
+        "--json",
+    ]);
+    assert_eq!(
+        routed["account"], "backup",
+        "the backup takes over while the primary is paused"
+    );
+    let bulk = json(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "a@example.com",
+        "--json",
+    ]);
+    assert_eq!(bulk["decision"], "deferred", "bulk has no other account");
+
+    json(&[
+        "accounts",
+        "pause",
+        "backup",
+        "--stream",
+        "verification",
+        "--reason",
+        "bad sign-ups",
+        "--json",
+    ]);
+    json(&[
+        "accounts", "resume", "primary", "--reason", "fixed", "--actor", "ana", "--json",
+    ]);
+    let status = json(&["accounts", "status", "backup", "--json"]);
+    assert_eq!(
+        status[0]["quarantined"],
+        serde_json::json!(["verification"])
+    );
+
+    let history = json(&["accounts", "history", "primary", "--json"]);
+    let lines: Vec<(&str, &str, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["to"].as_str().unwrap(),
+                e["note"].as_str().unwrap(),
+                e["actor"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            ("active", "fixed", "operator:ana"),
+            ("paused", "incident 42", "operator:ana")
+        ]
+    );
+
+    let alert_lines = std::fs::read_to_string(&alerts).unwrap();
+    let sent: Vec<Value> = alert_lines
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(sent.len(), 3);
+    assert_eq!(
+        sent[0]["traffic"],
+        "verification fails over to backup; transactional fails over to backup; bulk has no account after primary: deferred"
+    );
+    assert_eq!(sent[1]["stream"], "verification");
+
+    let no_reason = run(&["accounts", "pause", "primary", "--reason", " "]);
+    assert!(String::from_utf8_lossy(&no_reason.stderr).contains("a reason is required"));
+    let unknown = run(&["accounts", "history", "nosuch"]);
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown account `nosuch`"));
+}

@@ -1,0 +1,221 @@
+//! Operator control of accounts and streams: pause, resume, quarantine and lift by hand. Each
+//! change is a transition like the guard's — written conditionally on the version read, with
+//! a history entry naming the operator and why, and an alert.
+
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::domain::counters::WindowTotals;
+use crate::domain::guard::{AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Status};
+use crate::domain::timestamp::Timestamp;
+use crate::guard::alert_for;
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, StoreError};
+use crate::telemetry::error_chain;
+
+/// What an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Stop the account (or, with a stream, that stream on it), for a while or until resumed.
+    Pause {
+        /// Only this stream.
+        stream: Option<String>,
+        /// Ends by itself after this long (accounts only).
+        duration: Option<Duration>,
+    },
+    /// Let it send again.
+    Resume {
+        /// Only this stream.
+        stream: Option<String>,
+    },
+}
+
+/// Why an operator's change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Unknown account.
+    #[error("unknown account `{0}`: not in the configuration")]
+    UnknownAccount(String),
+    /// The stream does not use the account.
+    #[error("stream `{stream}` does not use account `{account}`")]
+    UnknownStream {
+        /// The account.
+        account: String,
+        /// The stream.
+        stream: String,
+    },
+    /// The change makes no sense in the current state (resuming what is not paused...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The reason is required and was empty.
+    #[error("a reason is required")]
+    NoReason,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Operator control over the store and alert ports.
+pub struct Control<'a> {
+    counters: &'a dyn CounterWindow,
+    ledger: &'a dyn GuardLedger,
+    alerts: &'a dyn AlertSink,
+    config: &'a Config,
+}
+
+impl<'a> Control<'a> {
+    /// Control over these ports and settings.
+    pub fn new(
+        counters: &'a dyn CounterWindow,
+        ledger: &'a dyn GuardLedger,
+        alerts: &'a dyn AlertSink,
+        config: &'a Config,
+    ) -> Self {
+        Self {
+            counters,
+            ledger,
+            alerts,
+            config,
+        }
+    }
+
+    /// Applies `action` on `account` as `actor`, recording `reason`; returns the history entry.
+    pub async fn apply(
+        &self,
+        account: &str,
+        action: &Action,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<HistoryEntry, ControlError> {
+        let config = self.config;
+        if config.account(account).is_none() {
+            return Err(ControlError::UnknownAccount(account.to_owned()));
+        }
+        if reason.trim().is_empty() {
+            return Err(ControlError::NoReason);
+        }
+        let stream = match action {
+            Action::Pause { stream, .. } | Action::Resume { stream } => stream.as_deref(),
+        };
+        if let Some(stream) = stream
+            && !config
+                .stream(stream)
+                .is_some_and(|s| s.accounts.iter().any(|a| a == account))
+        {
+            return Err(ControlError::UnknownStream {
+                account: account.to_owned(),
+                stream: stream.to_owned(),
+            });
+        }
+        let window = config.ingest_policy().window;
+        let (first, last) = window.buckets_ending(now);
+        // A concurrent writer may move the state between read and write: read again, a few times.
+        for _ in 0..5 {
+            let read = self.counters.window(account, first, last).await?;
+            let totals = WindowTotals::sum(&read.buckets, first, last);
+            let rates = RateSnapshot::of(&totals.total);
+            let (next, from, to) = change(&read.state, &totals, action, reason, now)?;
+            let entry = HistoryEntry {
+                at: now,
+                account: account.to_owned(),
+                stream: stream.map(str::to_owned),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                cause: Cause::Operator,
+                note: Some(reason.to_owned()),
+                bounce_rate: rates.bounce_rate,
+                complaint_rate: rates.complaint_rate,
+                window_sends: rates.window_sends,
+                actor: format!("operator:{actor}"),
+            };
+            let expires = now.plus(config.guard.history_ttl);
+            if self
+                .ledger
+                .transition(account, read.state.version, &next, &entry, expires)
+                .await?
+            {
+                let alert = alert_for(config, entry.clone());
+                if let Err(error) = self.alerts.publish(&alert).await {
+                    tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
+                }
+                return Ok(entry);
+            }
+        }
+        Err(ControlError::Conflict(format!(
+            "account `{account}` kept changing; try again"
+        )))
+    }
+}
+
+fn change(
+    state: &AccountState,
+    totals: &WindowTotals,
+    action: &Action,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(AccountState, &'static str, &'static str), ControlError> {
+    let mut next = state.clone();
+    next.note = Some(reason.to_owned());
+    match action {
+        Action::Pause {
+            stream: None,
+            duration,
+        } => {
+            if state.is_paused(now) {
+                return Err(ControlError::Conflict(
+                    "the account is already paused".into(),
+                ));
+            }
+            next.status = Status::Paused;
+            next.cause = Some(Cause::Operator);
+            next.since = Some(now);
+            next.until = duration.map(|d| now.plus(d));
+            Ok((next, state.status.as_str(), "paused"))
+        }
+        Action::Resume { stream: None } => {
+            if state.status != Status::Paused {
+                return Err(ControlError::Conflict(format!(
+                    "the account is not paused (it is {})",
+                    state.status.as_str()
+                )));
+            }
+            next.status = Status::Active;
+            next.cause = Some(Cause::Operator);
+            next.since = Some(now);
+            next.until = None;
+            Ok((next, "paused", "active"))
+        }
+        Action::Pause {
+            stream: Some(stream),
+            ..
+        } => {
+            if state.is_quarantined(stream) {
+                return Err(ControlError::Conflict(format!(
+                    "stream `{stream}` is already quarantined on this account"
+                )));
+            }
+            // Its rates here are its known risk wherever it fails over to.
+            let counts = totals.streams.get(stream).copied().unwrap_or_default();
+            next.quarantined.insert(
+                stream.clone(),
+                Quarantine {
+                    cause: Cause::Operator,
+                    since: now,
+                    bounce_rate: counts.bounce_rate(),
+                    complaint_rate: counts.complaint_rate(),
+                },
+            );
+            Ok((next, "active", "quarantined"))
+        }
+        Action::Resume {
+            stream: Some(stream),
+        } => {
+            if next.quarantined.remove(stream).is_none() {
+                return Err(ControlError::Conflict(format!(
+                    "stream `{stream}` is not quarantined on this account"
+                )));
+            }
+            Ok((next, "quarantined", "active"))
+        }
+    }
+}
