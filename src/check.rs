@@ -8,7 +8,7 @@ use crate::domain::address::EmailAddress;
 use crate::domain::routing::{Priority, Route};
 use crate::domain::suppression::Reason;
 use crate::domain::timestamp::Timestamp;
-use crate::ports::Store;
+use crate::ports::{SesAccount, Store};
 use crate::routing::{RoutingError, Snapshot};
 
 /// The decision on one message.
@@ -42,6 +42,7 @@ pub struct Removed {
 /// Decides for a message of `stream` to `to` at `priority` (default: the stream's).
 pub async fn check(
     store: &dyn Store,
+    ses: &dyn SesAccount,
     config: &Config,
     now: Timestamp,
     stream: &str,
@@ -82,7 +83,7 @@ pub async fn check(
         decision.reason = Some(reasons.join("; "));
         return Ok(decision);
     }
-    match Snapshot::load(store, config, now)
+    match Snapshot::load(store, ses, config, now)
         .await?
         .route(stream, priority)?
     {

@@ -261,6 +261,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .collect::<Result<Vec<_>, _>>()?;
             let decision = check::check(
                 deps.store.as_ref(),
+                deps.ses.as_ref(),
                 &deps.config,
                 deps.clock.now(),
                 &stream,
@@ -311,9 +312,15 @@ async fn control(
     json: bool,
 ) -> anyhow::Result<ExitCode> {
     let store = deps.store.as_ref();
-    let entry = Control::new(store, store, deps.alerts.as_ref(), &deps.config)
-        .apply(account, action, reason, actor, deps.clock.now())
-        .await?;
+    let entry = Control::new(
+        store,
+        store,
+        deps.alerts.as_ref(),
+        deps.ses.as_ref(),
+        &deps.config,
+    )
+    .apply(account, action, reason, actor, deps.clock.now())
+    .await?;
     if json {
         println!("{}", serde_json::to_string_pretty(&entry)?);
     } else {

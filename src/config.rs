@@ -215,10 +215,10 @@ pub struct AccountConfig {
     pub configuration_set: Option<String>,
     /// Default From identity.
     pub from: Option<String>,
-    /// 24-hour sending quota. Required until it is read from SES `GetAccount`.
-    pub daily_quota: u64,
-    /// Maximum sends per second.
-    pub max_send_rate: f64,
+    /// 24-hour sending quota; when absent, read from SES `GetAccount` (refreshed every 5 min).
+    pub daily_quota: Option<u64>,
+    /// Maximum sends per second; when absent, read from SES `GetAccount`.
+    pub max_send_rate: Option<f64>,
     /// Overrides of `[guard.thresholds]` for this account.
     #[serde(default)]
     pub thresholds: ThresholdOverrides,
@@ -430,10 +430,13 @@ impl Config {
             if let Some(from) = &account.from {
                 EmailAddress::parse(from).map_err(|e| invalid(key("from"), e.to_string()))?;
             }
-            if account.daily_quota == 0 {
+            if account.daily_quota == Some(0) {
                 return Err(invalid(key("daily_quota"), "must be at least 1"));
             }
-            if !(account.max_send_rate > 0.0 && account.max_send_rate.is_finite()) {
+            if account
+                .max_send_rate
+                .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+            {
                 return Err(invalid(
                     key("max_send_rate"),
                     "must be a positive number of sends per second",

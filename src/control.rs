@@ -8,8 +8,8 @@ use crate::config::Config;
 use crate::domain::counters::WindowTotals;
 use crate::domain::guard::{AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Status};
 use crate::domain::timestamp::Timestamp;
-use crate::guard::alert_for;
-use crate::ports::{AlertSink, CounterWindow, GuardLedger, StoreError};
+use crate::guard::{alert_for, enforce};
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
 
 /// What an operator asks for.
@@ -59,6 +59,7 @@ pub struct Control<'a> {
     counters: &'a dyn CounterWindow,
     ledger: &'a dyn GuardLedger,
     alerts: &'a dyn AlertSink,
+    ses: &'a dyn SesAccount,
     config: &'a Config,
 }
 
@@ -68,12 +69,14 @@ impl<'a> Control<'a> {
         counters: &'a dyn CounterWindow,
         ledger: &'a dyn GuardLedger,
         alerts: &'a dyn AlertSink,
+        ses: &'a dyn SesAccount,
         config: &'a Config,
     ) -> Self {
         Self {
             counters,
             ledger,
             alerts,
+            ses,
             config,
         }
     }
@@ -134,7 +137,8 @@ impl<'a> Control<'a> {
                 .transition(account, read.state.version, &next, &entry, expires)
                 .await?
             {
-                let alert = alert_for(config, entry.clone());
+                let mut alert = alert_for(config, entry.clone());
+                enforce(self.ses, &mut alert).await;
                 if let Err(error) = self.alerts.publish(&alert).await {
                     tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
                 }

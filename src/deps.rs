@@ -14,7 +14,8 @@ use crate::domain::plan::IngestPolicy;
 use crate::domain::timestamp::Timestamp;
 use crate::guard::Guard;
 use crate::ingest::{Inbound, Ingestor, Report};
-use crate::ports::{AlertSink, Clock, Store, SystemClock};
+use crate::ports::{AlertSink, Clock, SesAccount, Store, SystemClock};
+use crate::ses::{NoSes, Sesv2Accounts};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
@@ -34,6 +35,8 @@ pub struct Deps {
     pub clock: Arc<dyn Clock>,
     /// Where alerts go.
     pub alerts: Arc<dyn AlertSink>,
+    /// SES account calls (quotas, enforcement); none in local runs.
+    pub ses: Arc<dyn SesAccount>,
 }
 
 impl Deps {
@@ -59,7 +62,24 @@ impl Deps {
             }
             None => Arc::new(LogAlerts::new(config.alerts.file.clone())),
         };
-        Ok(Self::with_store(config, store, Arc::new(SystemClock)).with_alerts(alerts))
+        // A DynamoDB store means a deployment: SES is there. The embedded store means a local
+        // run: no SES, quotas come from the configuration.
+        let ses: Arc<dyn SesAccount> = match url {
+            StoreUrl::Dynamodb => {
+                let sdk = aws_config::load_from_env().await;
+                Arc::new(Sesv2Accounts::from_config(&sdk, &config).await)
+            }
+            StoreUrl::Sqlite(_) => Arc::new(NoSes),
+        };
+        Ok(Self::with_store(config, store, Arc::new(SystemClock))
+            .with_alerts(alerts)
+            .with_ses(ses))
+    }
+
+    /// The same dependencies with another SES port.
+    pub fn with_ses(mut self, ses: Arc<dyn SesAccount>) -> Self {
+        self.ses = ses;
+        self
     }
 
     /// The same dependencies with another alert sink.
@@ -71,7 +91,13 @@ impl Deps {
     /// Records a batch and lets the guard review the accounts it touched.
     pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
         let store = self.store.as_ref();
-        let guard = Guard::new(store, store, self.alerts.as_ref(), &self.config);
+        let guard = Guard::new(
+            store,
+            store,
+            self.alerts.as_ref(),
+            self.ses.as_ref(),
+            &self.config,
+        );
         Ingestor::new(store, &self.directory, &self.policy)
             .with_guard(guard)
             .ingest(records, now)
@@ -83,6 +109,7 @@ impl Deps {
     pub fn with_store(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Self {
         Self {
             alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
+            ses: Arc::new(NoSes),
             directory: Arc::new(config.directory()),
             policy: config.ingest_policy(),
             config: Arc::new(config),

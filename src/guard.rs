@@ -9,7 +9,7 @@ use crate::config::Config;
 use crate::domain::counters::WindowTotals;
 use crate::domain::guard::{self, Alert, HistoryEntry, Transition, traffic_after};
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{AlertSink, CounterWindow, GuardLedger, StoreError};
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
 
 /// Reviews accounts after a batch.
@@ -17,6 +17,7 @@ pub struct Guard<'a> {
     counters: &'a dyn CounterWindow,
     ledger: &'a dyn GuardLedger,
     alerts: &'a dyn AlertSink,
+    ses: &'a dyn SesAccount,
     config: &'a Config,
 }
 
@@ -37,12 +38,14 @@ impl<'a> Guard<'a> {
         counters: &'a dyn CounterWindow,
         ledger: &'a dyn GuardLedger,
         alerts: &'a dyn AlertSink,
+        ses: &'a dyn SesAccount,
         config: &'a Config,
     ) -> Self {
         Self {
             counters,
             ledger,
             alerts,
+            ses,
             config,
         }
     }
@@ -82,7 +85,8 @@ impl<'a> Guard<'a> {
                 tracing::info!(account = %account, "another instance changed the state first");
                 continue;
             }
-            let alert = alert_for(self.config, entry);
+            let mut alert = alert_for(self.config, entry);
+            enforce(self.ses, &mut alert).await;
             if let Err(error) = self.alerts.publish(&alert).await {
                 tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
             }
@@ -113,5 +117,36 @@ pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
     Alert {
         change: entry,
         traffic,
+    }
+}
+
+/// Applies an account-wide pause or resume at SES itself, when the account asks for it, and
+/// adds the outcome to the alert.
+pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
+    let change = &alert.change;
+    let enabled = match (
+        change.stream.is_some(),
+        change.from.as_str(),
+        change.to.as_str(),
+    ) {
+        (false, _, "paused") => false,
+        (false, "paused", "active") => true,
+        _ => return,
+    };
+    match ses.set_sending(&change.account, enabled).await {
+        Ok(false) => {}
+        Ok(true) => {
+            let state = if enabled { "on" } else { "off" };
+            alert
+                .traffic
+                .push_str(&format!("; SES sending switched {state}"));
+        }
+        Err(error) => {
+            let error = error_chain(&error);
+            tracing::error!(account = %change.account, %error, "SES enforcement failed");
+            alert
+                .traffic
+                .push_str(&format!("; SES enforcement failed: {error}"));
+        }
     }
 }

@@ -16,5 +16,6 @@ pub mod handlers;
 pub mod ingest;
 pub mod ports;
 pub mod routing;
+pub mod ses;
 pub mod store;
 pub mod telemetry;

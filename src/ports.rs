@@ -192,6 +192,42 @@ pub trait AlertSink: Send + Sync {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError>;
 }
 
+/// An account's sending limits as SES reports them (`GetAccount`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SendQuota {
+    /// `Max24HourSend`.
+    pub max_24_hour_send: u64,
+    /// `MaxSendRate` (per second).
+    pub max_send_rate: f64,
+    /// `SentLast24Hours`.
+    pub sent_last_24_hours: u64,
+}
+
+/// A failed SES account call.
+#[derive(Debug, thiserror::Error)]
+#[error("SES {action} failed for account `{account}`")]
+pub struct SesError {
+    /// The account.
+    pub account: String,
+    /// What was asked.
+    pub action: &'static str,
+    /// Why it failed.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Account-level SES calls: quotas, and sending switched off and on (enforcement).
+#[async_trait]
+pub trait SesAccount: Send + Sync {
+    /// The account's quota and send rate (`GetAccount`), cached by the adapter.
+    async fn send_quota(&self, account: &str) -> Result<SendQuota, SesError>;
+
+    /// Switches sending at SES off or on for the account, as its `enforce_at_ses` setting
+    /// says (account-wide or its configuration set); does nothing when that is `off`.
+    /// Returns whether SES was asked.
+    async fn set_sending(&self, account: &str, enabled: bool) -> Result<bool, SesError>;
+}
+
 /// The current time. Handlers read it once per event; the domain never does.
 pub trait Clock: Send + Sync {
     /// Now.

@@ -10,7 +10,7 @@ use crate::domain::counters::{Counts, WindowTotals};
 use crate::domain::guard::{AccountState, Thresholds};
 use crate::domain::routing::{self, Candidate, Message, Priority, Route, stream_risk};
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{CounterWindow, StoreError};
+use crate::ports::{CounterWindow, SesAccount, SesError, StoreError};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -44,15 +44,20 @@ pub enum RoutingError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An account's quota is not configured and SES could not be asked.
+    #[error(transparent)]
+    Quota(#[from] SesError),
 }
 
 impl Snapshot {
-    /// Loads every account of every configured stream: one window query each.
+    /// Loads every account of every configured stream: one window query each, and the quota
+    /// from SES (cached) for accounts whose configuration leaves it out.
     pub async fn load(
         counters: &dyn CounterWindow,
+        ses: &dyn SesAccount,
         config: &Config,
         now: Timestamp,
-    ) -> Result<Self, StoreError> {
+    ) -> Result<Self, RoutingError> {
         let window = config.ingest_policy().window;
         let lag = config.guard.feedback_lag;
         let (rates_first, last) = window.buckets_ending(now);
@@ -83,14 +88,22 @@ impl Snapshot {
                         *recent.entry(stream.clone()).or_insert(0) += counts.sends;
                     }
                 }
+                let (daily_quota, sent_by_ses) = match account.daily_quota {
+                    Some(quota) => (quota, 0),
+                    None => {
+                        let quota = ses.send_quota(name).await?;
+                        (quota.max_24_hour_send, quota.sent_last_24_hours)
+                    }
+                };
                 accounts.insert(
                     name.clone(),
                     AccountView {
                         state: read.state,
                         thresholds: config.thresholds_for(name),
-                        daily_quota: account.daily_quota,
+                        daily_quota,
                         window: rates.total,
-                        sent_24h: day.total.sends,
+                        // SES also counts mail sent around sesguard: take the larger count.
+                        sent_24h: day.total.sends.max(sent_by_ses),
                         quota_frees_at: oldest_send
                             .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
                         recent,

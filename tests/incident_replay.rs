@@ -236,10 +236,14 @@ async fn replay(guarded: bool) -> Outcome {
         }
 
         // Route what is due, oldest first, against one snapshot per minute.
-        let mut snapshot =
-            Snapshot::load(deps.store.as_ref(), &config, Timestamp::from_millis(now))
-                .await
-                .unwrap();
+        let mut snapshot = Snapshot::load(
+            deps.store.as_ref(),
+            deps.ses.as_ref(),
+            &config,
+            Timestamp::from_millis(now),
+        )
+        .await
+        .unwrap();
         let mut batch = Vec::new();
         for (stream, (queue, retry_at)) in queues.iter_mut() {
             if now < *retry_at {

@@ -7,4 +7,5 @@ mod guard_paths;
 mod helpers;
 mod ingest_paths;
 mod request_budget;
+mod ses_account;
 mod store_contract;
