@@ -11,7 +11,9 @@ use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::Store;
 
-use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, sqlite};
+use crate::helpers::{
+    RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, sqlite, sqs_batch,
+};
 
 fn tags(stream: &str) -> Value {
     json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
@@ -33,15 +35,6 @@ fn bounce(id: &str, stream: &str, minute: u32) -> Value {
                       "bouncedRecipients": [{"emailAddress": format!("{id}@example.com")}]}})
 }
 
-fn sqs(bodies: Vec<Value>) -> Value {
-    let records: Vec<Value> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, body)| json!({"messageId": format!("r{i}"), "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"}))
-        .collect();
-    json!({ "Records": records })
-}
-
 async fn invoke(deps: &Deps, event: Value) -> Value {
     handle(deps, LambdaEvent::new(event, Context::default()))
         .await
@@ -52,7 +45,7 @@ async fn invoke(deps: &Deps, event: Value) -> Value {
 async fn traffic(deps: &Deps) {
     invoke(
         deps,
-        sqs(vec![
+        sqs_batch(vec![
             send("s1", "verification", 150, 0),
             send("s2", "transactional", 150, 0),
         ]),
@@ -62,9 +55,11 @@ async fn traffic(deps: &Deps) {
 
 /// 26 verification bounces: 8.7 % of the account's 300 sends, all from one stream.
 fn bounces() -> Value {
-    sqs((0..26)
-        .map(|i| bounce(&format!("b{i}"), "verification", 5))
-        .collect())
+    sqs_batch(
+        (0..26)
+            .map(|i| bounce(&format!("b{i}"), "verification", 5))
+            .collect(),
+    )
 }
 
 fn guarded(store: Arc<dyn Store>) -> (Deps, RecordedAlerts) {
@@ -78,9 +73,11 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
     traffic(&deps).await;
     invoke(
         &deps,
-        sqs((0..5)
-            .map(|i| bounce(&format!("w{i}"), "transactional", 2))
-            .collect()),
+        sqs_batch(
+            (0..5)
+                .map(|i| bounce(&format!("w{i}"), "transactional", 2))
+                .collect(),
+        ),
     )
     .await;
     assert_eq!(alerts.all().len(), 0, "1.7 % is under every level");
@@ -88,9 +85,11 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
     // 20 more from verification: 25 of 300 (8.3 %), 80 % of them verification's.
     invoke(
         &deps,
-        sqs((0..20)
-            .map(|i| bounce(&format!("b{i}"), "verification", 5))
-            .collect()),
+        sqs_batch(
+            (0..20)
+                .map(|i| bounce(&format!("b{i}"), "verification", 5))
+                .collect(),
+        ),
     )
     .await;
     let state = deps
@@ -132,7 +131,7 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
 
     // Late feedback from the isolated stream (26 of 300, under the 9 % critical level)
     // changes nothing more.
-    invoke(&deps, sqs(vec![bounce("late", "verification", 6)])).await;
+    invoke(&deps, sqs_batch(vec![bounce("late", "verification", 6)])).await;
     assert_eq!(deps.store.history("primary", 10).await.unwrap().len(), 1);
 }
 
@@ -151,7 +150,7 @@ async fn concurrent_instances_apply_one_transition_with_one_history_entry_and_on
         } else {
             let delivery = json!({"eventType": "Delivery", "mail": {"messageId": format!("d{i}"), "tags": tags("transactional")},
                                   "delivery": {"timestamp": "2026-11-20T10:06:00.000Z", "recipients": [format!("r{i}@example.com")]}});
-            sqs(vec![delivery])
+            sqs_batch(vec![delivery])
         };
         tasks.push(tokio::spawn(async move { invoke(&deps, event).await }));
     }

@@ -37,6 +37,18 @@ pub fn sample_json(name: &str) -> Value {
     serde_json::from_str(&sample(name)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
 }
 
+/// An SQS Lambda event carrying these bodies (raw message delivery), message ids `r0`, `r1`...
+pub fn sqs_batch(bodies: Vec<Value>) -> Value {
+    let records: Vec<Value> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, body)| {
+            serde_json::json!({"messageId": format!("r{i}"), "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"})
+        })
+        .collect();
+    serde_json::json!({ "Records": records })
+}
+
 /// The example configuration.
 pub fn example_config() -> Config {
     Config::load(Some(&root().join("infra/sesguard.example.toml"))).expect("example configuration")

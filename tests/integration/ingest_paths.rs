@@ -20,7 +20,7 @@ use sesguard::ports::{
     SuppressionList,
 };
 
-use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite};
+use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
 
 async fn invoke(deps: &Deps, event: Value) -> Result<Value, lambda_runtime::Error> {
     handle(deps, LambdaEvent::new(event, Context::default())).await
@@ -54,15 +54,6 @@ fn ses(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
     let mut value = sample_json(&format!("ses/{name}.json"));
     edit(&mut value);
     value
-}
-
-/// An SQS event carrying these bodies (raw message delivery).
-fn sqs_event(bodies: &[(&str, Value)]) -> Value {
-    let records: Vec<Value> = bodies
-        .iter()
-        .map(|(id, body)| json!({"messageId": id, "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"}))
-        .collect();
-    json!({ "Records": records })
 }
 
 fn sqlite_deps() -> (tempfile::TempDir, Deps) {
@@ -343,36 +334,18 @@ async fn the_third_soft_bounce_suppresses_unless_a_delivery_came_between() {
         "2026-11-12T10:00:00.000Z",
         "2026-11-19T10:00:00.000Z",
     ];
-    let batch: Vec<(String, Value)> = days
-        .iter()
-        .enumerate()
-        .flat_map(|(i, at)| {
-            [
-                (
-                    format!("a{i}"),
-                    soft(&format!("fa{i}"), at, "always-full@example.com"),
-                ),
-                (
-                    format!("b{i}"),
-                    soft(&format!("fb{i}"), at, "sometimes-full@example.com"),
-                ),
-            ]
-        })
-        .chain([(
-            "d".to_owned(),
-            delivered(
-                "m-d",
-                "2026-11-13T10:00:00.000Z",
-                "sometimes-full@example.com",
-            ),
-        )])
-        .collect();
-    let event = sqs_event(
-        &batch
-            .iter()
-            .map(|(id, v)| (id.as_str(), v.clone()))
-            .collect::<Vec<_>>(),
+    let bodies = days.iter().enumerate().flat_map(|(i, at)| {
+        [
+            soft(&format!("fa{i}"), at, "always-full@example.com"),
+            soft(&format!("fb{i}"), at, "sometimes-full@example.com"),
+        ]
+    });
+    let delivery = delivered(
+        "m-d",
+        "2026-11-13T10:00:00.000Z",
+        "sometimes-full@example.com",
     );
+    let event = sqs_batch(bodies.chain([delivery]).collect());
     let response = invoke(&deps, event).await.unwrap();
     assert!(failures(&response).is_empty());
 

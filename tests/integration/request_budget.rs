@@ -7,18 +7,18 @@ use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sesguard::handlers::ingest::handle;
 
-use crate::helpers::{RequestLog, deps, dynamodb_logged, sample_json};
+use crate::helpers::{RequestLog, deps, dynamodb_logged, sample_json, sqs_batch};
 
 /// A 10-record SQS batch of SES notifications made from a sample by `vary(i, notification)`.
 fn batch(sample: &str, vary: impl Fn(usize, &mut Value)) -> Value {
-    let records: Vec<Value> = (0..10)
+    let bodies = (0..10)
         .map(|i| {
             let mut body = sample_json(sample);
             vary(i, &mut body);
-            json!({"messageId": format!("m{i}"), "receiptHandle": "h", "body": body.to_string(), "eventSource": "aws:sqs"})
+            body
         })
         .collect();
-    json!({ "Records": records })
+    sqs_batch(bodies)
 }
 
 async fn run(event: Value) -> (Vec<(String, usize)>, Value) {

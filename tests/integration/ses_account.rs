@@ -21,7 +21,7 @@ use sesguard::ports::SesAccount;
 use sesguard::ses::{AccountClient, Sesv2Accounts};
 use sesguard::telemetry::error_chain;
 
-use crate::helpers::{deps_with, example_config, sqlite};
+use crate::helpers::{deps_with, example_config, sqlite, sqs_batch};
 
 fn client(rules: &[&Rule]) -> aws_sdk_sesv2::Client {
     let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
@@ -150,15 +150,6 @@ fn tagged(stream: &str) -> Value {
     json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
 }
 
-fn sqs(bodies: Vec<Value>) -> Value {
-    let records: Vec<Value> = bodies
-        .into_iter()
-        .enumerate()
-        .map(|(i, b)| json!({"messageId": format!("r{i}"), "receiptHandle": "h", "body": b.to_string(), "eventSource": "aws:sqs"}))
-        .collect();
-    json!({ "Records": records })
-}
-
 #[tokio::test]
 async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     let off = mock!(aws_sdk_sesv2::Client::put_account_sending_attributes)
@@ -180,9 +171,12 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
         bodies.push(json!({"eventType": "Send", "mail": {"messageId": format!("send-{stream}"), "timestamp": "2026-11-20T10:00:00.000Z",
                                                        "destination": to, "tags": tagged(stream)}}));
     }
-    handle(&deps, LambdaEvent::new(sqs(bodies), Context::default()))
-        .await
-        .unwrap();
+    handle(
+        &deps,
+        LambdaEvent::new(sqs_batch(bodies), Context::default()),
+    )
+    .await
+    .unwrap();
     let bounces: Vec<Value> = (0..26)
         .map(|i| {
             let stream = if i % 2 == 0 { "verification" } else { "transactional" };
@@ -191,9 +185,12 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
                               "bouncedRecipients": [{"emailAddress": format!("{stream}{i}@example.com")}]}})
         })
         .collect();
-    handle(&deps, LambdaEvent::new(sqs(bounces), Context::default()))
-        .await
-        .unwrap();
+    handle(
+        &deps,
+        LambdaEvent::new(sqs_batch(bounces), Context::default()),
+    )
+    .await
+    .unwrap();
 
     let alerts_seen = alerts.all();
     assert_eq!(alerts_seen.len(), 1);
