@@ -1,5 +1,5 @@
-//! `check`: what would happen to a message now — suppressed recipients removed, then the
-//! account routing would pick, or the deferral — without sending anything.
+//! `check`: what would happen to a message now — the template policy, suppressed recipients
+//! removed, then the account routing would pick or the deferral — without sending anything.
 
 use serde::Serialize;
 
@@ -14,7 +14,7 @@ use crate::routing::{RoutingError, Snapshot};
 /// The decision on one message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
-    /// `send`, `suppressed` or `deferred`.
+    /// `send`, `blocked`, `suppressed` or `deferred`.
     pub decision: &'static str,
     /// The account it would go through (`send`).
     pub account: Option<String>,
@@ -40,19 +40,55 @@ pub struct Removed {
 }
 
 /// Decides for a message of `stream` to `to` at `priority` (default: the stream's).
+/// What is being checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Request<'a> {
+    /// The message's stream.
+    pub stream: &'a str,
+    /// Its recipients.
+    pub to: &'a [EmailAddress],
+    /// Its SES template, if it uses one.
+    pub template: Option<&'a str>,
+    /// Whether the application has verified the recipients.
+    pub recipient_verified: bool,
+    /// Its priority (default: the stream's).
+    pub priority: Option<Priority>,
+}
+
+/// Decides for a message, gate by gate: template policy, suppression, routing.
 pub async fn check(
     store: &dyn Store,
     ses: &dyn SesAccount,
     config: &Config,
     now: Timestamp,
-    stream: &str,
-    to: &[EmailAddress],
-    priority: Option<Priority>,
+    request: &Request<'_>,
 ) -> Result<Decision, RoutingError> {
+    let Request {
+        stream,
+        to,
+        template,
+        recipient_verified,
+        priority,
+    } = *request;
     let stream_config = config
         .stream(stream)
         .ok_or_else(|| RoutingError::UnknownStream(stream.to_owned()))?;
     let priority = priority.unwrap_or(stream_config.priority);
+    if let Some(refusal) = store
+        .template_policy()
+        .await?
+        .refusal(template, recipient_verified)
+    {
+        return Ok(Decision {
+            decision: "blocked",
+            account: None,
+            reason: Some(refusal),
+            retry_after_seconds: None,
+            recipients: Vec::new(),
+            suppressed: Vec::new(),
+            priority,
+        });
+    }
     let mut recipients = Vec::new();
     let mut suppressed = Vec::new();
     for email in to {

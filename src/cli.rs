@@ -73,6 +73,21 @@ pub enum Command {
         /// critical, normal or bulk (default: the stream's).
         #[arg(long)]
         priority: Option<Priority>,
+        /// The SES template the message would use.
+        #[arg(long)]
+        template: Option<String>,
+        /// The application has verified the recipients.
+        #[arg(long, conflicts_with = "unverified")]
+        verified: bool,
+        /// The recipients are not verified (the default).
+        #[arg(long)]
+        unverified: bool,
+    },
+    /// Template policy: blocked templates and templates only for verified recipients.
+    Policy {
+        /// What to change.
+        #[command(subcommand)]
+        command: PolicyCommand,
     },
     /// Store administration.
     Store {
@@ -147,6 +162,26 @@ pub enum AccountsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+}
+
+/// `sesguard policy ...`
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Show the template policy, after applying any changes given.
+    Templates {
+        /// Block this template (repeatable).
+        #[arg(long)]
+        block: Vec<String>,
+        /// Unblock this template (repeatable).
+        #[arg(long)]
+        unblock: Vec<String>,
+        /// Send this template only to verified recipients (repeatable).
+        #[arg(long)]
+        verified_only: Vec<String>,
+        /// Let this template go to any recipient again (repeatable).
+        #[arg(long)]
+        any_recipient: Vec<String>,
     },
 }
 
@@ -254,19 +289,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stream,
             to,
             priority,
+            template,
+            verified,
+            unverified: _,
         } => {
             let to = to
                 .iter()
                 .map(|t| EmailAddress::parse(t))
                 .collect::<Result<Vec<_>, _>>()?;
+            let request = check::Request {
+                stream: &stream,
+                to: &to,
+                template: template.as_deref(),
+                recipient_verified: verified,
+                priority,
+            };
             let decision = check::check(
                 deps.store.as_ref(),
                 deps.ses.as_ref(),
                 &deps.config,
                 deps.clock.now(),
-                &stream,
-                &to,
-                priority,
+                &request,
             )
             .await?;
             if cli.json {
@@ -281,6 +324,42 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     Some(wait) => println!("{}: {detail} (retry in {wait}s)", decision.decision),
                     None => println!("{}: {detail}", decision.decision),
                 }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Templates {
+                    block,
+                    unblock,
+                    verified_only,
+                    any_recipient,
+                },
+        } => {
+            let mut policy = deps.store.template_policy().await?;
+            let changed = !(block.is_empty()
+                && unblock.is_empty()
+                && verified_only.is_empty()
+                && any_recipient.is_empty());
+            policy.blocked.extend(block);
+            policy.verified_only.extend(verified_only);
+            for template in unblock {
+                policy.blocked.remove(&template);
+            }
+            for template in any_recipient {
+                policy.verified_only.remove(&template);
+            }
+            if changed {
+                deps.store.put_template_policy(&policy).await?;
+            }
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(&policy)?);
+            } else {
+                let list = |set: &std::collections::BTreeSet<String>| {
+                    set.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                println!("blocked         {}", list(&policy.blocked));
+                println!("verified only   {}", list(&policy.verified_only));
             }
             Ok(ExitCode::SUCCESS)
         }

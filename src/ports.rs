@@ -11,6 +11,7 @@ use crate::domain::address::EmailAddress;
 use crate::domain::counters::Bucket;
 use crate::domain::guard::{AccountState, Alert, HistoryEntry};
 use crate::domain::plan::ChangeSet;
+use crate::domain::policy::TemplatePolicy;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
 use crate::domain::timestamp::Timestamp;
 
@@ -168,10 +169,23 @@ pub trait GuardLedger: Send + Sync {
     async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError>;
 }
 
-/// Everything a store adapter provides.
-pub trait Store: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger {}
+/// The template policy, read on every send batch and changed by operators.
+#[async_trait]
+pub trait PolicyStore: Send + Sync {
+    /// The current policy (empty lists when never written).
+    async fn template_policy(&self) -> Result<TemplatePolicy, StoreError>;
 
-impl<T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger> Store for T {}
+    /// Replaces the policy. Last writer wins; callers read, change and write back.
+    async fn put_template_policy(&self, policy: &TemplatePolicy) -> Result<(), StoreError>;
+}
+
+/// Everything a store adapter provides.
+pub trait Store:
+    FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore
+{
+}
+
+impl<T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore> Store for T {}
 
 /// A failed alert delivery.
 #[derive(Debug, thiserror::Error)]

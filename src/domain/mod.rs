@@ -9,6 +9,7 @@ pub mod envelope;
 pub mod guard;
 pub mod notification;
 pub mod plan;
+pub mod policy;
 pub mod routing;
 pub mod suppression;
 pub mod timestamp;

@@ -7,8 +7,8 @@
 //!   buckets (`account#NAME` / `bucket#MILLIS`, per-stream counters as `s:STREAM:COUNTER`
 //!   attributes of the same item), the account's guard state (`account#NAME` /
 //!   `bucket~state`, sorting after the buckets so one query reads both), its history
-//!   (`account#NAME` / `history#MILLIS#VERSION`), and unconfigured accounts
-//!   (`unconfigured-accounts` / NAME).
+//!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
+//!   (`unconfigured-accounts` / NAME), and the template policy (`policy` / `templates`).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
 //! address updates (conditional on the version read when they carry a soft-bounce state),
@@ -30,11 +30,12 @@ use crate::domain::address::EmailAddress;
 use crate::domain::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::{ChangeSet, Claim};
+use crate::domain::policy::TemplatePolicy;
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
-    SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
+    StoreError, SuppressionList,
 };
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
@@ -895,5 +896,45 @@ impl GuardLedger for DynamoStore {
                 serde_json::from_str(&json).map_err(|e| corrupt_state(account, e))
             })
             .collect()
+    }
+}
+
+fn corrupt_policy(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "template policy",
+        detail: detail.to_string(),
+    }
+}
+
+#[async_trait]
+impl PolicyStore for DynamoStore {
+    async fn template_policy(&self) -> Result<TemplatePolicy, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .key("pk", s("policy"))
+            .key("sk", s("templates"))
+            .send()
+            .await
+            .map_err(|e| failure("reading the template policy", e))?;
+        match output.item.as_ref().and_then(|item| text(item, "policy")) {
+            None => Ok(TemplatePolicy::default()),
+            Some(json) => serde_json::from_str(&json).map_err(corrupt_policy),
+        }
+    }
+
+    async fn put_template_policy(&self, policy: &TemplatePolicy) -> Result<(), StoreError> {
+        let json = serde_json::to_string(policy).map_err(corrupt_policy)?;
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s("policy"))
+            .item("sk", s("templates"))
+            .item("policy", s(json))
+            .send()
+            .await
+            .map_err(|e| failure("writing the template policy", e))?;
+        Ok(())
     }
 }

@@ -15,11 +15,12 @@ use crate::domain::address::EmailAddress;
 use crate::domain::counters::{Bucket, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::ChangeSet;
+use crate::domain::policy::TemplatePolicy;
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
-    SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
+    StoreError, SuppressionList,
 };
 
 const SCHEMA: &str = "
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS account_states (
     account TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
     state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS policies (
+    name TEXT PRIMARY KEY,
+    policy TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS history (
     account TEXT NOT NULL,
@@ -716,6 +721,48 @@ impl GuardLedger for SqliteStore {
                 entries.push(serde_json::from_str(&json).map_err(|e| corrupt_state(&account, &e))?);
             }
             Ok(entries)
+        })
+        .await
+    }
+}
+
+fn corrupt_policy(error: &serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: "template policy",
+        detail: error.to_string(),
+    }
+}
+
+#[async_trait]
+impl PolicyStore for SqliteStore {
+    async fn template_policy(&self) -> Result<TemplatePolicy, StoreError> {
+        self.run(|connection| {
+            let json: Option<String> = connection
+                .query_row(
+                    "SELECT policy FROM policies WHERE name = 'templates'",
+                    [],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable("reading the template policy"))?;
+            json.map_or(Ok(TemplatePolicy::default()), |json| {
+                serde_json::from_str(&json).map_err(|e| corrupt_policy(&e))
+            })
+        })
+        .await
+    }
+
+    async fn put_template_policy(&self, policy: &TemplatePolicy) -> Result<(), StoreError> {
+        let json = serde_json::to_string(policy).map_err(|e| corrupt_policy(&e))?;
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO policies (name, policy) VALUES ('templates', ?1)
+                     ON CONFLICT (name) DO UPDATE SET policy = excluded.policy",
+                    [json],
+                )
+                .map_err(unavailable("writing the template policy"))?;
+            Ok(())
         })
         .await
     }

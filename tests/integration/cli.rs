@@ -412,3 +412,99 @@ fn operators_pause_resume_and_read_history_with_their_reason() {
     let unknown = run(&["accounts", "history", "nosuch"]);
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("unknown account `nosuch`"));
 }
+
+#[test]
+fn template_policy_changes_at_run_time_and_check_blocks_by_it() {
+    let cli = Cli::new();
+    let policy = cli.json(&[
+        "policy",
+        "templates",
+        "--block",
+        "newsletter",
+        "--verified-only",
+        "receipt",
+        "--json",
+    ]);
+    assert_eq!(
+        policy,
+        serde_json::json!({"blocked": ["newsletter"], "verified_only": ["receipt"]})
+    );
+
+    let blocked = cli.json(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "a@example.com",
+        "--template",
+        "newsletter",
+        "--verified",
+        "--json",
+    ]);
+    assert_eq!(
+        (blocked["decision"].as_str(), blocked["reason"].as_str()),
+        (Some("blocked"), Some("template `newsletter` is blocked"))
+    );
+    let unverified = cli.json(&[
+        "check",
+        "--stream",
+        "transactional",
+        "--to",
+        "a@example.com",
+        "--template",
+        "receipt",
+        "--json",
+    ]);
+    assert_eq!(unverified["decision"], "blocked");
+    assert_eq!(
+        unverified["reason"],
+        "template `receipt` may only go to verified recipients"
+    );
+    let verified = cli.json(&[
+        "check",
+        "--stream",
+        "transactional",
+        "--to",
+        "a@example.com",
+        "--template",
+        "receipt",
+        "--verified",
+        "--json",
+    ]);
+    assert_eq!(verified["decision"], "send");
+
+    let lifted = cli.json(&[
+        "policy",
+        "templates",
+        "--unblock",
+        "newsletter",
+        "--any-recipient",
+        "receipt",
+        "--json",
+    ]);
+    assert_eq!(
+        lifted,
+        serde_json::json!({"blocked": [], "verified_only": []})
+    );
+    let sent = cli.json(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "a@example.com",
+        "--template",
+        "newsletter",
+        "--json",
+    ]);
+    assert_eq!(sent["decision"], "send");
+    let both = cli.run(&[
+        "check",
+        "--stream",
+        "bulk",
+        "--to",
+        "a@example.com",
+        "--verified",
+        "--unverified",
+    ]);
+    assert!(!both.status.success());
+}

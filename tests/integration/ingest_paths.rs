@@ -12,12 +12,13 @@ use sesguard::domain::address::EmailAddress;
 use sesguard::domain::counters::{Counts, WindowTotals};
 use sesguard::domain::guard::{AccountState as GuardState, HistoryEntry};
 use sesguard::domain::plan::ChangeSet;
+use sesguard::domain::policy::TemplatePolicy;
 use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, StoreError,
-    SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
+    StoreError, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -239,6 +240,16 @@ impl CounterWindow for Unreachable {
         Err(down())
     }
     async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl PolicyStore for Unreachable {
+    async fn template_policy(&self) -> Result<TemplatePolicy, StoreError> {
+        Err(down())
+    }
+    async fn put_template_policy(&self, _: &TemplatePolicy) -> Result<(), StoreError> {
         Err(down())
     }
 }

@@ -10,6 +10,7 @@ use sesguard::domain::guard::{
 };
 use sesguard::domain::notification::Notification;
 use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
+use sesguard::domain::policy::TemplatePolicy;
 use sesguard::domain::suppression::Reason;
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::ports::{ApplyError, Store};
@@ -541,6 +542,27 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
     assert!(store.history("backup", 10).await.unwrap().is_empty());
 }
 
+async fn the_template_policy_reads_back_what_was_written(store: &dyn Store) {
+    assert_eq!(
+        store.template_policy().await.unwrap(),
+        TemplatePolicy::default()
+    );
+    let policy = TemplatePolicy {
+        blocked: ["newsletter".to_owned()].into(),
+        verified_only: ["receipt".to_owned(), "reset".to_owned()].into(),
+    };
+    store.put_template_policy(&policy).await.unwrap();
+    assert_eq!(store.template_policy().await.unwrap(), policy);
+    store
+        .put_template_policy(&TemplatePolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        store.template_policy().await.unwrap(),
+        TemplatePolicy::default()
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -577,4 +599,5 @@ contract!(
     listing_pages_through_every_suppression_once_and_filters_by_reason,
     a_not_spam_complaint_is_recorded_without_suppressing,
     a_transition_applies_once_per_version_with_one_history_entry,
+    the_template_policy_reads_back_what_was_written,
 );
