@@ -8,4 +8,5 @@ mod helpers;
 mod ingest_paths;
 mod request_budget;
 mod ses_account;
+mod sns_alerts;
 mod store_contract;
