@@ -47,29 +47,38 @@ impl Deps {
         Self::build(config_path.as_deref().map(Path::new), &store).await
     }
 
-    /// Builds from an explicit configuration file and store address.
+    /// Builds from an explicit configuration file and store address. The AWS SDK
+    /// configuration is loaded once, and only when something needs AWS: a DynamoDB store (a
+    /// deployment, where SES is reached too) or an SNS alert topic.
     pub async fn build(config_path: Option<&Path>, store: &str) -> anyhow::Result<Self> {
         let config = Config::load(config_path)?;
         let url: StoreUrl = store.parse()?;
-        let store = connect(&url, &config).await?;
-        let alerts: Arc<dyn AlertSink> = match &config.alerts.topic_arn {
-            Some(topic) => {
-                let sdk = aws_config::load_from_env().await;
-                Arc::new(SnsAlerts::new(
-                    aws_sdk_sns::Client::new(&sdk),
-                    topic.clone(),
-                ))
+        let needs_aws = url == StoreUrl::Dynamodb || config.alerts.topic_arn.is_some();
+        let sdk = if needs_aws {
+            Some(aws_config::load_from_env().await)
+        } else {
+            None
+        };
+        let store: Arc<dyn Store> = match (&url, &sdk) {
+            (StoreUrl::Dynamodb, Some(sdk)) => Arc::new(DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                config.tables(),
+            )),
+            _ => connect_local(&url)?,
+        };
+        let alerts: Arc<dyn AlertSink> = match (&config.alerts.topic_arn, &sdk) {
+            (Some(topic), Some(sdk)) => {
+                Arc::new(SnsAlerts::new(aws_sdk_sns::Client::new(sdk), topic.clone()))
             }
-            None => Arc::new(LogAlerts::new(config.alerts.file.clone())),
+            _ => Arc::new(LogAlerts::new(config.alerts.file.clone())),
         };
         // A DynamoDB store means a deployment: SES is there. The embedded store means a local
         // run: no SES, quotas come from the configuration.
-        let ses: Arc<dyn SesAccount> = match url {
-            StoreUrl::Dynamodb => {
-                let sdk = aws_config::load_from_env().await;
-                Arc::new(Sesv2Accounts::from_config(&sdk, &config).await)
+        let ses: Arc<dyn SesAccount> = match (&url, &sdk) {
+            (StoreUrl::Dynamodb, Some(sdk)) => {
+                Arc::new(Sesv2Accounts::from_config(sdk, &config).await)
             }
-            StoreUrl::Sqlite(_) => Arc::new(NoSes),
+            _ => Arc::new(NoSes),
         };
         Ok(Self::with_store(config, store, Arc::new(SystemClock))
             .with_alerts(alerts)
@@ -119,20 +128,15 @@ impl Deps {
     }
 }
 
-/// Opens the store at `url`. For DynamoDB the AWS SDK's standard settings apply (region,
-/// credentials, `AWS_ENDPOINT_URL` for a local server).
-pub async fn connect(url: &StoreUrl, config: &Config) -> anyhow::Result<Arc<dyn Store>> {
-    Ok(match url {
-        StoreUrl::Sqlite(path) => Arc::new(
-            SqliteStore::open(path)
-                .with_context(|| format!("opening SQLite store {}", path.display()))?,
-        ),
-        StoreUrl::Dynamodb => {
-            let sdk = aws_config::load_from_env().await;
-            Arc::new(DynamoStore::new(
-                aws_sdk_dynamodb::Client::new(&sdk),
-                config.tables(),
-            ))
+/// Opens a local (SQLite) store; a DynamoDB address is refused here, as it needs the AWS SDK
+/// configuration that [`Deps::build`] loads.
+fn connect_local(url: &StoreUrl) -> anyhow::Result<Arc<dyn Store>> {
+    match url {
+        StoreUrl::Sqlite(path) => {
+            Ok(Arc::new(SqliteStore::open(path).with_context(|| {
+                format!("opening SQLite store {}", path.display())
+            })?))
         }
-    })
+        StoreUrl::Dynamodb => anyhow::bail!("a DynamoDB store needs the AWS SDK configuration"),
+    }
 }
