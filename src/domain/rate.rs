@@ -1,0 +1,210 @@
+//! Send-rate limits of one account: a token bucket (capacity, refill per second) that all
+//! sender instances share through the store, plus per-minute, per-hour and per-day counts in
+//! fixed windows. Pure arithmetic: a state and the time in, how many sends may go now, the new
+//! state, and when the next one may go.
+
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use super::timestamp::Timestamp;
+
+/// One account's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct RateLimits {
+    /// Tokens the bucket holds at most (a burst).
+    pub capacity: f64,
+    /// Tokens added per second.
+    pub refill_per_second: f64,
+    /// Sends per calendar minute (UTC), when limited.
+    pub per_minute: Option<u64>,
+    /// Sends per hour, when limited.
+    pub per_hour: Option<u64>,
+    /// Sends per day, when limited.
+    pub per_day: Option<u64>,
+    /// Off: everything is granted.
+    pub enabled: bool,
+}
+
+impl RateLimits {
+    /// The default limits of an account allowed `max_send_rate` sends per second: a bucket of
+    /// one second's sends, refilled at that rate.
+    pub fn from_send_rate(max_send_rate: f64) -> Self {
+        Self {
+            capacity: max_send_rate.max(1.0),
+            refill_per_second: max_send_rate.max(f64::MIN_POSITIVE),
+            per_minute: None,
+            per_hour: None,
+            per_day: None,
+            enabled: true,
+        }
+    }
+}
+
+/// Sends counted in one fixed window.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct WindowCount {
+    /// The window's start.
+    pub start: Timestamp,
+    /// Sends in it.
+    pub count: u64,
+}
+
+/// The shared state of one account's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct RateState {
+    /// Tokens in the bucket at `at`.
+    pub tokens: f64,
+    /// When `tokens` was measured.
+    pub at: Timestamp,
+    /// This minute's sends.
+    pub minute: WindowCount,
+    /// This hour's sends.
+    pub hour: WindowCount,
+    /// This day's sends.
+    pub day: WindowCount,
+}
+
+/// The answer to a request for sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Grant {
+    /// How many may go now (at most the number asked for).
+    pub granted: u64,
+    /// The state to write back.
+    pub state: RateState,
+    /// When one more may go, if fewer than asked were granted.
+    pub next_at: Option<Timestamp>,
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+const HOUR: Duration = Duration::from_secs(3600);
+const DAY: Duration = Duration::from_secs(86_400);
+
+impl RateLimits {
+    /// Takes up to `wanted` sends at `now` from `state` (`None`: a full bucket, empty windows).
+    pub fn take(&self, state: Option<&RateState>, wanted: u64, now: Timestamp) -> Grant {
+        let mut next = match state {
+            Some(s) => *s,
+            None => RateState {
+                tokens: self.capacity,
+                at: now,
+                ..RateState::default()
+            },
+        };
+        if !self.enabled {
+            return Grant {
+                granted: wanted,
+                state: next,
+                next_at: None,
+            };
+        }
+        let elapsed = now.since(next.at).as_secs_f64();
+        next.tokens = (next.tokens + elapsed * self.refill_per_second).min(self.capacity);
+        next.at = now.max(next.at);
+        let windows = [
+            (&mut next.minute, self.per_minute, MINUTE),
+            (&mut next.hour, self.per_hour, HOUR),
+            (&mut next.day, self.per_day, DAY),
+        ];
+        let mut room = next.tokens.max(0.0).floor() as u64;
+        let mut waits = Vec::new();
+        let mut limited = Vec::new();
+        for (window, limit, length) in windows {
+            let start = now.floor_to(length);
+            if window.start != start {
+                *window = WindowCount { start, count: 0 };
+            }
+            if let Some(limit) = limit {
+                room = room.min(limit.saturating_sub(window.count));
+                limited.push((window, limit, length));
+            }
+        }
+        let granted = wanted.min(room);
+        next.tokens -= granted as f64;
+        for (window, limit, length) in limited {
+            window.count += granted;
+            if window.count >= limit {
+                waits.push(window.start.plus(length));
+            }
+        }
+        let next_at = (granted < wanted).then(|| {
+            if next.tokens < 1.0 {
+                let seconds = (1.0 - next.tokens) / self.refill_per_second;
+                waits.push(now.plus(Duration::from_secs_f64(seconds.min(DAY.as_secs_f64()))));
+            }
+            waits.into_iter().max().unwrap_or(now)
+        });
+        Grant {
+            granted,
+            state: next,
+            next_at,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const T0: Timestamp = Timestamp::from_millis(1_795_132_800_000); // a midnight
+
+    fn at(seconds: f64) -> Timestamp {
+        T0.plus(Duration::from_secs_f64(seconds))
+    }
+
+    #[test]
+    fn a_full_bucket_grants_its_capacity_then_refills_at_the_rate() {
+        let limits = RateLimits::from_send_rate(14.0);
+        let first = limits.take(None, 20, T0);
+        assert_eq!(first.granted, 14);
+        assert_eq!(first.next_at, Some(at(1.0 / 14.0)));
+        let half_second = limits.take(Some(&first.state), 20, at(0.5));
+        assert_eq!(half_second.granted, 7);
+        let later = limits.take(Some(&half_second.state), 3, at(10.0));
+        assert_eq!((later.granted, later.next_at), (3, None));
+        assert!(
+            (later.state.tokens - 11.0).abs() < 1e-9,
+            "capped at capacity, minus 3"
+        );
+    }
+
+    #[test]
+    fn window_limits_bind_and_say_when_the_window_turns() {
+        let limits = RateLimits {
+            per_minute: Some(5),
+            per_hour: Some(7),
+            ..RateLimits::from_send_rate(100.0)
+        };
+        let a = limits.take(None, 10, at(30.0));
+        assert_eq!(
+            (a.granted, a.next_at),
+            (5, Some(at(60.0))),
+            "the minute is full"
+        );
+        let b = limits.take(Some(&a.state), 10, at(61.0));
+        assert_eq!(
+            (b.granted, b.next_at),
+            (2, Some(at(3600.0))),
+            "the hour is full"
+        );
+        let c = limits.take(Some(&b.state), 1, at(3600.5));
+        assert_eq!(c.granted, 1, "a new hour");
+    }
+
+    #[test]
+    fn disabled_limits_grant_everything() {
+        let limits = RateLimits {
+            enabled: false,
+            ..RateLimits::from_send_rate(1.0)
+        };
+        assert_eq!(limits.take(None, 1_000, T0).granted, 1_000);
+    }
+
+    #[test]
+    fn asking_for_nothing_changes_nothing_but_the_refill() {
+        let limits = RateLimits::from_send_rate(2.0);
+        let g = limits.take(None, 0, T0);
+        assert_eq!((g.granted, g.next_at), (0, None));
+        assert_eq!(g.state.tokens, 2.0);
+    }
+}
