@@ -22,8 +22,34 @@ impl LogAlerts {
     }
 }
 
+impl LogAlerts {
+    fn append(&self, line: &serde_json::Value) -> Result<(), AlertError> {
+        let Some(path) = &self.file else {
+            return Ok(());
+        };
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| AlertError {
+            destination: path.display().to_string(),
+            source,
+        };
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| failed(Box::new(e)))?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| failed(Box::new(e)))?;
+        writeln!(file, "{line}").map_err(|e| failed(Box::new(e)))
+    }
+}
+
 #[async_trait]
 impl AlertSink for LogAlerts {
+    async fn notice(&self, subject: &str, body: &serde_json::Value) -> Result<(), AlertError> {
+        tracing::warn!(notice = %body, "{subject}");
+        self.append(&serde_json::json!({"subject": subject, "notice": body}))
+    }
+
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
         let change = &alert.change;
         tracing::warn!(
@@ -37,23 +63,11 @@ impl AlertSink for LogAlerts {
             "{}",
             alert.subject()
         );
-        let Some(path) = &self.file else {
-            return Ok(());
-        };
-        let failed = |source: Box<dyn std::error::Error + Send + Sync>| AlertError {
-            destination: path.display().to_string(),
-            source,
-        };
-        let line = serde_json::to_string(alert).map_err(|e| failed(Box::new(e)))?;
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent).map_err(|e| failed(Box::new(e)))?;
-        }
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-            .map_err(|e| failed(Box::new(e)))?;
-        writeln!(file, "{line}").map_err(|e| failed(Box::new(e)))
+        let line = serde_json::to_value(alert).map_err(|e| AlertError {
+            destination: "alert file".into(),
+            source: Box::new(e),
+        })?;
+        self.append(&line)
     }
 }
 
@@ -74,15 +88,24 @@ impl SnsAlerts {
 #[async_trait]
 impl AlertSink for SnsAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
+        let body = serde_json::to_value(alert).map_err(|e| AlertError {
+            destination: self.topic_arn.clone(),
+            source: Box::new(e),
+        })?;
+        self.notice(&alert.subject(), &body).await
+    }
+
+    async fn notice(&self, subject: &str, body: &serde_json::Value) -> Result<(), AlertError> {
         let failed = |source: Box<dyn std::error::Error + Send + Sync>| AlertError {
             destination: self.topic_arn.clone(),
             source,
         };
-        let message = serde_json::to_string_pretty(alert).map_err(|e| failed(Box::new(e)))?;
+        let message = serde_json::to_string_pretty(body).map_err(|e| failed(Box::new(e)))?;
+        let subject: String = subject.chars().take(100).collect();
         self.client
             .publish()
             .topic_arn(&self.topic_arn)
-            .subject(alert.subject())
+            .subject(subject)
             .message(message)
             .send()
             .await

@@ -19,8 +19,12 @@ use crate::domain::routing::Priority;
 use crate::domain::suppression::{Reason, Suppression};
 use crate::handlers::ingest::{decode, log_report};
 use crate::ingest::{Inbound, InboundError, Report};
+use crate::ports::CertificateSource;
+use crate::sns_http::{GivenCertificate, SnsHttp};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
+use crate::webhook::{Certificates, Webhook};
+use std::sync::Arc;
 
 /// Guards the sender reputation of Amazon SES accounts.
 #[derive(Debug, Parser)]
@@ -88,6 +92,12 @@ pub enum Command {
         /// What to change.
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+    /// SNS deliveries.
+    Sns {
+        /// What to do.
+        #[command(subcommand)]
+        command: SnsCommand,
     },
     /// Store administration.
     Store {
@@ -182,6 +192,23 @@ pub enum PolicyCommand {
         /// Let this template go to any recipient again (repeatable).
         #[arg(long)]
         any_recipient: Vec<String>,
+    },
+}
+
+/// `sesguard sns ...`
+#[derive(Debug, Subcommand)]
+pub enum SnsCommand {
+    /// Verify one SNS HTTP envelope as the webhook would (topic, certificate URL, age,
+    /// certificate, signature) without acting on it; exits 0 only when it is valid.
+    Verify {
+        /// The envelope (`-` for stdin).
+        file: String,
+        /// Trust this PEM certificate as if fetched from the SigningCertURL.
+        #[arg(long)]
+        cert: Option<PathBuf>,
+        /// Allow this topic too (repeatable), besides `webhook.topics`.
+        #[arg(long = "topic")]
+        topics: Vec<String>,
     },
 }
 
@@ -362,6 +389,43 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("verified only   {}", list(&policy.verified_only));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Sns {
+            command: SnsCommand::Verify { file, cert, topics },
+        } => {
+            let body = read_input(&file)?;
+            let source: Arc<dyn CertificateSource> = match cert {
+                Some(path) => Arc::new(GivenCertificate(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )),
+                None => Arc::new(SnsHttp::new(deps.config.webhook.fetch_timeout)?),
+            };
+            let certificates = Certificates::new(source);
+            let confirmer = SnsHttp::new(deps.config.webhook.fetch_timeout)?;
+            let verdict = Webhook::new(&deps, &certificates, &confirmer, &topics)
+                .verify(body.as_bytes(), deps.clock.now())
+                .await;
+            let (valid, reason) = match verdict {
+                Ok(_) => (true, None),
+                Err(answer) => (
+                    false,
+                    answer
+                        .body()
+                        .get("error")
+                        .and_then(|e| e.as_str())
+                        .map(str::to_owned),
+                ),
+            };
+            if cli.json {
+                println!("{}", serde_json::json!({"valid": valid, "reason": reason}));
+            } else {
+                println!("{}", reason.unwrap_or_else(|| "valid".into()));
+            }
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Store {
             command: StoreCommand::CreateTables,

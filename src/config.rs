@@ -33,6 +33,8 @@ pub struct Config {
     pub guard: GuardConfig,
     /// Where alerts go.
     pub alerts: AlertsConfig,
+    /// The SNS HTTPS webhook.
+    pub webhook: WebhookConfig,
     /// The SES accounts sesguard guards.
     pub accounts: Vec<AccountConfig>,
     /// Streams of mail and the accounts that carry them, primary first.
@@ -68,6 +70,34 @@ impl Default for GuardConfig {
             recheck: routing.recheck,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
             feedback_lag: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `[webhook]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Topic ARNs whose messages are accepted; nothing else is (env
+    /// `SESGUARD_WEBHOOK_TOPICS`, comma-separated, adds to them).
+    pub topics: Vec<String>,
+    /// Accept only SignatureVersion 2 (SHA256withRSA).
+    pub signature_version_2_only: bool,
+    /// Refuse messages older than this (default `1h`).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Timeout of a certificate fetch or subscription confirmation (default `5s`).
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            topics: Vec::new(),
+            signature_version_2_only: false,
+            max_age: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(5),
         }
     }
 }
@@ -327,6 +357,15 @@ impl Config {
         if let Ok(topic) = std::env::var("SESGUARD_ALERT_TOPIC_ARN") {
             config.alerts.topic_arn = Some(topic);
         }
+        if let Ok(topics) = std::env::var("SESGUARD_WEBHOOK_TOPICS") {
+            config.webhook.topics.extend(
+                topics
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+        }
         config.validate()?;
         Ok(config)
     }
@@ -453,6 +492,14 @@ impl Config {
             }
         }
         check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        for (i, topic) in self.webhook.topics.iter().enumerate() {
+            if crate::domain::sns::topic_region(topic).is_none() {
+                return Err(invalid(
+                    format!("webhook.topics[{i}]"),
+                    format!("`{topic}` is not an SNS topic ARN"),
+                ));
+            }
+        }
         if !(0.0..1.0).contains(&self.guard.quota_reserve) {
             return Err(invalid(
                 "guard.quota_reserve",

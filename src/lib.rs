@@ -17,5 +17,8 @@ pub mod ingest;
 pub mod ports;
 pub mod routing;
 pub mod ses;
+pub mod sns_http;
+pub mod sns_signature;
 pub mod store;
 pub mod telemetry;
+pub mod webhook;

@@ -181,11 +181,14 @@ pub trait PolicyStore: Send + Sync {
 
 /// Everything a store adapter provides.
 pub trait Store:
-    FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore
+    FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore + MessageLedger
 {
 }
 
-impl<T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore> Store for T {}
+impl<T> Store for T where
+    T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore + MessageLedger
+{
+}
 
 /// A failed alert delivery.
 #[derive(Debug, thiserror::Error)]
@@ -198,12 +201,50 @@ pub struct AlertError {
     pub source: Box<dyn std::error::Error + Send + Sync>,
 }
 
-/// Tells operators about transitions.
+/// Tells operators about transitions, and about other things they must act on.
 #[async_trait]
 pub trait AlertSink: Send + Sync {
-    /// Delivers one alert. Called once per applied transition, by the instance whose
-    /// conditional write won.
+    /// Delivers one transition alert. Called once per applied transition, by the instance
+    /// whose conditional write won.
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError>;
+
+    /// Delivers a notice that is not a transition (feedback stopped flowing, ...).
+    async fn notice(&self, subject: &str, body: &serde_json::Value) -> Result<(), AlertError>;
+}
+
+/// Remembers which SNS messages were processed, for replay checks.
+#[async_trait]
+pub trait MessageLedger: Send + Sync {
+    /// Whether `key` was remembered and has not expired at `now`.
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Remembers `key` until `expires_at`. Idempotent.
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+}
+
+/// A failed HTTPS request to SNS.
+#[derive(Debug, thiserror::Error)]
+#[error("request to {url} failed")]
+pub struct FetchError {
+    /// The URL.
+    pub url: String,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Where signing certificates come from (HTTPS in AWS; a file in tests and `sns verify --cert`).
+#[async_trait]
+pub trait CertificateSource: Send + Sync {
+    /// The PEM at `url` (already checked to be an SNS certificate URL).
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, FetchError>;
+}
+
+/// Confirms SNS subscriptions.
+#[async_trait]
+pub trait SubscriptionConfirmer: Send + Sync {
+    /// Requests `url` (already checked to be a ConfirmSubscription URL), following no redirect.
+    async fn confirm(&self, url: &str) -> Result<(), FetchError>;
 }
 
 /// An account's sending limits as SES reports them (`GetAccount`).

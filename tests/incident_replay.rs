@@ -111,6 +111,10 @@ impl AlertSink for Alerts {
         self.0.lock().unwrap().push(alert.clone());
         Ok(())
     }
+
+    async fn notice(&self, _subject: &str, _body: &serde_json::Value) -> Result<(), AlertError> {
+        Ok(())
+    }
 }
 
 /// A message waiting to be sent.

@@ -14,5 +14,6 @@ pub mod rate;
 pub mod routing;
 pub mod send;
 pub mod ses_failure;
+pub mod sns;
 pub mod suppression;
 pub mod timestamp;

@@ -2,3 +2,4 @@
 //! encode the response. Nothing else lives here.
 
 pub mod ingest;
+pub mod webhook;

@@ -34,8 +34,8 @@ use crate::domain::policy::TemplatePolicy;
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
-    StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
+    PolicyStore, StoreError, SuppressionList,
 };
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
@@ -935,6 +935,39 @@ impl PolicyStore for DynamoStore {
             .send()
             .await
             .map_err(|e| failure("writing the template policy", e))?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl MessageLedger for DynamoStore {
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .key("pk", s(format!("claim#{key}")))
+            .key("sk", s("claim"))
+            .send()
+            .await
+            .map_err(|e| failure("reading a message claim", e))?;
+        let Some(item) = output.item else {
+            return Ok(false);
+        };
+        let expires: Option<i64> = number(&item, TTL_ATTRIBUTE, "message claim")?;
+        Ok(expires.is_none_or(|at| at > now.as_epoch_seconds()))
+    }
+
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s(format!("claim#{key}")))
+            .item("sk", s("claim"))
+            .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
+            .send()
+            .await
+            .map_err(|e| failure("writing a message claim", e))?;
         Ok(())
     }
 }

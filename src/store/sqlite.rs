@@ -19,8 +19,8 @@ use crate::domain::policy::TemplatePolicy;
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
-    StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
+    PolicyStore, StoreError, SuppressionList,
 };
 
 const SCHEMA: &str = "
@@ -763,6 +763,39 @@ impl PolicyStore for SqliteStore {
                 )
                 .map_err(unavailable("writing the template policy"))?;
             Ok(())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl MessageLedger for SqliteStore {
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "SELECT 1 FROM claims WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now.as_millis()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|row| row.is_some())
+                .map_err(unavailable("reading a message claim"))
+        })
+        .await
+    }
+
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
+                    params![key, expires_at.as_millis()],
+                )
+                .map(|_| ())
+                .map_err(unavailable("writing a message claim"))
         })
         .await
     }

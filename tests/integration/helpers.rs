@@ -80,13 +80,17 @@ pub fn sqlite() -> (tempfile::TempDir, SqliteStore) {
     (dir, store)
 }
 
-/// Alerts kept in memory for the test to read.
+/// Alerts and notices kept in memory for the test to read.
 #[derive(Debug, Clone, Default)]
-pub struct RecordedAlerts(Arc<Mutex<Vec<Alert>>>);
+pub struct RecordedAlerts(Arc<Mutex<Vec<Alert>>>, Arc<Mutex<Vec<(String, Value)>>>);
 
 impl RecordedAlerts {
     pub fn all(&self) -> Vec<Alert> {
         self.0.lock().unwrap().clone()
+    }
+
+    pub fn notices(&self) -> Vec<(String, Value)> {
+        self.1.lock().unwrap().clone()
     }
 }
 
@@ -94,6 +98,14 @@ impl RecordedAlerts {
 impl AlertSink for RecordedAlerts {
     async fn publish(&self, alert: &Alert) -> Result<(), AlertError> {
         self.0.lock().unwrap().push(alert.clone());
+        Ok(())
+    }
+
+    async fn notice(&self, subject: &str, body: &Value) -> Result<(), AlertError> {
+        self.1
+            .lock()
+            .unwrap()
+            .push((subject.to_owned(), body.clone()));
         Ok(())
     }
 }

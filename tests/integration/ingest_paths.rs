@@ -17,8 +17,8 @@ use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, Page, PolicyStore,
-    StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
+    PolicyStore, StoreError, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -188,7 +188,7 @@ async fn replaying_every_sample_changes_nothing_the_second_time() {
 }
 
 /// A store whose every request fails as if DynamoDB were unreachable.
-struct Unreachable;
+pub struct Unreachable;
 
 fn down() -> StoreError {
     StoreError::Unavailable {
@@ -240,6 +240,16 @@ impl CounterWindow for Unreachable {
         Err(down())
     }
     async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl MessageLedger for Unreachable {
+    async fn seen(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn remember(&self, _: &str, _: Timestamp) -> Result<(), StoreError> {
         Err(down())
     }
 }

@@ -10,3 +10,4 @@ mod request_budget;
 mod ses_account;
 mod sns_alerts;
 mod store_contract;
+mod webhook;

@@ -1,0 +1,503 @@
+//! The SNS webhook: genuine messages of every type under both signature versions are acted
+//! on; every forgery is refused with its reason. Keys and certificates are generated here.
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use lambda_http::{Body, Request};
+use rsa::pkcs1v15::SigningKey;
+use rsa::pkcs8::DecodePrivateKey;
+use rsa::signature::{SignatureEncoding, Signer};
+use serde_json::{Value, json};
+use sesguard::deps::Deps;
+use sesguard::domain::address::EmailAddress;
+use sesguard::domain::sns::Envelope;
+use sesguard::domain::timestamp::Timestamp;
+use sesguard::handlers::webhook::{WebhookDeps, handle};
+use sesguard::ports::{CertificateSource, FetchError, SubscriptionConfirmer};
+use sesguard::webhook::{Answer, Certificates, Webhook};
+
+use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, example_config, sample, sqlite};
+
+const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ses-feedback";
+const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem";
+const NOW: &str = "2026-11-20T13:00:00.000Z";
+
+struct Key {
+    private: rsa::RsaPrivateKey,
+    pem: Vec<u8>,
+}
+
+fn key(expired: bool) -> Key {
+    let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+    let mut params = rcgen::CertificateParams::new(vec!["sns.amazonaws.com".into()]).unwrap();
+    (params.not_before, params.not_after) = if expired {
+        (
+            rcgen::date_time_ymd(2020, 1, 1),
+            rcgen::date_time_ymd(2021, 1, 1),
+        )
+    } else {
+        (
+            rcgen::date_time_ymd(2025, 1, 1),
+            rcgen::date_time_ymd(2035, 1, 1),
+        )
+    };
+    let pem = params.self_signed(&pair).unwrap().pem().into_bytes();
+    Key {
+        private: rsa::RsaPrivateKey::from_pkcs8_der(&pair.serialize_der()).unwrap(),
+        pem,
+    }
+}
+
+fn sns_key() -> &'static Key {
+    static KEY: OnceLock<Key> = OnceLock::new();
+    KEY.get_or_init(|| key(false))
+}
+
+/// Signs the envelope's fields with `key` for `version`, writing `Signature`.
+fn sign(body: &mut Value, key: &Key, version: &str) {
+    body["SignatureVersion"] = json!(version);
+    body["Signature"] = json!("");
+    let envelope = Envelope::parse(body.to_string().as_bytes()).unwrap();
+    let text = envelope.string_to_sign();
+    let signature = if version == "1" {
+        SigningKey::<sha1::Sha1>::new(key.private.clone())
+            .sign(text.as_bytes())
+            .to_vec()
+    } else {
+        SigningKey::<rsa::sha2::Sha256>::new(key.private.clone())
+            .sign(text.as_bytes())
+            .to_vec()
+    };
+    body["Signature"] = json!(base64::engine::general_purpose::STANDARD.encode(signature));
+}
+
+fn notification(id: &str) -> Value {
+    json!({"Type": "Notification", "MessageId": id, "TopicArn": TOPIC, "Subject": "Amazon SES Email Event Notification",
+           "Message": sample("ses/bounce-permanent.json"), "Timestamp": "2026-11-20T12:59:00.000Z",
+           "SigningCertURL": CERT_URL, "UnsubscribeURL": "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe"})
+}
+
+fn confirmation(kind: &str, id: &str) -> Value {
+    json!({"Type": kind, "MessageId": id, "TopicArn": TOPIC, "Token": "tok-123",
+           "Message": format!("You have chosen to subscribe to the topic {TOPIC}."),
+           "SubscribeURL": format!("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={}&Token=tok-123", TOPIC.replace(':', "%3A")),
+           "Timestamp": "2026-11-20T12:59:00.000Z", "SigningCertURL": CERT_URL})
+}
+
+fn signed(mut body: Value, version: &str) -> Value {
+    sign(&mut body, sns_key(), version);
+    body
+}
+
+/// Certificates served from memory, failing the first `fail` fetches.
+struct Served {
+    pem: Vec<u8>,
+    fail: Mutex<usize>,
+    fetches: Mutex<usize>,
+}
+
+#[async_trait]
+impl CertificateSource for Served {
+    async fn fetch(&self, url: &str) -> Result<Vec<u8>, FetchError> {
+        *self.fetches.lock().unwrap() += 1;
+        let mut fail = self.fail.lock().unwrap();
+        if *fail > 0 {
+            *fail -= 1;
+            return Err(FetchError {
+                url: url.into(),
+                source: "timed out".into(),
+            });
+        }
+        Ok(self.pem.clone())
+    }
+}
+
+#[derive(Default)]
+struct Confirmations(Mutex<Vec<String>>);
+
+#[async_trait]
+impl SubscriptionConfirmer for Confirmations {
+    async fn confirm(&self, url: &str) -> Result<(), FetchError> {
+        self.0.lock().unwrap().push(url.to_owned());
+        Ok(())
+    }
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    deps: Deps,
+    alerts: RecordedAlerts,
+    certificates: Certificates,
+    served: Arc<Served>,
+    confirmations: Confirmations,
+}
+
+fn world_with(configure: impl FnOnce(&mut sesguard::config::Config), pem: &[u8]) -> World {
+    let (dir, store) = sqlite();
+    let mut config = example_config();
+    config.webhook.topics = vec![
+        TOPIC.into(),
+        "arn:aws:sns:us-east-1:111111111111:other".into(),
+    ];
+    configure(&mut config);
+    let (deps, alerts) = deps_with(config, Arc::new(store));
+    let served = Arc::new(Served {
+        pem: pem.to_vec(),
+        fail: Mutex::new(0),
+        fetches: Mutex::new(0),
+    });
+    World {
+        _dir: dir,
+        deps,
+        alerts,
+        certificates: Certificates::new(served.clone()),
+        served,
+        confirmations: Confirmations::default(),
+    }
+}
+
+fn world() -> World {
+    world_with(|_| {}, &sns_key().pem)
+}
+
+impl World {
+    async fn receive(&self, body: &Value) -> Answer {
+        self.receive_bytes(body.to_string().as_bytes()).await
+    }
+
+    async fn receive_bytes(&self, body: &[u8]) -> Answer {
+        let now = Timestamp::parse_rfc3339(NOW).unwrap();
+        Webhook::new(&self.deps, &self.certificates, &self.confirmations, &[])
+            .receive(body, now)
+            .await
+    }
+
+    async fn suppressed(&self, email: &str) -> bool {
+        self.deps
+            .store
+            .get(&EmailAddress::parse(email).unwrap())
+            .await
+            .unwrap()
+            .is_some()
+    }
+}
+
+fn code(answer: &Answer) -> String {
+    answer.body()["reason"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn genuine_messages_of_every_type_under_both_versions_are_acted_on() {
+    for version in ["1", "2"] {
+        let w = world();
+        let answer = w
+            .receive(&signed(notification(&format!("n{version}")), version))
+            .await;
+        assert_eq!(answer.status(), 200, "{version}: {:?}", answer.body());
+        assert!(
+            w.suppressed("nobody@example.org").await,
+            "the bounce was ingested"
+        );
+
+        let answer = w
+            .receive(&signed(
+                confirmation("SubscriptionConfirmation", "s"),
+                version,
+            ))
+            .await;
+        assert_eq!(answer.status(), 200, "{:?}", answer.body());
+        assert_eq!(
+            w.confirmations.0.lock().unwrap().len(),
+            1,
+            "the subscribe URL was visited"
+        );
+
+        let answer = w
+            .receive(&signed(
+                confirmation("UnsubscribeConfirmation", "u"),
+                version,
+            ))
+            .await;
+        assert_eq!(answer.status(), 200);
+        assert_eq!(
+            w.confirmations.0.lock().unwrap().len(),
+            1,
+            "an unsubscription's URL is never visited"
+        );
+        let notices = w.alerts.notices();
+        assert_eq!(notices.len(), 1);
+        assert!(notices[0].0.contains("feedback stopped"));
+    }
+}
+
+#[tokio::test]
+async fn a_message_without_subject_is_signed_without_it() {
+    let w = world();
+    let mut body = notification("plain");
+    body.as_object_mut().unwrap().remove("Subject");
+    assert_eq!(w.receive(&signed(body, "2")).await.status(), 200);
+}
+
+#[tokio::test]
+async fn every_forgery_is_refused_with_its_reason() {
+    let other_key = key(false);
+    let genuine = signed(notification("g"), "2");
+    let altered = |field: &str, value: Value| {
+        let mut body = genuine.clone();
+        body[field] = value;
+        body
+    };
+    let mut cases: Vec<(String, Value, &str)> = vec![
+        (
+            "Message altered".into(),
+            altered("Message", json!(sample("ses/complaint.json"))),
+            "bad_signature",
+        ),
+        (
+            "MessageId altered".into(),
+            altered("MessageId", json!("other-id")),
+            "bad_signature",
+        ),
+        (
+            "Timestamp altered".into(),
+            altered("Timestamp", json!("2026-11-20T12:58:00.000Z")),
+            "bad_signature",
+        ),
+        (
+            "TopicArn altered".into(),
+            altered(
+                "TopicArn",
+                json!("arn:aws:sns:us-east-1:111111111111:other"),
+            ),
+            "bad_signature",
+        ),
+        (
+            "Subject altered".into(),
+            altered("Subject", json!("hello")),
+            "bad_signature",
+        ),
+        (
+            "version relabelled".into(),
+            altered("SignatureVersion", json!("1")),
+            "bad_signature",
+        ),
+        (
+            "unknown version".into(),
+            altered("SignatureVersion", json!("3")),
+            "signature_version",
+        ),
+        (
+            "signature not base64".into(),
+            altered("Signature", json!("!!!")),
+            "bad_signature",
+        ),
+        (
+            "stale".into(),
+            {
+                let mut b = notification("old");
+                b["Timestamp"] = json!("2026-11-20T11:59:00.000Z");
+                signed(b, "2")
+            },
+            "stale",
+        ),
+        (
+            "unknown topic, validly signed".into(),
+            {
+                let mut b = notification("t");
+                b["TopicArn"] = json!("arn:aws:sns:us-east-1:999999999999:attacker");
+                signed(b, "2")
+            },
+            "unknown_topic",
+        ),
+    ];
+    let mut removed = genuine.clone();
+    removed.as_object_mut().unwrap().remove("Subject");
+    cases.push(("Subject removed".into(), removed, "bad_signature"));
+    let mut other = notification("k");
+    sign(&mut other, &other_key, "2");
+    cases.push(("signed with another key".into(), other, "bad_signature"));
+    let mut retyped = genuine.clone();
+    retyped["Type"] = json!("SubscriptionConfirmation");
+    retyped["SubscribeURL"] =
+        json!("https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription");
+    retyped["Token"] = json!("x");
+    cases.push(("Type altered".into(), retyped, "bad_signature"));
+    for url in [
+        "http://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem",
+        "https://sns.us-east-1.amazonaws.com:443/SimpleNotificationService-abc123.pem",
+        "https://me@sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem?.pem",
+        "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem#x",
+        "https://sns.eu-west-1.amazonaws.com/SimpleNotificationService-abc123.pem",
+        "https://attacker.s3.amazonaws.com/SimpleNotificationService-abc123.pem",
+        "https://sns.us-east-1.amazonaws.com/x/SimpleNotificationService-abc123.pem",
+    ] {
+        let mut b = notification("u");
+        b["SigningCertURL"] = json!(url);
+        cases.push((
+            format!("certificate URL {url}"),
+            signed(b, "2"),
+            "certificate_url",
+        ));
+    }
+
+    let w = world();
+    for (name, body, expected) in cases {
+        let answer = w.receive(&body).await;
+        assert_eq!(
+            (answer.status(), code(&answer).as_str()),
+            (403, expected),
+            "{name}: {:?}",
+            answer.body()
+        );
+    }
+    assert!(
+        !w.suppressed("nobody@example.org").await,
+        "no forgery suppressed anyone"
+    );
+    assert!(w.confirmations.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn a_subscription_for_another_host_or_action_is_not_visited() {
+    let w = world();
+    for url in [
+        "https://169.254.169.254/latest/meta-data/",
+        "https://sns.us-east-1.amazonaws.com/?Action=Unsubscribe&TopicArn=arn%3Aaws%3Asns%3Aus-east-1%3A111111111111%3Ases-feedback",
+    ] {
+        let mut body = confirmation("SubscriptionConfirmation", "ssrf");
+        body["SubscribeURL"] = json!(url);
+        let answer = w.receive(&signed(body, "2")).await;
+        assert_eq!(
+            (answer.status(), code(&answer).as_str()),
+            (403, "subscribe_url"),
+            "{url}"
+        );
+    }
+    assert!(w.confirmations.0.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn replays_expired_certificates_and_version_one_when_refused() {
+    let w = world();
+    let body = signed(notification("once"), "2");
+    assert_eq!(w.receive(&body).await.status(), 200);
+    assert_eq!(w.receive(&body).await, Answer::Duplicate);
+    assert_eq!(
+        w.deps
+            .store
+            .get(&EmailAddress::parse("nobody@example.org").unwrap())
+            .await
+            .unwrap()
+            .unwrap()
+            .count,
+        1
+    );
+
+    let v2_only = world_with(
+        |c| c.webhook.signature_version_2_only = true,
+        &sns_key().pem,
+    );
+    let answer = v2_only.receive(&signed(notification("v1"), "1")).await;
+    assert_eq!(code(&answer), "signature_version");
+
+    let expired = key(true);
+    let old = world_with(|_| {}, &expired.pem);
+    let mut body = notification("exp");
+    sign(&mut body, &expired, "2");
+    let answer = old.receive(&body).await;
+    assert_eq!(
+        (answer.status(), code(&answer).as_str()),
+        (403, "certificate")
+    );
+    assert!(answer.body()["error"].as_str().unwrap().contains("expired"));
+}
+
+#[tokio::test]
+async fn malformed_deliveries_answer_400() {
+    let w = world();
+    assert_eq!(w.receive_bytes(b"not json").await.status(), 400);
+    let mut body = signed(notification("m"), "2");
+    body.as_object_mut().unwrap().remove("Signature");
+    assert_eq!(w.receive(&body).await.status(), 400);
+    assert_eq!(
+        w.receive_bytes(&vec![b' '; 256 * 1024 + 1]).await.status(),
+        400
+    );
+    // Validly signed, but the SES JSON inside is broken: nothing to retry.
+    let mut inner = notification("inner");
+    inner["Message"] = json!("{\"notificationType\":\"Bounce\"}");
+    assert_eq!(w.receive(&signed(inner, "2")).await.status(), 400);
+}
+
+#[tokio::test]
+async fn a_failed_certificate_fetch_answers_503_and_is_not_cached() {
+    let w = world();
+    *w.served.fail.lock().unwrap() = 1;
+    let body = signed(notification("retry"), "2");
+    let first = w.receive(&body).await;
+    assert_eq!(first.status(), 503, "SNS retries: {:?}", first.body());
+    assert_eq!(w.receive(&body).await.status(), 200);
+    assert_eq!(
+        w.receive(&signed(notification("again"), "2"))
+            .await
+            .status(),
+        200
+    );
+    assert_eq!(
+        *w.served.fetches.lock().unwrap(),
+        2,
+        "one failure, then one fetch cached"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_store_answers_503_so_sns_retries() {
+    let mut config = example_config();
+    config.webhook.topics = vec![TOPIC.into()];
+    let (deps, _) = deps_with(config, Arc::new(crate::ingest_paths::Unreachable));
+    let served = Arc::new(Served {
+        pem: sns_key().pem.clone(),
+        fail: Mutex::new(0),
+        fetches: Mutex::new(0),
+    });
+    let certificates = Certificates::new(served);
+    let now = Timestamp::parse_rfc3339(NOW).unwrap();
+    let answer = Webhook::new(&deps, &certificates, &Confirmations::default(), &[])
+        .receive(
+            signed(notification("down"), "2").to_string().as_bytes(),
+            now,
+        )
+        .await;
+    assert_eq!(answer.status(), 503);
+}
+
+#[tokio::test]
+async fn the_handler_answers_post_only_with_the_status_of_the_verdict() {
+    let w = world();
+    let state = WebhookDeps {
+        deps: w.deps.clone(),
+        certificates: Certificates::new(w.served.clone()),
+        confirmer: Arc::new(Confirmations::default()),
+    };
+    let get = Request::new(Body::Empty);
+    assert_eq!(handle(&state, get).await.unwrap().status(), 405);
+    // The handler reads the clock of its dependencies (fixed at the samples' time).
+    assert_eq!(SAMPLE_NOW, NOW);
+    let mut post = Request::new(Body::from(signed(notification("h"), "2").to_string()));
+    *post.method_mut() = lambda_http::http::Method::POST;
+    let response = handle(&state, post).await.unwrap();
+    assert_eq!(response.status(), 200);
+    let mut forged = Request::new(Body::from(
+        signed(notification("f"), "2")
+            .to_string()
+            .replace("Nobody", "Somebody"),
+    ));
+    *forged.method_mut() = lambda_http::http::Method::POST;
+    assert_eq!(handle(&state, forged).await.unwrap().status(), 403);
+}
