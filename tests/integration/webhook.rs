@@ -501,3 +501,67 @@ async fn the_handler_answers_post_only_with_the_status_of_the_verdict() {
     *forged.method_mut() = lambda_http::http::Method::POST;
     assert_eq!(handle(&state, forged).await.unwrap().status(), 403);
 }
+
+#[test]
+fn sns_verify_prints_its_verdict_and_exits_zero_only_when_valid() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &sns_key().pem).unwrap();
+    let now = {
+        let millis = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis();
+        Timestamp::from_millis(i64::try_from(millis).unwrap()).to_rfc3339()
+    };
+    let mut body = notification("cli");
+    body["Timestamp"] = json!(now);
+    let good = dir.path().join("good.json");
+    std::fs::write(&good, signed(body.clone(), "1").to_string()).unwrap();
+    let mut forged = signed(body, "1");
+    forged["Message"] = json!("{}");
+    let bad = dir.path().join("bad.json");
+    std::fs::write(&bad, forged.to_string()).unwrap();
+
+    let verify = |file: &std::path::Path, extra: &[&str]| {
+        let output = std::process::Command::new(env!("CARGO_BIN_EXE_sesguard"))
+            .current_dir(crate::helpers::root())
+            .env(
+                "SESGUARD_STORE",
+                format!("sqlite:{}", dir.path().join("s.db").display()),
+            )
+            .env("SESGUARD_CONFIG", "infra/sesguard.example.toml")
+            .env_remove("SESGUARD_WEBHOOK_TOPICS")
+            .env("RUST_LOG", "error")
+            .args([
+                "sns",
+                "verify",
+                file.to_str().unwrap(),
+                "--cert",
+                cert.to_str().unwrap(),
+                "--json",
+            ])
+            .args(extra)
+            .output()
+            .unwrap();
+        let verdict: Value = serde_json::from_slice(&output.stdout).unwrap();
+        (output.status.code(), verdict)
+    };
+    let (code, verdict) = verify(&good, &["--topic", TOPIC]);
+    assert_eq!(
+        (code, verdict),
+        (Some(0), json!({"valid": true, "reason": null}))
+    );
+    let (code, verdict) = verify(&bad, &["--topic", TOPIC]);
+    assert_eq!((code, verdict["valid"].as_bool()), (Some(1), Some(false)));
+    assert_eq!(verdict["reason"], "signature does not verify");
+    let (code, verdict) = verify(&good, &[]);
+    assert_eq!(code, Some(1));
+    assert!(
+        verdict["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not allowed"),
+        "the configuration allows no topic"
+    );
+}
