@@ -14,6 +14,7 @@ pub mod domain;
 pub mod guard;
 pub mod handlers;
 pub mod ingest;
+pub mod outbox;
 pub mod ports;
 pub mod routing;
 pub mod ses;

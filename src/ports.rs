@@ -12,6 +12,8 @@ use crate::domain::counters::Bucket;
 use crate::domain::guard::{AccountState, Alert, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::TemplatePolicy;
+use crate::domain::send::OutgoingMail;
+use crate::domain::ses_failure::SendFailure;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
 use crate::domain::timestamp::Timestamp;
 
@@ -281,6 +283,26 @@ pub trait SesAccount: Send + Sync {
     /// says (account-wide or its configuration set); does nothing when that is `off`.
     /// Returns whether SES was asked.
     async fn set_sending(&self, account: &str, enabled: bool) -> Result<bool, SesError>;
+}
+
+/// A send that did not happen, classified so the sender can react.
+#[derive(Debug, thiserror::Error)]
+#[error("send through `{account}` failed ({failure:?}): {detail}")]
+pub struct TransportError {
+    /// The account.
+    pub account: String,
+    /// What kind of failure.
+    pub failure: SendFailure,
+    /// The error as reported.
+    pub detail: String,
+}
+
+/// Hands messages to a mail service.
+#[async_trait]
+pub trait MailTransport: Send + Sync {
+    /// Sends one message; returns the provider's message id. Transient faults are retried
+    /// inside (the SDK's standard retry with backoff) before an error is returned.
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError>;
 }
 
 /// The current time. Handlers read it once per event; the domain never does.

@@ -1,5 +1,5 @@
-//! SES account adapters: SESv2 per configured account (its region, through its role when one
-//! is set), and a local stand-in for runs without AWS.
+//! SES adapters: SESv2 per configured account (its region, through its role when one is set)
+//! for quotas, enforcement and `SendEmail`; and a local stand-in for runs without AWS.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,8 +7,13 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
+use aws_sdk_sesv2::error::ProvideErrorMetadata as _;
+
 use crate::config::{Config, Enforcement};
-use crate::ports::{SendQuota, SesAccount, SesError};
+use crate::domain::send::{MailContent, OutgoingMail};
+use crate::domain::ses_failure::{SendFailure, classify};
+use crate::ports::{MailTransport, SendQuota, SesAccount, SesError, TransportError};
+use crate::telemetry::error_chain;
 
 /// How long a `GetAccount` answer is reused.
 pub const QUOTA_REFRESH: Duration = Duration::from_secs(300);
@@ -189,5 +194,132 @@ impl SesAccount for NoSes {
             "local run: SES sending switch not applied"
         );
         Ok(false)
+    }
+}
+
+fn message_tag(name: &str, value: &str) -> Result<aws_sdk_sesv2::types::MessageTag, String> {
+    aws_sdk_sesv2::types::MessageTag::builder()
+        .name(name)
+        .value(value)
+        .build()
+        .map_err(|e| e.to_string())
+}
+
+fn email_content(content: &MailContent) -> Result<aws_sdk_sesv2::types::EmailContent, String> {
+    use aws_sdk_sesv2::types::{Body, Content, EmailContent, Message, Template};
+    let text = |data: &str| {
+        Content::builder()
+            .data(data)
+            .charset("UTF-8")
+            .build()
+            .map_err(|e| e.to_string())
+    };
+    Ok(match content {
+        MailContent::Template { name, data } => EmailContent::builder()
+            .template(
+                Template::builder()
+                    .template_name(name)
+                    .template_data(data.to_string())
+                    .build(),
+            )
+            .build(),
+        MailContent::Inline {
+            subject,
+            html,
+            text: plain,
+        } => {
+            let mut body = Body::builder();
+            if let Some(html) = html {
+                body = body.html(text(html)?);
+            }
+            if let Some(plain) = plain {
+                body = body.text(text(plain)?);
+            }
+            let message = Message::builder()
+                .subject(text(subject)?)
+                .body(body.build())
+                .build();
+            EmailContent::builder().simple(message).build()
+        }
+    })
+}
+
+/// The error code of a modeled SendEmail error, from its variant (the response metadata may
+/// not carry it).
+fn modeled_code(
+    error: &aws_sdk_sesv2::operation::send_email::SendEmailError,
+) -> Option<&'static str> {
+    use aws_sdk_sesv2::operation::send_email::SendEmailError as E;
+    Some(match error {
+        E::AccountSuspendedException(_) => "AccountSuspendedException",
+        E::BadRequestException(_) => "BadRequestException",
+        E::LimitExceededException(_) => "LimitExceededException",
+        E::MailFromDomainNotVerifiedException(_) => "MailFromDomainNotVerifiedException",
+        E::MessageRejected(_) => "MessageRejected",
+        E::NotFoundException(_) => "NotFoundException",
+        E::SendingPausedException(_) => "SendingPausedException",
+        E::TooManyRequestsException(_) => "TooManyRequestsException",
+        _ => return None,
+    })
+}
+
+#[async_trait]
+impl MailTransport for Sesv2Accounts {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError> {
+        let refused = |failure, detail: String| TransportError {
+            account: mail.account.clone(),
+            failure,
+            detail,
+        };
+        let client = self
+            .account(&mail.account, "SendEmail")
+            .map_err(|e| refused(SendFailure::Configuration, error_chain(&e)))?;
+        let list = |addresses: &[crate::domain::address::EmailAddress]| {
+            Some(
+                addresses
+                    .iter()
+                    .map(|a| a.as_str().to_owned())
+                    .collect::<Vec<_>>(),
+            )
+        };
+        let destination = aws_sdk_sesv2::types::Destination::builder()
+            .set_to_addresses(list(&mail.to))
+            .set_cc_addresses(list(&mail.cc))
+            .set_bcc_addresses(list(&mail.bcc))
+            .build();
+        let content =
+            email_content(&mail.content).map_err(|e| refused(SendFailure::Rejected, e))?;
+        let mut request = client
+            .client
+            .send_email()
+            .from_email_address(&mail.from)
+            .destination(destination)
+            .content(content)
+            .set_configuration_set_name(mail.configuration_set.clone());
+        for (name, value) in &mail.tags {
+            request = request.email_tags(
+                message_tag(name, value).map_err(|e| refused(SendFailure::Rejected, e))?,
+            );
+        }
+        match request.send().await {
+            Ok(output) => Ok(output.message_id().unwrap_or_default().to_owned()),
+            Err(error) => {
+                let status = error.raw_response().map(|r| r.status().as_u16());
+                let code = error
+                    .as_service_error()
+                    .and_then(modeled_code)
+                    .or(error.code())
+                    .map(str::to_owned);
+                let message = error
+                    .message()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| error_chain(&error));
+                let failure = classify(code.as_deref(), &message, status);
+                Err(refused(
+                    failure,
+                    format!("{}: {message}", code.as_deref().unwrap_or("transport")),
+                ))
+            }
+        }
     }
 }

@@ -60,6 +60,69 @@ pub enum MailContent {
     },
 }
 
+/// A message ready for a transport: the account chosen, recipients left after suppression,
+/// the From identity decided, and the tags that map its feedback back.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct OutgoingMail {
+    /// The account it goes through.
+    pub account: String,
+    /// Its stream.
+    pub stream: String,
+    /// From address.
+    pub from: String,
+    /// Recipients.
+    pub to: Vec<EmailAddress>,
+    /// Copy recipients.
+    pub cc: Vec<EmailAddress>,
+    /// Blind copy recipients.
+    pub bcc: Vec<EmailAddress>,
+    /// What to send.
+    #[serde(skip)]
+    pub content: MailContent,
+    /// Message tags: the request's, plus `sesguard-account` and `sesguard-stream`.
+    pub tags: BTreeMap<String, String>,
+    /// The account's configuration set.
+    pub configuration_set: Option<String>,
+}
+
+impl OutgoingMail {
+    /// The message for `request` through `account`, to the recipients kept.
+    pub fn new(
+        request: &SendRequest,
+        account: &str,
+        from: String,
+        configuration_set: Option<String>,
+        kept: impl Fn(&EmailAddress) -> bool,
+    ) -> Self {
+        let keep = |list: &[EmailAddress]| list.iter().filter(|e| kept(e)).cloned().collect();
+        let mut tags = request.tags.clone();
+        tags.insert(
+            super::attribution::ACCOUNT_TAG.to_owned(),
+            account.to_owned(),
+        );
+        tags.insert(
+            super::attribution::STREAM_TAG.to_owned(),
+            request.stream.clone(),
+        );
+        Self {
+            account: account.to_owned(),
+            stream: request.stream.clone(),
+            from,
+            to: keep(&request.to),
+            cc: keep(&request.cc),
+            bcc: keep(&request.bcc),
+            content: request.content.clone(),
+            tags,
+            configuration_set,
+        }
+    }
+
+    /// How many recipients it goes to (what SES counts against the quota).
+    pub fn recipients(&self) -> usize {
+        self.to.len() + self.cc.len() + self.bcc.len()
+    }
+}
+
 /// Why a request is refused.
 #[derive(Debug, thiserror::Error)]
 pub enum RequestError {

@@ -10,4 +10,5 @@ mod request_budget;
 mod ses_account;
 mod sns_alerts;
 mod store_contract;
+mod transport;
 mod webhook;

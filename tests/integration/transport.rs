@@ -1,0 +1,205 @@
+//! Mail transports: SESv2 SendEmail through the local AWS-compatible server (the mail it
+//! recorded is checked), SES errors classified through SDK mocks, and the file outbox.
+
+use std::collections::{BTreeMap, HashMap};
+
+use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
+use aws_sdk_sesv2::operation::send_email::SendEmailError;
+use aws_sdk_sesv2::types::error::{
+    MessageRejected, SendingPausedException, TooManyRequestsException,
+};
+use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
+use serde_json::{Value, json};
+use sesguard::config::Enforcement;
+use sesguard::domain::address::EmailAddress;
+use sesguard::domain::send::{MailContent, OutgoingMail, SendRequest};
+use sesguard::domain::ses_failure::SendFailure;
+use sesguard::outbox::FileOutbox;
+use sesguard::ports::MailTransport;
+use sesguard::ses::{AccountClient, Sesv2Accounts};
+
+use crate::helpers::dynamodb_endpoint;
+
+fn mail(from: &str) -> OutgoingMail {
+    let request = SendRequest::parse(
+        r#"{"stream":"transactional","to":["Reader <reader@example.com>","gone@example.com"],
+            "subject":"Your receipt","text":"Thank you","html":"<p>Thank you</p>","tags":{"order":"42"}}"#,
+    )
+    .unwrap();
+    let gone = EmailAddress::parse("gone@example.com").unwrap();
+    OutgoingMail::new(&request, "primary", from.to_owned(), None, |e| *e != gone)
+}
+
+fn accounts(client: aws_sdk_sesv2::Client) -> Sesv2Accounts {
+    Sesv2Accounts::with_clients(HashMap::from([(
+        "primary".to_owned(),
+        AccountClient {
+            client,
+            enforcement: Enforcement::Off,
+            configuration_set: None,
+        },
+    )]))
+}
+
+#[test]
+fn an_outgoing_mail_carries_the_kept_recipients_and_the_feedback_tags() {
+    let m = mail("no-reply@example.com");
+    assert_eq!(m.to, [EmailAddress::parse("reader@example.com").unwrap()]);
+    assert_eq!(m.recipients(), 1);
+    let expected: BTreeMap<String, String> = [
+        ("order", "42"),
+        ("sesguard-account", "primary"),
+        ("sesguard-stream", "transactional"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    assert_eq!(m.tags, expected);
+}
+
+#[tokio::test]
+async fn send_email_reaches_the_local_server_with_its_recipients_and_content() {
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .endpoint_url(dynamodb_endpoint())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sesguard-tests",
+        ))
+        .build();
+    let client = aws_sdk_sesv2::Client::from_conf(config);
+    let from = format!("sender-{}@example.com", std::process::id());
+    client
+        .create_email_identity()
+        .email_identity(&from)
+        .send()
+        .await
+        .unwrap();
+
+    let id = accounts(client).send(&mail(&from)).await.unwrap();
+    assert!(!id.is_empty());
+
+    let body = reqwest::get(format!("{}/moto-api/data.json", dynamodb_endpoint()))
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    let data: Value = serde_json::from_slice(&body).unwrap();
+    let sent: Vec<&Value> = data["ses"]["Message"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["id"] == json!(id))
+        .collect();
+    assert_eq!(sent.len(), 1, "{data}");
+    assert_eq!(sent[0]["source"], json!(from));
+    assert_eq!(sent[0]["subject"], "Your receipt");
+    assert_eq!(
+        sent[0]["destinations"]["ToAddresses"],
+        json!(["reader@example.com"]),
+        "the suppressed address is not sent to"
+    );
+}
+
+#[tokio::test]
+async fn ses_failures_come_back_classified() {
+    let cases: Vec<(SendEmailError, SendFailure)> = vec![
+        (
+            SendEmailError::SendingPausedException(
+                SendingPausedException::builder()
+                    .message("Sending paused for this account")
+                    .build(),
+            ),
+            SendFailure::Paused,
+        ),
+        (
+            SendEmailError::TooManyRequestsException(
+                TooManyRequestsException::builder()
+                    .message("Maximum sending rate exceeded")
+                    .build(),
+            ),
+            SendFailure::Rate,
+        ),
+        (
+            SendEmailError::MessageRejected(
+                MessageRejected::builder()
+                    .message("Email address is not verified.")
+                    .build(),
+            ),
+            SendFailure::Configuration,
+        ),
+        (
+            SendEmailError::MessageRejected(
+                MessageRejected::builder()
+                    .message("Daily message quota exceeded.")
+                    .build(),
+            ),
+            SendFailure::DailyQuota,
+        ),
+        (
+            SendEmailError::MessageRejected(
+                MessageRejected::builder()
+                    .message("Message content rejected")
+                    .build(),
+            ),
+            SendFailure::Rejected,
+        ),
+    ];
+    for (error, expected) in cases {
+        let error = std::sync::Mutex::new(Some(error));
+        let rule = mock!(aws_sdk_sesv2::Client::send_email)
+            .then_error(move || error.lock().unwrap().take().expect("called once"));
+        let interceptor = MockResponseInterceptor::new()
+            .rule_mode(RuleMode::MatchAny)
+            .with_rule(&rule);
+        let config = aws_sdk_sesv2::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "sesguard-tests",
+            ))
+            .http_client(create_mock_http_client())
+            .interceptor(interceptor)
+            .build();
+        let failure = accounts(aws_sdk_sesv2::Client::from_conf(config))
+            .send(&mail("no-reply@example.com"))
+            .await
+            .unwrap_err();
+        assert_eq!(failure.failure, expected, "{failure}");
+        assert_eq!(failure.account, "primary");
+    }
+}
+
+#[tokio::test]
+async fn the_outbox_writes_one_file_per_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = FileOutbox::new(dir.path().join("outbox"));
+    let first = outbox.send(&mail("no-reply@example.com")).await.unwrap();
+    let second = outbox.send(&mail("no-reply@example.com")).await.unwrap();
+    assert_ne!(first, second);
+    let files: Vec<_> = std::fs::read_dir(dir.path().join("outbox"))
+        .unwrap()
+        .collect();
+    assert_eq!(files.len(), 2);
+    let written: Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.path().join("outbox").join(format!("{first}.json"))).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(written["to"], json!(["reader@example.com"]));
+    assert_eq!(written["tags"]["sesguard-account"], "primary");
+    assert_eq!(written["content"]["subject"], "Your receipt");
+    assert_eq!(written["message_id"], json!(first));
+    assert!(matches!(
+        mail("x@example.com").content,
+        MailContent::Inline { .. }
+    ));
+}
