@@ -109,6 +109,13 @@ pub trait SuppressionList: Send + Sync {
     /// The suppression of one (normalised) address, or `None` when it is not suppressed.
     async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError>;
 
+    /// Which of these addresses are suppressed, and why: one batched read (DynamoDB:
+    /// `BatchGetItem` per 100 addresses).
+    async fn suppressed(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<HashMap<EmailAddress, Reason>, StoreError>;
+
     /// Suppressed addresses, optionally of one reason, at most `limit` per page, resuming
     /// after `cursor`. On DynamoDB this scans the table: an operator's tool, not a hot path.
     async fn list(
@@ -222,6 +229,18 @@ pub trait MessageLedger: Send + Sync {
 
     /// Remembers `key` until `expires_at`. Idempotent.
     async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Claims `key` until `expires_at` if no live claim holds it (a conditional write):
+    /// `true` when this caller holds it now.
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives a claim up (a send that did not happen must not block its retry).
+    async fn release(&self, key: &str) -> Result<(), StoreError>;
 }
 
 /// A failed HTTPS request to SNS.

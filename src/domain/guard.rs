@@ -102,6 +102,12 @@ pub enum Cause {
     PauseExpired,
     /// An operator acted.
     Operator,
+    /// SES refused a send for the sending rate: a short pause.
+    SendingRate,
+    /// The 24-hour quota is used up: paused until it frees.
+    DailyQuota,
+    /// SES says the account (or its configuration set) is paused or suspended.
+    SesPaused,
 }
 
 impl From<Signal> for Cause {

@@ -21,6 +21,7 @@ use async_trait::async_trait;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+use aws_sdk_dynamodb::types::builders::KeysAndAttributesBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
     Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
@@ -207,6 +208,57 @@ impl DynamoStore {
     /// A store over these tables with this client (built once at init).
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
+    }
+
+    /// Reads items by key, 100 per `BatchGetItem`, retrying unprocessed keys with backoff.
+    /// `configure` sets consistency and projection on each request.
+    async fn batch_get(
+        &self,
+        table: &str,
+        keys: Vec<Item>,
+        configure: impl Fn(KeysAndAttributesBuilder) -> KeysAndAttributesBuilder,
+        action: &str,
+    ) -> Result<Vec<Item>, StoreError> {
+        let mut items = Vec::new();
+        for chunk in keys.chunks(MAX_BATCH_GET) {
+            let request = configure(KeysAndAttributes::builder())
+                .set_keys(Some(chunk.to_vec()))
+                .build()
+                .map_err(|e| build_error(action, e))?;
+            let mut pending = Some(request);
+            let mut attempt = 0;
+            while let Some(request) = pending.take() {
+                let output = self
+                    .client
+                    .batch_get_item()
+                    .request_items(table, request)
+                    .send()
+                    .await
+                    .map_err(|e| failure(action, e))?;
+                items.extend(
+                    output
+                        .responses
+                        .unwrap_or_default()
+                        .remove(table)
+                        .unwrap_or_default(),
+                );
+                pending = output
+                    .unprocessed_keys
+                    .and_then(|mut unprocessed| unprocessed.remove(table))
+                    .filter(|keys| !keys.keys().is_empty());
+                if pending.is_some() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable {
+                            action: action.into(),
+                            source: "unprocessed keys after 8 retries".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(items)
     }
 
     /// Creates both tables (on-demand, TTL on `expires_at`) if they do not exist: for local
@@ -500,51 +552,26 @@ impl FeedbackLedger for DynamoStore {
         emails: &[EmailAddress],
         now: Timestamp,
     ) -> Result<HashMap<EmailAddress, AddressState>, StoreError> {
-        let action = "reading address states";
+        let keys = emails
+            .iter()
+            .map(|e| HashMap::from([("email".to_owned(), s(e.as_str()))]))
+            .collect();
+        let items = self
+            .batch_get(
+                &self.tables.suppressions,
+                keys,
+                |k| k.consistent_read(true),
+                "reading address states",
+            )
+            .await?;
         let mut states = HashMap::new();
-        for chunk in emails.chunks(MAX_BATCH_GET) {
-            let mut keys = KeysAndAttributes::builder().consistent_read(true);
-            for email in chunk {
-                keys = keys.keys(HashMap::from([("email".to_owned(), s(email.as_str()))]));
-            }
-            let mut pending = Some(keys.build().map_err(|e| build_error(action, e))?);
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.suppressions, request)
-                    .send()
-                    .await
-                    .map_err(|e| failure(action, e))?;
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.suppressions)
-                    .unwrap_or_default()
-                {
-                    let email = text(&item, "email").unwrap_or_default();
-                    let email = EmailAddress::parse(&email).map_err(|e| StoreError::Corrupt {
-                        what: "address state",
-                        detail: e.to_string(),
-                    })?;
-                    states.insert(email, parse_state(&item, now)?);
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.tables.suppressions))
-                    .filter(|keys| !keys.keys().is_empty());
-                if pending.is_some() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable {
-                            action: action.into(),
-                            source: "unprocessed keys after 8 retries".into(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                }
-            }
+        for item in items {
+            let email = text(&item, "email").unwrap_or_default();
+            let email = EmailAddress::parse(&email).map_err(|e| StoreError::Corrupt {
+                what: "address state",
+                detail: e.to_string(),
+            })?;
+            states.insert(email, parse_state(&item, now)?);
         }
         Ok(states)
     }
@@ -603,6 +630,44 @@ impl FeedbackLedger for DynamoStore {
 
 #[async_trait]
 impl SuppressionList for DynamoStore {
+    async fn suppressed(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
+        let keys = emails
+            .iter()
+            .map(|e| HashMap::from([("email".to_owned(), s(e.as_str()))]))
+            .collect();
+        let projection = |k: KeysAndAttributesBuilder| {
+            k.projection_expression("email, #reason")
+                .expression_attribute_names("#reason", "reason")
+        };
+        let items = self
+            .batch_get(
+                &self.tables.suppressions,
+                keys,
+                projection,
+                "reading suppressions",
+            )
+            .await?;
+        let mut found = HashMap::new();
+        for item in items {
+            let (Some(email), Some(reason)) = (text(&item, "email"), text(&item, "reason")) else {
+                continue;
+            };
+            let corrupt = |detail: String| StoreError::Corrupt {
+                what: "suppression",
+                detail,
+            };
+            let email = EmailAddress::parse(&email).map_err(|e| corrupt(e.to_string()))?;
+            let reason = reason
+                .parse()
+                .map_err(|e: crate::domain::suppression::UnknownReason| corrupt(e.to_string()))?;
+            found.insert(email, reason);
+        }
+        Ok(found)
+    }
+
     async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
         let output = self
             .client
@@ -820,55 +885,32 @@ impl GuardLedger for DynamoStore {
         &self,
         accounts: &[String],
     ) -> Result<HashMap<String, AccountState>, StoreError> {
-        let action = "reading account states";
+        let keys = accounts
+            .iter()
+            .map(|a| {
+                HashMap::from([
+                    ("pk".to_owned(), s(account_key(a))),
+                    ("sk".to_owned(), s(STATE_SORT_KEY)),
+                ])
+            })
+            .collect();
+        let items = self
+            .batch_get(
+                &self.tables.state,
+                keys,
+                |k| k.consistent_read(true),
+                "reading account states",
+            )
+            .await?;
         let mut states: HashMap<String, AccountState> = accounts
             .iter()
             .map(|a| (a.clone(), AccountState::default()))
             .collect();
-        for chunk in accounts.chunks(MAX_BATCH_GET) {
-            let mut keys = KeysAndAttributes::builder().consistent_read(true);
-            for account in chunk {
-                keys = keys.keys(HashMap::from([
-                    ("pk".to_owned(), s(account_key(account))),
-                    ("sk".to_owned(), s(STATE_SORT_KEY)),
-                ]));
-            }
-            let mut pending = Some(keys.build().map_err(|e| build_error(action, e))?);
-            let mut attempt = 0;
-            while let Some(request) = pending.take() {
-                let output = self
-                    .client
-                    .batch_get_item()
-                    .request_items(&self.tables.state, request)
-                    .send()
-                    .await
-                    .map_err(|e| failure(action, e))?;
-                for item in output
-                    .responses
-                    .unwrap_or_default()
-                    .remove(&self.tables.state)
-                    .unwrap_or_default()
-                {
-                    let pk = text(&item, "pk").unwrap_or_default();
-                    let account = pk.strip_prefix("account#").unwrap_or(&pk).to_owned();
-                    let state = parse_account_state(&account, &item)?;
-                    states.insert(account, state);
-                }
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(&self.tables.state))
-                    .filter(|keys| !keys.keys().is_empty());
-                if pending.is_some() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable {
-                            action: action.into(),
-                            source: "unprocessed keys after 8 retries".into(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                }
-            }
+        for item in items {
+            let pk = text(&item, "pk").unwrap_or_default();
+            let account = pk.strip_prefix("account#").unwrap_or(&pk).to_owned();
+            let state = parse_account_state(&account, &item)?;
+            states.insert(account, state);
         }
         Ok(states)
     }
@@ -941,6 +983,43 @@ impl PolicyStore for DynamoStore {
 
 #[async_trait]
 impl MessageLedger for DynamoStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s(format!("claim#{key}")))
+            .item("sk", s("claim"))
+            .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now.as_epoch_seconds()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(failure("claiming a message", error)),
+        }
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        self.client
+            .delete_item()
+            .table_name(&self.tables.state)
+            .key("pk", s(format!("claim#{key}")))
+            .key("sk", s("claim"))
+            .send()
+            .await
+            .map_err(|e| failure("releasing a message claim", e))?;
+        Ok(())
+    }
+
     async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
         let output = self
             .client

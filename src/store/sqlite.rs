@@ -493,6 +493,40 @@ impl TryFrom<SuppressionRow> for Suppression {
 
 #[async_trait]
 impl SuppressionList for SqliteStore {
+    async fn suppressed(
+        &self,
+        emails: &[EmailAddress],
+    ) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
+        let emails = emails.to_vec();
+        self.run(move |connection| {
+            let action = "reading suppressions";
+            let mut statement = connection
+                .prepare_cached(
+                    "SELECT reason FROM suppressions WHERE email = ?1 AND reason IS NOT NULL",
+                )
+                .map_err(unavailable(action))?;
+            let mut found = HashMap::new();
+            for email in emails {
+                let reason: Option<String> = statement
+                    .query_row([email.as_str()], |row| row.get(0))
+                    .optional()
+                    .map_err(unavailable(action))?;
+                if let Some(reason) = reason {
+                    let reason =
+                        reason
+                            .parse()
+                            .map_err(|e: UnknownReason| StoreError::Corrupt {
+                                what: "suppression",
+                                detail: e.to_string(),
+                            })?;
+                    found.insert(email, reason);
+                }
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
         let email = email.clone();
         self.run(move |connection| {
@@ -770,6 +804,37 @@ impl PolicyStore for SqliteStore {
 
 #[async_trait]
 impl MessageLedger for SqliteStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO claims (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?3",
+                    params![key, expires_at.as_millis(), now.as_millis()],
+                )
+                .map(|changed| changed == 1)
+                .map_err(unavailable("claiming a message"))
+        })
+        .await
+    }
+
+    async fn release(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .execute("DELETE FROM claims WHERE key = ?1", [key])
+                .map(|_| ())
+                .map_err(unavailable("releasing a message claim"))
+        })
+        .await
+    }
+
     async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
         let key = key.to_owned();
         self.run(move |connection| {

@@ -216,6 +216,12 @@ impl FeedbackLedger for Unreachable {
 
 #[async_trait]
 impl SuppressionList for Unreachable {
+    async fn suppressed(
+        &self,
+        _: &[EmailAddress],
+    ) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
+        Err(down())
+    }
     async fn get(&self, _: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
         Err(down())
     }
@@ -246,6 +252,12 @@ impl CounterWindow for Unreachable {
 
 #[async_trait]
 impl MessageLedger for Unreachable {
+    async fn claim(&self, _: &str, _: Timestamp, _: Timestamp) -> Result<bool, StoreError> {
+        Err(down())
+    }
+    async fn release(&self, _: &str) -> Result<(), StoreError> {
+        Err(down())
+    }
     async fn seen(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {
         Err(down())
     }

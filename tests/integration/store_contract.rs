@@ -563,6 +563,55 @@ async fn the_template_policy_reads_back_what_was_written(store: &dyn Store) {
     );
 }
 
+async fn suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released(
+    store: &dyn Store,
+) {
+    store
+        .apply(
+            &planned(
+                store,
+                &[effects("bounce-permanent"), effects("complaint")],
+                now(),
+            )
+            .await,
+        )
+        .await
+        .unwrap();
+    let asked = [
+        email("nobody@example.org"),
+        email("angry@example.com"),
+        email("fine@example.com"),
+    ];
+    let found = store.suppressed(&asked).await.unwrap();
+    assert_eq!(found.len(), 2);
+    assert_eq!(found[&email("nobody@example.org")], Reason::Bounce);
+    assert_eq!(found[&email("angry@example.com")], Reason::Complaint);
+
+    let later = now().plus(std::time::Duration::from_secs(600));
+    assert!(store.claim("send:key:a", now(), later).await.unwrap());
+    assert!(
+        !store.claim("send:key:a", now(), later).await.unwrap(),
+        "held by the first claim"
+    );
+    assert!(store.seen("send:key:a", now()).await.unwrap());
+    store.release("send:key:a").await.unwrap();
+    assert!(
+        store.claim("send:key:a", now(), later).await.unwrap(),
+        "free again once released"
+    );
+    assert!(
+        store
+            .claim(
+                "send:key:a",
+                later,
+                later.plus(std::time::Duration::from_secs(600))
+            )
+            .await
+            .unwrap(),
+        "expired claims are taken over"
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -600,4 +649,5 @@ contract!(
     a_not_spam_complaint_is_recorded_without_suppressing,
     a_transition_applies_once_per_version_with_one_history_entry,
     the_template_policy_reads_back_what_was_written,
+    suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released,
 );
