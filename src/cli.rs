@@ -16,10 +16,12 @@ use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
 use crate::domain::routing::Priority;
+use crate::domain::send::SendRequest;
 use crate::domain::suppression::{Reason, Suppression};
 use crate::handlers::ingest::{decode, log_report};
 use crate::ingest::{Inbound, InboundError, Report};
 use crate::ports::CertificateSource;
+use crate::sender::{Decision, Queued, Sender};
 use crate::sns_http::{GivenCertificate, SnsHttp};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
@@ -86,6 +88,13 @@ pub enum Command {
         /// The recipients are not verified (the default).
         #[arg(long)]
         unverified: bool,
+    },
+    /// Send one request through the same gate and transport as the sender function (the file
+    /// outbox in local runs), and print the decision.
+    Send {
+        /// The send request (JSON; `-` for stdin).
+        #[arg(long)]
+        file: String,
     },
     /// Template policy: blocked templates and templates only for verified recipients.
     Policy {
@@ -389,6 +398,27 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 println!("verified only   {}", list(&policy.verified_only));
             }
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Send { file } => {
+            let text = read_input(&file)?;
+            let queued = Queued {
+                id: file.clone(),
+                request: SendRequest::parse(&text).map_err(|e| e.to_string()),
+                receive_count: 1,
+            };
+            let decisions = Sender::new(&deps, deps.transport.as_ref())
+                .send(vec![queued], deps.clock.now())
+                .await?;
+            let decision = &decisions[0].1;
+            if cli.json {
+                println!("{}", serde_json::to_string_pretty(decision)?);
+            } else {
+                println!("{}: {}", decision.name(), serde_json::to_string(decision)?);
+            }
+            Ok(match decision {
+                Decision::Invalid { .. } => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            })
         }
         Command::Sns {
             command: SnsCommand::Verify { file, cert, topics },

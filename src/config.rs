@@ -35,6 +35,8 @@ pub struct Config {
     pub alerts: AlertsConfig,
     /// The SNS HTTPS webhook.
     pub webhook: WebhookConfig,
+    /// The sender.
+    pub sender: SenderConfig,
     /// The SES accounts sesguard guards.
     pub accounts: Vec<AccountConfig>,
     /// Streams of mail and the accounts that carry them, primary first.
@@ -70,6 +72,30 @@ impl Default for GuardConfig {
             recheck: routing.recheck,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
             feedback_lag: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `[sender]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderConfig {
+    /// A second request with the same duplicate key within this window is not sent (default `10m`).
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long an account is paused after SES refused a send for the sending rate (default `5m`).
+    #[serde(with = "humantime_serde")]
+    pub rate_pause: Duration,
+    /// Local runs: the directory messages are written to instead of SES (default `.sesguard/outbox`).
+    pub outbox: PathBuf,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            duplicate_window: Duration::from_secs(600),
+            rate_pause: Duration::from_secs(300),
+            outbox: PathBuf::from(".sesguard/outbox"),
         }
     }
 }

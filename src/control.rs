@@ -151,6 +151,67 @@ impl<'a> Control<'a> {
     }
 }
 
+impl Control<'_> {
+    /// Pauses `account` for `cause` (until `until`, or until lifted) on behalf of `actor` (the
+    /// sender reacting to SES), unless it is paused already. Returns whether this call paused
+    /// it; the transition is recorded and alerted like any other.
+    pub async fn pause_for(
+        &self,
+        account: &str,
+        cause: Cause,
+        until: Option<Timestamp>,
+        note: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<bool, ControlError> {
+        let window = self.config.ingest_policy().window;
+        let (first, last) = window.buckets_ending(now);
+        for _ in 0..5 {
+            let read = self.counters.window(account, first, last).await?;
+            if read.state.is_paused(now) {
+                return Ok(false);
+            }
+            let rates = RateSnapshot::of(&WindowTotals::sum(&read.buckets, first, last).total);
+            let next = AccountState {
+                status: Status::Paused,
+                cause: Some(cause),
+                since: Some(now),
+                until,
+                note: Some(note.to_owned()),
+                ..read.state.clone()
+            };
+            let entry = HistoryEntry {
+                at: now,
+                account: account.to_owned(),
+                stream: None,
+                from: read.state.status.as_str().to_owned(),
+                to: "paused".to_owned(),
+                cause,
+                note: Some(note.to_owned()),
+                bounce_rate: rates.bounce_rate,
+                complaint_rate: rates.complaint_rate,
+                window_sends: rates.window_sends,
+                actor: actor.to_owned(),
+            };
+            let expires = now.plus(self.config.guard.history_ttl);
+            if self
+                .ledger
+                .transition(account, read.state.version, &next, &entry, expires)
+                .await?
+            {
+                let alert = alert_for(self.config, entry);
+                if let Err(error) = self.alerts.publish(&alert).await {
+                    tracing::error!(account, error = %error_chain(&error), "pause applied but its alert was not delivered");
+                }
+                return Ok(true);
+            }
+        }
+        Err(ControlError::Conflict(format!(
+            "account `{account}` kept changing; try again"
+        )))
+    }
+}
+
 fn change(
     state: &AccountState,
     totals: &WindowTotals,

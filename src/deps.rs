@@ -14,7 +14,8 @@ use crate::domain::plan::IngestPolicy;
 use crate::domain::timestamp::Timestamp;
 use crate::guard::Guard;
 use crate::ingest::{Inbound, Ingestor, Report};
-use crate::ports::{AlertSink, Clock, SesAccount, Store, SystemClock};
+use crate::outbox::FileOutbox;
+use crate::ports::{AlertSink, Clock, MailTransport, SesAccount, Store, SystemClock};
 use crate::ses::{NoSes, Sesv2Accounts};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::sqlite::SqliteStore;
@@ -37,6 +38,8 @@ pub struct Deps {
     pub alerts: Arc<dyn AlertSink>,
     /// SES account calls (quotas, enforcement); none in local runs.
     pub ses: Arc<dyn SesAccount>,
+    /// Where mail goes: SES in a deployment, the file outbox in local runs.
+    pub transport: Arc<dyn MailTransport>,
 }
 
 impl Deps {
@@ -119,6 +122,7 @@ impl Deps {
         Self {
             alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
             ses: Arc::new(NoSes),
+            transport: Arc::new(FileOutbox::new(config.sender.outbox.clone())),
             directory: Arc::new(config.directory()),
             policy: config.ingest_policy(),
             config: Arc::new(config),

@@ -17,6 +17,7 @@ pub mod ingest;
 pub mod outbox;
 pub mod ports;
 pub mod routing;
+pub mod sender;
 pub mod ses;
 pub mod sns_http;
 pub mod sns_signature;

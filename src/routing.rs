@@ -165,6 +165,15 @@ impl Snapshot {
         ))
     }
 
+    /// Marks `account` paused in the snapshot (until `until`, or until lifted), so the rest
+    /// of a batch routes around it.
+    pub fn mark_paused(&mut self, account: &str, until: Option<Timestamp>) {
+        if let Some(view) = self.accounts.get_mut(account) {
+            view.state.status = crate::domain::guard::Status::Paused;
+            view.state.until = until;
+        }
+    }
+
     /// Counts a send of `recipients` through `account` into the snapshot.
     pub fn record_send(&mut self, account: &str, stream: &str, recipients: u64) {
         if let Some(view) = self.accounts.get_mut(account) {

@@ -37,6 +37,11 @@ pub fn sample_json(name: &str) -> Value {
     serde_json::from_str(&sample(name)).unwrap_or_else(|e| panic!("events/{name}: {e}"))
 }
 
+/// The records of a sample, as the ingest path receives them.
+pub fn sample_inbound(name: &str) -> Vec<sesguard::ingest::Inbound> {
+    sesguard::handlers::ingest::decode(sample_json(name), name).1
+}
+
 /// An SQS Lambda event carrying these bodies (raw message delivery), message ids `r0`, `r1`...
 pub fn sqs_batch(bodies: Vec<Value>) -> Value {
     let records: Vec<Value> = bodies

@@ -7,6 +7,7 @@ mod guard_paths;
 mod helpers;
 mod ingest_paths;
 mod request_budget;
+mod sender;
 mod ses_account;
 mod sns_alerts;
 mod store_contract;

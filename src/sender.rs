@@ -1,0 +1,415 @@
+//! The send gate as a use case. Each request of a batch goes through, in order: the duplicate
+//! check (a conditional claim of its duplicate key), the template policy, suppression (the
+//! suppressed recipients are removed; a message left with none is not sent), routing, and the
+//! transport. Each ends with one [`Decision`] and its reason. What cannot go now is deferred
+//! with a retry time — never dropped; what must never go is recorded with the reason.
+//!
+//! Store reads per batch: the template policy, every recipient's suppression (one batched
+//! read), and one routing snapshot; writes: a claim per message, and one counter write for the
+//! batch's sends when the sender is an account's send source.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::control::{Control, ControlError};
+use crate::deps::Deps;
+use crate::domain::address::EmailAddress;
+use crate::domain::attribution::SendSource;
+use crate::domain::counters::{Bucket, CounterDelta, Counts};
+use crate::domain::guard::Cause;
+use crate::domain::plan::ChangeSet;
+use crate::domain::routing::Route;
+use crate::domain::send::{OutgoingMail, SendRequest};
+use crate::domain::ses_failure::SendFailure;
+use crate::domain::timestamp::Timestamp;
+use crate::ports::{ApplyError, MailTransport, StoreError};
+use crate::routing::{RoutingError, Snapshot};
+use crate::telemetry::error_chain;
+
+/// SQS keeps a message invisible for at most 12 hours.
+const MAX_DEFERRAL: Duration = Duration::from_secs(12 * 3600);
+
+/// One request as it came off the queue.
+#[derive(Debug)]
+pub struct Queued {
+    /// The queue's id for it (SQS `messageId`).
+    pub id: String,
+    /// The request, or why it could not be read.
+    pub request: Result<SendRequest, String>,
+    /// How many times the queue has delivered it (1 the first time).
+    pub receive_count: u32,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Handed to the mail service.
+    Sent {
+        /// Through this account.
+        account: String,
+        /// The service's message id.
+        message_id: String,
+        /// Recipients it went to.
+        recipients: usize,
+        /// Recipients removed because they are suppressed.
+        suppressed: Vec<EmailAddress>,
+    },
+    /// The same message went (or is going) out within the duplicate window.
+    Duplicate {
+        /// Why.
+        reason: String,
+    },
+    /// The template policy refuses it.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
+    /// Every recipient is suppressed.
+    Suppressed {
+        /// Why.
+        reason: String,
+    },
+    /// Cannot go now: retry after the given time.
+    Deferred {
+        /// Why.
+        reason: String,
+        /// When to try again.
+        retry_after_seconds: u64,
+    },
+    /// SES refused the message itself: recorded, never retried.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The request is unusable: it goes to the dead-letter queue.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The decision's name, as logs and metrics say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Sent { .. } => "sent",
+            Decision::Duplicate { .. } => "duplicate",
+            Decision::Blocked { .. } => "blocked",
+            Decision::Suppressed { .. } => "suppressed",
+            Decision::Deferred { .. } => "deferred",
+            Decision::Rejected { .. } => "rejected",
+            Decision::Invalid { .. } => "invalid",
+        }
+    }
+
+    fn deferred(reason: impl Into<String>, wait: Duration) -> Self {
+        Decision::Deferred {
+            reason: reason.into(),
+            retry_after_seconds: wait.clamp(Duration::from_secs(1), MAX_DEFERRAL).as_secs(),
+        }
+    }
+}
+
+/// Why a batch could not be judged at all (nothing was sent): retry it.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Routing could not load its snapshot.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+}
+
+/// Backoff after a transient failure: 30 s doubled per receive, at most 12 h.
+pub fn backoff(receive_count: u32) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(20);
+    Duration::from_secs(30u64 << exponent).min(MAX_DEFERRAL)
+}
+
+/// The sender over the shared dependencies and a transport.
+pub struct Sender<'a> {
+    deps: &'a Deps,
+    transport: &'a dyn MailTransport,
+}
+
+impl<'a> Sender<'a> {
+    /// A sender handing mail to `transport`.
+    pub fn new(deps: &'a Deps, transport: &'a dyn MailTransport) -> Self {
+        Self { deps, transport }
+    }
+
+    /// Judges and sends a batch at `now`.
+    pub async fn send(
+        &self,
+        batch: Vec<Queued>,
+        now: Timestamp,
+    ) -> Result<Vec<(String, Decision)>, SenderError> {
+        let store = self.deps.store.as_ref();
+        let config = &self.deps.config;
+        let recipients: Vec<EmailAddress> = batch
+            .iter()
+            .filter_map(|q| q.request.as_ref().ok())
+            .flat_map(SendRequest::recipients)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let policy = store.template_policy().await?;
+        let suppressed = store.suppressed(&recipients).await?;
+        let mut snapshot = Snapshot::load(store, self.deps.ses.as_ref(), config, now).await?;
+        let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut decisions = Vec::with_capacity(batch.len());
+
+        for queued in batch {
+            let decision = match &queued.request {
+                Err(reason) => Decision::Invalid {
+                    reason: reason.clone(),
+                },
+                Ok(request) => {
+                    let decision = self
+                        .judge(request, &queued, &policy, &suppressed, &mut snapshot, now)
+                        .await?;
+                    if let Decision::Sent {
+                        account,
+                        recipients,
+                        ..
+                    } = &decision
+                        && config
+                            .account(account)
+                            .is_some_and(|a| a.send_count_source == SendSource::Sender)
+                    {
+                        *counted
+                            .entry(account.clone())
+                            .or_default()
+                            .entry(request.stream.clone())
+                            .or_default() += *recipients as u64;
+                    }
+                    decision
+                }
+            };
+            tracing::info!(message_id = %queued.id, decision = decision.name(), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
+            decisions.push((queued.id, decision));
+        }
+        self.count(counted, now).await?;
+        Ok(decisions)
+    }
+
+    /// Adds the batch's sends to the accounts' rolling windows: one atomic write.
+    async fn count(
+        &self,
+        counted: BTreeMap<String, BTreeMap<String, u64>>,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        if counted.is_empty() {
+            return Ok(());
+        }
+        let window = self.deps.policy.window;
+        let start = window.bucket_of(now);
+        let counters = counted
+            .into_iter()
+            .map(|(account, streams)| {
+                let sends = |n: u64| Counts {
+                    sends: n,
+                    ..Counts::default()
+                };
+                CounterDelta {
+                    account,
+                    bucket: Bucket {
+                        start,
+                        total: sends(streams.values().sum()),
+                        streams: streams.into_iter().map(|(s, n)| (s, sends(n))).collect(),
+                    },
+                    expires_at: window.bucket_expiry(start),
+                }
+            })
+            .collect();
+        let change = ChangeSet {
+            now,
+            counters,
+            ..ChangeSet::default()
+        };
+        match self.deps.store.apply(&change).await {
+            Ok(()) => Ok(()),
+            Err(ApplyError::Store(error)) => Err(error),
+            Err(other) => Err(StoreError::Rejected {
+                action: "counting sends".into(),
+                source: other.to_string().into(),
+            }),
+        }
+    }
+
+    async fn judge(
+        &self,
+        request: &SendRequest,
+        queued: &Queued,
+        policy: &crate::domain::policy::TemplatePolicy,
+        suppressed: &HashMap<EmailAddress, crate::domain::suppression::Reason>,
+        snapshot: &mut Snapshot,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
+        let Some(stream) = config.stream(&request.stream) else {
+            return Ok(Decision::Invalid {
+                reason: format!("unknown stream `{}`", request.stream),
+            });
+        };
+        let key = request.duplicate_key();
+        if !store
+            .claim(&key, now, now.plus(config.sender.duplicate_window))
+            .await?
+        {
+            return Ok(Decision::Duplicate {
+                reason: format!("`{key}` was sent within the duplicate window"),
+            });
+        }
+        if let Some(reason) = policy.refusal(request.template(), request.recipient_verified) {
+            return Ok(Decision::Blocked { reason });
+        }
+        let removed: Vec<EmailAddress> = request
+            .recipients()
+            .filter(|e| suppressed.contains_key(*e))
+            .cloned()
+            .collect();
+        if removed.len() == request.recipients().count() {
+            let reasons: Vec<String> = removed
+                .iter()
+                .map(|e| format!("{e} is suppressed ({})", suppressed[e]))
+                .collect();
+            return Ok(Decision::Suppressed {
+                reason: reasons.join("; "),
+            });
+        }
+        let priority = request.priority.unwrap_or(stream.priority);
+        let control = Control::new(
+            store,
+            store,
+            self.deps.alerts.as_ref(),
+            self.deps.ses.as_ref(),
+            config,
+        );
+        // Each account of the stream at most once: a paused or exhausted one fails over.
+        for _ in 0..=stream.accounts.len() {
+            let account = match snapshot.route(&request.stream, priority)? {
+                Route::Defer { until, reason } => {
+                    store.release(&key).await?;
+                    return Ok(Decision::deferred(reason, until.since(now)));
+                }
+                Route::Send { account } => account,
+            };
+            let account_config = config.account(&account);
+            let Some(from) = request
+                .from
+                .clone()
+                .or_else(|| account_config.and_then(|a| a.from.clone()))
+            else {
+                return Ok(Decision::Invalid {
+                    reason: format!(
+                        "no From: the request gives none and account `{account}` has no default `from`"
+                    ),
+                });
+            };
+            let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
+            let mail = OutgoingMail::new(request, &account, from, configuration_set, |e| {
+                !suppressed.contains_key(e)
+            });
+            let failure = match self.transport.send(&mail).await {
+                Ok(message_id) => {
+                    snapshot.record_send(&account, &request.stream, mail.recipients() as u64);
+                    return Ok(Decision::Sent {
+                        account,
+                        message_id,
+                        recipients: mail.recipients(),
+                        suppressed: removed,
+                    });
+                }
+                Err(failure) => failure,
+            };
+            let detail = failure.detail.clone();
+            let pause = |cause, until: Option<Timestamp>| {
+                let (control, account, detail) = (&control, account.clone(), detail.clone());
+                async move {
+                    match control
+                        .pause_for(&account, cause, until, &detail, "sender", now)
+                        .await
+                    {
+                        Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
+                        Err(ControlError::Store(error)) => Err(SenderError::Store(error)),
+                        Err(other) => Err(SenderError::Store(StoreError::Rejected {
+                            action: "pausing an account".into(),
+                            source: other.to_string().into(),
+                        })),
+                    }
+                }
+            };
+            match failure.failure {
+                SendFailure::Rate => {
+                    let until = now.plus(config.sender.rate_pause);
+                    pause(Cause::SendingRate, Some(until)).await?;
+                    snapshot.mark_paused(&account, Some(until));
+                    store.release(&key).await?;
+                    return Ok(Decision::deferred(
+                        format!("{account}: sending rate exceeded: {detail}"),
+                        config.sender.rate_pause,
+                    ));
+                }
+                SendFailure::DailyQuota => {
+                    let until = now.plus(Duration::from_secs(3600));
+                    pause(Cause::DailyQuota, Some(until)).await?;
+                    snapshot.mark_paused(&account, Some(until));
+                }
+                SendFailure::Paused | SendFailure::Suspended => {
+                    pause(Cause::SesPaused, None).await?;
+                    snapshot.mark_paused(&account, None);
+                }
+                SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
+                SendFailure::Configuration => {
+                    let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
+                    if let Err(error) = self
+                        .deps
+                        .alerts
+                        .notice("sesguard: SES configuration problem", &notice)
+                        .await
+                    {
+                        tracing::error!(error = %error_chain(&error), "configuration notice not delivered");
+                    }
+                    store.release(&key).await?;
+                    return Ok(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        config.guard.recheck,
+                    ));
+                }
+                SendFailure::Transient => {
+                    store.release(&key).await?;
+                    return Ok(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        backoff(queued.receive_count),
+                    ));
+                }
+            }
+        }
+        store.release(&key).await?;
+        Ok(Decision::deferred(
+            "every account of the stream refused",
+            config.guard.recheck,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_receive_up_to_the_sqs_limit() {
+        assert_eq!(backoff(1), Duration::from_secs(30));
+        assert_eq!(backoff(2), Duration::from_secs(60));
+        assert_eq!(backoff(5), Duration::from_secs(480));
+        assert_eq!(backoff(40), MAX_DEFERRAL);
+        assert_eq!(backoff(0), Duration::from_secs(30));
+    }
+}

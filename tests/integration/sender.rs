@@ -1,0 +1,375 @@
+//! The send gate on the embedded store with a scripted transport: every decision, failover,
+//! send counting, and the reaction to each class of SES failure.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use sesguard::deps::Deps;
+use sesguard::domain::counters::WindowTotals;
+use sesguard::domain::guard::{Cause, Status};
+use sesguard::domain::send::{OutgoingMail, SendRequest};
+use sesguard::domain::ses_failure::SendFailure;
+use sesguard::ports::{MailTransport, TransportError};
+use sesguard::sender::{Decision, Queued, Sender};
+
+use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
+
+/// A transport that answers from a script (`Ok` when the script is empty) and keeps what it
+/// was asked to send.
+#[derive(Default)]
+struct Scripted {
+    answers: Mutex<VecDeque<Result<(), SendFailure>>>,
+    sent: Mutex<Vec<OutgoingMail>>,
+}
+
+impl Scripted {
+    fn failing(failures: &[SendFailure]) -> Self {
+        Self {
+            answers: Mutex::new(failures.iter().map(|f| Err(*f)).collect()),
+            ..Self::default()
+        }
+    }
+}
+
+#[async_trait]
+impl MailTransport for Scripted {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError> {
+        self.sent.lock().unwrap().push(mail.clone());
+        match self.answers.lock().unwrap().pop_front() {
+            Some(Err(failure)) => Err(TransportError {
+                account: mail.account.clone(),
+                failure,
+                detail: format!("scripted {failure:?}"),
+            }),
+            _ => Ok(format!("id-{}", self.sent.lock().unwrap().len())),
+        }
+    }
+}
+
+fn world(
+    configure: impl FnOnce(&mut sesguard::config::Config),
+) -> (tempfile::TempDir, Deps, RecordedAlerts) {
+    let (dir, store) = sqlite();
+    let mut config = example_config();
+    configure(&mut config);
+    let (deps, alerts) = deps_with(config, Arc::new(store));
+    (dir, deps, alerts)
+}
+
+fn queued(id: &str, json: &str) -> Queued {
+    Queued {
+        id: id.into(),
+        request: SendRequest::parse(json).map_err(|e| e.to_string()),
+        receive_count: 1,
+    }
+}
+
+fn receipt(to: &str, key: &str) -> String {
+    format!(
+        r#"{{"stream":"transactional","to":["{to}"],"template":{{"name":"receipt","data":{{"n":1}}}},"idempotency_key":"{key}"}}"#
+    )
+}
+
+async fn send(deps: &Deps, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
+    Sender::new(deps, transport)
+        .send(batch, deps.clock.now())
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|(_, d)| d)
+        .collect()
+}
+
+#[tokio::test]
+async fn each_gate_decides_in_order_with_its_reason() {
+    let (_dir, deps, _) = world(|_| {});
+    deps.ingest(
+        crate::helpers::sample_inbound("ses/bounce-permanent.json"),
+        deps.clock.now(),
+    )
+    .await;
+    let mut policy = deps.store.template_policy().await.unwrap();
+    policy.blocked.insert("newsletter".into());
+    deps.store.put_template_policy(&policy).await.unwrap();
+    let transport = Scripted::default();
+    let decisions = send(&deps, &transport, vec![
+        queued("a", &receipt("fine@example.com", "k1")),
+        queued("b", &receipt("fine@example.com", "k1")),
+        queued("c", r#"{"stream":"bulk","to":["x@example.com"],"template":{"name":"newsletter"}}"#),
+        queued("d", &receipt("nobody@example.org", "k2")),
+        queued("e", r#"{"stream":"transactional","to":["nobody@example.org","kept@example.com"],"subject":"Hi","text":"t"}"#),
+        queued("f", r#"{"stream":"nope","to":["x@example.com"],"subject":"Hi","text":"t"}"#),
+        queued("g", "not json"),
+    ])
+    .await;
+    let names: Vec<&str> = decisions.iter().map(Decision::name).collect();
+    assert_eq!(
+        names,
+        [
+            "sent",
+            "duplicate",
+            "blocked",
+            "suppressed",
+            "sent",
+            "invalid",
+            "invalid"
+        ]
+    );
+    let Decision::Sent {
+        account,
+        suppressed,
+        recipients,
+        ..
+    } = &decisions[4]
+    else {
+        panic!()
+    };
+    assert_eq!((account.as_str(), *recipients), ("primary", 1));
+    assert_eq!(suppressed[0].as_str(), "nobody@example.org");
+    let sent = transport.sent.lock().unwrap();
+    assert_eq!(
+        sent.len(),
+        2,
+        "only the two sendable messages reached the transport"
+    );
+    assert_eq!(
+        sent[1].to.iter().map(|e| e.as_str()).collect::<Vec<_>>(),
+        ["kept@example.com"]
+    );
+    assert_eq!(sent[0].tags["sesguard-stream"], "transactional");
+    assert_eq!(
+        sent[0].from, "no-reply@example.com",
+        "the account's default identity"
+    );
+    assert!(
+        matches!(&decisions[5], Decision::Invalid { reason } if reason == "unknown stream `nope`")
+    );
+}
+
+#[tokio::test]
+async fn a_paused_primary_fails_over_and_a_stream_with_no_account_left_is_deferred() {
+    let (_dir, deps, _) = world(|_| {});
+    let store = deps.store.as_ref();
+    sesguard::control::Control::new(
+        store,
+        store,
+        deps.alerts.as_ref(),
+        deps.ses.as_ref(),
+        &deps.config,
+    )
+    .apply(
+        "primary",
+        &sesguard::control::Action::Pause {
+            stream: None,
+            duration: None,
+        },
+        "drill",
+        "ana",
+        deps.clock.now(),
+    )
+    .await
+    .unwrap();
+    let transport = Scripted::default();
+    let decisions = send(
+        &deps,
+        &transport,
+        vec![
+            queued("t", &receipt("a@example.com", "t1")),
+            queued(
+                "b",
+                r#"{"stream":"bulk","to":["a@example.com"],"subject":"News","text":"t"}"#,
+            ),
+        ],
+    )
+    .await;
+    assert!(matches!(&decisions[0], Decision::Sent { account, .. } if account == "backup"));
+    let Decision::Deferred {
+        reason,
+        retry_after_seconds,
+    } = &decisions[1]
+    else {
+        panic!("{decisions:?}")
+    };
+    assert!(reason.contains("primary: paused"), "{reason}");
+    assert_eq!(*retry_after_seconds, 300, "nothing says when: recheck");
+    // The deferred message's claim was released: its retry is not a duplicate.
+    let retry = send(
+        &deps,
+        &Scripted::default(),
+        vec![queued(
+            "b",
+            r#"{"stream":"bulk","to":["a@example.com"],"subject":"News","text":"t"}"#,
+        )],
+    )
+    .await;
+    assert_eq!(retry[0].name(), "deferred");
+}
+
+#[tokio::test]
+async fn sends_are_counted_only_where_the_sender_is_the_send_source() {
+    let (_dir, deps, _) = world(|c| {
+        c.accounts[0].send_count_source = sesguard::domain::attribution::SendSource::Sender
+    });
+    let transport = Scripted::default();
+    send(&deps, &transport, vec![
+        queued("1", r#"{"stream":"verification","to":["a@example.com","b@example.com"],"subject":"Hi","text":"t"}"#),
+        queued("2", &receipt("c@example.com", "k")),
+    ])
+    .await;
+    let now = deps.clock.now();
+    let (first, last) = deps.policy.window.buckets_ending(now);
+    let window = deps.store.window("primary", first, last).await.unwrap();
+    let totals = WindowTotals::sum(&window.buckets, first, last);
+    assert_eq!(totals.total.sends, 3);
+    assert_eq!(totals.streams["verification"].sends, 2);
+    assert_eq!(totals.streams["transactional"].sends, 1);
+
+    let (_dir2, events, _) = world(|_| {});
+    send(
+        &events,
+        &Scripted::default(),
+        vec![queued("1", &receipt("a@example.com", "k"))],
+    )
+    .await;
+    let window = events.store.window("primary", first, last).await.unwrap();
+    assert!(
+        window.buckets.is_empty(),
+        "ses_events accounts are counted from SES Send events, never twice"
+    );
+}
+
+#[tokio::test]
+async fn ses_failures_get_their_reactions() {
+    use SendFailure::*;
+    // Rate: the primary pauses for 5 minutes, this message waits, the next goes to the backup.
+    let (_dir, deps, alerts) = world(|_| {});
+    let transport = Scripted::failing(&[Rate]);
+    let d = send(
+        &deps,
+        &transport,
+        vec![
+            queued("1", &receipt("a@example.com", "r1")),
+            queued("2", &receipt("b@example.com", "r2")),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(
+            &d[0],
+            Decision::Deferred {
+                retry_after_seconds: 300,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert!(matches!(&d[1], Decision::Sent { account, .. } if account == "backup"));
+    let state = deps
+        .store
+        .states(&["primary".into()])
+        .await
+        .unwrap()
+        .remove("primary")
+        .unwrap();
+    assert_eq!(
+        (state.status, state.cause),
+        (Status::Paused, Some(Cause::SendingRate))
+    );
+    assert_eq!(
+        state.until,
+        Some(deps.clock.now().plus(std::time::Duration::from_secs(300)))
+    );
+    assert_eq!(alerts.all().len(), 1);
+
+    // Paused at SES: the account pauses (until lifted) and the same message fails over.
+    let (_dir, deps, _) = world(|_| {});
+    let d = send(
+        &deps,
+        &Scripted::failing(&[Paused]),
+        vec![queued("1", &receipt("a@example.com", "p"))],
+    )
+    .await;
+    assert!(
+        matches!(&d[0], Decision::Sent { account, .. } if account == "backup"),
+        "{d:?}"
+    );
+    let state = deps
+        .store
+        .states(&["primary".into()])
+        .await
+        .unwrap()
+        .remove("primary")
+        .unwrap();
+    assert_eq!((state.cause, state.until), (Some(Cause::SesPaused), None));
+
+    // Daily quota: the same, with a timed pause.
+    let (_dir, deps, _) = world(|_| {});
+    let d = send(
+        &deps,
+        &Scripted::failing(&[DailyQuota]),
+        vec![queued("1", &receipt("a@example.com", "q"))],
+    )
+    .await;
+    assert!(
+        matches!(&d[0], Decision::Sent { account, .. } if account == "backup"),
+        "{d:?}"
+    );
+
+    // Rejected content: recorded, not retried, and its duplicate stays refused.
+    let (_dir, deps, _) = world(|_| {});
+    let d = send(
+        &deps,
+        &Scripted::failing(&[Rejected]),
+        vec![queued("1", &receipt("a@example.com", "x"))],
+    )
+    .await;
+    assert_eq!(d[0].name(), "rejected");
+    assert_eq!(
+        send(
+            &deps,
+            &Scripted::default(),
+            vec![queued("1", &receipt("a@example.com", "x"))]
+        )
+        .await[0]
+            .name(),
+        "duplicate"
+    );
+
+    // Configuration: a notice, and the message waits.
+    let (_dir, deps, alerts) = world(|_| {});
+    let d = send(
+        &deps,
+        &Scripted::failing(&[Configuration]),
+        vec![queued("1", &receipt("a@example.com", "c"))],
+    )
+    .await;
+    assert_eq!(d[0].name(), "deferred");
+    assert_eq!(alerts.notices().len(), 1);
+
+    // Transient: backoff by receive count, and the retry is not a duplicate.
+    let (_dir, deps, _) = world(|_| {});
+    let mut late = queued("1", &receipt("a@example.com", "t"));
+    late.receive_count = 3;
+    let d = send(&deps, &Scripted::failing(&[Transient]), vec![late]).await;
+    assert!(
+        matches!(
+            &d[0],
+            Decision::Deferred {
+                retry_after_seconds: 120,
+                ..
+            }
+        ),
+        "{d:?}"
+    );
+    assert_eq!(
+        send(
+            &deps,
+            &Scripted::default(),
+            vec![queued("1", &receipt("a@example.com", "t"))]
+        )
+        .await[0]
+            .name(),
+        "sent"
+    );
+}
