@@ -16,6 +16,7 @@ pub mod handlers;
 pub mod ingest;
 pub mod outbox;
 pub mod ports;
+pub mod queue;
 pub mod routing;
 pub mod sender;
 pub mod ses;

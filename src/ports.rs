@@ -324,6 +324,29 @@ pub trait MailTransport: Send + Sync {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError>;
 }
 
+/// A failed queue call.
+#[derive(Debug, thiserror::Error)]
+#[error("queue call failed for {queue}")]
+pub struct QueueError {
+    /// The queue.
+    pub queue: String,
+    /// Why.
+    #[source]
+    pub source: Box<dyn std::error::Error + Send + Sync>,
+}
+
+/// Keeps deferred messages in their queue until their retry time.
+#[async_trait]
+pub trait QueueVisibility: Send + Sync {
+    /// Hides a received message for `seconds` (SQS `ChangeMessageVisibility`, at most 12 h).
+    async fn delay(
+        &self,
+        queue_url: &str,
+        receipt_handle: &str,
+        seconds: u64,
+    ) -> Result<(), QueueError>;
+}
+
 /// The current time. Handlers read it once per event; the domain never does.
 pub trait Clock: Send + Sync {
     /// Now.

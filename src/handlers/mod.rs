@@ -2,4 +2,5 @@
 //! encode the response. Nothing else lives here.
 
 pub mod ingest;
+pub mod sender;
 pub mod webhook;

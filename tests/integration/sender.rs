@@ -373,3 +373,110 @@ async fn ses_failures_get_their_reactions() {
         "sent"
     );
 }
+
+#[tokio::test]
+async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
+    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    use lambda_runtime::{Context, LambdaEvent};
+    use serde_json::json;
+    use sesguard::handlers::sender::{SenderDeps, handle};
+    use sesguard::queue::SqsVisibility;
+
+    let sdk = aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(crate::helpers::dynamodb_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            aws_sdk_sqs::config::Credentials::new(
+                "testing",
+                "testing",
+                None,
+                None,
+                "sesguard-tests",
+            ),
+        ))
+        .build();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let name = crate::helpers::unique_tables()
+        .state
+        .replace("state-", "send-");
+    let queue = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let arn = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap()[&QueueAttributeName::QueueArn]
+        .clone();
+    let body = receipt("later@example.com", "deferred-1");
+    sqs.send_message()
+        .queue_url(&queue)
+        .message_body(&body)
+        .send()
+        .await
+        .unwrap();
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .visibility_timeout(0)
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    let message = &received[0];
+    let event = json!({"Records": [{
+        "messageId": message.message_id, "receiptHandle": message.receipt_handle, "body": body,
+        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs", "eventSourceARN": arn,
+    }]});
+
+    let (_dir, mut deps, _) = world(|_| {});
+    deps.transport = Arc::new(Scripted::failing(&[SendFailure::Transient]));
+    let state = SenderDeps {
+        deps,
+        visibility: Some(Arc::new(SqsVisibility::new(sqs.clone()))),
+    };
+    let response = handle(&state, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([{"itemIdentifier": message.message_id}])
+    );
+
+    let again = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .visibility_timeout(0)
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        again.messages.unwrap_or_default().is_empty(),
+        "hidden for its 30 s backoff, not redelivered at once"
+    );
+
+    // A direct invocation answers with the decision.
+    let direct = handle(
+        &state,
+        LambdaEvent::new(
+            serde_json::from_str(&receipt("now@example.com", "direct-1")).unwrap(),
+            Context::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    assert_eq!(direct["decision"], "sent");
+    assert_eq!(direct["account"], "primary");
+}
