@@ -1,0 +1,59 @@
+//! The send gate's cost per message on the embedded store: a batch of ten requests through
+//! the duplicate claim, template policy, suppression, routing and a transport that accepts
+//! everything (so the figure is sesguard's own cost, not SES's or the disk's for an outbox).
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sesguard::config::Config;
+use sesguard::deps::Deps;
+use sesguard::domain::send::{OutgoingMail, SendRequest};
+use sesguard::ports::{MailTransport, SystemClock, TransportError};
+use sesguard::sender::{Queued, Sender};
+use sesguard::store::sqlite::SqliteStore;
+
+struct Accept;
+
+#[async_trait]
+impl MailTransport for Accept {
+    async fn send(&self, _: &OutgoingMail) -> Result<String, TransportError> {
+        Ok("bench".into())
+    }
+}
+
+fn gate(criterion: &mut Criterion) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config =
+        Config::parse(include_str!("../infra/sesguard.example.toml"), "example").expect("config");
+    let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
+    let deps = Deps::with_store(config, store, Arc::new(SystemClock));
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let next = AtomicU64::new(0);
+
+    let mut group = criterion.benchmark_group("send_gate_embedded_store");
+    group.throughput(Throughput::Elements(10));
+    group.bench_function("batch_of_10", |bench| {
+        bench.iter(|| {
+            let batch = (0..10)
+                .map(|_| {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    let json = format!(
+                        r#"{{"stream":"transactional","to":["user{n}@example.com"],"template":{{"name":"receipt","data":{{"n":{n}}}}}}}"#
+                    );
+                    Queued { id: n.to_string(), request: SendRequest::parse(&json).map_err(|e| e.to_string()), receive_count: 1 }
+                })
+                .collect();
+            let decisions = runtime.block_on(Sender::new(&deps, &Accept).send(batch, deps.clock.now())).expect("batch");
+            assert!(decisions.iter().all(|(_, d)| d.name() == "sent"));
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, gate);
+criterion_main!(benches);
