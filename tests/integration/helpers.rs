@@ -225,6 +225,42 @@ impl Intercept for RequestLog {
     }
 }
 
+/// An SDK configuration for the local AWS-compatible server, with fixed fake credentials:
+/// clients built from it never reach real AWS.
+pub fn local_sdk() -> aws_config::SdkConfig {
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .endpoint_url(dynamodb_endpoint())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
+            Credentials::new("testing", "testing", None, None, "sesguard-tests"),
+        ))
+        .build()
+}
+
+/// An SESv2 client answered by SDK-level mock rules (no network at all).
+pub fn mocked_sesv2(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_sesv2::Client {
+    let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new()
+        .rule_mode(aws_smithy_mocks::RuleMode::MatchAny);
+    for rule in rules {
+        interceptor = interceptor.with_rule(rule);
+    }
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new(
+            "testing",
+            "testing",
+            None,
+            None,
+            "sesguard-tests",
+        ))
+        .http_client(aws_smithy_mocks::create_mock_http_client())
+        .interceptor(interceptor)
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
 /// A DynamoDB client for the local server, with fixed fake credentials (never real AWS).
 pub fn dynamodb_client(log: Option<RequestLog>) -> aws_sdk_dynamodb::Client {
     let mut config = aws_sdk_dynamodb::Config::builder()

@@ -382,20 +382,7 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
     use sesguard::handlers::sender::{SenderDeps, handle};
     use sesguard::queue::SqsVisibility;
 
-    let sdk = aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(crate::helpers::dynamodb_endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sqs::config::SharedCredentialsProvider::new(
-            aws_sdk_sqs::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "sesguard-tests",
-            ),
-        ))
-        .build();
+    let sdk = crate::helpers::local_sdk();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
     let name = crate::helpers::unique_tables()
         .state

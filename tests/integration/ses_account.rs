@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sesv2::operation::get_account::{GetAccountError, GetAccountOutput};
 use aws_sdk_sesv2::operation::put_account_sending_attributes::PutAccountSendingAttributesOutput;
 use aws_sdk_sesv2::operation::put_configuration_set_sending_options::PutConfigurationSetSendingOptionsOutput;
 use aws_sdk_sesv2::types::SendQuota as SdkQuota;
 use aws_sdk_sesv2::types::error::TooManyRequestsException;
-use aws_smithy_mocks::{MockResponseInterceptor, Rule, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::{Rule, mock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
 use sesguard::config::Enforcement;
@@ -23,32 +22,11 @@ use sesguard::telemetry::error_chain;
 
 use crate::helpers::{deps_with, example_config, sqlite, sqs_batch};
 
-fn client(rules: &[&Rule]) -> aws_sdk_sesv2::Client {
-    let mut interceptor = MockResponseInterceptor::new().rule_mode(RuleMode::MatchAny);
-    for rule in rules {
-        interceptor = interceptor.with_rule(rule);
-    }
-    let config = aws_sdk_sesv2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "sesguard-tests",
-        ))
-        .http_client(create_mock_http_client())
-        .interceptor(interceptor)
-        .build();
-    aws_sdk_sesv2::Client::from_conf(config)
-}
-
 fn accounts(enforcement: Enforcement, rules: &[&Rule]) -> Sesv2Accounts {
     Sesv2Accounts::with_clients(HashMap::from([(
         "primary".to_owned(),
         AccountClient {
-            client: client(rules),
+            client: crate::helpers::mocked_sesv2(rules),
             enforcement,
             configuration_set: Some("sesguard".into()),
         },

@@ -8,28 +8,11 @@ use sesguard::domain::guard::{Alert, Cause, HistoryEntry};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::ports::AlertSink;
 
-use crate::helpers::{dynamodb_endpoint, unique_tables};
-
-fn sdk() -> aws_config::SdkConfig {
-    aws_config::SdkConfig::builder()
-        .behavior_version(aws_config::BehaviorVersion::latest())
-        .endpoint_url(dynamodb_endpoint())
-        .region(aws_config::Region::new("us-east-1"))
-        .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(
-            aws_sdk_sns::config::Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "sesguard-tests",
-            ),
-        ))
-        .build()
-}
+use crate::helpers::{local_sdk, unique_tables};
 
 #[tokio::test]
 async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
-    let sdk = sdk();
+    let sdk = local_sdk();
     let (sns, sqs) = (
         aws_sdk_sns::Client::new(&sdk),
         aws_sdk_sqs::Client::new(&sdk),

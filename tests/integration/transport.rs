@@ -3,12 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use aws_sdk_sesv2::config::{BehaviorVersion, Credentials, Region};
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::error::{
     MessageRejected, SendingPausedException, TooManyRequestsException,
 };
-use aws_smithy_mocks::{MockResponseInterceptor, RuleMode, create_mock_http_client, mock};
+use aws_smithy_mocks::mock;
 use serde_json::{Value, json};
 use sesguard::config::Enforcement;
 use sesguard::domain::address::EmailAddress;
@@ -59,19 +58,7 @@ fn an_outgoing_mail_carries_the_kept_recipients_and_the_feedback_tags() {
 
 #[tokio::test]
 async fn send_email_reaches_the_local_server_with_its_recipients_and_content() {
-    let config = aws_sdk_sesv2::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(dynamodb_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "sesguard-tests",
-        ))
-        .build();
-    let client = aws_sdk_sesv2::Client::from_conf(config);
+    let client = aws_sdk_sesv2::Client::new(&crate::helpers::local_sdk());
     let from = format!("sender-{}@example.com", std::process::id());
     client
         .create_email_identity()
@@ -154,23 +141,7 @@ async fn ses_failures_come_back_classified() {
         let error = std::sync::Mutex::new(Some(error));
         let rule = mock!(aws_sdk_sesv2::Client::send_email)
             .then_error(move || error.lock().unwrap().take().expect("called once"));
-        let interceptor = MockResponseInterceptor::new()
-            .rule_mode(RuleMode::MatchAny)
-            .with_rule(&rule);
-        let config = aws_sdk_sesv2::Config::builder()
-            .behavior_version(BehaviorVersion::latest())
-            .region(Region::new("us-east-1"))
-            .credentials_provider(Credentials::new(
-                "testing",
-                "testing",
-                None,
-                None,
-                "sesguard-tests",
-            ))
-            .http_client(create_mock_http_client())
-            .interceptor(interceptor)
-            .build();
-        let failure = accounts(aws_sdk_sesv2::Client::from_conf(config))
+        let failure = accounts(crate::helpers::mocked_sesv2(&[&rule]))
             .send(&mail("no-reply@example.com"))
             .await
             .unwrap_err();
