@@ -307,6 +307,8 @@ impl<'a> Sender<'a> {
                 .clone()
                 .or_else(|| account_config.and_then(|a| a.from.clone()))
             else {
+                // Not sent: the claim goes, so the request can be redriven once the account is fixed.
+                store.release(&key).await?;
                 return Ok(Decision::Invalid {
                     reason: format!(
                         "no From: the request gives none and account `{account}` has no default `from`"

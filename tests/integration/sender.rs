@@ -467,3 +467,23 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
     assert_eq!(direct["decision"], "sent");
     assert_eq!(direct["account"], "primary");
 }
+
+#[tokio::test]
+async fn a_request_without_any_from_is_invalid_and_can_be_redriven_once_fixed() {
+    let (_dir, deps, _) = world(|c| {
+        for account in &mut c.accounts {
+            account.from = None;
+        }
+    });
+    let request = receipt("a@example.com", "no-from");
+    let d = send(&deps, &Scripted::default(), vec![queued("1", &request)]).await;
+    assert!(
+        matches!(&d[0], Decision::Invalid { reason } if reason.contains("has no default `from`")),
+        "{d:?}"
+    );
+    let with_from = request.replace(r#""stream""#, r#""from":"shop@example.com","stream""#);
+    assert_eq!(
+        send(&deps, &Scripted::default(), vec![queued("1", &with_from)]).await[0].name(),
+        "sent"
+    );
+}
