@@ -318,6 +318,11 @@ async fn every_forgery_is_refused_with_its_reason() {
     let mut removed = genuine.clone();
     removed.as_object_mut().unwrap().remove("Subject");
     cases.push(("Subject removed".into(), removed, "bad_signature"));
+    let mut without = notification("s");
+    without.as_object_mut().unwrap().remove("Subject");
+    let mut added = signed(without, "2");
+    added["Subject"] = json!("Added later");
+    cases.push(("Subject added".into(), added, "bad_signature"));
     let mut other = notification("k");
     sign(&mut other, &other_key, "2");
     cases.push(("signed with another key".into(), other, "bad_signature"));
@@ -564,4 +569,50 @@ fn sns_verify_prints_its_verdict_and_exits_zero_only_when_valid() {
             .contains("is not allowed"),
         "the configuration allows no topic"
     );
+}
+
+#[tokio::test]
+async fn no_truncated_or_corrupted_delivery_makes_it_panic_or_pass() {
+    let w = world();
+    let genuine = signed(notification("fuzz"), "2").to_string().into_bytes();
+    let mut seen = std::collections::BTreeSet::new();
+    for end in 0..genuine.len() {
+        let answer = w.receive_bytes(&genuine[..end]).await;
+        assert!(
+            matches!(answer.status(), 400 | 403),
+            "prefix of {end} bytes answered {}",
+            answer.status()
+        );
+        seen.insert(answer.status());
+    }
+    // Flip one byte at a time (a sample of positions): never a panic, and never accepted
+    // unless only unsigned parts changed (SNS does not sign UnsubscribeURL, for one).
+    let mut accepted = 0;
+    for position in (0..genuine.len()).step_by(7) {
+        let mut corrupted = genuine.clone();
+        corrupted[position] ^= 0x20;
+        let answer = w.receive_bytes(&corrupted).await;
+        seen.insert(answer.status());
+        if answer.status() == 200 {
+            assert!(
+                corrupted_is_equivalent(&genuine, &corrupted),
+                "byte {position} flipped was accepted"
+            );
+            accepted += 1;
+        }
+    }
+    assert!(seen.contains(&400) && seen.contains(&403));
+    assert!(
+        accepted < genuine.len() / 7 / 4,
+        "most corruptions are refused ({accepted} accepted)"
+    );
+}
+
+/// Flipping the case of a JSON key's letter or of insignificant text can leave a message that
+/// still verifies only if the signed strings are unchanged: compare what was signed.
+fn corrupted_is_equivalent(genuine: &[u8], corrupted: &[u8]) -> bool {
+    match (Envelope::parse(genuine), Envelope::parse(corrupted)) {
+        (Ok(a), Ok(b)) => a.string_to_sign() == b.string_to_sign() && a.signature == b.signature,
+        _ => false,
+    }
 }
