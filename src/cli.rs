@@ -28,6 +28,19 @@ use crate::store::{DEFAULT_STORE, StoreUrl};
 use crate::webhook::{Certificates, Webhook};
 use std::sync::Arc;
 
+/// Prints a line to stdout. A closed pipe (`sesguard ... | head`) ends the program quietly,
+/// as command-line tools do, instead of panicking like `println!`.
+macro_rules! say {
+    ($($arg:tt)*) => {{
+        use std::io::Write as _;
+        if let Err(error) = writeln!(std::io::stdout(), $($arg)*)
+            && error.kind() == std::io::ErrorKind::BrokenPipe
+        {
+            std::process::exit(0);
+        }
+    }};
+}
+
 /// Guards the sender reputation of Amazon SES accounts.
 #[derive(Debug, Parser)]
 #[command(name = "sesguard", version)]
@@ -275,7 +288,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             let history = deps.store.history(&name, limit).await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&history)?);
+                say!("{}", serde_json::to_string_pretty(&history)?);
             } else {
                 for e in &history {
                     let stream = e
@@ -288,7 +301,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .as_ref()
                         .map(|n| format!(" \"{n}\""))
                         .unwrap_or_default();
-                    println!(
+                    say!(
                         "{}  {}{stream}: {} -> {}  {:?} by {}  bounce {:.2} % complaint {:.3} % over {} sends{note}",
                         e.at,
                         e.account,
@@ -315,7 +328,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&statuses)?);
+                say!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {
                 print_status_table(&statuses);
             }
@@ -349,7 +362,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             )
             .await?;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&decision)?);
+                say!("{}", serde_json::to_string_pretty(&decision)?);
             } else {
                 let detail = decision
                     .account
@@ -357,8 +370,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .or(decision.reason.clone())
                     .unwrap_or_default();
                 match decision.retry_after_seconds {
-                    Some(wait) => println!("{}: {detail} (retry in {wait}s)", decision.decision),
-                    None => println!("{}: {detail}", decision.decision),
+                    Some(wait) => say!("{}: {detail} (retry in {wait}s)", decision.decision),
+                    None => say!("{}: {detail}", decision.decision),
                 }
             }
             Ok(ExitCode::SUCCESS)
@@ -389,13 +402,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 deps.store.put_template_policy(&policy).await?;
             }
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(&policy)?);
+                say!("{}", serde_json::to_string_pretty(&policy)?);
             } else {
                 let list = |set: &std::collections::BTreeSet<String>| {
                     set.iter().cloned().collect::<Vec<_>>().join(", ")
                 };
-                println!("blocked         {}", list(&policy.blocked));
-                println!("verified only   {}", list(&policy.verified_only));
+                say!("blocked         {}", list(&policy.blocked));
+                say!("verified only   {}", list(&policy.verified_only));
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -411,9 +424,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .await?;
             let decision = &decisions[0].1;
             if cli.json {
-                println!("{}", serde_json::to_string_pretty(decision)?);
+                say!("{}", serde_json::to_string_pretty(decision)?);
             } else {
-                println!("{}: {}", decision.name(), serde_json::to_string(decision)?);
+                say!("{}: {}", decision.name(), serde_json::to_string(decision)?);
             }
             Ok(match decision {
                 Decision::Invalid { .. } => ExitCode::FAILURE,
@@ -447,9 +460,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
             };
             if cli.json {
-                println!("{}", serde_json::json!({"valid": valid, "reason": reason}));
+                say!("{}", serde_json::json!({"valid": valid, "reason": reason}));
             } else {
-                println!("{}", reason.unwrap_or_else(|| "valid".into()));
+                say!("{}", reason.unwrap_or_else(|| "valid".into()));
             }
             Ok(if valid {
                 ExitCode::SUCCESS
@@ -467,9 +480,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .await?;
             }
             if cli.json {
-                println!("{}", serde_json::json!({"created": true}));
+                say!("{}", serde_json::json!({"created": true}));
             } else {
-                println!("store ready: {}", cli.store);
+                say!("store ready: {}", cli.store);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -495,14 +508,14 @@ async fn control(
     .apply(account, action, reason, actor, deps.clock.now())
     .await?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&entry)?);
+        say!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
         let stream = entry
             .stream
             .as_ref()
             .map(|s| format!(" stream {s}"))
             .unwrap_or_default();
-        println!("{}{stream}: {} -> {}", entry.account, entry.from, entry.to);
+        say!("{}{stream}: {} -> {}", entry.account, entry.from, entry.to);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -537,9 +550,9 @@ async fn ingest(deps: &Deps, files: &[String], json: bool) -> anyhow::Result<Exi
     }
     let summary = report.summary();
     if json {
-        println!("{}", serde_json::to_string(&summary)?);
+        say!("{}", serde_json::to_string(&summary)?);
     } else {
-        println!(
+        say!(
             "processed {}  duplicates {}  suppressed {}  ignored {}  failed {}",
             summary.processed,
             summary.duplicates,
@@ -565,11 +578,11 @@ async fn suppressions(
             let email = EmailAddress::parse(&email)?;
             let found = deps.store.get(&email).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&found)?);
+                say!("{}", serde_json::to_string_pretty(&found)?);
             } else {
                 match &found {
                     Some(s) => print_suppression(s),
-                    None => println!("{email} is not suppressed"),
+                    None => say!("{email} is not suppressed"),
                 }
             }
         }
@@ -588,13 +601,16 @@ async fn suppressions(
                 }
             }
             if json {
-                println!("{}", serde_json::to_string_pretty(&all)?);
+                say!("{}", serde_json::to_string_pretty(&all)?);
             } else {
-                println!("{:<40} {:<12} {:>6}  LAST SEEN", "EMAIL", "REASON", "COUNT");
+                say!("{:<40} {:<12} {:>6}  LAST SEEN", "EMAIL", "REASON", "COUNT");
                 for s in &all {
-                    println!(
+                    say!(
                         "{:<40} {:<12} {:>6}  {}",
-                        s.email, s.reason, s.count, s.last_seen
+                        s.email,
+                        s.reason,
+                        s.count,
+                        s.last_seen
                     );
                 }
             }
@@ -605,29 +621,37 @@ async fn suppressions(
 
 fn print_suppression(s: &Suppression) {
     let optional = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    println!("email            {}", s.email);
-    println!("reason           {}", s.reason);
-    println!(
+    say!("email            {}", s.email);
+    say!("reason           {}", s.reason);
+    say!(
         "bounce           {} / {}",
         optional(&s.bounce_type),
         optional(&s.bounce_subtype)
     );
-    println!("status           {}", optional(&s.status));
-    println!("diagnostic       {}", optional(&s.diagnostic_code));
-    println!("complaint type   {}", optional(&s.complaint_feedback_type));
-    println!("count            {}", s.count);
-    println!("first seen       {}", s.first_seen);
-    println!("last seen        {}", s.last_seen);
+    say!("status           {}", optional(&s.status));
+    say!("diagnostic       {}", optional(&s.diagnostic_code));
+    say!("complaint type   {}", optional(&s.complaint_feedback_type));
+    say!("count            {}", s.count);
+    say!("first seen       {}", s.first_seen);
+    say!("last seen        {}", s.last_seen);
 }
 
 fn print_status_table(statuses: &[accounts::AccountStatus]) {
-    println!(
+    say!(
         "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>10}",
-        "ACCOUNT", "STATE", "SENDS", "DELIVERED", "HARD", "SOFT", "COMPL", "BOUNCE", "COMPLAINT"
+        "ACCOUNT",
+        "STATE",
+        "SENDS",
+        "DELIVERED",
+        "HARD",
+        "SOFT",
+        "COMPL",
+        "BOUNCE",
+        "COMPLAINT"
     );
     for s in statuses {
         let c = &s.counts;
-        println!(
+        say!(
             "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7.2}% {:>9.3}%",
             s.name,
             s.state,

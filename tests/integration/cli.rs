@@ -508,3 +508,27 @@ fn template_policy_changes_at_run_time_and_check_blocks_by_it() {
     ]);
     assert!(!both.status.success());
 }
+
+#[test]
+fn a_closed_output_pipe_ends_the_program_quietly() {
+    let cli = Cli::new();
+    cli.json(&["ingest", "events/sqs-sns-bounce.json", "--json"]);
+    let store = format!("sqlite:{}", cli.dir.path().join("cli.db").display());
+    // `true` exits without reading, so the pipe is closed before sesguard writes.
+    let output = Command::new("bash")
+        .current_dir(root())
+        .env("SESGUARD_STORE", store)
+        .env("RUST_LOG", "error")
+        .args([
+            "-c",
+            &format!(
+                "{} suppressions list | true; echo status=${{PIPESTATUS[0]}}",
+                env!("CARGO_BIN_EXE_sesguard")
+            ),
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "status=0");
+}
