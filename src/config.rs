@@ -88,6 +88,19 @@ pub struct SenderConfig {
     pub rate_pause: Duration,
     /// Local runs: the directory messages are written to instead of SES (default `.sesguard/outbox`).
     pub outbox: PathBuf,
+    /// When the store cannot be reached to take send-rate tokens: `defer` (default) or `send`.
+    pub on_store_failure: StoreFailurePolicy,
+}
+
+/// What the sender does when the rate limiter's store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFailurePolicy {
+    /// Defer the message (default): never exceed the rate blind.
+    #[default]
+    Defer,
+    /// Send anyway: availability over the rate limit.
+    Send,
 }
 
 impl Default for SenderConfig {
@@ -96,6 +109,7 @@ impl Default for SenderConfig {
             duplicate_window: Duration::from_secs(600),
             rate_pause: Duration::from_secs(300),
             outbox: PathBuf::from(".sesguard/outbox"),
+            on_store_failure: StoreFailurePolicy::Defer,
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::domain::counters::Bucket;
 use crate::domain::guard::{AccountState, Alert, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::TemplatePolicy;
+use crate::domain::rate::{Grant, RateLimits};
 use crate::domain::send::OutgoingMail;
 use crate::domain::ses_failure::SendFailure;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
@@ -190,12 +191,24 @@ pub trait PolicyStore: Send + Sync {
 
 /// Everything a store adapter provides.
 pub trait Store:
-    FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore + MessageLedger
+    FeedbackLedger
+    + SuppressionList
+    + CounterWindow
+    + GuardLedger
+    + PolicyStore
+    + MessageLedger
+    + RateLedger
 {
 }
 
 impl<T> Store for T where
-    T: FeedbackLedger + SuppressionList + CounterWindow + GuardLedger + PolicyStore + MessageLedger
+    T: FeedbackLedger
+        + SuppressionList
+        + CounterWindow
+        + GuardLedger
+        + PolicyStore
+        + MessageLedger
+        + RateLedger
 {
 }
 
@@ -322,6 +335,21 @@ pub trait MailTransport: Send + Sync {
     /// Sends one message; returns the provider's message id. Transient faults are retried
     /// inside (the SDK's standard retry with backoff) before an error is returned.
     async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError>;
+}
+
+/// The send-rate limiter's shared state: one item per account.
+#[async_trait]
+pub trait RateLedger: Send + Sync {
+    /// Takes up to `wanted` sends for `account` under `limits` at `now`: reads the account's
+    /// state, computes the grant, and writes it back conditionally on the version read (retried
+    /// on a conflict with another instance). One write per call.
+    async fn take(
+        &self,
+        account: &str,
+        limits: &RateLimits,
+        wanted: u64,
+        now: Timestamp,
+    ) -> Result<Grant, StoreError>;
 }
 
 /// A failed queue call.

@@ -24,6 +24,7 @@ struct AccountView {
     sent_24h: u64,
     quota_frees_at: Timestamp,
     recent: BTreeMap<String, u64>,
+    rate_wait: Duration,
 }
 
 /// The accounts of some streams, as routing sees them at one moment.
@@ -107,6 +108,7 @@ impl Snapshot {
                         quota_frees_at: oldest_send
                             .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
                         recent,
+                        rate_wait: Duration::ZERO,
                     },
                 );
             }
@@ -146,7 +148,7 @@ impl Snapshot {
                 daily_quota: view.daily_quota,
                 sent_24h: view.sent_24h,
                 quota_frees_at: view.quota_frees_at,
-                rate_wait: Duration::ZERO,
+                rate_wait: view.rate_wait,
                 window: view.window,
                 recent_stream_sends: view.recent.get(stream).copied().unwrap_or(0),
                 thresholds: &view.thresholds,
@@ -171,6 +173,14 @@ impl Snapshot {
         if let Some(view) = self.accounts.get_mut(account) {
             view.state.status = crate::domain::guard::Status::Paused;
             view.state.until = until;
+        }
+    }
+
+    /// Records that `account`'s send rate has no room for `wait`, so routing tries the next
+    /// account first.
+    pub fn set_rate_wait(&mut self, account: &str, wait: Duration) {
+        if let Some(view) = self.accounts.get_mut(account) {
+            view.rate_wait = wait;
         }
     }
 

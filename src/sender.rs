@@ -13,6 +13,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::config::StoreFailurePolicy;
 use crate::control::{Control, ControlError};
 use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
@@ -20,6 +21,7 @@ use crate::domain::attribution::SendSource;
 use crate::domain::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::guard::Cause;
 use crate::domain::plan::ChangeSet;
+use crate::domain::rate::RateLimits;
 use crate::domain::routing::Route;
 use crate::domain::send::{OutgoingMail, SendRequest};
 use crate::domain::ses_failure::SendFailure;
@@ -124,6 +126,13 @@ pub enum SenderError {
     Routing(#[from] RoutingError),
 }
 
+/// Send-rate tokens held for one batch: per account, how many are left and when more come.
+#[derive(Debug, Default)]
+struct Tokens {
+    granted: HashMap<String, (u64, Option<Timestamp>)>,
+    remaining: u64,
+}
+
 /// Backoff after a transient failure: 30 s doubled per receive, at most 12 h.
 pub fn backoff(receive_count: u32) -> Duration {
     let exponent = receive_count.saturating_sub(1).min(20);
@@ -163,15 +172,26 @@ impl<'a> Sender<'a> {
         let mut snapshot = Snapshot::load(store, self.deps.ses.as_ref(), config, now).await?;
         let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut decisions = Vec::with_capacity(batch.len());
+        let mut tokens = Tokens::default();
+        let total = batch.len() as u64;
 
-        for queued in batch {
+        for (index, queued) in batch.into_iter().enumerate() {
+            tokens.remaining = total - index as u64;
             let decision = match &queued.request {
                 Err(reason) => Decision::Invalid {
                     reason: reason.clone(),
                 },
                 Ok(request) => {
                     let decision = self
-                        .judge(request, &queued, &policy, &suppressed, &mut snapshot, now)
+                        .judge(
+                            request,
+                            &queued,
+                            &policy,
+                            &suppressed,
+                            &mut snapshot,
+                            &mut tokens,
+                            now,
+                        )
                         .await?;
                     if let Decision::Sent {
                         account,
@@ -242,6 +262,64 @@ impl<'a> Sender<'a> {
         }
     }
 
+    /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
+    /// the batch are taken in one write (unused ones are dropped: slower, never faster than
+    /// allowed). `Err(wait)` when there is none.
+    async fn token(
+        &self,
+        account: &str,
+        tokens: &mut Tokens,
+        receive_count: u32,
+        now: Timestamp,
+    ) -> Result<(), Duration> {
+        if !tokens.granted.contains_key(account) {
+            let rate = match self
+                .deps
+                .config
+                .account(account)
+                .and_then(|a| a.max_send_rate)
+            {
+                Some(rate) => rate,
+                None => self
+                    .deps
+                    .ses
+                    .send_quota(account)
+                    .await
+                    .map(|q| q.max_send_rate)
+                    .map_err(|error| {
+                        tracing::error!(account, error = %error_chain(&error), "send rate unknown");
+                        backoff(receive_count)
+                    })?,
+            };
+            let limits = RateLimits::from_send_rate(rate);
+            let entry = match self
+                .deps
+                .store
+                .take(account, &limits, tokens.remaining, now)
+                .await
+            {
+                Ok(grant) => (grant.granted, grant.next_at),
+                Err(error) => {
+                    tracing::error!(account, error = %error_chain(&error), "rate limiter's store unreachable");
+                    match self.deps.config.sender.on_store_failure {
+                        StoreFailurePolicy::Send => (tokens.remaining, None),
+                        StoreFailurePolicy::Defer => return Err(backoff(receive_count)),
+                    }
+                }
+            };
+            tokens.granted.insert(account.to_owned(), entry);
+        }
+        let (left, next_at) = tokens.granted.get_mut(account).expect("inserted above");
+        if *left == 0 {
+            return Err(next_at.map_or(Duration::from_secs(1), |at| {
+                at.since(now).max(Duration::from_millis(1))
+            }));
+        }
+        *left -= 1;
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
     async fn judge(
         &self,
         request: &SendRequest,
@@ -249,6 +327,7 @@ impl<'a> Sender<'a> {
         policy: &crate::domain::policy::TemplatePolicy,
         suppressed: &HashMap<EmailAddress, crate::domain::suppression::Reason>,
         snapshot: &mut Snapshot,
+        tokens: &mut Tokens,
         now: Timestamp,
     ) -> Result<Decision, SenderError> {
         let config = &self.deps.config;
@@ -301,6 +380,13 @@ impl<'a> Sender<'a> {
                 }
                 Route::Send { account } => account,
             };
+            if let Err(wait) = self
+                .token(&account, tokens, queued.receive_count, now)
+                .await
+            {
+                snapshot.set_rate_wait(&account, wait);
+                continue;
+            }
             let account_config = config.account(&account);
             let Some(from) = request
                 .from

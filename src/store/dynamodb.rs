@@ -8,7 +8,8 @@
 //!   attributes of the same item), the account's guard state (`account#NAME` /
 //!   `bucket~state`, sorting after the buckets so one query reads both), its history
 //!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
-//!   (`unconfigured-accounts` / NAME), and the template policy (`policy` / `templates`).
+//!   (`unconfigured-accounts` / NAME), the template policy (`policy` / `templates`), and the
+//!   send-rate limiter's state (`account#NAME` / `rate`).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
 //! address updates (conditional on the version read when they carry a soft-bounce state),
@@ -32,11 +33,12 @@ use crate::domain::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::{ChangeSet, Claim};
 use crate::domain::policy::TemplatePolicy;
+use crate::domain::rate::{Grant, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
     AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, StoreError, SuppressionList,
+    PolicyStore, RateLedger, StoreError, SuppressionList,
 };
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
@@ -1048,5 +1050,67 @@ impl MessageLedger for DynamoStore {
             .await
             .map_err(|e| failure("writing a message claim", e))?;
         Ok(())
+    }
+}
+
+#[async_trait]
+impl RateLedger for DynamoStore {
+    async fn take(
+        &self,
+        account: &str,
+        limits: &RateLimits,
+        wanted: u64,
+        now: Timestamp,
+    ) -> Result<Grant, StoreError> {
+        let action = "taking send-rate tokens";
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "rate state",
+            detail,
+        };
+        for attempt in 0..8_u32 {
+            let output = self
+                .client
+                .get_item()
+                .table_name(&self.tables.state)
+                .key("pk", s(account_key(account)))
+                .key("sk", s("rate"))
+                .consistent_read(true)
+                .send()
+                .await
+                .map_err(|e| failure(action, e))?;
+            let item = output.item.unwrap_or_default();
+            let version: u64 = number(&item, "version", "rate state")?.unwrap_or(0);
+            let state: Option<RateState> = text(&item, "state")
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(|e| corrupt(e.to_string()))?;
+            let grant = limits.take(state.as_ref(), wanted, now);
+            let json = serde_json::to_string(&grant.state).map_err(|e| corrupt(e.to_string()))?;
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.tables.state)
+                .item("pk", s(account_key(account)))
+                .item("sk", s("rate"))
+                .item("version", n(version + 1))
+                .item("state", s(json));
+            put = if version == 0 {
+                put.condition_expression("attribute_not_exists(version)")
+            } else {
+                put.condition_expression("version = :v")
+                    .expression_attribute_values(":v", n(version))
+            };
+            match put.send().await {
+                Ok(_) => return Ok(grant),
+                Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
+                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(5))).await;
+                }
+                Err(error) => return Err(failure(action, error)),
+            }
+        }
+        Err(StoreError::Unavailable {
+            action: action.into(),
+            source: "the rate state kept changing under concurrent senders".into(),
+        })
     }
 }

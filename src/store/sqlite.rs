@@ -16,11 +16,12 @@ use crate::domain::counters::{Bucket, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::TemplatePolicy;
+use crate::domain::rate::{Grant, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
     AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, StoreError, SuppressionList,
+    PolicyStore, RateLedger, StoreError, SuppressionList,
 };
 
 const SCHEMA: &str = "
@@ -62,6 +63,10 @@ CREATE TABLE IF NOT EXISTS unconfigured_accounts (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS account_states (
     account TEXT PRIMARY KEY,
     version INTEGER NOT NULL,
+    state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_states (
+    account TEXT PRIMARY KEY,
     state TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policies (
@@ -861,6 +866,52 @@ impl MessageLedger for SqliteStore {
                 )
                 .map(|_| ())
                 .map_err(unavailable("writing a message claim"))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl RateLedger for SqliteStore {
+    async fn take(
+        &self,
+        account: &str,
+        limits: &RateLimits,
+        wanted: u64,
+        now: Timestamp,
+    ) -> Result<Grant, StoreError> {
+        let (account, limits) = (account.to_owned(), *limits);
+        self.run(move |connection| {
+            let action = "taking send-rate tokens";
+            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
+                what: "rate state",
+                detail: e.to_string(),
+            };
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable(action))?;
+            let stored: Option<String> = tx
+                .query_row(
+                    "SELECT state FROM rate_states WHERE account = ?1",
+                    [&account],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(unavailable(action))?;
+            let state: Option<RateState> = stored
+                .map(|json| serde_json::from_str(&json))
+                .transpose()
+                .map_err(corrupt)?;
+            let grant = limits.take(state.as_ref(), wanted, now);
+            let json = serde_json::to_string(&grant.state).map_err(corrupt)?;
+            tx.execute(
+                "INSERT INTO rate_states (account, state) VALUES (?1, ?2)
+                 ON CONFLICT (account) DO UPDATE SET state = excluded.state",
+                params![account, json],
+            )
+            .map_err(unavailable(action))?;
+            tx.commit().map_err(unavailable(action))?;
+            Ok(grant)
         })
         .await
     }

@@ -13,12 +13,13 @@ use sesguard::domain::counters::{Counts, WindowTotals};
 use sesguard::domain::guard::{AccountState as GuardState, HistoryEntry};
 use sesguard::domain::plan::ChangeSet;
 use sesguard::domain::policy::TemplatePolicy;
+use sesguard::domain::rate::{Grant, RateLimits};
 use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
     AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, StoreError, SuppressionList,
+    PolicyStore, RateLedger, StoreError, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -246,6 +247,19 @@ impl CounterWindow for Unreachable {
         Err(down())
     }
     async fn unconfigured_accounts(&self) -> Result<Vec<String>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl RateLedger for Unreachable {
+    async fn take(
+        &self,
+        _: &str,
+        _: &RateLimits,
+        _: u64,
+        _: Timestamp,
+    ) -> Result<Grant, StoreError> {
         Err(down())
     }
 }

@@ -487,3 +487,54 @@ async fn a_request_without_any_from_is_invalid_and_can_be_redriven_once_fixed() 
         "sent"
     );
 }
+
+#[tokio::test]
+async fn a_send_rate_shortage_moves_the_batch_to_the_next_account_then_defers_with_the_wait() {
+    let (_dir, deps, _) = world(|c| {
+        for account in &mut c.accounts {
+            account.max_send_rate = Some(1.0);
+        }
+    });
+    let d = send(
+        &deps,
+        &Scripted::default(),
+        vec![
+            queued("1", &receipt("a@example.com", "r1")),
+            queued("2", &receipt("b@example.com", "r2")),
+            queued("3", &receipt("c@example.com", "r3")),
+        ],
+    )
+    .await;
+    assert!(
+        matches!(&d[0], Decision::Sent { account, .. } if account == "primary"),
+        "{d:?}"
+    );
+    assert!(
+        matches!(&d[1], Decision::Sent { account, .. } if account == "backup"),
+        "{d:?}"
+    );
+    let Decision::Deferred {
+        reason,
+        retry_after_seconds,
+    } = &d[2]
+    else {
+        panic!("{d:?}")
+    };
+    assert!(reason.contains("send rate"), "{reason}");
+    assert_eq!(*retry_after_seconds, 1, "one token a second");
+    // Its claim was released: the retry goes once a token is back.
+    let later = Deps {
+        clock: crate::helpers::FixedClock::at("2026-11-20T13:00:05.000Z"),
+        ..deps.clone()
+    };
+    assert_eq!(
+        send(
+            &later,
+            &Scripted::default(),
+            vec![queued("3", &receipt("c@example.com", "r3"))]
+        )
+        .await[0]
+            .name(),
+        "sent"
+    );
+}

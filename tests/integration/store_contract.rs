@@ -11,6 +11,7 @@ use sesguard::domain::guard::{
 use sesguard::domain::notification::Notification;
 use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
 use sesguard::domain::policy::TemplatePolicy;
+use sesguard::domain::rate::RateLimits;
 use sesguard::domain::suppression::Reason;
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::ports::{ApplyError, Store};
@@ -612,6 +613,34 @@ async fn suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_relea
     );
 }
 
+async fn send_rate_tokens_are_shared_and_refill_at_the_rate(store: &dyn Store) {
+    let limits = RateLimits::from_send_rate(14.0);
+    let first = store.take("primary", &limits, 10, now()).await.unwrap();
+    assert_eq!(first.granted, 10);
+    let second = store.take("primary", &limits, 10, now()).await.unwrap();
+    assert_eq!(second.granted, 4, "the bucket holds 14");
+    assert!(second.next_at.is_some());
+    let later = store
+        .take(
+            "primary",
+            &limits,
+            10,
+            now().plus(std::time::Duration::from_millis(500)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(later.granted, 7, "half a second refills 7");
+    assert_eq!(
+        store
+            .take("backup", &limits, 3, now())
+            .await
+            .unwrap()
+            .granted,
+        3,
+        "accounts are apart"
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -650,4 +679,30 @@ contract!(
     a_transition_applies_once_per_version_with_one_history_entry,
     the_template_policy_reads_back_what_was_written,
     suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released,
+    send_rate_tokens_are_shared_and_refill_at_the_rate,
 );
+
+#[tokio::test]
+async fn concurrent_senders_never_get_more_tokens_than_the_bucket_holds() {
+    let store = std::sync::Arc::new(crate::helpers::dynamodb().await);
+    let limits = RateLimits::from_send_rate(14.0);
+    let tasks: Vec<_> = (0..6)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                sesguard::ports::RateLedger::take(&*store, "primary", &limits, 5, now())
+                    .await
+                    .unwrap()
+                    .granted
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.unwrap();
+    }
+    assert_eq!(
+        granted, 14,
+        "6 instances asking 5 each share one bucket of 14"
+    );
+}
