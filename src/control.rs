@@ -110,51 +110,26 @@ impl<'a> Control<'a> {
                 stream: stream.to_owned(),
             });
         }
-        let window = config.ingest_policy().window;
-        let (first, last) = window.buckets_ending(now);
-        // A concurrent writer may move the state between read and write: read again, a few times.
-        for _ in 0..5 {
-            let read = self.counters.window(account, first, last).await?;
-            let totals = WindowTotals::sum(&read.buckets, first, last);
-            let rates = RateSnapshot::of(&totals.total);
-            let (next, from, to) = change(&read.state, &totals, action, reason, now)?;
-            let entry = HistoryEntry {
-                at: now,
-                account: account.to_owned(),
-                stream: stream.map(str::to_owned),
-                from: from.to_owned(),
-                to: to.to_owned(),
-                cause: Cause::Operator,
-                note: Some(reason.to_owned()),
-                bounce_rate: rates.bounce_rate,
-                complaint_rate: rates.complaint_rate,
-                window_sends: rates.window_sends,
-                actor: format!("operator:{actor}"),
-            };
-            let expires = now.plus(config.guard.history_ttl);
-            if self
-                .ledger
-                .transition(account, read.state.version, &next, &entry, expires)
-                .await?
-            {
-                let mut alert = alert_for(config, entry.clone());
-                enforce(self.ses, &mut alert).await;
-                if let Err(error) = self.alerts.publish(&alert).await {
-                    tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
-                }
-                return Ok(entry);
-            }
-        }
-        Err(ControlError::Conflict(format!(
-            "account `{account}` kept changing; try again"
-        )))
+        let record = Record {
+            stream,
+            cause: Cause::Operator,
+            note: reason,
+            actor: format!("operator:{actor}"),
+            enforce: true,
+        };
+        let entry = self
+            .commit(account, &record, now, |state, totals| {
+                change(state, totals, action, reason, now).map(Some)
+            })
+            .await?;
+        // An operator's change always decides a next state, so `None` cannot come back.
+        entry.ok_or_else(|| ControlError::Conflict(format!("account `{account}` did not change")))
     }
-}
 
-impl Control<'_> {
     /// Pauses `account` for `cause` (until `until`, or until lifted) on behalf of `actor` (the
     /// sender reacting to SES), unless it is paused already. Returns whether this call paused
-    /// it; the transition is recorded and alerted like any other.
+    /// it; the transition is recorded and alerted like any other (no enforcement at SES: SES
+    /// itself refused).
     pub async fn pause_for(
         &self,
         account: &str,
@@ -164,34 +139,67 @@ impl Control<'_> {
         actor: &str,
         now: Timestamp,
     ) -> Result<bool, ControlError> {
+        let record = Record {
+            stream: None,
+            cause,
+            note,
+            actor: actor.to_owned(),
+            enforce: false,
+        };
+        let entry = self
+            .commit(account, &record, now, |state, _| {
+                if state.is_paused(now) {
+                    return Ok(None);
+                }
+                let next = AccountState {
+                    status: Status::Paused,
+                    cause: Some(cause),
+                    since: Some(now),
+                    until,
+                    note: Some(note.to_owned()),
+                    ..state.clone()
+                };
+                Ok(Some((next, state.status.as_str(), "paused")))
+            })
+            .await?;
+        Ok(entry.is_some())
+    }
+
+    /// Reads the account's window and state, lets `decide` choose the next state (`None`:
+    /// nothing to do), writes it conditionally on the version read with its history entry —
+    /// reading again when a concurrent writer got there first — and alerts.
+    async fn commit(
+        &self,
+        account: &str,
+        record: &Record<'_>,
+        now: Timestamp,
+        decide: impl Fn(
+            &AccountState,
+            &WindowTotals,
+        )
+            -> Result<Option<(AccountState, &'static str, &'static str)>, ControlError>,
+    ) -> Result<Option<HistoryEntry>, ControlError> {
         let window = self.config.ingest_policy().window;
         let (first, last) = window.buckets_ending(now);
         for _ in 0..5 {
             let read = self.counters.window(account, first, last).await?;
-            if read.state.is_paused(now) {
-                return Ok(false);
-            }
-            let rates = RateSnapshot::of(&WindowTotals::sum(&read.buckets, first, last).total);
-            let next = AccountState {
-                status: Status::Paused,
-                cause: Some(cause),
-                since: Some(now),
-                until,
-                note: Some(note.to_owned()),
-                ..read.state.clone()
+            let totals = WindowTotals::sum(&read.buckets, first, last);
+            let Some((next, from, to)) = decide(&read.state, &totals)? else {
+                return Ok(None);
             };
+            let rates = RateSnapshot::of(&totals.total);
             let entry = HistoryEntry {
                 at: now,
                 account: account.to_owned(),
-                stream: None,
-                from: read.state.status.as_str().to_owned(),
-                to: "paused".to_owned(),
-                cause,
-                note: Some(note.to_owned()),
+                stream: record.stream.map(str::to_owned),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                cause: record.cause,
+                note: Some(record.note.to_owned()),
                 bounce_rate: rates.bounce_rate,
                 complaint_rate: rates.complaint_rate,
                 window_sends: rates.window_sends,
-                actor: actor.to_owned(),
+                actor: record.actor.clone(),
             };
             let expires = now.plus(self.config.guard.history_ttl);
             if self
@@ -199,17 +207,29 @@ impl Control<'_> {
                 .transition(account, read.state.version, &next, &entry, expires)
                 .await?
             {
-                let alert = alert_for(self.config, entry);
-                if let Err(error) = self.alerts.publish(&alert).await {
-                    tracing::error!(account, error = %error_chain(&error), "pause applied but its alert was not delivered");
+                let mut alert = alert_for(self.config, entry.clone());
+                if record.enforce {
+                    enforce(self.ses, &mut alert).await;
                 }
-                return Ok(true);
+                if let Err(error) = self.alerts.publish(&alert).await {
+                    tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
+                }
+                return Ok(Some(entry));
             }
         }
         Err(ControlError::Conflict(format!(
             "account `{account}` kept changing; try again"
         )))
     }
+}
+
+/// How a change is recorded: history entry fields and whether SES enforces it.
+struct Record<'a> {
+    stream: Option<&'a str>,
+    cause: Cause,
+    note: &'a str,
+    actor: String,
+    enforce: bool,
 }
 
 fn change(
