@@ -238,6 +238,31 @@ pub fn local_sdk() -> aws_config::SdkConfig {
         .build()
 }
 
+/// A fresh queue on the local server, named `PREFIX-<unique>`: its URL and ARN.
+pub async fn local_queue(sqs: &aws_sdk_sqs::Client, prefix: &str) -> (String, String) {
+    use aws_sdk_sqs::types::QueueAttributeName;
+    let name = unique_tables()
+        .state
+        .replace("state-", &format!("{prefix}-"));
+    let url = sqs
+        .create_queue()
+        .queue_name(&name)
+        .send()
+        .await
+        .unwrap()
+        .queue_url
+        .unwrap();
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&url)
+        .attribute_names(QueueAttributeName::QueueArn)
+        .send()
+        .await
+        .unwrap();
+    let arn = attributes.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
+    (url, arn)
+}
+
 /// An SESv2 client answered by SDK-level mock rules (no network at all).
 pub fn mocked_sesv2(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_sesv2::Client {
     let mut interceptor = aws_smithy_mocks::MockResponseInterceptor::new()

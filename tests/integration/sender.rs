@@ -376,7 +376,7 @@ async fn ses_failures_get_their_reactions() {
 
 #[tokio::test]
 async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
-    use aws_sdk_sqs::types::{MessageSystemAttributeName, QueueAttributeName};
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
     use sesguard::handlers::sender::{SenderDeps, handle};
@@ -384,27 +384,7 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
 
     let sdk = crate::helpers::local_sdk();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
-    let name = crate::helpers::unique_tables()
-        .state
-        .replace("state-", "send-");
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let arn = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap()
-        .attributes
-        .unwrap()[&QueueAttributeName::QueueArn]
-        .clone();
+    let (queue, arn) = crate::helpers::local_queue(&sqs, "send").await;
     let body = receipt("later@example.com", "deferred-1");
     sqs.send_message()
         .queue_url(&queue)

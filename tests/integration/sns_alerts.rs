@@ -1,14 +1,13 @@
 //! The SNS alert sink against the local AWS-compatible server: an alert published to a topic
 //! arrives, subject and JSON body intact, at a queue subscribed to it.
 
-use aws_sdk_sqs::types::QueueAttributeName;
 use serde_json::Value;
 use sesguard::alerts::SnsAlerts;
 use sesguard::domain::guard::{Alert, Cause, HistoryEntry};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::ports::AlertSink;
 
-use crate::helpers::{local_sdk, unique_tables};
+use crate::helpers::{local_queue, local_sdk, unique_tables};
 
 #[tokio::test]
 async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
@@ -26,22 +25,7 @@ async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
         .unwrap()
         .topic_arn
         .unwrap();
-    let queue = sqs
-        .create_queue()
-        .queue_name(&name)
-        .send()
-        .await
-        .unwrap()
-        .queue_url
-        .unwrap();
-    let attributes = sqs
-        .get_queue_attributes()
-        .queue_url(&queue)
-        .attribute_names(QueueAttributeName::QueueArn)
-        .send()
-        .await
-        .unwrap();
-    let queue_arn = attributes.attributes.unwrap()[&QueueAttributeName::QueueArn].clone();
+    let (queue, queue_arn) = local_queue(&sqs, "alerts").await;
     sns.subscribe()
         .topic_arn(&topic)
         .protocol("sqs")
