@@ -12,7 +12,7 @@ use sesguard::config::Config;
 use sesguard::deps::Deps;
 use sesguard::domain::send::{OutgoingMail, SendRequest};
 use sesguard::ports::{MailTransport, SystemClock, TransportError};
-use sesguard::sender::{Queued, Sender};
+use sesguard::sender::{Queued, Sender, SenderMemory};
 use sesguard::store::sqlite::SqliteStore;
 
 struct Accept;
@@ -39,6 +39,8 @@ fn gate(criterion: &mut Criterion) {
         .build()
         .expect("runtime");
     let next = AtomicU64::new(0);
+    // One instance's memory across batches, as in a warm Lambda.
+    let memory = SenderMemory::default();
 
     let mut group = criterion.benchmark_group("send_gate_embedded_store");
     group.throughput(Throughput::Elements(10));
@@ -53,8 +55,8 @@ fn gate(criterion: &mut Criterion) {
                     Queued { id: n.to_string(), request: SendRequest::parse(&json).map_err(|e| e.to_string()), receive_count: 1 }
                 })
                 .collect();
-            let decisions = runtime.block_on(Sender::new(&deps, &Accept).send(batch, deps.clock.now())).expect("batch");
-            assert!(decisions.iter().all(|(_, d)| d.name() == "sent"), "{:?}", decisions.iter().find(|(_, d)| d.name() != "sent"));
+            let judged = runtime.block_on(Sender::new(&deps, &Accept, &memory).send(batch, deps.clock.now())).expect("batch");
+            assert!(judged.iter().all(|j| j.decision.name() == "sent"), "{:?}", judged.iter().find(|j| j.decision.name() != "sent"));
         });
     });
     group.finish();

@@ -21,7 +21,7 @@ use crate::domain::suppression::{Reason, Suppression};
 use crate::handlers::ingest::{decode, log_report};
 use crate::ingest::{Inbound, InboundError, Report};
 use crate::ports::CertificateSource;
-use crate::sender::{Decision, Queued, Sender};
+use crate::sender::{Decision, Queued, Sender, SenderMemory};
 use crate::sns_http::{GivenCertificate, SnsHttp};
 use crate::store::dynamodb::DynamoStore;
 use crate::store::{DEFAULT_STORE, StoreUrl};
@@ -419,10 +419,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 request: SendRequest::parse(&text).map_err(|e| e.to_string()),
                 receive_count: 1,
             };
-            let decisions = Sender::new(&deps, deps.transport.as_ref())
+            let memory = SenderMemory::default();
+            let judged = Sender::new(&deps, deps.transport.as_ref(), &memory)
                 .send(vec![queued], deps.clock.now())
                 .await?;
-            let decision = &decisions[0].1;
+            let decision = &judged[0].decision;
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(decision)?);
             } else {

@@ -15,6 +15,7 @@ use crate::domain::attribution::{AccountDirectory, KnownAccount, SendSource};
 use crate::domain::counters::WindowConfig;
 use crate::domain::guard::Thresholds;
 use crate::domain::plan::IngestPolicy;
+use crate::domain::rate::{LimitsPatch, RateLimits};
 use crate::domain::routing::{Priority, RoutingPolicy};
 use crate::domain::suppression::SoftBouncePolicy;
 use crate::store::dynamodb::Tables;
@@ -90,6 +91,15 @@ pub struct SenderConfig {
     pub outbox: PathBuf,
     /// When the store cannot be reached to take send-rate tokens: `defer` (default) or `send`.
     pub on_store_failure: StoreFailurePolicy,
+    /// How long a sender instance reuses the accounts' counter windows before reading them
+    /// again (default `60s`; `0s`: every batch). Guard states are read on every batch.
+    #[serde(with = "humantime_serde")]
+    pub window_refresh: Duration,
+    /// Consecutive transport failures on one account that open the circuit breaker (default 5).
+    pub breaker_failures: u32,
+    /// How long an open circuit breaker pauses the account (default `1m`).
+    #[serde(with = "humantime_serde")]
+    pub breaker_pause: Duration,
 }
 
 /// What the sender does when the rate limiter's store cannot be reached.
@@ -110,6 +120,9 @@ impl Default for SenderConfig {
             rate_pause: Duration::from_secs(300),
             outbox: PathBuf::from(".sesguard/outbox"),
             on_store_failure: StoreFailurePolicy::Defer,
+            window_refresh: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_pause: Duration::from_secs(60),
         }
     }
 }
@@ -289,6 +302,11 @@ pub struct AccountConfig {
     pub daily_quota: Option<u64>,
     /// Maximum sends per second; when absent, read from SES `GetAccount`.
     pub max_send_rate: Option<f64>,
+    /// Send-rate limits over the defaults (a bucket of `max_send_rate` refilled at that rate):
+    /// `capacity`, `refill_per_second`, `per_minute`, `per_hour`, `per_day`, `enabled`.
+    /// Operators change them at run time (`sesguard accounts limits`), over these.
+    #[serde(default)]
+    pub limits: LimitsPatch,
     /// Overrides of `[guard.thresholds]` for this account.
     #[serde(default)]
     pub thresholds: ThresholdOverrides,
@@ -521,6 +539,10 @@ impl Config {
                     "must be a positive number of sends per second",
                 ));
             }
+            account
+                .limits
+                .apply(RateLimits::from_send_rate(1.0))
+                .map_err(|e| invalid(key("limits"), e.to_string()))?;
             check_thresholds(&self.thresholds_for(&account.name), &key("thresholds"))?;
             if account.enforce_at_ses == Enforcement::ConfigurationSet
                 && account.configuration_set.is_none()
@@ -532,6 +554,9 @@ impl Config {
             }
         }
         check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        if self.sender.breaker_failures == 0 {
+            return Err(invalid("sender.breaker_failures", "must be at least 1"));
+        }
         for (i, topic) in self.webhook.topics.iter().enumerate() {
             if crate::domain::sns::topic_region(topic).is_none() {
                 return Err(invalid(
@@ -589,6 +614,28 @@ impl Config {
     /// The named stream.
     pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
         self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The accounts of every stream, each once, in stream order.
+    pub fn routed_accounts(&self) -> Vec<String> {
+        let mut accounts: Vec<String> = Vec::new();
+        for name in self.streams.iter().flat_map(|s| &s.accounts) {
+            if !accounts.contains(name) && self.account(name).is_some() {
+                accounts.push(name.clone());
+            }
+        }
+        accounts
+    }
+
+    /// An account's configured send-rate limits: a bucket of `max_send_rate` sends refilled at
+    /// that rate (`send_rate` from SES when not configured), with `[accounts.limits]` over it.
+    pub fn rate_limits(&self, account: &str, send_rate: f64) -> RateLimits {
+        let base = RateLimits::from_send_rate(send_rate);
+        match self.account(account) {
+            // Validated at load time.
+            Some(a) => a.limits.apply(base).unwrap_or(base),
+            None => base,
+        }
     }
 
     /// The thresholds of an account: `[guard.thresholds]` with the account's overrides.
@@ -722,6 +769,34 @@ mod tests {
             problem("[ingest]\nsoft_bounce_threshold = 0")
                 .contains("`ingest.soft_bounce_threshold`")
         );
+    }
+
+    #[test]
+    fn send_rate_limits_come_from_the_rate_with_the_accounts_limits_over_it() {
+        let account =
+            "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n";
+        let config = Config::parse(
+            &format!("{account}[accounts.limits]\ncapacity = 2\nper_minute = 30\n"),
+            "test",
+        )
+        .unwrap();
+        let limits = config.rate_limits("a", 14.0);
+        assert_eq!(
+            (
+                limits.capacity,
+                limits.refill_per_second,
+                limits.per_minute,
+                limits.per_hour
+            ),
+            (2.0, 14.0, Some(30), None)
+        );
+        assert_eq!(config.rate_limits("unknown", 3.0).capacity, 3.0);
+        assert!(
+            problem(&format!("{account}[accounts.limits]\ncapacity = 0\n"))
+                .contains("`accounts[0].limits` `capacity` must be a number of at least 1")
+        );
+        assert!(problem(&format!("{account}[accounts.limits]\nburst = 1\n")).contains("burst"));
+        assert!(problem("[sender]\nbreaker_failures = 0").contains("`sender.breaker_failures`"));
     }
 
     #[test]

@@ -12,7 +12,7 @@ use crate::domain::counters::Bucket;
 use crate::domain::guard::{AccountState, Alert, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::TemplatePolicy;
-use crate::domain::rate::{Grant, RateLimits};
+use crate::domain::rate::{Grant, LimitsPatch, RateLimits, RateState};
 use crate::domain::send::OutgoingMail;
 use crate::domain::ses_failure::SendFailure;
 use crate::domain::suppression::{AddressState, Reason, Suppression};
@@ -198,6 +198,7 @@ pub trait Store:
     + PolicyStore
     + MessageLedger
     + RateLedger
+    + GateRead
 {
 }
 
@@ -209,6 +210,7 @@ impl<T> Store for T where
         + PolicyStore
         + MessageLedger
         + RateLedger
+        + GateRead
 {
 }
 
@@ -252,8 +254,9 @@ pub trait MessageLedger: Send + Sync {
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;
 
-    /// Gives a claim up (a send that did not happen must not block its retry).
-    async fn release(&self, key: &str) -> Result<(), StoreError>;
+    /// Gives claims up (a send that did not happen must not block its retry): one batched
+    /// write (DynamoDB: `BatchWriteItem` per 25 keys).
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError>;
 }
 
 /// A failed HTTPS request to SNS.
@@ -337,19 +340,81 @@ pub trait MailTransport: Send + Sync {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError>;
 }
 
+/// One account's record in the rate limiter's store: the shared bucket and window counts, and
+/// the limits operators set at run time.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RateRecord {
+    /// Write version (0: never written); takes write conditionally on it.
+    pub version: u64,
+    /// The bucket and the window counts (`None`: never taken from: a full bucket).
+    pub state: Option<RateState>,
+    /// Operators' changes over the configured limits.
+    pub patch: LimitsPatch,
+}
+
+impl RateRecord {
+    /// The limits in force: `configured` with the operators' patch over them.
+    pub fn limits(&self, configured: &RateLimits) -> RateLimits {
+        // A stored patch was validated when it was set; an invalid one cannot loosen anything.
+        self.patch.apply(*configured).unwrap_or(*configured)
+    }
+}
+
 /// The send-rate limiter's shared state: one item per account.
 #[async_trait]
 pub trait RateLedger: Send + Sync {
-    /// Takes up to `wanted` sends for `account` under `limits` at `now`: reads the account's
-    /// state, computes the grant, and writes it back conditionally on the version read (retried
-    /// on a conflict with another instance). One write per call.
+    /// The account's record (default when never written).
+    async fn rate(&self, account: &str) -> Result<RateRecord, StoreError>;
+
+    /// Takes up to `wanted` sends for `account` at `now` under `configured` with the stored
+    /// patch over it, and writes the new state back conditionally on the version read (a
+    /// conflict with another instance reads again and retries). `read` is the record as the
+    /// caller already read it in this batch, which saves the read: one write per call.
     async fn take(
         &self,
         account: &str,
-        limits: &RateLimits,
+        configured: &RateLimits,
         wanted: u64,
         now: Timestamp,
+        read: Option<&RateRecord>,
     ) -> Result<Grant, StoreError>;
+
+    /// Replaces the operators' patch of the account's limits.
+    async fn set_limits(&self, account: &str, patch: &LimitsPatch) -> Result<(), StoreError>;
+
+    /// Fills the account's bucket to its capacity at `now` (window counts are kept).
+    async fn refill(
+        &self,
+        account: &str,
+        configured: &RateLimits,
+        now: Timestamp,
+    ) -> Result<(), StoreError>;
+}
+
+/// What the sender reads once per batch.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct GateView {
+    /// The template policy.
+    pub policy: TemplatePolicy,
+    /// The suppressed recipients among those asked for, and why.
+    pub suppressed: HashMap<EmailAddress, Reason>,
+    /// The guard state of every account asked for (default when never written).
+    pub states: HashMap<String, AccountState>,
+    /// The rate record of every account asked for.
+    pub rates: HashMap<String, RateRecord>,
+}
+
+/// The sender's read of a batch.
+#[async_trait]
+pub trait GateRead: Send + Sync {
+    /// The template policy, the suppressions of `recipients`, and the guard states and rate
+    /// records of `accounts`, in one batched read (DynamoDB: one `BatchGetItem` over both
+    /// tables per 100 keys; account states and rates strongly consistent).
+    async fn gate_view(
+        &self,
+        recipients: &[EmailAddress],
+        accounts: &[String],
+    ) -> Result<GateView, StoreError>;
 }
 
 /// A failed queue call.
@@ -366,13 +431,14 @@ pub struct QueueError {
 /// Keeps deferred messages in their queue until their retry time.
 #[async_trait]
 pub trait QueueVisibility: Send + Sync {
-    /// Hides a received message for `seconds` (SQS `ChangeMessageVisibility`, at most 12 h).
+    /// Hides received messages of one queue, each for its number of seconds (at most 12 h),
+    /// in batched calls (SQS `ChangeMessageVisibilityBatch`, 10 per call). Returns the
+    /// receipt handles that were not changed, with why.
     async fn delay(
         &self,
         queue_url: &str,
-        receipt_handle: &str,
-        seconds: u64,
-    ) -> Result<(), QueueError>;
+        messages: &[(String, u64)],
+    ) -> Result<Vec<(String, String)>, QueueError>;
 }
 
 /// The current time. Handlers read it once per event; the domain never does.

@@ -2,10 +2,14 @@
 //! invisible until its retry time.
 
 use async_trait::async_trait;
+use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
 
 use crate::ports::{QueueError, QueueVisibility};
 
-/// `ChangeMessageVisibility` through the SQS client (built once at init).
+/// SQS keeps a message invisible for at most 12 hours.
+const MAX_SECONDS: u64 = 12 * 3600;
+
+/// `ChangeMessageVisibilityBatch` through the SQS client (built once at init).
 #[derive(Debug, Clone)]
 pub struct SqsVisibility {
     client: aws_sdk_sqs::Client,
@@ -23,22 +27,47 @@ impl QueueVisibility for SqsVisibility {
     async fn delay(
         &self,
         queue_url: &str,
-        receipt_handle: &str,
-        seconds: u64,
-    ) -> Result<(), QueueError> {
-        let seconds = i32::try_from(seconds.min(12 * 3600)).unwrap_or(12 * 3600);
-        self.client
-            .change_message_visibility()
-            .queue_url(queue_url)
-            .receipt_handle(receipt_handle)
-            .visibility_timeout(seconds)
-            .send()
-            .await
-            .map_err(|e| QueueError {
-                queue: queue_url.to_owned(),
-                source: Box::new(e),
-            })?;
-        Ok(())
+        messages: &[(String, u64)],
+    ) -> Result<Vec<(String, String)>, QueueError> {
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| QueueError {
+            queue: queue_url.to_owned(),
+            source,
+        };
+        let mut refused = Vec::new();
+        for chunk in messages.chunks(10) {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, (receipt, seconds))| {
+                    ChangeMessageVisibilityBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .receipt_handle(receipt)
+                        .visibility_timeout(
+                            i32::try_from((*seconds).min(MAX_SECONDS)).unwrap_or(i32::MAX),
+                        )
+                        .build()
+                        .map_err(|e| error(Box::new(e)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .change_message_visibility_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| error(Box::new(e)))?;
+            for failed in output.failed {
+                let receipt = failed
+                    .id
+                    .parse::<usize>()
+                    .ok()
+                    .and_then(|i| chunk.get(i))
+                    .map_or_else(|| failed.id.clone(), |(receipt, _)| receipt.clone());
+                refused.push((receipt, failed.message.unwrap_or(failed.code)));
+            }
+        }
+        Ok(refused)
     }
 }
 

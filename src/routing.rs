@@ -1,12 +1,13 @@
 //! Routing as a use case: load one snapshot of the accounts' guard states and windows (one
-//! query per account), then route any number of messages against it, counting each send into
-//! the snapshot so that a batch never over-commits an account's quota or bounce budget.
+//! query per account, or windows kept from an earlier read with states read fresh), then route
+//! any number of messages against it, counting each send into the snapshot so that a batch
+//! never over-commits an account's quota or bounce budget.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 use crate::config::Config;
-use crate::domain::counters::{Counts, WindowTotals};
+use crate::domain::counters::{Bucket, Counts, WindowTotals};
 use crate::domain::guard::{AccountState, Thresholds};
 use crate::domain::routing::{self, Candidate, Message, Priority, Route, stream_risk};
 use crate::domain::timestamp::Timestamp;
@@ -50,6 +51,83 @@ pub enum RoutingError {
     Quota(#[from] SesError),
 }
 
+/// The counter buckets of the accounts routing looks at, as read at one moment, plus the
+/// sends made through this process since. Reading them costs a query per account, so the
+/// sender keeps them for a short while (`sender.window_refresh`) and reads the guard states,
+/// which must be fresh, on every batch.
+#[derive(Debug, Clone, Default)]
+pub struct Windows {
+    read_at: Timestamp,
+    buckets: HashMap<String, Vec<Bucket>>,
+}
+
+impl Windows {
+    /// Reads the window of every account of every configured stream (one query each), with
+    /// the guard states that come with them.
+    pub async fn load(
+        counters: &dyn CounterWindow,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<(Self, HashMap<String, AccountState>), StoreError> {
+        let (first, last) = Self::range(config, now);
+        let mut buckets = HashMap::new();
+        let mut states = HashMap::new();
+        for name in config.routed_accounts() {
+            let read = counters.window(&name, first, last).await?;
+            buckets.insert(name.clone(), read.buckets);
+            states.insert(name, read.state);
+        }
+        Ok((
+            Self {
+                read_at: now,
+                buckets,
+            },
+            states,
+        ))
+    }
+
+    /// When these were read.
+    pub fn read_at(&self) -> Timestamp {
+        self.read_at
+    }
+
+    /// Adds sends made since the read to `account`'s current bucket.
+    pub fn add_sends(
+        &mut self,
+        account: &str,
+        stream: &str,
+        sends: u64,
+        config: &Config,
+        now: Timestamp,
+    ) {
+        let window = config.ingest_policy().window;
+        let start = window.bucket_of(now);
+        let buckets = self.buckets.entry(account.to_owned()).or_default();
+        let position = buckets.iter().position(|b| b.start == start);
+        let bucket = match position {
+            Some(i) => &mut buckets[i],
+            None => {
+                buckets.push(Bucket {
+                    start,
+                    total: Counts::default(),
+                    streams: BTreeMap::new(),
+                });
+                buckets.last_mut().expect("pushed")
+            }
+        };
+        bucket.total.sends += sends;
+        bucket.streams.entry(stream.to_owned()).or_default().sends += sends;
+    }
+
+    /// The buckets routing needs at `now`: the rate window and the last 24 hours.
+    fn range(config: &Config, now: Timestamp) -> (Timestamp, Timestamp) {
+        let window = config.ingest_policy().window;
+        let (rates_first, last) = window.buckets_ending(now);
+        let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
+        (rates_first.min(quota_first), last)
+    }
+}
+
 impl Snapshot {
     /// Loads every account of every configured stream: one window query each, and the quota
     /// from SES (cached) for accounts whose configuration leaves it out.
@@ -59,59 +137,64 @@ impl Snapshot {
         config: &Config,
         now: Timestamp,
     ) -> Result<Self, RoutingError> {
+        let (windows, states) = Windows::load(counters, config, now).await?;
+        Self::assemble(&windows, &states, ses, config, now).await
+    }
+
+    /// A snapshot from windows read earlier and the accounts' current guard states.
+    pub async fn assemble(
+        windows: &Windows,
+        states: &HashMap<String, AccountState>,
+        ses: &dyn SesAccount,
+        config: &Config,
+        now: Timestamp,
+    ) -> Result<Self, RoutingError> {
         let window = config.ingest_policy().window;
         let lag = config.guard.feedback_lag;
         let (rates_first, last) = window.buckets_ending(now);
         let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
-        let first = rates_first.min(quota_first);
         let recent_first = window.bucket_of(now.minus(lag));
         let mut accounts = HashMap::new();
-        for stream in &config.streams {
-            for name in &stream.accounts {
-                if accounts.contains_key(name) {
-                    continue;
+        for name in config.routed_accounts() {
+            let Some(account) = config.account(&name) else {
+                continue;
+            };
+            let buckets = windows.buckets.get(&name).map_or(&[][..], Vec::as_slice);
+            let rates = WindowTotals::sum(buckets, rates_first, last);
+            let day = WindowTotals::sum(buckets, quota_first, last);
+            let oldest_send = buckets
+                .iter()
+                .filter(|b| b.start >= quota_first && b.total.sends > 0)
+                .map(|b| b.start)
+                .min();
+            let mut recent = BTreeMap::new();
+            for bucket in buckets.iter().filter(|b| b.start >= recent_first) {
+                for (stream, counts) in &bucket.streams {
+                    *recent.entry(stream.clone()).or_insert(0) += counts.sends;
                 }
-                let Some(account) = config.account(name) else {
-                    continue;
-                };
-                let read = counters.window(name, first, last).await?;
-                let rates = WindowTotals::sum(&read.buckets, rates_first, last);
-                let day = WindowTotals::sum(&read.buckets, quota_first, last);
-                let oldest_send = read
-                    .buckets
-                    .iter()
-                    .filter(|b| b.start >= quota_first && b.total.sends > 0)
-                    .map(|b| b.start)
-                    .min();
-                let mut recent = BTreeMap::new();
-                for bucket in read.buckets.iter().filter(|b| b.start >= recent_first) {
-                    for (stream, counts) in &bucket.streams {
-                        *recent.entry(stream.clone()).or_insert(0) += counts.sends;
-                    }
-                }
-                let (daily_quota, sent_by_ses) = match account.daily_quota {
-                    Some(quota) => (quota, 0),
-                    None => {
-                        let quota = ses.send_quota(name).await?;
-                        (quota.max_24_hour_send, quota.sent_last_24_hours)
-                    }
-                };
-                accounts.insert(
-                    name.clone(),
-                    AccountView {
-                        state: read.state,
-                        thresholds: config.thresholds_for(name),
-                        daily_quota,
-                        window: rates.total,
-                        // SES also counts mail sent around sesguard: take the larger count.
-                        sent_24h: day.total.sends.max(sent_by_ses),
-                        quota_frees_at: oldest_send
-                            .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
-                        recent,
-                        rate_wait: Duration::ZERO,
-                    },
-                );
             }
+            let (daily_quota, sent_by_ses) = match account.daily_quota {
+                Some(quota) => (quota, 0),
+                None => {
+                    let quota = ses.send_quota(&name).await?;
+                    (quota.max_24_hour_send, quota.sent_last_24_hours)
+                }
+            };
+            accounts.insert(
+                name.clone(),
+                AccountView {
+                    state: states.get(&name).cloned().unwrap_or_default(),
+                    thresholds: config.thresholds_for(&name),
+                    daily_quota,
+                    window: rates.total,
+                    // SES also counts mail sent around sesguard: take the larger count.
+                    sent_24h: day.total.sends.max(sent_by_ses),
+                    quota_frees_at: oldest_send
+                        .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
+                    recent,
+                    rate_wait: Duration::ZERO,
+                },
+            );
         }
         let streams = config
             .streams

@@ -4,11 +4,16 @@
 //! transport. Each ends with one [`Decision`] and its reason. What cannot go now is deferred
 //! with a retry time — never dropped; what must never go is recorded with the reason.
 //!
-//! Store reads per batch: the template policy, every recipient's suppression (one batched
-//! read), and one routing snapshot; writes: a claim per message, and one counter write for the
-//! batch's sends when the sender is an account's send source.
+//! Store requests per batch: one batched read for the template policy, every recipient's
+//! suppression and the accounts' guard states and rate records; a conditional claim per
+//! message; one token write per account used; one write releasing the claims of what was not
+//! sent; one counter write for the sends of accounts whose send source is the sender. The
+//! accounts' counter windows (one query each) are kept by the instance for
+//! `sender.window_refresh`. Consecutive transport failures on an account open a circuit
+//! breaker: a short pause, with an alert.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -21,13 +26,12 @@ use crate::domain::attribution::SendSource;
 use crate::domain::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::guard::Cause;
 use crate::domain::plan::ChangeSet;
-use crate::domain::rate::RateLimits;
 use crate::domain::routing::Route;
 use crate::domain::send::{OutgoingMail, SendRequest};
 use crate::domain::ses_failure::SendFailure;
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{ApplyError, MailTransport, StoreError};
-use crate::routing::{RoutingError, Snapshot};
+use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
+use crate::routing::{RoutingError, Snapshot, Windows};
 use crate::telemetry::error_chain;
 
 /// SQS keeps a message invisible for at most 12 hours.
@@ -131,6 +135,42 @@ pub enum SenderError {
 struct Tokens {
     granted: HashMap<String, (u64, Option<Timestamp>)>,
     remaining: u64,
+    /// The rate records read with the batch: the first take of each account starts from it.
+    read: HashMap<String, RateRecord>,
+}
+
+/// What one sender instance keeps between batches: the accounts' counter windows (refreshed
+/// every `sender.window_refresh`) and each account's run of consecutive transport failures.
+#[derive(Debug, Default)]
+pub struct SenderMemory {
+    windows: Mutex<Option<Windows>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl SenderMemory {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One request's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    /// The queue's id for the request.
+    pub id: String,
+    /// Its stream, when the request could be read.
+    pub stream: Option<String>,
+    /// What became of it.
+    pub decision: Decision,
+}
+
+/// What one batch keeps while it is judged.
+struct Batch {
+    view: GateView,
+    snapshot: Snapshot,
+    tokens: Tokens,
+    /// Claims of requests that were not sent, given up together at the end.
+    releases: Vec<String>,
 }
 
 /// Backoff after a transient failure: 30 s doubled per receive, at most 12 h.
@@ -143,12 +183,17 @@ pub fn backoff(receive_count: u32) -> Duration {
 pub struct Sender<'a> {
     deps: &'a Deps,
     transport: &'a dyn MailTransport,
+    memory: &'a SenderMemory,
 }
 
 impl<'a> Sender<'a> {
-    /// A sender handing mail to `transport`.
-    pub fn new(deps: &'a Deps, transport: &'a dyn MailTransport) -> Self {
-        Self { deps, transport }
+    /// A sender handing mail to `transport`, keeping what outlives a batch in `memory`.
+    pub fn new(deps: &'a Deps, transport: &'a dyn MailTransport, memory: &'a SenderMemory) -> Self {
+        Self {
+            deps,
+            transport,
+            memory,
+        }
     }
 
     /// Judges and sends a batch at `now`.
@@ -156,7 +201,7 @@ impl<'a> Sender<'a> {
         &self,
         batch: Vec<Queued>,
         now: Timestamp,
-    ) -> Result<Vec<(String, Decision)>, SenderError> {
+    ) -> Result<Vec<Judged>, SenderError> {
         let store = self.deps.store.as_ref();
         let config = &self.deps.config;
         let recipients: Vec<EmailAddress> = batch
@@ -167,40 +212,40 @@ impl<'a> Sender<'a> {
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
-        let policy = store.template_policy().await?;
-        let suppressed = store.suppressed(&recipients).await?;
-        let mut snapshot = Snapshot::load(store, self.deps.ses.as_ref(), config, now).await?;
+        let accounts = config.routed_accounts();
+        let view = store.gate_view(&recipients, &accounts).await?;
+        let mut windows = self.windows(now).await?;
+        let snapshot =
+            Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
+        let mut state = Batch {
+            tokens: Tokens {
+                read: view.rates.clone(),
+                ..Tokens::default()
+            },
+            view,
+            snapshot,
+            releases: Vec::new(),
+        };
         let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
-        let mut decisions = Vec::with_capacity(batch.len());
-        let mut tokens = Tokens::default();
+        let mut judged = Vec::with_capacity(batch.len());
         let total = batch.len() as u64;
 
         for (index, queued) in batch.into_iter().enumerate() {
-            tokens.remaining = total - index as u64;
-            let decision = match &queued.request {
-                Err(reason) => Decision::Invalid {
-                    reason: reason.clone(),
-                },
+            state.tokens.remaining = total - index as u64;
+            let (stream, decision) = match &queued.request {
+                Err(reason) => (
+                    None,
+                    Decision::Invalid {
+                        reason: reason.clone(),
+                    },
+                ),
                 Ok(request) => {
-                    let decision = self
-                        .judge(
-                            request,
-                            &queued,
-                            &policy,
-                            &suppressed,
-                            &mut snapshot,
-                            &mut tokens,
-                            now,
-                        )
-                        .await?;
+                    let decision = self.judge(request, &queued, &mut state, now).await?;
                     if let Decision::Sent {
                         account,
                         recipients,
                         ..
                     } = &decision
-                        && config
-                            .account(account)
-                            .is_some_and(|a| a.send_count_source == SendSource::Sender)
                     {
                         *counted
                             .entry(account.clone())
@@ -208,27 +253,90 @@ impl<'a> Sender<'a> {
                             .entry(request.stream.clone())
                             .or_default() += *recipients as u64;
                     }
-                    decision
+                    (Some(request.stream.clone()), decision)
                 }
             };
-            tracing::info!(message_id = %queued.id, decision = decision.name(), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
-            decisions.push((queued.id, decision));
+            tracing::info!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
+            judged.push(Judged {
+                id: queued.id,
+                stream,
+                decision,
+            });
         }
-        self.count(counted, now).await?;
-        Ok(decisions)
+        self.release(&state.releases, &mut judged).await;
+        for (account, streams) in &counted {
+            for (stream, sends) in streams {
+                windows.add_sends(account, stream, *sends, config, now);
+            }
+        }
+        *self
+            .memory
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(windows);
+        self.count(counted, now).await;
+        Ok(judged)
     }
 
-    /// Adds the batch's sends to the accounts' rolling windows: one atomic write.
-    async fn count(
-        &self,
-        counted: BTreeMap<String, BTreeMap<String, u64>>,
-        now: Timestamp,
-    ) -> Result<(), StoreError> {
+    /// The counter windows: kept from an earlier batch while fresh, else read again.
+    async fn windows(&self, now: Timestamp) -> Result<Windows, StoreError> {
+        let refresh = self.deps.config.sender.window_refresh;
+        let kept = self
+            .memory
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|w| now >= w.read_at() && now.since(w.read_at()) < refresh);
+        match kept {
+            Some(windows) => Ok(windows),
+            None => Ok(
+                Windows::load(self.deps.store.as_ref(), &self.deps.config, now)
+                    .await?
+                    .0,
+            ),
+        }
+    }
+
+    /// Gives up the claims of requests that were not sent, in one batched write. If that
+    /// fails, their claims stay until the duplicate window ends, so their retry waits for it:
+    /// a deferred request must not come back as a "duplicate" of itself.
+    async fn release(&self, keys: &[String], judged: &mut [Judged]) {
+        if keys.is_empty() {
+            return;
+        }
+        let Err(error) = self.deps.store.release(keys).await else {
+            return;
+        };
+        tracing::error!(error = %error_chain(&error), claims = keys.len(), "claims not released; deferred requests wait out the duplicate window");
+        let window = self.deps.config.sender.duplicate_window.as_secs() + 1;
+        for judged in judged {
+            if let Decision::Deferred {
+                retry_after_seconds,
+                ..
+            } = &mut judged.decision
+            {
+                *retry_after_seconds = (*retry_after_seconds).max(window);
+            }
+        }
+    }
+
+    /// Adds the batch's sends to the rolling windows of the accounts whose send source is the
+    /// sender: one atomic write. The mail has gone by now, so a failure cannot undo or redo
+    /// anything: it is logged and reported as a notice, and the window undercounts.
+    async fn count(&self, mut counted: BTreeMap<String, BTreeMap<String, u64>>, now: Timestamp) {
+        let config = &self.deps.config;
+        counted.retain(|account, _| {
+            config
+                .account(account)
+                .is_some_and(|a| a.send_count_source == SendSource::Sender)
+        });
         if counted.is_empty() {
-            return Ok(());
+            return;
         }
         let window = self.deps.policy.window;
         let start = window.bucket_of(now);
+        let report = serde_json::json!({"uncounted_sends": &counted, "bucket": start.to_string()});
         let counters = counted
             .into_iter()
             .map(|(account, streams)| {
@@ -252,13 +360,15 @@ impl<'a> Sender<'a> {
             counters,
             ..ChangeSet::default()
         };
-        match self.deps.store.apply(&change).await {
-            Ok(()) => Ok(()),
-            Err(ApplyError::Store(error)) => Err(error),
-            Err(other) => Err(StoreError::Rejected {
-                action: "counting sends".into(),
-                source: other.to_string().into(),
-            }),
+        if let Err(error) = self.deps.store.apply(&change).await {
+            tracing::error!(error = %error_chain(&error), sends = %report, "sends not counted");
+            self.notify("sesguard: sends not counted", &report).await;
+        }
+    }
+
+    async fn notify(&self, subject: &str, body: &serde_json::Value) {
+        if let Err(error) = self.deps.alerts.notice(subject, body).await {
+            tracing::error!(error = %error_chain(&error), subject, "notice not delivered");
         }
     }
 
@@ -273,12 +383,8 @@ impl<'a> Sender<'a> {
         now: Timestamp,
     ) -> Result<(), Duration> {
         if !tokens.granted.contains_key(account) {
-            let rate = match self
-                .deps
-                .config
-                .account(account)
-                .and_then(|a| a.max_send_rate)
-            {
+            let config = &self.deps.config;
+            let rate = match config.account(account).and_then(|a| a.max_send_rate) {
                 Some(rate) => rate,
                 None => self
                     .deps
@@ -291,17 +397,18 @@ impl<'a> Sender<'a> {
                         backoff(receive_count)
                     })?,
             };
-            let limits = RateLimits::from_send_rate(rate);
+            let limits = config.rate_limits(account, rate);
+            let read = tokens.read.remove(account);
             let entry = match self
                 .deps
                 .store
-                .take(account, &limits, tokens.remaining, now)
+                .take(account, &limits, tokens.remaining, now, read.as_ref())
                 .await
             {
                 Ok(grant) => (grant.granted, grant.next_at),
                 Err(error) => {
                     tracing::error!(account, error = %error_chain(&error), "rate limiter's store unreachable");
-                    match self.deps.config.sender.on_store_failure {
+                    match config.sender.on_store_failure {
                         StoreFailurePolicy::Send => (tokens.remaining, None),
                         StoreFailurePolicy::Defer => return Err(backoff(receive_count)),
                     }
@@ -319,15 +426,23 @@ impl<'a> Sender<'a> {
         Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Counts a transport failure of `account`: `true` when it opens the circuit breaker.
+    fn transport_failed(&self, account: &str) -> bool {
+        let mut failures = self.memory.failures();
+        let run = failures.entry(account.to_owned()).or_default();
+        *run += 1;
+        if *run >= self.deps.config.sender.breaker_failures {
+            *run = 0;
+            return true;
+        }
+        false
+    }
+
     async fn judge(
         &self,
         request: &SendRequest,
         queued: &Queued,
-        policy: &crate::domain::policy::TemplatePolicy,
-        suppressed: &HashMap<EmailAddress, crate::domain::suppression::Reason>,
-        snapshot: &mut Snapshot,
-        tokens: &mut Tokens,
+        batch: &mut Batch,
         now: Timestamp,
     ) -> Result<Decision, SenderError> {
         let config = &self.deps.config;
@@ -346,7 +461,12 @@ impl<'a> Sender<'a> {
                 reason: format!("`{key}` was sent within the duplicate window"),
             });
         }
-        if let Some(reason) = policy.refusal(request.template(), request.recipient_verified) {
+        let suppressed = &batch.view.suppressed;
+        if let Some(reason) = batch
+            .view
+            .policy
+            .refusal(request.template(), request.recipient_verified)
+        {
             return Ok(Decision::Blocked { reason });
         }
         let removed: Vec<EmailAddress> = request
@@ -371,20 +491,23 @@ impl<'a> Sender<'a> {
             self.deps.ses.as_ref(),
             config,
         );
+        let mut not_sent = |decision: Decision| {
+            batch.releases.push(key.clone());
+            Ok(decision)
+        };
         // Each account of the stream at most once: a paused or exhausted one fails over.
         for _ in 0..=stream.accounts.len() {
-            let account = match snapshot.route(&request.stream, priority)? {
+            let account = match batch.snapshot.route(&request.stream, priority)? {
                 Route::Defer { until, reason } => {
-                    store.release(&key).await?;
-                    return Ok(Decision::deferred(reason, until.since(now)));
+                    return not_sent(Decision::deferred(reason, until.since(now)));
                 }
                 Route::Send { account } => account,
             };
             if let Err(wait) = self
-                .token(&account, tokens, queued.receive_count, now)
+                .token(&account, &mut batch.tokens, queued.receive_count, now)
                 .await
             {
-                snapshot.set_rate_wait(&account, wait);
+                batch.snapshot.set_rate_wait(&account, wait);
                 continue;
             }
             let account_config = config.account(&account);
@@ -394,8 +517,7 @@ impl<'a> Sender<'a> {
                 .or_else(|| account_config.and_then(|a| a.from.clone()))
             else {
                 // Not sent: the claim goes, so the request can be redriven once the account is fixed.
-                store.release(&key).await?;
-                return Ok(Decision::Invalid {
+                return not_sent(Decision::Invalid {
                     reason: format!(
                         "no From: the request gives none and account `{account}` has no default `from`"
                     ),
@@ -403,11 +525,14 @@ impl<'a> Sender<'a> {
             };
             let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
             let mail = OutgoingMail::new(request, &account, from, configuration_set, |e| {
-                !suppressed.contains_key(e)
+                !batch.view.suppressed.contains_key(e)
             });
             let failure = match self.transport.send(&mail).await {
                 Ok(message_id) => {
-                    snapshot.record_send(&account, &request.stream, mail.recipients() as u64);
+                    self.memory.failures().remove(&account);
+                    batch
+                        .snapshot
+                        .record_send(&account, &request.stream, mail.recipients() as u64);
                     return Ok(Decision::Sent {
                         account,
                         message_id,
@@ -438,9 +563,8 @@ impl<'a> Sender<'a> {
                 SendFailure::Rate => {
                     let until = now.plus(config.sender.rate_pause);
                     pause(Cause::SendingRate, Some(until)).await?;
-                    snapshot.mark_paused(&account, Some(until));
-                    store.release(&key).await?;
-                    return Ok(Decision::deferred(
+                    batch.snapshot.mark_paused(&account, Some(until));
+                    return not_sent(Decision::deferred(
                         format!("{account}: sending rate exceeded: {detail}"),
                         config.sender.rate_pause,
                     ));
@@ -448,40 +572,55 @@ impl<'a> Sender<'a> {
                 SendFailure::DailyQuota => {
                     let until = now.plus(Duration::from_secs(3600));
                     pause(Cause::DailyQuota, Some(until)).await?;
-                    snapshot.mark_paused(&account, Some(until));
+                    batch.snapshot.mark_paused(&account, Some(until));
                 }
                 SendFailure::Paused | SendFailure::Suspended => {
                     pause(Cause::SesPaused, None).await?;
-                    snapshot.mark_paused(&account, None);
+                    batch.snapshot.mark_paused(&account, None);
                 }
                 SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
                 SendFailure::Configuration => {
                     let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
-                    if let Err(error) = self
-                        .deps
-                        .alerts
-                        .notice("sesguard: SES configuration problem", &notice)
-                        .await
-                    {
-                        tracing::error!(error = %error_chain(&error), "configuration notice not delivered");
-                    }
-                    store.release(&key).await?;
-                    return Ok(Decision::deferred(
+                    self.notify("sesguard: SES configuration problem", &notice)
+                        .await;
+                    return not_sent(Decision::deferred(
                         format!("{account}: {detail}"),
                         config.guard.recheck,
                     ));
                 }
                 SendFailure::Transient => {
-                    store.release(&key).await?;
-                    return Ok(Decision::deferred(
+                    if self.transport_failed(&account) {
+                        let until = now.plus(config.sender.breaker_pause);
+                        let why = format!(
+                            "circuit breaker: {} consecutive transport failures, the last: {detail}",
+                            config.sender.breaker_failures
+                        );
+                        match control
+                            .pause_for(
+                                &account,
+                                Cause::TransportFailures,
+                                Some(until),
+                                &why,
+                                "sender",
+                                now,
+                            )
+                            .await
+                        {
+                            Ok(_) | Err(ControlError::Conflict(_)) => {}
+                            Err(error) => {
+                                tracing::error!(account, error = %error_chain(&error), "circuit breaker not recorded");
+                            }
+                        }
+                        batch.snapshot.mark_paused(&account, Some(until));
+                    }
+                    return not_sent(Decision::deferred(
                         format!("{account}: {detail}"),
                         backoff(queued.receive_count),
                     ));
                 }
             }
         }
-        store.release(&key).await?;
-        Ok(Decision::deferred(
+        not_sent(Decision::deferred(
             "every account of the stream refused",
             config.guard.recheck,
         ))

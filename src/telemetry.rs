@@ -37,7 +37,9 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
 }
 
 /// One CloudWatch EMF document: `metrics` (name, count) under namespace `sesguard` with the
-/// given dimensions, as the single JSON line CloudWatch turns into metrics.
+/// given dimensions, as the single JSON line CloudWatch turns into metrics. Every prefix of
+/// the dimensions is declared as a dimension set, so `[function, stream, account]` gives
+/// metrics per function, per stream and per stream and account.
 pub fn emf_line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(&str, u64)]) -> String {
     let mut document = Map::new();
     document.insert(
@@ -46,7 +48,9 @@ pub fn emf_line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(&str, u6
             "Timestamp": at.as_millis(),
             "CloudWatchMetrics": [{
                 "Namespace": "sesguard",
-                "Dimensions": [dimensions.iter().map(|(k, _)| *k).collect::<Vec<_>>()],
+                "Dimensions": (1..=dimensions.len())
+                    .map(|n| dimensions[..n].iter().map(|(k, _)| *k).collect::<Vec<_>>())
+                    .collect::<Vec<_>>(),
                 "Metrics": metrics.iter().map(|(name, _)| json!({"Name": name, "Unit": "Count"})).collect::<Vec<_>>(),
             }]
         }),

@@ -108,6 +108,8 @@ pub enum Cause {
     DailyQuota,
     /// SES says the account (or its configuration set) is paused or suspended.
     SesPaused,
+    /// Sends through the account kept failing in transport: a short circuit-breaker pause.
+    TransportFailures,
 }
 
 impl From<Signal> for Cause {

@@ -41,6 +41,109 @@ impl RateLimits {
     }
 }
 
+/// Changes to an account's limits: from the configuration (`[accounts.limits]`) over the
+/// defaults, and from operators at run time (`PATCH /accounts/{name}/limits`) over those.
+/// A field left out keeps its value; a window limit given as JSON `null` is lifted.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsPatch {
+    /// Token bucket capacity (a burst), at least 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<f64>,
+    /// Tokens added per second, more than 0.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refill_per_second: Option<f64>,
+    /// Sends per calendar minute (`null`: unlimited).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_minute: Option<Option<u64>>,
+    /// Sends per hour (`null`: unlimited).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_hour: Option<Option<u64>>,
+    /// Sends per day (`null`: unlimited).
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub per_day: Option<Option<u64>>,
+    /// Off: the limiter grants everything.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enabled: Option<bool>,
+}
+
+/// A field that is present, with a value or `null`.
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Limits that cannot work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("`{field}` {problem}")]
+pub struct InvalidLimits {
+    /// The field.
+    pub field: &'static str,
+    /// What is wrong.
+    pub problem: &'static str,
+}
+
+impl LimitsPatch {
+    /// Whether the patch changes nothing.
+    pub fn is_empty(&self) -> bool {
+        *self == Self::default()
+    }
+
+    /// The limits with this patch over them; the bucket must keep a capacity of at least one
+    /// send and a positive refill, or nothing could ever be granted.
+    pub fn apply(&self, limits: RateLimits) -> Result<RateLimits, InvalidLimits> {
+        let capacity = self.capacity.unwrap_or(limits.capacity);
+        if !(capacity >= 1.0 && capacity.is_finite()) {
+            return Err(InvalidLimits {
+                field: "capacity",
+                problem: "must be a number of at least 1",
+            });
+        }
+        let refill_per_second = self.refill_per_second.unwrap_or(limits.refill_per_second);
+        if !(refill_per_second > 0.0 && refill_per_second.is_finite()) {
+            return Err(InvalidLimits {
+                field: "refill_per_second",
+                problem: "must be a number above 0",
+            });
+        }
+        Ok(RateLimits {
+            capacity,
+            refill_per_second,
+            per_minute: self.per_minute.unwrap_or(limits.per_minute),
+            per_hour: self.per_hour.unwrap_or(limits.per_hour),
+            per_day: self.per_day.unwrap_or(limits.per_day),
+            enabled: self.enabled.unwrap_or(limits.enabled),
+        })
+    }
+
+    /// This patch, then `later` over it.
+    pub fn then(self, later: &LimitsPatch) -> LimitsPatch {
+        LimitsPatch {
+            capacity: later.capacity.or(self.capacity),
+            refill_per_second: later.refill_per_second.or(self.refill_per_second),
+            per_minute: later.per_minute.or(self.per_minute),
+            per_hour: later.per_hour.or(self.per_hour),
+            per_day: later.per_day.or(self.per_day),
+            enabled: later.enabled.or(self.enabled),
+        }
+    }
+}
+
 /// Sends counted in one fixed window.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct WindowCount {
@@ -81,6 +184,15 @@ const HOUR: Duration = Duration::from_secs(3600);
 const DAY: Duration = Duration::from_secs(86_400);
 
 impl RateLimits {
+    /// `state` with a full bucket at `now` (an operator's refill); window counts are kept.
+    pub fn refilled(&self, state: Option<RateState>, now: Timestamp) -> RateState {
+        RateState {
+            tokens: self.capacity,
+            at: now,
+            ..state.unwrap_or_default()
+        }
+    }
+
     /// Takes up to `wanted` sends at `now` from `state` (`None`: a full bucket, empty windows).
     pub fn take(&self, state: Option<&RateState>, wanted: u64, now: Timestamp) -> Grant {
         let mut next = match state {
@@ -189,6 +301,39 @@ mod tests {
         );
         let c = limits.take(Some(&b.state), 1, at(3600.5));
         assert_eq!(c.granted, 1, "a new hour");
+    }
+
+    #[test]
+    fn patches_change_only_what_they_name_and_null_lifts_a_window() {
+        let base = RateLimits {
+            per_hour: Some(100),
+            ..RateLimits::from_send_rate(14.0)
+        };
+        let patch: LimitsPatch =
+            serde_json::from_str(r#"{"capacity": 28, "per_minute": 50, "per_hour": null}"#)
+                .unwrap();
+        let patched = patch.apply(base).unwrap();
+        assert_eq!(patched.capacity, 28.0);
+        assert_eq!(patched.refill_per_second, 14.0);
+        assert_eq!((patched.per_minute, patched.per_hour), (Some(50), None));
+        assert!(patched.enabled);
+        assert!(LimitsPatch::default().is_empty());
+        let later = LimitsPatch {
+            enabled: Some(false),
+            ..LimitsPatch::default()
+        };
+        let both = patch.then(&later).apply(base).unwrap();
+        assert_eq!((both.capacity, both.enabled), (28.0, false));
+    }
+
+    #[test]
+    fn patches_that_would_stop_the_bucket_are_refused() {
+        let base = RateLimits::from_send_rate(14.0);
+        let zero: LimitsPatch = serde_json::from_str(r#"{"refill_per_second": 0}"#).unwrap();
+        assert_eq!(zero.apply(base).unwrap_err().field, "refill_per_second");
+        let small: LimitsPatch = serde_json::from_str(r#"{"capacity": 0.5}"#).unwrap();
+        assert_eq!(small.apply(base).unwrap_err().field, "capacity");
+        assert!(serde_json::from_str::<LimitsPatch>(r#"{"burst": 3}"#).is_err());
     }
 
     #[test]

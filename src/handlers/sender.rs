@@ -2,6 +2,7 @@
 //! deferred messages kept in the queue until their retry time), or one request in a direct
 //! invocation, answered with its decision.
 
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
@@ -10,9 +11,10 @@ use serde_json::Value;
 
 use crate::deps::Deps;
 use crate::domain::send::SendRequest;
+use crate::domain::timestamp::Timestamp;
 use crate::ports::QueueVisibility;
 use crate::queue::{SqsVisibility, queue_url};
-use crate::sender::{Decision, Queued, Sender};
+use crate::sender::{Decision, Judged, Queued, Sender, SenderMemory};
 use crate::telemetry::{emf_line, error_chain};
 
 /// What the sender needs, built once.
@@ -21,6 +23,8 @@ pub struct SenderDeps {
     pub deps: Deps,
     /// Keeps deferred messages in the queue (absent in local runs without SQS).
     pub visibility: Option<Arc<dyn QueueVisibility>>,
+    /// What the instance keeps between batches.
+    pub memory: SenderMemory,
 }
 
 impl SenderDeps {
@@ -34,7 +38,11 @@ impl SenderDeps {
         } else {
             None
         };
-        Ok(Self { deps, visibility })
+        Ok(Self {
+            deps,
+            visibility,
+            memory: SenderMemory::default(),
+        })
     }
 }
 
@@ -88,7 +96,7 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let deps = &state.deps;
     let now = deps.clock.now();
-    let sender = Sender::new(deps, deps.transport.as_ref());
+    let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
     let mut payload = event.payload;
     let records = match payload.get_mut("Records").and_then(Value::as_array_mut) {
         Some(records) => std::mem::take(records),
@@ -96,16 +104,15 @@ pub async fn handle(
             // A direct invocation: one request, answered with its decision.
             let queued = Queued {
                 id: "invocation".into(),
-                request: serde_json::from_value::<Value>(payload)
-                    .map_err(|e| e.to_string())
-                    .and_then(|v| SendRequest::parse(&v.to_string()).map_err(|e| e.to_string())),
+                request: SendRequest::parse(&payload.to_string()).map_err(|e| e.to_string()),
                 receive_count: 1,
             };
-            let decisions = sender
+            let judged = sender
                 .send(vec![queued], now)
                 .await
                 .map_err(|e| error_chain(&e))?;
-            return Ok(serde_json::to_value(&decisions[0].1)?);
+            emit_metrics(now, &judged);
+            return Ok(serde_json::to_value(&judged[0].decision)?);
         }
     };
     let received: Vec<Received> = records
@@ -113,7 +120,7 @@ pub async fn handle(
         .enumerate()
         .map(|(i, r)| received(r, i))
         .collect();
-    let receipts: Vec<(String, Option<(String, String)>)> = received
+    let receipts: HashMap<String, Option<(String, String)>> = received
         .iter()
         .map(|r| (r.queued.id.clone(), r.receipt.clone()))
         .collect();
@@ -123,39 +130,149 @@ pub async fn handle(
         failure.item_identifier = id.to_owned();
         response.batch_item_failures.push(failure);
     };
-    let decisions = match sender
+    let judged = match sender
         .send(received.into_iter().map(|r| r.queued).collect(), now)
         .await
     {
-        Ok(decisions) => decisions,
+        Ok(judged) => judged,
         Err(error) => {
             tracing::error!(error = %error_chain(&error), "batch not judged; every message will be retried");
-            for (id, _) in &receipts {
+            for id in receipts.keys() {
                 fail(&mut response, id);
             }
             return Ok(serde_json::to_value(response)?);
         }
     };
-    let mut counts = std::collections::BTreeMap::<&'static str, u64>::new();
-    for ((id, decision), (_, receipt)) in decisions.iter().zip(&receipts) {
-        *counts.entry(decision.name()).or_default() += 1;
-        match decision {
+    // Deferred messages stay in their queue, hidden until their retry time.
+    let mut delays: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+    for judged in &judged {
+        match &judged.decision {
             Decision::Deferred {
                 retry_after_seconds,
                 ..
             } => {
-                fail(&mut response, id);
-                if let (Some(visibility), Some((queue, handle))) = (&state.visibility, receipt)
-                    && let Err(error) = visibility.delay(queue, handle, *retry_after_seconds).await
-                {
-                    tracing::error!(message_id = %id, error = %error_chain(&error), "deferred, but its visibility was not changed");
+                fail(&mut response, &judged.id);
+                if let Some(Some((queue, handle))) = receipts.get(&judged.id) {
+                    delays
+                        .entry(queue)
+                        .or_default()
+                        .push((handle.clone(), *retry_after_seconds));
                 }
             }
-            Decision::Invalid { .. } => fail(&mut response, id),
+            Decision::Invalid { .. } => fail(&mut response, &judged.id),
             _ => {}
         }
     }
-    let metrics: Vec<(&str, u64)> = counts.into_iter().collect();
-    println!("{}", emf_line(now, &[("function", "sender")], &metrics));
+    if let Some(visibility) = &state.visibility {
+        for (queue, messages) in delays {
+            match visibility.delay(queue, &messages).await {
+                Ok(refused) => {
+                    for (handle, why) in refused {
+                        tracing::error!(receipt_handle = %handle, why, "deferred, but its visibility was not changed");
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(error = %error_chain(&error), messages = messages.len(), "deferred, but their visibility was not changed");
+                }
+            }
+        }
+    }
+    emit_metrics(now, &judged);
     Ok(serde_json::to_value(response)?)
+}
+
+fn emit_metrics(now: Timestamp, judged: &[Judged]) {
+    for line in metric_lines(now, judged) {
+        println!("{line}");
+    }
+}
+
+/// One EMF line per stream and account with the count of each decision: CloudWatch metrics by
+/// outcome, per function, per stream and per stream and account (`none` where a request has
+/// no stream or was not sent through an account).
+fn metric_lines(now: Timestamp, judged: &[Judged]) -> Vec<String> {
+    let mut groups: BTreeMap<(&str, &str), BTreeMap<&'static str, u64>> = BTreeMap::new();
+    for judged in judged {
+        let account = match &judged.decision {
+            Decision::Sent { account, .. } => account.as_str(),
+            _ => "none",
+        };
+        let stream = judged.stream.as_deref().unwrap_or("none");
+        *groups
+            .entry((stream, account))
+            .or_default()
+            .entry(judged.decision.name())
+            .or_default() += 1;
+    }
+    groups
+        .into_iter()
+        .map(|((stream, account), counts)| {
+            let metrics: Vec<(&str, u64)> = counts.into_iter().collect();
+            let dimensions = [
+                ("function", "sender"),
+                ("stream", stream),
+                ("account", account),
+            ];
+            emf_line(now, &dimensions, &metrics)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn judged(stream: Option<&str>, decision: Decision) -> Judged {
+        Judged {
+            id: "m".into(),
+            stream: stream.map(str::to_owned),
+            decision,
+        }
+    }
+
+    #[test]
+    fn metrics_count_each_outcome_per_stream_and_account() {
+        let sent = |account: &str| Decision::Sent {
+            account: account.into(),
+            message_id: "x".into(),
+            recipients: 1,
+            suppressed: vec![],
+        };
+        let deferred = Decision::Deferred {
+            reason: "r".into(),
+            retry_after_seconds: 1,
+        };
+        let lines = metric_lines(
+            Timestamp::from_millis(0),
+            &[
+                judged(Some("bulk"), sent("primary")),
+                judged(Some("bulk"), sent("primary")),
+                judged(Some("bulk"), deferred),
+                judged(Some("transactional"), sent("backup")),
+                judged(None, Decision::Invalid { reason: "r".into() }),
+            ],
+        );
+        let docs: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let find = |stream: &str, account: &str| {
+            docs.iter()
+                .find(|d| d["stream"] == stream && d["account"] == account)
+                .unwrap_or_else(|| panic!("no line for {stream}/{account}: {lines:?}"))
+        };
+        assert_eq!(docs.len(), 4);
+        assert_eq!(find("bulk", "primary")["sent"], 2);
+        assert_eq!(find("bulk", "none")["deferred"], 1);
+        assert_eq!(find("transactional", "backup")["sent"], 1);
+        assert_eq!(find("none", "none")["invalid"], 1);
+        assert_eq!(
+            find("bulk", "primary")["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            serde_json::json!([
+                ["function"],
+                ["function", "stream"],
+                ["function", "stream", "account"]
+            ])
+        );
+    }
 }

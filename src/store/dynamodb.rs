@@ -24,8 +24,9 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::KeysAndAttributesBuilder;
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, KeysAndAttributes,
-    Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem, Update,
+    AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
+    KeysAndAttributes, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
+    Update, WriteRequest,
 };
 
 use crate::domain::address::EmailAddress;
@@ -33,24 +34,41 @@ use crate::domain::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::{ChangeSet, Claim};
 use crate::domain::policy::TemplatePolicy;
-use crate::domain::rate::{Grant, RateLimits, RateState};
+use crate::domain::rate::{Grant, LimitsPatch, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, RateLedger, StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
+    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
 };
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
 pub const MAX_TRANSACTION_ITEMS: usize = 100;
 /// DynamoDB's limit on keys in one `BatchGetItem`.
 const MAX_BATCH_GET: usize = 100;
+/// DynamoDB's limit on requests in one `BatchWriteItem`.
+const MAX_BATCH_WRITE: usize = 25;
+
+/// Sets a table's consistency and projection in a `BatchGetItem`.
+type Configure = fn(KeysAndAttributesBuilder) -> KeysAndAttributesBuilder;
+
+fn consistent(k: KeysAndAttributesBuilder) -> KeysAndAttributesBuilder {
+    k.consistent_read(true)
+}
+
+fn suppression_reason(k: KeysAndAttributesBuilder) -> KeysAndAttributesBuilder {
+    k.projection_expression("email, #reason")
+        .expression_attribute_names("#reason", "reason")
+}
 /// TTL attribute on both tables.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const UNCONFIGURED: &str = "unconfigured-accounts";
 /// Sort key of an account's state item: after every `bucket#...` key, so the window query
 /// returns the state with the buckets.
 const STATE_SORT_KEY: &str = "bucket~state";
+const RATE_SORT_KEY: &str = "rate";
+const POLICY_KEY: &str = "policy";
+const POLICY_SORT_KEY: &str = "templates";
 
 /// The two table names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,43 +230,63 @@ impl DynamoStore {
         Self { client, tables }
     }
 
-    /// Reads items by key, 100 per `BatchGetItem`, retrying unprocessed keys with backoff.
-    /// `configure` sets consistency and projection on each request.
+    /// Reads items by key from one table: [`Self::batch_get_tables`] with one table.
     async fn batch_get(
         &self,
         table: &str,
         keys: Vec<Item>,
-        configure: impl Fn(KeysAndAttributesBuilder) -> KeysAndAttributesBuilder,
+        configure: Configure,
         action: &str,
     ) -> Result<Vec<Item>, StoreError> {
-        let mut items = Vec::new();
+        let mut found = self
+            .batch_get_tables(vec![(table, keys, configure)], action)
+            .await?;
+        Ok(found.remove(table).unwrap_or_default())
+    }
+
+    /// Reads items by key from several tables together, 100 keys per `BatchGetItem` (so one
+    /// request for up to 100 keys in all), retrying unprocessed keys with backoff.
+    /// `configure` sets each table's consistency and projection. Items come back by table.
+    async fn batch_get_tables(
+        &self,
+        wanted: Vec<(&str, Vec<Item>, Configure)>,
+        action: &str,
+    ) -> Result<HashMap<String, Vec<Item>>, StoreError> {
+        let configures: HashMap<&str, Configure> =
+            wanted.iter().map(|(table, _, c)| (*table, *c)).collect();
+        let keys: Vec<(&str, Item)> = wanted
+            .into_iter()
+            .flat_map(|(table, keys, _)| keys.into_iter().map(move |key| (table, key)))
+            .collect();
+        let mut found: HashMap<String, Vec<Item>> = HashMap::new();
         for chunk in keys.chunks(MAX_BATCH_GET) {
-            let request = configure(KeysAndAttributes::builder())
-                .set_keys(Some(chunk.to_vec()))
-                .build()
-                .map_err(|e| build_error(action, e))?;
-            let mut pending = Some(request);
+            let mut by_table: HashMap<&str, Vec<Item>> = HashMap::new();
+            for (table, key) in chunk {
+                by_table.entry(table).or_default().push(key.clone());
+            }
+            let mut request = HashMap::new();
+            for (table, keys) in by_table {
+                let keys_and_attributes = configures[table](KeysAndAttributes::builder())
+                    .set_keys(Some(keys))
+                    .build()
+                    .map_err(|e| build_error(action, e))?;
+                request.insert(table.to_owned(), keys_and_attributes);
+            }
             let mut attempt = 0;
-            while let Some(request) = pending.take() {
+            while !request.is_empty() {
                 let output = self
                     .client
                     .batch_get_item()
-                    .request_items(table, request)
+                    .set_request_items(Some(std::mem::take(&mut request)))
                     .send()
                     .await
                     .map_err(|e| failure(action, e))?;
-                items.extend(
-                    output
-                        .responses
-                        .unwrap_or_default()
-                        .remove(table)
-                        .unwrap_or_default(),
-                );
-                pending = output
-                    .unprocessed_keys
-                    .and_then(|mut unprocessed| unprocessed.remove(table))
-                    .filter(|keys| !keys.keys().is_empty());
-                if pending.is_some() {
+                for (table, items) in output.responses.unwrap_or_default() {
+                    found.entry(table).or_default().extend(items);
+                }
+                request = output.unprocessed_keys.unwrap_or_default();
+                request.retain(|_, keys| !keys.keys().is_empty());
+                if !request.is_empty() {
                     attempt += 1;
                     if attempt > 8 {
                         return Err(StoreError::Unavailable {
@@ -260,7 +298,7 @@ impl DynamoStore {
                 }
             }
         }
-        Ok(items)
+        Ok(found)
     }
 
     /// Creates both tables (on-demand, TTL on `expires_at`) if they do not exist: for local
@@ -562,7 +600,7 @@ impl FeedbackLedger for DynamoStore {
             .batch_get(
                 &self.tables.suppressions,
                 keys,
-                |k| k.consistent_read(true),
+                consistent,
                 "reading address states",
             )
             .await?;
@@ -636,38 +674,15 @@ impl SuppressionList for DynamoStore {
         &self,
         emails: &[EmailAddress],
     ) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
-        let keys = emails
-            .iter()
-            .map(|e| HashMap::from([("email".to_owned(), s(e.as_str()))]))
-            .collect();
-        let projection = |k: KeysAndAttributesBuilder| {
-            k.projection_expression("email, #reason")
-                .expression_attribute_names("#reason", "reason")
-        };
         let items = self
             .batch_get(
                 &self.tables.suppressions,
-                keys,
-                projection,
+                emails.iter().map(email_key).collect(),
+                suppression_reason,
                 "reading suppressions",
             )
             .await?;
-        let mut found = HashMap::new();
-        for item in items {
-            let (Some(email), Some(reason)) = (text(&item, "email"), text(&item, "reason")) else {
-                continue;
-            };
-            let corrupt = |detail: String| StoreError::Corrupt {
-                what: "suppression",
-                detail,
-            };
-            let email = EmailAddress::parse(&email).map_err(|e| corrupt(e.to_string()))?;
-            let reason = reason
-                .parse()
-                .map_err(|e: crate::domain::suppression::UnknownReason| corrupt(e.to_string()))?;
-            found.insert(email, reason);
-        }
-        Ok(found)
+        parse_suppressed(&items)
     }
 
     async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
@@ -795,6 +810,105 @@ impl CounterWindow for DynamoStore {
     }
 }
 
+fn email_key(email: &EmailAddress) -> Item {
+    HashMap::from([("email".to_owned(), s(email.as_str()))])
+}
+
+fn state_key(pk: impl Into<String>, sk: &str) -> Item {
+    HashMap::from([("pk".to_owned(), s(pk)), ("sk".to_owned(), s(sk))])
+}
+
+/// The account an `account#NAME` item belongs to, if `item` is one with sort key `sk`.
+fn account_of<'i>(item: &'i Item, sk: &str) -> Option<&'i str> {
+    let is_sk = item.get("sk").and_then(|v| v.as_s().ok()) == Some(&sk.to_owned());
+    let pk = item.get("pk").and_then(|v| v.as_s().ok())?;
+    pk.strip_prefix("account#").filter(|_| is_sk)
+}
+
+/// Suppressed addresses and their reasons among `items` of the suppressions table.
+fn parse_suppressed(items: &[Item]) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
+    let mut found = HashMap::new();
+    for item in items {
+        let (Some(email), Some(reason)) = (text(item, "email"), text(item, "reason")) else {
+            continue;
+        };
+        let corrupt = |detail: String| StoreError::Corrupt {
+            what: "suppression",
+            detail,
+        };
+        let email = EmailAddress::parse(&email).map_err(|e| corrupt(e.to_string()))?;
+        let reason = reason
+            .parse()
+            .map_err(|e: crate::domain::suppression::UnknownReason| corrupt(e.to_string()))?;
+        found.insert(email, reason);
+    }
+    Ok(found)
+}
+
+/// The guard states of `accounts` among `items` (default when absent).
+fn parse_states(
+    accounts: &[String],
+    items: &[Item],
+) -> Result<HashMap<String, AccountState>, StoreError> {
+    let mut states: HashMap<String, AccountState> = accounts
+        .iter()
+        .map(|a| (a.clone(), AccountState::default()))
+        .collect();
+    for item in items {
+        if let Some(account) = account_of(item, STATE_SORT_KEY) {
+            states.insert(account.to_owned(), parse_account_state(account, item)?);
+        }
+    }
+    Ok(states)
+}
+
+fn corrupt_rate(detail: impl std::fmt::Display) -> StoreError {
+    StoreError::Corrupt {
+        what: "rate state",
+        detail: detail.to_string(),
+    }
+}
+
+fn parse_rate(item: &Item) -> Result<RateRecord, StoreError> {
+    let state = text(item, "state")
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(corrupt_rate)?;
+    let patch = text(item, "patch")
+        .map(|json| serde_json::from_str(&json))
+        .transpose()
+        .map_err(corrupt_rate)?;
+    Ok(RateRecord {
+        version: number(item, "version", "rate state")?.unwrap_or(0),
+        state,
+        patch: patch.unwrap_or_default(),
+    })
+}
+
+/// The rate records of `accounts` among `items` (default when absent).
+fn parse_rates(
+    accounts: &[String],
+    items: &[Item],
+) -> Result<HashMap<String, RateRecord>, StoreError> {
+    let mut rates: HashMap<String, RateRecord> = accounts
+        .iter()
+        .map(|a| (a.clone(), RateRecord::default()))
+        .collect();
+    for item in items {
+        if let Some(account) = account_of(item, RATE_SORT_KEY) {
+            rates.insert(account.to_owned(), parse_rate(item)?);
+        }
+    }
+    Ok(rates)
+}
+
+fn parse_policy(item: Option<&Item>) -> Result<TemplatePolicy, StoreError> {
+    match item.and_then(|item| text(item, "policy")) {
+        None => Ok(TemplatePolicy::default()),
+        Some(json) => serde_json::from_str(&json).map_err(corrupt_policy),
+    }
+}
+
 fn corrupt_state(account: &str, detail: impl std::fmt::Display) -> StoreError {
     StoreError::Corrupt {
         what: "account state",
@@ -889,32 +1003,17 @@ impl GuardLedger for DynamoStore {
     ) -> Result<HashMap<String, AccountState>, StoreError> {
         let keys = accounts
             .iter()
-            .map(|a| {
-                HashMap::from([
-                    ("pk".to_owned(), s(account_key(a))),
-                    ("sk".to_owned(), s(STATE_SORT_KEY)),
-                ])
-            })
+            .map(|a| state_key(account_key(a), STATE_SORT_KEY))
             .collect();
         let items = self
             .batch_get(
                 &self.tables.state,
                 keys,
-                |k| k.consistent_read(true),
+                consistent,
                 "reading account states",
             )
             .await?;
-        let mut states: HashMap<String, AccountState> = accounts
-            .iter()
-            .map(|a| (a.clone(), AccountState::default()))
-            .collect();
-        for item in items {
-            let pk = text(&item, "pk").unwrap_or_default();
-            let account = pk.strip_prefix("account#").unwrap_or(&pk).to_owned();
-            let state = parse_account_state(&account, &item)?;
-            states.insert(account, state);
-        }
-        Ok(states)
+        parse_states(accounts, &items)
     }
 
     async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -957,15 +1056,11 @@ impl PolicyStore for DynamoStore {
             .client
             .get_item()
             .table_name(&self.tables.state)
-            .key("pk", s("policy"))
-            .key("sk", s("templates"))
+            .set_key(Some(state_key(POLICY_KEY, POLICY_SORT_KEY)))
             .send()
             .await
             .map_err(|e| failure("reading the template policy", e))?;
-        match output.item.as_ref().and_then(|item| text(item, "policy")) {
-            None => Ok(TemplatePolicy::default()),
-            Some(json) => serde_json::from_str(&json).map_err(corrupt_policy),
-        }
+        parse_policy(output.item.as_ref())
     }
 
     async fn put_template_policy(&self, policy: &TemplatePolicy) -> Result<(), StoreError> {
@@ -973,8 +1068,8 @@ impl PolicyStore for DynamoStore {
         self.client
             .put_item()
             .table_name(&self.tables.state)
-            .item("pk", s("policy"))
-            .item("sk", s("templates"))
+            .item("pk", s(POLICY_KEY))
+            .item("sk", s(POLICY_SORT_KEY))
             .item("policy", s(json))
             .send()
             .await
@@ -1010,15 +1105,44 @@ impl MessageLedger for DynamoStore {
         }
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        self.client
-            .delete_item()
-            .table_name(&self.tables.state)
-            .key("pk", s(format!("claim#{key}")))
-            .key("sk", s("claim"))
-            .send()
-            .await
-            .map_err(|e| failure("releasing a message claim", e))?;
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        let action = "releasing message claims";
+        for chunk in keys.chunks(MAX_BATCH_WRITE) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(state_key(format!("claim#{key}"), "claim")))
+                        .build()
+                        .map_err(|e| build_error(action, e))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.state, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(|e| failure(action, e))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut items| items.remove(&self.tables.state))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable {
+                            action: action.into(),
+                            source: "unprocessed deletes after 8 retries".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
         Ok(())
     }
 
@@ -1053,64 +1177,175 @@ impl MessageLedger for DynamoStore {
     }
 }
 
-#[async_trait]
-impl RateLedger for DynamoStore {
-    async fn take(
+impl DynamoStore {
+    async fn read_rate(&self, account: &str, action: &str) -> Result<RateRecord, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(state_key(account_key(account), RATE_SORT_KEY)))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failure(action, e))?;
+        output
+            .item
+            .as_ref()
+            .map_or(Ok(RateRecord::default()), parse_rate)
+    }
+
+    /// Writes `state` over the rate record read at `version`, unless another writer wrote it
+    /// since: `Ok(false)` then. The operators' patch is left as it is.
+    async fn write_rate_state(
         &self,
         account: &str,
-        limits: &RateLimits,
-        wanted: u64,
-        now: Timestamp,
-    ) -> Result<Grant, StoreError> {
-        let action = "taking send-rate tokens";
-        let corrupt = |detail: String| StoreError::Corrupt {
-            what: "rate state",
-            detail,
+        version: u64,
+        state: &RateState,
+        action: &str,
+    ) -> Result<bool, StoreError> {
+        let json = serde_json::to_string(state).map_err(corrupt_rate)?;
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(state_key(account_key(account), RATE_SORT_KEY)))
+            .update_expression("SET #state = :state, version = :next")
+            .expression_attribute_names("#state", "state")
+            .expression_attribute_values(":state", s(json))
+            .expression_attribute_values(":next", n(version + 1));
+        let update = if version == 0 {
+            update.condition_expression("attribute_not_exists(version)")
+        } else {
+            update
+                .condition_expression("version = :version")
+                .expression_attribute_values(":version", n(version))
+        };
+        match update.send().await {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(failure(action, error)),
+        }
+    }
+
+    /// Reads (or starts from `read`), changes and conditionally writes an account's rate
+    /// state, retrying with backoff while other instances write in between.
+    async fn update_rate<T>(
+        &self,
+        account: &str,
+        read: Option<&RateRecord>,
+        action: &str,
+        change: impl Fn(&RateRecord) -> (RateState, T),
+    ) -> Result<T, StoreError> {
+        let mut record = match read {
+            Some(record) => record.clone(),
+            None => self.read_rate(account, action).await?,
         };
         for attempt in 0..8_u32 {
-            let output = self
-                .client
-                .get_item()
-                .table_name(&self.tables.state)
-                .key("pk", s(account_key(account)))
-                .key("sk", s("rate"))
-                .consistent_read(true)
-                .send()
-                .await
-                .map_err(|e| failure(action, e))?;
-            let item = output.item.unwrap_or_default();
-            let version: u64 = number(&item, "version", "rate state")?.unwrap_or(0);
-            let state: Option<RateState> = text(&item, "state")
-                .map(|json| serde_json::from_str(&json))
-                .transpose()
-                .map_err(|e| corrupt(e.to_string()))?;
-            let grant = limits.take(state.as_ref(), wanted, now);
-            let json = serde_json::to_string(&grant.state).map_err(|e| corrupt(e.to_string()))?;
-            let mut put = self
-                .client
-                .put_item()
-                .table_name(&self.tables.state)
-                .item("pk", s(account_key(account)))
-                .item("sk", s("rate"))
-                .item("version", n(version + 1))
-                .item("state", s(json));
-            put = if version == 0 {
-                put.condition_expression("attribute_not_exists(version)")
-            } else {
-                put.condition_expression("version = :v")
-                    .expression_attribute_values(":v", n(version))
-            };
-            match put.send().await {
-                Ok(_) => return Ok(grant),
-                Err(error) if error.code() == Some("ConditionalCheckFailedException") => {
-                    tokio::time::sleep(Duration::from_millis(5 << attempt.min(5))).await;
-                }
-                Err(error) => return Err(failure(action, error)),
+            let (state, answer) = change(&record);
+            if self
+                .write_rate_state(account, record.version, &state, action)
+                .await?
+            {
+                return Ok(answer);
             }
+            tokio::time::sleep(Duration::from_millis(5 << attempt.min(5))).await;
+            record = self.read_rate(account, action).await?;
         }
         Err(StoreError::Unavailable {
             action: action.into(),
             source: "the rate state kept changing under concurrent senders".into(),
+        })
+    }
+}
+
+#[async_trait]
+impl RateLedger for DynamoStore {
+    async fn rate(&self, account: &str) -> Result<RateRecord, StoreError> {
+        self.read_rate(account, "reading send-rate state").await
+    }
+
+    async fn take(
+        &self,
+        account: &str,
+        configured: &RateLimits,
+        wanted: u64,
+        now: Timestamp,
+        read: Option<&RateRecord>,
+    ) -> Result<Grant, StoreError> {
+        self.update_rate(account, read, "taking send-rate tokens", |record| {
+            let grant = record
+                .limits(configured)
+                .take(record.state.as_ref(), wanted, now);
+            (grant.state, grant)
+        })
+        .await
+    }
+
+    async fn set_limits(&self, account: &str, patch: &LimitsPatch) -> Result<(), StoreError> {
+        let json = serde_json::to_string(patch).map_err(corrupt_rate)?;
+        // Bumping the version makes a take that read the old limits read again.
+        self.client
+            .update_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(state_key(account_key(account), RATE_SORT_KEY)))
+            .update_expression("SET patch = :patch ADD version :one")
+            .expression_attribute_values(":patch", s(json))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await
+            .map_err(|e| failure("writing send-rate limits", e))?;
+        Ok(())
+    }
+
+    async fn refill(
+        &self,
+        account: &str,
+        configured: &RateLimits,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        self.update_rate(account, None, "refilling the send-rate bucket", |record| {
+            let limits = record.limits(configured);
+            (limits.refilled(record.state, now), ())
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GateRead for DynamoStore {
+    async fn gate_view(
+        &self,
+        recipients: &[EmailAddress],
+        accounts: &[String],
+    ) -> Result<GateView, StoreError> {
+        let mut state_keys = vec![state_key(POLICY_KEY, POLICY_SORT_KEY)];
+        for account in accounts {
+            state_keys.push(state_key(account_key(account), STATE_SORT_KEY));
+            state_keys.push(state_key(account_key(account), RATE_SORT_KEY));
+        }
+        let mut found = self
+            .batch_get_tables(
+                vec![
+                    (
+                        &self.tables.suppressions,
+                        recipients.iter().map(email_key).collect(),
+                        suppression_reason,
+                    ),
+                    (&self.tables.state, state_keys, consistent),
+                ],
+                "reading the send gate's view",
+            )
+            .await?;
+        let suppressions = found.remove(&self.tables.suppressions).unwrap_or_default();
+        let state = found.remove(&self.tables.state).unwrap_or_default();
+        let policy = state
+            .iter()
+            .find(|item| text(item, "pk").as_deref() == Some(POLICY_KEY));
+        Ok(GateView {
+            policy: parse_policy(policy)?,
+            suppressed: parse_suppressed(&suppressions)?,
+            states: parse_states(accounts, &state)?,
+            rates: parse_rates(accounts, &state)?,
         })
     }
 }

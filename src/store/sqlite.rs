@@ -16,12 +16,12 @@ use crate::domain::counters::{Bucket, Counts};
 use crate::domain::guard::{AccountState, HistoryEntry};
 use crate::domain::plan::ChangeSet;
 use crate::domain::policy::TemplatePolicy;
-use crate::domain::rate::{Grant, RateLimits, RateState};
+use crate::domain::rate::{Grant, LimitsPatch, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, RateLedger, StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
+    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
 };
 
 const SCHEMA: &str = "
@@ -68,6 +68,10 @@ CREATE TABLE IF NOT EXISTS account_states (
 CREATE TABLE IF NOT EXISTS rate_states (
     account TEXT PRIMARY KEY,
     state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS rate_limits (
+    account TEXT PRIMARY KEY,
+    patch TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policies (
     name TEXT PRIMARY KEY,
@@ -829,13 +833,16 @@ impl MessageLedger for SqliteStore {
         .await
     }
 
-    async fn release(&self, key: &str) -> Result<(), StoreError> {
-        let key = key.to_owned();
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        let keys = keys.to_vec();
         self.run(move |connection| {
-            connection
-                .execute("DELETE FROM claims WHERE key = ?1", [key])
-                .map(|_| ())
-                .map_err(unavailable("releasing a message claim"))
+            let action = "releasing message claims";
+            let tx = connection.transaction().map_err(unavailable(action))?;
+            for key in keys {
+                tx.execute("DELETE FROM claims WHERE key = ?1", [key])
+                    .map_err(unavailable(action))?;
+            }
+            tx.commit().map_err(unavailable(action))
         })
         .await
     }
@@ -871,48 +878,149 @@ impl MessageLedger for SqliteStore {
     }
 }
 
+fn corrupt_rate(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt {
+        what: "rate state",
+        detail: e.to_string(),
+    }
+}
+
+/// The account's rate record, read inside the caller's transaction.
+fn read_rate(connection: &Connection, account: &str) -> Result<RateRecord, StoreError> {
+    let action = "reading send-rate state";
+    let state: Option<String> = connection
+        .query_row(
+            "SELECT state FROM rate_states WHERE account = ?1",
+            [account],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable(action))?;
+    let patch: Option<String> = connection
+        .query_row(
+            "SELECT patch FROM rate_limits WHERE account = ?1",
+            [account],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable(action))?;
+    Ok(RateRecord {
+        version: 0,
+        state: state
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(corrupt_rate)?,
+        patch: patch
+            .map(|json| serde_json::from_str(&json))
+            .transpose()
+            .map_err(corrupt_rate)?
+            .unwrap_or_default(),
+    })
+}
+
+fn write_rate_state(
+    connection: &Connection,
+    account: &str,
+    state: &RateState,
+) -> Result<(), StoreError> {
+    let json = serde_json::to_string(state).map_err(corrupt_rate)?;
+    connection
+        .execute(
+            "INSERT INTO rate_states (account, state) VALUES (?1, ?2)
+             ON CONFLICT (account) DO UPDATE SET state = excluded.state",
+            params![account, json],
+        )
+        .map_err(unavailable("writing send-rate state"))?;
+    Ok(())
+}
+
 #[async_trait]
 impl RateLedger for SqliteStore {
+    async fn rate(&self, account: &str) -> Result<RateRecord, StoreError> {
+        let account = account.to_owned();
+        self.run(move |connection| read_rate(connection, &account))
+            .await
+    }
+
+    /// One IMMEDIATE transaction: `read` is not needed, the record is read under the lock.
     async fn take(
         &self,
         account: &str,
-        limits: &RateLimits,
+        configured: &RateLimits,
         wanted: u64,
         now: Timestamp,
+        _read: Option<&RateRecord>,
     ) -> Result<Grant, StoreError> {
-        let (account, limits) = (account.to_owned(), *limits);
+        let (account, configured) = (account.to_owned(), *configured);
         self.run(move |connection| {
             let action = "taking send-rate tokens";
-            let corrupt = |e: serde_json::Error| StoreError::Corrupt {
-                what: "rate state",
-                detail: e.to_string(),
-            };
             let tx = connection
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(unavailable(action))?;
-            let stored: Option<String> = tx
-                .query_row(
-                    "SELECT state FROM rate_states WHERE account = ?1",
-                    [&account],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(unavailable(action))?;
-            let state: Option<RateState> = stored
-                .map(|json| serde_json::from_str(&json))
-                .transpose()
-                .map_err(corrupt)?;
-            let grant = limits.take(state.as_ref(), wanted, now);
-            let json = serde_json::to_string(&grant.state).map_err(corrupt)?;
-            tx.execute(
-                "INSERT INTO rate_states (account, state) VALUES (?1, ?2)
-                 ON CONFLICT (account) DO UPDATE SET state = excluded.state",
-                params![account, json],
-            )
-            .map_err(unavailable(action))?;
+            let record = read_rate(&tx, &account)?;
+            let grant = record
+                .limits(&configured)
+                .take(record.state.as_ref(), wanted, now);
+            write_rate_state(&tx, &account, &grant.state)?;
             tx.commit().map_err(unavailable(action))?;
             Ok(grant)
         })
         .await
+    }
+
+    async fn set_limits(&self, account: &str, patch: &LimitsPatch) -> Result<(), StoreError> {
+        let account = account.to_owned();
+        let json = serde_json::to_string(patch).map_err(corrupt_rate)?;
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO rate_limits (account, patch) VALUES (?1, ?2)
+                     ON CONFLICT (account) DO UPDATE SET patch = excluded.patch",
+                    params![account, json],
+                )
+                .map(|_| ())
+                .map_err(unavailable("writing send-rate limits"))
+        })
+        .await
+    }
+
+    async fn refill(
+        &self,
+        account: &str,
+        configured: &RateLimits,
+        now: Timestamp,
+    ) -> Result<(), StoreError> {
+        let (account, configured) = (account.to_owned(), *configured);
+        self.run(move |connection| {
+            let action = "refilling the send-rate bucket";
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable(action))?;
+            let record = read_rate(&tx, &account)?;
+            let state = record.limits(&configured).refilled(record.state, now);
+            write_rate_state(&tx, &account, &state)?;
+            tx.commit().map_err(unavailable(action))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl GateRead for SqliteStore {
+    async fn gate_view(
+        &self,
+        recipients: &[EmailAddress],
+        accounts: &[String],
+    ) -> Result<GateView, StoreError> {
+        let mut rates = HashMap::new();
+        for account in accounts {
+            rates.insert(account.clone(), self.rate(account).await?);
+        }
+        Ok(GateView {
+            policy: self.template_policy().await?,
+            suppressed: self.suppressed(recipients).await?,
+            states: self.states(accounts).await?,
+            rates,
+        })
     }
 }

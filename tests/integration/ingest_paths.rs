@@ -13,13 +13,13 @@ use sesguard::domain::counters::{Counts, WindowTotals};
 use sesguard::domain::guard::{AccountState as GuardState, HistoryEntry};
 use sesguard::domain::plan::ChangeSet;
 use sesguard::domain::policy::TemplatePolicy;
-use sesguard::domain::rate::{Grant, RateLimits};
+use sesguard::domain::rate::{Grant, LimitsPatch, RateLimits};
 use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GuardLedger, MessageLedger, Page,
-    PolicyStore, RateLedger, StoreError, SuppressionList,
+    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
+    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -253,13 +253,30 @@ impl CounterWindow for Unreachable {
 
 #[async_trait]
 impl RateLedger for Unreachable {
+    async fn rate(&self, _: &str) -> Result<RateRecord, StoreError> {
+        Err(down())
+    }
     async fn take(
         &self,
         _: &str,
         _: &RateLimits,
         _: u64,
         _: Timestamp,
+        _: Option<&RateRecord>,
     ) -> Result<Grant, StoreError> {
+        Err(down())
+    }
+    async fn set_limits(&self, _: &str, _: &LimitsPatch) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn refill(&self, _: &str, _: &RateLimits, _: Timestamp) -> Result<(), StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl GateRead for Unreachable {
+    async fn gate_view(&self, _: &[EmailAddress], _: &[String]) -> Result<GateView, StoreError> {
         Err(down())
     }
 }
@@ -269,7 +286,7 @@ impl MessageLedger for Unreachable {
     async fn claim(&self, _: &str, _: Timestamp, _: Timestamp) -> Result<bool, StoreError> {
         Err(down())
     }
-    async fn release(&self, _: &str) -> Result<(), StoreError> {
+    async fn release(&self, _: &[String]) -> Result<(), StoreError> {
         Err(down())
     }
     async fn seen(&self, _: &str, _: Timestamp) -> Result<bool, StoreError> {

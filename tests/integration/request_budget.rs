@@ -118,3 +118,160 @@ async fn a_redelivered_batch_costs_one_refused_transaction_and_a_window_query() 
         ]
     );
 }
+
+/// Accepts every message.
+struct Accept;
+
+#[async_trait::async_trait]
+impl sesguard::ports::MailTransport for Accept {
+    async fn send(
+        &self,
+        mail: &sesguard::domain::send::OutgoingMail,
+    ) -> Result<String, sesguard::ports::TransportError> {
+        Ok(format!("id-{}", mail.recipients()))
+    }
+}
+
+/// SQS records for send requests, as the event source mapping delivers them from `queue`.
+async fn send_batch(sqs: &aws_sdk_sqs::Client, queue: &str, arn: &str, bodies: &[String]) -> Value {
+    let mut records = Vec::new();
+    for body in bodies {
+        sqs.send_message()
+            .queue_url(queue)
+            .message_body(body)
+            .send()
+            .await
+            .unwrap();
+    }
+    while records.len() < bodies.len() {
+        let received = sqs
+            .receive_message()
+            .queue_url(queue)
+            .max_number_of_messages(10)
+            .send()
+            .await
+            .unwrap();
+        for message in received.messages.unwrap_or_default() {
+            records.push(json!({
+                "messageId": message.message_id, "receiptHandle": message.receipt_handle,
+                "body": message.body, "attributes": {"ApproximateReceiveCount": "1"},
+                "eventSource": "aws:sqs", "eventSourceARN": arn,
+            }));
+        }
+    }
+    json!({ "Records": records })
+}
+
+#[tokio::test]
+async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_account() {
+    use sesguard::handlers::sender::{SenderDeps, handle};
+    use sesguard::ports::PolicyStore;
+    use sesguard::queue::SqsVisibility;
+
+    let store_log = RequestLog::default();
+    let store = Arc::new(dynamodb_logged(Some(store_log.clone())).await);
+    let mut config = crate::helpers::example_config();
+    for account in &mut config.accounts {
+        account.send_count_source = sesguard::domain::attribution::SendSource::Sender;
+    }
+    // The primary's bucket holds 5: the sixth transactional message fails over to the backup,
+    // and the bulk stream (primary only) has to wait.
+    config.accounts[0].max_send_rate = Some(5.0);
+    let (mut deps, _) = crate::helpers::deps_with(config, store.clone());
+    deps.transport = Arc::new(Accept);
+    deps.ingest(
+        crate::helpers::sample_inbound("ses/bounce-permanent.json"),
+        deps.clock.now(),
+    )
+    .await;
+    let mut policy = store.template_policy().await.unwrap();
+    policy.blocked.insert("newsletter".into());
+    store.put_template_policy(&policy).await.unwrap();
+
+    let sqs_log = RequestLog::default();
+    let sdk = crate::helpers::local_sdk();
+    let sqs_plain = aws_sdk_sqs::Client::new(&sdk);
+    let sqs_logged = aws_sdk_sqs::Client::from_conf(
+        aws_sdk_sqs::config::Builder::from(&sdk)
+            .interceptor(sqs_log.clone())
+            .build(),
+    );
+    let (queue, arn) = crate::helpers::local_queue(&sqs_plain, "budget").await;
+    let transactional = |to: &str, key: &str| {
+        format!(
+            r#"{{"stream":"transactional","to":["{to}"],"template":{{"name":"receipt","data":{{}}}},"idempotency_key":"{key}"}}"#
+        )
+    };
+    let mut bodies: Vec<String> = (0..6)
+        .map(|i| transactional(&format!("user{i}@example.com"), &format!("k{i}")))
+        .collect();
+    bodies.push(transactional("user0@example.com", "k0")); // a duplicate
+    bodies.push(transactional("nobody@example.org", "k7")); // suppressed
+    bodies.push(
+        r#"{"stream":"bulk","to":["x@example.com"],"template":{"name":"newsletter"}}"#.into(),
+    ); // blocked
+    bodies.push(r#"{"stream":"bulk","to":["y@example.com"],"subject":"s","text":"t"}"#.into()); // deferred
+    let event = send_batch(&sqs_plain, &queue, &arn, &bodies).await;
+    let state = SenderDeps {
+        deps,
+        visibility: Some(Arc::new(SqsVisibility::new(sqs_logged))),
+        memory: Default::default(),
+    };
+    store_log.take();
+
+    let response = handle(&state, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"].as_array().unwrap().len(),
+        1,
+        "only the deferred message stays: {response}"
+    );
+    let claims = 10;
+    let mut expected = vec![
+        ("BatchGetItem".to_owned(), 0), // policy, 9 recipients, 2 states, 2 rate records
+        ("Query".to_owned(), 0),        // primary's window, read once per refresh
+        ("Query".to_owned(), 0),        // backup's window
+    ];
+    let mut requests = store_log.take();
+    let tail = requests.split_off(3);
+    assert_eq!(requests, expected);
+    let count = |name: &str| tail.iter().filter(|(op, _)| op == name).count();
+    assert_eq!(count("PutItem"), claims, "a conditional claim per message");
+    assert_eq!(count("UpdateItem"), 2, "one token write per account used");
+    assert_eq!(
+        count("BatchWriteItem"),
+        1,
+        "the deferred message's claim, released"
+    );
+    assert_eq!(
+        tail.last(),
+        Some(&("TransactWriteItems".to_owned(), 2)),
+        "the sends counted for both accounts in one write"
+    );
+    assert_eq!(tail.len(), claims + 2 + 1 + 1, "nothing else: {tail:?}");
+    assert_eq!(
+        sqs_log.take(),
+        vec![("ChangeMessageVisibilityBatch".to_owned(), 0)],
+        "one call hides every deferred message"
+    );
+
+    // The next batch on the same instance reuses the windows: no query at all.
+    let bodies: Vec<String> = (10..20)
+        .map(|i| transactional(&format!("user{i}@example.com"), &format!("k{i}")))
+        .collect();
+    let event = send_batch(&sqs_plain, &queue, &arn, &bodies).await;
+    store_log.take();
+    handle(&state, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    let requests = store_log.take();
+    expected.truncate(1);
+    assert_eq!(requests[..1], expected[..]);
+    assert!(
+        requests
+            .iter()
+            .all(|(op, _)| op != "Query" && op != "GetItem"),
+        "{requests:?}"
+    );
+}

@@ -11,7 +11,7 @@ use sesguard::domain::guard::{Cause, Status};
 use sesguard::domain::send::{OutgoingMail, SendRequest};
 use sesguard::domain::ses_failure::SendFailure;
 use sesguard::ports::{MailTransport, TransportError};
-use sesguard::sender::{Decision, Queued, Sender};
+use sesguard::sender::{Decision, Queued, Sender, SenderMemory};
 
 use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
 
@@ -72,12 +72,13 @@ fn receipt(to: &str, key: &str) -> String {
 }
 
 async fn send(deps: &Deps, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
-    Sender::new(deps, transport)
+    let memory = SenderMemory::default();
+    Sender::new(deps, transport, &memory)
         .send(batch, deps.clock.now())
         .await
         .unwrap()
         .into_iter()
-        .map(|(_, d)| d)
+        .map(|j| j.decision)
         .collect()
 }
 
@@ -413,6 +414,7 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
     let state = SenderDeps {
         deps,
         visibility: Some(Arc::new(SqsVisibility::new(sqs.clone()))),
+        memory: Default::default(),
     };
     let response = handle(&state, LambdaEvent::new(event, Context::default()))
         .await
@@ -516,5 +518,116 @@ async fn a_send_rate_shortage_moves_the_batch_to_the_next_account_then_defers_wi
         .await[0]
             .name(),
         "sent"
+    );
+}
+
+#[tokio::test]
+async fn consecutive_transport_failures_open_the_circuit_breaker_with_an_alert() {
+    let (_dir, deps, alerts) = world(|_| {});
+    let memory = SenderMemory::default();
+    let transient = Err(SendFailure::Transient);
+    // Four failures, a success (the run starts again), then five failures in a row.
+    let transport = Scripted {
+        answers: Mutex::new(
+            [transient; 4]
+                .into_iter()
+                .chain([Ok(())])
+                .chain([transient; 5])
+                .collect(),
+        ),
+        ..Scripted::default()
+    };
+    let batch = |from: usize, to: usize| {
+        (from..to)
+            .map(|i| {
+                queued(
+                    &i.to_string(),
+                    &receipt(&format!("u{i}@example.com"), &format!("cb{i}")),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let sender = Sender::new(&deps, &transport, &memory);
+    let first = sender.send(batch(0, 5), deps.clock.now()).await.unwrap();
+    let names: Vec<&str> = first.iter().map(|j| j.decision.name()).collect();
+    assert_eq!(
+        names,
+        ["deferred", "deferred", "deferred", "deferred", "sent"]
+    );
+    assert!(
+        alerts.all().is_empty(),
+        "four failures and a success: closed"
+    );
+
+    // The run is kept across batches of one instance: the fifth failure opens it.
+    let second = sender.send(batch(5, 11), deps.clock.now()).await.unwrap();
+    let names: Vec<&str> = second.iter().map(|j| j.decision.name()).collect();
+    assert_eq!(
+        names,
+        ["deferred"; 5]
+            .into_iter()
+            .chain(["sent"])
+            .collect::<Vec<_>>()
+    );
+    assert!(
+        matches!(&second[5].decision, Decision::Sent { account, .. } if account == "backup"),
+        "the rest of the batch fails over: {:?}",
+        second[5]
+    );
+    let opened = alerts.all();
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0].change.account, "primary");
+    assert_eq!(opened[0].change.cause, Cause::TransportFailures);
+    assert!(
+        opened[0]
+            .change
+            .note
+            .as_deref()
+            .unwrap_or_default()
+            .contains("5 consecutive")
+    );
+    let state = &deps.store.states(&["primary".into()]).await.unwrap()["primary"];
+    assert_eq!(state.status, Status::Paused);
+    assert_eq!(
+        state.until,
+        Some(deps.clock.now().plus(std::time::Duration::from_secs(60))),
+        "a short pause that ends by itself"
+    );
+}
+
+#[tokio::test]
+async fn sends_that_cannot_be_counted_still_count_as_sent_and_raise_a_notice() {
+    let (dir, deps, alerts) = world(|c| {
+        for account in &mut c.accounts {
+            account.send_count_source = sesguard::domain::attribution::SendSource::Sender;
+        }
+    });
+    // One instance: its windows are read by the first batch and kept for the second. Then the
+    // counters are taken away from under it.
+    let (memory, transport) = (SenderMemory::default(), Scripted::default());
+    let sender = Sender::new(&deps, &transport, &memory);
+    let send = |batch| sender.send(batch, deps.clock.now());
+    let d = send(vec![queued("0", &receipt("a@example.com", "c0"))])
+        .await
+        .unwrap();
+    assert_eq!(d[0].decision.name(), "sent");
+    rusqlite::Connection::open(dir.path().join("store.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE counters")
+        .unwrap();
+    let d = send(vec![queued("1", &receipt("b@example.com", "c1"))])
+        .await
+        .unwrap();
+    assert_eq!(
+        d[0].decision.name(),
+        "sent",
+        "the mail went: the batch must not be retried"
+    );
+    let notices = alerts.notices();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "sesguard: sends not counted");
+    assert_eq!(
+        notices[0].1["uncounted_sends"]["primary"]["transactional"],
+        1
     );
 }

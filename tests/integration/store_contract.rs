@@ -11,7 +11,7 @@ use sesguard::domain::guard::{
 use sesguard::domain::notification::Notification;
 use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
 use sesguard::domain::policy::TemplatePolicy;
-use sesguard::domain::rate::RateLimits;
+use sesguard::domain::rate::{LimitsPatch, RateLimits};
 use sesguard::domain::suppression::Reason;
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::ports::{ApplyError, Store};
@@ -595,7 +595,10 @@ async fn suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_relea
         "held by the first claim"
     );
     assert!(store.seen("send:key:a", now()).await.unwrap());
-    store.release("send:key:a").await.unwrap();
+    store
+        .release(&["send:key:a".into(), "send:key:never-claimed".into()])
+        .await
+        .unwrap();
     assert!(
         store.claim("send:key:a", now(), later).await.unwrap(),
         "free again once released"
@@ -615,9 +618,15 @@ async fn suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_relea
 
 async fn send_rate_tokens_are_shared_and_refill_at_the_rate(store: &dyn Store) {
     let limits = RateLimits::from_send_rate(14.0);
-    let first = store.take("primary", &limits, 10, now()).await.unwrap();
+    let first = store
+        .take("primary", &limits, 10, now(), None)
+        .await
+        .unwrap();
     assert_eq!(first.granted, 10);
-    let second = store.take("primary", &limits, 10, now()).await.unwrap();
+    let second = store
+        .take("primary", &limits, 10, now(), None)
+        .await
+        .unwrap();
     assert_eq!(second.granted, 4, "the bucket holds 14");
     assert!(second.next_at.is_some());
     let later = store
@@ -626,19 +635,90 @@ async fn send_rate_tokens_are_shared_and_refill_at_the_rate(store: &dyn Store) {
             &limits,
             10,
             now().plus(std::time::Duration::from_millis(500)),
+            None,
         )
         .await
         .unwrap();
     assert_eq!(later.granted, 7, "half a second refills 7");
     assert_eq!(
         store
-            .take("backup", &limits, 3, now())
+            .take("backup", &limits, 3, now(), None)
             .await
             .unwrap()
             .granted,
         3,
         "accounts are apart"
     );
+}
+
+async fn limits_set_at_run_time_bind_the_next_take_and_a_refill_fills_the_bucket(
+    store: &dyn Store,
+) {
+    let configured = RateLimits::from_send_rate(14.0);
+    let patch: LimitsPatch = serde_json::from_str(r#"{"capacity": 3, "per_minute": 5}"#).unwrap();
+    store.set_limits("primary", &patch).await.unwrap();
+    assert_eq!(store.rate("primary").await.unwrap().patch, patch);
+    let first = store
+        .take("primary", &configured, 10, now(), None)
+        .await
+        .unwrap();
+    assert_eq!(first.granted, 3, "the patched capacity binds");
+    store.refill("primary", &configured, now()).await.unwrap();
+    let refilled = store
+        .take("primary", &configured, 10, now(), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        refilled.granted, 2,
+        "a full bucket again, but the minute allows 5 in all"
+    );
+    let record = store.rate("primary").await.unwrap();
+    assert_eq!(record.patch, patch, "takes keep the operators' patch");
+    assert_eq!(record.state.unwrap().minute.count, 5);
+}
+
+async fn a_take_from_a_stale_read_reads_again_and_never_over_grants(store: &dyn Store) {
+    let limits = RateLimits::from_send_rate(14.0);
+    let stale = store.rate("primary").await.unwrap();
+    let other = store
+        .take("primary", &limits, 10, now(), None)
+        .await
+        .unwrap();
+    assert_eq!(other.granted, 10);
+    let mine = store
+        .take("primary", &limits, 10, now(), Some(&stale))
+        .await
+        .unwrap();
+    assert_eq!(mine.granted, 4, "the read was stale: 14 - 10 left, not 14");
+}
+
+async fn the_gate_view_reads_policy_suppressions_states_and_rates_together(store: &dyn Store) {
+    store
+        .apply(&planned(store, &[effects("bounce-permanent")], now()).await)
+        .await
+        .unwrap();
+    let policy = TemplatePolicy {
+        blocked: ["promo".to_owned()].into(),
+        ..TemplatePolicy::default()
+    };
+    store.put_template_policy(&policy).await.unwrap();
+    store
+        .take("primary", &RateLimits::from_send_rate(14.0), 4, now(), None)
+        .await
+        .unwrap();
+    let recipients = [email("nobody@example.org"), email("fine@example.com")];
+    let accounts = ["primary".to_owned(), "backup".to_owned()];
+    let view = store.gate_view(&recipients, &accounts).await.unwrap();
+    assert_eq!(view.policy, policy);
+    assert_eq!(
+        view.suppressed.keys().collect::<Vec<_>>(),
+        [&email("nobody@example.org")]
+    );
+    assert_eq!(view.states.len(), 2, "every account, written or not");
+    assert_eq!(view.states["backup"], Default::default());
+    let tokens = view.rates["primary"].state.unwrap().tokens;
+    assert!((tokens - 10.0).abs() < 1e-9, "{tokens}");
+    assert_eq!(view.rates["backup"], Default::default());
 }
 
 macro_rules! contract {
@@ -680,6 +760,9 @@ contract!(
     the_template_policy_reads_back_what_was_written,
     suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released,
     send_rate_tokens_are_shared_and_refill_at_the_rate,
+    limits_set_at_run_time_bind_the_next_take_and_a_refill_fills_the_bucket,
+    a_take_from_a_stale_read_reads_again_and_never_over_grants,
+    the_gate_view_reads_policy_suppressions_states_and_rates_together,
 );
 
 #[tokio::test]
@@ -690,7 +773,7 @@ async fn concurrent_senders_never_get_more_tokens_than_the_bucket_holds() {
         .map(|_| {
             let store = store.clone();
             tokio::spawn(async move {
-                sesguard::ports::RateLedger::take(&*store, "primary", &limits, 5, now())
+                sesguard::ports::RateLedger::take(&*store, "primary", &limits, 5, now(), None)
                     .await
                     .unwrap()
                     .granted
