@@ -1,18 +1,23 @@
-//! Account status: each account's guard state and its counters summed over the current
-//! rolling window, with its rates, overall and per stream. Shared by the CLI and (later) the
-//! admin function.
+//! Account status: each account's guard state, its counters summed over the current rolling
+//! window with its rates (overall and per stream), its daily quota, and the use of its
+//! send-rate limits — and from those, whether it can send now and if not, what blocks it and
+//! for how long. Shared by the CLI and the admin function.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::domain::counters::{Counts, WindowTotals};
-use crate::domain::guard::Cause;
+use crate::domain::guard::{Cause, Thresholds};
+use crate::domain::rate::Periods;
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{CounterWindow, StoreError};
+use crate::ports::{SesAccount, Store, StoreError};
 
-/// One account's state and window totals.
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
+/// One account's state, window totals, quota and limits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct AccountStatus {
     /// The account's name.
@@ -23,10 +28,22 @@ pub struct AccountStatus {
     pub state: &'static str,
     /// Why it is in that state.
     pub cause: Option<Cause>,
+    /// The operator's note on the last change.
+    pub note: Option<String>,
     /// Since when.
     pub since: Option<Timestamp>,
     /// When a timed pause ends.
     pub until: Option<Timestamp>,
+    /// Whether it takes no mail now.
+    pub is_paused: bool,
+    /// Seconds until a timed pause ends by itself.
+    pub pause_remaining_seconds: Option<u64>,
+    /// Whether a message could go through it now.
+    pub can_send: bool,
+    /// What stops it: `paused`, `daily_quota`, `send_rate`, `unconfigured`.
+    pub blocked_by: Vec<&'static str>,
+    /// Seconds until it could send, when something stops it and that ends by itself.
+    pub wait_seconds: Option<u64>,
     /// Streams quarantined on the account.
     pub quarantined: Vec<String>,
     /// Window totals.
@@ -36,12 +53,18 @@ pub struct AccountStatus {
     pub bounce_rate: f64,
     /// Complaints per send over the window.
     pub complaint_rate: f64,
+    /// The thresholds the guard applies to it.
+    pub thresholds: Thresholds,
     /// The first bucket of the window.
     pub window_start: Timestamp,
     /// The window's length in seconds.
     pub window_seconds: u64,
     /// Per-stream totals and rates.
     pub streams: BTreeMap<String, StreamStatus>,
+    /// The 24-hour quota (configured accounts whose quota is known).
+    pub daily_quota: Option<QuotaUse>,
+    /// Use of the send-rate limits (configured accounts whose rate is known).
+    pub periods: Option<Periods>,
 }
 
 /// One stream's totals on an account.
@@ -54,9 +77,22 @@ pub struct StreamStatus {
     pub bounce_rate: f64,
     /// Complaints per send.
     pub complaint_rate: f64,
+    /// Whether the stream is quarantined on the account.
+    pub quarantined: bool,
 }
 
-/// An account name that is neither configured nor seen in feedback.
+/// The 24-hour quota and its use.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuotaUse {
+    /// Sends allowed per 24 hours.
+    pub limit: u64,
+    /// Sends in the last 24 hours (sesguard's count or SES's, whichever is larger).
+    pub used: u64,
+    /// What is left.
+    pub remaining: u64,
+}
+
+/// Why a status could not be given.
 #[derive(Debug, thiserror::Error)]
 pub enum StatusError {
     /// Unknown name.
@@ -68,9 +104,10 @@ pub enum StatusError {
 }
 
 /// Status of every account (configured ones first, then unconfigured ones seen in feedback),
-/// or of the one named.
+/// or of the one named. An account whose quota or rate SES cannot tell is shown without them.
 pub async fn status(
-    counters: &dyn CounterWindow,
+    store: &dyn Store,
+    ses: &dyn SesAccount,
     config: &Config,
     now: Timestamp,
     only: Option<&str>,
@@ -80,7 +117,7 @@ pub async fn status(
         .iter()
         .map(|a| (a.name.clone(), true))
         .collect();
-    for name in counters.unconfigured_accounts().await? {
+    for name in store.unconfigured_accounts().await? {
         if !names.iter().any(|(n, _)| *n == name) {
             names.push((name, false));
         }
@@ -93,21 +130,73 @@ pub async fn status(
     }
     let window = config.ingest_policy().window;
     let (first, last) = window.buckets_ending(now);
+    let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
     let mut statuses = Vec::with_capacity(names.len());
     for (name, configured) in names {
-        let read = counters.window(&name, first, last).await?;
+        let read = store.window(&name, first.min(quota_first), last).await?;
         let totals = WindowTotals::sum(&read.buckets, first, last);
+        let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
+            .total
+            .sends;
+        let state = read.state;
+        let (daily_quota, periods) = if configured {
+            limits(store, ses, config, &name, sent_24h, now).await?
+        } else {
+            (None, None)
+        };
+        let is_paused = state.is_paused(now);
+        let pause_remaining = state
+            .until
+            .filter(|until| is_paused && *until > now)
+            .map(|until| until.since(now));
+        let mut blocked_by = Vec::new();
+        let mut waits = Vec::new();
+        if !configured {
+            blocked_by.push("unconfigured");
+        }
+        if is_paused {
+            blocked_by.push("paused");
+            waits.push(pause_remaining);
+        }
+        if daily_quota.is_some_and(|q| q.remaining == 0) {
+            blocked_by.push("daily_quota");
+            waits.push(None);
+        }
+        if periods.is_some_and(|p| {
+            [p.second, p.minute, p.hour, p.day]
+                .iter()
+                .any(|period| period.status == "exhausted")
+        }) {
+            blocked_by.push("send_rate");
+            waits.push(Some(Duration::from_secs(1)));
+        }
+        // The longest of the waits, unless one of them does not end by itself.
+        let wait_seconds = if waits.is_empty() || !configured {
+            None
+        } else {
+            waits
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .and_then(|w| w.into_iter().max())
+                .map(|w| w.as_secs().max(1))
+        };
         statuses.push(AccountStatus {
-            name,
             configured,
-            state: read.state.status.as_str(),
-            cause: read.state.cause,
-            since: read.state.since,
-            until: read.state.until,
-            quarantined: read.state.quarantined.keys().cloned().collect(),
+            state: state.status.as_str(),
+            cause: state.cause,
+            note: state.note.clone(),
+            since: state.since,
+            until: state.until,
+            is_paused,
+            pause_remaining_seconds: pause_remaining.map(|d| d.as_secs().max(1)),
+            can_send: blocked_by.is_empty(),
+            blocked_by,
+            wait_seconds,
+            quarantined: state.quarantined.keys().cloned().collect(),
             counts: totals.total,
             bounce_rate: totals.total.bounce_rate(),
             complaint_rate: totals.total.complaint_rate(),
+            thresholds: config.thresholds_for(&name),
             window_start: first,
             window_seconds: window.length.as_secs(),
             streams: totals
@@ -118,11 +207,63 @@ pub async fn status(
                         counts,
                         bounce_rate: counts.bounce_rate(),
                         complaint_rate: counts.complaint_rate(),
+                        quarantined: state.is_quarantined(&stream),
                     };
                     (stream, status)
                 })
                 .collect(),
+            daily_quota,
+            periods,
+            name,
         });
     }
     Ok(statuses)
+}
+
+/// The account's quota use and limit periods; SES is asked for what the configuration leaves
+/// out, and what SES cannot tell is left out (and logged).
+async fn limits(
+    store: &dyn Store,
+    ses: &dyn SesAccount,
+    config: &Config,
+    name: &str,
+    sent_24h: u64,
+    now: Timestamp,
+) -> Result<(Option<QuotaUse>, Option<Periods>), StoreError> {
+    let Some(account) = config.account(name) else {
+        return Ok((None, None));
+    };
+    let from_ses = if account.daily_quota.is_none() || account.max_send_rate.is_none() {
+        match ses.send_quota(name).await {
+            Ok(quota) => Some(quota),
+            Err(error) => {
+                tracing::warn!(account = name, error = %crate::telemetry::error_chain(&error), "quota and send rate unknown");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let quota = match account.daily_quota {
+        Some(limit) => Some((limit, 0)),
+        None => from_ses.map(|q| (q.max_24_hour_send, q.sent_last_24_hours)),
+    };
+    let rate = account.max_send_rate.or(from_ses.map(|q| q.max_send_rate));
+    let daily_quota = quota.map(|(limit, sent_by_ses)| {
+        let used = sent_24h.max(sent_by_ses);
+        QuotaUse {
+            limit,
+            used,
+            remaining: limit.saturating_sub(used),
+        }
+    });
+    let periods = match rate {
+        None => None,
+        Some(rate) => {
+            let record = store.rate(name).await?;
+            let limits = record.limits(&config.rate_limits(name, rate));
+            Some(limits.periods(record.state.as_ref(), now))
+        }
+    };
+    Ok((daily_quota, periods))
 }

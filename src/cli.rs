@@ -322,6 +322,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => {
             let statuses = accounts::status(
                 deps.store.as_ref(),
+                deps.ses.as_ref(),
                 &deps.config,
                 deps.clock.now(),
                 name.as_deref(),

@@ -4,6 +4,7 @@
 //! implementations in [`store`], and each Lambda function's handler in [`handlers`].
 
 pub mod accounts;
+pub mod admin;
 pub mod alerts;
 pub mod check;
 pub mod cli;

@@ -127,6 +127,61 @@ pub trait SuppressionList: Send + Sync {
     ) -> Result<Page<Suppression>, StoreError>;
 }
 
+/// An address an operator (or an import) suppresses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ManualSuppression {
+    /// The normalised address.
+    pub email: EmailAddress,
+    /// Why: `manual`, or the reason another list gives (SES's account-level list says
+    /// bounce or complaint).
+    pub reason: Reason,
+}
+
+/// Operators' changes to the suppression list.
+#[async_trait]
+pub trait SuppressionAdmin: Send + Sync {
+    /// Suppresses these addresses at `now`. An address already suppressed keeps its reason and
+    /// details; the rest of a record (a soft-bounce tracker) is kept too. Returns how many
+    /// were not suppressed before. At most 25 per call on DynamoDB (concurrent updates).
+    async fn suppress(
+        &self,
+        entries: &[ManualSuppression],
+        now: Timestamp,
+    ) -> Result<usize, StoreError>;
+
+    /// Lifts the suppression of `email`, deleting its record: the record as it was, or `None`
+    /// when it was not suppressed (nothing is changed then).
+    async fn unsuppress(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError>;
+}
+
+/// One operator change, as the audit log keeps it.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct AuditEntry {
+    /// When.
+    pub at: Timestamp,
+    /// Who: `operator:NAME` or the IAM caller.
+    pub actor: String,
+    /// What, for example `suppression.remove` or `account.limits`.
+    pub action: String,
+    /// What it was done to: an address, an account, `templates`.
+    pub target: String,
+    /// Why, as the operator said.
+    pub reason: String,
+    /// The change itself.
+    pub detail: serde_json::Value,
+}
+
+/// The log of operator changes that are not account transitions (those are in the
+/// account's history).
+#[async_trait]
+pub trait AuditLog: Send + Sync {
+    /// Appends `entry`, kept until `expires_at`.
+    async fn record(&self, entry: &AuditEntry, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// The latest entries, newest first, at most `limit`.
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+}
+
 /// An account's counter buckets and its guard state, read together.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct AccountWindow {
@@ -199,6 +254,8 @@ pub trait Store:
     + MessageLedger
     + RateLedger
     + GateRead
+    + SuppressionAdmin
+    + AuditLog
 {
 }
 
@@ -211,6 +268,8 @@ impl<T> Store for T where
         + MessageLedger
         + RateLedger
         + GateRead
+        + SuppressionAdmin
+        + AuditLog
 {
 }
 
@@ -318,6 +377,24 @@ pub trait SesAccount: Send + Sync {
     /// says (account-wide or its configuration set); does nothing when that is `off`.
     /// Returns whether SES was asked.
     async fn set_sending(&self, account: &str, enabled: bool) -> Result<bool, SesError>;
+
+    /// One page of the account's SES account-level suppression list
+    /// (`ListSuppressedDestinations`): addresses with SES's reason, and the token of the next
+    /// page. Addresses SES holds that sesguard cannot parse are skipped (and logged).
+    async fn list_suppressed(
+        &self,
+        account: &str,
+        next: Option<String>,
+    ) -> Result<(Vec<(EmailAddress, Reason)>, Option<String>), SesError>;
+
+    /// Adds one address to the account's SES account-level suppression list
+    /// (`PutSuppressedDestination`; SES knows only bounce and complaint: others go as bounce).
+    async fn put_suppressed(
+        &self,
+        account: &str,
+        email: &EmailAddress,
+        reason: Reason,
+    ) -> Result<(), SesError>;
 }
 
 /// A send that did not happen, classified so the sender can react.

@@ -10,10 +10,22 @@ use async_trait::async_trait;
 use aws_sdk_sesv2::error::ProvideErrorMetadata as _;
 
 use crate::config::{Config, Enforcement};
+use aws_sdk_sesv2::types::SuppressionListReason;
+
+use crate::domain::address::EmailAddress;
 use crate::domain::send::{MailContent, OutgoingMail};
 use crate::domain::ses_failure::{SendFailure, classify};
+use crate::domain::suppression::Reason;
 use crate::ports::{MailTransport, SendQuota, SesAccount, SesError, TransportError};
 use crate::telemetry::error_chain;
+
+fn local_only(account: &str, action: &'static str) -> SesError {
+    SesError {
+        account: account.to_owned(),
+        action,
+        source: "SES is not used in local runs (configure daily_quota and max_send_rate)".into(),
+    }
+}
 
 /// How long a `GetAccount` answer is reused.
 pub const QUOTA_REFRESH: Duration = Duration::from_secs(300);
@@ -131,6 +143,68 @@ impl SesAccount for Sesv2Accounts {
         Ok(quota)
     }
 
+    async fn list_suppressed(
+        &self,
+        account: &str,
+        next: Option<String>,
+    ) -> Result<(Vec<(EmailAddress, Reason)>, Option<String>), SesError> {
+        let action = "ListSuppressedDestinations";
+        let client = self.account(account, action)?;
+        let output = client
+            .client
+            .list_suppressed_destinations()
+            .set_next_token(next)
+            .page_size(1000)
+            .send()
+            .await
+            .map_err(|e| SesError {
+                account: account.to_owned(),
+                action,
+                source: Box::new(e),
+            })?;
+        let mut found = Vec::new();
+        for summary in output.suppressed_destination_summaries() {
+            let reason = match summary.reason() {
+                SuppressionListReason::Complaint => Reason::Complaint,
+                _ => Reason::Bounce,
+            };
+            match EmailAddress::parse(summary.email_address()) {
+                Ok(email) => found.push((email, reason)),
+                Err(error) => {
+                    tracing::warn!(account, error = %error, "SES suppression list entry skipped");
+                }
+            }
+        }
+        Ok((found, output.next_token().map(str::to_owned)))
+    }
+
+    async fn put_suppressed(
+        &self,
+        account: &str,
+        email: &EmailAddress,
+        reason: Reason,
+    ) -> Result<(), SesError> {
+        let action = "PutSuppressedDestination";
+        let client = self.account(account, action)?;
+        let reason = match reason {
+            Reason::Complaint => SuppressionListReason::Complaint,
+            _ => SuppressionListReason::Bounce,
+        };
+        client
+            .client
+            .put_suppressed_destination()
+            .email_address(email.as_str())
+            .reason(reason)
+            .send()
+            .await
+            .map_err(|e| SesError {
+                account: account.to_owned(),
+                action,
+                source: Box::new(e),
+            })?;
+        Ok(())
+    }
+
     async fn set_sending(&self, account: &str, enabled: bool) -> Result<bool, SesError> {
         let client = self.account(account, "enforcement")?;
         let failed = |action: &'static str| {
@@ -180,11 +254,24 @@ pub struct NoSes;
 #[async_trait]
 impl SesAccount for NoSes {
     async fn send_quota(&self, account: &str) -> Result<SendQuota, SesError> {
-        Err(SesError {
-            account: account.to_owned(),
-            action: "GetAccount",
-            source: "SES is not used in local runs: configure daily_quota and max_send_rate".into(),
-        })
+        Err(local_only(account, "GetAccount"))
+    }
+
+    async fn list_suppressed(
+        &self,
+        account: &str,
+        _next: Option<String>,
+    ) -> Result<(Vec<(EmailAddress, Reason)>, Option<String>), SesError> {
+        Err(local_only(account, "ListSuppressedDestinations"))
+    }
+
+    async fn put_suppressed(
+        &self,
+        account: &str,
+        _email: &EmailAddress,
+        _reason: Reason,
+    ) -> Result<(), SesError> {
+        Err(local_only(account, "PutSuppressedDestination"))
     }
 
     async fn set_sending(&self, account: &str, enabled: bool) -> Result<bool, SesError> {

@@ -254,6 +254,95 @@ impl RateLimits {
     }
 }
 
+/// One limit's use at a moment, as operators see it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Period {
+    /// The limit (`None`: unlimited).
+    pub limit: Option<u64>,
+    /// Used in the period (for `second`: tokens missing from the bucket).
+    pub current: u64,
+    /// What may still go in the period (`None`: unlimited).
+    pub available: Option<u64>,
+    /// `current` as a percentage of `limit`.
+    pub percentage: Option<f64>,
+    /// `ok`, `near` (80 % used or more), `exhausted`, `unlimited` or `disabled`.
+    pub status: &'static str,
+}
+
+impl Period {
+    fn of(limit: Option<u64>, current: u64, enabled: bool) -> Self {
+        let available = limit.map(|l| l.saturating_sub(current));
+        let percentage = limit.map(|l| {
+            if l == 0 {
+                100.0
+            } else {
+                current as f64 * 100.0 / l as f64
+            }
+        });
+        let status = match (enabled, available, percentage) {
+            (false, _, _) => "disabled",
+            (true, None, _) => "unlimited",
+            (true, Some(0), _) => "exhausted",
+            (true, Some(_), Some(p)) if p >= 80.0 => "near",
+            _ => "ok",
+        };
+        Self {
+            limit,
+            current,
+            available,
+            percentage,
+            status,
+        }
+    }
+}
+
+/// The use of every limit of an account at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Periods {
+    /// The token bucket: its capacity, and the tokens in it now.
+    pub second: Period,
+    /// This calendar minute.
+    pub minute: Period,
+    /// This hour.
+    pub hour: Period,
+    /// This day (UTC).
+    pub day: Period,
+}
+
+impl RateLimits {
+    /// How much of each limit `state` has used at `now` (`None`: nothing used yet).
+    pub fn periods(&self, state: Option<&RateState>, now: Timestamp) -> Periods {
+        let tokens = match state {
+            None => self.capacity,
+            Some(s) => {
+                let elapsed = now.since(s.at).as_secs_f64();
+                (s.tokens + elapsed * self.refill_per_second).min(self.capacity)
+            }
+        };
+        let capacity = self.capacity.floor() as u64;
+        let used_tokens = capacity.saturating_sub(tokens.max(0.0).floor() as u64);
+        let used = |window: Option<&WindowCount>, length: Duration| {
+            window
+                .filter(|w| w.start == now.floor_to(length))
+                .map_or(0, |w| w.count)
+        };
+        Periods {
+            second: Period::of(Some(capacity), used_tokens, self.enabled),
+            minute: Period::of(
+                self.per_minute,
+                used(state.map(|s| &s.minute), MINUTE),
+                self.enabled,
+            ),
+            hour: Period::of(
+                self.per_hour,
+                used(state.map(|s| &s.hour), HOUR),
+                self.enabled,
+            ),
+            day: Period::of(self.per_day, used(state.map(|s| &s.day), DAY), self.enabled),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -334,6 +423,40 @@ mod tests {
         let small: LimitsPatch = serde_json::from_str(r#"{"capacity": 0.5}"#).unwrap();
         assert_eq!(small.apply(base).unwrap_err().field, "capacity");
         assert!(serde_json::from_str::<LimitsPatch>(r#"{"burst": 3}"#).is_err());
+    }
+
+    #[test]
+    fn periods_show_each_limits_use_now() {
+        let limits = RateLimits {
+            per_minute: Some(10),
+            per_day: Some(100),
+            ..RateLimits::from_send_rate(14.0)
+        };
+        let fresh = limits.periods(None, at(30.0));
+        assert_eq!(
+            (fresh.second.limit, fresh.second.available),
+            (Some(14), Some(14))
+        );
+        assert_eq!(fresh.minute.status, "ok");
+        assert_eq!(fresh.hour.status, "unlimited");
+        let taken = limits.take(None, 9, at(30.0));
+        let p = limits.periods(Some(&taken.state), at(30.0));
+        assert_eq!((p.second.current, p.second.available), (9, Some(5)));
+        assert_eq!(
+            (p.minute.current, p.minute.available, p.minute.status),
+            (9, Some(1), "near")
+        );
+        assert_eq!(p.minute.percentage, Some(90.0));
+        assert_eq!(p.day.current, 9);
+        let next_minute = limits.periods(Some(&taken.state), at(61.0));
+        assert_eq!(next_minute.minute.current, 0, "a new minute");
+        assert_eq!(next_minute.second.available, Some(14), "refilled");
+        assert_eq!(next_minute.day.current, 9, "the same day");
+        let off = RateLimits {
+            enabled: false,
+            ..limits
+        };
+        assert_eq!(off.periods(None, at(0.0)).minute.status, "disabled");
     }
 
     #[test]

@@ -25,9 +25,10 @@ use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::builders::KeysAndAttributesBuilder;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, DeleteRequest, KeySchemaElement, KeyType,
-    KeysAndAttributes, Put, ScalarAttributeType, TimeToLiveSpecification, TransactWriteItem,
-    Update, WriteRequest,
+    KeysAndAttributes, Put, ReturnValue, ScalarAttributeType, TimeToLiveSpecification,
+    TransactWriteItem, Update, WriteRequest,
 };
+use sha2::Digest as _;
 
 use crate::domain::address::EmailAddress;
 use crate::domain::counters::{Bucket, CounterDelta, Counts};
@@ -38,8 +39,9 @@ use crate::domain::rate::{Grant, LimitsPatch, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
-    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
+    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
+    GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
+    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 /// DynamoDB's limit on actions in one `TransactWriteItems`.
@@ -1347,5 +1349,123 @@ impl GateRead for DynamoStore {
             states: parse_states(accounts, &state)?,
             rates: parse_rates(accounts, &state)?,
         })
+    }
+}
+
+#[async_trait]
+impl SuppressionAdmin for DynamoStore {
+    async fn suppress(
+        &self,
+        entries: &[ManualSuppression],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let action = "suppressing addresses";
+        let mut seen = std::collections::HashSet::new();
+        let entries = entries.iter().filter(|e| seen.insert(&e.email));
+        let updates = entries.map(|entry| {
+            self.client
+                .update_item()
+                .table_name(&self.tables.suppressions)
+                .key("email", s(entry.email.as_str()))
+                .update_expression(
+                    "SET #reason = if_not_exists(#reason, :reason), \
+                     first_seen = if_not_exists(first_seen, :now), \
+                     last_seen = if_not_exists(last_seen, :now) \
+                     REMOVE #ttl ADD version :one",
+                )
+                .expression_attribute_names("#reason", "reason")
+                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                .expression_attribute_values(":reason", s(entry.reason.as_str()))
+                .expression_attribute_values(":now", n(now.as_millis()))
+                .expression_attribute_values(":one", n(1))
+                .return_values(ReturnValue::AllOld)
+                .send()
+        });
+        let answers = futures_util::future::join_all(updates).await;
+        let mut added = 0;
+        for answer in answers {
+            let output = answer.map_err(|e| failure(action, e))?;
+            let had_reason = output
+                .attributes
+                .is_some_and(|old| old.contains_key("reason"));
+            added += usize::from(!had_reason);
+        }
+        Ok(added)
+    }
+
+    async fn unsuppress(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        let result = self
+            .client
+            .delete_item()
+            .table_name(&self.tables.suppressions)
+            .key("email", s(email.as_str()))
+            .condition_expression("attribute_exists(#reason)")
+            .expression_attribute_names("#reason", "reason")
+            .return_values(ReturnValue::AllOld)
+            .send()
+            .await;
+        match result {
+            Ok(output) => output
+                .attributes
+                .as_ref()
+                .map_or(Ok(None), parse_suppression),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(None),
+            Err(error) => Err(failure("lifting a suppression", error)),
+        }
+    }
+}
+
+const AUDIT_KEY: &str = "audit";
+
+#[async_trait]
+impl AuditLog for DynamoStore {
+    async fn record(&self, entry: &AuditEntry, expires_at: Timestamp) -> Result<(), StoreError> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt {
+            what: "audit entry",
+            detail: e.to_string(),
+        })?;
+        // Millisecond sort keys; the entry's own hash keeps two entries of one millisecond apart.
+        let digest = sha2::Sha256::digest(json.as_bytes());
+        let suffix: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s(AUDIT_KEY))
+            .item(
+                "sk",
+                s(format!("{:015}#{suffix}", entry.at.as_millis().max(0))),
+            )
+            .item("entry", s(json))
+            .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
+            .send()
+            .await
+            .map_err(|e| failure("writing the audit log", e))?;
+        Ok(())
+    }
+
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.state)
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(AUDIT_KEY))
+            .scan_index_forward(false)
+            .limit(i32::try_from(limit.max(1)).unwrap_or(i32::MAX))
+            .send()
+            .await
+            .map_err(|e| failure("reading the audit log", e))?;
+        output
+            .items
+            .unwrap_or_default()
+            .iter()
+            .map(|item| {
+                let json = text(item, "entry").unwrap_or_default();
+                serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                    what: "audit entry",
+                    detail: e.to_string(),
+                })
+            })
+            .collect()
     }
 }

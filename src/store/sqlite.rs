@@ -20,8 +20,9 @@ use crate::domain::rate::{Grant, LimitsPatch, RateLimits, RateState};
 use crate::domain::suppression::{AddressState, Reason, Suppression, UnknownReason};
 use crate::domain::timestamp::Timestamp;
 use crate::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
-    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
+    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
+    GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
+    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 const SCHEMA: &str = "
@@ -68,6 +69,12 @@ CREATE TABLE IF NOT EXISTS account_states (
 CREATE TABLE IF NOT EXISTS rate_states (
     account TEXT PRIMARY KEY,
     state TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    at INTEGER NOT NULL,
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    entry TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS rate_limits (
     account TEXT PRIMARY KEY,
@@ -1022,5 +1029,133 @@ impl GateRead for SqliteStore {
             states: self.states(accounts).await?,
             rates,
         })
+    }
+}
+
+#[async_trait]
+impl SuppressionAdmin for SqliteStore {
+    async fn suppress(
+        &self,
+        entries: &[ManualSuppression],
+        now: Timestamp,
+    ) -> Result<usize, StoreError> {
+        let entries = entries.to_vec();
+        self.run(move |connection| {
+            let action = "suppressing addresses";
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable(action))?;
+            let mut added = 0;
+            {
+                let mut was = tx
+                    .prepare_cached(
+                        "SELECT 1 FROM suppressions WHERE email = ?1 AND reason IS NOT NULL",
+                    )
+                    .map_err(unavailable(action))?;
+                let mut write = tx
+                    .prepare_cached(
+                        "INSERT INTO suppressions (email, reason, first_seen, last_seen, version)
+                         VALUES (?1, ?2, ?3, ?3, 1)
+                         ON CONFLICT (email) DO UPDATE SET
+                             reason = COALESCE(reason, excluded.reason),
+                             first_seen = COALESCE(first_seen, excluded.first_seen),
+                             last_seen = COALESCE(last_seen, excluded.last_seen),
+                             expires_at = NULL,
+                             version = version + 1
+                         WHERE reason IS NULL",
+                    )
+                    .map_err(unavailable(action))?;
+                for entry in &entries {
+                    let suppressed = was
+                        .exists([entry.email.as_str()])
+                        .map_err(unavailable(action))?;
+                    if !suppressed {
+                        write
+                            .execute(params![
+                                entry.email.as_str(),
+                                entry.reason.as_str(),
+                                now.as_millis()
+                            ])
+                            .map_err(unavailable(action))?;
+                        added += 1;
+                    }
+                }
+            }
+            tx.commit().map_err(unavailable(action))?;
+            Ok(added)
+        })
+        .await
+    }
+
+    async fn unsuppress(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        let email = email.clone();
+        self.run(move |connection| {
+            let action = "lifting a suppression";
+            let tx = connection
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(unavailable(action))?;
+            let sql = format!(
+                "SELECT {SUPPRESSION_COLUMNS} FROM suppressions WHERE email = ?1 AND reason IS NOT NULL"
+            );
+            let row = tx
+                .query_row(&sql, [email.as_str()], suppression_from_row)
+                .optional()
+                .map_err(unavailable(action))?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let suppression = Suppression::try_from(row)?;
+            tx.execute("DELETE FROM suppressions WHERE email = ?1", [email.as_str()])
+                .map_err(unavailable(action))?;
+            tx.commit().map_err(unavailable(action))?;
+            Ok(Some(suppression))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl AuditLog for SqliteStore {
+    async fn record(&self, entry: &AuditEntry, expires_at: Timestamp) -> Result<(), StoreError> {
+        let json = serde_json::to_string(entry).map_err(|e| StoreError::Corrupt {
+            what: "audit entry",
+            detail: e.to_string(),
+        })?;
+        let at = entry.at;
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO audit (at, entry, expires_at) VALUES (?1, ?2, ?3)",
+                    params![at.as_millis(), json, expires_at.as_millis()],
+                )
+                .map(|_| ())
+                .map_err(unavailable("writing the audit log"))
+        })
+        .await
+    }
+
+    async fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        self.run(move |connection| {
+            let action = "reading the audit log";
+            let mut statement = connection
+                .prepare_cached("SELECT entry FROM audit ORDER BY at DESC, seq DESC LIMIT ?1")
+                .map_err(unavailable(action))?;
+            let rows = statement
+                .query_map([limit], |row| row.get::<_, String>(0))
+                .map_err(unavailable(action))?;
+            let mut entries = Vec::new();
+            for json in rows {
+                let json = json.map_err(unavailable(action))?;
+                entries.push(
+                    serde_json::from_str(&json).map_err(|e| StoreError::Corrupt {
+                        what: "audit entry",
+                        detail: e.to_string(),
+                    })?,
+                );
+            }
+            Ok(entries)
+        })
+        .await
     }
 }

@@ -18,8 +18,9 @@ use sesguard::domain::suppression::{AddressState, Reason, Suppression};
 use sesguard::domain::timestamp::Timestamp;
 use sesguard::handlers::ingest::handle;
 use sesguard::ports::{
-    AccountWindow, ApplyError, CounterWindow, FeedbackLedger, GateRead, GateView, GuardLedger,
-    MessageLedger, Page, PolicyStore, RateLedger, RateRecord, StoreError, SuppressionList,
+    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
+    GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
+    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -270,6 +271,26 @@ impl RateLedger for Unreachable {
         Err(down())
     }
     async fn refill(&self, _: &str, _: &RateLimits, _: Timestamp) -> Result<(), StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl SuppressionAdmin for Unreachable {
+    async fn suppress(&self, _: &[ManualSuppression], _: Timestamp) -> Result<usize, StoreError> {
+        Err(down())
+    }
+    async fn unsuppress(&self, _: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl AuditLog for Unreachable {
+    async fn record(&self, _: &AuditEntry, _: Timestamp) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn audit(&self, _: usize) -> Result<Vec<AuditEntry>, StoreError> {
         Err(down())
     }
 }

@@ -2,6 +2,7 @@
 //! local server), the ingest paths through the Lambda handler, DynamoDB request budgets, and
 //! the CLI.
 
+mod admin;
 mod cli;
 mod guard_paths;
 mod helpers;

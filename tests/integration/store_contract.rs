@@ -721,6 +721,81 @@ async fn the_gate_view_reads_policy_suppressions_states_and_rates_together(store
     assert_eq!(view.rates["backup"], Default::default());
 }
 
+async fn manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record(store: &dyn Store) {
+    use sesguard::ports::{AuditEntry, ManualSuppression};
+    store
+        .apply(&planned(store, &[effects("bounce-permanent")], now()).await)
+        .await
+        .unwrap();
+    let manual = |e: &str| ManualSuppression {
+        email: email(e),
+        reason: Reason::Manual,
+    };
+    let added = store
+        .suppress(
+            &[
+                manual("nobody@example.org"),
+                manual("new@example.com"),
+                manual("new@example.com"),
+            ],
+            now(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        added, 1,
+        "the bounced address was suppressed already; a repeat counts once"
+    );
+    let kept = store
+        .get(&email("nobody@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(kept.reason, Reason::Bounce, "the first reason stays");
+    let new = store.get(&email("new@example.com")).await.unwrap().unwrap();
+    assert_eq!((new.reason, new.first_seen), (Reason::Manual, now()));
+
+    let removed = store
+        .unsuppress(&email("nobody@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(removed.reason, Reason::Bounce);
+    assert_eq!(store.get(&email("nobody@example.org")).await.unwrap(), None);
+    assert_eq!(
+        store
+            .unsuppress(&email("nobody@example.org"))
+            .await
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store.unsuppress(&email("never@example.com")).await.unwrap(),
+        None
+    );
+
+    let entry = |n: i64| AuditEntry {
+        at: Timestamp::from_millis(now().as_millis() + n),
+        actor: "operator:ana".into(),
+        action: "suppression.remove".into(),
+        target: "nobody@example.org".into(),
+        reason: format!("ticket {n}"),
+        detail: serde_json::json!({"n": n}),
+    };
+    for n in [1, 3, 2] {
+        store
+            .record(&entry(n), now().plus(std::time::Duration::from_secs(3600)))
+            .await
+            .unwrap();
+    }
+    let log = store.audit(2).await.unwrap();
+    assert_eq!(
+        log,
+        vec![entry(3), entry(2)],
+        "newest first, at most the limit"
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -763,6 +838,7 @@ contract!(
     limits_set_at_run_time_bind_the_next_take_and_a_refill_fills_the_bucket,
     a_take_from_a_stale_read_reads_again_and_never_over_grants,
     the_gate_view_reads_policy_suppressions_states_and_rates_together,
+    manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record,
 );
 
 #[tokio::test]
