@@ -216,8 +216,64 @@ impl LineFormat {
     }
 }
 
-/// Addresses written per store call by imports.
-pub const IMPORT_CHUNK: usize = 25;
+/// Addresses written per store call by imports (one SQLite transaction; 20 rounds of 25
+/// concurrent updates on DynamoDB).
+pub const IMPORT_CHUNK: usize = 500;
+
+/// A streaming import: lines in, one chunk of writes per [`IMPORT_CHUNK`] addresses, so any
+/// number of lines takes bounded memory.
+pub struct Importer<'a, 'b> {
+    admin: &'b Admin<'a>,
+    format: LineFormat,
+    now: Timestamp,
+    chunk: Vec<ManualSuppression>,
+    lines: u64,
+    report: ImportReport,
+}
+
+impl<'a, 'b> Importer<'a, 'b> {
+    /// Reads the next line; writes when a chunk is full.
+    pub async fn line(&mut self, line: &str) -> Result<(), AdminError> {
+        self.lines += 1;
+        match self.format.parse(line) {
+            Ok(None) => return Ok(()),
+            Ok(Some(entry)) => self.chunk.push(entry),
+            Err(why) => self.report.invalid(self.lines, why),
+        }
+        self.report.read += 1;
+        if self.chunk.len() == IMPORT_CHUNK {
+            self.flush().await?;
+        }
+        Ok(())
+    }
+
+    async fn flush(&mut self) -> Result<(), AdminError> {
+        let added = self
+            .admin
+            .deps
+            .store
+            .suppress(&self.chunk, self.now)
+            .await? as u64;
+        self.report.added += added;
+        self.report.already += self.chunk.len() as u64 - added;
+        self.chunk.clear();
+        Ok(())
+    }
+
+    /// Writes what is left and records the import (from `source`) in the audit log.
+    pub async fn finish(mut self, source: &str, reason: &str) -> Result<ImportReport, AdminError> {
+        self.flush().await?;
+        let report = self.report;
+        let detail = serde_json::json!({
+            "read": report.read, "added": report.added, "already": report.already,
+            "invalid": report.invalid_count,
+        });
+        self.admin
+            .audit("suppression.import", source, reason, detail, self.now)
+            .await?;
+        Ok(report)
+    }
+}
 
 /// Operations over the shared dependencies, on behalf of one actor.
 pub struct Admin<'a> {
@@ -235,7 +291,8 @@ fn require_reason(reason: &str) -> Result<(), AdminError> {
 }
 
 impl<'a> Admin<'a> {
-    /// Operations by `actor` (an operator's name or an IAM caller).
+    /// Operations by `actor` (an operator's name or an IAM caller), recorded as
+    /// `operator:ACTOR`.
     pub fn new(deps: &'a Deps, actor: impl Into<String>) -> Self {
         Self {
             deps,
@@ -262,7 +319,7 @@ impl<'a> Admin<'a> {
     ) -> Result<(), AdminError> {
         let entry = AuditEntry {
             at: now,
-            actor: self.actor.clone(),
+            actor: format!("operator:{}", self.actor),
             action: action.to_owned(),
             target: target.to_owned(),
             reason: reason.to_owned(),
@@ -497,34 +554,22 @@ impl<'a> Admin<'a> {
         Ok(self.deps.store.list(reason, cursor, limit).await?)
     }
 
-    /// Suppresses one chunk of an import (at most [`IMPORT_CHUNK`] addresses), counting into
-    /// `report`.
-    pub async fn import_chunk(
+    /// Starts an import of lines in `format` (the reason is checked now, before any write).
+    pub fn importer(
         &self,
-        chunk: &[ManualSuppression],
-        report: &mut ImportReport,
-        now: Timestamp,
-    ) -> Result<(), AdminError> {
-        let added = self.deps.store.suppress(chunk, now).await? as u64;
-        report.added += added;
-        report.already += chunk.len() as u64 - added;
-        Ok(())
-    }
-
-    /// Records a finished import in the audit log.
-    pub async fn imported(
-        &self,
-        source: &str,
-        report: &ImportReport,
+        format: LineFormat,
         reason: &str,
         now: Timestamp,
-    ) -> Result<(), AdminError> {
-        let detail = serde_json::json!({
-            "read": report.read, "added": report.added, "already": report.already,
-            "invalid": report.invalid_count,
-        });
-        self.audit("suppression.import", source, reason, detail, now)
-            .await
+    ) -> Result<Importer<'a, '_>, AdminError> {
+        require_reason(reason)?;
+        Ok(Importer {
+            admin: self,
+            format,
+            now,
+            chunk: Vec::with_capacity(IMPORT_CHUNK),
+            lines: 0,
+            report: ImportReport::default(),
+        })
     }
 
     /// Imports an account's SES account-level suppression list into sesguard's.
@@ -536,26 +581,20 @@ impl<'a> Admin<'a> {
     ) -> Result<ImportReport, AdminError> {
         require_reason(reason)?;
         self.known_account(account)?;
-        let mut report = ImportReport::default();
+        let mut importer = self.importer(LineFormat::Jsonl, reason, now)?;
         let mut next = None;
         loop {
             let (page, token) = self.deps.ses.list_suppressed(account, next).await?;
-            report.read += page.len() as u64;
-            let entries: Vec<ManualSuppression> = page
-                .into_iter()
-                .map(|(email, reason)| ManualSuppression { email, reason })
-                .collect();
-            for chunk in entries.chunks(IMPORT_CHUNK) {
-                self.import_chunk(chunk, &mut report, now).await?;
+            for (email, reason) in page {
+                let line = serde_json::json!({"email": email, "reason": reason}).to_string();
+                importer.line(&line).await?;
             }
             match token {
                 Some(token) => next = Some(token),
                 None => break,
             }
         }
-        self.imported(&format!("ses:{account}"), &report, reason, now)
-            .await?;
-        Ok(report)
+        importer.finish(&format!("ses:{account}"), reason).await
     }
 
     /// Pushes sesguard's suppressions (optionally of one reason) to an account's SES

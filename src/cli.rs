@@ -10,11 +10,13 @@ use clap::{Parser, Subcommand};
 use serde_json::Value;
 
 use crate::accounts;
+use crate::admin::{Admin, ImportReport, LimitsView, LineFormat};
 use crate::check;
-use crate::control::{Action, Control};
+use crate::control::Action;
 use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
+use crate::domain::rate::LimitsPatch;
 use crate::domain::routing::Priority;
 use crate::domain::send::SendRequest;
 use crate::domain::suppression::{Reason, Suppression};
@@ -115,6 +117,12 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Operator changes other than account transitions, newest first.
+    Audit {
+        /// At most this many.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+    },
     /// SNS deliveries.
     Sns {
         /// What to do.
@@ -145,6 +153,82 @@ pub enum SuppressionsCommand {
         /// At most this many.
         #[arg(long, default_value_t = 10_000)]
         limit: usize,
+    },
+    /// Suppress an address by hand (one suppressed already keeps its reason).
+    Add {
+        /// The address.
+        email: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Lift an address's suppression.
+    Remove {
+        /// The address.
+        email: String,
+        /// Why (recorded in the audit log, with the removed record).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Import addresses from a file (`-` for stdin), streamed: any size in bounded memory.
+    Import {
+        /// CSV (`email[,reason]`, an `email,...` header is skipped) or JSON lines
+        /// (`{"email": ..., "reason": ...}`; an export imports again).
+        file: String,
+        /// The file's format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: LineFormat,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Export the list (or one reason of it), streamed page by page.
+    Export {
+        /// Where to write (default: stdout).
+        #[arg(long)]
+        output: Option<PathBuf>,
+        /// The format.
+        #[arg(long, value_enum, default_value = "jsonl")]
+        format: LineFormat,
+        /// Only this reason.
+        #[arg(long)]
+        only: Option<Reason>,
+    },
+    /// Import an account's SES account-level suppression list.
+    SesImport {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
+    /// Push the list (or one reason of it) to an account's SES account-level list.
+    SesPush {
+        /// The account.
+        #[arg(long)]
+        account: String,
+        /// Only this reason.
+        #[arg(long)]
+        only: Option<Reason>,
+        /// Why (recorded in the audit log).
+        #[arg(long)]
+        reason: String,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
     },
 }
 
@@ -187,6 +271,39 @@ pub enum AccountsCommand {
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
     },
+    /// An account's send-rate limits and their use; with changes, changes them at run time
+    /// (over earlier changes; the next send batch applies them).
+    Limits {
+        /// The account.
+        name: String,
+        /// Token bucket capacity (a burst).
+        #[arg(long)]
+        capacity: Option<f64>,
+        /// Tokens added per second.
+        #[arg(long)]
+        refill_per_second: Option<f64>,
+        /// Sends per minute (`none`: unlimited).
+        #[arg(long, value_parser = window_limit)]
+        per_minute: Option<WindowLimit>,
+        /// Sends per hour (`none`: unlimited).
+        #[arg(long, value_parser = window_limit)]
+        per_hour: Option<WindowLimit>,
+        /// Sends per day (`none`: unlimited).
+        #[arg(long, value_parser = window_limit)]
+        per_day: Option<WindowLimit>,
+        /// Switch the limiter on (`true`) or off (`false`).
+        #[arg(long)]
+        enabled: Option<bool>,
+        /// Fill the token bucket now.
+        #[arg(long)]
+        refill: bool,
+        /// Why (required with a change; recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
+    },
     /// An account's state changes, newest first.
     History {
         /// The account.
@@ -214,6 +331,12 @@ pub enum PolicyCommand {
         /// Let this template go to any recipient again (repeatable).
         #[arg(long)]
         any_recipient: Vec<String>,
+        /// Why (required with a change; recorded in the audit log).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is acting (default: $USER).
+        #[arg(long, env = "USER", default_value = "cli")]
+        actor: String,
     },
 }
 
@@ -240,6 +363,20 @@ pub enum StoreCommand {
     /// Create the DynamoDB tables (for a local DynamoDB-compatible server; in AWS the
     /// template creates them). A no-op for SQLite, which creates its schema on open.
     CreateTables,
+}
+
+/// A window limit on the command line: a number of sends, or `none` (unlimited).
+#[derive(Debug, Clone, Copy)]
+pub struct WindowLimit(Option<u64>);
+
+fn window_limit(text: &str) -> Result<WindowLimit, String> {
+    match text {
+        "none" => Ok(WindowLimit(None)),
+        _ => text
+            .parse()
+            .map(|n| WindowLimit(Some(n)))
+            .map_err(|_| format!("`{text}` is not a number of sends or `none`")),
+    }
 }
 
 /// Runs a parsed command line.
@@ -384,9 +521,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     unblock,
                     verified_only,
                     any_recipient,
+                    reason,
+                    actor,
                 },
         } => {
-            let mut policy = deps.store.template_policy().await?;
+            let admin = Admin::new(&deps, actor);
+            let mut policy = admin.policy().await?;
             let changed = !(block.is_empty()
                 && unblock.is_empty()
                 && verified_only.is_empty()
@@ -400,7 +540,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 policy.verified_only.remove(&template);
             }
             if changed {
-                deps.store.put_template_policy(&policy).await?;
+                let reason = reason.unwrap_or_default();
+                policy = admin.set_policy(&policy, &reason, deps.clock.now()).await?;
             }
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&policy)?);
@@ -410,6 +551,71 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 };
                 say!("blocked         {}", list(&policy.blocked));
                 say!("verified only   {}", list(&policy.verified_only));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { limit } => {
+            let entries = Admin::new(&deps, "cli").audit_log(limit).await?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                say!(
+                    "{:<25} {:<20} {:<20} {:<30} REASON",
+                    "AT",
+                    "ACTOR",
+                    "ACTION",
+                    "TARGET"
+                );
+                for e in &entries {
+                    say!(
+                        "{:<25} {:<20} {:<20} {:<30} {}",
+                        e.at.to_string(),
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::Limits {
+                    name,
+                    capacity,
+                    refill_per_second,
+                    per_minute,
+                    per_hour,
+                    per_day,
+                    enabled,
+                    refill,
+                    reason,
+                    actor,
+                },
+        } => {
+            let admin = Admin::new(&deps, actor);
+            let now = deps.clock.now();
+            let patch = LimitsPatch {
+                capacity,
+                refill_per_second,
+                per_minute: per_minute.map(|w| w.0),
+                per_hour: per_hour.map(|w| w.0),
+                per_day: per_day.map(|w| w.0),
+                enabled,
+            };
+            let reason = reason.unwrap_or_default();
+            let mut view = admin.limits(&name, now).await?;
+            if !patch.is_empty() {
+                view = admin.set_limits(&name, &patch, &reason, now).await?;
+            }
+            if refill {
+                view = admin.refill(&name, &reason, now).await?;
+            }
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_limits(&view);
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -499,16 +705,14 @@ async fn control(
     actor: &str,
     json: bool,
 ) -> anyhow::Result<ExitCode> {
-    let store = deps.store.as_ref();
-    let entry = Control::new(
-        store,
-        store,
-        deps.alerts.as_ref(),
-        deps.ses.as_ref(),
-        &deps.config,
-    )
-    .apply(account, action, reason, actor, deps.clock.now())
-    .await?;
+    let admin = Admin::new(deps, actor);
+    let now = deps.clock.now();
+    let entry = match action.clone() {
+        Action::Pause { stream, duration } => {
+            admin.pause(account, stream, duration, reason, now).await?
+        }
+        Action::Resume { stream } => admin.resume(account, stream, reason, now).await?,
+    };
     if json {
         say!("{}", serde_json::to_string_pretty(&entry)?);
     } else {
@@ -520,6 +724,100 @@ async fn control(
         say!("{}{stream}: {} -> {}", entry.account, entry.from, entry.to);
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Streams `file` into the store in chunks, with a progress bar by bytes read on stderr.
+async fn import(
+    admin: &Admin<'_>,
+    file: &str,
+    format: LineFormat,
+    reason: &str,
+    now: crate::domain::timestamp::Timestamp,
+) -> anyhow::Result<ImportReport> {
+    use std::io::BufRead as _;
+    let mut importer = admin.importer(format, reason, now)?;
+    let (input, size): (Box<dyn std::io::Read>, u64) = if file == "-" {
+        (Box::new(std::io::stdin()), 0)
+    } else {
+        let opened = std::fs::File::open(file).with_context(|| format!("reading {file}"))?;
+        let size = opened.metadata().map(|m| m.len()).unwrap_or(0);
+        (Box::new(opened), size)
+    };
+    let progress = if size > 0 {
+        indicatif::ProgressBar::new(size).with_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {per_sec} eta {eta}",
+            )
+            .expect("a valid template"),
+        )
+    } else {
+        indicatif::ProgressBar::new_spinner()
+    };
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, input);
+    let mut line = String::new();
+    loop {
+        line.clear();
+        let read = reader
+            .read_line(&mut line)
+            .with_context(|| format!("reading {file}"))?;
+        if read == 0 {
+            break;
+        }
+        progress.inc(read as u64);
+        importer.line(&line).await?;
+    }
+    progress.finish_and_clear();
+    let report = importer.finish(file, reason).await?;
+    Ok(report)
+}
+
+/// Writes the list page by page to `output` (stdout without one), with a spinner counting
+/// addresses on stderr. Returns how many were written.
+async fn export(
+    deps: &Deps,
+    output: Option<&std::path::Path>,
+    format: LineFormat,
+    only: Option<Reason>,
+) -> anyhow::Result<u64> {
+    use std::io::Write as _;
+    let mut out: Box<dyn std::io::Write> = match output {
+        Some(path) => Box::new(std::io::BufWriter::new(
+            std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?,
+        )),
+        None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+    };
+    let progress = indicatif::ProgressBar::new_spinner().with_style(
+        indicatif::ProgressStyle::with_template("{spinner} {pos} addresses {per_sec}")
+            .expect("a valid template"),
+    );
+    let write_error = |e: std::io::Error| -> anyhow::Error {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(0);
+        }
+        anyhow::Error::new(e).context("writing the export")
+    };
+    if let Some(header) = format.header() {
+        writeln!(out, "{header}").map_err(write_error)?;
+    }
+    let admin = Admin::new(deps, "cli");
+    let only = only.map(|r| r.as_str());
+    let mut cursor: Option<String> = None;
+    let mut written = 0;
+    loop {
+        let page = admin.suppressions(only, cursor.as_deref(), 1000).await?;
+        for suppression in &page.items {
+            writeln!(out, "{}", format.line(suppression)).map_err(write_error)?;
+        }
+        written += page.items.len() as u64;
+        progress.set_position(written);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    out.flush().map_err(write_error)?;
+    progress.finish_and_clear();
+    Ok(written)
 }
 
 fn read_input(file: &str) -> anyhow::Result<String> {
@@ -617,8 +915,162 @@ async fn suppressions(
                 }
             }
         }
+        SuppressionsCommand::Add {
+            email,
+            reason,
+            actor,
+        } => {
+            let admin = Admin::new(deps, actor);
+            let added = admin.suppress(&email, &reason, deps.clock.now()).await?;
+            let suppression = admin.suppression(&email).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&suppression)?);
+            } else if added {
+                say!("{} suppressed ({})", suppression.email, suppression.reason);
+            } else {
+                say!(
+                    "{} was suppressed already ({})",
+                    suppression.email,
+                    suppression.reason
+                );
+            }
+        }
+        SuppressionsCommand::Remove {
+            email,
+            reason,
+            actor,
+        } => {
+            let admin = Admin::new(deps, actor);
+            let removed = admin.unsuppress(&email, &reason, deps.clock.now()).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&removed)?);
+            } else {
+                say!(
+                    "{} is no longer suppressed (was: {})",
+                    removed.email,
+                    removed.reason
+                );
+            }
+        }
+        SuppressionsCommand::Import {
+            file,
+            format,
+            reason,
+            actor,
+        } => {
+            let admin = Admin::new(deps, actor);
+            let report = import(&admin, &file, format, &reason, deps.clock.now()).await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                say!(
+                    "{} lines: {} suppressed, {} already suppressed, {} invalid",
+                    report.read,
+                    report.added,
+                    report.already,
+                    report.invalid_count
+                );
+                for invalid in &report.invalid {
+                    say!("  line {}: {}", invalid.line, invalid.error);
+                }
+            }
+            if report.invalid_count > 0 {
+                return Ok(ExitCode::FAILURE);
+            }
+        }
+        SuppressionsCommand::Export {
+            output,
+            format,
+            only,
+        } => {
+            let written = export(deps, output.as_deref(), format, only).await?;
+            if output.is_some() {
+                eprintln!("{written} addresses exported");
+            }
+        }
+        SuppressionsCommand::SesImport {
+            account,
+            reason,
+            actor,
+        } => {
+            let admin = Admin::new(deps, actor);
+            let report = admin
+                .import_from_ses(&account, &reason, deps.clock.now())
+                .await?;
+            if json {
+                say!("{}", serde_json::to_string_pretty(&report)?);
+            } else {
+                say!(
+                    "{} addresses on SES's list for {account}: {} suppressed, {} already suppressed",
+                    report.read,
+                    report.added,
+                    report.already
+                );
+            }
+        }
+        SuppressionsCommand::SesPush {
+            account,
+            only,
+            reason,
+            actor,
+        } => {
+            let admin = Admin::new(deps, actor);
+            let only = only.map(|r| r.as_str());
+            let pushed = admin
+                .push_to_ses(&account, only, &reason, deps.clock.now())
+                .await?;
+            if json {
+                say!("{}", serde_json::json!({ "pushed": pushed }));
+            } else {
+                say!("{pushed} addresses pushed to SES's list for {account}");
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn print_limits(view: &LimitsView) {
+    let l = &view.effective;
+    let window =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    say!(
+        "{}: bucket {} refilled {}/s, per minute {}, per hour {}, per day {}{}",
+        view.account,
+        l.capacity,
+        l.refill_per_second,
+        window(l.per_minute),
+        window(l.per_hour),
+        window(l.per_day),
+        if l.enabled { "" } else { " (limiter off)" }
+    );
+    say!(
+        "{:<8} {:>10} {:>10} {:>10} {:>7}  STATUS",
+        "PERIOD",
+        "LIMIT",
+        "CURRENT",
+        "AVAILABLE",
+        "USED"
+    );
+    let p = &view.periods;
+    for (name, period) in [
+        ("second", p.second),
+        ("minute", p.minute),
+        ("hour", p.hour),
+        ("day", p.day),
+    ] {
+        let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        say!(
+            "{:<8} {:>10} {:>10} {:>10} {:>7}  {}",
+            name,
+            or_dash(period.limit),
+            period.current,
+            or_dash(period.available),
+            period
+                .percentage
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+            period.status
+        );
+    }
 }
 
 fn print_suppression(s: &Suppression) {
@@ -640,7 +1092,7 @@ fn print_suppression(s: &Suppression) {
 
 fn print_status_table(statuses: &[accounts::AccountStatus]) {
     say!(
-        "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>10}",
+        "{:<16} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>10} {:>12}  SENDING",
         "ACCOUNT",
         "STATE",
         "SENDS",
@@ -649,12 +1101,27 @@ fn print_status_table(statuses: &[accounts::AccountStatus]) {
         "SOFT",
         "COMPL",
         "BOUNCE",
-        "COMPLAINT"
+        "COMPLAINT",
+        "QUOTA LEFT"
     );
     for s in statuses {
         let c = &s.counts;
+        let quota = s
+            .daily_quota
+            .map_or_else(|| "-".to_owned(), |q| q.remaining.to_string());
+        let mut sending = if s.can_send {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", s.blocked_by.join(", "))
+        };
+        if let Some(wait) = s.wait_seconds {
+            sending.push_str(&format!(" ({wait}s)"));
+        }
+        if !s.quarantined.is_empty() {
+            sending.push_str(&format!("; quarantined: {}", s.quarantined.join(", ")));
+        }
         say!(
-            "{:<24} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7.2}% {:>9.3}%",
+            "{:<16} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7.2}% {:>9.3}% {:>12}  {}",
             s.name,
             s.state,
             c.sends,
@@ -663,7 +1130,9 @@ fn print_status_table(statuses: &[accounts::AccountStatus]) {
             c.soft_bounces,
             c.complaints,
             s.bounce_rate * 100.0,
-            s.complaint_rate * 100.0
+            s.complaint_rate * 100.0,
+            quota,
+            sending
         );
     }
 }

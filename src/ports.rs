@@ -142,7 +142,7 @@ pub struct ManualSuppression {
 pub trait SuppressionAdmin: Send + Sync {
     /// Suppresses these addresses at `now`. An address already suppressed keeps its reason and
     /// details; the rest of a record (a soft-bounce tracker) is kept too. Returns how many
-    /// were not suppressed before. At most 25 per call on DynamoDB (concurrent updates).
+    /// were not suppressed before. DynamoDB: one `UpdateItem` per address, 25 at a time.
     async fn suppress(
         &self,
         entries: &[ManualSuppression],

@@ -18,7 +18,7 @@ use serde::Serialize;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use crate::admin::{Admin, AdminError, IMPORT_CHUNK, ImportReport, LineFormat};
+use crate::admin::{Admin, AdminError, LineFormat};
 use crate::deps::Deps;
 use crate::domain::policy::TemplatePolicy;
 use crate::domain::rate::LimitsPatch;
@@ -389,34 +389,13 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
                 .get("format")
                 .map_or(Ok(LineFormat::Jsonl), |f| f.parse())?;
             let reason = query.get("reason").cloned().unwrap_or_default();
-            if reason.trim().is_empty() {
-                return Err(AdminError::Invalid(
-                    "a reason is required: give `?reason=`, it is recorded".into(),
-                ));
-            }
             let text = std::str::from_utf8(request.body().as_ref())
                 .map_err(|_| AdminError::Invalid("the body is not UTF-8 text".into()))?;
-            let mut report = ImportReport::default();
-            let mut chunk = Vec::with_capacity(IMPORT_CHUNK);
-            for (index, line) in text.lines().enumerate() {
-                match format.parse(line) {
-                    Ok(None) => continue,
-                    Ok(Some(entry)) => {
-                        report.read += 1;
-                        chunk.push(entry);
-                    }
-                    Err(why) => {
-                        report.read += 1;
-                        report.invalid(index as u64 + 1, why);
-                    }
-                }
-                if chunk.len() == IMPORT_CHUNK {
-                    admin.import_chunk(&chunk, &mut report, now).await?;
-                    chunk.clear();
-                }
+            let mut importer = admin.importer(format, &reason, now)?;
+            for line in text.lines() {
+                importer.line(line).await?;
             }
-            admin.import_chunk(&chunk, &mut report, now).await?;
-            admin.imported("api", &report, &reason, now).await?;
+            let report = importer.finish("api", &reason).await?;
             ok(report)
         }
         (&Method::POST, ["suppressions", "ses", direction @ ("import" | "push")]) => {

@@ -1361,34 +1361,36 @@ impl SuppressionAdmin for DynamoStore {
     ) -> Result<usize, StoreError> {
         let action = "suppressing addresses";
         let mut seen = std::collections::HashSet::new();
-        let entries = entries.iter().filter(|e| seen.insert(&e.email));
-        let updates = entries.map(|entry| {
-            self.client
-                .update_item()
-                .table_name(&self.tables.suppressions)
-                .key("email", s(entry.email.as_str()))
-                .update_expression(
-                    "SET #reason = if_not_exists(#reason, :reason), \
-                     first_seen = if_not_exists(first_seen, :now), \
-                     last_seen = if_not_exists(last_seen, :now) \
-                     REMOVE #ttl ADD version :one",
-                )
-                .expression_attribute_names("#reason", "reason")
-                .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
-                .expression_attribute_values(":reason", s(entry.reason.as_str()))
-                .expression_attribute_values(":now", n(now.as_millis()))
-                .expression_attribute_values(":one", n(1))
-                .return_values(ReturnValue::AllOld)
-                .send()
-        });
-        let answers = futures_util::future::join_all(updates).await;
+        let entries: Vec<&ManualSuppression> =
+            entries.iter().filter(|e| seen.insert(&e.email)).collect();
         let mut added = 0;
-        for answer in answers {
-            let output = answer.map_err(|e| failure(action, e))?;
-            let had_reason = output
-                .attributes
-                .is_some_and(|old| old.contains_key("reason"));
-            added += usize::from(!had_reason);
+        for round in entries.chunks(25) {
+            let updates = round.iter().map(|entry| {
+                self.client
+                    .update_item()
+                    .table_name(&self.tables.suppressions)
+                    .key("email", s(entry.email.as_str()))
+                    .update_expression(
+                        "SET #reason = if_not_exists(#reason, :reason), \
+                         first_seen = if_not_exists(first_seen, :now), \
+                         last_seen = if_not_exists(last_seen, :now) \
+                         REMOVE #ttl ADD version :one",
+                    )
+                    .expression_attribute_names("#reason", "reason")
+                    .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+                    .expression_attribute_values(":reason", s(entry.reason.as_str()))
+                    .expression_attribute_values(":now", n(now.as_millis()))
+                    .expression_attribute_values(":one", n(1))
+                    .return_values(ReturnValue::AllOld)
+                    .send()
+            });
+            for answer in futures_util::future::join_all(updates).await {
+                let output = answer.map_err(|e| failure(action, e))?;
+                let had_reason = output
+                    .attributes
+                    .is_some_and(|old| old.contains_key("reason"));
+                added += usize::from(!had_reason);
+            }
         }
         Ok(added)
     }

@@ -750,7 +750,7 @@ async fn every_documented_route_answers_as_documented() {
         ]
     );
     assert_eq!(audit.body["entries"][3]["reason"], "confirmed fixed");
-    assert_eq!(audit.body["entries"][3]["actor"], "ana");
+    assert_eq!(audit.body["entries"][3]["actor"], "operator:ana");
     assert_eq!(
         audit.body["entries"][3]["detail"]["reason"], "bounce",
         "the removed record"

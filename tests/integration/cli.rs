@@ -423,6 +423,8 @@ fn template_policy_changes_at_run_time_and_check_blocks_by_it() {
         "newsletter",
         "--verified-only",
         "receipt",
+        "--reason",
+        "incident 42",
         "--json",
     ]);
     assert_eq!(
@@ -480,6 +482,8 @@ fn template_policy_changes_at_run_time_and_check_blocks_by_it() {
         "newsletter",
         "--any-recipient",
         "receipt",
+        "--reason",
+        "incident over",
         "--json",
     ]);
     assert_eq!(
@@ -531,4 +535,209 @@ fn a_closed_output_pipe_ends_the_program_quietly() {
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(String::from_utf8_lossy(&output.stdout).trim(), "status=0");
+}
+
+#[test]
+fn policy_changes_need_a_reason_and_are_audited() {
+    let cli = Cli::new();
+    let refused = cli.run(&["policy", "templates", "--block", "promo"]);
+    assert!(!refused.status.success());
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a reason is required"));
+    cli.json(&[
+        "policy",
+        "templates",
+        "--block",
+        "promo",
+        "--reason",
+        "spam wave",
+        "--actor",
+        "ana",
+        "--json",
+    ]);
+    let audit = cli.json(&["audit", "--json"]);
+    assert_eq!(audit[0]["action"], "policy.templates");
+    assert_eq!(audit[0]["actor"], "operator:ana");
+    assert_eq!(
+        audit[0]["detail"]["after"]["blocked"],
+        serde_json::json!(["promo"])
+    );
+}
+
+#[test]
+fn suppressions_are_added_removed_imported_and_exported_by_hand() {
+    let cli = Cli::new();
+    let added = cli.json(&[
+        "suppressions",
+        "add",
+        "Ops@Example.com",
+        "--reason",
+        "asked",
+        "--json",
+    ]);
+    assert_eq!(
+        (&added["email"], &added["reason"]),
+        (
+            &serde_json::json!("ops@example.com"),
+            &serde_json::json!("manual")
+        )
+    );
+    let table = cli.run(&[
+        "suppressions",
+        "add",
+        "ops@example.com",
+        "--reason",
+        "again",
+    ]);
+    assert!(String::from_utf8_lossy(&table.stdout).contains("was suppressed already"));
+
+    let file = cli.dir.path().join("list.csv");
+    std::fs::write(
+        &file,
+        "email,reason\nA@example.com\nb@example.com,complaint\nnot an address\n",
+    )
+    .unwrap();
+    let file = file.to_str().unwrap();
+    let output = cli.run(&[
+        "suppressions",
+        "import",
+        file,
+        "--format",
+        "csv",
+        "--reason",
+        "migration",
+        "--json",
+    ]);
+    assert!(
+        !output.status.success(),
+        "an invalid line makes the exit status non-zero"
+    );
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&report["added"], &report["invalid_count"]),
+        (&serde_json::json!(2), &serde_json::json!(1))
+    );
+    assert_eq!(report["invalid"][0]["line"], 4);
+
+    let exported = cli.dir.path().join("out.jsonl");
+    let export = cli.run(&[
+        "suppressions",
+        "export",
+        "--output",
+        exported.to_str().unwrap(),
+    ]);
+    assert!(export.status.success());
+    assert!(String::from_utf8_lossy(&export.stderr).contains("3 addresses exported"));
+    let lines = std::fs::read_to_string(&exported).unwrap();
+    assert_eq!(lines.lines().count(), 3);
+    let csv = cli.run(&[
+        "suppressions",
+        "export",
+        "--format",
+        "csv",
+        "--only",
+        "complaint",
+    ]);
+    assert_eq!(
+        String::from_utf8_lossy(&csv.stdout)
+            .lines()
+            .map(|l| l.split(',').next().unwrap().to_owned())
+            .collect::<Vec<_>>(),
+        ["email", "b@example.com"]
+    );
+
+    // An export imports again, into another store.
+    let other = Cli::new();
+    let again = other.json(&[
+        "suppressions",
+        "import",
+        exported.to_str().unwrap(),
+        "--reason",
+        "restore",
+        "--json",
+    ]);
+    assert_eq!(again["added"], 3);
+    assert_eq!(
+        other.json(&["suppressions", "get", "b@example.com", "--json"])["reason"],
+        "complaint"
+    );
+
+    let removed = cli.json(&[
+        "suppressions",
+        "remove",
+        "b@example.com",
+        "--reason",
+        "wrong list",
+        "--json",
+    ]);
+    assert_eq!(removed["reason"], "complaint");
+    let missing = cli.run(&[
+        "suppressions",
+        "remove",
+        "b@example.com",
+        "--reason",
+        "again",
+    ]);
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("b@example.com is not suppressed"));
+    let actions: Vec<String> = cli
+        .json(&["audit", "--json"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "suppression.remove",
+            "suppression.import",
+            "suppression.add",
+            "suppression.add"
+        ]
+    );
+}
+
+#[test]
+fn limits_show_their_use_and_change_at_run_time() {
+    let cli = Cli::new();
+    let limits = cli.json(&["accounts", "limits", "backup", "--json"]);
+    assert_eq!(limits["effective"]["capacity"], 14.0);
+    assert_eq!(limits["periods"]["minute"]["status"], "unlimited");
+    let refused = cli.run(&["accounts", "limits", "backup", "--per-minute", "100"]);
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("a reason is required"));
+    let changed = cli.json(&[
+        "accounts",
+        "limits",
+        "backup",
+        "--per-minute",
+        "100",
+        "--capacity",
+        "7",
+        "--reason",
+        "warm-up",
+        "--json",
+    ]);
+    assert_eq!(
+        (
+            &changed["effective"]["per_minute"],
+            &changed["effective"]["capacity"]
+        ),
+        (&serde_json::json!(100), &serde_json::json!(7.0))
+    );
+    let table = cli.run(&[
+        "accounts",
+        "limits",
+        "backup",
+        "--per-minute",
+        "none",
+        "--reason",
+        "done",
+    ]);
+    let text = String::from_utf8_lossy(&table.stdout);
+    assert!(text.contains("per minute unlimited"), "{text}");
+    assert!(text.contains("PERIOD"), "{text}");
+    let bad = cli.run(&["accounts", "limits", "backup", "--per-minute", "lots"]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("`lots` is not a number of sends or `none`")
+    );
 }
