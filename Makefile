@@ -16,10 +16,13 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help tools build test lint fmt bench watch smoke clean
+.PHONY: help demo tools build test lint fmt bench watch smoke deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+demo: tools ## Start here: the functions under cargo lambda watch play an incident, checked step by step
+	$(VENV)/bin/python3 tests/demo.py
 
 tools: $(TOOLS_STAMP) ## Install cargo-lambda, moto and cfn-lint into .venv (once)
 $(TOOLS_STAMP):
@@ -33,9 +36,10 @@ build: tools ## Build every function for Lambda (release, arm64)
 test: tools ## Run every test (starts and stops a local DynamoDB-compatible server)
 	tests/with-local-dynamodb cargo test --locked
 
-lint: ## rustfmt and clippy, warnings as errors
+lint: tools ## rustfmt, clippy (warnings as errors) and cfn-lint on the SAM template
 	cargo fmt --all -- --check
 	cargo clippy --locked --all-targets -- -D warnings
+	cfn-lint infra/template.yaml
 
 fmt: ## Format the code
 	cargo fmt --all
@@ -52,6 +56,15 @@ invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with e
 
 smoke: tools ## Run the functions under cargo lambda watch: every sample, the webhook URL, the sender
 	tests/lambda-smoke
+
+STACK ?= sesguard
+DEPLOY_CONFIG ?= sesguard.toml
+deploy: tools ## Build and deploy the SAM stack to AWS (your credentials; STACK=, DEPLOY_CONFIG=)
+	@test -f "$(DEPLOY_CONFIG)" || { echo "DEPLOY_CONFIG=$(DEPLOY_CONFIG): no such file (start from infra/sesguard.example.toml)" >&2; exit 1; }
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check aws-sam-cli==1.170.0
+	sam build --template-file infra/template.yaml --beta-features
+	sam deploy --stack-name $(STACK) --resolve-s3 --capabilities CAPABILITY_IAM \
+	  --parameter-overrides "SesguardConfig=$$(cat $(DEPLOY_CONFIG))" $(DEPLOY_ARGS)
 
 clean: ## Remove build output and local state
 	cargo clean

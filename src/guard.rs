@@ -32,6 +32,32 @@ pub struct Applied {
     pub alert: Alert,
 }
 
+/// An account's rates and state after a review, for metrics and alarms.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Gauge {
+    /// The account.
+    pub account: String,
+    /// Hard bounces per send over the window.
+    pub bounce_rate: f64,
+    /// Complaints per send over the window.
+    pub complaint_rate: f64,
+    /// Sends in the window.
+    pub window_sends: u64,
+    /// Whether it is paused now.
+    pub paused: bool,
+    /// How many of its streams are quarantined.
+    pub quarantined: usize,
+}
+
+/// What a review did and saw.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Review {
+    /// The transitions this instance applied.
+    pub applied: Vec<Applied>,
+    /// Every reviewed account as it is now.
+    pub gauges: Vec<Gauge>,
+}
+
 impl<'a> Guard<'a> {
     /// A guard over these ports and settings.
     pub fn new(
@@ -55,18 +81,26 @@ impl<'a> Guard<'a> {
         &self,
         accounts: &BTreeSet<String>,
         now: Timestamp,
-    ) -> Result<Vec<Applied>, StoreError> {
+    ) -> Result<Review, StoreError> {
         let window = self.config.ingest_policy().window;
         let (first, last) = window.buckets_ending(now);
-        let mut applied = Vec::new();
+        let mut review = Review::default();
         for account in accounts {
             let read = self.counters.window(account, first, last).await?;
             let totals = WindowTotals::sum(&read.buckets, first, last);
             let thresholds = self.config.thresholds_for(account);
             let auto_resume = self.config.auto_resume(account);
-            let Some(transition) =
-                guard::evaluate(&read.state, &totals, &thresholds, auto_resume, now)
-            else {
+            let transition = guard::evaluate(&read.state, &totals, &thresholds, auto_resume, now);
+            let state = transition.as_ref().map_or(&read.state, |t| &t.next);
+            review.gauges.push(Gauge {
+                account: account.clone(),
+                bounce_rate: totals.total.bounce_rate(),
+                complaint_rate: totals.total.complaint_rate(),
+                window_sends: totals.total.sends,
+                paused: state.is_paused(now),
+                quarantined: state.quarantined.len(),
+            });
+            let Some(transition) = transition else {
                 continue;
             };
             let entry = transition.history(account, "guard", now);
@@ -90,13 +124,13 @@ impl<'a> Guard<'a> {
             if let Err(error) = self.alerts.publish(&alert).await {
                 tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
             }
-            applied.push(Applied {
+            review.applied.push(Applied {
                 account: account.clone(),
                 transition,
                 alert,
             });
         }
-        Ok(applied)
+        Ok(review)
     }
 }
 

@@ -12,7 +12,7 @@ use crate::domain::attribution::AccountDirectory;
 use crate::domain::envelope::{Content, EnvelopeError, SnsIds};
 use crate::domain::plan::{self, Assessment, Effects, IngestPolicy};
 use crate::domain::timestamp::Timestamp;
-use crate::guard::{Applied, Guard};
+use crate::guard::{Applied, Gauge, Guard, Review};
 use crate::ports::{ApplyError, FeedbackLedger};
 use crate::telemetry::error_chain;
 
@@ -85,6 +85,8 @@ pub struct Report {
     pub records: Vec<(String, Outcome)>,
     /// Transitions this batch's review applied.
     pub transitions: Vec<Applied>,
+    /// The reviewed accounts' rates and state.
+    pub gauges: Vec<Gauge>,
 }
 
 /// Counts by outcome, as `sesguard ingest --json` prints them.
@@ -191,7 +193,7 @@ impl<'a> Ingestor<'a> {
         }
 
         self.apply(batch, now, &mut outcomes).await;
-        let transitions = self.review(&touched, now, &mut outcomes).await;
+        let review = self.review(&touched, now, &mut outcomes).await;
 
         let records = ids
             .into_iter()
@@ -205,7 +207,8 @@ impl<'a> Ingestor<'a> {
             .collect();
         Report {
             records,
-            transitions,
+            transitions: review.applied,
+            gauges: review.gauges,
         }
     }
 
@@ -216,15 +219,15 @@ impl<'a> Ingestor<'a> {
         touched: &BTreeSet<String>,
         now: Timestamp,
         outcomes: &mut [Option<Outcome>],
-    ) -> Vec<Applied> {
+    ) -> Review {
         let Some(guard) = &self.guard else {
-            return Vec::new();
+            return Review::default();
         };
         if touched.is_empty() {
-            return Vec::new();
+            return Review::default();
         }
         match guard.review(touched, now).await {
-            Ok(applied) => applied,
+            Ok(review) => review,
             Err(error) => {
                 let error = format!(
                     "stored, but the guard review failed: {}",
@@ -236,7 +239,7 @@ impl<'a> Ingestor<'a> {
                         *outcome = Some(Outcome::Failed(error.clone()));
                     }
                 }
-                Vec::new()
+                Review::default()
             }
         }
     }

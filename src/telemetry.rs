@@ -41,6 +41,20 @@ pub fn error_chain(error: &(dyn Error + 'static)) -> String {
 /// the dimensions is declared as a dimension set, so `[function, stream, account]` gives
 /// metrics per function, per stream and per stream and account.
 pub fn emf_line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(&str, u64)]) -> String {
+    let metrics: Vec<(&str, f64, &str)> = metrics
+        .iter()
+        .map(|(name, value)| (*name, *value as f64, "Count"))
+        .collect();
+    emf_document(at, dimensions, &metrics)
+}
+
+/// [`emf_line`] with any values and units: `(name, value, unit)`, unit as CloudWatch names
+/// them (`Count`, `Percent`, `None`).
+pub fn emf_document(
+    at: Timestamp,
+    dimensions: &[(&str, &str)],
+    metrics: &[(&str, f64, &str)],
+) -> String {
     let mut document = Map::new();
     document.insert(
         "_aws".into(),
@@ -51,15 +65,20 @@ pub fn emf_line(at: Timestamp, dimensions: &[(&str, &str)], metrics: &[(&str, u6
                 "Dimensions": (1..=dimensions.len())
                     .map(|n| dimensions[..n].iter().map(|(k, _)| *k).collect::<Vec<_>>())
                     .collect::<Vec<_>>(),
-                "Metrics": metrics.iter().map(|(name, _)| json!({"Name": name, "Unit": "Count"})).collect::<Vec<_>>(),
+                "Metrics": metrics.iter().map(|(name, _, unit)| json!({"Name": name, "Unit": unit})).collect::<Vec<_>>(),
             }]
         }),
     );
     for (key, value) in dimensions {
         document.insert((*key).to_owned(), Value::from(*value));
     }
-    for (name, value) in metrics {
-        document.insert((*name).to_owned(), Value::from(*value));
+    for (name, value, _) in metrics {
+        let value = if value.fract() == 0.0 && value.abs() < 9e15 {
+            Value::from(*value as i64)
+        } else {
+            Value::from(*value)
+        };
+        document.insert((*name).to_owned(), value);
     }
     Value::Object(document).to_string()
 }
@@ -76,6 +95,24 @@ mod tests {
     fn error_chains_show_every_cause_once() {
         let error = Outer(std::io::Error::other("disk on fire"));
         assert_eq!(error_chain(&error), "outer: disk on fire");
+    }
+
+    #[test]
+    fn emf_documents_carry_units_and_fractional_values() {
+        let line = emf_document(
+            Timestamp::from_millis(5),
+            &[("function", "ingest"), ("account", "primary")],
+            &[("bounce_rate", 4.5, "Percent"), ("paused", 1.0, "Count")],
+        );
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(doc["bounce_rate"], 4.5);
+        assert_eq!(doc["paused"], 1);
+        let declared = &doc["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(declared["Metrics"][0]["Unit"], "Percent");
+        assert_eq!(
+            declared["Dimensions"],
+            json!([["function"], ["function", "account"]])
+        );
     }
 
     #[test]

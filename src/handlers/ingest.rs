@@ -9,7 +9,7 @@ use serde_json::{Value, json};
 use crate::deps::Deps;
 use crate::domain::envelope::{self, SnsIds};
 use crate::ingest::{Inbound, InboundError, Outcome, Report};
-use crate::telemetry::emf_line;
+use crate::telemetry::{emf_document, emf_line};
 
 /// How the records arrived, which decides how failures are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +199,23 @@ pub async fn handle(
             ]
         )
     );
+    // Per account reviewed: what the alarms watch.
+    for gauge in &report.gauges {
+        println!(
+            "{}",
+            emf_document(
+                now,
+                &[("function", "ingest"), ("account", &gauge.account)],
+                &[
+                    ("bounce_rate", gauge.bounce_rate * 100.0, "Percent"),
+                    ("complaint_rate", gauge.complaint_rate * 100.0, "Percent"),
+                    ("window_sends", gauge.window_sends as f64, "Count"),
+                    ("paused", f64::from(u8::from(gauge.paused)), "Count"),
+                    ("quarantined_streams", gauge.quarantined as f64, "Count"),
+                ]
+            )
+        );
+    }
     if shape == Shape::Sqs {
         return Ok(serde_json::to_value(batch_response(&report))?);
     }

@@ -131,8 +131,26 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
 
     // Late feedback from the isolated stream (26 of 300, under the 9 % critical level)
     // changes nothing more.
-    invoke(&deps, sqs_batch(vec![bounce("late", "verification", 6)])).await;
+    let (_, late) = sesguard::handlers::ingest::decode(
+        sqs_batch(vec![bounce("late", "verification", 6)]),
+        "late",
+    );
+    let report = deps.ingest(late, deps.clock.now()).await;
     assert_eq!(deps.store.history("primary", 10).await.unwrap().len(), 1);
+    assert!(report.transitions.is_empty());
+    // What the alarms watch: the reviewed account's rate and state as they are now.
+    assert_eq!(report.gauges.len(), 1);
+    let gauge = &report.gauges[0];
+    assert_eq!(
+        (
+            gauge.account.as_str(),
+            gauge.window_sends,
+            gauge.paused,
+            gauge.quarantined
+        ),
+        ("primary", 300, false, 1)
+    );
+    assert!((gauge.bounce_rate - 26.0 / 300.0).abs() < 1e-9);
 }
 
 #[tokio::test]

@@ -1,0 +1,258 @@
+#!/usr/bin/env python3
+"""`make demo`: the sesguard story, played against the real functions.
+
+Builds the functions, serves them with `cargo lambda watch` on 127.0.0.1 (embedded SQLite
+store, file outbox, alerts to a file, in a throwaway directory), then plays an incident with
+`cargo lambda invoke`, the samples in events/ (stamped with the current time) and the admin
+function's URL, checking every step against the story. Prints each step, ends with the
+accounts' status table, stops everything it started, and exits non-zero if any step's result
+differs. Needs nothing but the toolchain and the project's virtualenv (`make tools`).
+"""
+
+import copy
+import datetime
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+EVENTS = ROOT / "events"
+TOKEN = "demo-admin-token-0123456789"
+failures = []
+
+
+def step(text):
+    print(f"\n== {text}", flush=True)
+
+
+def expect(ok, what, detail=""):
+    print(f"   {'ok  ' if ok else 'FAIL'} {what}" + (f": {detail}" if detail and not ok else ""), flush=True)
+    if not ok:
+        failures.append(what)
+
+
+def now_iso(offset_seconds=0):
+    moment = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=offset_seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def sample(name):
+    return json.loads((EVENTS / name).read_text())
+
+
+def sqs(bodies):
+    """An SQS event as the event source mapping delivers it, each body a raw SES event."""
+    return {
+        "Records": [
+            {
+                "messageId": f"demo-{i}-{time.time_ns()}",
+                "receiptHandle": "demo",
+                "body": json.dumps(body),
+                "attributes": {"ApproximateReceiveCount": "1"},
+                "messageAttributes": {},
+                "eventSource": "aws:sqs",
+                "eventSourceARN": "arn:aws:sqs:us-east-1:111111111111:sesguard-feedback",
+                "awsRegion": "us-east-1",
+            }
+            for i, body in enumerate(bodies)
+        ]
+    }
+
+
+def ses_event(template, n, stream, recipients, at):
+    event = copy.deepcopy(sample(template))
+    event["mail"]["messageId"] = f"demo-msg-{template}-{n}-{time.time_ns()}"
+    event["mail"]["timestamp"] = at
+    event["mail"]["destination"] = recipients
+    event["mail"]["commonHeaders"]["to"] = recipients
+    event["mail"]["tags"]["sesguard-stream"] = [stream]
+    event["mail"]["tags"]["sesguard-account"] = ["primary"]
+    return event
+
+
+class Watch:
+    def __init__(self, work):
+        self.work = work
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            self.port = s.getsockname()[1]
+        self.log = open(work / "watch.log", "w")
+        self.process = subprocess.Popen(
+            ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port)],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        for _ in range(600):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None:
+                    raise SystemExit((work / "watch.log").read_text())
+                time.sleep(0.2)
+        raise SystemExit("cargo lambda watch did not start")
+
+    def invoke(self, function, event):
+        path = self.work / f"event-{time.time_ns()}.json"
+        path.write_text(json.dumps(event))
+        done = subprocess.run(
+            ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1",
+             "--invoke-port", str(self.port), "--data-file", str(path)],
+            cwd=ROOT, capture_output=True, text=True,
+        )
+        if done.returncode != 0:
+            return {"invoke_error": done.stderr.strip() or done.stdout.strip()}
+        return json.loads(done.stdout)
+
+    def http(self, method, path, body=None):
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.port}/lambda-url/admin{path}",
+            data=json.dumps(body).encode() if body is not None else None,
+            method=method,
+            headers={"Authorization": f"Bearer {TOKEN}", "X-Sesguard-Actor": "demo-operator",
+                     "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=300) as response:
+                return response.status, json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as error:
+            return error.code, json.loads(error.read() or b"null")
+
+    def stop(self):
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, 15)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, 9)
+        self.log.close()
+
+
+def cli(*args):
+    done = subprocess.run([str(ROOT / "target/debug/sesguard"), *args], cwd=ROOT, capture_output=True, text=True)
+    return done
+
+
+def main():
+    work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-demo."))
+    config = (ROOT / "infra/sesguard.example.toml").read_text()
+    config = config.replace(".sesguard/alerts.jsonl", str(work / "alerts.jsonl"))
+    config += f'\n[sender]\noutbox = "{work / "outbox"}"\n'
+    (work / "config.toml").write_text(config)
+    os.environ.update({
+        "SESGUARD_STORE": f"sqlite:{work / 'store.db'}",
+        "SESGUARD_CONFIG": str(work / "config.toml"),
+        "SESGUARD_ADMIN_TOKEN": TOKEN,
+        "RUST_LOG": "warn",
+    })
+    os.environ.pop("SESGUARD_CONFIG_TOML", None)
+
+    step("build the functions and the CLI (debug)")
+    started = time.time()
+    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
+    print(f"   built in {time.time() - started:.0f} s")
+    step("serve them with cargo lambda watch on 127.0.0.1 (embedded store, file outbox)")
+    watch = Watch(work)
+    print(f"   port {watch.port}, state in {work}")
+    try:
+        story(watch, work)
+    finally:
+        watch.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    print()
+    if failures:
+        print(f"demo FAILED: {len(failures)} step(s) differ from the story: {failures}")
+        return 1
+    print("demo ok: every step as the story says")
+    return 0
+
+
+def story(watch, work):
+    step("1. a receipt goes out through the primary")
+    decision = watch.invoke("sender", sample("send/receipt.json"))
+    expect(decision.get("decision") == "sent" and decision.get("account") == "primary",
+           f"sender: {decision.get('decision')} through {decision.get('account')}", decision)
+    outbox = list((work / "outbox").glob("*")) if (work / "outbox").exists() else []
+    expect(len(outbox) == 1, f"the outbox holds {len(outbox)} message")
+
+    step("2. a hard bounce and a complaint come back from SES")
+    for name in ["ses/bounce-permanent.json", "ses/complaint.json"]:
+        answer = watch.invoke("ingest", sample(name))
+        expect(answer.get("processed") == 1, f"ingest {name}: processed {answer.get('processed')}", answer)
+    for email, reason in [("nobody@example.org", "bounce"), ("angry@example.com", "complaint")]:
+        record = json.loads(cli("suppressions", "get", email, "--json").stdout or "null")
+        expect(record is not None and record["reason"] == reason, f"{email} suppressed ({reason})", record)
+
+    step("3. a later send to a suppressed address is refused")
+    request = sample("send/receipt.json")
+    request["to"] = ["nobody@example.org"]
+    request["idempotency_key"] = "demo-after-bounce"
+    decision = watch.invoke("sender", request)
+    expect(decision.get("decision") == "suppressed", f"sender: {decision.get('decision')} ({decision.get('reason')})", decision)
+
+    step("4. a bad list goes out: 250 sends, then 30 hard bounces (12 %) on the primary")
+    at = now_iso()
+    sends = [
+        ses_event("ses/event-send.json", n, "transactional" if n % 2 else "bulk",
+                  [f"user{n}-{i}@example.net" for i in range(50)], at)
+        for n in range(5)
+    ]
+    answer = watch.invoke("ingest", sqs(sends))
+    expect(answer.get("batchItemFailures") == [], "ingest: 5 Send events (250 recipients) stored", answer)
+    bounces = []
+    for n in range(10):
+        event = ses_event("ses/event-bounce.json", n, "transactional" if n % 2 else "bulk",
+                          [f"user{n % 5}-{i}@example.net" for i in range(3)], at)
+        event["bounce"]["feedbackId"] = f"demo-feedback-{n}-{time.time_ns()}"
+        event["bounce"]["timestamp"] = now_iso(1)
+        event["bounce"]["bouncedRecipients"] = [
+            dict(event["bounce"]["bouncedRecipients"][0], emailAddress=r) for r in event["mail"]["destination"]
+        ]
+        bounces.append(event)
+    answer = watch.invoke("ingest", sqs(bounces))
+    expect(answer.get("batchItemFailures") == [], "ingest: 10 bounce events (30 addresses) stored", answer)
+    status = json.loads(cli("accounts", "status", "primary", "--json").stdout or "[{}]")[0]
+    expect(status.get("state") == "paused" and status.get("cause") == "bounce_rate",
+           f"primary is {status.get('state')} ({status.get('cause')}) at {100 * status.get('bounce_rate', 0):.1f} % bounces",
+           status)
+    alerts = [json.loads(line) for line in (work / "alerts.jsonl").read_text().splitlines()] \
+        if (work / "alerts.jsonl").exists() else []
+    paused = [a for a in alerts if a.get("account") == "primary" and a.get("to") == "paused"]
+    expect(len(paused) == 1, f"one alert: {paused[0]['traffic'] if paused else 'none'}", alerts)
+
+    step("5. the next receipt goes out through the backup")
+    request = sample("send/receipt.json")
+    request["to"] = ["new-customer@example.com"]
+    request["idempotency_key"] = "demo-after-pause"
+    decision = watch.invoke("sender", request)
+    expect(decision.get("decision") == "sent" and decision.get("account") == "backup",
+           f"sender: {decision.get('decision')} through {decision.get('account')}", decision)
+
+    step("6. an operator cleans the list and resumes the primary through the admin function")
+    code, answer = watch.http("POST", "/accounts/primary/resume", {"reason": "bad list removed"})
+    expect(code == 200 and answer.get("to") == "active",
+           f"POST /accounts/primary/resume -> {code} {answer.get('from')} -> {answer.get('to')} by {answer.get('actor')}", answer)
+    code, answer = watch.http("GET", "/accounts/primary/status")
+    expect(code == 200 and answer.get("can_send") is True, f"GET /accounts/primary/status -> can_send {answer.get('can_send')}", answer)
+    unauthenticated = urllib.request.Request(f"http://127.0.0.1:{watch.port}/lambda-url/admin/accounts")
+    try:
+        urllib.request.urlopen(unauthenticated, timeout=60)
+        expect(False, "the admin function refuses a request without its token")
+    except urllib.error.HTTPError as error:
+        expect(error.code == 401, f"a request without the token -> {error.code}")
+
+    step("the accounts now")
+    table = cli("accounts", "status")
+    print(table.stdout.rstrip())
+    expect(table.returncode == 0, "sesguard accounts status")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
