@@ -19,6 +19,18 @@ use crate::domain::suppression::Reason;
 use crate::ports::{MailTransport, SendQuota, SesAccount, SesError, TransportError};
 use crate::telemetry::error_chain;
 
+/// Wraps an SDK error of `action` on `account`.
+fn failed<E: std::error::Error + Send + Sync + 'static>(
+    account: &str,
+    action: &'static str,
+) -> impl FnOnce(E) -> SesError {
+    move |error| SesError {
+        account: account.to_owned(),
+        action,
+        source: Box::new(error),
+    }
+}
+
 fn local_only(account: &str, action: &'static str) -> SesError {
     SesError {
         account: account.to_owned(),
@@ -121,11 +133,7 @@ impl SesAccount for Sesv2Accounts {
             .get_account()
             .send()
             .await
-            .map_err(|e| SesError {
-                account: account.to_owned(),
-                action,
-                source: Box::new(e),
-            })?;
+            .map_err(failed(account, action))?;
         let quota = output.send_quota().ok_or_else(|| SesError {
             account: account.to_owned(),
             action,
@@ -157,11 +165,7 @@ impl SesAccount for Sesv2Accounts {
             .page_size(1000)
             .send()
             .await
-            .map_err(|e| SesError {
-                account: account.to_owned(),
-                action,
-                source: Box::new(e),
-            })?;
+            .map_err(failed(account, action))?;
         let mut found = Vec::new();
         for summary in output.suppressed_destination_summaries() {
             let reason = match summary.reason() {
@@ -197,11 +201,7 @@ impl SesAccount for Sesv2Accounts {
             .reason(reason)
             .send()
             .await
-            .map_err(|e| SesError {
-                account: account.to_owned(),
-                action,
-                source: Box::new(e),
-            })?;
+            .map_err(failed(account, action))?;
         Ok(())
     }
 
