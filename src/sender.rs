@@ -230,6 +230,9 @@ impl<'a> Sender<'a> {
         let mut judged = Vec::with_capacity(batch.len());
         let total = batch.len() as u64;
 
+        // A store failure mid-batch stops it; what was decided so far is still released and
+        // counted, so that the retry finds the deferred requests free and the sends counted.
+        let mut failure = None;
         for (index, queued) in batch.into_iter().enumerate() {
             state.tokens.remaining = total - index as u64;
             let (stream, decision) = match &queued.request {
@@ -240,7 +243,13 @@ impl<'a> Sender<'a> {
                     },
                 ),
                 Ok(request) => {
-                    let decision = self.judge(request, &queued, &mut state, now).await?;
+                    let decision = match self.judge(request, &queued, &mut state, now).await {
+                        Ok(decision) => decision,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
                     if let Decision::Sent {
                         account,
                         recipients,
@@ -275,7 +284,10 @@ impl<'a> Sender<'a> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(windows);
         self.count(counted, now).await;
-        Ok(judged)
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(judged),
+        }
     }
 
     /// The counter windows: kept from an earlier batch while fresh, else read again.
@@ -461,6 +473,26 @@ impl<'a> Sender<'a> {
                 reason: format!("`{key}` was sent within the duplicate window"),
             });
         }
+        // Held now: if the rest fails, the request was not sent and its claim must go.
+        let decided = self.gate(request, stream, &key, queued, batch, now).await;
+        if decided.is_err() {
+            batch.releases.push(key);
+        }
+        decided
+    }
+
+    /// The gate after the duplicate claim: policy, suppression, routing, rate, transport.
+    async fn gate(
+        &self,
+        request: &SendRequest,
+        stream: &crate::config::StreamConfig,
+        key: &str,
+        queued: &Queued,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
         let suppressed = &batch.view.suppressed;
         if let Some(reason) = batch
             .view
@@ -492,7 +524,7 @@ impl<'a> Sender<'a> {
             config,
         );
         let mut not_sent = |decision: Decision| {
-            batch.releases.push(key.clone());
+            batch.releases.push(key.to_owned());
             Ok(decision)
         };
         // Each account of the stream at most once: a paused or exhausted one fails over.

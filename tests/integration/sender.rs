@@ -631,3 +631,44 @@ async fn sends_that_cannot_be_counted_still_count_as_sent_and_raise_a_notice() {
         1
     );
 }
+
+#[tokio::test]
+async fn a_store_failure_mid_batch_still_frees_the_claims_of_what_was_not_sent() {
+    let (dir, deps, _) = world(|_| {});
+    // The first message meets a transport fault (deferred), the second a rate refusal whose
+    // pause cannot be recorded: the history table is gone.
+    let transport = Scripted::failing(&[SendFailure::Transient, SendFailure::Rate]);
+    rusqlite::Connection::open(dir.path().join("store.db"))
+        .unwrap()
+        .execute_batch("DROP TABLE history")
+        .unwrap();
+    let batch = vec![
+        queued("1", &receipt("a@example.com", "mid-1")),
+        queued("2", &receipt("b@example.com", "mid-2")),
+        queued("3", &receipt("c@example.com", "mid-3")),
+    ];
+    let memory = SenderMemory::default();
+    let failed = Sender::new(&deps, &transport, &memory)
+        .send(batch, deps.clock.now())
+        .await;
+    assert!(failed.is_err(), "the batch is retried: {failed:?}");
+    assert_eq!(
+        transport.sent.lock().unwrap().len(),
+        2,
+        "the third was never tried"
+    );
+
+    // The retry: none of the three is a duplicate of itself.
+    let again = send(
+        &deps,
+        &Scripted::default(),
+        vec![
+            queued("1", &receipt("a@example.com", "mid-1")),
+            queued("2", &receipt("b@example.com", "mid-2")),
+            queued("3", &receipt("c@example.com", "mid-3")),
+        ],
+    )
+    .await;
+    let names: Vec<&str> = again.iter().map(Decision::name).collect();
+    assert_eq!(names, ["sent", "sent", "sent"]);
+}
