@@ -514,33 +514,8 @@ impl SuppressionList for SqliteStore {
         emails: &[EmailAddress],
     ) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
         let emails = emails.to_vec();
-        self.run(move |connection| {
-            let action = "reading suppressions";
-            let mut statement = connection
-                .prepare_cached(
-                    "SELECT reason FROM suppressions WHERE email = ?1 AND reason IS NOT NULL",
-                )
-                .map_err(unavailable(action))?;
-            let mut found = HashMap::new();
-            for email in emails {
-                let reason: Option<String> = statement
-                    .query_row([email.as_str()], |row| row.get(0))
-                    .optional()
-                    .map_err(unavailable(action))?;
-                if let Some(reason) = reason {
-                    let reason =
-                        reason
-                            .parse()
-                            .map_err(|e: UnknownReason| StoreError::Corrupt {
-                                what: "suppression",
-                                detail: e.to_string(),
-                            })?;
-                    found.insert(email, reason);
-                }
-            }
-            Ok(found)
-        })
-        .await
+        self.run(move |connection| read_suppressed(connection, emails))
+            .await
     }
 
     async fn get(&self, email: &EmailAddress) -> Result<Option<Suppression>, StoreError> {
@@ -786,20 +761,7 @@ fn corrupt_policy(error: &serde_json::Error) -> StoreError {
 #[async_trait]
 impl PolicyStore for SqliteStore {
     async fn template_policy(&self) -> Result<TemplatePolicy, StoreError> {
-        self.run(|connection| {
-            let json: Option<String> = connection
-                .query_row(
-                    "SELECT policy FROM policies WHERE name = 'templates'",
-                    [],
-                    |row| row.get(0),
-                )
-                .optional()
-                .map_err(unavailable("reading the template policy"))?;
-            json.map_or(Ok(TemplatePolicy::default()), |json| {
-                serde_json::from_str(&json).map_err(|e| corrupt_policy(&e))
-            })
-        })
-        .await
+        self.run(|connection| read_policy(connection)).await
     }
 
     async fn put_template_policy(&self, policy: &TemplatePolicy) -> Result<(), StoreError> {
@@ -1014,22 +976,72 @@ impl RateLedger for SqliteStore {
 
 #[async_trait]
 impl GateRead for SqliteStore {
+    /// One call on the connection's thread.
     async fn gate_view(
         &self,
         recipients: &[EmailAddress],
         accounts: &[String],
     ) -> Result<GateView, StoreError> {
-        let mut rates = HashMap::new();
-        for account in accounts {
-            rates.insert(account.clone(), self.rate(account).await?);
-        }
-        Ok(GateView {
-            policy: self.template_policy().await?,
-            suppressed: self.suppressed(recipients).await?,
-            states: self.states(accounts).await?,
-            rates,
+        let (recipients, accounts) = (recipients.to_vec(), accounts.to_vec());
+        self.run(move |connection| {
+            let mut states = HashMap::new();
+            let mut rates = HashMap::new();
+            for account in accounts {
+                states.insert(account.clone(), read_state(connection, &account)?);
+                rates.insert(account.clone(), read_rate(connection, &account)?);
+            }
+            Ok(GateView {
+                policy: read_policy(connection)?,
+                suppressed: read_suppressed(connection, recipients)?,
+                states,
+                rates,
+            })
         })
+        .await
     }
+}
+
+/// Which of `emails` are suppressed, and why.
+fn read_suppressed(
+    connection: &Connection,
+    emails: Vec<EmailAddress>,
+) -> Result<HashMap<EmailAddress, Reason>, StoreError> {
+    let action = "reading suppressions";
+    let mut statement = connection
+        .prepare_cached("SELECT reason FROM suppressions WHERE email = ?1 AND reason IS NOT NULL")
+        .map_err(unavailable(action))?;
+    let mut found = HashMap::new();
+    for email in emails {
+        let reason: Option<String> = statement
+            .query_row([email.as_str()], |row| row.get(0))
+            .optional()
+            .map_err(unavailable(action))?;
+        if let Some(reason) = reason {
+            let reason = reason
+                .parse()
+                .map_err(|e: UnknownReason| StoreError::Corrupt {
+                    what: "suppression",
+                    detail: e.to_string(),
+                })?;
+            found.insert(email, reason);
+        }
+    }
+    Ok(found)
+}
+
+/// The template policy (empty when never written).
+fn read_policy(connection: &Connection) -> Result<TemplatePolicy, StoreError> {
+    let json: Option<String> = connection
+        .query_row(
+            "SELECT policy FROM policies WHERE name = 'templates'",
+            [],
+            |row| row.get(0),
+        )
+        .optional()
+        .map_err(unavailable("reading the template policy"))?;
+    json.map_or(Ok(TemplatePolicy::default()), |json| {
+        serde_json::from_str(&json).map_err(|e| corrupt_policy(&e))
+    })
 }
 
 #[async_trait]
