@@ -50,9 +50,9 @@ bench: ## Criterion benchmarks
 watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo lambda watch)
 	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT)
 
-invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with events/{,ses/,send/}%.json
+invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with events/{,ses/,send/,admin/}%.json
 	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
-	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json events/send/$*.json) events/$*.json)
+	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json events/send/$*.json events/admin/$*.json) events/$*.json)
 
 smoke: tools ## Run the functions under cargo lambda watch: every sample, the webhook URL, the sender
 	tests/lambda-smoke

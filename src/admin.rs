@@ -346,7 +346,7 @@ impl<'a> Admin<'a> {
     /// One account's status.
     pub async fn account(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AdminError> {
         let deps = self.deps;
-        let mut found = accounts::status(
+        let found = accounts::status(
             deps.store.as_ref(),
             deps.ses.as_ref(),
             &deps.config,
@@ -354,7 +354,10 @@ impl<'a> Admin<'a> {
             Some(name),
         )
         .await?;
-        Ok(found.remove(0))
+        found
+            .into_iter()
+            .next()
+            .ok_or_else(|| AdminError::NotFound(format!("unknown account `{name}`")))
     }
 
     /// Pauses an account, or one stream on it; a pause of the account may end by itself.
