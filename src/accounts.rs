@@ -12,10 +12,9 @@ use crate::config::Config;
 use crate::domain::counters::{Counts, WindowTotals};
 use crate::domain::guard::{Cause, Thresholds};
 use crate::domain::rate::Periods;
+use crate::domain::rate::RateLimits;
 use crate::domain::timestamp::Timestamp;
-use crate::ports::{SesAccount, Store, StoreError};
-
-const DAY: Duration = Duration::from_secs(24 * 3600);
+use crate::ports::{SesAccount, SesError, Store, StoreError};
 
 /// One account's state, window totals, quota and limits.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,7 +129,7 @@ pub async fn status(
     }
     let window = config.ingest_policy().window;
     let (first, last) = window.buckets_ending(now);
-    let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
+    let quota_first = window.day_starting_bucket(now);
     let mut statuses = Vec::with_capacity(names.len());
     for (name, configured) in names {
         let read = store.window(&name, first.min(quota_first), last).await?;
@@ -218,6 +217,20 @@ pub async fn status(
         });
     }
     Ok(statuses)
+}
+
+/// An account's configured send-rate limits: its `max_send_rate` (asked of SES when the
+/// configuration leaves it out) with `[accounts.limits]` over it.
+pub async fn configured_limits(
+    config: &Config,
+    ses: &dyn SesAccount,
+    account: &str,
+) -> Result<RateLimits, SesError> {
+    let rate = match config.account(account).and_then(|a| a.max_send_rate) {
+        Some(rate) => rate,
+        None => ses.send_quota(account).await?.max_send_rate,
+    };
+    Ok(config.rate_limits(account, rate))
 }
 
 /// The account's quota use and limit periods; SES is asked for what the configuration leaves

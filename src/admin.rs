@@ -236,11 +236,20 @@ impl<'a, 'b> Importer<'a, 'b> {
     pub async fn line(&mut self, line: &str) -> Result<(), AdminError> {
         self.lines += 1;
         match self.format.parse(line) {
-            Ok(None) => return Ok(()),
-            Ok(Some(entry)) => self.chunk.push(entry),
-            Err(why) => self.report.invalid(self.lines, why),
+            Ok(None) => Ok(()),
+            Ok(Some(entry)) => self.entry(entry).await,
+            Err(why) => {
+                self.report.read += 1;
+                self.report.invalid(self.lines, why);
+                Ok(())
+            }
         }
+    }
+
+    /// Takes an entry that is already parsed (from SES's list); writes when a chunk is full.
+    pub async fn entry(&mut self, entry: ManualSuppression) -> Result<(), AdminError> {
         self.report.read += 1;
+        self.chunk.push(entry);
         if self.chunk.len() == IMPORT_CHUNK {
             self.flush().await?;
         }
@@ -420,12 +429,8 @@ impl<'a> Admin<'a> {
 
     async fn configured_limits(&self, name: &str) -> Result<RateLimits, AdminError> {
         self.known_account(name)?;
-        let config = &self.deps.config;
-        let rate = match config.account(name).and_then(|a| a.max_send_rate) {
-            Some(rate) => rate,
-            None => self.deps.ses.send_quota(name).await?.max_send_rate,
-        };
-        Ok(config.rate_limits(name, rate))
+        let deps = self.deps;
+        Ok(accounts::configured_limits(&deps.config, deps.ses.as_ref(), name).await?)
     }
 
     /// An account's limits and their use now.
@@ -589,8 +594,7 @@ impl<'a> Admin<'a> {
         loop {
             let (page, token) = self.deps.ses.list_suppressed(account, next).await?;
             for (email, reason) in page {
-                let line = serde_json::json!({"email": email, "reason": reason}).to_string();
-                importer.line(&line).await?;
+                importer.entry(ManualSuppression { email, reason }).await?;
             }
             match token {
                 Some(token) => next = Some(token),

@@ -12,10 +12,10 @@ use serde_json::Value;
 use crate::accounts;
 use crate::admin::{Admin, ImportReport, LimitsView, LineFormat};
 use crate::check;
-use crate::control::Action;
 use crate::deps::Deps;
 use crate::domain::address::EmailAddress;
 use crate::domain::envelope::EnvelopeError;
+use crate::domain::guard::HistoryEntry;
 use crate::domain::rate::LimitsPatch;
 use crate::domain::routing::Priority;
 use crate::domain::send::SendRequest;
@@ -395,8 +395,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            let action = Action::Pause { stream, duration };
-            control(&deps, &name, &action, &reason, &actor, cli.json).await
+            let entry = Admin::new(&deps, actor)
+                .pause(&name, stream, duration, &reason, deps.clock.now())
+                .await?;
+            print_transition(&entry, cli.json)
         }
         Command::Accounts {
             command:
@@ -407,23 +409,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            control(
-                &deps,
-                &name,
-                &Action::Resume { stream },
-                &reason,
-                &actor,
-                cli.json,
-            )
-            .await
+            let entry = Admin::new(&deps, actor)
+                .resume(&name, stream, &reason, deps.clock.now())
+                .await?;
+            print_transition(&entry, cli.json)
         }
         Command::Accounts {
             command: AccountsCommand::History { name, limit },
         } => {
-            if deps.config.account(&name).is_none() {
-                anyhow::bail!("unknown account `{name}`: not in the configuration");
-            }
-            let history = deps.store.history(&name, limit).await?;
+            let history = Admin::new(&deps, "cli").history(&name, limit).await?;
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&history)?);
             } else {
@@ -697,22 +691,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-async fn control(
-    deps: &Deps,
-    account: &str,
-    action: &Action,
-    reason: &str,
-    actor: &str,
-    json: bool,
-) -> anyhow::Result<ExitCode> {
-    let admin = Admin::new(deps, actor);
-    let now = deps.clock.now();
-    let entry = match action.clone() {
-        Action::Pause { stream, duration } => {
-            admin.pause(account, stream, duration, reason, now).await?
-        }
-        Action::Resume { stream } => admin.resume(account, stream, reason, now).await?,
-    };
+fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
     if json {
         say!("{}", serde_json::to_string_pretty(&entry)?);
     } else {

@@ -123,7 +123,7 @@ impl Windows {
     fn range(config: &Config, now: Timestamp) -> (Timestamp, Timestamp) {
         let window = config.ingest_policy().window;
         let (rates_first, last) = window.buckets_ending(now);
-        let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
+        let quota_first = window.day_starting_bucket(now);
         (rates_first.min(quota_first), last)
     }
 }
@@ -152,7 +152,7 @@ impl Snapshot {
         let window = config.ingest_policy().window;
         let lag = config.guard.feedback_lag;
         let (rates_first, last) = window.buckets_ending(now);
-        let quota_first = window.bucket_of(now.minus(DAY)).plus(window.bucket);
+        let quota_first = window.day_starting_bucket(now);
         let recent_first = window.bucket_of(now.minus(lag));
         let mut accounts = HashMap::new();
         for name in config.routed_accounts() {

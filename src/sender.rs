@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::accounts::configured_limits;
 use crate::config::StoreFailurePolicy;
 use crate::control::{Control, ControlError};
 use crate::deps::Deps;
@@ -213,13 +214,13 @@ impl<'a> Sender<'a> {
             .into_iter()
             .collect();
         let accounts = config.routed_accounts();
-        let view = store.gate_view(&recipients, &accounts).await?;
+        let mut view = store.gate_view(&recipients, &accounts).await?;
         let mut windows = self.windows(now).await?;
         let snapshot =
             Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
         let mut state = Batch {
             tokens: Tokens {
-                read: view.rates.clone(),
+                read: std::mem::take(&mut view.rates),
                 ..Tokens::default()
             },
             view,
@@ -396,20 +397,12 @@ impl<'a> Sender<'a> {
     ) -> Result<(), Duration> {
         if !tokens.granted.contains_key(account) {
             let config = &self.deps.config;
-            let rate = match config.account(account).and_then(|a| a.max_send_rate) {
-                Some(rate) => rate,
-                None => self
-                    .deps
-                    .ses
-                    .send_quota(account)
-                    .await
-                    .map(|q| q.max_send_rate)
-                    .map_err(|error| {
-                        tracing::error!(account, error = %error_chain(&error), "send rate unknown");
-                        backoff(receive_count)
-                    })?,
-            };
-            let limits = config.rate_limits(account, rate);
+            let limits = configured_limits(config, self.deps.ses.as_ref(), account)
+                .await
+                .map_err(|error| {
+                    tracing::error!(account, error = %error_chain(&error), "send rate unknown");
+                    backoff(receive_count)
+                })?;
             let read = tokens.read.remove(account);
             let entry = match self
                 .deps

@@ -122,6 +122,13 @@ impl WindowConfig {
         (first, last)
     }
 
+    /// The first bucket start of the 24 hours that end with the bucket of `now` (the daily
+    /// quota's range, whatever the window's length).
+    pub fn day_starting_bucket(&self, now: Timestamp) -> Timestamp {
+        self.bucket_of(now.minus(Duration::from_secs(24 * 3600)))
+            .plus(self.bucket)
+    }
+
     /// When a bucket's item may be deleted: after it has left every window, plus a day.
     pub fn bucket_expiry(&self, bucket: Timestamp) -> Timestamp {
         bucket

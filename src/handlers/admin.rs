@@ -190,7 +190,7 @@ pub async fn handle(
 }
 
 /// The JSON body as an object (empty when there is no body).
-fn body(request: &Request) -> Result<serde_json::Map<String, Value>, AdminError> {
+fn json_body(request: &Request) -> Result<serde_json::Map<String, Value>, AdminError> {
     let bytes = request.body().as_ref();
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
@@ -281,7 +281,6 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
         .collect::<Result<_, _>>()?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method();
-    let body_of = || body(request);
     match (method, segments.as_slice()) {
         (&Method::GET, ["accounts"]) => ok(json!({ "accounts": admin.accounts(now).await? })),
         (&Method::GET, ["accounts", name, "status"]) => ok(admin.account(name, now).await?),
@@ -303,7 +302,7 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
                 [_, _, "streams", stream, _] => Some((*stream).to_owned()),
                 _ => None,
             };
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             let duration = match body.remove("duration") {
                 None | Some(Value::Null) => None,
@@ -327,13 +326,13 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
         }
         (&Method::GET, ["accounts", name, "limits"]) => ok(admin.limits(name, now).await?),
         (&Method::PATCH, ["accounts", name, "limits"]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             let patch: LimitsPatch = rest(body)?;
             ok(admin.set_limits(name, &patch, &reason, now).await?)
         }
         (&Method::POST, ["accounts", name, "refill"]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             no_more(body)?;
             ok(admin.refill(name, &reason, now).await?)
@@ -399,7 +398,7 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
             ok(report)
         }
         (&Method::POST, ["suppressions", "ses", direction @ ("import" | "push")]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             let account = match body.remove("account") {
                 Some(Value::String(account)) => account,
@@ -428,7 +427,7 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
         }
         (&Method::GET, ["suppressions", email]) => ok(admin.suppression(email).await?),
         (&Method::PUT, ["suppressions", email]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             no_more(body)?;
             let added = admin.suppress(email, &reason, now).await?;
@@ -436,14 +435,14 @@ async fn route(state: &AdminDeps, request: &Request, actor: &str) -> Result<Answ
             with_status(if added { 201 } else { 200 }, suppression)
         }
         (&Method::DELETE, ["suppressions", email]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             no_more(body)?;
             ok(json!({ "removed": admin.unsuppress(email, &reason, now).await? }))
         }
         (&Method::GET, ["policy", "templates"]) => ok(admin.policy().await?),
         (&Method::PUT, ["policy", "templates"]) => {
-            let mut body = body_of()?;
+            let mut body = json_body(request)?;
             let reason = reason(&mut body, &query)?;
             let policy: TemplatePolicy = rest(body)?;
             ok(admin.set_policy(&policy, &reason, now).await?)

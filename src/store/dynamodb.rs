@@ -847,21 +847,22 @@ fn parse_suppressed(items: &[Item]) -> Result<HashMap<EmailAddress, Reason>, Sto
     Ok(found)
 }
 
-/// The guard states of `accounts` among `items` (default when absent).
-fn parse_states(
+/// One record per account of `accounts`: parsed from its item among `items` with sort key
+/// `sk`, default when it has none.
+fn by_account<T: Default>(
     accounts: &[String],
     items: &[Item],
-) -> Result<HashMap<String, AccountState>, StoreError> {
-    let mut states: HashMap<String, AccountState> = accounts
-        .iter()
-        .map(|a| (a.clone(), AccountState::default()))
-        .collect();
+    sk: &str,
+    parse: impl Fn(&str, &Item) -> Result<T, StoreError>,
+) -> Result<HashMap<String, T>, StoreError> {
+    let mut found: HashMap<String, T> =
+        accounts.iter().map(|a| (a.clone(), T::default())).collect();
     for item in items {
-        if let Some(account) = account_of(item, STATE_SORT_KEY) {
-            states.insert(account.to_owned(), parse_account_state(account, item)?);
+        if let Some(account) = account_of(item, sk) {
+            found.insert(account.to_owned(), parse(account, item)?);
         }
     }
-    Ok(states)
+    Ok(found)
 }
 
 fn corrupt_rate(detail: impl std::fmt::Display) -> StoreError {
@@ -885,23 +886,6 @@ fn parse_rate(item: &Item) -> Result<RateRecord, StoreError> {
         state,
         patch: patch.unwrap_or_default(),
     })
-}
-
-/// The rate records of `accounts` among `items` (default when absent).
-fn parse_rates(
-    accounts: &[String],
-    items: &[Item],
-) -> Result<HashMap<String, RateRecord>, StoreError> {
-    let mut rates: HashMap<String, RateRecord> = accounts
-        .iter()
-        .map(|a| (a.clone(), RateRecord::default()))
-        .collect();
-    for item in items {
-        if let Some(account) = account_of(item, RATE_SORT_KEY) {
-            rates.insert(account.to_owned(), parse_rate(item)?);
-        }
-    }
-    Ok(rates)
 }
 
 fn parse_policy(item: Option<&Item>) -> Result<TemplatePolicy, StoreError> {
@@ -1015,7 +999,7 @@ impl GuardLedger for DynamoStore {
                 "reading account states",
             )
             .await?;
-        parse_states(accounts, &items)
+        by_account(accounts, &items, STATE_SORT_KEY, parse_account_state)
     }
 
     async fn history(&self, account: &str, limit: usize) -> Result<Vec<HistoryEntry>, StoreError> {
@@ -1346,8 +1330,8 @@ impl GateRead for DynamoStore {
         Ok(GateView {
             policy: parse_policy(policy)?,
             suppressed: parse_suppressed(&suppressions)?,
-            states: parse_states(accounts, &state)?,
-            rates: parse_rates(accounts, &state)?,
+            states: by_account(accounts, &state, STATE_SORT_KEY, parse_account_state)?,
+            rates: by_account(accounts, &state, RATE_SORT_KEY, |_, item| parse_rate(item))?,
         })
     }
 }

@@ -288,17 +288,7 @@ pub fn mocked_sesv2(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_sesv2::Client 
 
 /// A DynamoDB client for the local server, with fixed fake credentials (never real AWS).
 pub fn dynamodb_client(log: Option<RequestLog>) -> aws_sdk_dynamodb::Client {
-    let mut config = aws_sdk_dynamodb::Config::builder()
-        .behavior_version(BehaviorVersion::latest())
-        .endpoint_url(dynamodb_endpoint())
-        .region(Region::new("us-east-1"))
-        .credentials_provider(Credentials::new(
-            "testing",
-            "testing",
-            None,
-            None,
-            "sesguard-tests",
-        ));
+    let mut config = aws_sdk_dynamodb::config::Builder::from(&local_sdk());
     if let Some(log) = log {
         config = config.interceptor(log);
     }
