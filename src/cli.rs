@@ -135,6 +135,23 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
+    /// The configuration file (`--config`): check it, or prepare it for `make deploy`.
+    Config {
+        /// What to do.
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
+}
+
+/// `sesguard config ...`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate the configuration, list its accounts and streams, and say how much of a
+    /// deployed function's environment its text takes.
+    Check,
+    /// Print the configuration as the `SesguardConfig` stack parameter for `sam deploy
+    /// --parameter-overrides`: validated, without comments, quoted the way SAM reads it.
+    DeployParameter,
 }
 
 /// `sesguard suppressions ...`
@@ -381,6 +398,10 @@ fn window_limit(text: &str) -> Result<WindowLimit, String> {
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The configuration commands read the file alone, before any store is opened.
+    if let Command::Config { command } = &cli.command {
+        return config(cli.config.as_deref(), command, cli.json);
+    }
     let deps = Deps::build(cli.config.as_deref(), &cli.store).await?;
     match cli.command {
         Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
@@ -672,6 +693,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Config { command } => config(cli.config.as_deref(), &command, cli.json),
         Command::Store {
             command: StoreCommand::CreateTables,
         } => {
@@ -689,6 +711,76 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `sesguard config ...`: needs the file itself, not the store.
+fn config(
+    path: Option<&std::path::Path>,
+    command: &ConfigCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::config::{Config, DEPLOYED_TEXT_LIMIT};
+    let path = path.context("no configuration file: give --config PATH or SESGUARD_CONFIG")?;
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read configuration {}", path.display()))?;
+    let origin = path.display().to_string();
+    let deployed = Config::deployed_text(&text, &origin)?;
+    match command {
+        ConfigCommand::DeployParameter => say!("{}", sam_parameter("SesguardConfig", &deployed)?),
+        ConfigCommand::Check => {
+            let config = Config::parse(&text, &origin)?;
+            let streams: Vec<(&str, &[String])> = config
+                .streams
+                .iter()
+                .map(|s| (s.name.as_str(), s.accounts.as_slice()))
+                .collect();
+            if json {
+                let accounts: Vec<Value> = config
+                    .accounts
+                    .iter()
+                    .map(|a| serde_json::json!({"name": a.name, "region": a.region}))
+                    .collect();
+                let streams: Vec<Value> = streams
+                    .iter()
+                    .map(|(name, accounts)| serde_json::json!({"name": name, "accounts": accounts}))
+                    .collect();
+                say!(
+                    "{}",
+                    serde_json::json!({
+                        "valid": true,
+                        "accounts": accounts,
+                        "streams": streams,
+                        "deployed_bytes": deployed.len(),
+                        "deployed_limit": DEPLOYED_TEXT_LIMIT,
+                    })
+                );
+            } else {
+                say!("{origin}: valid");
+                for account in &config.accounts {
+                    say!("  account {} ({})", account.name, account.region);
+                }
+                for (name, accounts) in &streams {
+                    say!("  stream {name} -> {}", accounts.join(", "));
+                }
+                say!(
+                    "  deployed text: {} of {DEPLOYED_TEXT_LIMIT} bytes",
+                    deployed.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `KEY="VALUE"` as `sam deploy --parameter-overrides` reads it: it splits its argument at
+/// spaces outside quotes and, inside them, turns `\"` back into `"`. It leaves other backslash
+/// pairs as they are, so a value with backslashes could arrive changed: those are refused.
+fn sam_parameter(key: &str, value: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !value.contains('\\'),
+        "the {key} parameter cannot hold a backslash: `sam deploy --parameter-overrides` would change it"
+    );
+    Ok(format!("{key}=\"{}\"", value.replace('"', "\\\"")))
 }
 
 fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {

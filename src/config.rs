@@ -347,7 +347,26 @@ pub enum ConfigError {
         /// What is wrong with it.
         problem: String,
     },
+    /// Valid, but too long for a deployed function's environment.
+    #[error(
+        "configuration {origin} takes {bytes} bytes without its comments; a deployment carries \
+         at most {limit} (Lambda allows 4 KB for all of a function's environment variables)"
+    )]
+    TooLarge {
+        /// Where it came from.
+        origin: String,
+        /// Its length without comments and layout.
+        bytes: usize,
+        /// [`DEPLOYED_TEXT_LIMIT`].
+        limit: usize,
+    },
 }
+
+/// The most configuration text a deployed function carries in `SESGUARD_CONFIG_TOML`. Lambda
+/// allows 4 KB for all of a function's environment variables, names and values together; the
+/// template's others (table names, topic ARNs, the webhook's further topics, the log level)
+/// take up to about 1 KB of it.
+pub const DEPLOYED_TEXT_LIMIT: usize = 3 * 1024;
 
 fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
@@ -436,6 +455,26 @@ impl Config {
         })?;
         config.validate()?;
         Ok(config)
+    }
+
+    /// `text` as a deployment carries it in `SESGUARD_CONFIG_TOML`: validated, then written
+    /// again without its comments and layout. Refused when it is longer than
+    /// [`DEPLOYED_TEXT_LIMIT`].
+    pub fn deployed_text(text: &str, origin: &str) -> Result<String, ConfigError> {
+        Self::parse(text, origin)?;
+        let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        let compact = table.to_string();
+        if compact.len() > DEPLOYED_TEXT_LIMIT {
+            return Err(ConfigError::TooLarge {
+                origin: origin.to_owned(),
+                bytes: compact.len(),
+                limit: DEPLOYED_TEXT_LIMIT,
+            });
+        }
+        Ok(compact)
     }
 
     /// Checks every value that the types alone do not.
@@ -839,6 +878,40 @@ mod tests {
             config.guard.thresholds.complaint_pause
         );
         assert_eq!(config.thresholds_for("primary"), config.guard.thresholds);
+    }
+
+    #[test]
+    fn the_deployed_text_is_the_same_configuration_without_comments() {
+        let text = include_str!("../infra/sesguard.example.toml");
+        let deployed = Config::deployed_text(text, "example").unwrap();
+        assert!(deployed.len() < text.len(), "{deployed}");
+        assert!(!deployed.contains('#'), "comments left in: {deployed}");
+        assert_eq!(
+            format!("{:?}", Config::parse(&deployed, "deployed").unwrap()),
+            format!("{:?}", Config::parse(text, "example").unwrap())
+        );
+        assert_eq!(Config::deployed_text(&deployed, "again").unwrap(), deployed);
+    }
+
+    #[test]
+    fn a_deployed_text_is_refused_when_invalid_or_too_long() {
+        assert!(
+            Config::deployed_text("[ingest]\nsoft_bounce_limit = 3", "t")
+                .unwrap_err()
+                .to_string()
+                .contains("soft_bounce_limit")
+        );
+        let topics: Vec<String> = (0..80)
+            .map(|i| format!("\"arn:aws:sns:us-east-1:111111111111:feedback-{i}\""))
+            .collect();
+        let long = format!("[webhook]\ntopics = [{}]\n", topics.join(", "));
+        let error = Config::deployed_text(&long, "long.toml").unwrap_err();
+        assert!(matches!(error, ConfigError::TooLarge { bytes, limit: 3072, .. } if bytes > 3072));
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration long.toml takes ")
+        );
     }
 
     #[test]

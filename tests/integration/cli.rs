@@ -741,3 +741,58 @@ fn limits_show_their_use_and_change_at_run_time() {
         String::from_utf8_lossy(&bad.stderr).contains("`lots` is not a number of sends or `none`")
     );
 }
+
+#[test]
+fn config_check_and_the_deploy_parameter_need_no_store_and_name_the_problem() {
+    let cli = Cli::new();
+    let check = cli.json(&["config", "check", "--json"]);
+    assert_eq!(check["valid"], true);
+    assert_eq!(check["streams"][0]["name"], "verification");
+    assert_eq!(check["accounts"][1]["name"], "backup");
+    let bytes = check["deployed_bytes"].as_u64().unwrap();
+    assert!(bytes > 0 && bytes <= check["deployed_limit"].as_u64().unwrap());
+    assert!(
+        !cli.dir.path().join("cli.db").exists(),
+        "config check opened the store"
+    );
+
+    let output = cli.run(&["config", "deploy-parameter"]);
+    assert!(output.status.success());
+    let parameter = String::from_utf8(output.stdout).unwrap();
+    let quoted = parameter
+        .trim_end()
+        .strip_prefix("SesguardConfig=\"")
+        .and_then(|p| p.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("not SesguardConfig=\"...\": {parameter}"));
+    // Inside the quotes every `"` is escaped, and nothing else is.
+    assert!(
+        !quoted.replace("\\\"", "").contains(['"', '\\']),
+        "{quoted}"
+    );
+    let text = quoted.replace("\\\"", "\"");
+    assert_eq!(text.len() as u64, bytes);
+    assert!(text.contains("name = \"backup\"") && !text.contains('#'));
+
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, text).unwrap();
+        path.display().to_string()
+    };
+    let failure = |args: &[&str]| {
+        let output = cli.run(args);
+        assert!(!output.status.success(), "{args:?} succeeded");
+        String::from_utf8(output.stderr).unwrap()
+    };
+    let typo = write("typo.toml", "[ingest]\nsoft_bounce_limit = 3\n");
+    assert!(failure(&["--config", &typo, "config", "check"]).contains("soft_bounce_limit"));
+    let backslash = write("backslash.toml", "[alerts]\nfile = 'C:\\alerts.jsonl'\n");
+    assert!(
+        failure(&["--config", &backslash, "config", "deploy-parameter"])
+            .contains("cannot hold a backslash")
+    );
+    let missing = dir.path().join("missing.toml").display().to_string();
+    assert!(
+        failure(&["--config", &missing, "config", "check"]).contains("cannot read configuration")
+    );
+}
