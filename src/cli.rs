@@ -721,14 +721,11 @@ fn config(
 ) -> anyhow::Result<ExitCode> {
     use crate::config::{Config, DEPLOYED_TEXT_LIMIT};
     let path = path.context("no configuration file: give --config PATH or SESGUARD_CONFIG")?;
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read configuration {}", path.display()))?;
     let origin = path.display().to_string();
-    let deployed = Config::deployed_text(&text, &origin)?;
+    let (config, deployed) = Config::for_deployment(&Config::read(path)?, &origin)?;
     match command {
         ConfigCommand::DeployParameter => say!("{}", sam_parameter("SesguardConfig", &deployed)?),
         ConfigCommand::Check => {
-            let config = Config::parse(&text, &origin)?;
             let streams: Vec<(&str, &[String])> = config
                 .streams
                 .iter()

@@ -413,13 +413,7 @@ impl Config {
     /// applies the environment overrides and validates.
     pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
         let mut config = match path {
-            Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.to_owned(),
-                    source,
-                })?;
-                Self::parse(&text, &path.display().to_string())?
-            }
+            Some(path) => Self::parse(&Self::read(path)?, &path.display().to_string())?,
             None => match std::env::var("SESGUARD_CONFIG_TOML") {
                 Ok(text) => Self::parse(&text, "SESGUARD_CONFIG_TOML")?,
                 Err(_) => Config::default(),
@@ -457,11 +451,19 @@ impl Config {
         Ok(config)
     }
 
-    /// `text` as a deployment carries it in `SESGUARD_CONFIG_TOML`: validated, then written
-    /// again without its comments and layout. Refused when it is longer than
-    /// [`DEPLOYED_TEXT_LIMIT`].
-    pub fn deployed_text(text: &str, origin: &str) -> Result<String, ConfigError> {
-        Self::parse(text, origin)?;
+    /// The text of the configuration file at `path`.
+    pub fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The configuration `text` holds, and that text as a deployment carries it in
+    /// `SESGUARD_CONFIG_TOML`: validated, then written again without its comments and layout.
+    /// Refused when it is longer than [`DEPLOYED_TEXT_LIMIT`].
+    pub fn for_deployment(text: &str, origin: &str) -> Result<(Self, String), ConfigError> {
+        let config = Self::parse(text, origin)?;
         let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
             origin: origin.to_owned(),
             source: Box::new(source),
@@ -474,7 +476,7 @@ impl Config {
                 limit: DEPLOYED_TEXT_LIMIT,
             });
         }
-        Ok(compact)
+        Ok((config, compact))
     }
 
     /// Checks every value that the types alone do not.
@@ -883,20 +885,23 @@ mod tests {
     #[test]
     fn the_deployed_text_is_the_same_configuration_without_comments() {
         let text = include_str!("../infra/sesguard.example.toml");
-        let deployed = Config::deployed_text(text, "example").unwrap();
+        let (config, deployed) = Config::for_deployment(text, "example").unwrap();
         assert!(deployed.len() < text.len(), "{deployed}");
         assert!(!deployed.contains('#'), "comments left in: {deployed}");
         assert_eq!(
             format!("{:?}", Config::parse(&deployed, "deployed").unwrap()),
-            format!("{:?}", Config::parse(text, "example").unwrap())
+            format!("{config:?}")
         );
-        assert_eq!(Config::deployed_text(&deployed, "again").unwrap(), deployed);
+        assert_eq!(
+            Config::for_deployment(&deployed, "again").unwrap().1,
+            deployed
+        );
     }
 
     #[test]
     fn a_deployed_text_is_refused_when_invalid_or_too_long() {
         assert!(
-            Config::deployed_text("[ingest]\nsoft_bounce_limit = 3", "t")
+            Config::for_deployment("[ingest]\nsoft_bounce_limit = 3", "t")
                 .unwrap_err()
                 .to_string()
                 .contains("soft_bounce_limit")
@@ -905,7 +910,7 @@ mod tests {
             .map(|i| format!("\"arn:aws:sns:us-east-1:111111111111:feedback-{i}\""))
             .collect();
         let long = format!("[webhook]\ntopics = [{}]\n", topics.join(", "));
-        let error = Config::deployed_text(&long, "long.toml").unwrap_err();
+        let error = Config::for_deployment(&long, "long.toml").unwrap_err();
         assert!(matches!(error, ConfigError::TooLarge { bytes, limit: 3072, .. } if bytes > 3072));
         assert!(
             error
