@@ -5,10 +5,10 @@
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use sesguard::config::Config;
-use sesguard::domain::envelope::Content;
-use sesguard::domain::plan::{Assessment, assess};
-use sesguard::domain::timestamp::Timestamp;
-use sesguard::handlers::ingest::decode;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::plan::{Assessment, assess};
+use sesguard::domain::sns::unwrap::Content;
+use sesguard::lambda::ingest::decode;
 use std::hint::black_box;
 
 const SAMPLES: [(&str, &str); 5] = [

@@ -8,12 +8,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use async_trait::async_trait;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use sesguard::adapters::sqlite::SqliteStore;
+use sesguard::app::send::{Queued, Sender, SenderMemory};
 use sesguard::config::Config;
-use sesguard::deps::Deps;
-use sesguard::domain::send::{OutgoingMail, SendRequest};
+use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
 use sesguard::ports::{MailTransport, SystemClock, TransportError};
-use sesguard::sender::{Queued, Sender, SenderMemory};
-use sesguard::store::sqlite::SqliteStore;
 
 struct Accept;
 
@@ -33,7 +32,7 @@ fn gate(criterion: &mut Criterion) {
         account.max_send_rate = Some(1e9);
     }
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
-    let deps = Deps::with_store(config, store, Arc::new(SystemClock));
+    let deps = sesguard::wiring::local(config, store, Arc::new(SystemClock));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

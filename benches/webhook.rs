@@ -11,14 +11,13 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::json;
+use sesguard::adapters::sns_https::{GivenCertificate, SnsHttp};
+use sesguard::adapters::sqlite::SqliteStore;
+use sesguard::app::webhook::{Certificates, Webhook};
 use sesguard::config::Config;
-use sesguard::deps::Deps;
-use sesguard::domain::sns::Envelope;
-use sesguard::domain::timestamp::Timestamp;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::sns::delivery::Envelope;
 use sesguard::ports::SystemClock;
-use sesguard::sns_http::{GivenCertificate, SnsHttp};
-use sesguard::store::sqlite::SqliteStore;
-use sesguard::webhook::{Certificates, Webhook};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ses-feedback";
 
@@ -37,7 +36,7 @@ fn verify_cached(criterion: &mut Criterion) {
         Config::parse(include_str!("../infra/sesguard.example.toml"), "example").expect("config");
     config.webhook.topics = vec![TOPIC.into()];
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
-    let deps = Deps::with_store(config, store, Arc::new(SystemClock));
+    let deps = sesguard::wiring::local(config, store, Arc::new(SystemClock));
     let certificates = Certificates::new(Arc::new(GivenCertificate(pem)));
     let confirmer = SnsHttp::new(std::time::Duration::from_secs(1)).expect("client");
     let webhook = Webhook::new(&deps, &certificates, &confirmer, &[]);

@@ -6,7 +6,7 @@ use std::fmt::Write as _;
 
 use serde_json::{Map, Value, json};
 
-use crate::domain::timestamp::Timestamp;
+use crate::domain::common::timestamp::Timestamp;
 
 /// Installs the global subscriber: JSON lines on stderr, level from `RUST_LOG` (default
 /// `info`). Call once, first thing in `main`.

@@ -15,21 +15,20 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
+use sesguard::adapters::sqlite::SqliteStore;
+use sesguard::app::ingest::Inbound;
+use sesguard::app::send::snapshot::Snapshot;
 use sesguard::config::Config;
-use sesguard::deps::Deps;
-use sesguard::domain::address::EmailAddress;
-use sesguard::domain::counters::WindowTotals;
-use sesguard::domain::envelope::Content;
-use sesguard::domain::guard::Alert;
-use sesguard::domain::notification::{
+use sesguard::domain::common::address::EmailAddress;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::notification::{
     Bounce, BounceType, BouncedRecipient, Event, Format, Mail, Notification,
 };
-use sesguard::domain::routing::{Priority, Route};
-use sesguard::domain::timestamp::Timestamp;
-use sesguard::ingest::Inbound;
+use sesguard::domain::reputation::counters::WindowTotals;
+use sesguard::domain::reputation::guard::Alert;
+use sesguard::domain::sending::routing::{Priority, Route};
+use sesguard::domain::sns::unwrap::Content;
 use sesguard::ports::{AlertError, AlertSink, Clock};
-use sesguard::routing::Snapshot;
-use sesguard::store::sqlite::SqliteStore;
 
 const MINUTE: i64 = 60_000;
 const DAYS: i64 = 3;
@@ -210,7 +209,7 @@ async fn replay(guarded: bool) -> Outcome {
     let config = config(guarded);
     let min_volume = config.guard.thresholds.min_volume;
     let window = config.ingest_policy().window;
-    let deps = Deps::with_store(config.clone(), store, clock.clone())
+    let deps = sesguard::wiring::local(config.clone(), store, clock.clone())
         .with_alerts(Arc::new(alerts.clone()));
 
     let mut rng = Rng(0x5e5_6a4d);

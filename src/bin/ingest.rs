@@ -3,14 +3,14 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use sesguard::{deps::Deps, handlers::ingest};
+use sesguard::{lambda::ingest, wiring::Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sesguard::telemetry::init();
-    let deps = Deps::from_env().await?;
+    let context = Wiring::from_env().await?.context().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        ingest::handle(&deps, event)
+        ingest::handle(&context, event)
     }))
     .await
 }

@@ -2,14 +2,14 @@
 
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
-use sesguard::handlers::sender::{SenderDeps, handle};
+use sesguard::{lambda::sender::handle, wiring::Wiring};
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sesguard::telemetry::init();
-    let state = SenderDeps::from_env().await?;
+    let function = Wiring::from_env().await?.sender().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        handle(&state, event)
+        handle(&function, event)
     }))
     .await
 }

@@ -1,19 +1,15 @@
-//! The pure core of sesguard: SES notifications, recipient addresses, the suppression policy,
-//! account attribution and rolling counters. No I/O, no AWS types, no clock reads — time is
-//! passed in — so almost every rule is tested here, fast.
+//! The pure core of sesguard, grouped by concern. No I/O, no AWS types, no clock reads — time
+//! is passed in — so almost every rule is tested here, fast.
+//!
+//! - [`common`]: recipient addresses and timestamps, the vocabulary of every other module;
+//! - [`feedback`]: SES notifications parsed, attributed to an account, planned into effects
+//!   (suppressions, counters, de-duplication);
+//! - [`sns`]: SNS deliveries as received, their signatures, and peeling them down to SES JSON;
+//! - [`reputation`]: rolling counters and the guard's thresholds, states and transitions;
+//! - [`sending`]: send requests, template policy, rate limits, routing and SES failures.
 
-pub mod address;
-pub mod attribution;
-pub mod counters;
-pub mod envelope;
-pub mod guard;
-pub mod notification;
-pub mod plan;
-pub mod policy;
-pub mod rate;
-pub mod routing;
-pub mod send;
-pub mod ses_failure;
+pub mod common;
+pub mod feedback;
+pub mod reputation;
+pub mod sending;
 pub mod sns;
-pub mod suppression;
-pub mod timestamp;

@@ -8,8 +8,9 @@ use std::sync::{Arc, Mutex};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
-use sesguard::deps::Deps;
-use sesguard::handlers::admin::{AdminDeps, Auth, handle};
+use sesguard::app::Context;
+use sesguard::lambda::admin::handle;
+use sesguard::wiring::{AdminFunction, Auth};
 
 use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
 
@@ -113,7 +114,7 @@ fn template_of(doc: &Value, path: &str) -> Option<String> {
 
 /// SES for the primary account only, on SDK mocks: its account-level suppression list holds
 /// two addresses, and takes any pushed. The backup has no client, so its calls fail.
-fn ses_of_primary() -> sesguard::ses::Sesv2Accounts {
+fn ses_of_primary() -> sesguard::adapters::sesv2::Sesv2Accounts {
     use aws_sdk_sesv2::operation::list_suppressed_destinations::ListSuppressedDestinationsOutput;
     use aws_sdk_sesv2::operation::put_suppressed_destination::PutSuppressedDestinationOutput;
     use aws_sdk_sesv2::types::{SuppressedDestinationSummary, SuppressionListReason};
@@ -140,9 +141,9 @@ fn ses_of_primary() -> sesguard::ses::Sesv2Accounts {
     });
     let put = mock!(aws_sdk_sesv2::Client::put_suppressed_destination)
         .then_output(|| PutSuppressedDestinationOutput::builder().build());
-    sesguard::ses::Sesv2Accounts::with_clients(std::collections::HashMap::from([(
+    sesguard::adapters::sesv2::Sesv2Accounts::with_clients(std::collections::HashMap::from([(
         "primary".to_owned(),
-        sesguard::ses::AccountClient {
+        sesguard::adapters::sesv2::AccountClient {
             client: crate::helpers::mocked_sesv2(&[&list, &put]),
             enforcement: sesguard::config::Enforcement::Off,
             configuration_set: None,
@@ -152,7 +153,7 @@ fn ses_of_primary() -> sesguard::ses::Sesv2Accounts {
 
 struct Api {
     _dir: tempfile::TempDir,
-    state: AdminDeps,
+    state: AdminFunction,
     alerts: RecordedAlerts,
     /// (method, template, status) of every documented call made.
     seen: Mutex<BTreeSet<(String, String, u16)>>,
@@ -176,14 +177,17 @@ impl Api {
         let deps = deps.with_ses(Arc::new(ses_of_primary()));
         Self {
             _dir: dir,
-            state: AdminDeps { deps, auth },
+            state: AdminFunction {
+                context: deps,
+                auth,
+            },
             alerts,
             seen: Mutex::new(BTreeSet::new()),
         }
     }
 
-    fn deps(&self) -> &Deps {
-        &self.state.deps
+    fn deps(&self) -> &Context {
+        &self.state.context
     }
 
     async fn raw(&self, request: Request) -> Answer {
@@ -872,8 +876,8 @@ async fn an_unreachable_store_answers_503() {
     let (deps, _) = deps_with(example_config(), Arc::new(crate::ingest_paths::Unreachable));
     let api = Api {
         _dir: tempfile::tempdir().unwrap(),
-        state: AdminDeps {
-            deps,
+        state: AdminFunction {
+            context: deps,
             auth: Auth::token(Some(TOKEN)),
         },
         alerts: RecordedAlerts::default(),
@@ -893,8 +897,8 @@ async fn an_unreachable_store_answers_503() {
 
 #[tokio::test]
 async fn limits_changed_through_the_api_bind_the_next_send_batch() {
-    use sesguard::domain::send::SendRequest;
-    use sesguard::sender::{Queued, Sender, SenderMemory};
+    use sesguard::app::send::{Queued, Sender, SenderMemory};
+    use sesguard::domain::sending::request::SendRequest;
     let api = Api::new();
     let patched = api
         .call(
@@ -916,7 +920,7 @@ async fn limits_changed_through_the_api_bind_the_next_send_batch() {
             receive_count: 1,
         })
         .collect();
-    let outbox = sesguard::outbox::FileOutbox::new(api._dir.path().join("outbox"));
+    let outbox = sesguard::adapters::outbox::FileOutbox::new(api._dir.path().join("outbox"));
     let judged = Sender::new(deps, &outbox, &memory)
         .send(batch, deps.clock.now())
         .await

@@ -3,12 +3,12 @@
 
 use std::sync::Arc;
 
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
-use sesguard::deps::Deps;
-use sesguard::domain::guard::{Cause, Status};
-use sesguard::domain::timestamp::Timestamp;
-use sesguard::handlers::ingest::handle;
+use sesguard::app::Context;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::reputation::guard::{Cause, Status};
+use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
 use crate::helpers::{
@@ -35,14 +35,17 @@ fn bounce(id: &str, stream: &str, minute: u32) -> Value {
                       "bouncedRecipients": [{"emailAddress": format!("{id}@example.com")}]}})
 }
 
-async fn invoke(deps: &Deps, event: Value) -> Value {
-    handle(deps, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap()
+async fn invoke(deps: &Context, event: Value) -> Value {
+    handle(
+        deps,
+        LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
+    .unwrap()
 }
 
 /// 150 verification and 150 transactional sends.
-async fn traffic(deps: &Deps) {
+async fn traffic(deps: &Context) {
     invoke(
         deps,
         sqs_batch(vec![
@@ -62,7 +65,7 @@ fn bounces() -> Value {
     )
 }
 
-fn guarded(store: Arc<dyn Store>) -> (Deps, RecordedAlerts) {
+fn guarded(store: Arc<dyn Store>) -> (Context, RecordedAlerts) {
     deps_with(example_config(), store)
 }
 
@@ -131,7 +134,7 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
 
     // Late feedback from the isolated stream (26 of 300, under the 9 % critical level)
     // changes nothing more.
-    let (_, late) = sesguard::handlers::ingest::decode(
+    let (_, late) = sesguard::lambda::ingest::decode(
         sqs_batch(vec![bounce("late", "verification", 6)]),
         "late",
     );

@@ -13,13 +13,13 @@ use aws_sdk_dynamodb::config::{
     BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
 };
 use serde_json::Value;
+use sesguard::adapters::dynamodb::{DynamoStore, Tables};
+use sesguard::adapters::sqlite::SqliteStore;
+use sesguard::app::Context;
 use sesguard::config::Config;
-use sesguard::deps::Deps;
-use sesguard::domain::guard::Alert;
-use sesguard::domain::timestamp::Timestamp;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::reputation::guard::Alert;
 use sesguard::ports::{AlertError, AlertSink, Clock, Store};
-use sesguard::store::dynamodb::{DynamoStore, Tables};
-use sesguard::store::sqlite::SqliteStore;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -38,8 +38,8 @@ pub fn sample_json(name: &str) -> Value {
 }
 
 /// The records of a sample, as the ingest path receives them.
-pub fn sample_inbound(name: &str) -> Vec<sesguard::ingest::Inbound> {
-    sesguard::handlers::ingest::decode(sample_json(name), name).1
+pub fn sample_inbound(name: &str) -> Vec<sesguard::app::ingest::Inbound> {
+    sesguard::lambda::ingest::decode(sample_json(name), name).1
 }
 
 /// An SQS Lambda event carrying these bodies (raw message delivery), message ids `r0`, `r1`...
@@ -117,14 +117,14 @@ impl AlertSink for RecordedAlerts {
 
 /// Dependencies over `store` with the example configuration, a fixed clock, and recorded
 /// alerts.
-pub fn deps(store: Arc<dyn Store>) -> Deps {
+pub fn deps(store: Arc<dyn Store>) -> Context {
     deps_with(example_config(), store).0
 }
 
 /// Dependencies over `store` with `config`, a fixed clock, and the alerts they record.
-pub fn deps_with(config: Config, store: Arc<dyn Store>) -> (Deps, RecordedAlerts) {
+pub fn deps_with(config: Config, store: Arc<dyn Store>) -> (Context, RecordedAlerts) {
     let alerts = RecordedAlerts::default();
-    let deps = Deps::with_store(config, store, FixedClock::at(SAMPLE_NOW))
+    let deps = sesguard::wiring::local(config, store, FixedClock::at(SAMPLE_NOW))
         .with_alerts(Arc::new(alerts.clone()));
     (deps, alerts)
 }

@@ -5,18 +5,18 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use lambda_runtime::{Context, LambdaEvent};
+use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
-use sesguard::deps::Deps;
-use sesguard::domain::address::EmailAddress;
-use sesguard::domain::counters::{Counts, WindowTotals};
-use sesguard::domain::guard::{AccountState as GuardState, HistoryEntry};
-use sesguard::domain::plan::ChangeSet;
-use sesguard::domain::policy::TemplatePolicy;
-use sesguard::domain::rate::{Grant, LimitsPatch, RateLimits};
-use sesguard::domain::suppression::{AddressState, Reason, Suppression};
-use sesguard::domain::timestamp::Timestamp;
-use sesguard::handlers::ingest::handle;
+use sesguard::app::Context;
+use sesguard::domain::common::address::EmailAddress;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::plan::ChangeSet;
+use sesguard::domain::feedback::suppression::{AddressState, Reason, Suppression};
+use sesguard::domain::reputation::counters::{Counts, WindowTotals};
+use sesguard::domain::reputation::guard::{AccountState as GuardState, HistoryEntry};
+use sesguard::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits};
+use sesguard::domain::sending::template_policy::TemplatePolicy;
+use sesguard::lambda::ingest::handle;
 use sesguard::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
     GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
@@ -25,8 +25,12 @@ use sesguard::ports::{
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
 
-async fn invoke(deps: &Deps, event: Value) -> Result<Value, lambda_runtime::Error> {
-    handle(deps, LambdaEvent::new(event, Context::default())).await
+async fn invoke(deps: &Context, event: Value) -> Result<Value, lambda_runtime::Error> {
+    handle(
+        deps,
+        LambdaEvent::new(event, lambda_runtime::Context::default()),
+    )
+    .await
 }
 
 fn failures(response: &Value) -> Vec<String> {
@@ -38,14 +42,14 @@ fn failures(response: &Value) -> Vec<String> {
         .collect()
 }
 
-async fn suppression(deps: &Deps, address: &str) -> Option<Suppression> {
+async fn suppression(deps: &Context, address: &str) -> Option<Suppression> {
     deps.store
         .get(&EmailAddress::parse(address).unwrap())
         .await
         .unwrap()
 }
 
-async fn totals(deps: &Deps, account: &str) -> Counts {
+async fn totals(deps: &Context, account: &str) -> Counts {
     let now = deps.clock.now();
     let (first, last) = deps.policy.window.buckets_ending(now);
     let window = deps.store.window(account, first, last).await.unwrap();
@@ -59,7 +63,7 @@ fn ses(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
     value
 }
 
-fn sqlite_deps() -> (tempfile::TempDir, Deps) {
+fn sqlite_deps() -> (tempfile::TempDir, Context) {
     let (dir, store) = sqlite();
     (dir, deps(Arc::new(store)))
 }
@@ -144,7 +148,7 @@ const EVERY_SAMPLE: [&str; 18] = [
     "sqs-batch-with-malformed.json",
 ];
 
-async fn snapshot(deps: &Deps) -> (Vec<Suppression>, Counts, Vec<AddressState>) {
+async fn snapshot(deps: &Context) -> (Vec<Suppression>, Counts, Vec<AddressState>) {
     let listed = deps.store.list(None, None, 1000).await.unwrap().items;
     let tracked =
         ["full@example.org", "happy@example.com"].map(|e| EmailAddress::parse(e).unwrap());
@@ -513,7 +517,8 @@ async fn mailbox_simulator_and_unparseable_addresses_are_never_stored() {
 async fn send_events_count_only_where_ses_events_are_the_send_source() {
     let (_dir, store) = sqlite();
     let mut config = example_config();
-    config.accounts[0].send_count_source = sesguard::domain::attribution::SendSource::Sender;
+    config.accounts[0].send_count_source =
+        sesguard::domain::feedback::attribution::SendSource::Sender;
     let deps = crate::helpers::deps_with(config, Arc::new(store)).0;
     let response = invoke(&deps, sample_json("ses/event-send.json"))
         .await

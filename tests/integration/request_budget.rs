@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
-use sesguard::handlers::ingest::handle;
+use sesguard::lambda::ingest::handle;
 
 use crate::helpers::{RequestLog, deps, dynamodb_logged, sample_json, sqs_batch};
 
@@ -126,7 +126,7 @@ struct Accept;
 impl sesguard::ports::MailTransport for Accept {
     async fn send(
         &self,
-        mail: &sesguard::domain::send::OutgoingMail,
+        mail: &sesguard::domain::sending::request::OutgoingMail,
     ) -> Result<String, sesguard::ports::TransportError> {
         Ok(format!("id-{}", mail.recipients()))
     }
@@ -164,15 +164,16 @@ async fn send_batch(sqs: &aws_sdk_sqs::Client, queue: &str, arn: &str, bodies: &
 
 #[tokio::test]
 async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_account() {
-    use sesguard::handlers::sender::{SenderDeps, handle};
+    use sesguard::adapters::sqs::SqsVisibility;
+    use sesguard::lambda::sender::handle;
     use sesguard::ports::PolicyStore;
-    use sesguard::queue::SqsVisibility;
+    use sesguard::wiring::SenderFunction;
 
     let store_log = RequestLog::default();
     let store = Arc::new(dynamodb_logged(Some(store_log.clone())).await);
     let mut config = crate::helpers::example_config();
     for account in &mut config.accounts {
-        account.send_count_source = sesguard::domain::attribution::SendSource::Sender;
+        account.send_count_source = sesguard::domain::feedback::attribution::SendSource::Sender;
     }
     // The primary's bucket holds 5: the sixth transactional message fails over to the backup,
     // and the bulk stream (primary only) has to wait.
@@ -212,8 +213,8 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     ); // blocked
     bodies.push(r#"{"stream":"bulk","to":["y@example.com"],"subject":"s","text":"t"}"#.into()); // deferred
     let event = send_batch(&sqs_plain, &queue, &arn, &bodies).await;
-    let state = SenderDeps {
-        deps,
+    let state = SenderFunction {
+        context: deps,
         visibility: Some(Arc::new(SqsVisibility::new(sqs_logged))),
         memory: Default::default(),
     };

@@ -5,13 +5,13 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
-use sesguard::deps::Deps;
-use sesguard::domain::counters::WindowTotals;
-use sesguard::domain::guard::{Cause, Status};
-use sesguard::domain::send::{OutgoingMail, SendRequest};
-use sesguard::domain::ses_failure::SendFailure;
+use sesguard::app::Context;
+use sesguard::app::send::{Decision, Queued, Sender, SenderMemory};
+use sesguard::domain::reputation::counters::WindowTotals;
+use sesguard::domain::reputation::guard::{Cause, Status};
+use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
+use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::ports::{MailTransport, TransportError};
-use sesguard::sender::{Decision, Queued, Sender, SenderMemory};
 
 use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
 
@@ -49,7 +49,7 @@ impl MailTransport for Scripted {
 
 fn world(
     configure: impl FnOnce(&mut sesguard::config::Config),
-) -> (tempfile::TempDir, Deps, RecordedAlerts) {
+) -> (tempfile::TempDir, Context, RecordedAlerts) {
     let (dir, store) = sqlite();
     let mut config = example_config();
     configure(&mut config);
@@ -71,7 +71,7 @@ fn receipt(to: &str, key: &str) -> String {
     )
 }
 
-async fn send(deps: &Deps, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
+async fn send(deps: &Context, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
     let memory = SenderMemory::default();
     Sender::new(deps, transport, &memory)
         .send(batch, deps.clock.now())
@@ -152,7 +152,7 @@ async fn each_gate_decides_in_order_with_its_reason() {
 async fn a_paused_primary_fails_over_and_a_stream_with_no_account_left_is_deferred() {
     let (_dir, deps, _) = world(|_| {});
     let store = deps.store.as_ref();
-    sesguard::control::Control::new(
+    sesguard::app::control::Control::new(
         store,
         store,
         deps.alerts.as_ref(),
@@ -161,7 +161,7 @@ async fn a_paused_primary_fails_over_and_a_stream_with_no_account_left_is_deferr
     )
     .apply(
         "primary",
-        &sesguard::control::Action::Pause {
+        &sesguard::app::control::Action::Pause {
             stream: None,
             duration: None,
         },
@@ -210,7 +210,8 @@ async fn a_paused_primary_fails_over_and_a_stream_with_no_account_left_is_deferr
 #[tokio::test]
 async fn sends_are_counted_only_where_the_sender_is_the_send_source() {
     let (_dir, deps, _) = world(|c| {
-        c.accounts[0].send_count_source = sesguard::domain::attribution::SendSource::Sender
+        c.accounts[0].send_count_source =
+            sesguard::domain::feedback::attribution::SendSource::Sender
     });
     let transport = Scripted::default();
     send(&deps, &transport, vec![
@@ -380,8 +381,9 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
-    use sesguard::handlers::sender::{SenderDeps, handle};
-    use sesguard::queue::SqsVisibility;
+    use sesguard::adapters::sqs::SqsVisibility;
+    use sesguard::lambda::sender::handle;
+    use sesguard::wiring::SenderFunction;
 
     let sdk = crate::helpers::local_sdk();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -411,8 +413,8 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
 
     let (_dir, mut deps, _) = world(|_| {});
     deps.transport = Arc::new(Scripted::failing(&[SendFailure::Transient]));
-    let state = SenderDeps {
-        deps,
+    let state = SenderFunction {
+        context: deps,
         visibility: Some(Arc::new(SqsVisibility::new(sqs.clone()))),
         memory: Default::default(),
     };
@@ -505,7 +507,7 @@ async fn a_send_rate_shortage_moves_the_batch_to_the_next_account_then_defers_wi
     assert!(reason.contains("send rate"), "{reason}");
     assert_eq!(*retry_after_seconds, 1, "one token a second");
     // Its claim was released: the retry goes once a token is back.
-    let later = Deps {
+    let later = Context {
         clock: crate::helpers::FixedClock::at("2026-11-20T13:00:05.000Z"),
         ..deps.clone()
     };
@@ -599,7 +601,7 @@ async fn consecutive_transport_failures_open_the_circuit_breaker_with_an_alert()
 async fn sends_that_cannot_be_counted_still_count_as_sent_and_raise_a_notice() {
     let (dir, deps, alerts) = world(|c| {
         for account in &mut c.accounts {
-            account.send_count_source = sesguard::domain::attribution::SendSource::Sender;
+            account.send_count_source = sesguard::domain::feedback::attribution::SendSource::Sender;
         }
     });
     // One instance: its windows are read by the first batch and kept for the second. Then the

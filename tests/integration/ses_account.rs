@@ -13,11 +13,11 @@ use aws_sdk_sesv2::types::error::TooManyRequestsException;
 use aws_smithy_mocks::{Rule, mock};
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
+use sesguard::app::control::{Action, Control};
 use sesguard::config::Enforcement;
-use sesguard::control::{Action, Control};
-use sesguard::handlers::ingest::handle;
+use sesguard::lambda::ingest::handle;
 use sesguard::ports::SesAccount;
-use sesguard::ses::{AccountClient, Sesv2Accounts};
 use sesguard::telemetry::error_chain;
 
 use crate::helpers::{deps_with, example_config, sqlite, sqs_batch};
@@ -215,14 +215,14 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
 
 #[tokio::test]
 async fn routing_reads_a_quota_left_out_of_the_configuration_from_ses() {
-    use sesguard::domain::routing::{Priority, Route};
-    use sesguard::routing::Snapshot;
-    use sesguard::ses::NoSes;
+    use sesguard::adapters::sesv2::NoSes;
+    use sesguard::app::send::snapshot::Snapshot;
+    use sesguard::domain::sending::routing::{Priority, Route};
 
     let mut config = example_config();
     config.accounts[0].daily_quota = None;
     let (_dir, store) = sqlite();
-    let now = sesguard::domain::timestamp::Timestamp::from_millis(1_795_179_600_000);
+    let now = sesguard::domain::common::timestamp::Timestamp::from_millis(1_795_179_600_000);
 
     let local = Snapshot::load(&store, &NoSes, &config, now)
         .await

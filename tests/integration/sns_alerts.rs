@@ -2,9 +2,9 @@
 //! arrives, subject and JSON body intact, at a queue subscribed to it.
 
 use serde_json::Value;
-use sesguard::alerts::SnsAlerts;
-use sesguard::domain::guard::{Alert, Cause, HistoryEntry};
-use sesguard::domain::timestamp::Timestamp;
+use sesguard::adapters::alerts::SnsAlerts;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::reputation::guard::{Alert, Cause, HistoryEntry};
 use sesguard::ports::AlertSink;
 
 use crate::helpers::{local_queue, local_sdk, unique_tables};

@@ -3,17 +3,17 @@
 
 use std::collections::HashMap;
 
-use sesguard::domain::address::EmailAddress;
-use sesguard::domain::counters::{Bucket, CounterDelta, Counts};
-use sesguard::domain::guard::{
+use sesguard::domain::common::address::EmailAddress;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::notification::Notification;
+use sesguard::domain::feedback::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
+use sesguard::domain::feedback::suppression::Reason;
+use sesguard::domain::reputation::counters::{Bucket, CounterDelta, Counts};
+use sesguard::domain::reputation::guard::{
     AccountState as GuardState, Cause, HistoryEntry, Quarantine, Status,
 };
-use sesguard::domain::notification::Notification;
-use sesguard::domain::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
-use sesguard::domain::policy::TemplatePolicy;
-use sesguard::domain::rate::{LimitsPatch, RateLimits};
-use sesguard::domain::suppression::Reason;
-use sesguard::domain::timestamp::Timestamp;
+use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
+use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::ports::{ApplyError, Store};
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample};

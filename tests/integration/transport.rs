@@ -9,13 +9,13 @@ use aws_sdk_sesv2::types::error::{
 };
 use aws_smithy_mocks::mock;
 use serde_json::{Value, json};
+use sesguard::adapters::outbox::FileOutbox;
+use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
 use sesguard::config::Enforcement;
-use sesguard::domain::address::EmailAddress;
-use sesguard::domain::send::{MailContent, OutgoingMail, SendRequest};
-use sesguard::domain::ses_failure::SendFailure;
-use sesguard::outbox::FileOutbox;
+use sesguard::domain::common::address::EmailAddress;
+use sesguard::domain::sending::request::{MailContent, OutgoingMail, SendRequest};
+use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::ports::MailTransport;
-use sesguard::ses::{AccountClient, Sesv2Accounts};
 
 use crate::helpers::dynamodb_endpoint;
 

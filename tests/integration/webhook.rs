@@ -10,13 +10,14 @@ use rsa::pkcs1v15::SigningKey;
 use rsa::pkcs8::DecodePrivateKey;
 use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::{Value, json};
-use sesguard::deps::Deps;
-use sesguard::domain::address::EmailAddress;
-use sesguard::domain::sns::Envelope;
-use sesguard::domain::timestamp::Timestamp;
-use sesguard::handlers::webhook::{WebhookDeps, handle};
+use sesguard::app::Context;
+use sesguard::app::webhook::{Answer, Certificates, Webhook};
+use sesguard::domain::common::address::EmailAddress;
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::sns::delivery::Envelope;
+use sesguard::lambda::webhook::handle;
 use sesguard::ports::{CertificateSource, FetchError, SubscriptionConfirmer};
-use sesguard::webhook::{Answer, Certificates, Webhook};
+use sesguard::wiring::WebhookFunction;
 
 use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, example_config, sample, sqlite};
 
@@ -127,7 +128,7 @@ impl SubscriptionConfirmer for Confirmations {
 
 struct World {
     _dir: tempfile::TempDir,
-    deps: Deps,
+    deps: Context,
     alerts: RecordedAlerts,
     certificates: Certificates,
     served: Arc<Served>,
@@ -485,8 +486,8 @@ async fn an_unreachable_store_answers_503_so_sns_retries() {
 #[tokio::test]
 async fn the_handler_answers_post_only_with_the_status_of_the_verdict() {
     let w = world();
-    let state = WebhookDeps {
-        deps: w.deps.clone(),
+    let state = WebhookFunction {
+        context: w.deps.clone(),
         certificates: Certificates::new(w.served.clone()),
         confirmer: Arc::new(Confirmations::default()),
     };

@@ -1,0 +1,308 @@
+//! Operator control of accounts and streams: pause, resume, quarantine and lift by hand. Each
+//! change is a transition like the guard's — written conditionally on the version read, with
+//! a history entry naming the operator and why, and an alert.
+
+use std::time::Duration;
+
+use crate::app::review::{alert_for, enforce};
+use crate::config::Config;
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::counters::WindowTotals;
+use crate::domain::reputation::guard::{
+    AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Status,
+};
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
+use crate::telemetry::error_chain;
+
+/// What an operator asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Stop the account (or, with a stream, that stream on it), for a while or until resumed.
+    Pause {
+        /// Only this stream.
+        stream: Option<String>,
+        /// Ends by itself after this long (accounts only).
+        duration: Option<Duration>,
+    },
+    /// Let it send again.
+    Resume {
+        /// Only this stream.
+        stream: Option<String>,
+    },
+}
+
+/// Why an operator's change was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ControlError {
+    /// Unknown account.
+    #[error("unknown account `{0}`: not in the configuration")]
+    UnknownAccount(String),
+    /// The stream does not use the account.
+    #[error("stream `{stream}` does not use account `{account}`")]
+    UnknownStream {
+        /// The account.
+        account: String,
+        /// The stream.
+        stream: String,
+    },
+    /// The change makes no sense in the current state (resuming what is not paused...).
+    #[error("{0}")]
+    Conflict(String),
+    /// The reason is required and was empty.
+    #[error("a reason is required")]
+    NoReason,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Operator control over the store and alert ports.
+pub struct Control<'a> {
+    counters: &'a dyn CounterWindow,
+    ledger: &'a dyn GuardLedger,
+    alerts: &'a dyn AlertSink,
+    ses: &'a dyn SesAccount,
+    config: &'a Config,
+}
+
+impl<'a> Control<'a> {
+    /// Control over these ports and settings.
+    pub fn new(
+        counters: &'a dyn CounterWindow,
+        ledger: &'a dyn GuardLedger,
+        alerts: &'a dyn AlertSink,
+        ses: &'a dyn SesAccount,
+        config: &'a Config,
+    ) -> Self {
+        Self {
+            counters,
+            ledger,
+            alerts,
+            ses,
+            config,
+        }
+    }
+
+    /// Applies `action` on `account` as `actor`, recording `reason`; returns the history entry.
+    pub async fn apply(
+        &self,
+        account: &str,
+        action: &Action,
+        reason: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<HistoryEntry, ControlError> {
+        let config = self.config;
+        if config.account(account).is_none() {
+            return Err(ControlError::UnknownAccount(account.to_owned()));
+        }
+        if reason.trim().is_empty() {
+            return Err(ControlError::NoReason);
+        }
+        let stream = match action {
+            Action::Pause { stream, .. } | Action::Resume { stream } => stream.as_deref(),
+        };
+        if let Some(stream) = stream
+            && !config
+                .stream(stream)
+                .is_some_and(|s| s.accounts.iter().any(|a| a == account))
+        {
+            return Err(ControlError::UnknownStream {
+                account: account.to_owned(),
+                stream: stream.to_owned(),
+            });
+        }
+        let record = Record {
+            stream,
+            cause: Cause::Operator,
+            note: reason,
+            actor: format!("operator:{actor}"),
+            enforce: true,
+        };
+        let entry = self
+            .commit(account, &record, now, |state, totals| {
+                change(state, totals, action, reason, now).map(Some)
+            })
+            .await?;
+        // An operator's change always decides a next state, so `None` cannot come back.
+        entry.ok_or_else(|| ControlError::Conflict(format!("account `{account}` did not change")))
+    }
+
+    /// Pauses `account` for `cause` (until `until`, or until lifted) on behalf of `actor` (the
+    /// sender reacting to SES), unless it is paused already. Returns whether this call paused
+    /// it; the transition is recorded and alerted like any other (no enforcement at SES: SES
+    /// itself refused).
+    pub async fn pause_for(
+        &self,
+        account: &str,
+        cause: Cause,
+        until: Option<Timestamp>,
+        note: &str,
+        actor: &str,
+        now: Timestamp,
+    ) -> Result<bool, ControlError> {
+        let record = Record {
+            stream: None,
+            cause,
+            note,
+            actor: actor.to_owned(),
+            enforce: false,
+        };
+        let entry = self
+            .commit(account, &record, now, |state, _| {
+                if state.is_paused(now) {
+                    return Ok(None);
+                }
+                let next = AccountState {
+                    status: Status::Paused,
+                    cause: Some(cause),
+                    since: Some(now),
+                    until,
+                    note: Some(note.to_owned()),
+                    ..state.clone()
+                };
+                Ok(Some((next, state.status.as_str(), "paused")))
+            })
+            .await?;
+        Ok(entry.is_some())
+    }
+
+    /// Reads the account's window and state, lets `decide` choose the next state (`None`:
+    /// nothing to do), writes it conditionally on the version read with its history entry —
+    /// reading again when a concurrent writer got there first — and alerts.
+    async fn commit(
+        &self,
+        account: &str,
+        record: &Record<'_>,
+        now: Timestamp,
+        decide: impl Fn(
+            &AccountState,
+            &WindowTotals,
+        )
+            -> Result<Option<(AccountState, &'static str, &'static str)>, ControlError>,
+    ) -> Result<Option<HistoryEntry>, ControlError> {
+        let window = self.config.ingest_policy().window;
+        let (first, last) = window.buckets_ending(now);
+        for _ in 0..5 {
+            let read = self.counters.window(account, first, last).await?;
+            let totals = WindowTotals::sum(&read.buckets, first, last);
+            let Some((next, from, to)) = decide(&read.state, &totals)? else {
+                return Ok(None);
+            };
+            let rates = RateSnapshot::of(&totals.total);
+            let entry = HistoryEntry {
+                at: now,
+                account: account.to_owned(),
+                stream: record.stream.map(str::to_owned),
+                from: from.to_owned(),
+                to: to.to_owned(),
+                cause: record.cause,
+                note: Some(record.note.to_owned()),
+                bounce_rate: rates.bounce_rate,
+                complaint_rate: rates.complaint_rate,
+                window_sends: rates.window_sends,
+                actor: record.actor.clone(),
+            };
+            let expires = now.plus(self.config.guard.history_ttl);
+            if self
+                .ledger
+                .transition(account, read.state.version, &next, &entry, expires)
+                .await?
+            {
+                let mut alert = alert_for(self.config, entry.clone());
+                if record.enforce {
+                    enforce(self.ses, &mut alert).await;
+                }
+                if let Err(error) = self.alerts.publish(&alert).await {
+                    tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
+                }
+                return Ok(Some(entry));
+            }
+        }
+        Err(ControlError::Conflict(format!(
+            "account `{account}` kept changing; try again"
+        )))
+    }
+}
+
+/// How a change is recorded: history entry fields and whether SES enforces it.
+struct Record<'a> {
+    stream: Option<&'a str>,
+    cause: Cause,
+    note: &'a str,
+    actor: String,
+    enforce: bool,
+}
+
+fn change(
+    state: &AccountState,
+    totals: &WindowTotals,
+    action: &Action,
+    reason: &str,
+    now: Timestamp,
+) -> Result<(AccountState, &'static str, &'static str), ControlError> {
+    let mut next = state.clone();
+    next.note = Some(reason.to_owned());
+    match action {
+        Action::Pause {
+            stream: None,
+            duration,
+        } => {
+            if state.is_paused(now) {
+                return Err(ControlError::Conflict(
+                    "the account is already paused".into(),
+                ));
+            }
+            next.status = Status::Paused;
+            next.cause = Some(Cause::Operator);
+            next.since = Some(now);
+            next.until = duration.map(|d| now.plus(d));
+            Ok((next, state.status.as_str(), "paused"))
+        }
+        Action::Resume { stream: None } => {
+            if state.status != Status::Paused {
+                return Err(ControlError::Conflict(format!(
+                    "the account is not paused (it is {})",
+                    state.status.as_str()
+                )));
+            }
+            next.status = Status::Active;
+            next.cause = Some(Cause::Operator);
+            next.since = Some(now);
+            next.until = None;
+            Ok((next, "paused", "active"))
+        }
+        Action::Pause {
+            stream: Some(stream),
+            ..
+        } => {
+            if state.is_quarantined(stream) {
+                return Err(ControlError::Conflict(format!(
+                    "stream `{stream}` is already quarantined on this account"
+                )));
+            }
+            // Its rates here are its known risk wherever it fails over to.
+            let counts = totals.streams.get(stream).copied().unwrap_or_default();
+            next.quarantined.insert(
+                stream.clone(),
+                Quarantine {
+                    cause: Cause::Operator,
+                    since: now,
+                    bounce_rate: counts.bounce_rate(),
+                    complaint_rate: counts.complaint_rate(),
+                },
+            );
+            Ok((next, "active", "quarantined"))
+        }
+        Action::Resume {
+            stream: Some(stream),
+        } => {
+            if next.quarantined.remove(stream).is_none() {
+                return Err(ControlError::Conflict(format!(
+                    "stream `{stream}` is not quarantined on this account"
+                )));
+            }
+            Ok((next, "quarantined", "active"))
+        }
+    }
+}

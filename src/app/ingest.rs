@@ -1,0 +1,359 @@
+//! The ingest use case: records arrive (already peeled of their wrappers), each is assessed
+//! by the domain, and the batch is applied to the store as one atomic change per attempt.
+//! Duplicates — a claim already held, or the same notification twice in one batch — change
+//! nothing; a conflict with another instance means read again and plan again; a store failure
+//! fails every record of the batch for retry, so nothing is acknowledged that was not stored.
+
+use std::collections::{BTreeSet, HashMap};
+
+use serde::Serialize;
+
+use crate::app::review::{Applied, Gauge, Guard, Review};
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::attribution::AccountDirectory;
+use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy};
+use crate::domain::sns::unwrap::{Content, EnvelopeError, SnsIds};
+use crate::ports::{ApplyError, FeedbackLedger};
+use crate::telemetry::error_chain;
+
+/// How many times a batch is planned again after conflicting with another instance.
+const MAX_CONFLICTS: usize = 8;
+
+/// One delivered record, its wrapper removed.
+#[derive(Debug)]
+pub struct Inbound {
+    /// How the caller names the record: SQS `messageId`, SNS `MessageId`, `FILE#N`.
+    pub id: String,
+    /// The record's content, or why it could not be read.
+    pub content: Result<Content, InboundError>,
+    /// The SNS envelope's ids, when there was one.
+    pub sns: Option<SnsIds>,
+}
+
+/// Why a record could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum InboundError {
+    /// The body (or notification inside it) is malformed.
+    #[error(transparent)]
+    Envelope(#[from] EnvelopeError),
+    /// The record's wrapper is malformed (an SQS record without a body, an SNS record
+    /// without its fields).
+    #[error("malformed {wrapper} record: {detail}")]
+    Wrapper {
+        /// `SQS` or `SNS`.
+        wrapper: &'static str,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+/// What became of one record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// Stored; `suppressed` addresses were suppressed (or confirmed suppressed).
+    Recorded {
+        /// How many of its addresses it suppressed.
+        suppressed: usize,
+    },
+    /// Recorded before: nothing changed.
+    Duplicate,
+    /// Nothing to record; the text says why.
+    Ignored(String),
+    /// Cannot be processed, ever: goes to the dead-letter path.
+    Malformed(String),
+    /// Not stored because the store failed: retry it.
+    Failed(String),
+}
+
+impl Outcome {
+    /// The name used in logs and metrics.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Outcome::Recorded { .. } => "recorded",
+            Outcome::Duplicate => "duplicate",
+            Outcome::Ignored(_) => "ignored",
+            Outcome::Malformed(_) => "malformed",
+            Outcome::Failed(_) => "failed",
+        }
+    }
+}
+
+/// The outcome of every record, in input order, and the guard's transitions.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Report {
+    /// `(record id, outcome)`.
+    pub records: Vec<(String, Outcome)>,
+    /// Transitions this batch's review applied.
+    pub transitions: Vec<Applied>,
+    /// The reviewed accounts' rates and state.
+    pub gauges: Vec<Gauge>,
+}
+
+/// Counts by outcome, as `sesguard ingest --json` prints them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Summary {
+    /// Records stored.
+    pub processed: usize,
+    /// Records recorded before.
+    pub duplicates: usize,
+    /// Addresses suppressed by the stored records.
+    pub suppressed: usize,
+    /// Records with nothing to store.
+    pub ignored: usize,
+    /// Records malformed or not stored.
+    pub failed: usize,
+}
+
+impl Report {
+    /// Counts by outcome.
+    pub fn summary(&self) -> Summary {
+        let mut summary = Summary::default();
+        for (_, outcome) in &self.records {
+            match outcome {
+                Outcome::Recorded { suppressed } => {
+                    summary.processed += 1;
+                    summary.suppressed += suppressed;
+                }
+                Outcome::Duplicate => summary.duplicates += 1,
+                Outcome::Ignored(_) => summary.ignored += 1,
+                Outcome::Malformed(_) | Outcome::Failed(_) => summary.failed += 1,
+            }
+        }
+        summary
+    }
+
+    /// Adds another report's records and transitions after this one's.
+    pub fn extend(&mut self, other: Report) {
+        self.records.extend(other.records);
+        self.transitions.extend(other.transitions);
+    }
+}
+
+/// The ingest use case over a ledger, with the guard reviewing what each batch touched.
+pub struct Ingestor<'a> {
+    ledger: &'a dyn FeedbackLedger,
+    directory: &'a AccountDirectory,
+    policy: &'a IngestPolicy,
+    guard: Option<Guard<'a>>,
+}
+
+impl<'a> Ingestor<'a> {
+    /// An ingestor writing to `ledger` with these accounts and rules.
+    pub fn new(
+        ledger: &'a dyn FeedbackLedger,
+        directory: &'a AccountDirectory,
+        policy: &'a IngestPolicy,
+    ) -> Self {
+        Self {
+            ledger,
+            directory,
+            policy,
+            guard: None,
+        }
+    }
+
+    /// Reviews the touched accounts with `guard` after each batch.
+    pub fn with_guard(mut self, guard: Guard<'a>) -> Self {
+        self.guard = Some(guard);
+        self
+    }
+
+    /// Processes a batch of records received at `now`.
+    pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
+        let mut outcomes: Vec<Option<Outcome>> = vec![None; records.len()];
+        let mut batch: Vec<(usize, Effects)> = Vec::new();
+        let mut first_with_key: HashMap<String, usize> = HashMap::new();
+        let mut touched = BTreeSet::new();
+        let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+
+        for (index, record) in records.into_iter().enumerate() {
+            let outcome = match record.content {
+                Err(error) => Some(Outcome::Malformed(error.to_string())),
+                Ok(Content::SnsControl(kind)) => Some(Outcome::Ignored(format!("SNS {kind}"))),
+                Ok(Content::Notification(notification)) => {
+                    match plan::assess(&notification, self.directory, now) {
+                        Assessment::Ignore(reason) => Some(Outcome::Ignored(reason)),
+                        Assessment::Apply(effects) => {
+                            for error in &effects.invalid {
+                                tracing::warn!(record = %record.id, message_id = %effects.message_id, %error, "recipient address not recorded");
+                            }
+                            touched.insert(effects.attribution.account.clone());
+                            if first_with_key.contains_key(&effects.key) {
+                                Some(Outcome::Duplicate)
+                            } else {
+                                first_with_key.insert(effects.key.clone(), index);
+                                batch.push((index, *effects));
+                                None
+                            }
+                        }
+                    }
+                }
+            };
+            outcomes[index] = outcome;
+        }
+
+        self.apply(batch, now, &mut outcomes).await;
+        let review = self.review(&touched, now, &mut outcomes).await;
+
+        let records = ids
+            .into_iter()
+            .zip(outcomes)
+            .map(|(id, outcome)| {
+                (
+                    id,
+                    outcome.unwrap_or_else(|| Outcome::Failed("not processed".into())),
+                )
+            })
+            .collect();
+        Report {
+            records,
+            transitions: review.applied,
+            gauges: review.gauges,
+        }
+    }
+
+    /// Lets the guard review the accounts a batch touched — duplicates' accounts included, so
+    /// a retry reviews again. If the review fails, the stored records are failed for retry.
+    async fn review(
+        &self,
+        touched: &BTreeSet<String>,
+        now: Timestamp,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Review {
+        let Some(guard) = &self.guard else {
+            return Review::default();
+        };
+        if touched.is_empty() {
+            return Review::default();
+        }
+        match guard.review(touched, now).await {
+            Ok(review) => review,
+            Err(error) => {
+                let error = format!(
+                    "stored, but the guard review failed: {}",
+                    error_chain(&error)
+                );
+                tracing::error!(%error, "records will be retried so the review runs again");
+                for outcome in outcomes.iter_mut() {
+                    if matches!(outcome, Some(Outcome::Recorded { .. } | Outcome::Duplicate)) {
+                        *outcome = Some(Outcome::Failed(error.clone()));
+                    }
+                }
+                Review::default()
+            }
+        }
+    }
+
+    /// Applies the batch, splitting it where one atomic change cannot hold it.
+    async fn apply(
+        &self,
+        batch: Vec<(usize, Effects)>,
+        now: Timestamp,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let mut work = vec![batch];
+        while let Some(mut part) = work.pop() {
+            let mut conflicts = 0;
+            loop {
+                if part.is_empty() {
+                    break;
+                }
+                let effects: Vec<Effects> = part.iter().map(|(_, e)| e.clone()).collect();
+                let needed = plan::addresses_to_read(&effects);
+                let states = if needed.is_empty() {
+                    HashMap::new()
+                } else {
+                    match self.ledger.address_states(&needed, now).await {
+                        Ok(states) => states,
+                        Err(error) => {
+                            fail_all(&part, outcomes, error_chain(&error));
+                            break;
+                        }
+                    }
+                };
+                let change = plan::plan(&effects, &states, self.policy, now);
+                let capacity = self.ledger.max_items_per_apply();
+                if change.items() > capacity {
+                    if part.len() == 1 {
+                        outcomes[part[0].0] = Some(Outcome::Malformed(format!(
+                            "notification touches {} items, more than one atomic write holds ({capacity})",
+                            change.items()
+                        )));
+                        break;
+                    }
+                    let second = part.split_off(part.len() / 2);
+                    work.push(second);
+                    work.push(part);
+                    break;
+                }
+                match self.ledger.apply(&change).await {
+                    Ok(()) => {
+                        for (index, effects) in &part {
+                            let suppressed = change
+                                .suppressions
+                                .iter()
+                                .filter(|u| {
+                                    u.suppress.is_some()
+                                        && effects.addresses.iter().any(|a| a.email == u.email)
+                                })
+                                .count();
+                            outcomes[*index] = Some(Outcome::Recorded { suppressed });
+                        }
+                        break;
+                    }
+                    Err(ApplyError::AlreadyApplied(keys)) => {
+                        part.retain(|(index, effects)| {
+                            let seen = keys.contains(&effects.key);
+                            if seen {
+                                outcomes[*index] = Some(Outcome::Duplicate);
+                            }
+                            !seen
+                        });
+                    }
+                    Err(ApplyError::Conflict) => {
+                        conflicts += 1;
+                        if conflicts > MAX_CONFLICTS {
+                            fail_all(
+                                &part,
+                                outcomes,
+                                "addresses kept changing under concurrent writers".into(),
+                            );
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_millis(5 * conflicts as u64))
+                            .await;
+                    }
+                    Err(ApplyError::Store(error)) => {
+                        fail_all(&part, outcomes, error_chain(&error));
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn fail_all(part: &[(usize, Effects)], outcomes: &mut [Option<Outcome>], error: String) {
+    tracing::error!(%error, records = part.len(), "batch not stored; records will be retried");
+    for (index, _) in part {
+        outcomes[*index] = Some(Outcome::Failed(error.clone()));
+    }
+}
+
+impl crate::app::Context {
+    /// Records a batch and lets the guard review the accounts it touched.
+    pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
+        let store = self.store.as_ref();
+        let guard = Guard::new(
+            store,
+            store,
+            self.alerts.as_ref(),
+            self.ses.as_ref(),
+            &self.config,
+        );
+        Ingestor::new(store, &self.directory, &self.policy)
+            .with_guard(guard)
+            .ingest(records, now)
+            .await
+    }
+}

@@ -1,0 +1,20 @@
+//! Use cases: the domain's rules orchestrated over the ports. Nothing here knows AWS or
+//! SQLite; each use case takes the ports it needs, or the [`Context`] of them all.
+//!
+//! - [`ingest`]: SES feedback recorded, then the guard's [`review`] of the accounts it touched;
+//! - [`send`]: the send gate over a batch of queued requests; [`check`]: the same gate, dry;
+//! - [`control`]: operator transitions; [`status`]: what an account looks like now;
+//! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
+//! - [`admin`]: the operations both the admin function and the CLI perform.
+
+pub mod admin;
+pub mod check;
+pub mod context;
+pub mod control;
+pub mod ingest;
+pub mod review;
+pub mod send;
+pub mod status;
+pub mod webhook;
+
+pub use context::Context;

@@ -1,0 +1,673 @@
+//! The send gate as a use case. Each request of a batch goes through, in order: the duplicate
+//! check (a conditional claim of its duplicate key), the template policy, suppression (the
+//! suppressed recipients are removed; a message left with none is not sent), routing, and the
+//! transport. Each ends with one [`Decision`] and its reason. What cannot go now is deferred
+//! with a retry time — never dropped; what must never go is recorded with the reason.
+//!
+//! Store requests per batch: one batched read for the template policy, every recipient's
+//! suppression and the accounts' guard states and rate records; a conditional claim per
+//! message; one token write per account used; one write releasing the claims of what was not
+//! sent; one counter write for the sends of accounts whose send source is the sender. The
+//! accounts' counter windows (one query each) are kept by the instance for
+//! `sender.window_refresh`. Consecutive transport failures on an account open a circuit
+//! breaker: a short pause, with an alert.
+
+pub mod snapshot;
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::app::Context;
+use crate::app::control::{Control, ControlError};
+use crate::app::send::snapshot::{RoutingError, Snapshot, Windows};
+use crate::app::status::configured_limits;
+use crate::config::StoreFailurePolicy;
+use crate::domain::common::address::EmailAddress;
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::attribution::SendSource;
+use crate::domain::feedback::plan::ChangeSet;
+use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
+use crate::domain::reputation::guard::Cause;
+use crate::domain::sending::request::{OutgoingMail, SendRequest};
+use crate::domain::sending::routing::Route;
+use crate::domain::sending::ses_failure::SendFailure;
+use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
+use crate::telemetry::error_chain;
+
+/// SQS keeps a message invisible for at most 12 hours.
+const MAX_DEFERRAL: Duration = Duration::from_secs(12 * 3600);
+
+/// One request as it came off the queue.
+#[derive(Debug)]
+pub struct Queued {
+    /// The queue's id for it (SQS `messageId`).
+    pub id: String,
+    /// The request, or why it could not be read.
+    pub request: Result<SendRequest, String>,
+    /// How many times the queue has delivered it (1 the first time).
+    pub receive_count: u32,
+}
+
+/// What became of one request.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "decision", rename_all = "snake_case")]
+pub enum Decision {
+    /// Handed to the mail service.
+    Sent {
+        /// Through this account.
+        account: String,
+        /// The service's message id.
+        message_id: String,
+        /// Recipients it went to.
+        recipients: usize,
+        /// Recipients removed because they are suppressed.
+        suppressed: Vec<EmailAddress>,
+    },
+    /// The same message went (or is going) out within the duplicate window.
+    Duplicate {
+        /// Why.
+        reason: String,
+    },
+    /// The template policy refuses it.
+    Blocked {
+        /// Why.
+        reason: String,
+    },
+    /// Every recipient is suppressed.
+    Suppressed {
+        /// Why.
+        reason: String,
+    },
+    /// Cannot go now: retry after the given time.
+    Deferred {
+        /// Why.
+        reason: String,
+        /// When to try again.
+        retry_after_seconds: u64,
+    },
+    /// SES refused the message itself: recorded, never retried.
+    Rejected {
+        /// Why.
+        reason: String,
+    },
+    /// The request is unusable: it goes to the dead-letter queue.
+    Invalid {
+        /// Why.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// The decision's name, as logs and metrics say it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Decision::Sent { .. } => "sent",
+            Decision::Duplicate { .. } => "duplicate",
+            Decision::Blocked { .. } => "blocked",
+            Decision::Suppressed { .. } => "suppressed",
+            Decision::Deferred { .. } => "deferred",
+            Decision::Rejected { .. } => "rejected",
+            Decision::Invalid { .. } => "invalid",
+        }
+    }
+
+    fn deferred(reason: impl Into<String>, wait: Duration) -> Self {
+        Decision::Deferred {
+            reason: reason.into(),
+            retry_after_seconds: wait.clamp(Duration::from_secs(1), MAX_DEFERRAL).as_secs(),
+        }
+    }
+}
+
+/// Why a batch could not be judged at all (nothing was sent): retry it.
+#[derive(Debug, thiserror::Error)]
+pub enum SenderError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Routing could not load its snapshot.
+    #[error(transparent)]
+    Routing(#[from] RoutingError),
+}
+
+/// Send-rate tokens held for one batch: per account, how many are left and when more come.
+#[derive(Debug, Default)]
+struct Tokens {
+    granted: HashMap<String, (u64, Option<Timestamp>)>,
+    remaining: u64,
+    /// The rate records read with the batch: the first take of each account starts from it.
+    read: HashMap<String, RateRecord>,
+}
+
+/// What one sender instance keeps between batches: the accounts' counter windows (refreshed
+/// every `sender.window_refresh`) and each account's run of consecutive transport failures.
+#[derive(Debug, Default)]
+pub struct SenderMemory {
+    windows: Mutex<Option<Windows>>,
+    failures: Mutex<HashMap<String, u32>>,
+}
+
+impl SenderMemory {
+    fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
+        self.failures.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// One request's outcome.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Judged {
+    /// The queue's id for the request.
+    pub id: String,
+    /// Its stream, when the request could be read.
+    pub stream: Option<String>,
+    /// What became of it.
+    pub decision: Decision,
+}
+
+/// What one batch keeps while it is judged.
+struct Batch {
+    view: GateView,
+    snapshot: Snapshot,
+    tokens: Tokens,
+    /// Claims of requests that were not sent, given up together at the end.
+    releases: Vec<String>,
+}
+
+/// Backoff after a transient failure: 30 s doubled per receive, at most 12 h.
+pub fn backoff(receive_count: u32) -> Duration {
+    let exponent = receive_count.saturating_sub(1).min(20);
+    Duration::from_secs(30u64 << exponent).min(MAX_DEFERRAL)
+}
+
+/// The sender over the shared dependencies and a transport.
+pub struct Sender<'a> {
+    deps: &'a Context,
+    transport: &'a dyn MailTransport,
+    memory: &'a SenderMemory,
+}
+
+impl<'a> Sender<'a> {
+    /// A sender handing mail to `transport`, keeping what outlives a batch in `memory`.
+    pub fn new(
+        deps: &'a Context,
+        transport: &'a dyn MailTransport,
+        memory: &'a SenderMemory,
+    ) -> Self {
+        Self {
+            deps,
+            transport,
+            memory,
+        }
+    }
+
+    /// Judges and sends a batch at `now`.
+    pub async fn send(
+        &self,
+        batch: Vec<Queued>,
+        now: Timestamp,
+    ) -> Result<Vec<Judged>, SenderError> {
+        let store = self.deps.store.as_ref();
+        let config = &self.deps.config;
+        let recipients: Vec<EmailAddress> = batch
+            .iter()
+            .filter_map(|q| q.request.as_ref().ok())
+            .flat_map(SendRequest::recipients)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let accounts = config.routed_accounts();
+        let mut view = store.gate_view(&recipients, &accounts).await?;
+        let mut windows = self.windows(now).await?;
+        let snapshot =
+            Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
+        let mut state = Batch {
+            tokens: Tokens {
+                read: std::mem::take(&mut view.rates),
+                ..Tokens::default()
+            },
+            view,
+            snapshot,
+            releases: Vec::new(),
+        };
+        let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
+        let mut judged = Vec::with_capacity(batch.len());
+        let total = batch.len() as u64;
+
+        // A store failure mid-batch stops it; what was decided so far is still released and
+        // counted, so that the retry finds the deferred requests free and the sends counted.
+        let mut failure = None;
+        for (index, queued) in batch.into_iter().enumerate() {
+            state.tokens.remaining = total - index as u64;
+            let (stream, decision) = match &queued.request {
+                Err(reason) => (
+                    None,
+                    Decision::Invalid {
+                        reason: reason.clone(),
+                    },
+                ),
+                Ok(request) => {
+                    let decision = match self.judge(request, &queued, &mut state, now).await {
+                        Ok(decision) => decision,
+                        Err(error) => {
+                            failure = Some(error);
+                            break;
+                        }
+                    };
+                    if let Decision::Sent {
+                        account,
+                        recipients,
+                        ..
+                    } = &decision
+                    {
+                        *counted
+                            .entry(account.clone())
+                            .or_default()
+                            .entry(request.stream.clone())
+                            .or_default() += *recipients as u64;
+                    }
+                    (Some(request.stream.clone()), decision)
+                }
+            };
+            tracing::info!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
+            judged.push(Judged {
+                id: queued.id,
+                stream,
+                decision,
+            });
+        }
+        self.release(&state.releases, &mut judged).await;
+        for (account, streams) in &counted {
+            for (stream, sends) in streams {
+                windows.add_sends(account, stream, *sends, config, now);
+            }
+        }
+        *self
+            .memory
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = Some(windows);
+        self.count(counted, now).await;
+        match failure {
+            Some(error) => Err(error),
+            None => Ok(judged),
+        }
+    }
+
+    /// The counter windows: kept from an earlier batch while fresh, else read again.
+    async fn windows(&self, now: Timestamp) -> Result<Windows, StoreError> {
+        let refresh = self.deps.config.sender.window_refresh;
+        let kept = self
+            .memory
+            .windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .filter(|w| now >= w.read_at() && now.since(w.read_at()) < refresh);
+        match kept {
+            Some(windows) => Ok(windows),
+            None => Ok(
+                Windows::load(self.deps.store.as_ref(), &self.deps.config, now)
+                    .await?
+                    .0,
+            ),
+        }
+    }
+
+    /// Gives up the claims of requests that were not sent, in one batched write. If that
+    /// fails, their claims stay until the duplicate window ends, so their retry waits for it:
+    /// a deferred request must not come back as a "duplicate" of itself.
+    async fn release(&self, keys: &[String], judged: &mut [Judged]) {
+        if keys.is_empty() {
+            return;
+        }
+        let Err(error) = self.deps.store.release(keys).await else {
+            return;
+        };
+        tracing::error!(error = %error_chain(&error), claims = keys.len(), "claims not released; deferred requests wait out the duplicate window");
+        let window = self.deps.config.sender.duplicate_window.as_secs() + 1;
+        for judged in judged {
+            if let Decision::Deferred {
+                retry_after_seconds,
+                ..
+            } = &mut judged.decision
+            {
+                *retry_after_seconds = (*retry_after_seconds).max(window);
+            }
+        }
+    }
+
+    /// Adds the batch's sends to the rolling windows of the accounts whose send source is the
+    /// sender: one atomic write. The mail has gone by now, so a failure cannot undo or redo
+    /// anything: it is logged and reported as a notice, and the window undercounts.
+    async fn count(&self, mut counted: BTreeMap<String, BTreeMap<String, u64>>, now: Timestamp) {
+        let config = &self.deps.config;
+        counted.retain(|account, _| {
+            config
+                .account(account)
+                .is_some_and(|a| a.send_count_source == SendSource::Sender)
+        });
+        if counted.is_empty() {
+            return;
+        }
+        let window = self.deps.policy.window;
+        let start = window.bucket_of(now);
+        let report = serde_json::json!({"uncounted_sends": &counted, "bucket": start.to_string()});
+        let counters = counted
+            .into_iter()
+            .map(|(account, streams)| {
+                let sends = |n: u64| Counts {
+                    sends: n,
+                    ..Counts::default()
+                };
+                CounterDelta {
+                    account,
+                    bucket: Bucket {
+                        start,
+                        total: sends(streams.values().sum()),
+                        streams: streams.into_iter().map(|(s, n)| (s, sends(n))).collect(),
+                    },
+                    expires_at: window.bucket_expiry(start),
+                }
+            })
+            .collect();
+        let change = ChangeSet {
+            now,
+            counters,
+            ..ChangeSet::default()
+        };
+        if let Err(error) = self.deps.store.apply(&change).await {
+            tracing::error!(error = %error_chain(&error), sends = %report, "sends not counted");
+            self.notify("sesguard: sends not counted", &report).await;
+        }
+    }
+
+    async fn notify(&self, subject: &str, body: &serde_json::Value) {
+        if let Err(error) = self.deps.alerts.notice(subject, body).await {
+            tracing::error!(error = %error_chain(&error), subject, "notice not delivered");
+        }
+    }
+
+    /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
+    /// the batch are taken in one write (unused ones are dropped: slower, never faster than
+    /// allowed). `Err(wait)` when there is none.
+    async fn token(
+        &self,
+        account: &str,
+        tokens: &mut Tokens,
+        receive_count: u32,
+        now: Timestamp,
+    ) -> Result<(), Duration> {
+        if !tokens.granted.contains_key(account) {
+            let config = &self.deps.config;
+            let limits = configured_limits(config, self.deps.ses.as_ref(), account)
+                .await
+                .map_err(|error| {
+                    tracing::error!(account, error = %error_chain(&error), "send rate unknown");
+                    backoff(receive_count)
+                })?;
+            let read = tokens.read.remove(account);
+            let entry = match self
+                .deps
+                .store
+                .take(account, &limits, tokens.remaining, now, read.as_ref())
+                .await
+            {
+                Ok(grant) => (grant.granted, grant.next_at),
+                Err(error) => {
+                    tracing::error!(account, error = %error_chain(&error), "rate limiter's store unreachable");
+                    match config.sender.on_store_failure {
+                        StoreFailurePolicy::Send => (tokens.remaining, None),
+                        StoreFailurePolicy::Defer => return Err(backoff(receive_count)),
+                    }
+                }
+            };
+            tokens.granted.insert(account.to_owned(), entry);
+        }
+        let (left, next_at) = tokens.granted.get_mut(account).expect("inserted above");
+        if *left == 0 {
+            return Err(next_at.map_or(Duration::from_secs(1), |at| {
+                at.since(now).max(Duration::from_millis(1))
+            }));
+        }
+        *left -= 1;
+        Ok(())
+    }
+
+    /// Counts a transport failure of `account`: `true` when it opens the circuit breaker.
+    fn transport_failed(&self, account: &str) -> bool {
+        let mut failures = self.memory.failures();
+        let run = failures.entry(account.to_owned()).or_default();
+        *run += 1;
+        if *run >= self.deps.config.sender.breaker_failures {
+            *run = 0;
+            return true;
+        }
+        false
+    }
+
+    async fn judge(
+        &self,
+        request: &SendRequest,
+        queued: &Queued,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
+        let Some(stream) = config.stream(&request.stream) else {
+            return Ok(Decision::Invalid {
+                reason: format!("unknown stream `{}`", request.stream),
+            });
+        };
+        let key = request.duplicate_key();
+        if !store
+            .claim(&key, now, now.plus(config.sender.duplicate_window))
+            .await?
+        {
+            return Ok(Decision::Duplicate {
+                reason: format!("`{key}` was sent within the duplicate window"),
+            });
+        }
+        // Held now: if the rest fails, the request was not sent and its claim must go.
+        let decided = self.gate(request, stream, &key, queued, batch, now).await;
+        if decided.is_err() {
+            batch.releases.push(key);
+        }
+        decided
+    }
+
+    /// The gate after the duplicate claim: policy, suppression, routing, rate, transport.
+    async fn gate(
+        &self,
+        request: &SendRequest,
+        stream: &crate::config::StreamConfig,
+        key: &str,
+        queued: &Queued,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
+        let suppressed = &batch.view.suppressed;
+        if let Some(reason) = batch
+            .view
+            .policy
+            .refusal(request.template(), request.recipient_verified)
+        {
+            return Ok(Decision::Blocked { reason });
+        }
+        let removed: Vec<EmailAddress> = request
+            .recipients()
+            .filter(|e| suppressed.contains_key(*e))
+            .cloned()
+            .collect();
+        if removed.len() == request.recipients().count() {
+            let reasons: Vec<String> = removed
+                .iter()
+                .map(|e| format!("{e} is suppressed ({})", suppressed[e]))
+                .collect();
+            return Ok(Decision::Suppressed {
+                reason: reasons.join("; "),
+            });
+        }
+        let priority = request.priority.unwrap_or(stream.priority);
+        let control = Control::new(
+            store,
+            store,
+            self.deps.alerts.as_ref(),
+            self.deps.ses.as_ref(),
+            config,
+        );
+        let mut not_sent = |decision: Decision| {
+            batch.releases.push(key.to_owned());
+            Ok(decision)
+        };
+        // Each account of the stream at most once: a paused or exhausted one fails over.
+        for _ in 0..=stream.accounts.len() {
+            let account = match batch.snapshot.route(&request.stream, priority)? {
+                Route::Defer { until, reason } => {
+                    return not_sent(Decision::deferred(reason, until.since(now)));
+                }
+                Route::Send { account } => account,
+            };
+            if let Err(wait) = self
+                .token(&account, &mut batch.tokens, queued.receive_count, now)
+                .await
+            {
+                batch.snapshot.set_rate_wait(&account, wait);
+                continue;
+            }
+            let account_config = config.account(&account);
+            let Some(from) = request
+                .from
+                .clone()
+                .or_else(|| account_config.and_then(|a| a.from.clone()))
+            else {
+                // Not sent: the claim goes, so the request can be redriven once the account is fixed.
+                return not_sent(Decision::Invalid {
+                    reason: format!(
+                        "no From: the request gives none and account `{account}` has no default `from`"
+                    ),
+                });
+            };
+            let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
+            let mail = OutgoingMail::new(request, &account, from, configuration_set, |e| {
+                !batch.view.suppressed.contains_key(e)
+            });
+            let failure = match self.transport.send(&mail).await {
+                Ok(message_id) => {
+                    self.memory.failures().remove(&account);
+                    batch
+                        .snapshot
+                        .record_send(&account, &request.stream, mail.recipients() as u64);
+                    return Ok(Decision::Sent {
+                        account,
+                        message_id,
+                        recipients: mail.recipients(),
+                        suppressed: removed,
+                    });
+                }
+                Err(failure) => failure,
+            };
+            let detail = failure.detail.clone();
+            let pause = |cause, until: Option<Timestamp>| {
+                let (control, account, detail) = (&control, account.clone(), detail.clone());
+                async move {
+                    match control
+                        .pause_for(&account, cause, until, &detail, "sender", now)
+                        .await
+                    {
+                        Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
+                        Err(ControlError::Store(error)) => Err(SenderError::Store(error)),
+                        Err(other) => Err(SenderError::Store(StoreError::Rejected {
+                            action: "pausing an account".into(),
+                            source: other.to_string().into(),
+                        })),
+                    }
+                }
+            };
+            match failure.failure {
+                SendFailure::Rate => {
+                    let until = now.plus(config.sender.rate_pause);
+                    pause(Cause::SendingRate, Some(until)).await?;
+                    batch.snapshot.mark_paused(&account, Some(until));
+                    return not_sent(Decision::deferred(
+                        format!("{account}: sending rate exceeded: {detail}"),
+                        config.sender.rate_pause,
+                    ));
+                }
+                SendFailure::DailyQuota => {
+                    let until = now.plus(Duration::from_secs(3600));
+                    pause(Cause::DailyQuota, Some(until)).await?;
+                    batch.snapshot.mark_paused(&account, Some(until));
+                }
+                SendFailure::Paused | SendFailure::Suspended => {
+                    pause(Cause::SesPaused, None).await?;
+                    batch.snapshot.mark_paused(&account, None);
+                }
+                SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
+                SendFailure::Configuration => {
+                    let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
+                    self.notify("sesguard: SES configuration problem", &notice)
+                        .await;
+                    return not_sent(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        config.guard.recheck,
+                    ));
+                }
+                SendFailure::Transient => {
+                    if self.transport_failed(&account) {
+                        let until = now.plus(config.sender.breaker_pause);
+                        let why = format!(
+                            "circuit breaker: {} consecutive transport failures, the last: {detail}",
+                            config.sender.breaker_failures
+                        );
+                        match control
+                            .pause_for(
+                                &account,
+                                Cause::TransportFailures,
+                                Some(until),
+                                &why,
+                                "sender",
+                                now,
+                            )
+                            .await
+                        {
+                            Ok(_) | Err(ControlError::Conflict(_)) => {}
+                            Err(error) => {
+                                tracing::error!(account, error = %error_chain(&error), "circuit breaker not recorded");
+                            }
+                        }
+                        batch.snapshot.mark_paused(&account, Some(until));
+                    }
+                    return not_sent(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        backoff(queued.receive_count),
+                    ));
+                }
+            }
+        }
+        not_sent(Decision::deferred(
+            "every account of the stream refused",
+            config.guard.recheck,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_per_receive_up_to_the_sqs_limit() {
+        assert_eq!(backoff(1), Duration::from_secs(30));
+        assert_eq!(backoff(2), Duration::from_secs(60));
+        assert_eq!(backoff(5), Duration::from_secs(480));
+        assert_eq!(backoff(40), MAX_DEFERRAL);
+        assert_eq!(backoff(0), Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,282 @@
+//! Account status: each account's guard state, its counters summed over the current rolling
+//! window with its rates (overall and per stream), its daily quota, and the use of its
+//! send-rate limits — and from those, whether it can send now and if not, what blocks it and
+//! for how long. Shared by the CLI and the admin function.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::counters::{Counts, WindowTotals};
+use crate::domain::reputation::guard::{Cause, Thresholds};
+use crate::domain::sending::rate_limit::Periods;
+use crate::domain::sending::rate_limit::RateLimits;
+use crate::ports::{SesAccount, SesError, Store, StoreError};
+
+/// One account's state, window totals, quota and limits.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AccountStatus {
+    /// The account's name.
+    pub name: String,
+    /// Whether it is in the configuration.
+    pub configured: bool,
+    /// `active`, `warning` or `paused`.
+    pub state: &'static str,
+    /// Why it is in that state.
+    pub cause: Option<Cause>,
+    /// The operator's note on the last change.
+    pub note: Option<String>,
+    /// Since when.
+    pub since: Option<Timestamp>,
+    /// When a timed pause ends.
+    pub until: Option<Timestamp>,
+    /// Whether it takes no mail now.
+    pub is_paused: bool,
+    /// Seconds until a timed pause ends by itself.
+    pub pause_remaining_seconds: Option<u64>,
+    /// Whether a message could go through it now.
+    pub can_send: bool,
+    /// What stops it: `paused`, `daily_quota`, `send_rate`, `unconfigured`.
+    pub blocked_by: Vec<&'static str>,
+    /// Seconds until it could send, when something stops it and that ends by itself.
+    pub wait_seconds: Option<u64>,
+    /// Streams quarantined on the account.
+    pub quarantined: Vec<String>,
+    /// Window totals.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Hard bounces per send over the window.
+    pub bounce_rate: f64,
+    /// Complaints per send over the window.
+    pub complaint_rate: f64,
+    /// The thresholds the guard applies to it.
+    pub thresholds: Thresholds,
+    /// The first bucket of the window.
+    pub window_start: Timestamp,
+    /// The window's length in seconds.
+    pub window_seconds: u64,
+    /// Per-stream totals and rates.
+    pub streams: BTreeMap<String, StreamStatus>,
+    /// The 24-hour quota (configured accounts whose quota is known).
+    pub daily_quota: Option<QuotaUse>,
+    /// Use of the send-rate limits (configured accounts whose rate is known).
+    pub periods: Option<Periods>,
+}
+
+/// One stream's totals on an account.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StreamStatus {
+    /// Window totals.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Hard bounces per send.
+    pub bounce_rate: f64,
+    /// Complaints per send.
+    pub complaint_rate: f64,
+    /// Whether the stream is quarantined on the account.
+    pub quarantined: bool,
+}
+
+/// The 24-hour quota and its use.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct QuotaUse {
+    /// Sends allowed per 24 hours.
+    pub limit: u64,
+    /// Sends in the last 24 hours (sesguard's count or SES's, whichever is larger).
+    pub used: u64,
+    /// What is left.
+    pub remaining: u64,
+}
+
+/// Why a status could not be given.
+#[derive(Debug, thiserror::Error)]
+pub enum StatusError {
+    /// Unknown name.
+    #[error("unknown account `{0}`: not in the configuration and no feedback seen for it")]
+    UnknownAccount(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Status of every account (configured ones first, then unconfigured ones seen in feedback),
+/// or of the one named. An account whose quota or rate SES cannot tell is shown without them.
+pub async fn status(
+    store: &dyn Store,
+    ses: &dyn SesAccount,
+    config: &Config,
+    now: Timestamp,
+    only: Option<&str>,
+) -> Result<Vec<AccountStatus>, StatusError> {
+    let mut names: Vec<(String, bool)> = config
+        .accounts
+        .iter()
+        .map(|a| (a.name.clone(), true))
+        .collect();
+    for name in store.unconfigured_accounts().await? {
+        if !names.iter().any(|(n, _)| *n == name) {
+            names.push((name, false));
+        }
+    }
+    if let Some(only) = only {
+        names.retain(|(name, _)| name == only);
+        if names.is_empty() {
+            return Err(StatusError::UnknownAccount(only.to_owned()));
+        }
+    }
+    let window = config.ingest_policy().window;
+    let (first, last) = window.buckets_ending(now);
+    let quota_first = window.day_starting_bucket(now);
+    let mut statuses = Vec::with_capacity(names.len());
+    for (name, configured) in names {
+        let read = store.window(&name, first.min(quota_first), last).await?;
+        let totals = WindowTotals::sum(&read.buckets, first, last);
+        let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
+            .total
+            .sends;
+        let state = read.state;
+        let (daily_quota, periods) = if configured {
+            limits(store, ses, config, &name, sent_24h, now).await?
+        } else {
+            (None, None)
+        };
+        let is_paused = state.is_paused(now);
+        let pause_remaining = state
+            .until
+            .filter(|until| is_paused && *until > now)
+            .map(|until| until.since(now));
+        let mut blocked_by = Vec::new();
+        let mut waits = Vec::new();
+        if !configured {
+            blocked_by.push("unconfigured");
+        }
+        if is_paused {
+            blocked_by.push("paused");
+            waits.push(pause_remaining);
+        }
+        if daily_quota.is_some_and(|q| q.remaining == 0) {
+            blocked_by.push("daily_quota");
+            waits.push(None);
+        }
+        if periods.is_some_and(|p| {
+            [p.second, p.minute, p.hour, p.day]
+                .iter()
+                .any(|period| period.status == "exhausted")
+        }) {
+            blocked_by.push("send_rate");
+            waits.push(Some(Duration::from_secs(1)));
+        }
+        // The longest of the waits, unless one of them does not end by itself.
+        let wait_seconds = if waits.is_empty() || !configured {
+            None
+        } else {
+            waits
+                .into_iter()
+                .collect::<Option<Vec<_>>>()
+                .and_then(|w| w.into_iter().max())
+                .map(|w| w.as_secs().max(1))
+        };
+        statuses.push(AccountStatus {
+            configured,
+            state: state.status.as_str(),
+            cause: state.cause,
+            note: state.note.clone(),
+            since: state.since,
+            until: state.until,
+            is_paused,
+            pause_remaining_seconds: pause_remaining.map(|d| d.as_secs().max(1)),
+            can_send: blocked_by.is_empty(),
+            blocked_by,
+            wait_seconds,
+            quarantined: state.quarantined.keys().cloned().collect(),
+            counts: totals.total,
+            bounce_rate: totals.total.bounce_rate(),
+            complaint_rate: totals.total.complaint_rate(),
+            thresholds: config.thresholds_for(&name),
+            window_start: first,
+            window_seconds: window.length.as_secs(),
+            streams: totals
+                .streams
+                .into_iter()
+                .map(|(stream, counts)| {
+                    let status = StreamStatus {
+                        counts,
+                        bounce_rate: counts.bounce_rate(),
+                        complaint_rate: counts.complaint_rate(),
+                        quarantined: state.is_quarantined(&stream),
+                    };
+                    (stream, status)
+                })
+                .collect(),
+            daily_quota,
+            periods,
+            name,
+        });
+    }
+    Ok(statuses)
+}
+
+/// An account's configured send-rate limits: its `max_send_rate` (asked of SES when the
+/// configuration leaves it out) with `[accounts.limits]` over it.
+pub async fn configured_limits(
+    config: &Config,
+    ses: &dyn SesAccount,
+    account: &str,
+) -> Result<RateLimits, SesError> {
+    let rate = match config.account(account).and_then(|a| a.max_send_rate) {
+        Some(rate) => rate,
+        None => ses.send_quota(account).await?.max_send_rate,
+    };
+    Ok(config.rate_limits(account, rate))
+}
+
+/// The account's quota use and limit periods; SES is asked for what the configuration leaves
+/// out, and what SES cannot tell is left out (and logged).
+async fn limits(
+    store: &dyn Store,
+    ses: &dyn SesAccount,
+    config: &Config,
+    name: &str,
+    sent_24h: u64,
+    now: Timestamp,
+) -> Result<(Option<QuotaUse>, Option<Periods>), StoreError> {
+    let Some(account) = config.account(name) else {
+        return Ok((None, None));
+    };
+    let from_ses = if account.daily_quota.is_none() || account.max_send_rate.is_none() {
+        match ses.send_quota(name).await {
+            Ok(quota) => Some(quota),
+            Err(error) => {
+                tracing::warn!(account = name, error = %crate::telemetry::error_chain(&error), "quota and send rate unknown");
+                None
+            }
+        }
+    } else {
+        None
+    };
+    let quota = match account.daily_quota {
+        Some(limit) => Some((limit, 0)),
+        None => from_ses.map(|q| (q.max_24_hour_send, q.sent_last_24_hours)),
+    };
+    let rate = account.max_send_rate.or(from_ses.map(|q| q.max_send_rate));
+    let daily_quota = quota.map(|(limit, sent_by_ses)| {
+        let used = sent_24h.max(sent_by_ses);
+        QuotaUse {
+            limit,
+            used,
+            remaining: limit.saturating_sub(used),
+        }
+    });
+    let periods = match rate {
+        None => None,
+        Some(rate) => {
+            let record = store.rate(name).await?;
+            let limits = record.limits(&config.rate_limits(name, rate));
+            Some(limits.periods(record.state.as_ref(), now))
+        }
+    };
+    Ok((daily_quota, periods))
+}

@@ -1,0 +1,950 @@
+//! sesguard's configuration: one TOML file (`--config PATH`, `SESGUARD_CONFIG=PATH`, or the
+//! text itself in `SESGUARD_CONFIG_TOML`), every key optional with a documented default,
+//! unknown keys refused, and values validated at start with errors that name the key.
+//! Environment variables override the table names (`SESGUARD_SUPPRESSION_TABLE`,
+//! `SESGUARD_STATE_TABLE`), so one file serves every deployment.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::adapters::dynamodb::Tables;
+use crate::domain::common::address::EmailAddress;
+use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendSource};
+use crate::domain::feedback::plan::IngestPolicy;
+use crate::domain::feedback::suppression::SoftBouncePolicy;
+use crate::domain::reputation::counters::WindowConfig;
+use crate::domain::reputation::guard::Thresholds;
+use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
+use crate::domain::sending::routing::{Priority, RoutingPolicy};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// DynamoDB table names.
+    pub tables: TablesConfig,
+    /// Ingest policy.
+    pub ingest: IngestConfig,
+    /// The rolling window of the account counters.
+    pub window: WindowSection,
+    /// The reputation guard.
+    pub guard: GuardConfig,
+    /// Where alerts go.
+    pub alerts: AlertsConfig,
+    /// The SNS HTTPS webhook.
+    pub webhook: WebhookConfig,
+    /// The sender.
+    pub sender: SenderConfig,
+    /// The SES accounts sesguard guards.
+    pub accounts: Vec<AccountConfig>,
+    /// Streams of mail and the accounts that carry them, primary first.
+    pub streams: Vec<StreamConfig>,
+}
+
+/// `[guard]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GuardConfig {
+    /// Default thresholds of every account (`[guard.thresholds]`).
+    pub thresholds: Thresholds,
+    /// Share of a daily quota kept for critical mail (default 0.10).
+    pub quota_reserve: f64,
+    /// Retry a deferral after this long when nothing says when capacity returns (default `5m`).
+    #[serde(with = "humantime_serde")]
+    pub recheck: Duration,
+    /// How long transition history is kept (default `90d`).
+    #[serde(with = "humantime_serde")]
+    pub history_ttl: Duration,
+    /// Sends this recent are taken as still awaiting their bounces (default `30m`): routing
+    /// counts them at the stream's known risk against a backup's bounce budget.
+    #[serde(with = "humantime_serde")]
+    pub feedback_lag: Duration,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        let routing = RoutingPolicy::default();
+        Self {
+            thresholds: Thresholds::default(),
+            quota_reserve: routing.quota_reserve,
+            recheck: routing.recheck,
+            history_ttl: Duration::from_secs(90 * 24 * 3600),
+            feedback_lag: Duration::from_secs(30 * 60),
+        }
+    }
+}
+
+/// `[sender]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SenderConfig {
+    /// A second request with the same duplicate key within this window is not sent (default `10m`).
+    #[serde(with = "humantime_serde")]
+    pub duplicate_window: Duration,
+    /// How long an account is paused after SES refused a send for the sending rate (default `5m`).
+    #[serde(with = "humantime_serde")]
+    pub rate_pause: Duration,
+    /// Local runs: the directory messages are written to instead of SES (default `.sesguard/outbox`).
+    pub outbox: PathBuf,
+    /// When the store cannot be reached to take send-rate tokens: `defer` (default) or `send`.
+    pub on_store_failure: StoreFailurePolicy,
+    /// How long a sender instance reuses the accounts' counter windows before reading them
+    /// again (default `60s`; `0s`: every batch). Guard states are read on every batch.
+    #[serde(with = "humantime_serde")]
+    pub window_refresh: Duration,
+    /// Consecutive transport failures on one account that open the circuit breaker (default 5).
+    pub breaker_failures: u32,
+    /// How long an open circuit breaker pauses the account (default `1m`).
+    #[serde(with = "humantime_serde")]
+    pub breaker_pause: Duration,
+}
+
+/// What the sender does when the rate limiter's store cannot be reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreFailurePolicy {
+    /// Defer the message (default): never exceed the rate blind.
+    #[default]
+    Defer,
+    /// Send anyway: availability over the rate limit.
+    Send,
+}
+
+impl Default for SenderConfig {
+    fn default() -> Self {
+        Self {
+            duplicate_window: Duration::from_secs(600),
+            rate_pause: Duration::from_secs(300),
+            outbox: PathBuf::from(".sesguard/outbox"),
+            on_store_failure: StoreFailurePolicy::Defer,
+            window_refresh: Duration::from_secs(60),
+            breaker_failures: 5,
+            breaker_pause: Duration::from_secs(60),
+        }
+    }
+}
+
+/// `[webhook]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebhookConfig {
+    /// Topic ARNs whose messages are accepted; nothing else is (env
+    /// `SESGUARD_WEBHOOK_TOPICS`, comma-separated, adds to them).
+    pub topics: Vec<String>,
+    /// Accept only SignatureVersion 2 (SHA256withRSA).
+    pub signature_version_2_only: bool,
+    /// Refuse messages older than this (default `1h`).
+    #[serde(with = "humantime_serde")]
+    pub max_age: Duration,
+    /// Timeout of a certificate fetch or subscription confirmation (default `5s`).
+    #[serde(with = "humantime_serde")]
+    pub fetch_timeout: Duration,
+}
+
+impl Default for WebhookConfig {
+    fn default() -> Self {
+        Self {
+            topics: Vec::new(),
+            signature_version_2_only: false,
+            max_age: Duration::from_secs(3600),
+            fetch_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// `[alerts]`: an SNS topic in AWS; locally a log line and, optionally, a JSON-lines file.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AlertsConfig {
+    /// SNS topic for alerts (env `SESGUARD_ALERT_TOPIC_ARN` overrides).
+    pub topic_arn: Option<String>,
+    /// Local file that alerts are appended to, one JSON object per line.
+    pub file: Option<PathBuf>,
+}
+
+/// Per-account overrides of `[guard.thresholds]`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdOverrides {
+    /// See [`Thresholds::bounce_warn`].
+    pub bounce_warn: Option<f64>,
+    /// See [`Thresholds::bounce_pause`].
+    pub bounce_pause: Option<f64>,
+    /// See [`Thresholds::bounce_critical`].
+    pub bounce_critical: Option<f64>,
+    /// See [`Thresholds::complaint_warn`].
+    pub complaint_warn: Option<f64>,
+    /// See [`Thresholds::complaint_pause`].
+    pub complaint_pause: Option<f64>,
+    /// See [`Thresholds::complaint_critical`].
+    pub complaint_critical: Option<f64>,
+    /// See [`Thresholds::min_volume`].
+    pub min_volume: Option<u64>,
+    /// See [`Thresholds::dominance`].
+    pub dominance: Option<f64>,
+}
+
+/// Enforcement at SES itself when sesguard pauses an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Enforcement {
+    /// sesguard's own routing only (default).
+    #[default]
+    Off,
+    /// `PutAccountSendingAttributes(SendingEnabled=false)` on pause, enabled again on resume.
+    Account,
+    /// `PutConfigurationSetSendingOptions` on the account's configuration set.
+    ConfigurationSet,
+}
+
+/// `[[streams]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StreamConfig {
+    /// The stream's name (`verification`, `transactional`, `bulk`...).
+    pub name: String,
+    /// Account names, primary first, then backups in failover order.
+    pub accounts: Vec<String>,
+    /// Priority of its messages unless a request says otherwise (default `normal`).
+    #[serde(default)]
+    pub priority: Priority,
+}
+
+/// `[tables]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TablesConfig {
+    /// Default `sesguard-suppressions`.
+    pub suppressions: String,
+    /// Default `sesguard-state`.
+    pub state: String,
+}
+
+impl Default for TablesConfig {
+    fn default() -> Self {
+        Self {
+            suppressions: "sesguard-suppressions".into(),
+            state: "sesguard-state".into(),
+        }
+    }
+}
+
+/// `[ingest]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Soft bounces within the window that suppress an address (default 3).
+    pub soft_bounce_threshold: u32,
+    /// The soft-bounce window (default `14d`).
+    #[serde(with = "humantime_serde")]
+    pub soft_bounce_window: Duration,
+    /// How long a notification is remembered for de-duplication (default `14d`).
+    #[serde(with = "humantime_serde")]
+    pub dedup_ttl: Duration,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        let policy = IngestPolicy::default();
+        Self {
+            soft_bounce_threshold: policy.soft_bounce.threshold,
+            soft_bounce_window: policy.soft_bounce.window,
+            dedup_ttl: policy.dedup_ttl,
+        }
+    }
+}
+
+/// `[window]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WindowSection {
+    /// How far back rates look (default `24h`).
+    #[serde(with = "humantime_serde")]
+    pub length: Duration,
+    /// Counter bucket size (default `15m`); `length` must be a whole number of buckets.
+    #[serde(with = "humantime_serde")]
+    pub bucket: Duration,
+}
+
+impl Default for WindowSection {
+    fn default() -> Self {
+        let window = WindowConfig::default();
+        Self {
+            length: window.length,
+            bucket: window.bucket,
+        }
+    }
+}
+
+/// `[[accounts]]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConfig {
+    /// sesguard's name for the account: lower-case letters, digits, `-` and `_`.
+    pub name: String,
+    /// The SES region, for example `us-east-1`.
+    pub region: String,
+    /// The 12-digit AWS account id.
+    pub account_id: String,
+    /// `ses_events` (default) or `sender`.
+    #[serde(default)]
+    pub send_count_source: SendSource,
+    /// Role to assume for sending from another AWS account.
+    pub role_arn: Option<String>,
+    /// SES configuration set every message is sent with.
+    pub configuration_set: Option<String>,
+    /// Default From identity.
+    pub from: Option<String>,
+    /// 24-hour sending quota; when absent, read from SES `GetAccount` (refreshed every 5 min).
+    pub daily_quota: Option<u64>,
+    /// Maximum sends per second; when absent, read from SES `GetAccount`.
+    pub max_send_rate: Option<f64>,
+    /// Send-rate limits over the defaults (a bucket of `max_send_rate` refilled at that rate):
+    /// `capacity`, `refill_per_second`, `per_minute`, `per_hour`, `per_day`, `enabled`.
+    /// Operators change them at run time (`sesguard accounts limits`), over these.
+    #[serde(default)]
+    pub limits: LimitsPatch,
+    /// Overrides of `[guard.thresholds]` for this account.
+    #[serde(default)]
+    pub thresholds: ThresholdOverrides,
+    /// Lift rate pauses and quarantines by themselves once the rate is under the warn level.
+    #[serde(default)]
+    pub auto_resume: bool,
+    /// Pause at SES too: `off` (default), `account`, `configuration_set`.
+    #[serde(default)]
+    pub enforce_at_ses: Enforcement,
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read configuration {path}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Not TOML, or a key that is unknown or has the wrong type.
+    #[error("configuration {origin} is invalid: {source}")]
+    Parse {
+        /// Where it came from.
+        origin: String,
+        /// The parser's message, with line and column.
+        #[source]
+        source: Box<toml::de::Error>,
+    },
+    /// A value that parses but cannot be used.
+    #[error("configuration key `{key}` {problem}")]
+    Invalid {
+        /// The key, for example `accounts[1].region`.
+        key: String,
+        /// What is wrong with it.
+        problem: String,
+    },
+    /// Valid, but too long for a deployed function's environment.
+    #[error(
+        "configuration {origin} takes {bytes} bytes without its comments; a deployment carries \
+         at most {limit} (Lambda allows 4 KB for all of a function's environment variables)"
+    )]
+    TooLarge {
+        /// Where it came from.
+        origin: String,
+        /// Its length without comments and layout.
+        bytes: usize,
+        /// [`DEPLOYED_TEXT_LIMIT`].
+        limit: usize,
+    },
+}
+
+/// The most configuration text a deployed function carries in `SESGUARD_CONFIG_TOML`. Lambda
+/// allows 4 KB for all of a function's environment variables, names and values together; the
+/// template's others (table names, topic ARNs, the webhook's further topics, the log level)
+/// take up to about 1 KB of it.
+pub const DEPLOYED_TEXT_LIMIT: usize = 3 * 1024;
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
+    let fraction = |v: f64| v > 0.0 && v < 1.0;
+    let all = [
+        t.bounce_warn,
+        t.bounce_pause,
+        t.bounce_critical,
+        t.complaint_warn,
+        t.complaint_pause,
+        t.complaint_critical,
+        t.dominance,
+        t.recovery,
+    ];
+    if !all.into_iter().all(fraction) {
+        return Err(invalid(
+            key,
+            "rates must be fractions between 0 and 1 (0.04 is 4 %)",
+        ));
+    }
+    if !(t.bounce_warn < t.bounce_pause && t.bounce_pause <= t.bounce_critical) {
+        return Err(invalid(
+            key,
+            "needs bounce_warn < bounce_pause <= bounce_critical",
+        ));
+    }
+    if !(t.complaint_warn < t.complaint_pause && t.complaint_pause <= t.complaint_critical) {
+        return Err(invalid(
+            key,
+            "needs complaint_warn < complaint_pause <= complaint_critical",
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Loads from `path`, else `SESGUARD_CONFIG_TOML` (the text), else the defaults; then
+    /// applies the environment overrides and validates.
+    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
+        Self::load_with(path, |key| std::env::var(key).ok())
+    }
+
+    /// As [`Config::load`], reading the environment through `var` (the composition root
+    /// passes the variables it captured; tests pass their own).
+    pub fn load_with(
+        path: Option<&Path>,
+        var: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        let mut config = match path {
+            Some(path) => Self::parse(&Self::read(path)?, &path.display().to_string())?,
+            None => match var("SESGUARD_CONFIG_TOML") {
+                Some(text) => Self::parse(&text, "SESGUARD_CONFIG_TOML")?,
+                None => Config::default(),
+            },
+        };
+        if let Some(table) = var("SESGUARD_SUPPRESSION_TABLE") {
+            config.tables.suppressions = table;
+        }
+        if let Some(table) = var("SESGUARD_STATE_TABLE") {
+            config.tables.state = table;
+        }
+        if let Some(topic) = var("SESGUARD_ALERT_TOPIC_ARN") {
+            config.alerts.topic_arn = Some(topic);
+        }
+        if let Some(topics) = var("SESGUARD_WEBHOOK_TOPICS") {
+            config.webhook.topics.extend(
+                topics
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Parses and validates TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// The text of the configuration file at `path`.
+    pub fn read(path: &Path) -> Result<String, ConfigError> {
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })
+    }
+
+    /// The configuration `text` holds, and that text as a deployment carries it in
+    /// `SESGUARD_CONFIG_TOML`: validated, then written again without its comments and layout.
+    /// Refused when it is longer than [`DEPLOYED_TEXT_LIMIT`].
+    pub fn for_deployment(text: &str, origin: &str) -> Result<(Self, String), ConfigError> {
+        let config = Self::parse(text, origin)?;
+        let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
+            origin: origin.to_owned(),
+            source: Box::new(source),
+        })?;
+        let compact = table.to_string();
+        if compact.len() > DEPLOYED_TEXT_LIMIT {
+            return Err(ConfigError::TooLarge {
+                origin: origin.to_owned(),
+                bytes: compact.len(),
+                limit: DEPLOYED_TEXT_LIMIT,
+            });
+        }
+        Ok((config, compact))
+    }
+
+    /// Checks every value that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tables.suppressions.is_empty() {
+            return Err(invalid("tables.suppressions", "is empty"));
+        }
+        if self.tables.state.is_empty() {
+            return Err(invalid("tables.state", "is empty"));
+        }
+        if self.ingest.soft_bounce_threshold == 0 {
+            return Err(invalid(
+                "ingest.soft_bounce_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.ingest.soft_bounce_window.is_zero() {
+            return Err(invalid(
+                "ingest.soft_bounce_window",
+                "must be longer than zero",
+            ));
+        }
+        if self.ingest.dedup_ttl < Duration::from_secs(3600) {
+            return Err(invalid(
+                "ingest.dedup_ttl",
+                "must be at least 1h: SQS retries for days",
+            ));
+        }
+        let (length, bucket) = (self.window.length, self.window.bucket);
+        if bucket < Duration::from_secs(60) {
+            return Err(invalid("window.bucket", "must be at least 1m"));
+        }
+        if length < bucket || length.as_millis() % bucket.as_millis() != 0 {
+            return Err(invalid(
+                "window.length",
+                "must be a whole number of buckets",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            let name_ok = !account.name.is_empty()
+                && account
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !name_ok {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "`{}` must be lower-case letters, digits, `-` or `_`",
+                        account.name
+                    ),
+                ));
+            }
+            if !names.insert(account.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is used by another account", account.name),
+                ));
+            }
+            if account.account_id.len() != 12
+                || !account.account_id.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(invalid(
+                    key("account_id"),
+                    format!("`{}` is not a 12-digit AWS account id", account.account_id),
+                ));
+            }
+            let region_ok = account.region.split('-').count() >= 3
+                && account
+                    .region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !region_ok {
+                return Err(invalid(
+                    key("region"),
+                    format!("`{}` is not an AWS region", account.region),
+                ));
+            }
+            if let Some(arn) = &account.role_arn
+                && !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
+            {
+                return Err(invalid(
+                    key("role_arn"),
+                    format!("`{arn}` is not an IAM role ARN"),
+                ));
+            }
+            if let Some(from) = &account.from {
+                EmailAddress::parse(from).map_err(|e| invalid(key("from"), e.to_string()))?;
+            }
+            if account.daily_quota == Some(0) {
+                return Err(invalid(key("daily_quota"), "must be at least 1"));
+            }
+            if account
+                .max_send_rate
+                .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+            {
+                return Err(invalid(
+                    key("max_send_rate"),
+                    "must be a positive number of sends per second",
+                ));
+            }
+            account
+                .limits
+                .apply(RateLimits::from_send_rate(1.0))
+                .map_err(|e| invalid(key("limits"), e.to_string()))?;
+            check_thresholds(&self.thresholds_for(&account.name), &key("thresholds"))?;
+            if account.enforce_at_ses == Enforcement::ConfigurationSet
+                && account.configuration_set.is_none()
+            {
+                return Err(invalid(
+                    key("enforce_at_ses"),
+                    "is `configuration_set` but the account has no `configuration_set`",
+                ));
+            }
+        }
+        check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        if self.sender.breaker_failures == 0 {
+            return Err(invalid("sender.breaker_failures", "must be at least 1"));
+        }
+        for (i, topic) in self.webhook.topics.iter().enumerate() {
+            if crate::domain::sns::delivery::topic_region(topic).is_none() {
+                return Err(invalid(
+                    format!("webhook.topics[{i}]"),
+                    format!("`{topic}` is not an SNS topic ARN"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.guard.quota_reserve) {
+            return Err(invalid(
+                "guard.quota_reserve",
+                "must be at least 0 and below 1",
+            ));
+        }
+        let mut streams = HashSet::new();
+        for (i, stream) in self.streams.iter().enumerate() {
+            let key = |field: &str| format!("streams[{i}].{field}");
+            if stream.name.is_empty() || stream.name.chars().any(|c| c.is_whitespace() || c == ':')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` must be non-empty, without spaces or `:`", stream.name),
+                ));
+            }
+            if !streams.insert(stream.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is used by another stream", stream.name),
+                ));
+            }
+            if stream.accounts.is_empty() {
+                return Err(invalid(key("accounts"), "must name at least one account"));
+            }
+            let mut seen = HashSet::new();
+            for name in &stream.accounts {
+                if !names.contains(name.as_str()) {
+                    return Err(invalid(
+                        key("accounts"),
+                        format!("names unknown account `{name}`"),
+                    ));
+                }
+                if !seen.insert(name.as_str()) {
+                    return Err(invalid(key("accounts"), format!("names `{name}` twice")));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The named account.
+    pub fn account(&self, name: &str) -> Option<&AccountConfig> {
+        self.accounts.iter().find(|a| a.name == name)
+    }
+
+    /// The named stream.
+    pub fn stream(&self, name: &str) -> Option<&StreamConfig> {
+        self.streams.iter().find(|s| s.name == name)
+    }
+
+    /// The accounts of every stream, each once, in stream order.
+    pub fn routed_accounts(&self) -> Vec<String> {
+        let mut accounts: Vec<String> = Vec::new();
+        for name in self.streams.iter().flat_map(|s| &s.accounts) {
+            if !accounts.contains(name) && self.account(name).is_some() {
+                accounts.push(name.clone());
+            }
+        }
+        accounts
+    }
+
+    /// An account's configured send-rate limits: a bucket of `max_send_rate` sends refilled at
+    /// that rate (`send_rate` from SES when not configured), with `[accounts.limits]` over it.
+    pub fn rate_limits(&self, account: &str, send_rate: f64) -> RateLimits {
+        let base = RateLimits::from_send_rate(send_rate);
+        match self.account(account) {
+            // Validated at load time.
+            Some(a) => a.limits.apply(base).unwrap_or(base),
+            None => base,
+        }
+    }
+
+    /// The thresholds of an account: `[guard.thresholds]` with the account's overrides.
+    pub fn thresholds_for(&self, account: &str) -> Thresholds {
+        let mut t = self.guard.thresholds;
+        if let Some(o) = self.account(account).map(|a| a.thresholds) {
+            t.bounce_warn = o.bounce_warn.unwrap_or(t.bounce_warn);
+            t.bounce_pause = o.bounce_pause.unwrap_or(t.bounce_pause);
+            t.bounce_critical = o.bounce_critical.unwrap_or(t.bounce_critical);
+            t.complaint_warn = o.complaint_warn.unwrap_or(t.complaint_warn);
+            t.complaint_pause = o.complaint_pause.unwrap_or(t.complaint_pause);
+            t.complaint_critical = o.complaint_critical.unwrap_or(t.complaint_critical);
+            t.min_volume = o.min_volume.unwrap_or(t.min_volume);
+            t.dominance = o.dominance.unwrap_or(t.dominance);
+        }
+        t
+    }
+
+    /// Whether the account lifts rate pauses by itself.
+    pub fn auto_resume(&self, account: &str) -> bool {
+        self.account(account).is_some_and(|a| a.auto_resume)
+    }
+
+    /// Routing settings.
+    pub fn routing_policy(&self) -> RoutingPolicy {
+        RoutingPolicy {
+            quota_reserve: self.guard.quota_reserve,
+            recheck: self.guard.recheck,
+        }
+    }
+
+    /// The ingest policy these settings describe.
+    pub fn ingest_policy(&self) -> IngestPolicy {
+        IngestPolicy {
+            soft_bounce: SoftBouncePolicy {
+                threshold: self.ingest.soft_bounce_threshold,
+                window: self.ingest.soft_bounce_window,
+            },
+            window: WindowConfig {
+                length: self.window.length,
+                bucket: self.window.bucket,
+            },
+            dedup_ttl: self.ingest.dedup_ttl,
+        }
+    }
+
+    /// The configured accounts, for attribution.
+    pub fn directory(&self) -> AccountDirectory {
+        AccountDirectory::new(
+            self.accounts
+                .iter()
+                .map(|a| KnownAccount {
+                    name: a.name.clone(),
+                    account_id: a.account_id.clone(),
+                    region: a.region.clone(),
+                    send_source: a.send_count_source,
+                })
+                .collect(),
+        )
+    }
+
+    /// The DynamoDB table names.
+    pub fn tables(&self) -> Tables {
+        Tables {
+            suppressions: self.tables.suppressions.clone(),
+            state: self.tables.state.clone(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn problem(text: &str) -> String {
+        Config::parse(text, "test").unwrap_err().to_string()
+    }
+
+    #[test]
+    fn an_empty_file_gives_the_documented_defaults() {
+        let config = Config::parse("", "test").unwrap();
+        assert_eq!(config.ingest_policy(), IngestPolicy::default());
+        assert_eq!(config.tables().suppressions, "sesguard-suppressions");
+        assert!(config.accounts.is_empty());
+    }
+
+    #[test]
+    fn durations_are_written_as_text() {
+        let config = Config::parse(
+            "[window]\nlength = \"1h\"\nbucket = \"5m\"\n[ingest]\nsoft_bounce_window = \"7d\"",
+            "t",
+        )
+        .unwrap();
+        assert_eq!(config.window.length, Duration::from_secs(3600));
+        assert_eq!(
+            config.ingest.soft_bounce_window,
+            Duration::from_secs(7 * 86400)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_by_name() {
+        assert!(problem("[ingest]\nsoft_bounce_limit = 3").contains("soft_bounce_limit"));
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let account = |field: &str| {
+            let mut fields = vec![
+                ("name", "\"primary\""),
+                ("region", "\"us-east-1\""),
+                ("account_id", "\"111111111111\""),
+                ("daily_quota", "50000"),
+                ("max_send_rate", "14"),
+                ("from", "\"no-reply@example.com\""),
+            ];
+            for f in &mut fields {
+                if f.0 == field {
+                    f.1 = "\"Bad Value\"";
+                }
+            }
+            let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+            format!("[[accounts]]\n{}", body.join("\n"))
+        };
+        assert!(problem(&account("name")).contains("`accounts[0].name`"));
+        assert!(problem(&account("region")).contains("`accounts[0].region`"));
+        assert!(problem(&account("account_id")).contains("`accounts[0].account_id`"));
+        assert!(problem(&account("from")).contains("`accounts[0].from`"));
+        assert!(problem("[window]\nlength = \"1h\"\nbucket = \"7m\"").contains("`window.length`"));
+        assert!(
+            problem("[ingest]\nsoft_bounce_threshold = 0")
+                .contains("`ingest.soft_bounce_threshold`")
+        );
+    }
+
+    #[test]
+    fn send_rate_limits_come_from_the_rate_with_the_accounts_limits_over_it() {
+        let account =
+            "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n";
+        let config = Config::parse(
+            &format!("{account}[accounts.limits]\ncapacity = 2\nper_minute = 30\n"),
+            "test",
+        )
+        .unwrap();
+        let limits = config.rate_limits("a", 14.0);
+        assert_eq!(
+            (
+                limits.capacity,
+                limits.refill_per_second,
+                limits.per_minute,
+                limits.per_hour
+            ),
+            (2.0, 14.0, Some(30), None)
+        );
+        assert_eq!(config.rate_limits("unknown", 3.0).capacity, 3.0);
+        assert!(
+            problem(&format!("{account}[accounts.limits]\ncapacity = 0\n"))
+                .contains("`accounts[0].limits` `capacity` must be a number of at least 1")
+        );
+        assert!(problem(&format!("{account}[accounts.limits]\nburst = 1\n")).contains("burst"));
+        assert!(problem("[sender]\nbreaker_failures = 0").contains("`sender.breaker_failures`"));
+    }
+
+    #[test]
+    fn account_names_must_be_unique() {
+        let one = "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n\
+                   daily_quota = 1\nmax_send_rate = 1\n";
+        assert!(problem(&format!("{one}{one}")).contains("used by another account"));
+    }
+
+    #[test]
+    fn streams_must_name_configured_accounts_once() {
+        let account = "[[accounts]]\nname = \"a\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\ndaily_quota = 1\nmax_send_rate = 1\n";
+        let stream = |accounts: &str| {
+            format!("{account}[[streams]]\nname = \"s\"\naccounts = [{accounts}]\n")
+        };
+        assert!(
+            problem(&stream("\"a\", \"b\""))
+                .contains("`streams[0].accounts` names unknown account `b`")
+        );
+        assert!(problem(&stream("\"a\", \"a\"")).contains("names `a` twice"));
+        assert!(problem(&stream("")).contains("must name at least one account"));
+    }
+
+    #[test]
+    fn thresholds_are_checked_and_overridden_per_account() {
+        assert!(
+            problem("[guard.thresholds]\nbounce_warn = 4")
+                .contains("`guard.thresholds` rates must be fractions")
+        );
+        assert!(
+            problem("[guard.thresholds]\nbounce_warn = 0.09")
+                .contains("bounce_warn < bounce_pause")
+        );
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/sesguard.example.toml"
+        ));
+        let config = Config::parse(text, "example").unwrap();
+        let backup = config.thresholds_for("backup");
+        assert_eq!(backup.bounce_pause, 0.07);
+        assert_eq!(
+            backup.complaint_pause,
+            config.guard.thresholds.complaint_pause
+        );
+        assert_eq!(config.thresholds_for("primary"), config.guard.thresholds);
+    }
+
+    #[test]
+    fn the_deployed_text_is_the_same_configuration_without_comments() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/sesguard.example.toml"
+        ));
+        let (config, deployed) = Config::for_deployment(text, "example").unwrap();
+        assert!(deployed.len() < text.len(), "{deployed}");
+        assert!(!deployed.contains('#'), "comments left in: {deployed}");
+        assert_eq!(
+            format!("{:?}", Config::parse(&deployed, "deployed").unwrap()),
+            format!("{config:?}")
+        );
+        assert_eq!(
+            Config::for_deployment(&deployed, "again").unwrap().1,
+            deployed
+        );
+    }
+
+    #[test]
+    fn a_deployed_text_is_refused_when_invalid_or_too_long() {
+        assert!(
+            Config::for_deployment("[ingest]\nsoft_bounce_limit = 3", "t")
+                .unwrap_err()
+                .to_string()
+                .contains("soft_bounce_limit")
+        );
+        let topics: Vec<String> = (0..80)
+            .map(|i| format!("\"arn:aws:sns:us-east-1:111111111111:feedback-{i}\""))
+            .collect();
+        let long = format!("[webhook]\ntopics = [{}]\n", topics.join(", "));
+        let error = Config::for_deployment(&long, "long.toml").unwrap_err();
+        assert!(matches!(error, ConfigError::TooLarge { bytes, limit: 3072, .. } if bytes > 3072));
+        assert!(
+            error
+                .to_string()
+                .starts_with("configuration long.toml takes ")
+        );
+    }
+
+    #[test]
+    fn the_example_configuration_is_valid() {
+        let text = include_str!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/infra/sesguard.example.toml"
+        ));
+        let config = Config::parse(text, "example").unwrap();
+        assert!(config.accounts.len() >= 2);
+        assert_eq!(
+            config.stream("transactional").unwrap().priority,
+            Priority::Critical
+        );
+    }
+}

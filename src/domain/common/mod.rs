@@ -1,0 +1,5 @@
+//! The vocabulary every other domain module speaks: normalised recipient addresses and
+//! millisecond UTC timestamps.
+
+pub mod address;
+pub mod timestamp;

@@ -1,0 +1,7 @@
+//! SES feedback from parse to plan: notifications in both formats, the account and stream they
+//! belong to, the suppression records they change, and the ingest plan of a batch.
+
+pub mod attribution;
+pub mod notification;
+pub mod plan;
+pub mod suppression;

@@ -1,0 +1,678 @@
+//! Ingest planning. Each SES notification is assessed into its [`Effects`] (a de-duplication
+//! key, per-address events, counter increments) or ignored; a batch of effects becomes the one
+//! atomic [`ChangeSet`] the store applies: one claim per notification, one update per distinct
+//! address, one counter delta per account bucket. Pure: the stored address states and the
+//! current time are passed in.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+use crate::domain::common::address::{AddressError, EmailAddress};
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::attribution::{AccountDirectory, Attribution, SendSource};
+use crate::domain::feedback::notification::{BounceType, Event, Notification};
+use crate::domain::feedback::suppression::{
+    AddressState, BounceDetail, FeedbackRecord, Reason, SoftBouncePolicy, SoftWrite,
+    SuppressionUpdate,
+};
+use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts, WindowConfig};
+
+/// SES mailbox simulator addresses: never suppressed, never counted (SES does not count them).
+pub const SIMULATOR_DOMAIN: &str = "simulator.amazonses.com";
+
+/// The configurable rules of the ingest path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IngestPolicy {
+    /// When soft bounces suppress.
+    pub soft_bounce: SoftBouncePolicy,
+    /// The rolling window of the account counters.
+    pub window: WindowConfig,
+    /// How long a notification's de-duplication claim is kept (default 14 days, the longest
+    /// an SQS message can be retried).
+    pub dedup_ttl: Duration,
+}
+
+impl Default for IngestPolicy {
+    fn default() -> Self {
+        Self {
+            soft_bounce: SoftBouncePolicy::default(),
+            window: WindowConfig::default(),
+            dedup_ttl: Duration::from_secs(14 * 24 * 3600),
+        }
+    }
+}
+
+/// What one notification asks of the store.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Effects {
+    /// De-duplication key: the SES feedback id where there is one, so the same feedback in
+    /// another wrapper or format is recognised.
+    pub key: String,
+    /// The account and stream it is counted under.
+    pub attribution: Attribution,
+    /// SES message id.
+    pub message_id: String,
+    /// SES feedback id (bounces and complaints).
+    pub feedback_id: Option<String>,
+    /// When the event happened.
+    pub at: Timestamp,
+    /// What it adds to the account's counters.
+    pub counts: Counts,
+    /// What it does to each recipient.
+    pub addresses: Vec<AddressEvent>,
+    /// Recipients whose address could not be parsed: reported, never stored.
+    pub invalid: Vec<AddressError>,
+}
+
+/// One recipient's part in a notification.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AddressEvent {
+    /// The recipient.
+    pub email: EmailAddress,
+    /// What happened to it.
+    pub kind: AddressEventKind,
+}
+
+/// What happened to a recipient.
+#[derive(Debug, Clone, PartialEq)]
+pub enum AddressEventKind {
+    /// Permanent bounce: suppress with reason `bounce`.
+    HardBounce(BounceDetail),
+    /// Transient or undetermined bounce: counted toward the soft-bounce threshold.
+    SoftBounce(BounceDetail),
+    /// Complaint: suppress with reason `complaint` unless it is `not-spam`.
+    Complaint {
+        /// `complaintFeedbackType`.
+        feedback_type: Option<String>,
+        /// False for `not-spam`: recorded only.
+        suppress: bool,
+    },
+    /// Delivered: forgets earlier soft bounces.
+    Delivered,
+}
+
+/// The verdict on one notification.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Assessment {
+    /// Record it.
+    Apply(Box<Effects>),
+    /// Nothing to record; the reason says why.
+    Ignore(String),
+}
+
+/// Decides what a notification means for the store. `received_at` stands in for a missing
+/// event time.
+pub fn assess(
+    notification: &Notification,
+    directory: &AccountDirectory,
+    received_at: Timestamp,
+) -> Assessment {
+    let attribution = directory.attribute(&notification.mail);
+    let message_id = notification.mail.message_id.clone();
+    let at = notification.event_time().unwrap_or(received_at);
+    let mut effects = Effects {
+        key: String::new(),
+        attribution,
+        message_id,
+        feedback_id: None,
+        at,
+        counts: Counts::default(),
+        addresses: Vec::new(),
+        invalid: Vec::new(),
+    };
+    match &notification.event {
+        Event::Bounce(bounce) => {
+            effects.feedback_id = bounce.feedback_id.clone();
+            effects.key = feedback_key("bounce", &effects);
+            let detail_of =
+                |r: &crate::domain::feedback::notification::BouncedRecipient| BounceDetail {
+                    bounce_type: bounce.type_name.clone(),
+                    bounce_subtype: bounce.sub_type.clone(),
+                    status: r.status.clone(),
+                    diagnostic_code: r.diagnostic_code.clone(),
+                };
+            for recipient in &bounce.recipients {
+                let Some(email) = effects.admit(&recipient.address) else {
+                    continue;
+                };
+                let kind = if bounce.bounce_type == BounceType::Permanent {
+                    if !bounce.on_account_suppression_list() {
+                        effects.counts.hard_bounces += 1;
+                    }
+                    AddressEventKind::HardBounce(detail_of(recipient))
+                } else {
+                    effects.counts.soft_bounces += 1;
+                    AddressEventKind::SoftBounce(detail_of(recipient))
+                };
+                effects.addresses.push(AddressEvent { email, kind });
+            }
+        }
+        Event::Complaint(complaint) => {
+            effects.feedback_id = complaint.feedback_id.clone();
+            effects.key = feedback_key("complaint", &effects);
+            let suppress = !complaint.is_not_spam();
+            for address in &complaint.recipients {
+                let Some(email) = effects.admit(address) else {
+                    continue;
+                };
+                effects.addresses.push(AddressEvent {
+                    email,
+                    kind: AddressEventKind::Complaint {
+                        feedback_type: complaint.feedback_type.clone(),
+                        suppress,
+                    },
+                });
+            }
+            // One report is one complaint, however many recipients it names.
+            if suppress && !complaint.on_account_suppression_list() && !effects.addresses.is_empty()
+            {
+                effects.counts.complaints = 1;
+            }
+        }
+        Event::Delivery(delivery) => {
+            for address in &delivery.recipients {
+                if let Some(email) = effects.admit(address) {
+                    effects.counts.deliveries += 1;
+                    effects.addresses.push(AddressEvent {
+                        email,
+                        kind: AddressEventKind::Delivered,
+                    });
+                }
+            }
+            let recipients = effects.addresses.iter().map(|a| a.email.as_str());
+            effects.key = format!("delivery:{}:{:016x}", effects.message_id, fnv1a(recipients));
+        }
+        Event::Send => {
+            if directory.send_source(&effects.attribution.account) != SendSource::SesEvents {
+                return Assessment::Ignore(format!(
+                    "Send event: account `{}` counts sends from the sender",
+                    effects.attribution.account
+                ));
+            }
+            effects.key = format!("send:{}", effects.message_id);
+            effects.counts.sends = notification
+                .mail
+                .destination
+                .iter()
+                .filter(|d| !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN))
+                .count() as u64;
+        }
+        Event::Other(name) => return Assessment::Ignore(format!("event type `{name}`")),
+    }
+    Assessment::Apply(Box::new(effects))
+}
+
+impl Effects {
+    /// The address if it is one to record; invalid ones are kept for the report.
+    fn admit(&mut self, address: &Result<EmailAddress, AddressError>) -> Option<EmailAddress> {
+        match address {
+            Ok(email) if email.domain() == SIMULATOR_DOMAIN => None,
+            Ok(email) => Some(email.clone()),
+            Err(error) => {
+                self.invalid.push(error.clone());
+                None
+            }
+        }
+    }
+}
+
+fn feedback_key(kind: &str, effects: &Effects) -> String {
+    match &effects.feedback_id {
+        Some(id) => format!("feedback:{id}"),
+        None => format!("{kind}:{}:{}", effects.message_id, effects.at.as_millis()),
+    }
+}
+
+/// FNV-1a over the parts (each followed by a NUL): stable across builds and platforms.
+fn fnv1a<'a>(parts: impl Iterator<Item = &'a str>) -> u64 {
+    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
+    for part in parts {
+        for byte in part.bytes().chain(std::iter::once(0)) {
+            hash ^= u64::from(byte);
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+    hash
+}
+
+/// A de-duplication claim: written only if no live claim with the key exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    /// The notification's key.
+    pub key: String,
+    /// When the claim may be forgotten.
+    pub expires_at: Timestamp,
+}
+
+/// Everything one batch writes, applied atomically: all of it or none of it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ChangeSet {
+    /// The time of planning; claims older than this that have expired do not count.
+    pub now: Timestamp,
+    /// One claim per notification.
+    pub claims: Vec<Claim>,
+    /// One update per distinct address.
+    pub suppressions: Vec<SuppressionUpdate>,
+    /// One counter delta per account bucket.
+    pub counters: Vec<CounterDelta>,
+    /// Accounts not in the configuration, registered so that status can list them.
+    pub new_accounts: Vec<String>,
+}
+
+impl ChangeSet {
+    /// How many items the change writes.
+    pub fn items(&self) -> usize {
+        self.claims.len() + self.suppressions.len() + self.counters.len() + self.new_accounts.len()
+    }
+
+    /// How many addresses it suppresses (or confirms as suppressed).
+    pub fn suppressing(&self) -> usize {
+        self.suppressions
+            .iter()
+            .filter(|s| s.suppress.is_some())
+            .count()
+    }
+}
+
+/// The addresses whose stored state the plan needs: those with a soft bounce or a delivery.
+pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
+    let set: BTreeSet<&EmailAddress> = batch
+        .iter()
+        .flat_map(|e| &e.addresses)
+        .filter(|a| {
+            matches!(
+                a.kind,
+                AddressEventKind::SoftBounce(_) | AddressEventKind::Delivered
+            )
+        })
+        .map(|a| &a.email)
+        .collect();
+    set.into_iter().cloned().collect()
+}
+
+/// Plans the writes for a batch of distinct notifications. `states` holds what the store
+/// said of [`addresses_to_read`]; a missing entry means no record.
+pub fn plan(
+    batch: &[Effects],
+    states: &HashMap<EmailAddress, AddressState>,
+    policy: &IngestPolicy,
+    now: Timestamp,
+) -> ChangeSet {
+    let claims = batch
+        .iter()
+        .map(|e| Claim {
+            key: e.key.clone(),
+            expires_at: now.plus(policy.dedup_ttl),
+        })
+        .collect();
+
+    let mut by_address: BTreeMap<&EmailAddress, Vec<(&Effects, &AddressEventKind)>> =
+        BTreeMap::new();
+    for effects in batch {
+        for event in &effects.addresses {
+            by_address
+                .entry(&event.email)
+                .or_default()
+                .push((effects, &event.kind));
+        }
+    }
+    let suppressions = by_address
+        .into_iter()
+        .filter_map(|(email, mut events)| {
+            events.sort_by_key(|(effects, _)| effects.at);
+            let state = states.get(email).cloned().unwrap_or_default();
+            merge_address(email, &events, state, &policy.soft_bounce)
+        })
+        .collect();
+
+    let mut buckets: BTreeMap<(&str, Timestamp), Bucket> = BTreeMap::new();
+    let mut new_accounts = BTreeSet::new();
+    for effects in batch.iter().filter(|e| !e.counts.is_zero()) {
+        let start = policy.window.bucket_of(effects.at);
+        let bucket = buckets
+            .entry((&effects.attribution.account, start))
+            .or_insert_with(|| Bucket {
+                start,
+                ..Bucket::default()
+            });
+        bucket.total += effects.counts;
+        if let Some(stream) = &effects.attribution.stream {
+            *bucket.streams.entry(stream.clone()).or_default() += effects.counts;
+        }
+        if !effects.attribution.configured {
+            new_accounts.insert(effects.attribution.account.clone());
+        }
+    }
+    let counters = buckets
+        .into_iter()
+        .map(|((account, start), bucket)| CounterDelta {
+            account: account.to_owned(),
+            bucket,
+            expires_at: policy.window.bucket_expiry(start),
+        })
+        .collect();
+
+    ChangeSet {
+        now,
+        claims,
+        suppressions,
+        counters,
+        new_accounts: new_accounts.into_iter().collect(),
+    }
+}
+
+/// Folds one address's events (oldest first) into its update; `None` when nothing changes.
+fn merge_address(
+    email: &EmailAddress,
+    events: &[(&Effects, &AddressEventKind)],
+    state: AddressState,
+    soft_policy: &SoftBouncePolicy,
+) -> Option<SuppressionUpdate> {
+    let mut suppress = None;
+    let mut feedback: Option<FeedbackRecord> = None;
+    let mut soft_times = state.soft_bounces.clone();
+    let mut soft_changed = false;
+    let mut last_at = Timestamp::EPOCH;
+
+    for (effects, kind) in events {
+        last_at = effects.at;
+        let mut record = |bounce: Option<&BounceDetail>,
+                          complaint_type: Option<&Option<String>>| {
+            let entry = feedback.get_or_insert_with(|| FeedbackRecord {
+                first_seen: effects.at,
+                last_seen: effects.at,
+                events: 0,
+                bounce: None,
+                complaint_feedback_type: None,
+                message_id: String::new(),
+                feedback_id: None,
+            });
+            entry.last_seen = effects.at;
+            entry.events += 1;
+            entry.message_id.clone_from(&effects.message_id);
+            entry.feedback_id.clone_from(&effects.feedback_id);
+            if let Some(detail) = bounce {
+                entry.bounce = Some(detail.clone());
+            }
+            if let Some(feedback_type) = complaint_type {
+                entry.complaint_feedback_type.clone_from(feedback_type);
+            }
+        };
+        match kind {
+            AddressEventKind::HardBounce(detail) => {
+                record(Some(detail), None);
+                suppress.get_or_insert(Reason::Bounce);
+            }
+            AddressEventKind::SoftBounce(detail) => {
+                record(Some(detail), None);
+                soft_changed = true;
+                if soft_policy.record(&mut soft_times, effects.at) {
+                    suppress.get_or_insert(Reason::SoftBounce);
+                }
+            }
+            AddressEventKind::Complaint {
+                feedback_type,
+                suppress: suppresses,
+            } => {
+                record(None, Some(feedback_type));
+                if *suppresses {
+                    suppress.get_or_insert(Reason::Complaint);
+                }
+            }
+            AddressEventKind::Delivered => {
+                soft_changed |= soft_policy.reset(&mut soft_times, effects.at);
+            }
+        }
+    }
+
+    let soft = soft_changed.then(|| {
+        let stays_unsuppressed = !state.suppressed && suppress.is_none();
+        SoftWrite {
+            expected_version: state.version,
+            bounces: soft_times,
+            expires_at: stays_unsuppressed.then(|| last_at.plus(soft_policy.window)),
+        }
+    });
+    if suppress.is_none() && feedback.is_none() && soft.is_none() {
+        return None;
+    }
+    Some(SuppressionUpdate {
+        email: email.clone(),
+        suppress,
+        feedback,
+        soft,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::feedback::attribution::KnownAccount;
+
+    const NOW: i64 = 1_763_650_000_000;
+
+    fn directory() -> AccountDirectory {
+        AccountDirectory::new(vec![KnownAccount {
+            name: "primary".into(),
+            account_id: "111111111111".into(),
+            region: "us-east-1".into(),
+            send_source: SendSource::SesEvents,
+        }])
+    }
+
+    fn effects(json: &str) -> Effects {
+        let notification = Notification::parse(json).unwrap();
+        match assess(&notification, &directory(), Timestamp::from_millis(NOW)) {
+            Assessment::Apply(effects) => *effects,
+            Assessment::Ignore(reason) => panic!("ignored: {reason}"),
+        }
+    }
+
+    fn bounce(kind: &str, sub: &str, id: &str, at: &str, to: &[&str]) -> Effects {
+        let recipients: Vec<String> = to
+            .iter()
+            .map(|a| format!(r#"{{"emailAddress":"{a}"}}"#))
+            .collect();
+        effects(&format!(
+            r#"{{"notificationType":"Bounce","mail":{{"messageId":"m-{id}","sendingAccountId":"111111111111",
+               "sourceArn":"arn:aws:ses:us-east-1:111111111111:identity/example.com"}},
+               "bounce":{{"bounceType":"{kind}","bounceSubType":"{sub}","feedbackId":"{id}","timestamp":"{at}",
+               "bouncedRecipients":[{}]}}}}"#,
+            recipients.join(",")
+        ))
+    }
+
+    fn complaint(feedback_type: &str, to: &[&str]) -> Effects {
+        let recipients: Vec<String> = to
+            .iter()
+            .map(|a| format!(r#"{{"emailAddress":"{a}"}}"#))
+            .collect();
+        effects(&format!(
+            r#"{{"eventType":"Complaint","mail":{{"messageId":"m","tags":{{"sesguard-account":["primary"]}}}},
+               "complaint":{{"complaintFeedbackType":"{feedback_type}","feedbackId":"c1","timestamp":"2026-11-20T10:00:00Z",
+               "complainedRecipients":[{}]}}}}"#,
+            recipients.join(",")
+        ))
+    }
+
+    #[test]
+    fn both_formats_of_one_feedback_share_a_key() {
+        let feedback = bounce(
+            "Permanent",
+            "General",
+            "fb-1",
+            "2026-11-20T10:00:00Z",
+            &["a@example.com"],
+        );
+        let event = effects(
+            r#"{"eventType":"Bounce","mail":{"messageId":"m-fb-1"},"bounce":{"bounceType":"Permanent",
+               "feedbackId":"fb-1","bouncedRecipients":[{"emailAddress":"a@example.com"}]}}"#,
+        );
+        assert_eq!(feedback.key, "feedback:fb-1");
+        assert_eq!(event.key, feedback.key);
+    }
+
+    #[test]
+    fn a_complaint_naming_many_recipients_counts_once_and_not_spam_not_at_all() {
+        let many = complaint(
+            "abuse",
+            &["a@example.com", "b@example.com", "c@example.com"],
+        );
+        assert_eq!((many.counts.complaints, many.addresses.len()), (1, 3));
+        let fine = complaint("not-spam", &["a@example.com"]);
+        assert_eq!(fine.counts.complaints, 0);
+        let change = plan(
+            &[fine],
+            &HashMap::new(),
+            &IngestPolicy::default(),
+            Timestamp::from_millis(NOW),
+        );
+        assert_eq!(change.suppressions[0].suppress, None);
+        assert_eq!(
+            change.suppressions[0]
+                .feedback
+                .as_ref()
+                .unwrap()
+                .complaint_feedback_type
+                .as_deref(),
+            Some("not-spam")
+        );
+        assert!(
+            change.counters.is_empty(),
+            "nothing to count, no counter write"
+        );
+    }
+
+    #[test]
+    fn one_update_per_address_keeps_the_first_reason_and_the_latest_details() {
+        let first = bounce(
+            "Permanent",
+            "NoEmail",
+            "b1",
+            "2026-11-20T10:00:00Z",
+            &["a@example.com", "b@example.com"],
+        );
+        let mut later = complaint("abuse", &["A@Example.com"]);
+        later.at = Timestamp::parse_rfc3339("2026-11-20T11:00:00Z").unwrap();
+        let change = plan(
+            &[later, first],
+            &HashMap::new(),
+            &IngestPolicy::default(),
+            Timestamp::from_millis(NOW),
+        );
+        assert_eq!(change.claims.len(), 2);
+        assert_eq!(change.suppressions.len(), 2);
+        let a = &change.suppressions[0];
+        assert_eq!(a.email.as_str(), "a@example.com");
+        assert_eq!(
+            a.suppress,
+            Some(Reason::Bounce),
+            "the earlier event's reason"
+        );
+        let feedback = a.feedback.as_ref().unwrap();
+        assert_eq!(feedback.events, 2);
+        assert_eq!(feedback.first_seen.to_rfc3339(), "2026-11-20T10:00:00.000Z");
+        assert_eq!(feedback.last_seen.to_rfc3339(), "2026-11-20T11:00:00.000Z");
+        assert_eq!(feedback.complaint_feedback_type.as_deref(), Some("abuse"));
+        assert_eq!(feedback.bounce.as_ref().unwrap().bounce_subtype, "NoEmail");
+        assert!(a.soft.is_none(), "hard feedback is a blind write");
+    }
+
+    #[test]
+    fn counters_are_one_delta_per_account_bucket_with_streams_inside() {
+        let policy = IngestPolicy::default();
+        let a = bounce(
+            "Permanent",
+            "General",
+            "b1",
+            "2026-11-20T10:01:00Z",
+            &["a@example.com"],
+        );
+        let b = bounce(
+            "Transient",
+            "General",
+            "b2",
+            "2026-11-20T10:14:00Z",
+            &["b@example.com"],
+        );
+        let c = bounce(
+            "Permanent",
+            "General",
+            "b3",
+            "2026-11-20T10:16:00Z",
+            &["c@example.com"],
+        );
+        let mut tagged = complaint("abuse", &["d@example.com"]);
+        tagged.attribution.stream = Some("bulk".into());
+        tagged.at = a.at;
+        let change = plan(
+            &[a, b, c, tagged],
+            &HashMap::new(),
+            &policy,
+            Timestamp::from_millis(NOW),
+        );
+        assert_eq!(change.counters.len(), 2);
+        let first = &change.counters[0];
+        assert_eq!(first.bucket.start.to_rfc3339(), "2026-11-20T10:00:00.000Z");
+        assert_eq!(
+            (
+                first.bucket.total.hard_bounces,
+                first.bucket.total.soft_bounces,
+                first.bucket.total.complaints
+            ),
+            (1, 1, 1)
+        );
+        assert_eq!(first.bucket.streams["bulk"].complaints, 1);
+        assert_eq!(change.counters[1].bucket.total.hard_bounces, 1);
+    }
+
+    #[test]
+    fn a_soft_bounce_write_is_conditional_on_the_version_read() {
+        let soft = bounce(
+            "Transient",
+            "MailboxFull",
+            "s1",
+            "2026-11-20T10:00:00Z",
+            &["a@example.com"],
+        );
+        let email = soft.addresses[0].email.clone();
+        let states = HashMap::from([(
+            email,
+            AddressState {
+                version: 7,
+                suppressed: false,
+                soft_bounces: vec![],
+            },
+        )]);
+        let change = plan(
+            &[soft],
+            &states,
+            &IngestPolicy::default(),
+            Timestamp::from_millis(NOW),
+        );
+        let write = change.suppressions[0].soft.as_ref().unwrap();
+        assert_eq!(write.expected_version, 7);
+        assert_eq!(write.bounces.len(), 1);
+        assert!(
+            write.expires_at.is_some(),
+            "an unsuppressed tracker expires"
+        );
+    }
+
+    #[test]
+    fn a_delivery_to_an_address_without_soft_bounces_writes_nothing() {
+        let delivery = effects(
+            r#"{"notificationType":"Delivery","mail":{"messageId":"m"},
+               "delivery":{"recipients":["a@example.com","b@example.com"],"timestamp":"2026-11-20T10:00:00Z"}}"#,
+        );
+        assert_eq!(addresses_to_read(std::slice::from_ref(&delivery)).len(), 2);
+        let change = plan(
+            &[delivery],
+            &HashMap::new(),
+            &IngestPolicy::default(),
+            Timestamp::from_millis(NOW),
+        );
+        assert!(change.suppressions.is_empty());
+        assert_eq!(change.counters[0].bucket.total.deliveries, 2);
+    }
+}

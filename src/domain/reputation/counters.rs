@@ -1,0 +1,245 @@
+//! Per-account sending counters in fixed time buckets, and the rolling-window rates computed
+//! from them. Buckets are keyed by the time the event happened, not when it was processed.
+
+use std::collections::BTreeMap;
+use std::ops::AddAssign;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::domain::common::timestamp::Timestamp;
+
+/// Event counts in one bucket, window or stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct Counts {
+    /// Recipients sent to.
+    pub sends: u64,
+    /// Recipients delivered to.
+    pub deliveries: u64,
+    /// Hard bounces that count toward the bounce rate (per recipient).
+    pub hard_bounces: u64,
+    /// Soft and undetermined bounces (per recipient).
+    pub soft_bounces: u64,
+    /// Complaints that count toward the complaint rate (per complaint report).
+    pub complaints: u64,
+}
+
+impl Counts {
+    /// The counter names, in the order [`Counts::values`] gives them.
+    pub const NAMES: [&'static str; 5] = [
+        "sends",
+        "deliveries",
+        "hard_bounces",
+        "soft_bounces",
+        "complaints",
+    ];
+
+    /// The counts in the order of [`Counts::NAMES`].
+    pub fn values(&self) -> [u64; 5] {
+        [
+            self.sends,
+            self.deliveries,
+            self.hard_bounces,
+            self.soft_bounces,
+            self.complaints,
+        ]
+    }
+
+    /// Counts from values in the order of [`Counts::NAMES`].
+    pub fn from_values(values: [u64; 5]) -> Self {
+        let [sends, deliveries, hard_bounces, soft_bounces, complaints] = values;
+        Self {
+            sends,
+            deliveries,
+            hard_bounces,
+            soft_bounces,
+            complaints,
+        }
+    }
+
+    /// True when nothing is counted.
+    pub fn is_zero(&self) -> bool {
+        self.values().iter().all(|v| *v == 0)
+    }
+
+    /// Hard bounces per send (0..1); 0 when nothing was sent.
+    pub fn bounce_rate(&self) -> f64 {
+        ratio(self.hard_bounces, self.sends)
+    }
+
+    /// Complaints per send (0..1); 0 when nothing was sent.
+    pub fn complaint_rate(&self) -> f64 {
+        ratio(self.complaints, self.sends)
+    }
+}
+
+fn ratio(part: u64, whole: u64) -> f64 {
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 / whole as f64
+    }
+}
+
+impl AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.sends += other.sends;
+        self.deliveries += other.deliveries;
+        self.hard_bounces += other.hard_bounces;
+        self.soft_bounces += other.soft_bounces;
+        self.complaints += other.complaints;
+    }
+}
+
+/// The rolling window: its length and its bucket size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WindowConfig {
+    /// How far back rates look (default 24 h). A whole number of buckets.
+    pub length: Duration,
+    /// Bucket size (default 15 min).
+    pub bucket: Duration,
+}
+
+impl Default for WindowConfig {
+    fn default() -> Self {
+        Self {
+            length: Duration::from_secs(24 * 3600),
+            bucket: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+impl WindowConfig {
+    /// The start of the bucket `at` falls in.
+    pub fn bucket_of(&self, at: Timestamp) -> Timestamp {
+        at.floor_to(self.bucket)
+    }
+
+    /// The first and last bucket starts of the window that ends with the bucket of `now`.
+    pub fn buckets_ending(&self, now: Timestamp) -> (Timestamp, Timestamp) {
+        let last = self.bucket_of(now);
+        let first = last.minus(self.length.saturating_sub(self.bucket));
+        (first, last)
+    }
+
+    /// The first bucket start of the 24 hours that end with the bucket of `now` (the daily
+    /// quota's range, whatever the window's length).
+    pub fn day_starting_bucket(&self, now: Timestamp) -> Timestamp {
+        self.bucket_of(now.minus(Duration::from_secs(24 * 3600)))
+            .plus(self.bucket)
+    }
+
+    /// When a bucket's item may be deleted: after it has left every window, plus a day.
+    pub fn bucket_expiry(&self, bucket: Timestamp) -> Timestamp {
+        bucket
+            .plus(self.length)
+            .plus(self.bucket)
+            .plus(Duration::from_secs(24 * 3600))
+    }
+}
+
+/// One account's counts in one bucket, overall and per stream.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Bucket {
+    /// Bucket start.
+    pub start: Timestamp,
+    /// All streams together.
+    pub total: Counts,
+    /// Per stream (`sesguard-stream` tag).
+    pub streams: BTreeMap<String, Counts>,
+}
+
+/// What one batch adds to one account's bucket: the counter write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CounterDelta {
+    /// The account.
+    pub account: String,
+    /// The counts to add, with the bucket start.
+    pub bucket: Bucket,
+    /// When the bucket item may be deleted.
+    pub expires_at: Timestamp,
+}
+
+/// An account's totals over a window.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct WindowTotals {
+    /// All streams together.
+    pub total: Counts,
+    /// Per stream.
+    pub streams: BTreeMap<String, Counts>,
+}
+
+impl WindowTotals {
+    /// Sums the buckets whose start lies in `[first, last]`; others are ignored, so a store
+    /// may return expired buckets without skewing the rates.
+    pub fn sum<'a>(
+        buckets: impl IntoIterator<Item = &'a Bucket>,
+        first: Timestamp,
+        last: Timestamp,
+    ) -> Self {
+        let mut totals = WindowTotals::default();
+        for bucket in buckets {
+            if bucket.start < first || bucket.start > last {
+                continue;
+            }
+            totals.total += bucket.total;
+            for (stream, counts) in &bucket.streams {
+                *totals.streams.entry(stream.clone()).or_default() += *counts;
+            }
+        }
+        totals
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn counts(sends: u64, hard_bounces: u64, complaints: u64) -> Counts {
+        Counts {
+            sends,
+            hard_bounces,
+            complaints,
+            ..Counts::default()
+        }
+    }
+
+    #[test]
+    fn rates_are_per_send_and_zero_without_sends() {
+        let c = counts(200, 10, 1);
+        assert_eq!(c.bounce_rate(), 0.05);
+        assert_eq!(c.complaint_rate(), 0.005);
+        assert_eq!(counts(0, 3, 1).bounce_rate(), 0.0);
+    }
+
+    #[test]
+    fn the_window_spans_whole_buckets_ending_with_the_current_one() {
+        let window = WindowConfig::default();
+        let now = Timestamp::from_millis(100 * 24 * 3600 * 1000 + 1_234_567);
+        let (first, last) = window.buckets_ending(now);
+        assert_eq!(
+            last,
+            Timestamp::from_millis(100 * 24 * 3600 * 1000 + 900_000)
+        );
+        assert_eq!(last.since(first), Duration::from_secs(24 * 3600 - 900));
+    }
+
+    #[test]
+    fn sums_ignore_buckets_outside_the_window_and_keep_streams_apart() {
+        let at = |ms| Timestamp::from_millis(ms);
+        let bucket = |start, stream: &str, c| Bucket {
+            start: at(start),
+            total: c,
+            streams: [(stream.to_owned(), c)].into(),
+        };
+        let buckets = [
+            bucket(0, "a", counts(100, 50, 0)),
+            bucket(1_000, "a", counts(10, 1, 0)),
+            bucket(2_000, "b", counts(20, 2, 1)),
+        ];
+        let totals = WindowTotals::sum(&buckets, at(1_000), at(2_000));
+        assert_eq!(totals.total, counts(30, 3, 1));
+        assert_eq!(totals.streams["a"], counts(10, 1, 0));
+        assert_eq!(totals.streams["b"], counts(20, 2, 1));
+    }
+}

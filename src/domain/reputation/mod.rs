@@ -1,0 +1,5 @@
+//! Sender reputation: per-account counters in time buckets, rolling rates over them, and the
+//! guard's thresholds, states and the transitions it decides.
+
+pub mod counters;
+pub mod guard;

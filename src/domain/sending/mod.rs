@@ -1,0 +1,8 @@
+//! The send gate's rules: the send request an application queues, the template policy, rate
+//! limits, routing between accounts, and what an SES failure means.
+
+pub mod rate_limit;
+pub mod request;
+pub mod routing;
+pub mod ses_failure;
+pub mod template_policy;

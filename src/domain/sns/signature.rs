@@ -1,0 +1,70 @@
+//! SNS message signatures: the signing certificate (PEM, RSA) parsed once, its validity checked
+//! at the time given, and the signature over [`Envelope::string_to_sign`] verified with
+//! SHA1withRSA (version 1) or SHA256withRSA (version 2) by aws-lc-rs.
+
+use aws_lc_rs::signature::{
+    RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY, RSA_PKCS1_2048_8192_SHA256, UnparsedPublicKey,
+};
+use base64::Engine as _;
+use x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION;
+
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::sns::delivery::{Envelope, Rejection};
+
+/// A parsed signing certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SigningCertificate {
+    /// The RSA public key (PKCS#1 `RSAPublicKey`, DER).
+    public_key: Vec<u8>,
+    /// Validity, in seconds since the epoch.
+    not_before: i64,
+    not_after: i64,
+}
+
+impl SigningCertificate {
+    /// Parses a PEM certificate with an RSA key.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, Rejection> {
+        let refuse = |why: String| Rejection::Certificate(why);
+        let (_, pem) =
+            x509_parser::pem::parse_x509_pem(pem).map_err(|e| refuse(format!("not PEM: {e}")))?;
+        let certificate = pem
+            .parse_x509()
+            .map_err(|e| refuse(format!("not an X.509 certificate: {e}")))?;
+        let key = certificate.public_key();
+        if key.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
+            return Err(refuse("its key is not RSA".into()));
+        }
+        Ok(Self {
+            public_key: key.subject_public_key.data.to_vec(),
+            not_before: certificate.validity().not_before.timestamp(),
+            not_after: certificate.validity().not_after.timestamp(),
+        })
+    }
+
+    /// Refuses a certificate not valid at `now`.
+    pub fn check_valid(&self, now: Timestamp) -> Result<(), Rejection> {
+        let now = now.as_epoch_seconds();
+        if now < self.not_before {
+            return Err(Rejection::Certificate("it is not valid yet".into()));
+        }
+        if now > self.not_after {
+            return Err(Rejection::Certificate("it has expired".into()));
+        }
+        Ok(())
+    }
+
+    /// Verifies the envelope's signature with this certificate's key.
+    pub fn verify(&self, envelope: &Envelope) -> Result<(), Rejection> {
+        let algorithm = match envelope.signature_version.as_str() {
+            "1" => &RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+            "2" => &RSA_PKCS1_2048_8192_SHA256,
+            other => return Err(Rejection::SignatureVersion(other.to_owned())),
+        };
+        let signature = base64::engine::general_purpose::STANDARD
+            .decode(envelope.signature.trim())
+            .map_err(|_| Rejection::Signature)?;
+        UnparsedPublicKey::new(algorithm, &self.public_key)
+            .verify(envelope.string_to_sign().as_bytes(), &signature)
+            .map_err(|_| Rejection::Signature)
+    }
+}

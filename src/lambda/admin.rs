@@ -1,0 +1,411 @@
+//! The `admin` function: the operations API over HTTP (a function URL). It authenticates the
+//! caller, reads the route, the query and the JSON body, and answers with JSON; [`crate::app::admin`]
+//! does the work. Routes are listed in `infra/openapi.json`.
+//!
+//! Authentication is required for every request, routes and 404s alike:
+//! - `SESGUARD_ADMIN_AUTH=iam` (the deployment: a function URL with `AWS_IAM` auth): the
+//!   request must carry the IAM caller that the function URL verified; it is the actor.
+//! - otherwise (local runs): `Authorization: Bearer TOKEN` equal to `SESGUARD_ADMIN_TOKEN`
+//!   (at least 16 characters; without one, nothing is served). The actor is the
+//!   `X-Sesguard-Actor` header, or `admin`.
+
+use std::collections::HashMap;
+
+use lambda_http::http::Method;
+use lambda_http::request::RequestContext;
+use lambda_http::{Body, Request, RequestExt, Response};
+use serde::Serialize;
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::app::admin::{Admin, AdminError, LineFormat};
+use crate::domain::sending::rate_limit::LimitsPatch;
+use crate::domain::sending::template_policy::TemplatePolicy;
+use crate::telemetry::error_chain;
+use crate::wiring::{AdminFunction, Auth};
+
+/// An answer: status and JSON body, or a text body for exports.
+struct Answer {
+    status: u16,
+    body: Body,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+}
+
+fn ok(value: impl Serialize) -> Result<Answer, AdminError> {
+    with_status(200, value)
+}
+
+fn with_status(status: u16, value: impl Serialize) -> Result<Answer, AdminError> {
+    let body = serde_json::to_string(&value).map_err(|e| AdminError::Invalid(e.to_string()))?;
+    Ok(Answer {
+        status,
+        body: Body::from(body),
+        content_type: "application/json",
+        headers: Vec::new(),
+    })
+}
+
+fn error(status: u16, message: &str) -> Answer {
+    Answer {
+        status,
+        body: Body::from(json!({ "error": message }).to_string()),
+        content_type: "application/json",
+        headers: Vec::new(),
+    }
+}
+
+/// The caller, or why the request is refused.
+fn authenticate(auth: &Auth, request: &Request) -> Result<String, &'static str> {
+    match auth {
+        Auth::Iam => {
+            let caller = match request.request_context_ref() {
+                Some(RequestContext::ApiGatewayV2(context)) => context
+                    .authorizer
+                    .as_ref()
+                    .and_then(|a| a.iam.as_ref())
+                    .and_then(|iam| iam.user_arn.clone().or(iam.caller_id.clone())),
+                _ => None,
+            };
+            caller.ok_or("authentication required: sign the request with AWS SigV4 (IAM)")
+        }
+        Auth::Token(None) => Err("authentication required: no admin token is configured"),
+        Auth::Token(Some(expected)) => {
+            let given = request
+                .headers()
+                .get("authorization")
+                .and_then(|h| h.to_str().ok())
+                .and_then(|h| h.strip_prefix("Bearer "))
+                .ok_or("authentication required: Authorization: Bearer TOKEN")?;
+            let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
+            // Digests of equal length, compared without an early exit.
+            let difference = given
+                .iter()
+                .zip(expected)
+                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
+            if difference != 0 {
+                return Err("authentication failed: wrong token");
+            }
+            Ok(request
+                .headers()
+                .get("x-sesguard-actor")
+                .and_then(|h| h.to_str().ok())
+                .filter(|a| !a.is_empty() && a.len() <= 100)
+                .unwrap_or("admin")
+                .to_owned())
+        }
+    }
+}
+
+/// The Lambda handler.
+pub async fn handle(
+    state: &AdminFunction,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    let answer = match authenticate(&state.auth, &request) {
+        Err(why) => {
+            let mut answer = error(401, why);
+            answer
+                .headers
+                .push(("www-authenticate", "Bearer".to_owned()));
+            answer
+        }
+        Ok(actor) => {
+            let method = request.method().clone();
+            let path = request.uri().path().to_owned();
+            match route(state, &request, &actor).await {
+                Ok(answer) => {
+                    tracing::info!(%method, path, actor, status = answer.status, "admin request");
+                    answer
+                }
+                Err(failure) => {
+                    let status = failure.http_status();
+                    if status >= 500 {
+                        tracing::error!(%method, path, actor, error = %error_chain(&failure), "admin request failed");
+                    } else {
+                        tracing::info!(%method, path, actor, status, error = %failure, "admin request refused");
+                    }
+                    error(status, &error_chain(&failure))
+                }
+            }
+        }
+    };
+    let mut response = Response::builder()
+        .status(answer.status)
+        .header("content-type", answer.content_type);
+    for (name, value) in answer.headers {
+        response = response.header(name, value);
+    }
+    Ok(response.body(answer.body)?)
+}
+
+/// The JSON body as an object (empty when there is no body).
+fn json_body(request: &Request) -> Result<serde_json::Map<String, Value>, AdminError> {
+    let bytes = request.body().as_ref();
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Ok(serde_json::Map::new());
+    }
+    match serde_json::from_slice::<Value>(bytes) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(AdminError::Invalid("the body must be a JSON object".into())),
+        Err(e) => Err(AdminError::Invalid(format!("the body is not JSON: {e}"))),
+    }
+}
+
+/// Takes `reason` (required) out of the body or the query.
+fn reason(
+    body: &mut serde_json::Map<String, Value>,
+    query: &HashMap<String, String>,
+) -> Result<String, AdminError> {
+    match body.remove("reason") {
+        Some(Value::String(reason)) => Ok(reason),
+        Some(_) => Err(AdminError::Invalid("`reason` must be a string".into())),
+        None => query.get("reason").cloned().ok_or_else(|| {
+            AdminError::Invalid("a reason is required: give `reason`, it is recorded".into())
+        }),
+    }
+}
+
+fn rest<T: serde::de::DeserializeOwned>(
+    body: serde_json::Map<String, Value>,
+) -> Result<T, AdminError> {
+    serde_json::from_value(Value::Object(body)).map_err(|e| AdminError::Invalid(e.to_string()))
+}
+
+fn no_more(body: serde_json::Map<String, Value>) -> Result<(), AdminError> {
+    match body.keys().next() {
+        Some(key) => Err(AdminError::Invalid(format!("unknown field `{key}`"))),
+        None => Ok(()),
+    }
+}
+
+fn limit(query: &HashMap<String, String>, default: usize) -> Result<usize, AdminError> {
+    match query.get("limit") {
+        None => Ok(default),
+        Some(text) => text
+            .parse()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| AdminError::Invalid(format!("`limit` must be 1 to 1000, not `{text}`"))),
+    }
+}
+
+/// The query parameters: those the event carried, and those of the URI.
+fn query(request: &Request) -> HashMap<String, String> {
+    let mut query: HashMap<String, String> = HashMap::new();
+    let decode = |text: &str| {
+        percent_encoding::percent_decode_str(&text.replace('+', " "))
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    for pair in request.uri().query().unwrap_or_default().split('&') {
+        if let Some((key, value)) = pair.split_once('=') {
+            query.insert(decode(key), decode(value));
+        } else if !pair.is_empty() {
+            query.insert(decode(pair), String::new());
+        }
+    }
+    if let Some(given) = request.query_string_parameters_ref() {
+        for (key, value) in given.iter() {
+            query.insert(key.to_owned(), value.to_owned());
+        }
+    }
+    query
+}
+
+async fn route(
+    state: &AdminFunction,
+    request: &Request,
+    actor: &str,
+) -> Result<Answer, AdminError> {
+    let deps = &state.context;
+    let admin = Admin::new(deps, actor);
+    let now = deps.clock.now();
+    let query = query(request);
+    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let segments: Vec<String> = path
+        .split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .map_err(|_| AdminError::Invalid(format!("`{s}` is not UTF-8 once decoded")))
+        })
+        .collect::<Result<_, _>>()?;
+    let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
+    let method = request.method();
+    match (method, segments.as_slice()) {
+        (&Method::GET, ["accounts"]) => ok(json!({ "accounts": admin.accounts(now).await? })),
+        (&Method::GET, ["accounts", name, "status"]) => ok(admin.account(name, now).await?),
+        (&Method::GET, ["accounts", name, "history"]) => {
+            ok(json!({ "entries": admin.history(name, limit(&query, 50)?).await? }))
+        }
+        (&Method::POST, ["accounts", name, action @ ("pause" | "resume")])
+        | (
+            &Method::POST,
+            [
+                "accounts",
+                name,
+                "streams",
+                _,
+                action @ ("pause" | "resume"),
+            ],
+        ) => {
+            let stream = match segments.as_slice() {
+                [_, _, "streams", stream, _] => Some((*stream).to_owned()),
+                _ => None,
+            };
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            let duration = match body.remove("duration") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(text)) if *action == "pause" => Some(
+                    humantime::parse_duration(&text)
+                        .map_err(|e| AdminError::Invalid(format!("`duration` `{text}`: {e}")))?,
+                ),
+                Some(_) => {
+                    return Err(AdminError::Invalid(
+                        "`duration` is a pause's length such as \"30m\"".into(),
+                    ));
+                }
+            };
+            no_more(body)?;
+            let entry = if *action == "pause" {
+                admin.pause(name, stream, duration, &reason, now).await?
+            } else {
+                admin.resume(name, stream, &reason, now).await?
+            };
+            ok(entry)
+        }
+        (&Method::GET, ["accounts", name, "limits"]) => ok(admin.limits(name, now).await?),
+        (&Method::PATCH, ["accounts", name, "limits"]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            let patch: LimitsPatch = rest(body)?;
+            ok(admin.set_limits(name, &patch, &reason, now).await?)
+        }
+        (&Method::POST, ["accounts", name, "refill"]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            no_more(body)?;
+            ok(admin.refill(name, &reason, now).await?)
+        }
+        (&Method::GET, ["suppressions"]) => {
+            let page = admin
+                .suppressions(
+                    query.get("reason").map(String::as_str),
+                    query.get("cursor").map(String::as_str),
+                    limit(&query, 100)?,
+                )
+                .await?;
+            ok(json!({ "items": page.items, "next": page.next }))
+        }
+        (&Method::GET, ["suppressions", "export"]) => {
+            let format: LineFormat = query
+                .get("format")
+                .map_or(Ok(LineFormat::Jsonl), |f| f.parse())?;
+            let page = admin
+                .suppressions(
+                    query.get("reason").map(String::as_str),
+                    query.get("cursor").map(String::as_str),
+                    limit(&query, 1000)?,
+                )
+                .await?;
+            let mut text = String::new();
+            if !query.contains_key("cursor")
+                && let Some(header) = format.header()
+            {
+                text.push_str(header);
+                text.push('\n');
+            }
+            for suppression in &page.items {
+                text.push_str(&format.line(suppression));
+                text.push('\n');
+            }
+            Ok(Answer {
+                status: 200,
+                body: Body::from(text),
+                content_type: match format {
+                    LineFormat::Csv => "text/csv",
+                    LineFormat::Jsonl => "application/x-ndjson",
+                },
+                headers: page
+                    .next
+                    .map(|n| ("x-next-cursor", n))
+                    .into_iter()
+                    .collect(),
+            })
+        }
+        (&Method::POST, ["suppressions", "import"]) => {
+            let format: LineFormat = query
+                .get("format")
+                .map_or(Ok(LineFormat::Jsonl), |f| f.parse())?;
+            let reason = query.get("reason").cloned().unwrap_or_default();
+            let text = std::str::from_utf8(request.body().as_ref())
+                .map_err(|_| AdminError::Invalid("the body is not UTF-8 text".into()))?;
+            let mut importer = admin.importer(format, &reason, now)?;
+            for line in text.lines() {
+                importer.line(line).await?;
+            }
+            let report = importer.finish("api", &reason).await?;
+            ok(report)
+        }
+        (&Method::POST, ["suppressions", "ses", direction @ ("import" | "push")]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            let account = match body.remove("account") {
+                Some(Value::String(account)) => account,
+                _ => {
+                    return Err(AdminError::Invalid(
+                        "`account` (a string) is required".into(),
+                    ));
+                }
+            };
+            let only = match body.remove("only") {
+                None | Some(Value::Null) => None,
+                Some(Value::String(only)) => Some(only),
+                Some(_) => {
+                    return Err(AdminError::Invalid("`only` is a suppression reason".into()));
+                }
+            };
+            no_more(body)?;
+            if *direction == "import" {
+                ok(admin.import_from_ses(&account, &reason, now).await?)
+            } else {
+                let pushed = admin
+                    .push_to_ses(&account, only.as_deref(), &reason, now)
+                    .await?;
+                ok(json!({ "pushed": pushed }))
+            }
+        }
+        (&Method::GET, ["suppressions", email]) => ok(admin.suppression(email).await?),
+        (&Method::PUT, ["suppressions", email]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            no_more(body)?;
+            let added = admin.suppress(email, &reason, now).await?;
+            let suppression = admin.suppression(email).await?;
+            with_status(if added { 201 } else { 200 }, suppression)
+        }
+        (&Method::DELETE, ["suppressions", email]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            no_more(body)?;
+            ok(json!({ "removed": admin.unsuppress(email, &reason, now).await? }))
+        }
+        (&Method::GET, ["policy", "templates"]) => ok(admin.policy().await?),
+        (&Method::PUT, ["policy", "templates"]) => {
+            let mut body = json_body(request)?;
+            let reason = reason(&mut body, &query)?;
+            let policy: TemplatePolicy = rest(body)?;
+            ok(admin.set_policy(&policy, &reason, now).await?)
+        }
+        (&Method::GET, ["audit"]) => {
+            ok(json!({ "entries": admin.audit_log(limit(&query, 50)?).await? }))
+        }
+        _ => Err(AdminError::NotFound(format!(
+            "no route {method} {path}: see infra/openapi.json"
+        ))),
+    }
+}

@@ -1,0 +1,244 @@
+//! The `ingest` function: SES notifications from SQS (partial batch response), from SNS
+//! directly, or in a direct invocation (any single body: SNS envelope or raw SES JSON).
+
+use aws_lambda_events::event::sns::SnsRecord;
+use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
+use lambda_runtime::LambdaEvent;
+use serde_json::{Value, json};
+
+use crate::app::Context;
+use crate::app::ingest::{Inbound, InboundError, Outcome, Report};
+use crate::domain::sns::unwrap::{self, SnsIds};
+use crate::telemetry::{emf_document, emf_line};
+
+/// How the records arrived, which decides how failures are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Shape {
+    /// An SQS event: failures are listed in `batchItemFailures`.
+    Sqs,
+    /// An SNS event: a store failure fails the invocation; malformed records are skipped.
+    Sns,
+    /// A single body (direct invocation, `cargo lambda invoke`, a file).
+    Direct,
+}
+
+/// Splits any accepted input into records. `name` names a direct body in reports.
+pub fn decode(mut event: Value, name: &str) -> (Shape, Vec<Inbound>) {
+    let records = match event.get_mut("Records").and_then(Value::as_array_mut) {
+        Some(records) if !records.is_empty() => std::mem::take(records),
+        _ => return (Shape::Direct, vec![direct(event, name)]),
+    };
+    let is_sqs = records[0].get("eventSource").and_then(Value::as_str) == Some("aws:sqs");
+    let is_sns = records[0].get("EventSource").and_then(Value::as_str) == Some("aws:sns");
+    if is_sqs {
+        let inbound = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| sqs_record(r, i))
+            .collect();
+        (Shape::Sqs, inbound)
+    } else if is_sns {
+        let inbound = records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| sns_record(r, i))
+            .collect();
+        (Shape::Sns, inbound)
+    } else {
+        event["Records"] = Value::Array(records);
+        (Shape::Direct, vec![direct(event, name)])
+    }
+}
+
+fn direct(event: Value, name: &str) -> Inbound {
+    let content = unwrap::open_value(event).map_err(InboundError::from);
+    Inbound {
+        id: name.to_owned(),
+        sns: None,
+        content: content.map(|delivered| delivered.content),
+    }
+}
+
+fn sqs_record(record: Value, index: usize) -> Inbound {
+    let fallback = record
+        .get("messageId")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("record#{index}"), str::to_owned);
+    let wrapper = |detail: String| InboundError::Wrapper {
+        wrapper: "SQS",
+        detail,
+    };
+    let message: SqsMessage = match serde_json::from_value(record) {
+        Ok(message) => message,
+        Err(error) => {
+            return Inbound {
+                id: fallback,
+                sns: None,
+                content: Err(wrapper(error.to_string())),
+            };
+        }
+    };
+    let id = message.message_id.clone().unwrap_or(fallback);
+    let Some(body) = message.body else {
+        return Inbound {
+            id,
+            sns: None,
+            content: Err(wrapper("no body".into())),
+        };
+    };
+    match unwrap::open(&body) {
+        Ok(delivered) => Inbound {
+            id,
+            sns: delivered.sns,
+            content: Ok(delivered.content),
+        },
+        Err(error) => Inbound {
+            id,
+            sns: None,
+            content: Err(error.into()),
+        },
+    }
+}
+
+fn sns_record(record: Value, index: usize) -> Inbound {
+    let fallback = record
+        .pointer("/Sns/MessageId")
+        .and_then(Value::as_str)
+        .map_or_else(|| format!("record#{index}"), str::to_owned);
+    let record: SnsRecord = match serde_json::from_value(record) {
+        Ok(record) => record,
+        Err(error) => {
+            let content = Err(InboundError::Wrapper {
+                wrapper: "SNS",
+                detail: error.to_string(),
+            });
+            return Inbound {
+                id: fallback,
+                sns: None,
+                content,
+            };
+        }
+    };
+    let sns = record.sns;
+    let ids = SnsIds {
+        message_id: sns.message_id.clone(),
+        topic_arn: sns.topic_arn.clone(),
+    };
+    let content = unwrap::open_sns(
+        &sns.sns_message_type,
+        &sns.message_id,
+        &sns.topic_arn,
+        &sns.message,
+    )
+    .map(|delivered| delivered.content)
+    .map_err(InboundError::from);
+    Inbound {
+        id: sns.message_id,
+        sns: Some(ids),
+        content,
+    }
+}
+
+/// Logs one line per record with its outcome.
+pub fn log_report(report: &Report) {
+    for (record, outcome) in &report.records {
+        let decision = outcome.name();
+        match outcome {
+            Outcome::Recorded { suppressed } => {
+                tracing::info!(record, decision, suppressed, "notification recorded")
+            }
+            Outcome::Duplicate => tracing::info!(record, decision, "already recorded"),
+            Outcome::Ignored(reason) => {
+                tracing::info!(record, decision, reason, "nothing to record")
+            }
+            Outcome::Malformed(reason) => {
+                tracing::warn!(record, decision, reason, "malformed record")
+            }
+            Outcome::Failed(reason) => {
+                tracing::error!(record, decision, reason, "record not stored")
+            }
+        }
+    }
+}
+
+/// The SQS partial batch response: every malformed or failed record is listed, so failed
+/// ones are retried and malformed ones reach the DLQ after the configured receives.
+pub fn batch_response(report: &Report) -> SqsBatchResponse {
+    let mut response = SqsBatchResponse::default();
+    for (id, outcome) in &report.records {
+        if matches!(outcome, Outcome::Malformed(_) | Outcome::Failed(_)) {
+            let mut failure = BatchItemFailure::default();
+            failure.item_identifier = id.clone();
+            response.batch_item_failures.push(failure);
+        }
+    }
+    response
+}
+
+/// The Lambda handler.
+pub async fn handle(
+    deps: &Context,
+    event: LambdaEvent<Value>,
+) -> Result<Value, lambda_runtime::Error> {
+    let (shape, records) = decode(event.payload, "invocation");
+    let now = deps.clock.now();
+    let report = deps.ingest(records, now).await;
+    log_report(&report);
+    let summary = report.summary();
+    println!(
+        "{}",
+        emf_line(
+            now,
+            &[("function", "ingest")],
+            &[
+                ("processed", summary.processed as u64),
+                ("duplicates", summary.duplicates as u64),
+                ("suppressed", summary.suppressed as u64),
+                ("ignored", summary.ignored as u64),
+                ("failed", summary.failed as u64),
+            ]
+        )
+    );
+    // Per account reviewed: what the alarms watch.
+    for gauge in &report.gauges {
+        println!(
+            "{}",
+            emf_document(
+                now,
+                &[("function", "ingest"), ("account", &gauge.account)],
+                &[
+                    ("bounce_rate", gauge.bounce_rate * 100.0, "Percent"),
+                    ("complaint_rate", gauge.complaint_rate * 100.0, "Percent"),
+                    ("window_sends", gauge.window_sends as f64, "Count"),
+                    ("paused", f64::from(u8::from(gauge.paused)), "Count"),
+                    ("quarantined_streams", gauge.quarantined as f64, "Count"),
+                ]
+            )
+        );
+    }
+    if shape == Shape::Sqs {
+        return Ok(serde_json::to_value(batch_response(&report))?);
+    }
+    let failed = report
+        .records
+        .iter()
+        .filter(|(_, o)| matches!(o, Outcome::Failed(_)))
+        .count();
+    if failed > 0 {
+        return Err(format!(
+            "{failed} record(s) not stored; the invocation fails so Lambda retries it"
+        )
+        .into());
+    }
+    let errors: Vec<Value> = report
+        .records
+        .iter()
+        .filter_map(|(id, outcome)| match outcome {
+            Outcome::Malformed(reason) => Some(json!({"record": id, "error": reason})),
+            _ => None,
+        })
+        .collect();
+    let mut body = serde_json::to_value(summary)?;
+    body["errors"] = Value::Array(errors);
+    Ok(body)
+}

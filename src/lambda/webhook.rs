@@ -1,0 +1,37 @@
+//! The `webhook` function: SNS HTTPS deliveries through a function URL or API Gateway. The
+//! handler only reads the request and writes the answer; [`crate::app::webhook`] does the rest.
+
+use lambda_http::{Body, Request, Response};
+
+use crate::app::webhook::Webhook;
+use crate::wiring::WebhookFunction;
+
+fn json(status: u16, body: &serde_json::Value) -> Result<Response<Body>, lambda_http::Error> {
+    Ok(Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(body.to_string()))?)
+}
+
+/// The Lambda handler.
+pub async fn handle(
+    state: &WebhookFunction,
+    request: Request,
+) -> Result<Response<Body>, lambda_http::Error> {
+    if request.method() != lambda_http::http::Method::POST {
+        return json(
+            405,
+            &serde_json::json!({"status": "rejected", "reason": "method", "error": "SNS delivers with POST"}),
+        );
+    }
+    let now = state.context.clock.now();
+    let answer = Webhook::new(
+        &state.context,
+        &state.certificates,
+        state.confirmer.as_ref(),
+        &[],
+    )
+    .receive(request.body().as_ref(), now)
+    .await;
+    json(answer.status(), &answer.body())
+}

@@ -1,0 +1,466 @@
+//! The composition root: the one place that decides whether this process runs **deployed**
+//! (DynamoDB, SESv2 `SendEmail` and account calls, SNS alerts, SQS visibility) or **local**
+//! (embedded SQLite, the file outbox, log alerts, no SES), and that builds every function's
+//! dependencies from the environment. Entry points (`src/bin`, [`crate::cli`]) call it; nothing
+//! below them does. "Config is expensive, clients are cheap": the AWS SDK configuration is
+//! loaded here once per process, and only when something needs AWS.
+//!
+//! The store address decides the composition: `SESGUARD_STORE=dynamodb` is a deployment, so
+//! every AWS part comes with it; `sqlite:PATH` is a local run, where an SNS alert topic is the
+//! only AWS part that may still be configured.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use aws_config::SdkConfig;
+
+use crate::adapters::alerts::{LogAlerts, SnsAlerts};
+use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::outbox::FileOutbox;
+use crate::adapters::sesv2::{NoSes, Sesv2Accounts};
+use crate::adapters::sns_https::{GivenCertificate, SnsHttp};
+use crate::adapters::sqlite::SqliteStore;
+use crate::adapters::sqs::SqsVisibility;
+use crate::adapters::store_url::{DEFAULT_STORE, StoreUrl};
+use crate::app::context::{Context, Parts};
+use crate::app::send::SenderMemory;
+use crate::app::webhook::Certificates;
+use crate::config::Config;
+use crate::ports::{
+    AlertSink, CertificateSource, Clock, MailTransport, QueueVisibility, SesAccount, Store,
+    SubscriptionConfirmer, SystemClock,
+};
+
+/// The environment variables the wiring reads, captured once. Tests build one from pairs
+/// instead of changing the process environment.
+#[derive(Clone, Default)]
+pub struct Environment {
+    vars: BTreeMap<String, String>,
+}
+
+/// Variables that hold secrets: never printed.
+const SECRET_VARS: &[&str] = &["SESGUARD_ADMIN_TOKEN"];
+
+impl std::fmt::Debug for Environment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = self.vars.iter().map(|(key, value)| {
+            let value = if SECRET_VARS.contains(&key.as_str()) {
+                "[redacted]"
+            } else {
+                value.as_str()
+            };
+            (key, value)
+        });
+        f.debug_map().entries(shown).finish()
+    }
+}
+
+impl Environment {
+    /// The process's `SESGUARD_*` variables.
+    pub fn from_process() -> Self {
+        Self::from_pairs(std::env::vars().filter(|(key, _)| key.starts_with("SESGUARD_")))
+    }
+
+    /// An environment of these variables only.
+    pub fn from_pairs<K: Into<String>, V: Into<String>>(
+        pairs: impl IntoIterator<Item = (K, V)>,
+    ) -> Self {
+        Self {
+            vars: pairs
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        }
+    }
+
+    /// One variable's value.
+    pub fn var(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str)
+    }
+}
+
+/// Which parts a process runs on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Composition {
+    /// In AWS: DynamoDB, SESv2, SNS, SQS.
+    Deployed,
+    /// On this machine: the embedded store at this path, the file outbox, log alerts.
+    Local(PathBuf),
+}
+
+/// How the admin API authenticates its callers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Auth {
+    /// The function URL's `AWS_IAM` auth: the verified caller is in the request context.
+    Iam,
+    /// A bearer token (its SHA-256; `None`: no token configured, nothing is served).
+    Token(Option<[u8; 32]>),
+}
+
+impl Auth {
+    /// A bearer token; shorter than 16 characters counts as none.
+    pub fn token(token: Option<&str>) -> Self {
+        use sha2::{Digest, Sha256};
+        Auth::Token(
+            token
+                .filter(|t| t.len() >= 16)
+                .map(|t| Sha256::digest(t.as_bytes()).into()),
+        )
+    }
+
+    /// From `SESGUARD_ADMIN_AUTH` (`iam` or `token`, default `token`) and
+    /// `SESGUARD_ADMIN_TOKEN`.
+    pub fn from_environment(env: &Environment) -> anyhow::Result<Self> {
+        let auth = match env.var("SESGUARD_ADMIN_AUTH") {
+            Some("iam") => Auth::Iam,
+            Some("token") | None => Auth::token(env.var("SESGUARD_ADMIN_TOKEN")),
+            Some(other) => {
+                anyhow::bail!("SESGUARD_ADMIN_AUTH is `{other}`: expected `iam` or `token`")
+            }
+        };
+        if auth == Auth::Token(None) {
+            tracing::warn!(
+                "no SESGUARD_ADMIN_TOKEN of 16 characters or more: every request will be refused"
+            );
+        }
+        Ok(auth)
+    }
+}
+
+/// What the `sender` function needs.
+pub struct SenderFunction {
+    /// The shared ports.
+    pub context: Context,
+    /// Keeps deferred messages in the queue (absent in local runs without SQS).
+    pub visibility: Option<Arc<dyn QueueVisibility>>,
+    /// What the instance keeps between batches.
+    pub memory: SenderMemory,
+}
+
+/// What the `webhook` function needs.
+pub struct WebhookFunction {
+    /// The shared ports.
+    pub context: Context,
+    /// Signing certificates, cached per instance.
+    pub certificates: Certificates,
+    /// Confirms subscriptions.
+    pub confirmer: Arc<dyn SubscriptionConfirmer>,
+}
+
+/// What the `admin` function needs.
+pub struct AdminFunction {
+    /// The shared ports.
+    pub context: Context,
+    /// How callers are authenticated.
+    pub auth: Auth,
+}
+
+/// The loaded configuration, the chosen composition and, when AWS is needed, the SDK's
+/// configuration: everything the builders below draw on.
+pub struct Wiring {
+    env: Environment,
+    config: Config,
+    composition: Composition,
+    sdk: Option<SdkConfig>,
+}
+
+impl Wiring {
+    /// From the process environment; the AWS SDK configuration is loaded from it (its usual
+    /// chain; `AWS_ENDPOINT_URL` for a local emulator) when the composition needs AWS.
+    pub async fn from_env() -> anyhow::Result<Self> {
+        Self::from_environment(Environment::from_process()).await
+    }
+
+    /// From `env`; the AWS SDK configuration from the process's usual chain when needed.
+    pub async fn from_environment(env: Environment) -> anyhow::Result<Self> {
+        let mut wiring = Self::plan(env, None)?;
+        if wiring.needs_aws() {
+            wiring.sdk = Some(aws_config::load_from_env().await);
+        }
+        Ok(wiring)
+    }
+
+    /// From `env` with a given AWS SDK configuration (tests: a region and a local endpoint,
+    /// no credentials chain). Building calls no AWS service.
+    pub fn with_sdk(env: Environment, sdk: SdkConfig) -> anyhow::Result<Self> {
+        Self::plan(env, Some(sdk))
+    }
+
+    fn plan(env: Environment, sdk: Option<SdkConfig>) -> anyhow::Result<Self> {
+        let config_path = env.var("SESGUARD_CONFIG").map(PathBuf::from);
+        let config = Config::load_with(config_path.as_deref(), |key| {
+            env.var(key).map(str::to_owned)
+        })?;
+        let store = env.var("SESGUARD_STORE").unwrap_or(DEFAULT_STORE);
+        let composition = match store.parse::<StoreUrl>()? {
+            StoreUrl::Dynamodb => Composition::Deployed,
+            StoreUrl::Sqlite(path) => Composition::Local(path),
+        };
+        Ok(Self {
+            env,
+            config,
+            composition,
+            sdk,
+        })
+    }
+
+    /// For the CLI: an explicit configuration file and store address.
+    pub async fn for_cli(config: Option<&Path>, store: &str) -> anyhow::Result<Self> {
+        let mut pairs = vec![("SESGUARD_STORE".to_owned(), store.to_owned())];
+        if let Some(path) = config {
+            pairs.push(("SESGUARD_CONFIG".into(), path.display().to_string()));
+        }
+        // The configuration's own environment overrides still apply.
+        let env = Environment::from_pairs(
+            Environment::from_process()
+                .vars
+                .into_iter()
+                .filter(|(key, _)| key != "SESGUARD_CONFIG" && key != "SESGUARD_STORE")
+                .chain(pairs),
+        );
+        Self::from_environment(env).await
+    }
+
+    fn needs_aws(&self) -> bool {
+        self.composition == Composition::Deployed || self.config.alerts.topic_arn.is_some()
+    }
+
+    fn sdk(&self, part: &str) -> anyhow::Result<&SdkConfig> {
+        self.sdk
+            .as_ref()
+            .with_context(|| format!("{part} needs the AWS SDK configuration"))
+    }
+
+    /// Which parts this process runs on.
+    pub fn composition(&self) -> &Composition {
+        &self.composition
+    }
+
+    /// The loaded configuration.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The ports every function shares; the `ingest` function needs nothing more.
+    pub async fn context(&self) -> anyhow::Result<Context> {
+        let config = &self.config;
+        let (store, ses, transport): (Arc<dyn Store>, Arc<dyn SesAccount>, Arc<dyn MailTransport>) =
+            match &self.composition {
+                Composition::Deployed => {
+                    let sdk = self.sdk("the DynamoDB store")?;
+                    let store =
+                        DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.tables());
+                    // One set of SESv2 clients (one per account, through its role) serves both the
+                    // account calls and SendEmail, so they share the quota cache.
+                    let sesv2 = Arc::new(Sesv2Accounts::from_config(sdk, config).await);
+                    (Arc::new(store), sesv2.clone(), sesv2)
+                }
+                Composition::Local(path) => {
+                    let store = SqliteStore::open(path)
+                        .with_context(|| format!("opening SQLite store {}", path.display()))?;
+                    (
+                        Arc::new(store),
+                        Arc::new(NoSes),
+                        Arc::new(FileOutbox::new(config.sender.outbox.clone())),
+                    )
+                }
+            };
+        let alerts: Arc<dyn AlertSink> = match &config.alerts.topic_arn {
+            Some(topic) => Arc::new(SnsAlerts::new(
+                aws_sdk_sns::Client::new(self.sdk("the SNS alert topic")?),
+                topic.clone(),
+            )),
+            None => Arc::new(LogAlerts::new(config.alerts.file.clone())),
+        };
+        let parts = Parts {
+            store,
+            clock: Arc::new(SystemClock),
+            alerts,
+            ses,
+            transport,
+        };
+        Ok(Context::new(config.clone(), parts))
+    }
+
+    /// The `sender` function: the context, and SQS to keep deferred messages in their queue
+    /// when deployed.
+    pub async fn sender(&self) -> anyhow::Result<SenderFunction> {
+        let visibility: Option<Arc<dyn QueueVisibility>> = match self.composition {
+            Composition::Deployed => Some(Arc::new(SqsVisibility::new(aws_sdk_sqs::Client::new(
+                self.sdk("the SQS send queue")?,
+            )))),
+            Composition::Local(_) => None,
+        };
+        Ok(SenderFunction {
+            context: self.context().await?,
+            visibility,
+            memory: SenderMemory::default(),
+        })
+    }
+
+    /// The `webhook` function. `SESGUARD_WEBHOOK_TRUSTED_CERT=PATH` (local testing only)
+    /// trusts that certificate as if fetched from any valid signing-certificate URL; every
+    /// other check still applies.
+    pub async fn webhook(&self) -> anyhow::Result<WebhookFunction> {
+        let http = Arc::new(
+            SnsHttp::new(self.config.webhook.fetch_timeout).context("building the HTTPS client")?,
+        );
+        let source: Arc<dyn CertificateSource> = match self.env.var("SESGUARD_WEBHOOK_TRUSTED_CERT")
+        {
+            Some(path) => {
+                let pem = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+                tracing::warn!(
+                    "SESGUARD_WEBHOOK_TRUSTED_CERT is set: signing certificates are not fetched (local testing only)"
+                );
+                Arc::new(GivenCertificate(pem))
+            }
+            None => http.clone(),
+        };
+        Ok(WebhookFunction {
+            context: self.context().await?,
+            certificates: Certificates::new(source),
+            confirmer: http,
+        })
+    }
+
+    /// The `admin` function: the context and how callers are authenticated.
+    pub async fn admin(&self) -> anyhow::Result<AdminFunction> {
+        Ok(AdminFunction {
+            auth: Auth::from_environment(&self.env)?,
+            context: self.context().await?,
+        })
+    }
+}
+
+/// The local composition around an existing store and clock (tests, benchmarks): no SES, the
+/// file outbox, alerts to the log and the configured file.
+pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Context {
+    let parts = Parts {
+        store,
+        clock,
+        alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
+        ses: Arc::new(NoSes),
+        transport: Arc::new(FileOutbox::new(config.sender.outbox.clone())),
+    };
+    Context::new(config, parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::any::Any;
+
+    use aws_config::{BehaviorVersion, Region};
+    use aws_sdk_dynamodb::config::Credentials;
+
+    use super::*;
+
+    /// An SDK configuration that can build clients and would reach only a closed local port:
+    /// a region, an endpoint and static test credentials, so nothing is looked up.
+    async fn offline_sdk() -> SdkConfig {
+        aws_config::defaults(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .endpoint_url("http://127.0.0.1:9")
+            .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+            .load()
+            .await
+    }
+
+    fn example_config() -> String {
+        format!("{}/infra/sesguard.example.toml", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn is<T: Any>(part: &dyn Any) -> bool {
+        part.is::<T>()
+    }
+
+    #[tokio::test]
+    async fn a_deployment_environment_sends_through_ses_and_alerts_through_sns() {
+        let env = Environment::from_pairs([
+            ("SESGUARD_STORE", "dynamodb"),
+            ("SESGUARD_CONFIG", &example_config()),
+            (
+                "SESGUARD_ALERT_TOPIC_ARN",
+                "arn:aws:sns:eu-west-1:111111111111:sesguard-alerts",
+            ),
+        ]);
+        let wiring = Wiring::with_sdk(env, offline_sdk().await).expect("wiring");
+        assert_eq!(wiring.composition(), &Composition::Deployed);
+
+        let sender = wiring.sender().await.expect("sender function");
+        let context = &sender.context;
+        assert!(
+            is::<Sesv2Accounts>(context.transport.as_ref()),
+            "mail goes to SESv2"
+        );
+        assert!(
+            is::<Sesv2Accounts>(context.ses.as_ref()),
+            "quotas come from SESv2"
+        );
+        assert!(
+            is::<DynamoStore>(context.store.as_ref()),
+            "the store is DynamoDB"
+        );
+        assert!(is::<SnsAlerts>(context.alerts.as_ref()), "alerts go to SNS");
+        let visibility = sender.visibility.as_deref().expect("deferrals stay in SQS");
+        assert!(is::<SqsVisibility>(visibility));
+
+        for context in [
+            wiring.context().await.expect("ingest"),
+            wiring.webhook().await.expect("webhook").context,
+            wiring.admin().await.expect("admin").context,
+        ] {
+            assert!(is::<Sesv2Accounts>(context.transport.as_ref()));
+            assert!(is::<DynamoStore>(context.store.as_ref()));
+            assert!(is::<SnsAlerts>(context.alerts.as_ref()));
+        }
+    }
+
+    #[tokio::test]
+    async fn a_local_environment_writes_the_outbox_and_logs_alerts() {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let store = format!("sqlite:{}", dir.path().join("s.db").display());
+        let env = Environment::from_pairs([
+            ("SESGUARD_STORE", store.as_str()),
+            ("SESGUARD_CONFIG", &example_config()),
+            ("SESGUARD_ADMIN_TOKEN", "a-local-token-of-enough-length"),
+        ]);
+        let wiring = Wiring::with_sdk(env, offline_sdk().await).expect("wiring");
+        assert_eq!(
+            wiring.composition(),
+            &Composition::Local(dir.path().join("s.db"))
+        );
+
+        let sender = wiring.sender().await.expect("sender function");
+        let context = &sender.context;
+        assert!(is::<FileOutbox>(context.transport.as_ref()));
+        assert!(is::<NoSes>(context.ses.as_ref()));
+        assert!(is::<SqliteStore>(context.store.as_ref()));
+        assert!(is::<LogAlerts>(context.alerts.as_ref()));
+        assert!(sender.visibility.is_none(), "no queue to keep deferrals in");
+        let admin = wiring.admin().await.expect("admin");
+        assert!(matches!(admin.auth, Auth::Token(Some(_))));
+    }
+
+    #[tokio::test]
+    async fn a_store_address_that_is_neither_form_is_refused_by_name() {
+        let env = Environment::from_pairs([("SESGUARD_STORE", "postgres://db")]);
+        let error = Wiring::with_sdk(env, offline_sdk().await)
+            .err()
+            .expect("refused")
+            .to_string();
+        assert!(error.contains("postgres://db"), "{error}");
+    }
+
+    #[test]
+    fn the_environment_never_prints_the_admin_token() {
+        let env = Environment::from_pairs([
+            ("SESGUARD_ADMIN_TOKEN", "secret-token-value-123"),
+            ("SESGUARD_STORE", "dynamodb"),
+        ]);
+        let shown = format!("{env:?}");
+        assert!(!shown.contains("secret-token-value-123"), "{shown}");
+        assert!(shown.contains("dynamodb"), "{shown}");
+    }
+}
