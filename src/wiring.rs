@@ -17,7 +17,7 @@ use anyhow::Context as _;
 use aws_config::SdkConfig;
 
 use crate::adapters::alerts::{LogAlerts, SnsAlerts};
-use crate::adapters::dynamodb::DynamoStore;
+use crate::adapters::dynamodb::{DynamoStore, Tables};
 use crate::adapters::outbox::FileOutbox;
 use crate::adapters::sesv2::{NoSes, Sesv2Accounts};
 use crate::adapters::sns_https::{GivenCertificate, SnsHttp};
@@ -250,8 +250,10 @@ impl Wiring {
             match &self.composition {
                 Composition::Deployed => {
                     let sdk = self.sdk("the DynamoDB store")?;
-                    let store =
-                        DynamoStore::new(aws_sdk_dynamodb::Client::new(sdk), config.tables());
+                    let store = DynamoStore::new(
+                        aws_sdk_dynamodb::Client::new(sdk),
+                        Tables::from(&config.tables),
+                    );
                     // One set of SESv2 clients (one per account, through its role) serves both the
                     // account calls and SendEmail, so they share the quota cache.
                     let sesv2 = Arc::new(Sesv2Accounts::from_config(sdk, config).await);

@@ -123,6 +123,28 @@ impl Report {
     }
 
     /// Adds another report's records and transitions after this one's.
+    /// Logs one line per record with its outcome.
+    pub fn log(&self) {
+        for (record, outcome) in &self.records {
+            let decision = outcome.name();
+            match outcome {
+                Outcome::Recorded { suppressed } => {
+                    tracing::info!(record, decision, suppressed, "notification recorded")
+                }
+                Outcome::Duplicate => tracing::info!(record, decision, "already recorded"),
+                Outcome::Ignored(reason) => {
+                    tracing::info!(record, decision, reason, "nothing to record")
+                }
+                Outcome::Malformed(reason) => {
+                    tracing::warn!(record, decision, reason, "malformed record")
+                }
+                Outcome::Failed(reason) => {
+                    tracing::error!(record, decision, reason, "record not stored")
+                }
+            }
+        }
+    }
+
     pub fn extend(&mut self, other: Report) {
         self.records.extend(other.records);
         self.transitions.extend(other.transitions);

@@ -208,7 +208,7 @@ impl<'a> Webhook<'a> {
             content: content.map(|d| d.content).map_err(Into::into),
         };
         let report = self.deps.ingest(vec![inbound], now).await;
-        crate::lambda::ingest::log_report(&report);
+        report.log();
         match report.records.first().map(|(_, outcome)| outcome) {
             Some(Outcome::Failed(error)) => Answer::Unavailable(error.clone()),
             Some(Outcome::Malformed(error)) => {

@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::adapters::dynamodb::Tables;
 use crate::domain::common::address::EmailAddress;
 use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendSource};
 use crate::domain::feedback::plan::IngestPolicy;
@@ -19,6 +18,9 @@ use crate::domain::reputation::counters::WindowConfig;
 use crate::domain::reputation::guard::Thresholds;
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
+
+mod load;
+mod validate;
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -368,294 +370,7 @@ pub enum ConfigError {
 /// take up to about 1 KB of it.
 pub const DEPLOYED_TEXT_LIMIT: usize = 3 * 1024;
 
-fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        problem: problem.into(),
-    }
-}
-
-fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
-    let fraction = |v: f64| v > 0.0 && v < 1.0;
-    let all = [
-        t.bounce_warn,
-        t.bounce_pause,
-        t.bounce_critical,
-        t.complaint_warn,
-        t.complaint_pause,
-        t.complaint_critical,
-        t.dominance,
-        t.recovery,
-    ];
-    if !all.into_iter().all(fraction) {
-        return Err(invalid(
-            key,
-            "rates must be fractions between 0 and 1 (0.04 is 4 %)",
-        ));
-    }
-    if !(t.bounce_warn < t.bounce_pause && t.bounce_pause <= t.bounce_critical) {
-        return Err(invalid(
-            key,
-            "needs bounce_warn < bounce_pause <= bounce_critical",
-        ));
-    }
-    if !(t.complaint_warn < t.complaint_pause && t.complaint_pause <= t.complaint_critical) {
-        return Err(invalid(
-            key,
-            "needs complaint_warn < complaint_pause <= complaint_critical",
-        ));
-    }
-    Ok(())
-}
-
 impl Config {
-    /// Loads from `path`, else `SESGUARD_CONFIG_TOML` (the text), else the defaults; then
-    /// applies the environment overrides and validates.
-    pub fn load(path: Option<&Path>) -> Result<Self, ConfigError> {
-        Self::load_with(path, |key| std::env::var(key).ok())
-    }
-
-    /// As [`Config::load`], reading the environment through `var` (the composition root
-    /// passes the variables it captured; tests pass their own).
-    pub fn load_with(
-        path: Option<&Path>,
-        var: impl Fn(&str) -> Option<String>,
-    ) -> Result<Self, ConfigError> {
-        let mut config = match path {
-            Some(path) => Self::parse(&Self::read(path)?, &path.display().to_string())?,
-            None => match var("SESGUARD_CONFIG_TOML") {
-                Some(text) => Self::parse(&text, "SESGUARD_CONFIG_TOML")?,
-                None => Config::default(),
-            },
-        };
-        if let Some(table) = var("SESGUARD_SUPPRESSION_TABLE") {
-            config.tables.suppressions = table;
-        }
-        if let Some(table) = var("SESGUARD_STATE_TABLE") {
-            config.tables.state = table;
-        }
-        if let Some(topic) = var("SESGUARD_ALERT_TOPIC_ARN") {
-            config.alerts.topic_arn = Some(topic);
-        }
-        if let Some(topics) = var("SESGUARD_WEBHOOK_TOPICS") {
-            config.webhook.topics.extend(
-                topics
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// Parses and validates TOML text; `origin` names it in errors.
-    pub fn parse(text: &str, origin: &str) -> Result<Self, ConfigError> {
-        let config: Config = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            origin: origin.to_owned(),
-            source: Box::new(source),
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
-    /// The text of the configuration file at `path`.
-    pub fn read(path: &Path) -> Result<String, ConfigError> {
-        std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-            path: path.to_owned(),
-            source,
-        })
-    }
-
-    /// The configuration `text` holds, and that text as a deployment carries it in
-    /// `SESGUARD_CONFIG_TOML`: validated, then written again without its comments and layout.
-    /// Refused when it is longer than [`DEPLOYED_TEXT_LIMIT`].
-    pub fn for_deployment(text: &str, origin: &str) -> Result<(Self, String), ConfigError> {
-        let config = Self::parse(text, origin)?;
-        let table: toml::Table = toml::from_str(text).map_err(|source| ConfigError::Parse {
-            origin: origin.to_owned(),
-            source: Box::new(source),
-        })?;
-        let compact = table.to_string();
-        if compact.len() > DEPLOYED_TEXT_LIMIT {
-            return Err(ConfigError::TooLarge {
-                origin: origin.to_owned(),
-                bytes: compact.len(),
-                limit: DEPLOYED_TEXT_LIMIT,
-            });
-        }
-        Ok((config, compact))
-    }
-
-    /// Checks every value that the types alone do not.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.tables.suppressions.is_empty() {
-            return Err(invalid("tables.suppressions", "is empty"));
-        }
-        if self.tables.state.is_empty() {
-            return Err(invalid("tables.state", "is empty"));
-        }
-        if self.ingest.soft_bounce_threshold == 0 {
-            return Err(invalid(
-                "ingest.soft_bounce_threshold",
-                "must be at least 1",
-            ));
-        }
-        if self.ingest.soft_bounce_window.is_zero() {
-            return Err(invalid(
-                "ingest.soft_bounce_window",
-                "must be longer than zero",
-            ));
-        }
-        if self.ingest.dedup_ttl < Duration::from_secs(3600) {
-            return Err(invalid(
-                "ingest.dedup_ttl",
-                "must be at least 1h: SQS retries for days",
-            ));
-        }
-        let (length, bucket) = (self.window.length, self.window.bucket);
-        if bucket < Duration::from_secs(60) {
-            return Err(invalid("window.bucket", "must be at least 1m"));
-        }
-        if length < bucket || length.as_millis() % bucket.as_millis() != 0 {
-            return Err(invalid(
-                "window.length",
-                "must be a whole number of buckets",
-            ));
-        }
-        let mut names = HashSet::new();
-        for (i, account) in self.accounts.iter().enumerate() {
-            let key = |field: &str| format!("accounts[{i}].{field}");
-            let name_ok = !account.name.is_empty()
-                && account
-                    .name
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-            if !name_ok {
-                return Err(invalid(
-                    key("name"),
-                    format!(
-                        "`{}` must be lower-case letters, digits, `-` or `_`",
-                        account.name
-                    ),
-                ));
-            }
-            if !names.insert(account.name.as_str()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("`{}` is used by another account", account.name),
-                ));
-            }
-            if account.account_id.len() != 12
-                || !account.account_id.chars().all(|c| c.is_ascii_digit())
-            {
-                return Err(invalid(
-                    key("account_id"),
-                    format!("`{}` is not a 12-digit AWS account id", account.account_id),
-                ));
-            }
-            let region_ok = account.region.split('-').count() >= 3
-                && account
-                    .region
-                    .chars()
-                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-            if !region_ok {
-                return Err(invalid(
-                    key("region"),
-                    format!("`{}` is not an AWS region", account.region),
-                ));
-            }
-            if let Some(arn) = &account.role_arn
-                && !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
-            {
-                return Err(invalid(
-                    key("role_arn"),
-                    format!("`{arn}` is not an IAM role ARN"),
-                ));
-            }
-            if let Some(from) = &account.from {
-                EmailAddress::parse(from).map_err(|e| invalid(key("from"), e.to_string()))?;
-            }
-            if account.daily_quota == Some(0) {
-                return Err(invalid(key("daily_quota"), "must be at least 1"));
-            }
-            if account
-                .max_send_rate
-                .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
-            {
-                return Err(invalid(
-                    key("max_send_rate"),
-                    "must be a positive number of sends per second",
-                ));
-            }
-            account
-                .limits
-                .apply(RateLimits::from_send_rate(1.0))
-                .map_err(|e| invalid(key("limits"), e.to_string()))?;
-            check_thresholds(&self.thresholds_for(&account.name), &key("thresholds"))?;
-            if account.enforce_at_ses == Enforcement::ConfigurationSet
-                && account.configuration_set.is_none()
-            {
-                return Err(invalid(
-                    key("enforce_at_ses"),
-                    "is `configuration_set` but the account has no `configuration_set`",
-                ));
-            }
-        }
-        check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
-        if self.sender.breaker_failures == 0 {
-            return Err(invalid("sender.breaker_failures", "must be at least 1"));
-        }
-        for (i, topic) in self.webhook.topics.iter().enumerate() {
-            if crate::domain::sns::delivery::topic_region(topic).is_none() {
-                return Err(invalid(
-                    format!("webhook.topics[{i}]"),
-                    format!("`{topic}` is not an SNS topic ARN"),
-                ));
-            }
-        }
-        if !(0.0..1.0).contains(&self.guard.quota_reserve) {
-            return Err(invalid(
-                "guard.quota_reserve",
-                "must be at least 0 and below 1",
-            ));
-        }
-        let mut streams = HashSet::new();
-        for (i, stream) in self.streams.iter().enumerate() {
-            let key = |field: &str| format!("streams[{i}].{field}");
-            if stream.name.is_empty() || stream.name.chars().any(|c| c.is_whitespace() || c == ':')
-            {
-                return Err(invalid(
-                    key("name"),
-                    format!("`{}` must be non-empty, without spaces or `:`", stream.name),
-                ));
-            }
-            if !streams.insert(stream.name.as_str()) {
-                return Err(invalid(
-                    key("name"),
-                    format!("`{}` is used by another stream", stream.name),
-                ));
-            }
-            if stream.accounts.is_empty() {
-                return Err(invalid(key("accounts"), "must name at least one account"));
-            }
-            let mut seen = HashSet::new();
-            for name in &stream.accounts {
-                if !names.contains(name.as_str()) {
-                    return Err(invalid(
-                        key("accounts"),
-                        format!("names unknown account `{name}`"),
-                    ));
-                }
-                if !seen.insert(name.as_str()) {
-                    return Err(invalid(key("accounts"), format!("names `{name}` twice")));
-                }
-            }
-        }
-        Ok(())
-    }
-
     /// The named account.
     pub fn account(&self, name: &str) -> Option<&AccountConfig> {
         self.accounts.iter().find(|a| a.name == name)
@@ -746,14 +461,6 @@ impl Config {
                 .collect(),
         )
     }
-
-    /// The DynamoDB table names.
-    pub fn tables(&self) -> Tables {
-        Tables {
-            suppressions: self.tables.suppressions.clone(),
-            state: self.tables.state.clone(),
-        }
-    }
 }
 
 #[cfg(test)]
@@ -768,7 +475,7 @@ mod tests {
     fn an_empty_file_gives_the_documented_defaults() {
         let config = Config::parse("", "test").unwrap();
         assert_eq!(config.ingest_policy(), IngestPolicy::default());
-        assert_eq!(config.tables().suppressions, "sesguard-suppressions");
+        assert_eq!(config.tables.suppressions, "sesguard-suppressions");
         assert!(config.accounts.is_empty());
     }
 

@@ -139,28 +139,6 @@ fn sns_record(record: Value, index: usize) -> Inbound {
     }
 }
 
-/// Logs one line per record with its outcome.
-pub fn log_report(report: &Report) {
-    for (record, outcome) in &report.records {
-        let decision = outcome.name();
-        match outcome {
-            Outcome::Recorded { suppressed } => {
-                tracing::info!(record, decision, suppressed, "notification recorded")
-            }
-            Outcome::Duplicate => tracing::info!(record, decision, "already recorded"),
-            Outcome::Ignored(reason) => {
-                tracing::info!(record, decision, reason, "nothing to record")
-            }
-            Outcome::Malformed(reason) => {
-                tracing::warn!(record, decision, reason, "malformed record")
-            }
-            Outcome::Failed(reason) => {
-                tracing::error!(record, decision, reason, "record not stored")
-            }
-        }
-    }
-}
-
 /// The SQS partial batch response: every malformed or failed record is listed, so failed
 /// ones are retried and malformed ones reach the DLQ after the configured receives.
 pub fn batch_response(report: &Report) -> SqsBatchResponse {
@@ -183,7 +161,7 @@ pub async fn handle(
     let (shape, records) = decode(event.payload, "invocation");
     let now = deps.clock.now();
     let report = deps.ingest(records, now).await;
-    log_report(&report);
+    report.log();
     let summary = report.summary();
     println!(
         "{}",

@@ -7,6 +7,7 @@ mod cli;
 mod guard_paths;
 mod helpers;
 mod ingest_paths;
+mod layout;
 mod request_budget;
 mod sender;
 mod ses_account;

@@ -1,0 +1,103 @@
+//! Send claims: the duplicate and idempotency keys the sender claims conditionally, and
+//! releases.
+
+use super::*;
+
+#[async_trait]
+impl MessageLedger for DynamoStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let result = self
+            .client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s(format!("claim#{key}")))
+            .item("sk", s("claim"))
+            .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_values(":now", n(now.as_epoch_seconds()))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(true),
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => Ok(false),
+            Err(error) => Err(failure("claiming a message", error)),
+        }
+    }
+
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        let action = "releasing message claims";
+        for chunk in keys.chunks(MAX_BATCH_WRITE) {
+            let mut requests = chunk
+                .iter()
+                .map(|key| {
+                    let delete = DeleteRequest::builder()
+                        .set_key(Some(state_key(format!("claim#{key}"), "claim")))
+                        .build()
+                        .map_err(|e| build_error(action, e))?;
+                    Ok(WriteRequest::builder().delete_request(delete).build())
+                })
+                .collect::<Result<Vec<_>, StoreError>>()?;
+            let mut attempt = 0;
+            while !requests.is_empty() {
+                let output = self
+                    .client
+                    .batch_write_item()
+                    .request_items(&self.tables.state, std::mem::take(&mut requests))
+                    .send()
+                    .await
+                    .map_err(|e| failure(action, e))?;
+                requests = output
+                    .unprocessed_items
+                    .and_then(|mut items| items.remove(&self.tables.state))
+                    .unwrap_or_default();
+                if !requests.is_empty() {
+                    attempt += 1;
+                    if attempt > 8 {
+                        return Err(StoreError::Unavailable {
+                            action: action.into(),
+                            source: "unprocessed deletes after 8 retries".into(),
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let output = self
+            .client
+            .get_item()
+            .table_name(&self.tables.state)
+            .key("pk", s(format!("claim#{key}")))
+            .key("sk", s("claim"))
+            .send()
+            .await
+            .map_err(|e| failure("reading a message claim", e))?;
+        let Some(item) = output.item else {
+            return Ok(false);
+        };
+        let expires: Option<i64> = number(&item, TTL_ATTRIBUTE, "message claim")?;
+        Ok(expires.is_none_or(|at| at > now.as_epoch_seconds()))
+    }
+
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        self.client
+            .put_item()
+            .table_name(&self.tables.state)
+            .item("pk", s(format!("claim#{key}")))
+            .item("sk", s("claim"))
+            .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
+            .send()
+            .await
+            .map_err(|e| failure("writing a message claim", e))?;
+        Ok(())
+    }
+}

@@ -1,0 +1,70 @@
+//! Send claims: the duplicate and idempotency keys the sender claims, and releases.
+
+use super::*;
+
+#[async_trait]
+impl MessageLedger for SqliteStore {
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT INTO claims (key, expires_at) VALUES (?1, ?2)
+                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?3",
+                    params![key, expires_at.as_millis(), now.as_millis()],
+                )
+                .map(|changed| changed == 1)
+                .map_err(unavailable("claiming a message"))
+        })
+        .await
+    }
+
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
+        let keys = keys.to_vec();
+        self.run(move |connection| {
+            let action = "releasing message claims";
+            let tx = connection.transaction().map_err(unavailable(action))?;
+            for key in keys {
+                tx.execute("DELETE FROM claims WHERE key = ?1", [key])
+                    .map_err(unavailable(action))?;
+            }
+            tx.commit().map_err(unavailable(action))
+        })
+        .await
+    }
+
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .query_row(
+                    "SELECT 1 FROM claims WHERE key = ?1 AND expires_at > ?2",
+                    params![key, now.as_millis()],
+                    |_| Ok(()),
+                )
+                .optional()
+                .map(|row| row.is_some())
+                .map_err(unavailable("reading a message claim"))
+        })
+        .await
+    }
+
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError> {
+        let key = key.to_owned();
+        self.run(move |connection| {
+            connection
+                .execute(
+                    "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
+                    params![key, expires_at.as_millis()],
+                )
+                .map(|_| ())
+                .map_err(unavailable("writing a message claim"))
+        })
+        .await
+    }
+}

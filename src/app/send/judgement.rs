@@ -1,0 +1,272 @@
+//! Judging one request, gate by gate: the duplicate claim, template policy, suppression,
+//! routing and the rate limiter's token, then the transport; each failure class has its reaction.
+
+use super::*;
+
+impl<'a> Sender<'a> {
+    /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
+    /// the batch are taken in one write (unused ones are dropped: slower, never faster than
+    /// allowed). `Err(wait)` when there is none.
+    pub(super) async fn token(
+        &self,
+        account: &str,
+        tokens: &mut Tokens,
+        receive_count: u32,
+        now: Timestamp,
+    ) -> Result<(), Duration> {
+        if !tokens.granted.contains_key(account) {
+            let config = &self.deps.config;
+            let limits = configured_limits(config, self.deps.ses.as_ref(), account)
+                .await
+                .map_err(|error| {
+                    tracing::error!(account, error = %error_chain(&error), "send rate unknown");
+                    backoff(receive_count)
+                })?;
+            let read = tokens.read.remove(account);
+            let entry = match self
+                .deps
+                .store
+                .take(account, &limits, tokens.remaining, now, read.as_ref())
+                .await
+            {
+                Ok(grant) => (grant.granted, grant.next_at),
+                Err(error) => {
+                    tracing::error!(account, error = %error_chain(&error), "rate limiter's store unreachable");
+                    match config.sender.on_store_failure {
+                        StoreFailurePolicy::Send => (tokens.remaining, None),
+                        StoreFailurePolicy::Defer => return Err(backoff(receive_count)),
+                    }
+                }
+            };
+            tokens.granted.insert(account.to_owned(), entry);
+        }
+        let (left, next_at) = tokens.granted.get_mut(account).expect("inserted above");
+        if *left == 0 {
+            return Err(next_at.map_or(Duration::from_secs(1), |at| {
+                at.since(now).max(Duration::from_millis(1))
+            }));
+        }
+        *left -= 1;
+        Ok(())
+    }
+
+    /// Counts a transport failure of `account`: `true` when it opens the circuit breaker.
+    pub(super) fn transport_failed(&self, account: &str) -> bool {
+        let mut failures = self.memory.failures();
+        let run = failures.entry(account.to_owned()).or_default();
+        *run += 1;
+        if *run >= self.deps.config.sender.breaker_failures {
+            *run = 0;
+            return true;
+        }
+        false
+    }
+
+    pub(super) async fn judge(
+        &self,
+        request: &SendRequest,
+        queued: &Queued,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
+        let Some(stream) = config.stream(&request.stream) else {
+            return Ok(Decision::Invalid {
+                reason: format!("unknown stream `{}`", request.stream),
+            });
+        };
+        let key = request.duplicate_key();
+        if !store
+            .claim(&key, now, now.plus(config.sender.duplicate_window))
+            .await?
+        {
+            return Ok(Decision::Duplicate {
+                reason: format!("`{key}` was sent within the duplicate window"),
+            });
+        }
+        // Held now: if the rest fails, the request was not sent and its claim must go.
+        let decided = self.gate(request, stream, &key, queued, batch, now).await;
+        if decided.is_err() {
+            batch.releases.push(key);
+        }
+        decided
+    }
+
+    /// The gate after the duplicate claim: policy, suppression, routing, rate, transport.
+    pub(super) async fn gate(
+        &self,
+        request: &SendRequest,
+        stream: &crate::config::StreamConfig,
+        key: &str,
+        queued: &Queued,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Decision, SenderError> {
+        let config = &self.deps.config;
+        let store = self.deps.store.as_ref();
+        let suppressed = &batch.view.suppressed;
+        if let Some(reason) = batch
+            .view
+            .policy
+            .refusal(request.template(), request.recipient_verified)
+        {
+            return Ok(Decision::Blocked { reason });
+        }
+        let removed: Vec<EmailAddress> = request
+            .recipients()
+            .filter(|e| suppressed.contains_key(*e))
+            .cloned()
+            .collect();
+        if removed.len() == request.recipients().count() {
+            let reasons: Vec<String> = removed
+                .iter()
+                .map(|e| format!("{e} is suppressed ({})", suppressed[e]))
+                .collect();
+            return Ok(Decision::Suppressed {
+                reason: reasons.join("; "),
+            });
+        }
+        let priority = request.priority.unwrap_or(stream.priority);
+        let control = Control::new(
+            store,
+            store,
+            self.deps.alerts.as_ref(),
+            self.deps.ses.as_ref(),
+            config,
+        );
+        let mut not_sent = |decision: Decision| {
+            batch.releases.push(key.to_owned());
+            Ok(decision)
+        };
+        // Each account of the stream at most once: a paused or exhausted one fails over.
+        for _ in 0..=stream.accounts.len() {
+            let account = match batch.snapshot.route(&request.stream, priority)? {
+                Route::Defer { until, reason } => {
+                    return not_sent(Decision::deferred(reason, until.since(now)));
+                }
+                Route::Send { account } => account,
+            };
+            if let Err(wait) = self
+                .token(&account, &mut batch.tokens, queued.receive_count, now)
+                .await
+            {
+                batch.snapshot.set_rate_wait(&account, wait);
+                continue;
+            }
+            let account_config = config.account(&account);
+            let Some(from) = request
+                .from
+                .clone()
+                .or_else(|| account_config.and_then(|a| a.from.clone()))
+            else {
+                // Not sent: the claim goes, so the request can be redriven once the account is fixed.
+                return not_sent(Decision::Invalid {
+                    reason: format!(
+                        "no From: the request gives none and account `{account}` has no default `from`"
+                    ),
+                });
+            };
+            let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
+            let mail = OutgoingMail::new(request, &account, from, configuration_set, |e| {
+                !batch.view.suppressed.contains_key(e)
+            });
+            let failure = match self.transport.send(&mail).await {
+                Ok(message_id) => {
+                    self.memory.failures().remove(&account);
+                    batch
+                        .snapshot
+                        .record_send(&account, &request.stream, mail.recipients() as u64);
+                    return Ok(Decision::Sent {
+                        account,
+                        message_id,
+                        recipients: mail.recipients(),
+                        suppressed: removed,
+                    });
+                }
+                Err(failure) => failure,
+            };
+            let detail = failure.detail.clone();
+            let pause = |cause, until: Option<Timestamp>| {
+                let (control, account, detail) = (&control, account.clone(), detail.clone());
+                async move {
+                    match control
+                        .pause_for(&account, cause, until, &detail, "sender", now)
+                        .await
+                    {
+                        Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
+                        Err(ControlError::Store(error)) => Err(SenderError::Store(error)),
+                        Err(other) => Err(SenderError::Store(StoreError::Rejected {
+                            action: "pausing an account".into(),
+                            source: other.to_string().into(),
+                        })),
+                    }
+                }
+            };
+            match failure.failure {
+                SendFailure::Rate => {
+                    let until = now.plus(config.sender.rate_pause);
+                    pause(Cause::SendingRate, Some(until)).await?;
+                    batch.snapshot.mark_paused(&account, Some(until));
+                    return not_sent(Decision::deferred(
+                        format!("{account}: sending rate exceeded: {detail}"),
+                        config.sender.rate_pause,
+                    ));
+                }
+                SendFailure::DailyQuota => {
+                    let until = now.plus(Duration::from_secs(3600));
+                    pause(Cause::DailyQuota, Some(until)).await?;
+                    batch.snapshot.mark_paused(&account, Some(until));
+                }
+                SendFailure::Paused | SendFailure::Suspended => {
+                    pause(Cause::SesPaused, None).await?;
+                    batch.snapshot.mark_paused(&account, None);
+                }
+                SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
+                SendFailure::Configuration => {
+                    let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
+                    self.notify("sesguard: SES configuration problem", &notice)
+                        .await;
+                    return not_sent(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        config.guard.recheck,
+                    ));
+                }
+                SendFailure::Transient => {
+                    if self.transport_failed(&account) {
+                        let until = now.plus(config.sender.breaker_pause);
+                        let why = format!(
+                            "circuit breaker: {} consecutive transport failures, the last: {detail}",
+                            config.sender.breaker_failures
+                        );
+                        match control
+                            .pause_for(
+                                &account,
+                                Cause::TransportFailures,
+                                Some(until),
+                                &why,
+                                "sender",
+                                now,
+                            )
+                            .await
+                        {
+                            Ok(_) | Err(ControlError::Conflict(_)) => {}
+                            Err(error) => {
+                                tracing::error!(account, error = %error_chain(&error), "circuit breaker not recorded");
+                            }
+                        }
+                        batch.snapshot.mark_paused(&account, Some(until));
+                    }
+                    return not_sent(Decision::deferred(
+                        format!("{account}: {detail}"),
+                        backoff(queued.receive_count),
+                    ));
+                }
+            }
+        }
+        not_sent(Decision::deferred(
+            "every account of the stream refused",
+            config.guard.recheck,
+        ))
+    }
+}

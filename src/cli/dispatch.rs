@@ -1,0 +1,446 @@
+//! Runs a parsed command line: builds the context through [`crate::wiring`], calls the use
+//! case, prints the answer. The configuration commands read the file alone.
+
+use super::*;
+
+/// Runs a parsed command line.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // The configuration commands read the file alone, before any store is opened.
+    if let Command::Config { command } = &cli.command {
+        return config(cli.config.as_deref(), command, cli.json);
+    }
+    let deps = Wiring::for_cli(cli.config.as_deref(), &cli.store)
+        .await?
+        .context()
+        .await?;
+    match cli.command {
+        Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
+        Command::Suppressions { command } => suppressions(&deps, command, cli.json).await,
+        Command::Accounts {
+            command:
+                AccountsCommand::Pause {
+                    name,
+                    reason,
+                    stream,
+                    duration,
+                    actor,
+                },
+        } => {
+            let entry = Admin::new(&deps, actor)
+                .pause(&name, stream, duration, &reason, deps.clock.now())
+                .await?;
+            print_transition(&entry, cli.json)
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::Resume {
+                    name,
+                    reason,
+                    stream,
+                    actor,
+                },
+        } => {
+            let entry = Admin::new(&deps, actor)
+                .resume(&name, stream, &reason, deps.clock.now())
+                .await?;
+            print_transition(&entry, cli.json)
+        }
+        Command::Accounts {
+            command: AccountsCommand::History { name, limit },
+        } => {
+            let history = Admin::new(&deps, "cli").history(&name, limit).await?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&history)?);
+            } else {
+                for e in &history {
+                    let stream = e
+                        .stream
+                        .as_ref()
+                        .map(|s| format!(" stream {s}"))
+                        .unwrap_or_default();
+                    let note = e
+                        .note
+                        .as_ref()
+                        .map(|n| format!(" \"{n}\""))
+                        .unwrap_or_default();
+                    say!(
+                        "{}  {}{stream}: {} -> {}  {:?} by {}  bounce {:.2} % complaint {:.3} % over {} sends{note}",
+                        e.at,
+                        e.account,
+                        e.from,
+                        e.to,
+                        e.cause,
+                        e.actor,
+                        e.bounce_rate * 100.0,
+                        e.complaint_rate * 100.0,
+                        e.window_sends
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts {
+            command: AccountsCommand::Status { name },
+        } => {
+            let statuses = status::status(
+                deps.store.as_ref(),
+                deps.ses.as_ref(),
+                &deps.config,
+                deps.clock.now(),
+                name.as_deref(),
+            )
+            .await?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&statuses)?);
+            } else {
+                print_status_table(&statuses);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check {
+            stream,
+            to,
+            priority,
+            template,
+            verified,
+            unverified: _,
+        } => {
+            let to = to
+                .iter()
+                .map(|t| EmailAddress::parse(t))
+                .collect::<Result<Vec<_>, _>>()?;
+            let request = check::Request {
+                stream: &stream,
+                to: &to,
+                template: template.as_deref(),
+                recipient_verified: verified,
+                priority,
+            };
+            let decision = check::check(
+                deps.store.as_ref(),
+                deps.ses.as_ref(),
+                &deps.config,
+                deps.clock.now(),
+                &request,
+            )
+            .await?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&decision)?);
+            } else {
+                let detail = decision
+                    .account
+                    .clone()
+                    .or(decision.reason.clone())
+                    .unwrap_or_default();
+                match decision.retry_after_seconds {
+                    Some(wait) => say!("{}: {detail} (retry in {wait}s)", decision.decision),
+                    None => say!("{}: {detail}", decision.decision),
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Policy {
+            command:
+                PolicyCommand::Templates {
+                    block,
+                    unblock,
+                    verified_only,
+                    any_recipient,
+                    reason,
+                    actor,
+                },
+        } => {
+            let admin = Admin::new(&deps, actor);
+            let mut policy = admin.policy().await?;
+            let changed = !(block.is_empty()
+                && unblock.is_empty()
+                && verified_only.is_empty()
+                && any_recipient.is_empty());
+            policy.blocked.extend(block);
+            policy.verified_only.extend(verified_only);
+            for template in unblock {
+                policy.blocked.remove(&template);
+            }
+            for template in any_recipient {
+                policy.verified_only.remove(&template);
+            }
+            if changed {
+                let reason = reason.unwrap_or_default();
+                policy = admin.set_policy(&policy, &reason, deps.clock.now()).await?;
+            }
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&policy)?);
+            } else {
+                let list = |set: &std::collections::BTreeSet<String>| {
+                    set.iter().cloned().collect::<Vec<_>>().join(", ")
+                };
+                say!("blocked         {}", list(&policy.blocked));
+                say!("verified only   {}", list(&policy.verified_only));
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Audit { limit } => {
+            let entries = Admin::new(&deps, "cli").audit_log(limit).await?;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&entries)?);
+            } else {
+                say!(
+                    "{:<25} {:<20} {:<20} {:<30} REASON",
+                    "AT",
+                    "ACTOR",
+                    "ACTION",
+                    "TARGET"
+                );
+                for e in &entries {
+                    say!(
+                        "{:<25} {:<20} {:<20} {:<30} {}",
+                        e.at.to_string(),
+                        e.actor,
+                        e.action,
+                        e.target,
+                        e.reason
+                    );
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Accounts {
+            command:
+                AccountsCommand::Limits {
+                    name,
+                    capacity,
+                    refill_per_second,
+                    per_minute,
+                    per_hour,
+                    per_day,
+                    enabled,
+                    refill,
+                    reason,
+                    actor,
+                },
+        } => {
+            let admin = Admin::new(&deps, actor);
+            let now = deps.clock.now();
+            let patch = LimitsPatch {
+                capacity,
+                refill_per_second,
+                per_minute: per_minute.map(|w| w.0),
+                per_hour: per_hour.map(|w| w.0),
+                per_day: per_day.map(|w| w.0),
+                enabled,
+            };
+            let reason = reason.unwrap_or_default();
+            let mut view = admin.limits(&name, now).await?;
+            if !patch.is_empty() {
+                view = admin.set_limits(&name, &patch, &reason, now).await?;
+            }
+            if refill {
+                view = admin.refill(&name, &reason, now).await?;
+            }
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(&view)?);
+            } else {
+                print_limits(&view);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Send { file } => {
+            let text = read_input(&file)?;
+            let queued = Queued {
+                id: file.clone(),
+                request: SendRequest::parse(&text).map_err(|e| e.to_string()),
+                receive_count: 1,
+            };
+            let memory = SenderMemory::default();
+            let judged = Sender::new(&deps, deps.transport.as_ref(), &memory)
+                .send(vec![queued], deps.clock.now())
+                .await?;
+            let decision = &judged[0].decision;
+            if cli.json {
+                say!("{}", serde_json::to_string_pretty(decision)?);
+            } else {
+                say!("{}: {}", decision.name(), serde_json::to_string(decision)?);
+            }
+            Ok(match decision {
+                Decision::Invalid { .. } => ExitCode::FAILURE,
+                _ => ExitCode::SUCCESS,
+            })
+        }
+        Command::Sns {
+            command: SnsCommand::Verify { file, cert, topics },
+        } => {
+            let body = read_input(&file)?;
+            let source: Arc<dyn CertificateSource> = match cert {
+                Some(path) => Arc::new(GivenCertificate(
+                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
+                )),
+                None => Arc::new(SnsHttp::new(deps.config.webhook.fetch_timeout)?),
+            };
+            let certificates = Certificates::new(source);
+            let confirmer = SnsHttp::new(deps.config.webhook.fetch_timeout)?;
+            let verdict = Webhook::new(&deps, &certificates, &confirmer, &topics)
+                .verify(body.as_bytes(), deps.clock.now())
+                .await;
+            let (valid, reason) = match verdict {
+                Ok(_) => (true, None),
+                Err(answer) => (
+                    false,
+                    answer
+                        .body()
+                        .get("error")
+                        .and_then(|e| e.as_str())
+                        .map(str::to_owned),
+                ),
+            };
+            if cli.json {
+                say!("{}", serde_json::json!({"valid": valid, "reason": reason}));
+            } else {
+                say!("{}", reason.unwrap_or_else(|| "valid".into()));
+            }
+            Ok(if valid {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Config { command } => config(cli.config.as_deref(), &command, cli.json),
+        Command::Store {
+            command: StoreCommand::CreateTables,
+        } => {
+            if cli.store.parse::<StoreUrl>()? == StoreUrl::Dynamodb {
+                let sdk = aws_config::load_from_env().await;
+                DynamoStore::new(
+                    aws_sdk_dynamodb::Client::new(&sdk),
+                    Tables::from(&deps.config.tables),
+                )
+                .create_tables()
+                .await?;
+            }
+            if cli.json {
+                say!("{}", serde_json::json!({"created": true}));
+            } else {
+                say!("store ready: {}", cli.store);
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `sesguard config ...`: needs the file itself, not the store.
+pub(super) fn config(
+    path: Option<&std::path::Path>,
+    command: &ConfigCommand,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    use crate::config::{Config, DEPLOYED_TEXT_LIMIT};
+    let path = path.context("no configuration file: give --config PATH or SESGUARD_CONFIG")?;
+    let origin = path.display().to_string();
+    let (config, deployed) = Config::for_deployment(&Config::read(path)?, &origin)?;
+    match command {
+        ConfigCommand::DeployParameter => say!("{}", sam_parameter("SesguardConfig", &deployed)?),
+        ConfigCommand::Check => {
+            let streams: Vec<(&str, &[String])> = config
+                .streams
+                .iter()
+                .map(|s| (s.name.as_str(), s.accounts.as_slice()))
+                .collect();
+            if json {
+                let accounts: Vec<Value> = config
+                    .accounts
+                    .iter()
+                    .map(|a| serde_json::json!({"name": a.name, "region": a.region}))
+                    .collect();
+                let streams: Vec<Value> = streams
+                    .iter()
+                    .map(|(name, accounts)| serde_json::json!({"name": name, "accounts": accounts}))
+                    .collect();
+                say!(
+                    "{}",
+                    serde_json::json!({
+                        "valid": true,
+                        "accounts": accounts,
+                        "streams": streams,
+                        "deployed_bytes": deployed.len(),
+                        "deployed_limit": DEPLOYED_TEXT_LIMIT,
+                    })
+                );
+            } else {
+                say!("{origin}: valid");
+                for account in &config.accounts {
+                    say!("  account {} ({})", account.name, account.region);
+                }
+                for (name, accounts) in &streams {
+                    say!("  stream {name} -> {}", accounts.join(", "));
+                }
+                say!(
+                    "  deployed text: {} of {DEPLOYED_TEXT_LIMIT} bytes",
+                    deployed.len()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `KEY="VALUE"` as `sam deploy --parameter-overrides` reads it: it splits its argument at
+/// spaces outside quotes and, inside them, turns `\"` back into `"`. It leaves other backslash
+/// pairs as they are, so a value with backslashes could arrive changed: those are refused.
+pub(super) fn sam_parameter(key: &str, value: &str) -> anyhow::Result<String> {
+    anyhow::ensure!(
+        !value.contains('\\'),
+        "the {key} parameter cannot hold a backslash: `sam deploy --parameter-overrides` would change it"
+    );
+    Ok(format!("{key}=\"{}\"", value.replace('"', "\\\"")))
+}
+
+pub(super) fn read_input(file: &str) -> anyhow::Result<String> {
+    if file == "-" {
+        let mut text = String::new();
+        std::io::stdin()
+            .read_to_string(&mut text)
+            .context("reading stdin")?;
+        Ok(text)
+    } else {
+        std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
+    }
+}
+
+pub(super) async fn ingest(
+    deps: &Context,
+    files: &[String],
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let mut report = Report::default();
+    for file in files {
+        let text = read_input(file)?;
+        let records = match serde_json::from_str::<Value>(&text) {
+            Ok(value) => decode(value, file).1,
+            Err(error) => vec![Inbound {
+                id: file.clone(),
+                sns: None,
+                content: Err(InboundError::Envelope(EnvelopeError::NotJson(error))),
+            }],
+        };
+        let part = deps.ingest(records, deps.clock.now()).await;
+        part.log();
+        report.extend(part);
+    }
+    let summary = report.summary();
+    if json {
+        say!("{}", serde_json::to_string(&summary)?);
+    } else {
+        say!(
+            "processed {}  duplicates {}  suppressed {}  ignored {}  failed {}",
+            summary.processed,
+            summary.duplicates,
+            summary.suppressed,
+            summary.ignored,
+            summary.failed
+        );
+    }
+    Ok(if summary.failed > 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}

@@ -1,0 +1,126 @@
+//! Human-readable output: tables and lines for the commands' answers (`--json` prints the
+//! answers themselves).
+
+use super::*;
+
+pub(super) fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
+    if json {
+        say!("{}", serde_json::to_string_pretty(&entry)?);
+    } else {
+        let stream = entry
+            .stream
+            .as_ref()
+            .map(|s| format!(" stream {s}"))
+            .unwrap_or_default();
+        say!("{}{stream}: {} -> {}", entry.account, entry.from, entry.to);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn print_limits(view: &LimitsView) {
+    let l = &view.effective;
+    let window =
+        |limit: Option<u64>| limit.map_or_else(|| "unlimited".to_owned(), |n| n.to_string());
+    say!(
+        "{}: bucket {} refilled {}/s, per minute {}, per hour {}, per day {}{}",
+        view.account,
+        l.capacity,
+        l.refill_per_second,
+        window(l.per_minute),
+        window(l.per_hour),
+        window(l.per_day),
+        if l.enabled { "" } else { " (limiter off)" }
+    );
+    say!(
+        "{:<8} {:>10} {:>10} {:>10} {:>7}  STATUS",
+        "PERIOD",
+        "LIMIT",
+        "CURRENT",
+        "AVAILABLE",
+        "USED"
+    );
+    let p = &view.periods;
+    for (name, period) in [
+        ("second", p.second),
+        ("minute", p.minute),
+        ("hour", p.hour),
+        ("day", p.day),
+    ] {
+        let or_dash = |v: Option<u64>| v.map_or_else(|| "-".to_owned(), |n| n.to_string());
+        say!(
+            "{:<8} {:>10} {:>10} {:>10} {:>7}  {}",
+            name,
+            or_dash(period.limit),
+            period.current,
+            or_dash(period.available),
+            period
+                .percentage
+                .map_or_else(|| "-".to_owned(), |p| format!("{p:.1}%")),
+            period.status
+        );
+    }
+}
+
+pub(super) fn print_suppression(s: &Suppression) {
+    let optional = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
+    say!("email            {}", s.email);
+    say!("reason           {}", s.reason);
+    say!(
+        "bounce           {} / {}",
+        optional(&s.bounce_type),
+        optional(&s.bounce_subtype)
+    );
+    say!("status           {}", optional(&s.status));
+    say!("diagnostic       {}", optional(&s.diagnostic_code));
+    say!("complaint type   {}", optional(&s.complaint_feedback_type));
+    say!("count            {}", s.count);
+    say!("first seen       {}", s.first_seen);
+    say!("last seen        {}", s.last_seen);
+}
+
+pub(super) fn print_status_table(statuses: &[status::AccountStatus]) {
+    say!(
+        "{:<16} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>8} {:>10} {:>12}  SENDING",
+        "ACCOUNT",
+        "STATE",
+        "SENDS",
+        "DELIVERED",
+        "HARD",
+        "SOFT",
+        "COMPL",
+        "BOUNCE",
+        "COMPLAINT",
+        "QUOTA LEFT"
+    );
+    for s in statuses {
+        let c = &s.counts;
+        let quota = s
+            .daily_quota
+            .map_or_else(|| "-".to_owned(), |q| q.remaining.to_string());
+        let mut sending = if s.can_send {
+            "yes".to_owned()
+        } else {
+            format!("no: {}", s.blocked_by.join(", "))
+        };
+        if let Some(wait) = s.wait_seconds {
+            sending.push_str(&format!(" ({wait}s)"));
+        }
+        if !s.quarantined.is_empty() {
+            sending.push_str(&format!("; quarantined: {}", s.quarantined.join(", ")));
+        }
+        say!(
+            "{:<16} {:<8} {:>9} {:>9} {:>7} {:>7} {:>7} {:>7.2}% {:>9.3}% {:>12}  {}",
+            s.name,
+            s.state,
+            c.sends,
+            c.deliveries,
+            c.hard_bounces,
+            c.soft_bounces,
+            c.complaints,
+            s.bounce_rate * 100.0,
+            s.complaint_rate * 100.0,
+            quota,
+            sending
+        );
+    }
+}

@@ -1,0 +1,213 @@
+//! Validation: every value the types alone do not check, refused with the key that holds it.
+
+use super::*;
+
+pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+pub(super) fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
+    let fraction = |v: f64| v > 0.0 && v < 1.0;
+    let all = [
+        t.bounce_warn,
+        t.bounce_pause,
+        t.bounce_critical,
+        t.complaint_warn,
+        t.complaint_pause,
+        t.complaint_critical,
+        t.dominance,
+        t.recovery,
+    ];
+    if !all.into_iter().all(fraction) {
+        return Err(invalid(
+            key,
+            "rates must be fractions between 0 and 1 (0.04 is 4 %)",
+        ));
+    }
+    if !(t.bounce_warn < t.bounce_pause && t.bounce_pause <= t.bounce_critical) {
+        return Err(invalid(
+            key,
+            "needs bounce_warn < bounce_pause <= bounce_critical",
+        ));
+    }
+    if !(t.complaint_warn < t.complaint_pause && t.complaint_pause <= t.complaint_critical) {
+        return Err(invalid(
+            key,
+            "needs complaint_warn < complaint_pause <= complaint_critical",
+        ));
+    }
+    Ok(())
+}
+
+impl Config {
+    /// Checks every value that the types alone do not.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.tables.suppressions.is_empty() {
+            return Err(invalid("tables.suppressions", "is empty"));
+        }
+        if self.tables.state.is_empty() {
+            return Err(invalid("tables.state", "is empty"));
+        }
+        if self.ingest.soft_bounce_threshold == 0 {
+            return Err(invalid(
+                "ingest.soft_bounce_threshold",
+                "must be at least 1",
+            ));
+        }
+        if self.ingest.soft_bounce_window.is_zero() {
+            return Err(invalid(
+                "ingest.soft_bounce_window",
+                "must be longer than zero",
+            ));
+        }
+        if self.ingest.dedup_ttl < Duration::from_secs(3600) {
+            return Err(invalid(
+                "ingest.dedup_ttl",
+                "must be at least 1h: SQS retries for days",
+            ));
+        }
+        let (length, bucket) = (self.window.length, self.window.bucket);
+        if bucket < Duration::from_secs(60) {
+            return Err(invalid("window.bucket", "must be at least 1m"));
+        }
+        if length < bucket || length.as_millis() % bucket.as_millis() != 0 {
+            return Err(invalid(
+                "window.length",
+                "must be a whole number of buckets",
+            ));
+        }
+        let mut names = HashSet::new();
+        for (i, account) in self.accounts.iter().enumerate() {
+            let key = |field: &str| format!("accounts[{i}].{field}");
+            let name_ok = !account.name.is_empty()
+                && account
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            if !name_ok {
+                return Err(invalid(
+                    key("name"),
+                    format!(
+                        "`{}` must be lower-case letters, digits, `-` or `_`",
+                        account.name
+                    ),
+                ));
+            }
+            if !names.insert(account.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is used by another account", account.name),
+                ));
+            }
+            if account.account_id.len() != 12
+                || !account.account_id.chars().all(|c| c.is_ascii_digit())
+            {
+                return Err(invalid(
+                    key("account_id"),
+                    format!("`{}` is not a 12-digit AWS account id", account.account_id),
+                ));
+            }
+            let region_ok = account.region.split('-').count() >= 3
+                && account
+                    .region
+                    .chars()
+                    .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+            if !region_ok {
+                return Err(invalid(
+                    key("region"),
+                    format!("`{}` is not an AWS region", account.region),
+                ));
+            }
+            if let Some(arn) = &account.role_arn
+                && !(arn.starts_with("arn:aws") && arn.contains(":iam::") && arn.contains(":role/"))
+            {
+                return Err(invalid(
+                    key("role_arn"),
+                    format!("`{arn}` is not an IAM role ARN"),
+                ));
+            }
+            if let Some(from) = &account.from {
+                EmailAddress::parse(from).map_err(|e| invalid(key("from"), e.to_string()))?;
+            }
+            if account.daily_quota == Some(0) {
+                return Err(invalid(key("daily_quota"), "must be at least 1"));
+            }
+            if account
+                .max_send_rate
+                .is_some_and(|rate| !(rate > 0.0 && rate.is_finite()))
+            {
+                return Err(invalid(
+                    key("max_send_rate"),
+                    "must be a positive number of sends per second",
+                ));
+            }
+            account
+                .limits
+                .apply(RateLimits::from_send_rate(1.0))
+                .map_err(|e| invalid(key("limits"), e.to_string()))?;
+            check_thresholds(&self.thresholds_for(&account.name), &key("thresholds"))?;
+            if account.enforce_at_ses == Enforcement::ConfigurationSet
+                && account.configuration_set.is_none()
+            {
+                return Err(invalid(
+                    key("enforce_at_ses"),
+                    "is `configuration_set` but the account has no `configuration_set`",
+                ));
+            }
+        }
+        check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        if self.sender.breaker_failures == 0 {
+            return Err(invalid("sender.breaker_failures", "must be at least 1"));
+        }
+        for (i, topic) in self.webhook.topics.iter().enumerate() {
+            if crate::domain::sns::delivery::topic_region(topic).is_none() {
+                return Err(invalid(
+                    format!("webhook.topics[{i}]"),
+                    format!("`{topic}` is not an SNS topic ARN"),
+                ));
+            }
+        }
+        if !(0.0..1.0).contains(&self.guard.quota_reserve) {
+            return Err(invalid(
+                "guard.quota_reserve",
+                "must be at least 0 and below 1",
+            ));
+        }
+        let mut streams = HashSet::new();
+        for (i, stream) in self.streams.iter().enumerate() {
+            let key = |field: &str| format!("streams[{i}].{field}");
+            if stream.name.is_empty() || stream.name.chars().any(|c| c.is_whitespace() || c == ':')
+            {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` must be non-empty, without spaces or `:`", stream.name),
+                ));
+            }
+            if !streams.insert(stream.name.as_str()) {
+                return Err(invalid(
+                    key("name"),
+                    format!("`{}` is used by another stream", stream.name),
+                ));
+            }
+            if stream.accounts.is_empty() {
+                return Err(invalid(key("accounts"), "must name at least one account"));
+            }
+            let mut seen = HashSet::new();
+            for name in &stream.accounts {
+                if !names.contains(name.as_str()) {
+                    return Err(invalid(
+                        key("accounts"),
+                        format!("names unknown account `{name}`"),
+                    ));
+                }
+                if !seen.insert(name.as_str()) {
+                    return Err(invalid(key("accounts"), format!("names `{name}` twice")));
+                }
+            }
+        }
+        Ok(())
+    }
+}

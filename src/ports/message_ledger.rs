@@ -1,0 +1,26 @@
+//! Send claims: duplicate and idempotency keys, claimed once and released.
+
+use super::*;
+
+/// Remembers which SNS messages were processed, for replay checks.
+#[async_trait]
+pub trait MessageLedger: Send + Sync {
+    /// Whether `key` was remembered and has not expired at `now`.
+    async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError>;
+
+    /// Remembers `key` until `expires_at`. Idempotent.
+    async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
+
+    /// Claims `key` until `expires_at` if no live claim holds it (a conditional write):
+    /// `true` when this caller holds it now.
+    async fn claim(
+        &self,
+        key: &str,
+        now: Timestamp,
+        expires_at: Timestamp,
+    ) -> Result<bool, StoreError>;
+
+    /// Gives claims up (a send that did not happen must not block its retry): one batched
+    /// write (DynamoDB: `BatchWriteItem` per 25 keys).
+    async fn release(&self, keys: &[String]) -> Result<(), StoreError>;
+}

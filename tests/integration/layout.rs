@@ -1,0 +1,197 @@
+//! The source tree is the architecture: these checks keep it so. Folders are layers, a file's
+//! name says what it holds in its layer, dependencies point down, and one composition root
+//! chooses the deployed or local parts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+use crate::helpers::root;
+
+/// The Lambda functions: their modules (`src/lambda/`, `src/bin/`) may share the function's
+/// name with its use case.
+const FUNCTIONS: &[&str] = &["ingest", "sender", "webhook", "admin"];
+
+/// What may stand at the root of `src/`.
+const ROOT_FILES: &[&str] = &["lib.rs", "telemetry.rs", "wiring.rs"];
+
+/// The most lines a file holds before its tests.
+const MAX_LINES: usize = 600;
+
+fn sources(dir: &Path, found: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).expect("source folder") {
+        let path = entry.expect("entry").path();
+        if path.is_dir() {
+            sources(&path, found);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            found.push(path);
+        }
+    }
+}
+
+fn tree() -> Vec<(String, String)> {
+    let src = root().join("src");
+    let mut files = Vec::new();
+    sources(&src, &mut files);
+    files.sort();
+    files
+        .into_iter()
+        .map(|path| {
+            let relative = path
+                .strip_prefix(&src)
+                .expect("under src")
+                .display()
+                .to_string();
+            let text = std::fs::read_to_string(&path).expect("readable source");
+            (relative, text)
+        })
+        .collect()
+}
+
+/// The layer a file belongs to: its first folder under `src/`, or `root`.
+fn layer(relative: &str) -> &str {
+    relative.split_once('/').map_or("root", |(first, _)| first)
+}
+
+#[test]
+fn the_src_root_holds_only_the_crate_root_the_composition_root_and_telemetry() {
+    let at_root: BTreeSet<String> = tree()
+        .into_iter()
+        .map(|(relative, _)| relative)
+        .filter(|relative| !relative.contains('/'))
+        .collect();
+    let expected: BTreeSet<String> = ROOT_FILES.iter().map(|f| f.to_string()).collect();
+    assert_eq!(at_root, expected);
+}
+
+#[test]
+fn no_two_layers_hold_a_file_of_the_same_name() {
+    let mut layers_of: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for (relative, _) in tree() {
+        let stem = Path::new(&relative)
+            .file_stem()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
+        if stem == "mod" || stem == "lib" {
+            continue;
+        }
+        let layer = layer(&relative);
+        // A function's own modules are named for it.
+        if FUNCTIONS.contains(&stem.as_str()) && (layer == "lambda" || layer == "bin") {
+            continue;
+        }
+        layers_of.entry(stem).or_default().insert(layer.to_owned());
+    }
+    let shared: Vec<_> = layers_of
+        .into_iter()
+        .filter(|(_, layers)| layers.len() > 1)
+        .collect();
+    assert!(shared.is_empty(), "names shared across layers: {shared:?}");
+}
+
+#[test]
+fn every_module_says_what_it_is_for_and_stays_short_before_its_tests() {
+    for (relative, text) in tree() {
+        assert!(
+            text.starts_with("//!"),
+            "src/{relative} does not open with a `//!` line"
+        );
+        let code = text
+            .lines()
+            .take_while(|line| !line.starts_with("#[cfg(test)]"))
+            .count();
+        assert!(
+            code <= MAX_LINES,
+            "src/{relative} has {code} lines before its tests (at most {MAX_LINES})"
+        );
+    }
+}
+
+#[test]
+fn dependencies_point_down_and_only_wiring_chooses_adapters() {
+    // What each layer may not name: the layers above it, and the adapters for all but the
+    // entry points and the composition root.
+    let forbidden: &[(&str, &[&str])] = &[
+        (
+            "domain",
+            &[
+                "crate::app",
+                "crate::ports",
+                "crate::adapters",
+                "crate::wiring",
+                "crate::lambda",
+                "crate::cli",
+                "crate::config",
+            ],
+        ),
+        (
+            "ports",
+            &[
+                "crate::app",
+                "crate::adapters",
+                "crate::wiring",
+                "crate::lambda",
+                "crate::cli",
+            ],
+        ),
+        (
+            "app",
+            &[
+                "crate::adapters",
+                "crate::wiring",
+                "crate::lambda",
+                "crate::cli",
+            ],
+        ),
+        (
+            "adapters",
+            &["crate::app", "crate::wiring", "crate::lambda", "crate::cli"],
+        ),
+        (
+            "config",
+            &[
+                "crate::app",
+                "crate::adapters",
+                "crate::wiring",
+                "crate::lambda",
+                "crate::cli",
+            ],
+        ),
+        ("lambda", &["crate::cli"]),
+    ];
+    for (relative, text) in tree() {
+        let layer = layer(&relative);
+        let Some((_, names)) = forbidden.iter().find(|(l, _)| *l == layer) else {
+            continue;
+        };
+        for line in text.lines().filter(|l| !l.trim_start().starts_with("//")) {
+            for name in *names {
+                assert!(
+                    !line.contains(name),
+                    "src/{relative} ({layer}) names {name}: `{}`",
+                    line.trim()
+                );
+            }
+        }
+    }
+    // The composition is decided in one file: nothing else builds a store, a transport or an
+    // alert sink from the environment.
+    for (relative, text) in tree() {
+        if relative == "wiring.rs" {
+            continue;
+        }
+        for decision in [
+            "FileOutbox::new(",
+            "SnsAlerts::new(",
+            "SqsVisibility::new(",
+            "Sesv2Accounts::from_config(",
+        ] {
+            let outside_tests = text.split("#[cfg(test)]").next().unwrap_or_default();
+            let in_adapter = relative.starts_with("adapters/");
+            assert!(
+                in_adapter || !outside_tests.contains(decision),
+                "src/{relative} builds `{decision}`: only src/wiring.rs composes"
+            );
+        }
+    }
+}
