@@ -674,3 +674,108 @@ async fn a_store_failure_mid_batch_still_frees_the_claims_of_what_was_not_sent()
     let names: Vec<&str> = again.iter().map(Decision::name).collect();
     assert_eq!(names, ["sent", "sent", "sent"]);
 }
+
+#[tokio::test]
+async fn refused_credentials_pause_the_account_with_an_alert_and_its_mail_fails_over() {
+    use SendFailure::AccessDenied;
+    // The primary's role lost `ses:SendEmail`: its message goes to the backup, the primary
+    // is paused until an operator resumes it, and the alert names the fault.
+    let (_dir, deps, alerts) = world(|_| {});
+    let transport = Scripted::failing(&[AccessDenied]);
+    let d = send(
+        &deps,
+        &transport,
+        vec![queued("1", &receipt("a@example.com", "denied"))],
+    )
+    .await;
+    assert!(
+        matches!(&d[0], Decision::Sent { account, .. } if account == "backup"),
+        "{d:?}"
+    );
+    let state = deps
+        .store
+        .states(&["primary".into()])
+        .await
+        .unwrap()
+        .remove("primary")
+        .unwrap();
+    assert_eq!(
+        (state.status, state.cause, state.until),
+        (Status::Paused, Some(Cause::AccessDenied), None)
+    );
+    let seen = alerts.all();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert!(
+        serde_json::to_string(&seen[0])
+            .unwrap()
+            .contains("AccessDenied"),
+        "{seen:?}"
+    );
+
+    // Both accounts refuse: the message is deferred, never rejected, and goes once fixed.
+    let (_dir, deps, _) = world(|_| {});
+    let d = send(
+        &deps,
+        &Scripted::failing(&[AccessDenied, AccessDenied]),
+        vec![queued("1", &receipt("a@example.com", "both"))],
+    )
+    .await;
+    assert_eq!(d[0].name(), "deferred", "{d:?}");
+}
+
+#[tokio::test]
+async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() {
+    use aws_sdk_sesv2::operation::get_account::{GetAccountError, GetAccountOutput};
+    use aws_sdk_sesv2::types::SendQuota;
+    use aws_sdk_sesv2::types::error::TooManyRequestsException;
+    use aws_smithy_mocks::mock;
+    use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
+    use sesguard::config::Enforcement;
+
+    // Both quotas come from SES; the backup's GetAccount fails (its role, or SES itself).
+    let (_dir, deps, _) = world(|config| {
+        for account in &mut config.accounts {
+            account.daily_quota = None;
+        }
+    });
+    let healthy = mock!(aws_sdk_sesv2::Client::get_account).then_output(|| {
+        GetAccountOutput::builder()
+            .send_quota(
+                SendQuota::builder()
+                    .max24_hour_send(50_000.0)
+                    .max_send_rate(14.0)
+                    .sent_last24_hours(0.0)
+                    .build(),
+            )
+            .build()
+    });
+    let failing = mock!(aws_sdk_sesv2::Client::get_account).then_error(|| {
+        GetAccountError::TooManyRequestsException(
+            TooManyRequestsException::builder()
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
+    let client = |rule| AccountClient {
+        client: crate::helpers::mocked_sesv2(&[rule]),
+        enforcement: Enforcement::Off,
+        configuration_set: None,
+    };
+    let ses = Sesv2Accounts::with_clients(std::collections::HashMap::from([
+        ("primary".to_owned(), client(&healthy)),
+        ("backup".to_owned(), client(&failing)),
+    ]));
+    let deps = deps.with_ses(Arc::new(ses));
+
+    let d = send(
+        &deps,
+        &Scripted::default(),
+        vec![queued("1", &receipt("a@example.com", "partial"))],
+    )
+    .await;
+    assert!(
+        matches!(&d[0], Decision::Sent { account, .. } if account == "primary"),
+        "{d:?}"
+    );
+    assert!(failing.num_calls() >= 1, "the backup's quota was asked for");
+}

@@ -174,3 +174,28 @@ async fn the_outbox_writes_one_file_per_message() {
         MailContent::Inline { .. }
     ));
 }
+
+#[tokio::test]
+async fn an_access_denied_answer_is_the_accounts_fault_not_the_messages() {
+    use aws_sdk_sesv2::config::http::HttpResponse;
+    // The answer SES gives a role without `ses:SendEmail`: 403, an unmodelled error code.
+    let rule = mock!(aws_sdk_sesv2::Client::send_email).then_http_response(|| {
+        let mut response = HttpResponse::new(
+            403u16.try_into().expect("status"),
+            r#"{"message":"User: arn:aws:sts::222222222222:assumed-role/sesguard-sender/sesguard is not authorized to perform: ses:SendEmail"}"#.into(),
+        );
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", "AccessDeniedException");
+        response
+    });
+    let failure = accounts(crate::helpers::mocked_sesv2(&[&rule]))
+        .send(&mail("no-reply@example.com"))
+        .await
+        .unwrap_err();
+    assert_eq!(failure.failure, SendFailure::AccessDenied, "{failure}");
+    assert!(
+        failure.detail.contains("AccessDeniedException"),
+        "{failure}"
+    );
+}

@@ -222,6 +222,11 @@ impl<'a> Sender<'a> {
                     pause(Cause::SesPaused, None).await?;
                     batch.snapshot.mark_paused(&account, None);
                 }
+                SendFailure::AccessDenied => {
+                    tracing::error!(account, error = %detail, "credentials or permissions refused: the account is paused, its mail fails over");
+                    pause(Cause::AccessDenied, None).await?;
+                    batch.snapshot.mark_paused(&account, None);
+                }
                 SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
                 SendFailure::Configuration => {
                     let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});

@@ -11,7 +11,8 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
 use crate::domain::reputation::guard::{AccountState, Thresholds};
 use crate::domain::sending::routing::{self, Candidate, Message, Priority, Route, stream_risk};
-use crate::ports::{CounterWindow, SesAccount, SesError, StoreError};
+use crate::ports::{CounterWindow, SesAccount, StoreError};
+use crate::telemetry::{emf_line, error_chain};
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -46,9 +47,6 @@ pub enum RoutingError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// An account's quota is not configured and SES could not be asked.
-    #[error(transparent)]
-    Quota(#[from] SesError),
 }
 
 /// The counter buckets of the accounts routing looks at, as read at one moment, plus the
@@ -175,10 +173,23 @@ impl Snapshot {
             }
             let (daily_quota, sent_by_ses) = match account.daily_quota {
                 Some(quota) => (quota, 0),
-                None => {
-                    let quota = ses.send_quota(&name).await?;
-                    (quota.max_24_hour_send, quota.sent_last_24_hours)
-                }
+                None => match ses.send_quota(&name).await {
+                    Ok(quota) => (quota.max_24_hour_send, quota.sent_last_24_hours),
+                    Err(error) => {
+                        // One account's outage stays its own: it sits out this batch, the
+                        // others keep sending.
+                        tracing::warn!(account = %name, error = %error_chain(&error), "quota unknown: the account sits out this batch");
+                        println!(
+                            "{}",
+                            emf_line(
+                                now,
+                                &[("function", "sender"), ("account", &name)],
+                                &[("quota_unavailable", 1)]
+                            )
+                        );
+                        continue;
+                    }
+                },
             };
             accounts.insert(
                 name.clone(),

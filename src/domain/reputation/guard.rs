@@ -110,6 +110,9 @@ pub enum Cause {
     SesPaused,
     /// Sends through the account kept failing in transport: a short circuit-breaker pause.
     TransportFailures,
+    /// SES or STS refused the account's credentials or permissions: paused until an operator
+    /// fixes the account's set-up and resumes it.
+    AccessDenied,
 }
 
 impl From<Signal> for Cause {

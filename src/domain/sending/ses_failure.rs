@@ -16,6 +16,11 @@ pub enum SendFailure {
     Suspended,
     /// The message itself was refused (content, bad request): record it, never retry.
     Rejected,
+    /// The account's credentials or permissions were refused (access denied, an expired or
+    /// unknown token from its assumed role, a bad signature from clock skew): a fault of the
+    /// account's set-up, not of the message. Pause the account with an alert naming the fault,
+    /// fail over; the message is never dropped for it.
+    AccessDenied,
     /// sesguard's or SES's configuration is wrong (unverified identity or MAIL FROM domain,
     /// missing configuration set or template): alert the operators; the message waits.
     Configuration,
@@ -23,6 +28,34 @@ pub enum SendFailure {
     /// defer. Also anything unrecognised, so that no message is dropped on a guess.
     Transient,
 }
+
+/// Error codes of AWS's authentication and authorisation, from SES and from STS (the
+/// account's assumed role).
+const ACCESS_CODES: [&str; 13] = [
+    "AccessDenied",
+    "AccessDeniedException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+    "MissingAuthenticationTokenException",
+    "NotAuthorized",
+    "RequestExpired",
+];
+
+/// Texts of the same faults where no code came back (a credentials provider failing before the
+/// request was sent, or a proxy's answer).
+const ACCESS_TEXTS: [&str; 5] = [
+    "not authorized to perform",
+    "security token included in the request",
+    "failed to load credentials",
+    "credentials provider",
+    "signature we calculated does not match",
+];
 
 const RATE_TEXTS: [&str; 11] = [
     "maximum sending rate exceeded",
@@ -53,11 +86,15 @@ pub fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> SendF
             return SendFailure::Rate;
         }
         "SendingPausedException" => return SendFailure::Paused,
+        code if ACCESS_CODES.contains(&code) => return SendFailure::AccessDenied,
         "AccountSuspendedException" => return SendFailure::Suspended,
         "MailFromDomainNotVerifiedException" | "NotFoundException" => {
             return SendFailure::Configuration;
         }
         _ => {}
+    }
+    if ACCESS_TEXTS.iter().any(|t| text.contains(t)) || (status == Some(403) && code.is_empty()) {
+        return SendFailure::AccessDenied;
     }
     if text.contains("sending paused") {
         return SendFailure::Paused;
@@ -67,14 +104,9 @@ pub fn classify(code: Option<&str>, message: &str, status: Option<u16>) -> SendF
     }
     match code {
         "MessageRejected" if text.contains("not verified") => SendFailure::Configuration,
-        "MessageRejected" | "BadRequestException" | "LimitExceededException" => {
-            SendFailure::Rejected
-        }
-        _ if status.is_some_and(|s| (400..500).contains(&s) && s != 408 && s != 429)
-            && !code.is_empty() =>
-        {
-            SendFailure::Rejected
-        }
+        // Only what SES documents as the message's own fault drops it. An unknown code, even
+        // with a 4xx status, is deferred: no message is dropped on a guess.
+        "MessageRejected" | "BadRequestException" => SendFailure::Rejected,
         _ => SendFailure::Transient,
     }
 }
@@ -207,11 +239,54 @@ mod tests {
         );
         assert_eq!(
             classify(Some("BrandNewException"), "?", Some(400)),
-            SendFailure::Rejected
+            SendFailure::Transient
         );
         assert_eq!(
             classify(Some("RequestTimeout"), "?", Some(408)),
             SendFailure::Transient
+        );
+    }
+
+    #[test]
+    fn credential_and_permission_faults_belong_to_the_account_not_the_message() {
+        for code in ACCESS_CODES {
+            assert_eq!(
+                classify(Some(code), "refused", Some(403)),
+                SendFailure::AccessDenied,
+                "{code}"
+            );
+        }
+        assert_eq!(
+            classify(
+                None,
+                "User: arn:aws:sts::222222222222:assumed-role/sesguard/s is not authorized to perform: ses:SendEmail",
+                Some(400)
+            ),
+            SendFailure::AccessDenied
+        );
+        assert_eq!(
+            classify(None, "dispatch failure: failed to load credentials", None),
+            SendFailure::AccessDenied
+        );
+        assert_eq!(
+            classify(None, "Forbidden", Some(403)),
+            SendFailure::AccessDenied
+        );
+    }
+
+    #[test]
+    fn only_the_documented_message_faults_are_rejected() {
+        assert_eq!(
+            classify(
+                Some("LimitExceededException"),
+                "too many resources",
+                Some(400)
+            ),
+            SendFailure::Transient
+        );
+        assert_eq!(
+            classify(Some("BadRequestException"), "bad", Some(400)),
+            SendFailure::Rejected
         );
     }
 }
