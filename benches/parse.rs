@@ -6,7 +6,7 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
-use sesguard::domain::feedback::plan::{Assessment, assess};
+use sesguard::domain::feedback::plan::{Assessment, SimulatorFeedback, assess};
 use sesguard::domain::sns::unwrap::Content;
 use sesguard::lambda::ingest::decode;
 use std::hint::black_box;
@@ -49,7 +49,8 @@ fn parse_and_assess(criterion: &mut Criterion) {
                 let mut applied = 0;
                 for record in records {
                     if let Ok(Content::Notification(notification)) = record.content
-                        && let Assessment::Apply(effects) = assess(&notification, &directory, now)
+                        && let Assessment::Apply(effects) =
+                            assess(&notification, &directory, SimulatorFeedback::Ignore, now)
                     {
                         applied += effects.addresses.len();
                     }

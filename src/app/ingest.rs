@@ -193,7 +193,7 @@ impl<'a> Ingestor<'a> {
                 Err(error) => Some(Outcome::Malformed(error.to_string())),
                 Ok(Content::SnsControl(kind)) => Some(Outcome::Ignored(format!("SNS {kind}"))),
                 Ok(Content::Notification(notification)) => {
-                    match plan::assess(&notification, self.directory, now) {
+                    match plan::assess(&notification, self.directory, self.policy.simulator, now) {
                         Assessment::Ignore(reason) => Some(Outcome::Ignored(reason)),
                         Assessment::Apply(effects) => {
                             for error in &effects.invalid {

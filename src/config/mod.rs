@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use crate::domain::common::address::EmailAddress;
 use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendSource};
-use crate::domain::feedback::plan::IngestPolicy;
+use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
 use crate::domain::reputation::guard::Thresholds;
@@ -246,6 +246,9 @@ pub struct IngestConfig {
     /// How long a notification is remembered for de-duplication (default `14d`).
     #[serde(with = "humantime_serde")]
     pub dedup_ttl: Duration,
+    /// Feedback about SES mailbox-simulator recipients: `ignore` (default, as SES's rates do)
+    /// or `count` (counted, never suppressed: for rehearsals on an emulator).
+    pub simulator_feedback: SimulatorFeedback,
 }
 
 impl Default for IngestConfig {
@@ -255,6 +258,7 @@ impl Default for IngestConfig {
             soft_bounce_threshold: policy.soft_bounce.threshold,
             soft_bounce_window: policy.soft_bounce.window,
             dedup_ttl: policy.dedup_ttl,
+            simulator_feedback: policy.simulator,
         }
     }
 }
@@ -444,6 +448,7 @@ impl Config {
                 bucket: self.window.bucket,
             },
             dedup_ttl: self.ingest.dedup_ttl,
+            simulator: self.ingest.simulator_feedback,
         }
     }
 

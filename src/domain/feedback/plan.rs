@@ -30,6 +30,21 @@ pub struct IngestPolicy {
     /// How long a notification's de-duplication claim is kept (default 14 days, the longest
     /// an SQS message can be retried).
     pub dedup_ttl: Duration,
+    /// Whether feedback about mailbox-simulator recipients counts (default: it does not, as
+    /// SES's own rates ignore it). For rehearsals on an emulator only.
+    pub simulator: SimulatorFeedback,
+}
+
+/// What sesguard does with feedback about SES mailbox-simulator recipients.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SimulatorFeedback {
+    /// Neither counted nor suppressed, as SES does (the default).
+    #[default]
+    Ignore,
+    /// Counted in the account's rates and so seen by the guard, but never suppressed, so that
+    /// a simulator address keeps producing the feedback a rehearsal needs.
+    Count,
 }
 
 impl Default for IngestPolicy {
@@ -38,6 +53,7 @@ impl Default for IngestPolicy {
             soft_bounce: SoftBouncePolicy::default(),
             window: WindowConfig::default(),
             dedup_ttl: Duration::from_secs(14 * 24 * 3600),
+            simulator: SimulatorFeedback::Ignore,
         }
     }
 }
@@ -105,6 +121,7 @@ pub enum Assessment {
 pub fn assess(
     notification: &Notification,
     directory: &AccountDirectory,
+    simulator: SimulatorFeedback,
     received_at: Timestamp,
 ) -> Assessment {
     let attribution = directory.attribute(&notification.mail);
@@ -132,9 +149,10 @@ pub fn assess(
                     diagnostic_code: r.diagnostic_code.clone(),
                 };
             for recipient in &bounce.recipients {
-                let Some(email) = effects.admit(&recipient.address) else {
+                let admitted = effects.admit(&recipient.address, simulator);
+                if admitted == Admitted::Skip {
                     continue;
-                };
+                }
                 let kind = if bounce.bounce_type == BounceType::Permanent {
                     if !bounce.on_account_suppression_list() {
                         effects.counts.hard_bounces += 1;
@@ -144,17 +162,26 @@ pub fn assess(
                     effects.counts.soft_bounces += 1;
                     AddressEventKind::SoftBounce(detail_of(recipient))
                 };
-                effects.addresses.push(AddressEvent { email, kind });
+                if let Admitted::Record(email) = admitted {
+                    effects.addresses.push(AddressEvent { email, kind });
+                }
             }
         }
         Event::Complaint(complaint) => {
             effects.feedback_id = complaint.feedback_id.clone();
             effects.key = feedback_key("complaint", &effects);
             let suppress = !complaint.is_not_spam();
+            let mut counted = false;
             for address in &complaint.recipients {
-                let Some(email) = effects.admit(address) else {
-                    continue;
+                let email = match effects.admit(address, simulator) {
+                    Admitted::Record(email) => email,
+                    Admitted::CountOnly => {
+                        counted = true;
+                        continue;
+                    }
+                    Admitted::Skip => continue,
                 };
+                counted = true;
                 effects.addresses.push(AddressEvent {
                     email,
                     kind: AddressEventKind::Complaint {
@@ -164,19 +191,22 @@ pub fn assess(
                 });
             }
             // One report is one complaint, however many recipients it names.
-            if suppress && !complaint.on_account_suppression_list() && !effects.addresses.is_empty()
-            {
+            if suppress && !complaint.on_account_suppression_list() && counted {
                 effects.counts.complaints = 1;
             }
         }
         Event::Delivery(delivery) => {
             for address in &delivery.recipients {
-                if let Some(email) = effects.admit(address) {
-                    effects.counts.deliveries += 1;
-                    effects.addresses.push(AddressEvent {
-                        email,
-                        kind: AddressEventKind::Delivered,
-                    });
+                match effects.admit(address, simulator) {
+                    Admitted::Record(email) => {
+                        effects.counts.deliveries += 1;
+                        effects.addresses.push(AddressEvent {
+                            email,
+                            kind: AddressEventKind::Delivered,
+                        });
+                    }
+                    Admitted::CountOnly => effects.counts.deliveries += 1,
+                    Admitted::Skip => {}
                 }
             }
             let recipients = effects.addresses.iter().map(|a| a.email.as_str());
@@ -194,7 +224,10 @@ pub fn assess(
                 .mail
                 .destination
                 .iter()
-                .filter(|d| !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN))
+                .filter(|d| {
+                    simulator == SimulatorFeedback::Count
+                        || !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN)
+                })
                 .count() as u64;
         }
         Event::Other(name) => return Assessment::Ignore(format!("event type `{name}`")),
@@ -202,15 +235,33 @@ pub fn assess(
     Assessment::Apply(Box::new(effects))
 }
 
+/// What becomes of one recipient of a notification.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Admitted {
+    /// Counted and recorded against the address.
+    Record(EmailAddress),
+    /// Counted only: a simulator address under [`SimulatorFeedback::Count`].
+    CountOnly,
+    /// Neither: a simulator address by default, or an invalid one (kept for the report).
+    Skip,
+}
+
 impl Effects {
-    /// The address if it is one to record; invalid ones are kept for the report.
-    fn admit(&mut self, address: &Result<EmailAddress, AddressError>) -> Option<EmailAddress> {
+    /// Whether and how a recipient is admitted; invalid ones are kept for the report.
+    fn admit(
+        &mut self,
+        address: &Result<EmailAddress, AddressError>,
+        simulator: SimulatorFeedback,
+    ) -> Admitted {
         match address {
-            Ok(email) if email.domain() == SIMULATOR_DOMAIN => None,
-            Ok(email) => Some(email.clone()),
+            Ok(email) if email.domain() == SIMULATOR_DOMAIN => match simulator {
+                SimulatorFeedback::Ignore => Admitted::Skip,
+                SimulatorFeedback::Count => Admitted::CountOnly,
+            },
+            Ok(email) => Admitted::Record(email.clone()),
             Err(error) => {
                 self.invalid.push(error.clone());
-                None
+                Admitted::Skip
             }
         }
     }
@@ -462,7 +513,12 @@ mod tests {
 
     fn effects(json: &str) -> Effects {
         let notification = Notification::parse(json).unwrap();
-        match assess(&notification, &directory(), Timestamp::from_millis(NOW)) {
+        match assess(
+            &notification,
+            &directory(),
+            SimulatorFeedback::Ignore,
+            Timestamp::from_millis(NOW),
+        ) {
             Assessment::Apply(effects) => *effects,
             Assessment::Ignore(reason) => panic!("ignored: {reason}"),
         }
@@ -674,5 +730,60 @@ mod tests {
         );
         assert!(change.suppressions.is_empty());
         assert_eq!(change.counters[0].bucket.total.deliveries, 2);
+    }
+
+    fn assessed(json: &str, simulator: SimulatorFeedback) -> Effects {
+        let notification = Notification::parse(json).unwrap();
+        match assess(
+            &notification,
+            &directory(),
+            simulator,
+            Timestamp::from_millis(NOW),
+        ) {
+            Assessment::Apply(effects) => *effects,
+            Assessment::Ignore(reason) => panic!("ignored: {reason}"),
+        }
+    }
+
+    const SIMULATED_SEND: &str = r#"{"eventType":"Send","mail":{"messageId":"m1","sendingAccountId":"111111111111","sourceArn":"arn:aws:ses:us-east-1:111111111111:identity/example.com","destination":["bounce@simulator.amazonses.com","a@example.com"]}}"#;
+    const SIMULATED_BOUNCE: &str = r#"{"eventType":"Bounce","mail":{"messageId":"m1","sendingAccountId":"111111111111","sourceArn":"arn:aws:ses:us-east-1:111111111111:identity/example.com"},"bounce":{"bounceType":"Permanent","bounceSubType":"General","bouncedRecipients":[{"emailAddress":"bounce@simulator.amazonses.com"}]}}"#;
+    const SIMULATED_COMPLAINT: &str = r#"{"eventType":"Complaint","mail":{"messageId":"m2","sendingAccountId":"111111111111","sourceArn":"arn:aws:ses:us-east-1:111111111111:identity/example.com"},"complaint":{"complainedRecipients":[{"emailAddress":"complaint@simulator.amazonses.com"}]}}"#;
+
+    #[test]
+    fn simulator_feedback_is_neither_counted_nor_suppressed_by_default() {
+        assert_eq!(
+            assessed(SIMULATED_SEND, SimulatorFeedback::Ignore)
+                .counts
+                .sends,
+            1
+        );
+        let bounce = assessed(SIMULATED_BOUNCE, SimulatorFeedback::Ignore);
+        assert_eq!(bounce.counts.hard_bounces, 0);
+        assert!(bounce.addresses.is_empty());
+        assert_eq!(
+            assessed(SIMULATED_COMPLAINT, SimulatorFeedback::Ignore)
+                .counts
+                .complaints,
+            0
+        );
+    }
+
+    #[test]
+    fn counted_simulator_feedback_drives_the_rates_but_never_suppresses() {
+        assert_eq!(
+            assessed(SIMULATED_SEND, SimulatorFeedback::Count)
+                .counts
+                .sends,
+            2
+        );
+        let bounce = assessed(SIMULATED_BOUNCE, SimulatorFeedback::Count);
+        assert_eq!(bounce.counts.hard_bounces, 1);
+        assert!(
+            bounce.addresses.is_empty(),
+            "a simulator address is never suppressed"
+        );
+        let complaint = assessed(SIMULATED_COMPLAINT, SimulatorFeedback::Count);
+        assert_eq!(complaint.counts.complaints, 1);
+        assert!(complaint.addresses.is_empty());
     }
 }
