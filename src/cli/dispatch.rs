@@ -337,6 +337,11 @@ pub(super) fn config(
     let origin = path.display().to_string();
     let (config, deployed) = Config::for_deployment(&Config::read(path)?, &origin)?;
     match command {
+        // `--json`: CloudFormation's own parameter shape, for deploying without SAM's CLI.
+        ConfigCommand::DeployParameter if json => say!(
+            "{}",
+            serde_json::json!({"ParameterKey": "SesguardConfig", "ParameterValue": deployed})
+        ),
         ConfigCommand::DeployParameter => say!("{}", sam_parameter("SesguardConfig", &deployed)?),
         ConfigCommand::Check => {
             let streams: Vec<(&str, &[String])> = config

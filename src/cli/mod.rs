@@ -159,7 +159,8 @@ pub enum ConfigCommand {
     /// deployed function's environment its text takes.
     Check,
     /// Print the configuration as the `SesguardConfig` stack parameter for `sam deploy
-    /// --parameter-overrides`: validated, without comments, quoted the way SAM reads it.
+    /// --parameter-overrides`: validated, without comments, quoted the way SAM reads it
+    /// (`--json`: as a CloudFormation `Parameter`, `ParameterKey` and `ParameterValue`).
     DeployParameter,
 }
 

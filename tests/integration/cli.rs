@@ -772,6 +772,9 @@ fn config_check_and_the_deploy_parameter_need_no_store_and_name_the_problem() {
     let text = quoted.replace("\\\"", "\"");
     assert_eq!(text.len() as u64, bytes);
     assert!(text.contains("name = \"backup\"") && !text.contains('#'));
+    let cloudformation = cli.json(&["config", "deploy-parameter", "--json"]);
+    assert_eq!(cloudformation["ParameterKey"], "SesguardConfig");
+    assert_eq!(cloudformation["ParameterValue"], text.as_str());
 
     let dir = tempfile::tempdir().unwrap();
     let write = |name: &str, text: &str| {

@@ -29,7 +29,12 @@ fn email(text: &str) -> EmailAddress {
 /// The effects of an `events/ses/` sample.
 fn effects(name: &str) -> Effects {
     let notification = Notification::parse(&sample(&format!("ses/{name}.json"))).unwrap();
-    match plan::assess(&notification, &example_config().directory(), now()) {
+    match plan::assess(
+        &notification,
+        &example_config().directory(),
+        plan::SimulatorFeedback::Ignore,
+        now(),
+    ) {
         Assessment::Apply(effects) => *effects,
         Assessment::Ignore(reason) => panic!("{name} ignored: {reason}"),
     }
