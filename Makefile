@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench watch smoke deploy clean
+.PHONY: help demo tools build test lint fmt bench watch smoke rehearsal deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -59,6 +59,9 @@ watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo la
 invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with events/{,ses/,send/,admin/}%.json
 	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
 	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json events/send/$*.json events/admin/$*.json) events/$*.json)
+
+rehearsal: tools ## What a deployment does, rehearsed locally: the stack and the functions as deployed, on fakecloud (installed and cached on first use)
+	$(VENV)/bin/python3 tests/rehearsal/rehearsal.py
 
 smoke: tools $(SAM_PARSER)/.installed ## Run the functions under cargo lambda watch: every sample, the webhook URL, the sender, the deploy parameter
 	SAM_PYTHON=$(SAM_PARSER)/bin/python3 tests/lambda-smoke

@@ -58,9 +58,14 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
-    /// The process's `SESGUARD_*` variables.
+    /// The process's `SESGUARD_*` variables (any other variable is never read, so one that is
+    /// not UTF-8 does no harm; a `SESGUARD_*` one that is not is left out).
     pub fn from_process() -> Self {
-        Self::from_pairs(std::env::vars().filter(|(key, _)| key.starts_with("SESGUARD_")))
+        Self::from_pairs(std::env::vars_os().filter_map(|(key, value)| {
+            let key = key.into_string().ok()?;
+            let value = value.into_string().ok()?;
+            key.starts_with("SESGUARD_").then_some((key, value))
+        }))
     }
 
     /// An environment of these variables only.
@@ -91,12 +96,23 @@ pub enum Composition {
 }
 
 /// How the admin API authenticates its callers.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Clone, PartialEq, Eq)]
 pub enum Auth {
     /// The function URL's `AWS_IAM` auth: the verified caller is in the request context.
     Iam,
     /// A bearer token (its SHA-256; `None`: no token configured, nothing is served).
     Token(Option<[u8; 32]>),
+}
+
+impl std::fmt::Debug for Auth {
+    // Not even the token's digest is printed.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Auth::Iam => f.write_str("Iam"),
+            Auth::Token(Some(_)) => f.write_str("Token(set)"),
+            Auth::Token(None) => f.write_str("Token(unset)"),
+        }
+    }
 }
 
 impl Auth {
@@ -243,6 +259,40 @@ impl Wiring {
         &self.config
     }
 
+    /// Creates the DynamoDB tables where they do not exist (`sesguard store create-tables`);
+    /// nothing to do for the embedded store, which creates its schema when opened.
+    pub async fn create_tables(&self) -> anyhow::Result<()> {
+        if self.composition == Composition::Deployed {
+            let sdk = self.sdk("the DynamoDB store")?;
+            DynamoStore::new(
+                aws_sdk_dynamodb::Client::new(sdk),
+                Tables::from(&self.config.tables),
+            )
+            .create_tables()
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Where SNS signing certificates come from: the certificate at `given` (tests, and
+    /// `sesguard sns verify --cert`), else fetched over HTTPS from the URL each message names.
+    /// The second part is the HTTPS client, which also confirms subscriptions.
+    pub fn certificate_source(
+        &self,
+        given: Option<&Path>,
+    ) -> anyhow::Result<(Arc<dyn CertificateSource>, Arc<SnsHttp>)> {
+        let http = Arc::new(
+            SnsHttp::new(self.config.webhook.fetch_timeout).context("building the HTTPS client")?,
+        );
+        let source: Arc<dyn CertificateSource> = match given {
+            Some(path) => Arc::new(GivenCertificate(
+                std::fs::read(path).with_context(|| format!("reading {}", path.display()))?,
+            )),
+            None => http.clone(),
+        };
+        Ok((source, http))
+    }
+
     /// The ports every function shares; the `ingest` function needs nothing more.
     pub async fn context(&self) -> anyhow::Result<Context> {
         let config = &self.config;
@@ -262,11 +312,8 @@ impl Wiring {
                 Composition::Local(path) => {
                     let store = SqliteStore::open(path)
                         .with_context(|| format!("opening SQLite store {}", path.display()))?;
-                    (
-                        Arc::new(store),
-                        Arc::new(NoSes),
-                        Arc::new(FileOutbox::new(config.sender.outbox.clone())),
-                    )
+                    let (ses, transport) = local_ses(config);
+                    (Arc::new(store), ses, transport)
                 }
             };
         let alerts: Arc<dyn AlertSink> = match &config.alerts.topic_arn {
@@ -306,20 +353,19 @@ impl Wiring {
     /// trusts that certificate as if fetched from any valid signing-certificate URL; every
     /// other check still applies.
     pub async fn webhook(&self) -> anyhow::Result<WebhookFunction> {
-        let http = Arc::new(
-            SnsHttp::new(self.config.webhook.fetch_timeout).context("building the HTTPS client")?,
-        );
-        let source: Arc<dyn CertificateSource> = match self.env.var("SESGUARD_WEBHOOK_TRUSTED_CERT")
-        {
-            Some(path) => {
-                let pem = std::fs::read(path).with_context(|| format!("reading {path}"))?;
-                tracing::warn!(
-                    "SESGUARD_WEBHOOK_TRUSTED_CERT is set: signing certificates are not fetched (local testing only)"
+        let trusted = self.env.var("SESGUARD_WEBHOOK_TRUSTED_CERT").map(Path::new);
+        if let Some(path) = trusted {
+            if self.composition == Composition::Deployed {
+                anyhow::bail!(
+                    "SESGUARD_WEBHOOK_TRUSTED_CERT ({}) is for local testing only: a deployment fetches SNS's own certificates",
+                    path.display()
                 );
-                Arc::new(GivenCertificate(pem))
             }
-            None => http.clone(),
-        };
+            tracing::warn!(
+                "SESGUARD_WEBHOOK_TRUSTED_CERT is set: signing certificates are not fetched (local testing only)"
+            );
+        }
+        let (source, http) = self.certificate_source(trusted)?;
         Ok(WebhookFunction {
             context: self.context().await?,
             certificates: Certificates::new(source),
@@ -339,14 +385,24 @@ impl Wiring {
 /// The local composition around an existing store and clock (tests, benchmarks): no SES, the
 /// file outbox, alerts to the log and the configured file.
 pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Context {
+    let (ses, transport) = local_ses(&config);
     let parts = Parts {
         store,
         clock,
         alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
-        ses: Arc::new(NoSes),
-        transport: Arc::new(FileOutbox::new(config.sender.outbox.clone())),
+        ses,
+        transport,
     };
     Context::new(config, parts)
+}
+
+/// SES in a local run: no account calls (quotas come from the configuration), mail into the
+/// file outbox.
+fn local_ses(config: &Config) -> (Arc<dyn SesAccount>, Arc<dyn MailTransport>) {
+    (
+        Arc::new(NoSes),
+        Arc::new(FileOutbox::new(config.sender.outbox.clone())),
+    )
 }
 
 #[cfg(test)]

@@ -28,6 +28,7 @@ fn failed<E: std::error::Error + Send + Sync + 'static>(
         account: account.to_owned(),
         action,
         source: Box::new(error),
+        permanent: false,
     }
 }
 
@@ -36,6 +37,7 @@ fn local_only(account: &str, action: &'static str) -> SesError {
         account: account.to_owned(),
         action,
         source: "SES is not used in local runs (configure daily_quota and max_send_rate)".into(),
+        permanent: true,
     }
 }
 
@@ -102,6 +104,7 @@ impl Sesv2Accounts {
             account: name.to_owned(),
             action,
             source: "not a configured account".into(),
+            permanent: true,
         })
     }
 }
@@ -138,6 +141,7 @@ impl SesAccount for Sesv2Accounts {
             account: account.to_owned(),
             action,
             source: "the answer has no SendQuota".into(),
+            permanent: false,
         })?;
         let quota = SendQuota {
             max_24_hour_send: whole(quota.max24_hour_send()),
@@ -212,6 +216,7 @@ impl SesAccount for Sesv2Accounts {
                 account: account.to_owned(),
                 action,
                 source: e,
+                permanent: false,
             }
         };
         match (client.enforcement, &client.configuration_set) {

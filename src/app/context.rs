@@ -71,10 +71,4 @@ impl Context {
         self.alerts = alerts;
         self
     }
-
-    /// The same context with another mail transport.
-    pub fn with_transport(mut self, transport: Arc<dyn MailTransport>) -> Self {
-        self.transport = transport;
-        self
-    }
 }

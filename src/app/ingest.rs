@@ -122,7 +122,6 @@ impl Report {
         summary
     }
 
-    /// Adds another report's records and transitions after this one's.
     /// Logs one line per record with its outcome.
     pub fn log(&self) {
         for (record, outcome) in &self.records {
@@ -145,6 +144,7 @@ impl Report {
         }
     }
 
+    /// Adds another report's records and transitions after this one's.
     pub fn extend(&mut self, other: Report) {
         self.records.extend(other.records);
         self.transitions.extend(other.transitions);

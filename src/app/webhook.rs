@@ -99,7 +99,7 @@ impl Certificates {
     }
 }
 
-/// The webhook over the shared dependencies.
+/// The webhook over the [`Context`].
 pub struct Webhook<'a> {
     deps: &'a Context,
     certificates: &'a Certificates,

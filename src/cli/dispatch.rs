@@ -9,10 +9,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config { command } = &cli.command {
         return config(cli.config.as_deref(), command, cli.json);
     }
-    let deps = Wiring::for_cli(cli.config.as_deref(), &cli.store)
-        .await?
-        .context()
-        .await?;
+    let wiring = Wiring::for_cli(cli.config.as_deref(), &cli.store).await?;
+    let deps = wiring.context().await?;
     match cli.command {
         Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
         Command::Suppressions { command } => suppressions(&deps, command, cli.json).await,
@@ -270,15 +268,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SnsCommand::Verify { file, cert, topics },
         } => {
             let body = read_input(&file)?;
-            let source: Arc<dyn CertificateSource> = match cert {
-                Some(path) => Arc::new(GivenCertificate(
-                    std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?,
-                )),
-                None => Arc::new(SnsHttp::new(deps.config.webhook.fetch_timeout)?),
-            };
+            let (source, confirmer) = wiring.certificate_source(cert.as_deref())?;
             let certificates = Certificates::new(source);
-            let confirmer = SnsHttp::new(deps.config.webhook.fetch_timeout)?;
-            let verdict = Webhook::new(&deps, &certificates, &confirmer, &topics)
+            let verdict = Webhook::new(&deps, &certificates, confirmer.as_ref(), &topics)
                 .verify(body.as_bytes(), deps.clock.now())
                 .await;
             let (valid, reason) = match verdict {
@@ -307,15 +299,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Store {
             command: StoreCommand::CreateTables,
         } => {
-            if cli.store.parse::<StoreUrl>()? == StoreUrl::Dynamodb {
-                let sdk = aws_config::load_from_env().await;
-                DynamoStore::new(
-                    aws_sdk_dynamodb::Client::new(&sdk),
-                    Tables::from(&deps.config.tables),
-                )
-                .create_tables()
-                .await?;
-            }
+            wiring.create_tables().await?;
             if cli.json {
                 say!("{}", serde_json::json!({"created": true}));
             } else {
@@ -327,7 +311,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 /// `sesguard config ...`: needs the file itself, not the store.
-pub(super) fn config(
+fn config(
     path: Option<&std::path::Path>,
     command: &ConfigCommand,
     json: bool,
@@ -390,7 +374,7 @@ pub(super) fn config(
 /// `KEY="VALUE"` as `sam deploy --parameter-overrides` reads it: it splits its argument at
 /// spaces outside quotes and, inside them, turns `\"` back into `"`. It leaves other backslash
 /// pairs as they are, so a value with backslashes could arrive changed: those are refused.
-pub(super) fn sam_parameter(key: &str, value: &str) -> anyhow::Result<String> {
+fn sam_parameter(key: &str, value: &str) -> anyhow::Result<String> {
     anyhow::ensure!(
         !value.contains('\\'),
         "the {key} parameter cannot hold a backslash: `sam deploy --parameter-overrides` would change it"
@@ -410,11 +394,7 @@ pub(super) fn read_input(file: &str) -> anyhow::Result<String> {
     }
 }
 
-pub(super) async fn ingest(
-    deps: &Context,
-    files: &[String],
-    json: bool,
-) -> anyhow::Result<ExitCode> {
+async fn ingest(deps: &Context, files: &[String], json: bool) -> anyhow::Result<ExitCode> {
     let mut report = Report::default();
     for file in files {
         let text = read_input(file)?;

@@ -9,9 +9,7 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use serde_json::Value;
 
-use crate::adapters::dynamodb::{DynamoStore, Tables};
-use crate::adapters::sns_https::{GivenCertificate, SnsHttp};
-use crate::adapters::store_url::{DEFAULT_STORE, StoreUrl};
+use crate::adapters::store_url::DEFAULT_STORE;
 use crate::app::Context;
 use crate::app::admin::{Admin, ImportReport, LimitsView, LineFormat};
 use crate::app::check;
@@ -27,9 +25,7 @@ use crate::domain::sending::request::SendRequest;
 use crate::domain::sending::routing::Priority;
 use crate::domain::sns::unwrap::EnvelopeError;
 use crate::lambda::ingest::decode;
-use crate::ports::CertificateSource;
 use crate::wiring::Wiring;
-use std::sync::Arc;
 
 /// Prints a line to stdout. A closed pipe (`sesguard ... | head`) ends the program quietly,
 /// as command-line tools do, instead of panicking like `println!`.

@@ -4,7 +4,7 @@
 use super::*;
 
 /// Streams `file` into the store in chunks, with a progress bar by bytes read on stderr.
-pub(super) async fn import(
+async fn import(
     admin: &Admin<'_>,
     file: &str,
     format: LineFormat,
@@ -50,7 +50,7 @@ pub(super) async fn import(
 
 /// Writes the list page by page to `output` (stdout without one), with a spinner counting
 /// addresses on stderr. Returns how many were written.
-pub(super) async fn export(
+async fn export(
     deps: &Context,
     output: Option<&std::path::Path>,
     format: LineFormat,

@@ -2,14 +2,14 @@
 
 use super::*;
 
-pub(super) fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> ConfigError {
     ConfigError::Invalid {
         key: key.into(),
         problem: problem.into(),
     }
 }
 
-pub(super) fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
+fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
     let fraction = |v: f64| v > 0.0 && v < 1.0;
     let all = [
         t.bounce_warn,

@@ -1,4 +1,5 @@
-//! Send claims: duplicate and idempotency keys, claimed once and released.
+//! Keys claimed once and remembered: the sender's duplicate and idempotency keys (claimed,
+//! released) and the webhook's SNS replay checks (seen, remembered).
 
 use super::*;
 

@@ -1,7 +1,9 @@
 //! The narrow interfaces the application needs from the outside world, owned here and
 //! implemented by [`crate::adapters`]. Each trait is one capability, so a function
 //! asks only for what it uses (`&dyn SuppressionList` to look up, `&dyn FeedbackLedger` to
-//! record). The domain types cross these interfaces; no AWS or SQL type does.
+//! record). The domain types cross these interfaces; no AWS or SQL type does. The ports a
+//! composition chooses an adapter for (store, transport, SES account, alerts, queue) are also
+//! `Any`, so that the composition root's tests can say which adapter it built.
 
 use std::any::Any;
 use std::collections::HashMap;

@@ -25,6 +25,9 @@ pub struct SesError {
     /// Why it failed.
     #[source]
     pub source: Box<dyn std::error::Error + Send + Sync>,
+    /// Whether asking again cannot help: the account is not one SES can be asked about (not
+    /// configured, or a local run without SES). Otherwise SES or the way to it failed.
+    pub permanent: bool,
 }
 
 /// Account-level SES calls: quotas, and sending switched off and on (enforcement).

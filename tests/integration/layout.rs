@@ -185,6 +185,10 @@ fn dependencies_point_down_and_only_wiring_chooses_adapters() {
             "SnsAlerts::new(",
             "SqsVisibility::new(",
             "Sesv2Accounts::from_config(",
+            "DynamoStore::new(",
+            "SqliteStore::open(",
+            "SnsHttp::new(",
+            "aws_config::load",
         ] {
             let outside_tests = text.split("#[cfg(test)]").next().unwrap_or_default();
             let in_adapter = relative.starts_with("adapters/");

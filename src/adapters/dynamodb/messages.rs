@@ -1,5 +1,5 @@
-//! Send claims: the duplicate and idempotency keys the sender claims conditionally, and
-//! releases.
+//! Keys claimed once and remembered: the sender's duplicate and idempotency keys (claimed,
+//! released) and the webhook's SNS replay checks (seen, remembered).
 
 use super::*;
 

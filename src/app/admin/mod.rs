@@ -19,7 +19,7 @@ use crate::domain::sending::rate_limit::{LimitsPatch, Periods, RateLimits};
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{AuditEntry, ManualSuppression, Page, SesError, StoreError};
 
-pub mod import;
+mod import;
 pub use import::{IMPORT_CHUNK, ImportReport, Importer, InvalidLine, LineFormat};
 
 /// Why an operation was refused or failed. Each maps to one HTTP status.
@@ -92,7 +92,7 @@ pub struct LimitsView {
     pub periods: Periods,
 }
 
-/// Operations over the shared dependencies, on behalf of one actor.
+/// Operations over the [`Context`], on behalf of one actor.
 pub struct Admin<'a> {
     deps: &'a Context,
     actor: String,

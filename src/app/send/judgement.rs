@@ -7,7 +7,7 @@ impl<'a> Sender<'a> {
     /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
     /// the batch are taken in one write (unused ones are dropped: slower, never faster than
     /// allowed). `Err(wait)` when there is none.
-    pub(super) async fn token(
+    async fn token(
         &self,
         account: &str,
         tokens: &mut Tokens,
@@ -51,7 +51,7 @@ impl<'a> Sender<'a> {
     }
 
     /// Counts a transport failure of `account`: `true` when it opens the circuit breaker.
-    pub(super) fn transport_failed(&self, account: &str) -> bool {
+    fn transport_failed(&self, account: &str) -> bool {
         let mut failures = self.memory.failures();
         let run = failures.entry(account.to_owned()).or_default();
         *run += 1;
@@ -94,7 +94,7 @@ impl<'a> Sender<'a> {
     }
 
     /// The gate after the duplicate claim: policy, suppression, routing, rate, transport.
-    pub(super) async fn gate(
+    async fn gate(
         &self,
         request: &SendRequest,
         stream: &crate::config::StreamConfig,

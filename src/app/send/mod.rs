@@ -12,8 +12,6 @@
 //! `sender.window_refresh`. Consecutive transport failures on an account open a circuit
 //! breaker: a short pause, with an alert.
 
-pub mod snapshot;
-
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
@@ -38,6 +36,7 @@ use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
 use crate::telemetry::error_chain;
 
 mod judgement;
+pub mod snapshot;
 
 /// SQS keeps a message invisible for at most 12 hours.
 const MAX_DEFERRAL: Duration = Duration::from_secs(12 * 3600);
@@ -184,7 +183,7 @@ pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(30u64 << exponent).min(MAX_DEFERRAL)
 }
 
-/// The sender over the shared dependencies and a transport.
+/// The sender over the [`Context`] and a transport.
 pub struct Sender<'a> {
     deps: &'a Context,
     transport: &'a dyn MailTransport,

@@ -11,8 +11,8 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
 use crate::domain::reputation::guard::{AccountState, Thresholds};
 use crate::domain::sending::routing::{self, Candidate, Message, Priority, Route, stream_risk};
-use crate::ports::{CounterWindow, SesAccount, StoreError};
-use crate::telemetry::{emf_line, error_chain};
+use crate::ports::{CounterWindow, SesAccount, SesError, StoreError};
+use crate::telemetry::error_chain;
 
 const DAY: Duration = Duration::from_secs(24 * 3600);
 
@@ -47,6 +47,9 @@ pub enum RoutingError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// An account's quota is not configured and SES cannot be asked for it (a local run).
+    #[error(transparent)]
+    Quota(#[from] SesError),
 }
 
 /// The counter buckets of the accounts routing looks at, as read at one moment, plus the
@@ -128,7 +131,10 @@ impl Windows {
 
 impl Snapshot {
     /// Loads every account of every configured stream: one window query each, and the quota
-    /// from SES (cached) for accounts whose configuration leaves it out.
+    /// from SES (cached) for accounts whose configuration leaves it out. An account whose quota
+    /// SES cannot tell now (its GetAccount or AssumeRole failing) is left out of the snapshot,
+    /// so routing passes over it for this batch; one that SES can never be asked about (a local
+    /// run without a configured quota) is an error naming it.
     pub async fn load(
         counters: &dyn CounterWindow,
         ses: &dyn SesAccount,
@@ -175,18 +181,11 @@ impl Snapshot {
                 Some(quota) => (quota, 0),
                 None => match ses.send_quota(&name).await {
                     Ok(quota) => (quota.max_24_hour_send, quota.sent_last_24_hours),
+                    Err(error) if error.permanent => return Err(error.into()),
                     Err(error) => {
                         // One account's outage stays its own: it sits out this batch, the
                         // others keep sending.
                         tracing::warn!(account = %name, error = %error_chain(&error), "quota unknown: the account sits out this batch");
-                        println!(
-                            "{}",
-                            emf_line(
-                                now,
-                                &[("function", "sender"), ("account", &name)],
-                                &[("quota_unavailable", 1)]
-                            )
-                        );
                         continue;
                     }
                 },

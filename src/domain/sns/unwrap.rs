@@ -1,7 +1,7 @@
 //! The text of one delivered message — an SQS body, an HTTP POST body, a file — peeled down to
 //! the SES notification inside: either an SNS envelope whose `Message` is the SES JSON, or
 //! (SNS raw message delivery) the SES JSON itself. Lambda event wrappers (`Records[]`) are
-//! the handlers' business; signatures are verified by the webhook, not here.
+//! the entry points' business; signatures are verified by the webhook, not here.
 
 use serde_json::Value;
 
