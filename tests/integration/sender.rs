@@ -779,3 +779,76 @@ async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() 
     );
     assert!(failing.num_calls() >= 1, "the backup's quota was asked for");
 }
+
+#[tokio::test]
+async fn an_account_whose_credentials_are_refused_for_its_quota_is_paused_once_with_an_alert() {
+    use aws_sdk_sesv2::config::http::HttpResponse;
+    use aws_sdk_sesv2::operation::get_account::GetAccountOutput;
+    use aws_sdk_sesv2::types::SendQuota;
+    use aws_smithy_mocks::mock;
+    use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
+    use sesguard::config::Enforcement;
+
+    // The backup's role no longer lets sesguard in: its GetAccount is refused with a 403.
+    let (_dir, deps, alerts) = world(|config| {
+        for account in &mut config.accounts {
+            account.daily_quota = None;
+        }
+    });
+    let healthy = mock!(aws_sdk_sesv2::Client::get_account).then_output(|| {
+        GetAccountOutput::builder()
+            .send_quota(
+                SendQuota::builder()
+                    .max24_hour_send(50_000.0)
+                    .max_send_rate(14.0)
+                    .sent_last24_hours(0.0)
+                    .build(),
+            )
+            .build()
+    });
+    let refused = mock!(aws_sdk_sesv2::Client::get_account).then_http_response(|| {
+        let mut response = HttpResponse::new(
+            403u16.try_into().expect("status"),
+            r#"{"message":"User: arn:aws:sts::111111111111:assumed-role/x/y is not authorized to perform: ses:GetAccount"}"#.into(),
+        );
+        response
+            .headers_mut()
+            .insert("x-amzn-ErrorType", "AccessDeniedException");
+        response
+    });
+    let client = |rule| AccountClient {
+        client: crate::helpers::mocked_sesv2(&[rule]),
+        enforcement: Enforcement::Off,
+        configuration_set: None,
+    };
+    let ses = Sesv2Accounts::with_clients(std::collections::HashMap::from([
+        ("primary".to_owned(), client(&healthy)),
+        ("backup".to_owned(), client(&refused)),
+    ]));
+    let deps = deps.with_ses(Arc::new(ses));
+
+    for key in ["refused-1", "refused-2"] {
+        let d = send(
+            &deps,
+            &Scripted::default(),
+            vec![queued("1", &receipt("a@example.com", key))],
+        )
+        .await;
+        assert!(
+            matches!(&d[0], Decision::Sent { account, .. } if account == "primary"),
+            "{d:?}"
+        );
+    }
+    let state = deps
+        .store
+        .states(&["backup".into()])
+        .await
+        .unwrap()
+        .remove("backup")
+        .unwrap();
+    assert_eq!(
+        (state.status, state.cause, state.until),
+        (Status::Paused, Some(Cause::AccessDenied), None)
+    );
+    assert_eq!(alerts.all().len(), 1, "one alert, not one per batch");
+}

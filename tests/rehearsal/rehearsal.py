@@ -55,6 +55,7 @@ CLEAN_SENDS = 100  # per the story: enough volume for the guard (min_volume is 1
 
 failures = []
 figures = {}
+running = []  # every process started, stopped at the end whatever happens
 
 
 def step(text):
@@ -125,12 +126,13 @@ class Functions:
 
     def __init__(self, work, env):
         self.port = free_port()
-        self.log_path = work / "watch.log"
+        self.log_path = work / f"watch-{len(running)}.log"
         self.log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             ["cargo", "lambda", "watch", "--invoke-address", "127.0.0.1", "--invoke-port", str(self.port)],
             cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
         )
+        running.append(self)
         wait_for_port(self.port, self.process, self.log_path, "cargo lambda watch")
 
     def invoke(self, function, event):
@@ -300,6 +302,15 @@ def put_sends(a, queue_url, requests):
         assert not answer.get("Failed"), answer
 
 
+def put_paced(a, queue_url, requests, settle, per_second=10):
+    """Puts requests at an account's send rate (the emulator's SES allows 14 a second; a burst
+    beyond it fails over to the next account, as it should, but this story wants it on A)."""
+    for start in range(0, len(requests), per_second):
+        put_sends(a, queue_url, requests[start:start + per_second])
+        settle()
+        time.sleep(1)
+
+
 def sns_log(emulator):
     return emulator.get("/_fakecloud/sns/messages").get("messages", [])
 
@@ -327,6 +338,10 @@ def sent_requests(emulator, topic_arn):
     return ids
 
 
+def alert_messages(emulator, outputs):
+    return [m for m in sns_log(emulator) if m.get("topicArn", m.get("TopicArn")) == outputs["AlertTopicArn"]]
+
+
 def queue_depth(a, url):
     attributes = a("sqs").get_queue_attributes(QueueUrl=url, AttributeNames=["All"])["Attributes"]
     return int(attributes.get("ApproximateNumberOfMessages", 0)) + int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
@@ -340,17 +355,18 @@ def account_state(functions, name):
 def main():
     started = time.time()
     work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-rehearsal."))
+    # cargo-lambda lives in the project's virtualenv (`make tools`).
+    os.environ["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]:
         os.environ.pop(key, None)
     step("0. the emulator (fakecloud, cached by version) and the CLI")
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
     emulator = Emulator(work)
-    functions = None
     print(f"   fakecloud on 127.0.0.1:{emulator.port}, work in {work}")
     try:
-        functions = story(emulator, work)
+        story(emulator, work)
     finally:
-        if functions:
+        for functions in running:
             functions.stop()
         emulator.stop()
         if failures:
@@ -420,9 +436,9 @@ def story(emulator, work):
             expect(False, f"queues drained within {seconds} s", bridge.counts)
 
     step(f"4. {CLEAN_SENDS} clean sends through A (SESv2), their Send and Delivery events back through ingest")
-    put_sends(a, send_queue, sends("clean", CLEAN_SENDS // 2, lambda i: f"user{i}@example.net", "transactional")
-              + sends("clean", CLEAN_SENDS // 2, lambda i: f"user{i}@example.net", "verification", CLEAN_SENDS // 2))
-    settle()
+    put_paced(a, send_queue, sends("clean", CLEAN_SENDS // 2, lambda i: f"user{i}@example.net", "transactional")
+              + sends("clean", CLEAN_SENDS // 2, lambda i: f"user{i}@example.net", "verification", CLEAN_SENDS // 2),
+              settle)
     outbox = emulator.get("/_fakecloud/ses/emails")["emails"]
     expect(len(outbox) == CLEAN_SENDS, f"A's SES outbox holds {len(outbox)} messages")
     sent_a = sent_requests(emulator, primary_topic)
@@ -431,25 +447,30 @@ def story(emulator, work):
     expect(primary.get("sends") == CLEAN_SENDS,
            f"sesguard counted {primary.get('sends')} sends for primary", primary)
 
-    step("5. a bad list: bounce@simulator in small batches, both streams, until the guard acts")
+    step("5. a bad list: bounce@simulator, one message at a time on both streams, until the guard acts")
     bounces = 0
     peak = 0.0
+    transitions = []
     while bounces < 20:
-        batch = sends("bounce", 3, lambda i: "bounce@simulator.amazonses.com",
-                      "transactional" if bounces % 2 == 0 else "verification", bounces)
-        put_sends(a, send_queue, batch)
-        bounces += 3
+        stream = "transactional" if bounces % 2 == 0 else "verification"
+        put_sends(a, send_queue, sends("bounce", 1, lambda i: "bounce@simulator.amazonses.com", stream, bounces))
+        bounces += 1
         settle()
         primary = account_state(functions, "primary")
         rate = primary.get("bounce_rate", 0.0)
         peak = max(peak, rate)
-        print(f"   {bounces} bounce messages: primary {primary.get('state')} at {rate * 100:.2f} %")
+        seen = (primary.get("state"), tuple(primary.get("quarantined", [])))
+        if not transitions or transitions[-1][1:] != seen:
+            transitions.append((round(rate * 100, 2), *seen))
+        print(f"   {bounces:2} bounce messages: primary {primary.get('state')} at {rate * 100:.2f} %"
+              + (f", quarantined {primary.get('quarantined')}" if primary.get("quarantined") else ""))
         if primary.get("state") == "paused":
             break
+    figures["primary_transitions"] = transitions
     figures["primary_pause_rate_percent"] = round(peak * 100, 2)
     expect(primary.get("state") == "paused", f"primary paused at {peak * 100:.2f} %", primary)
     expect(0 < peak < 0.10, f"the pause came before SES's 10 % ({peak * 100:.2f} %)")
-    alerts = [m for m in sns_log(emulator) if m.get("topicArn", m.get("TopicArn")) == outputs["AlertTopicArn"]]
+    alerts = alert_messages(emulator, outputs)
     expect(len(alerts) >= 1, f"{len(alerts)} alert(s) on the alert topic")
     try:
         a("sesv2").send_email(FromEmailAddress="no-reply@example.com",
@@ -461,8 +482,7 @@ def story(emulator, work):
                f"SES refuses a direct send to A: {error.response['Error']['Code']}")
 
     step("6. the next sends go out through B (AssumeRole), B's feedback reaches sesguard")
-    put_sends(a, send_queue, sends("failover", 20, lambda i: f"failover{i}@example.net", "transactional"))
-    settle()
+    put_paced(a, send_queue, sends("failover", 20, lambda i: f"failover{i}@example.net", "transactional"), settle)
     backup_topic_sends = sent_requests(emulator, backup_topic)
     expect(len([r for r in backup_topic_sends if r.startswith("failover-")]) == 20,
            f"B's configuration set published {len(backup_topic_sends)} Send events")
@@ -471,14 +491,21 @@ def story(emulator, work):
     backup = account_state(functions, "backup")
     expect(backup.get("sends") == 20, f"sesguard counted {backup.get('sends')} sends for backup (B's feedback)", backup)
 
-    step("7. fault: B's role no longer trusts A (AssumeRole refused): mail stays queued, B paused with an alert")
+    step("7. fault: B's role no longer trusts A; a new instance cannot assume it: mail stays queued, B paused with an alert")
     broken = dict(trust, Statement=[dict(trust["Statement"][0], Principal={"AWS": "arn:aws:iam::999999999999:root"})])
     b("iam").update_assume_role_policy(RoleName="sesguard-sender", PolicyDocument=json.dumps(broken))
+    # A running instance keeps the role's credentials until they expire (an hour): the fault
+    # shows on the next cold start, which a restart of the functions stands for.
+    alerts_before = len(alert_messages(emulator, outputs))
+    functions.stop()
+    functions = Functions(work, run_env)
+    bridge.invoke = functions.invoke
     put_sends(a, send_queue, sends("denied", 5, lambda i: f"denied{i}@example.net", "transactional"))
     bridge.run_for(8)
     backup = account_state(functions, "backup")
     expect(backup.get("state") == "paused", f"backup {backup.get('state')} ({backup.get('cause')})", backup)
     expect(queue_depth(a, send_queue) == 5, f"{queue_depth(a, send_queue)} of 5 requests still queued")
+    expect(len(alert_messages(emulator, outputs)) == alerts_before + 1, "one alert for B's pause")
     b("iam").update_assume_role_policy(RoleName="sesguard-sender", PolicyDocument=json.dumps(trust))
     status, _ = functions.admin("POST", "/accounts/backup/resume", {"reason": "role trust restored"})
     expect(status == 200, f"operator resumes backup: {status}")
@@ -493,7 +520,9 @@ def story(emulator, work):
 
     step("9. fault: A paused at SES behind sesguard's back (SendingPausedException): paused here too, traffic fails over")
     a("sesv2").put_account_sending_attributes(SendingEnabled=False)
-    put_sends(a, send_queue, sends("sespaused", 5, lambda i: f"sespaused{i}@example.net", "transactional"))
+    open_stream = next(s for s in ["transactional", "verification"]
+                       if s not in account_state(functions, "primary").get("quarantined", []))
+    put_sends(a, send_queue, sends("sespaused", 5, lambda i: f"sespaused{i}@example.net", open_stream))
     settle()
     primary = account_state(functions, "primary")
     expect(primary.get("state") == "paused", f"primary {primary.get('state')} ({primary.get('cause')})", primary)

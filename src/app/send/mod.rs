@@ -28,10 +28,10 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::SendSource;
 use crate::domain::feedback::plan::ChangeSet;
 use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
-use crate::domain::reputation::guard::Cause;
+use crate::domain::reputation::guard::{AccountState, Cause, Status};
 use crate::domain::sending::request::{OutgoingMail, SendRequest};
 use crate::domain::sending::routing::Route;
-use crate::domain::sending::ses_failure::SendFailure;
+use crate::domain::sending::ses_failure::{SendFailure, classify};
 use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
 use crate::telemetry::error_chain;
 
@@ -225,6 +225,7 @@ impl<'a> Sender<'a> {
         let mut windows = self.windows(now).await?;
         let snapshot =
             Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
+        self.pause_refused(&snapshot, &view.states, now).await?;
         let mut state = Batch {
             tokens: Tokens {
                 read: std::mem::take(&mut view.rates),
@@ -296,6 +297,45 @@ impl<'a> Sender<'a> {
             Some(error) => Err(error),
             None => Ok(judged),
         }
+    }
+
+    /// Pauses, with an alert naming the fault, every account whose quota SES refused to give
+    /// for its credentials or permissions (its role's trust, AccessDenied, an expired token):
+    /// the same reaction as when `SendEmail` meets the fault. Accounts already paused are
+    /// left as they are, so a broken role alerts once.
+    async fn pause_refused(
+        &self,
+        snapshot: &Snapshot,
+        states: &HashMap<String, AccountState>,
+        now: Timestamp,
+    ) -> Result<(), SenderError> {
+        let store = self.deps.store.as_ref();
+        let control = Control::new(
+            store,
+            store,
+            self.deps.alerts.as_ref(),
+            self.deps.ses.as_ref(),
+            &self.deps.config,
+        );
+        for (account, why) in snapshot.unavailable() {
+            let paused = states
+                .get(account)
+                .is_some_and(|s| s.status == Status::Paused);
+            if paused || classify(None, why, None) != SendFailure::AccessDenied {
+                continue;
+            }
+            match control
+                .pause_for(account, Cause::AccessDenied, None, why, "sender", now)
+                .await
+            {
+                Ok(_) | Err(ControlError::Conflict(_)) => {}
+                Err(ControlError::Store(error)) => return Err(SenderError::Store(error)),
+                Err(other) => {
+                    tracing::error!(account, error = %error_chain(&other), "account not paused")
+                }
+            }
+        }
+        Ok(())
     }
 
     /// The counter windows: kept from an earlier batch while fresh, else read again.

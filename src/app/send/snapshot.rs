@@ -34,6 +34,8 @@ struct AccountView {
 pub struct Snapshot {
     now: Timestamp,
     accounts: HashMap<String, AccountView>,
+    /// Accounts left out because SES could not be asked for their quota, with why.
+    unavailable: Vec<(String, String)>,
     streams: HashMap<String, Vec<String>>,
     policy: routing::RoutingPolicy,
 }
@@ -159,6 +161,7 @@ impl Snapshot {
         let quota_first = window.day_starting_bucket(now);
         let recent_first = window.bucket_of(now.minus(lag));
         let mut accounts = HashMap::new();
+        let mut unavailable = Vec::new();
         for name in config.routed_accounts() {
             let Some(account) = config.account(&name) else {
                 continue;
@@ -185,7 +188,9 @@ impl Snapshot {
                     Err(error) => {
                         // One account's outage stays its own: it sits out this batch, the
                         // others keep sending.
-                        tracing::warn!(account = %name, error = %error_chain(&error), "quota unknown: the account sits out this batch");
+                        let why = error_chain(&error);
+                        tracing::warn!(account = %name, error = %why, "quota unknown: the account sits out this batch");
+                        unavailable.push((name.clone(), why));
                         continue;
                     }
                 },
@@ -214,9 +219,16 @@ impl Snapshot {
         Ok(Self {
             now,
             accounts,
+            unavailable,
             streams,
             policy: config.routing_policy(),
         })
+    }
+
+    /// The accounts left out of this snapshot because SES could not be asked for their quota,
+    /// each with the error.
+    pub fn unavailable(&self) -> &[(String, String)] {
+        &self.unavailable
     }
 
     /// The account for a message of `stream`, or when to try again.
