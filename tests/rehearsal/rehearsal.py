@@ -414,7 +414,9 @@ def story(emulator, work):
     env, names = function_environment(a, resources)
     expect(env.get("SESGUARD_STORE") == "dynamodb" and env.get("SESGUARD_CONFIG_TOML"),
            f"environment from the stack: {sorted(env)}")
-    run_env = dict(os.environ)
+    # A deployed function sees the stack's variables only: none of this shell's SESGUARD_*
+    # (`make` exports SESGUARD_CONFIG and SESGUARD_STORE for the local runs).
+    run_env = {k: v for k, v in os.environ.items() if not k.startswith("SESGUARD_")}
     run_env.update(env)
     run_env.update({
         "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test",
