@@ -404,7 +404,13 @@ pub fn evaluate(
             if signal.rate(&residual) < pause {
                 continue;
             }
-            let culprit = dominant(window, &state.quarantined, signal, thresholds.dominance);
+            let culprit = dominant(
+                window,
+                &residual,
+                &state.quarantined,
+                signal,
+                thresholds.dominance,
+            );
             return match culprit {
                 Some((stream, counts)) => {
                     next.quarantined.insert(
@@ -504,14 +510,17 @@ fn residual(window: &WindowTotals, quarantined: &BTreeMap<String, Quarantine>) -
     Counts::from_values(values)
 }
 
-/// The not-yet-quarantined stream with at least `share` of the window's bad events.
+/// The stream still sending with at least `share` of the bad events of the streams still
+/// sending (`residual`): a stream quarantined earlier neither counts as a candidate nor dilutes
+/// a second culprit's share.
 fn dominant(
     window: &WindowTotals,
+    residual: &Counts,
     quarantined: &BTreeMap<String, Quarantine>,
     signal: Signal,
     share: f64,
 ) -> Option<(String, Counts)> {
-    let all_bad = signal.bad(&window.total);
+    let all_bad = signal.bad(residual);
     if all_bad == 0 {
         return None;
     }
@@ -636,6 +645,39 @@ mod tests {
             t.next.is_quarantined("verification"),
             "the quarantine is kept"
         );
+    }
+
+    #[test]
+    fn a_second_culprit_is_chosen_among_the_streams_still_sending() {
+        // Verification was quarantined at 8.09 %; transactional now brings 170 hard bounces in
+        // 1,000 sends: 8.5 % of the traffic still sending, 8.86 % of the account, under the
+        // 9 % critical level. Transactional goes, bulk keeps sending on the account.
+        let w = window(&[
+            ("verification", counts(20_000, 1_779, 0)),
+            ("transactional", counts(1_000, 170, 0)),
+            ("bulk", counts(1_000, 0, 0)),
+        ]);
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            "verification".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: NOW,
+                bounce_rate: 0.0809,
+                complaint_rate: 0.0,
+            },
+        );
+        let t = decide(&state, &w).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.stream.as_deref()),
+            ("active", "quarantined", Some("transactional"))
+        );
+        assert_eq!(
+            t.next.status,
+            Status::Active,
+            "the account keeps sending bulk"
+        );
+        assert!(t.next.is_quarantined("verification"));
     }
 
     #[test]
