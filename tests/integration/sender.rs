@@ -723,17 +723,18 @@ async fn refused_credentials_pause_the_account_with_an_alert_and_its_mail_fails_
     assert_eq!(d[0].name(), "deferred", "{d:?}");
 }
 
-#[tokio::test]
-async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() {
-    use aws_sdk_sesv2::operation::get_account::{GetAccountError, GetAccountOutput};
+/// A world whose accounts' quotas come from SES: the primary's `GetAccount` answers (50,000 a
+/// day, 14 a second), the backup's follows `backup_rule`.
+fn world_with_ses_quotas(
+    backup_rule: &aws_smithy_mocks::Rule,
+) -> (tempfile::TempDir, Context, RecordedAlerts) {
+    use aws_sdk_sesv2::operation::get_account::GetAccountOutput;
     use aws_sdk_sesv2::types::SendQuota;
-    use aws_sdk_sesv2::types::error::TooManyRequestsException;
     use aws_smithy_mocks::mock;
     use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
     use sesguard::config::Enforcement;
 
-    // Both quotas come from SES; the backup's GetAccount fails (its role, or SES itself).
-    let (_dir, deps, _) = world(|config| {
+    let (dir, deps, alerts) = world(|config| {
         for account in &mut config.accounts {
             account.daily_quota = None;
         }
@@ -749,13 +750,6 @@ async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() 
             )
             .build()
     });
-    let failing = mock!(aws_sdk_sesv2::Client::get_account).then_error(|| {
-        GetAccountError::TooManyRequestsException(
-            TooManyRequestsException::builder()
-                .message("Rate exceeded")
-                .build(),
-        )
-    });
     let client = |rule| AccountClient {
         client: crate::helpers::mocked_sesv2(&[rule]),
         enforcement: Enforcement::Off,
@@ -763,9 +757,26 @@ async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() 
     };
     let ses = Sesv2Accounts::with_clients(std::collections::HashMap::from([
         ("primary".to_owned(), client(&healthy)),
-        ("backup".to_owned(), client(&failing)),
+        ("backup".to_owned(), client(backup_rule)),
     ]));
-    let deps = deps.with_ses(Arc::new(ses));
+    (dir, deps.with_ses(Arc::new(ses)), alerts)
+}
+
+#[tokio::test]
+async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() {
+    use aws_sdk_sesv2::operation::get_account::GetAccountError;
+    use aws_sdk_sesv2::types::error::TooManyRequestsException;
+    use aws_smithy_mocks::mock;
+
+    // The backup's GetAccount fails (SES itself, or the way to it).
+    let failing = mock!(aws_sdk_sesv2::Client::get_account).then_error(|| {
+        GetAccountError::TooManyRequestsException(
+            TooManyRequestsException::builder()
+                .message("Rate exceeded")
+                .build(),
+        )
+    });
+    let (_dir, deps, _) = world_with_ses_quotas(&failing);
 
     let d = send(
         &deps,
@@ -783,29 +794,9 @@ async fn an_account_whose_quota_cannot_be_read_sits_out_while_the_others_send() 
 #[tokio::test]
 async fn an_account_whose_credentials_are_refused_for_its_quota_is_paused_once_with_an_alert() {
     use aws_sdk_sesv2::config::http::HttpResponse;
-    use aws_sdk_sesv2::operation::get_account::GetAccountOutput;
-    use aws_sdk_sesv2::types::SendQuota;
     use aws_smithy_mocks::mock;
-    use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
-    use sesguard::config::Enforcement;
 
     // The backup's role no longer lets sesguard in: its GetAccount is refused with a 403.
-    let (_dir, deps, alerts) = world(|config| {
-        for account in &mut config.accounts {
-            account.daily_quota = None;
-        }
-    });
-    let healthy = mock!(aws_sdk_sesv2::Client::get_account).then_output(|| {
-        GetAccountOutput::builder()
-            .send_quota(
-                SendQuota::builder()
-                    .max24_hour_send(50_000.0)
-                    .max_send_rate(14.0)
-                    .sent_last24_hours(0.0)
-                    .build(),
-            )
-            .build()
-    });
     let refused = mock!(aws_sdk_sesv2::Client::get_account).then_http_response(|| {
         let mut response = HttpResponse::new(
             403u16.try_into().expect("status"),
@@ -816,16 +807,7 @@ async fn an_account_whose_credentials_are_refused_for_its_quota_is_paused_once_w
             .insert("x-amzn-ErrorType", "AccessDeniedException");
         response
     });
-    let client = |rule| AccountClient {
-        client: crate::helpers::mocked_sesv2(&[rule]),
-        enforcement: Enforcement::Off,
-        configuration_set: None,
-    };
-    let ses = Sesv2Accounts::with_clients(std::collections::HashMap::from([
-        ("primary".to_owned(), client(&healthy)),
-        ("backup".to_owned(), client(&refused)),
-    ]));
-    let deps = deps.with_ses(Arc::new(ses));
+    let (_dir, deps, alerts) = world_with_ses_quotas(&refused);
 
     for key in ["refused-1", "refused-2"] {
         let d = send(
