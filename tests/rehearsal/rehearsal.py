@@ -91,7 +91,8 @@ class Emulator:
     """fakecloud on 127.0.0.1, in memory, stopped at the end."""
 
     def __init__(self, work):
-        binary = subprocess.run([str(HERE / "install-fakecloud")], check=True, capture_output=True, text=True).stdout.strip()
+        # The installer's progress (a cold build is long) goes to this run's stderr.
+        binary = subprocess.run([str(HERE / "install-fakecloud")], check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
         self.port = free_port()
         self.endpoint = f"http://127.0.0.1:{self.port}"
         self.log = open(work / "fakecloud.log", "w")
