@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sesguard::app::Context;
 use sesguard::app::send::{Decision, Queued, Sender, SenderMemory};
 use sesguard::domain::reputation::counters::WindowTotals;
-use sesguard::domain::reputation::guard::{Cause, Status};
+use sesguard::domain::reputation::guard::{AccountState, Cause, Status};
 use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
 use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::ports::{MailTransport, TransportError};
@@ -69,6 +69,16 @@ fn receipt(to: &str, key: &str) -> String {
     format!(
         r#"{{"stream":"transactional","to":["{to}"],"template":{{"name":"receipt","data":{{"n":1}}}},"idempotency_key":"{key}"}}"#
     )
+}
+
+/// One account's guard state as the store holds it now.
+async fn state_of(deps: &Context, account: &str) -> AccountState {
+    deps.store
+        .states(&[account.to_owned()])
+        .await
+        .unwrap()
+        .remove(account)
+        .unwrap()
 }
 
 async fn send(deps: &Context, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
@@ -267,13 +277,7 @@ async fn ses_failures_get_their_reactions() {
         "{d:?}"
     );
     assert!(matches!(&d[1], Decision::Sent { account, .. } if account == "backup"));
-    let state = deps
-        .store
-        .states(&["primary".into()])
-        .await
-        .unwrap()
-        .remove("primary")
-        .unwrap();
+    let state = state_of(&deps, "primary").await;
     assert_eq!(
         (state.status, state.cause),
         (Status::Paused, Some(Cause::SendingRate))
@@ -296,13 +300,7 @@ async fn ses_failures_get_their_reactions() {
         matches!(&d[0], Decision::Sent { account, .. } if account == "backup"),
         "{d:?}"
     );
-    let state = deps
-        .store
-        .states(&["primary".into()])
-        .await
-        .unwrap()
-        .remove("primary")
-        .unwrap();
+    let state = state_of(&deps, "primary").await;
     assert_eq!((state.cause, state.until), (Some(Cause::SesPaused), None));
 
     // Daily quota: the same, with a timed pause.
@@ -692,13 +690,7 @@ async fn refused_credentials_pause_the_account_with_an_alert_and_its_mail_fails_
         matches!(&d[0], Decision::Sent { account, .. } if account == "backup"),
         "{d:?}"
     );
-    let state = deps
-        .store
-        .states(&["primary".into()])
-        .await
-        .unwrap()
-        .remove("primary")
-        .unwrap();
+    let state = state_of(&deps, "primary").await;
     assert_eq!(
         (state.status, state.cause, state.until),
         (Status::Paused, Some(Cause::AccessDenied), None)
@@ -821,13 +813,7 @@ async fn an_account_whose_credentials_are_refused_for_its_quota_is_paused_once_w
             "{d:?}"
         );
     }
-    let state = deps
-        .store
-        .states(&["backup".into()])
-        .await
-        .unwrap()
-        .remove("backup")
-        .unwrap();
+    let state = state_of(&deps, "backup").await;
     assert_eq!(
         (state.status, state.cause, state.until),
         (Status::Paused, Some(Cause::AccessDenied), None)
