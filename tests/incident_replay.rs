@@ -26,7 +26,7 @@ use sesguard::domain::feedback::notification::{
 };
 use sesguard::domain::reputation::counters::WindowTotals;
 use sesguard::domain::reputation::guard::Alert;
-use sesguard::domain::sending::routing::{Priority, Route};
+use sesguard::domain::sending::routing::{self, Priority, Route};
 use sesguard::domain::sns::unwrap::Content;
 use sesguard::ports::{AlertError, AlertSink, Clock};
 
@@ -254,7 +254,10 @@ async fn replay(guarded: bool) -> Outcome {
             }
             let priority = config.stream(stream).unwrap().priority;
             while let Some(message) = queue.front() {
-                match snapshot.route(stream, priority).unwrap() {
+                match snapshot
+                    .route(stream, priority, routing::draw(&format!("m{}", message.id)))
+                    .unwrap()
+                {
                     Route::Send { account } => {
                         let account: &'static str = if account == "primary" {
                             "primary"

@@ -8,7 +8,7 @@ use crate::config::Config;
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::Reason;
-use crate::domain::sending::routing::{Priority, Route};
+use crate::domain::sending::routing::{self, Priority, Route};
 use crate::ports::{SesAccount, Store};
 
 /// The decision on one message.
@@ -119,9 +119,12 @@ pub async fn check(
         decision.reason = Some(reasons.join("; "));
         return Ok(decision);
     }
+    // No send key yet: the draw comes from what is asked, so the same question gets the same
+    // answer while an account is on probation.
+    let draw = routing::draw(&format!("{stream}:{template:?}:{:?}", decision.recipients));
     match Snapshot::load(store, ses, config, now)
         .await?
-        .route(stream, priority)?
+        .route(stream, priority, draw)?
     {
         Route::Send { account } => decision.account = Some(account),
         Route::Defer { until, reason } => {

@@ -8,8 +8,9 @@ use crate::app::review::{alert_for, enforce};
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::WindowTotals;
+use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::guard::{
-    AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Status,
+    AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Recovery, Status, stream_name,
 };
 use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
@@ -24,10 +25,13 @@ pub enum Action {
         /// Ends by itself after this long (accounts only).
         duration: Option<Duration>,
     },
-    /// Let it send again.
+    /// Let it send again: on the probation ramp, or (without `probation`) at full traffic at
+    /// once. Resuming an account on probation ends its probation.
     Resume {
         /// Only this stream.
         stream: Option<String>,
+        /// Climb the probation ramp first (the default).
+        probation: bool,
     },
 }
 
@@ -100,7 +104,7 @@ impl<'a> Control<'a> {
             return Err(ControlError::NoReason);
         }
         let stream = match action {
-            Action::Pause { stream, .. } | Action::Resume { stream } => stream.as_deref(),
+            Action::Pause { stream, .. } | Action::Resume { stream, .. } => stream.as_deref(),
         };
         if let Some(stream) = stream
             && !config
@@ -121,7 +125,8 @@ impl<'a> Control<'a> {
         };
         let entry = self
             .commit(account, &record, now, |state, totals| {
-                change(state, totals, action, reason, now).map(Some)
+                let recovery = config.recovery(account);
+                change(state, totals, action, reason, &recovery, now).map(Some)
             })
             .await?;
         // An operator's change always decides a next state, so `None` cannot come back.
@@ -185,7 +190,7 @@ impl<'a> Control<'a> {
         let (first, last) = window.buckets_ending(now);
         for _ in 0..5 {
             let read = self.counters.window(account, first, last).await?;
-            let totals = WindowTotals::sum(&read.buckets, first, last);
+            let totals = Evidence::gather(&read.buckets, first, last, &read.state).judged;
             let Some((next, from, to)) = decide(&read.state, &totals)? else {
                 return Ok(None);
             };
@@ -197,7 +202,8 @@ impl<'a> Control<'a> {
                 from: from.to_owned(),
                 to: to.to_owned(),
                 cause: record.cause,
-                note: Some(record.note.to_owned()),
+                note: next.note.clone().or_else(|| Some(record.note.to_owned())),
+                share: next.probation_of(record.stream).map(|p| p.share),
                 bounce_rate: rates.bounce_rate,
                 complaint_rate: rates.complaint_rate,
                 window_sends: rates.window_sends,
@@ -239,10 +245,12 @@ fn change(
     totals: &WindowTotals,
     action: &Action,
     reason: &str,
+    recovery: &Recovery<'_>,
     now: Timestamp,
 ) -> Result<(AccountState, &'static str, &'static str), ControlError> {
     let mut next = state.clone();
     next.note = Some(reason.to_owned());
+    let ramp = |probation: bool| if probation { recovery.start(now) } else { None };
     match action {
         Action::Pause {
             stream: None,
@@ -257,20 +265,31 @@ fn change(
             next.cause = Some(Cause::Operator);
             next.since = Some(now);
             next.until = duration.map(|d| now.plus(d));
-            Ok((next, state.status.as_str(), "paused"))
+            next.probation = None;
+            Ok((next, state.name(), "paused"))
         }
-        Action::Resume { stream: None } => {
-            if state.status != Status::Paused {
+        Action::Resume {
+            stream: None,
+            probation,
+        } => {
+            let from = state.name();
+            if state.status != Status::Paused && state.probation.is_none() {
                 return Err(ControlError::Conflict(format!(
-                    "the account is not paused (it is {})",
-                    state.status.as_str()
+                    "the account is not paused (it is {from})"
                 )));
             }
-            next.status = Status::Active;
-            next.cause = Some(Cause::Operator);
-            next.since = Some(now);
-            next.until = None;
-            Ok((next, "paused", "active"))
+            if state.status == Status::Paused {
+                next.resume(Cause::Operator, ramp(*probation), now);
+            } else {
+                // On probation: the operator ends it.
+                next.probation = None;
+                next.cause = Some(Cause::Operator);
+                next.since = Some(now);
+            }
+            if !probation {
+                next.note = Some(format!("{reason} (without probation)"));
+            }
+            Ok((next.clone(), from, next.name()))
         }
         Action::Pause {
             stream: Some(stream),
@@ -283,6 +302,7 @@ fn change(
             }
             // Its rates here are its known risk wherever it fails over to.
             let counts = totals.streams.get(stream).copied().unwrap_or_default();
+            next.returned.remove(stream);
             next.quarantined.insert(
                 stream.clone(),
                 Quarantine {
@@ -292,17 +312,32 @@ fn change(
                     complaint_rate: counts.complaint_rate(),
                 },
             );
-            Ok((next, "active", "quarantined"))
+            Ok((next, stream_name(state, stream), "quarantined"))
         }
         Action::Resume {
             stream: Some(stream),
+            probation,
         } => {
-            if next.quarantined.remove(stream).is_none() {
-                return Err(ControlError::Conflict(format!(
-                    "stream `{stream}` is not quarantined on this account"
-                )));
+            let from = stream_name(state, stream);
+            match from {
+                "quarantined" => {
+                    next.lift(stream, ramp(*probation), now);
+                }
+                "probation" => {
+                    if let Some(returned) = next.returned.get_mut(stream) {
+                        returned.probation = None;
+                    }
+                }
+                _ => {
+                    return Err(ControlError::Conflict(format!(
+                        "stream `{stream}` is not quarantined on this account"
+                    )));
+                }
             }
-            Ok((next, "quarantined", "active"))
+            if !probation {
+                next.note = Some(format!("{reason} (without probation)"));
+            }
+            Ok((next.clone(), from, stream_name(&next, stream)))
         }
     }
 }

@@ -11,9 +11,9 @@ use serde::Serialize;
 use crate::app::review::{Applied, Gauge, Guard, Review};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::AccountDirectory;
-use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy};
+use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy, Origins};
 use crate::domain::sns::unwrap::{Content, EnvelopeError, SnsIds};
-use crate::ports::{ApplyError, FeedbackLedger};
+use crate::ports::{ApplyError, FeedbackLedger, StoreError};
 use crate::telemetry::error_chain;
 
 /// How many times a batch is planned again after conflicting with another instance.
@@ -266,6 +266,21 @@ impl<'a> Ingestor<'a> {
         }
     }
 
+    /// Where the batch's accounts' counter buckets start afresh: their guard states in one
+    /// batched read (none without a guard).
+    async fn origins(&self, batch: &[(usize, Effects)]) -> Result<Origins, StoreError> {
+        let Some(guard) = &self.guard else {
+            return Ok(Origins::new());
+        };
+        let accounts: BTreeSet<String> = batch
+            .iter()
+            .map(|(_, e)| e.attribution.account.clone())
+            .collect();
+        guard
+            .origins(&accounts.into_iter().collect::<Vec<_>>())
+            .await
+    }
+
     /// Applies the batch, splitting it where one atomic change cannot hold it.
     async fn apply(
         &self,
@@ -273,6 +288,16 @@ impl<'a> Ingestor<'a> {
         now: Timestamp,
         outcomes: &mut [Option<Outcome>],
     ) {
+        if batch.is_empty() {
+            return;
+        }
+        let origins = match self.origins(&batch).await {
+            Ok(origins) => origins,
+            Err(error) => {
+                fail_all(&batch, outcomes, error_chain(&error));
+                return;
+            }
+        };
         let mut work = vec![batch];
         while let Some(mut part) = work.pop() {
             let mut conflicts = 0;
@@ -293,7 +318,7 @@ impl<'a> Ingestor<'a> {
                         }
                     }
                 };
-                let change = plan::plan(&effects, &states, self.policy, now);
+                let change = plan::plan(&effects, &states, &origins, self.policy, now);
                 let capacity = self.ledger.max_items_per_apply();
                 if change.items() > capacity {
                     if part.len() == 1 {

@@ -7,8 +7,11 @@ use std::collections::BTreeSet;
 
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::reputation::counters::WindowTotals;
-use crate::domain::reputation::guard::{self, Alert, HistoryEntry, Transition, traffic_after};
+use crate::domain::feedback::plan::Origins;
+use crate::domain::reputation::evidence::Evidence;
+use crate::domain::reputation::guard::{
+    self, AccountState, Alert, HistoryEntry, Transition, traffic_after,
+};
 use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
 
@@ -32,7 +35,8 @@ pub struct Applied {
     pub alert: Alert,
 }
 
-/// An account's rates and state after a review, for metrics and alarms.
+/// An account's rates (the whole window, as SES sees it) and state after a review, for
+/// metrics and alarms.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gauge {
     /// The account.
@@ -76,7 +80,10 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Reviews each account once; returns the transitions this instance applied.
+    /// Reviews each account once; returns the transitions this instance applied. The window
+    /// is read strongly consistent; an instance whose conditional write loses reads again and
+    /// decides again on what the winner wrote, so a stronger transition is not lost to a
+    /// weaker one, and each transition is alerted once, by the instance that wrote it.
     pub async fn review(
         &self,
         accounts: &BTreeSet<String>,
@@ -86,51 +93,89 @@ impl<'a> Guard<'a> {
         let (first, last) = window.buckets_ending(now);
         let mut review = Review::default();
         for account in accounts {
-            let read = self.counters.window(account, first, last).await?;
-            let totals = WindowTotals::sum(&read.buckets, first, last);
             let thresholds = self.config.thresholds_for(account);
-            let auto_resume = self.config.auto_resume(account);
-            let transition = guard::evaluate(&read.state, &totals, &thresholds, auto_resume, now);
-            let state = transition.as_ref().map_or(&read.state, |t| &t.next);
-            review.gauges.push(Gauge {
-                account: account.clone(),
-                bounce_rate: totals.total.bounce_rate(),
-                complaint_rate: totals.total.complaint_rate(),
-                window_sends: totals.total.sends,
-                paused: state.is_paused(now),
-                quarantined: state.quarantined.len(),
-            });
-            let Some(transition) = transition else {
-                continue;
-            };
-            let entry = transition.history(account, "guard", now);
-            let expires = now.plus(self.config.guard.history_ttl);
-            if !self
-                .ledger
-                .transition(
-                    account,
-                    read.state.version,
-                    &transition.next,
-                    &entry,
-                    expires,
-                )
-                .await?
-            {
-                tracing::info!(account = %account, "another instance changed the state first");
-                continue;
+            let recovery = self.config.recovery(account);
+            for _ in 0..MAX_RACES {
+                let read = self.counters.window(account, first, last).await?;
+                let evidence = Evidence::gather(&read.buckets, first, last, &read.state);
+                let transition =
+                    guard::evaluate(&read.state, &evidence, &thresholds, &recovery, now);
+                let Some(transition) = transition else {
+                    review
+                        .gauges
+                        .push(gauge(account, &evidence, &read.state, now));
+                    break;
+                };
+                let entry = transition.history(account, "guard", now);
+                let expires = now.plus(self.config.guard.history_ttl);
+                if !self
+                    .ledger
+                    .transition(
+                        account,
+                        read.state.version,
+                        &transition.next,
+                        &entry,
+                        expires,
+                    )
+                    .await?
+                {
+                    tracing::info!(account = %account, "another instance changed the state first: deciding again");
+                    continue;
+                }
+                review
+                    .gauges
+                    .push(gauge(account, &evidence, &transition.next, now));
+                let mut alert = alert_for(self.config, entry);
+                enforce(self.ses, &mut alert).await;
+                if let Err(error) = self.alerts.publish(&alert).await {
+                    tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
+                }
+                review.applied.push(Applied {
+                    account: account.clone(),
+                    transition,
+                    alert,
+                });
+                break;
             }
-            let mut alert = alert_for(self.config, entry);
-            enforce(self.ses, &mut alert).await;
-            if let Err(error) = self.alerts.publish(&alert).await {
-                tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
-            }
-            review.applied.push(Applied {
-                account: account.clone(),
-                transition,
-                alert,
-            });
         }
         Ok(review)
+    }
+
+    /// Where the accounts' counter buckets start afresh, from their states (one batched read).
+    pub async fn origins(&self, accounts: &[String]) -> Result<Origins, StoreError> {
+        let states = self.ledger.states(accounts).await?;
+        Ok(states
+            .into_iter()
+            .map(|(account, state)| (account, state.origins()))
+            .filter(|(_, origins)| !origins.is_empty())
+            .collect())
+    }
+
+    /// Reviews every configured account: what the scheduled review runs, so that timed pauses
+    /// end, probation advances and auto-resume runs without waiting for feedback.
+    pub async fn review_all(&self, now: Timestamp) -> Result<Review, StoreError> {
+        let accounts = self
+            .config
+            .accounts
+            .iter()
+            .map(|a| a.name.clone())
+            .collect();
+        self.review(&accounts, now).await
+    }
+}
+
+/// How many times a review decides again after losing the conditional write to another
+/// instance.
+const MAX_RACES: usize = 5;
+
+fn gauge(account: &str, evidence: &Evidence, state: &AccountState, now: Timestamp) -> Gauge {
+    Gauge {
+        account: account.to_owned(),
+        bounce_rate: evidence.whole.bounce_rate(),
+        complaint_rate: evidence.whole.complaint_rate(),
+        window_sends: evidence.whole.sends,
+        paused: state.is_paused(now),
+        quarantined: state.quarantined.len(),
     }
 }
 
@@ -144,8 +189,8 @@ pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
     let traffic = traffic_after(
         &entry.account,
         entry.stream.as_deref(),
-        &entry.from,
-        &entry.to,
+        (&entry.from, &entry.to),
+        entry.share,
         &streams,
     );
     Alert {
@@ -164,7 +209,8 @@ pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
         change.to.as_str(),
     ) {
         (false, _, "paused") => false,
-        (false, "paused", "active") => true,
+        // On probation the sender takes a share of the traffic: SES must let it through.
+        (false, "paused", "active" | "probation") => true,
         _ => return,
     };
     match ses.set_sending(&change.account, enabled).await {
@@ -182,5 +228,21 @@ pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
                 .traffic
                 .push_str(&format!("; SES enforcement failed: {error}"));
         }
+    }
+}
+
+impl crate::app::Context {
+    /// Reviews every configured account now (the scheduled review).
+    pub async fn review_all(&self, now: Timestamp) -> Result<Review, StoreError> {
+        let store = self.store.as_ref();
+        Guard::new(
+            store,
+            store,
+            self.alerts.as_ref(),
+            self.ses.as_ref(),
+            &self.config,
+        )
+        .review_all(now)
+        .await
     }
 }

@@ -11,7 +11,8 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
-use crate::domain::reputation::guard::{Cause, Thresholds};
+use crate::domain::reputation::evidence::Evidence;
+use crate::domain::reputation::guard::{Cause, Probation, Thresholds, stream_name};
 use crate::domain::sending::rate_limit::Periods;
 use crate::domain::sending::rate_limit::RateLimits;
 use crate::ports::{SesAccount, SesError, Store, StoreError};
@@ -23,8 +24,16 @@ pub struct AccountStatus {
     pub name: String,
     /// Whether it is in the configuration.
     pub configured: bool,
-    /// `active`, `warning` or `paused`.
+    /// `active`, `warning`, `paused` or `probation`.
     pub state: &'static str,
+    /// The probation step, while the account is on one.
+    pub probation: Option<Probation>,
+    /// When the account was last resumed: mail sent before is counted (the window totals
+    /// below) but judged no more; `judged` is what the guard decides on.
+    pub judged_since: Option<Timestamp>,
+    /// The part of the window the guard judges: the mail sent since the last resume, each
+    /// stream's since it came back from quarantine.
+    pub judged: Rates,
     /// Why it is in that state.
     pub cause: Option<Cause>,
     /// The operator's note on the last change.
@@ -66,6 +75,28 @@ pub struct AccountStatus {
     pub periods: Option<Periods>,
 }
 
+/// Counts and their rates.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Rates {
+    /// Totals.
+    #[serde(flatten)]
+    pub counts: Counts,
+    /// Hard bounces per send.
+    pub bounce_rate: f64,
+    /// Complaints per send.
+    pub complaint_rate: f64,
+}
+
+impl Rates {
+    fn of(counts: Counts) -> Self {
+        Self {
+            counts,
+            bounce_rate: counts.bounce_rate(),
+            complaint_rate: counts.complaint_rate(),
+        }
+    }
+}
+
 /// One stream's totals on an account.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StreamStatus {
@@ -78,6 +109,10 @@ pub struct StreamStatus {
     pub complaint_rate: f64,
     /// Whether the stream is quarantined on the account.
     pub quarantined: bool,
+    /// `active`, `quarantined` or `probation`.
+    pub state: &'static str,
+    /// The share of the stream's traffic the account takes now (1 unless on probation).
+    pub share: f64,
 }
 
 /// The 24-hour quota and its use.
@@ -134,6 +169,7 @@ pub async fn status(
     for (name, configured) in names {
         let read = store.window(&name, first.min(quota_first), last).await?;
         let totals = WindowTotals::sum(&read.buckets, first, last);
+        let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
         let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
             .total
             .sends;
@@ -181,7 +217,10 @@ pub async fn status(
         };
         statuses.push(AccountStatus {
             configured,
-            state: state.status.as_str(),
+            state: state.name(),
+            probation: state.probation,
+            judged_since: state.judged_since,
+            judged: Rates::of(judged.total),
             cause: state.cause,
             note: state.note.clone(),
             since: state.since,
@@ -207,6 +246,8 @@ pub async fn status(
                         bounce_rate: counts.bounce_rate(),
                         complaint_rate: counts.complaint_rate(),
                         quarantined: state.is_quarantined(&stream),
+                        state: stream_name(&state, &stream),
+                        share: state.share_for(&stream),
                     };
                     (stream, status)
                 })

@@ -35,13 +35,29 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     name,
                     reason,
                     stream,
+                    no_probation,
                     actor,
                 },
         } => {
             let entry = Admin::new(&deps, actor)
-                .resume(&name, stream, &reason, deps.clock.now())
+                .resume(&name, stream, !no_probation, &reason, deps.clock.now())
                 .await?;
             print_transition(&entry, cli.json)
+        }
+        Command::Accounts {
+            command: AccountsCommand::Review,
+        } => {
+            let review = deps.review_all(deps.clock.now()).await?;
+            if cli.json {
+                let alerts: Vec<_> = review.applied.iter().map(|a| &a.alert).collect();
+                say!("{}", serde_json::to_string_pretty(&alerts)?);
+            } else {
+                say!("reviewed {} account(s)", review.gauges.len());
+                for applied in &review.applied {
+                    print_transition(&applied.alert.change, false)?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Accounts {
             command: AccountsCommand::History { name, limit },

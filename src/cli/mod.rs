@@ -263,6 +263,9 @@ pub enum AccountsCommand {
         /// Only this account.
         name: Option<String>,
     },
+    /// Review every account now, as the scheduled review does: timed pauses end, probation
+    /// steps advance, auto-resume runs on the evidence there is.
+    Review,
     /// Pause an account, or quarantine one stream on it.
     Pause {
         /// The account.
@@ -280,7 +283,8 @@ pub enum AccountsCommand {
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,
     },
-    /// Resume a paused account, or lift a stream's quarantine.
+    /// Resume a paused account, or lift a stream's quarantine: on the probation ramp
+    /// (`[guard] probation`) unless `--no-probation`. On one already on probation: ends it.
     Resume {
         /// The account.
         name: String,
@@ -290,6 +294,9 @@ pub enum AccountsCommand {
         /// Only this stream.
         #[arg(long)]
         stream: Option<String>,
+        /// Back to full traffic at once, skipping probation (recorded in history).
+        #[arg(long)]
+        no_probation: bool,
         /// Who is acting (default: $USER).
         #[arg(long, env = "USER", default_value = "cli")]
         actor: String,

@@ -15,7 +15,7 @@ use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendS
 use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
-use crate::domain::reputation::guard::Thresholds;
+use crate::domain::reputation::guard::{Recovery, Thresholds};
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
 
@@ -64,6 +64,10 @@ pub struct GuardConfig {
     /// counts them at the stream's known risk against a backup's bounce budget.
     #[serde(with = "humantime_serde")]
     pub feedback_lag: Duration,
+    /// The probation ramp: the shares of its traffic a resumed account, or a stream back from
+    /// quarantine, takes step by step before it takes all of it (default `[0.1, 0.25, 0.5]`;
+    /// `[]`: none). Each step needs `min_volume` new sends under the warn levels.
+    pub probation: Vec<f64>,
 }
 
 impl Default for GuardConfig {
@@ -75,6 +79,7 @@ impl Default for GuardConfig {
             recheck: routing.recheck,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
             feedback_lag: Duration::from_secs(30 * 60),
+            probation: vec![0.1, 0.25, 0.5],
         }
     }
 }
@@ -426,6 +431,15 @@ impl Config {
     /// Whether the account lifts rate pauses by itself.
     pub fn auto_resume(&self, account: &str) -> bool {
         self.account(account).is_some_and(|a| a.auto_resume)
+    }
+
+    /// How the account comes back from a pause or a quarantine: by itself or not, and the
+    /// probation ramp.
+    pub fn recovery(&self, account: &str) -> Recovery<'_> {
+        Recovery {
+            auto_resume: self.auto_resume(account),
+            ramp: &self.guard.probation,
+        }
     }
 
     /// Routing settings.

@@ -170,6 +170,17 @@ impl Config {
                 ));
             }
         }
+        let ramp = &self.guard.probation;
+        if ramp.iter().any(|share| !(*share > 0.0 && *share < 1.0))
+            || ramp.windows(2).any(|pair| pair[0] >= pair[1])
+        {
+            return Err(invalid(
+                "guard.probation",
+                format!(
+                    "{ramp:?} must be shares above 0 and below 1, each larger than the one before"
+                ),
+            ));
+        }
         if !(0.0..1.0).contains(&self.guard.quota_reserve) {
             return Err(invalid(
                 "guard.quota_reserve",

@@ -270,11 +270,20 @@ async fn route(
                     ));
                 }
             };
+            let probation = match body.remove("probation") {
+                None | Some(Value::Null) => true,
+                Some(Value::Bool(probation)) if *action == "resume" => probation,
+                Some(_) => {
+                    return Err(AdminError::Invalid(
+                        "`probation` is a resume's true or false".into(),
+                    ));
+                }
+            };
             no_more(body)?;
             let entry = if *action == "pause" {
                 admin.pause(name, stream, duration, &reason, now).await?
             } else {
-                admin.resume(name, stream, &reason, now).await?
+                admin.resume(name, stream, probation, &reason, now).await?
             };
             ok(entry)
         }

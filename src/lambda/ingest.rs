@@ -1,5 +1,6 @@
 //! The `ingest` function: SES notifications from SQS (partial batch response), from SNS
-//! directly, or in a direct invocation (any single body: SNS envelope or raw SES JSON).
+//! directly, or in a direct invocation (any single body: SNS envelope or raw SES JSON); and
+//! the scheduled review, from an EventBridge schedule.
 
 use aws_lambda_events::event::sns::SnsRecord;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
@@ -8,6 +9,8 @@ use serde_json::{Value, json};
 
 use crate::app::Context;
 use crate::app::ingest::{Inbound, InboundError, Outcome, Report};
+use crate::app::review::Gauge;
+use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::unwrap::{self, SnsIds};
 use crate::telemetry::{emf_document, emf_line};
 
@@ -139,6 +142,26 @@ fn sns_record(record: Value, index: usize) -> Inbound {
     }
 }
 
+/// One EMF document per reviewed account: what the alarms watch.
+fn print_gauges(now: Timestamp, gauges: &[Gauge]) {
+    for gauge in gauges {
+        println!(
+            "{}",
+            emf_document(
+                now,
+                &[("function", "ingest"), ("account", &gauge.account)],
+                &[
+                    ("bounce_rate", gauge.bounce_rate * 100.0, "Percent"),
+                    ("complaint_rate", gauge.complaint_rate * 100.0, "Percent"),
+                    ("window_sends", gauge.window_sends as f64, "Count"),
+                    ("paused", f64::from(u8::from(gauge.paused)), "Count"),
+                    ("quarantined_streams", gauge.quarantined as f64, "Count"),
+                ]
+            )
+        );
+    }
+}
+
 /// The SQS partial batch response: every malformed or failed record is listed, so failed
 /// ones are retried and malformed ones reach the DLQ after the configured receives.
 pub fn batch_response(report: &Report) -> SqsBatchResponse {
@@ -153,11 +176,33 @@ pub fn batch_response(report: &Report) -> SqsBatchResponse {
     response
 }
 
+/// Whether the event is the scheduled review's EventBridge event.
+pub fn is_scheduled(event: &Value) -> bool {
+    event.get("source").and_then(Value::as_str) == Some("aws.events")
+        && event.get("detail-type").and_then(Value::as_str) == Some("Scheduled Event")
+}
+
+/// The scheduled review: every configured account, whether feedback arrived or not.
+async fn scheduled(deps: &Context) -> Result<Value, lambda_runtime::Error> {
+    let now = deps.clock.now();
+    let review = deps.review_all(now).await?;
+    print_gauges(now, &review.gauges);
+    let transitions: Vec<Value> = review
+        .applied
+        .iter()
+        .map(|applied| serde_json::to_value(&applied.alert))
+        .collect::<Result<_, _>>()?;
+    Ok(json!({"reviewed": review.gauges.len(), "transitions": transitions}))
+}
+
 /// The Lambda handler.
 pub async fn handle(
     deps: &Context,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
+    if is_scheduled(&event.payload) {
+        return scheduled(deps).await;
+    }
     let (shape, records) = decode(event.payload, "invocation");
     let now = deps.clock.now();
     let report = deps.ingest(records, now).await;
@@ -177,23 +222,7 @@ pub async fn handle(
             ]
         )
     );
-    // Per account reviewed: what the alarms watch.
-    for gauge in &report.gauges {
-        println!(
-            "{}",
-            emf_document(
-                now,
-                &[("function", "ingest"), ("account", &gauge.account)],
-                &[
-                    ("bounce_rate", gauge.bounce_rate * 100.0, "Percent"),
-                    ("complaint_rate", gauge.complaint_rate * 100.0, "Percent"),
-                    ("window_sends", gauge.window_sends as f64, "Count"),
-                    ("paused", f64::from(u8::from(gauge.paused)), "Count"),
-                    ("quarantined_streams", gauge.quarantined as f64, "Count"),
-                ]
-            )
-        );
-    }
+    print_gauges(now, &report.gauges);
     if shape == Shape::Sqs {
         return Ok(serde_json::to_value(batch_response(&report))?);
     }

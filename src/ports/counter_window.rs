@@ -14,8 +14,9 @@ pub struct AccountWindow {
 /// Reads the per-account counters.
 #[async_trait]
 pub trait CounterWindow: Send + Sync {
-    /// The account's buckets whose start lies in `[first, last]`, with its guard state. One
-    /// query on DynamoDB (paginated): the state item sorts after the buckets.
+    /// The account's buckets whose start lies in `[first, last]`, with its guard state, read
+    /// strongly consistent: the guard decides on it. One query on DynamoDB (paginated): the
+    /// state item sorts after the buckets.
     async fn window(
         &self,
         account: &str,

@@ -393,10 +393,11 @@ async fn every_documented_route_answers_as_documented() {
         .call(
             M::POST,
             "/accounts/primary/resume",
-            Some(r#"{"reason":"fixed"}"#),
+            Some(r#"{"reason":"fixed","probation":false}"#),
         )
         .await;
-    assert_eq!(resumed.body["to"], "active");
+    assert_eq!(resumed.body["to"], "active", "{}", resumed.text);
+    assert_eq!(resumed.body["note"], "fixed (without probation)");
     let not_paused = api
         .call(
             M::POST,
@@ -454,13 +455,30 @@ async fn every_documented_route_answers_as_documented() {
             Some(r#"{"reason":"cleaned"}"#),
         )
         .await;
-    assert_eq!(lifted.status, 200);
-    api.call(
-        M::POST,
-        "/accounts/primary/streams/bulk/resume",
-        Some(r#"{"reason":"x"}"#),
-    )
-    .await;
+    assert_eq!(
+        (lifted.status, &lifted.body["to"], &lifted.body["share"]),
+        (200, &json!("probation"), &json!(0.1))
+    );
+    // Resuming a stream on probation ends its probation.
+    let ended = api
+        .call(
+            M::POST,
+            "/accounts/primary/streams/bulk/resume",
+            Some(r#"{"reason":"x"}"#),
+        )
+        .await;
+    assert_eq!(
+        (&ended.body["from"], &ended.body["to"]),
+        (&json!("probation"), &json!("active"))
+    );
+    let not_quarantined = api
+        .call(
+            M::POST,
+            "/accounts/primary/streams/bulk/resume",
+            Some(r#"{"reason":"again"}"#),
+        )
+        .await;
+    assert_eq!(not_quarantined.status, 409);
     api.call(M::POST, "/accounts/primary/streams/bulk/resume", Some("{}"))
         .await;
     api.call(
@@ -474,9 +492,14 @@ async fn every_documented_route_answers_as_documented() {
         .call(M::GET, "/accounts/primary/history?limit=10", None)
         .await;
     let entries = history.body["entries"].as_array().unwrap();
-    assert_eq!(entries.len(), 4, "pause, resume, quarantine, lift");
     assert_eq!(
-        entries[0]["note"], "cleaned",
+        entries.len(),
+        5,
+        "pause, resume, quarantine, lift onto probation, probation ended"
+    );
+    assert_eq!(
+        (&entries[1]["note"], &entries[1]["to"]),
+        (&json!("cleaned"), &json!("probation")),
         "newest first, with the reason"
     );
     api.call(M::GET, "/accounts/primary/history?limit=0", None)

@@ -365,8 +365,30 @@ fn operators_pause_resume_and_read_history_with_their_reason() {
         "bad sign-ups",
         "--json",
     ]);
-    json(&[
+    let resumed = json(&[
         "accounts", "resume", "primary", "--reason", "fixed", "--actor", "ana", "--json",
+    ]);
+    assert_eq!(
+        (resumed["to"].as_str(), resumed["share"].as_f64()),
+        (Some("probation"), Some(0.1)),
+        "a resume starts on the probation ramp"
+    );
+    let reviewed = run(&["accounts", "review"]);
+    assert!(reviewed.status.success());
+    assert!(
+        String::from_utf8_lossy(&reviewed.stdout).contains("reviewed 2 account(s)"),
+        "{reviewed:?}"
+    );
+    json(&[
+        "accounts",
+        "resume",
+        "primary",
+        "--reason",
+        "list verified",
+        "--no-probation",
+        "--actor",
+        "ana",
+        "--json",
     ]);
     let status = json(&["accounts", "status", "backup", "--json"]);
     assert_eq!(
@@ -390,7 +412,12 @@ fn operators_pause_resume_and_read_history_with_their_reason() {
     assert_eq!(
         lines,
         [
-            ("active", "fixed", "operator:ana"),
+            (
+                "active",
+                "list verified (without probation)",
+                "operator:ana"
+            ),
+            ("probation", "fixed", "operator:ana"),
             ("paused", "incident 42", "operator:ana")
         ]
     );
@@ -400,7 +427,11 @@ fn operators_pause_resume_and_read_history_with_their_reason() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(sent.len(), 3);
+    assert_eq!(sent.len(), 4);
+    assert_eq!(
+        sent[2]["traffic"],
+        "primary takes 10 % of verification, transactional, bulk (probation); the rest goes where it went during the incident"
+    );
     assert_eq!(
         sent[0]["traffic"],
         "verification fails over to backup; transactional fails over to backup; bulk has no account after primary: deferred"

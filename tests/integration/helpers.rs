@@ -67,6 +67,11 @@ impl FixedClock {
     pub fn at(rfc3339: &str) -> Arc<Self> {
         Arc::new(Self(Mutex::new(Timestamp::parse_rfc3339(rfc3339).unwrap())))
     }
+
+    /// Moves the clock to `rfc3339`.
+    pub fn set(&self, rfc3339: &str) {
+        *self.0.lock().unwrap() = Timestamp::parse_rfc3339(rfc3339).unwrap();
+    }
 }
 
 impl Clock for FixedClock {

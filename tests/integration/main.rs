@@ -8,6 +8,7 @@ mod guard_paths;
 mod helpers;
 mod ingest_paths;
 mod layout;
+mod recovery;
 mod request_budget;
 mod sender;
 mod ses_account;

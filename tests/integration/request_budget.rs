@@ -33,7 +33,7 @@ async fn run(event: Value) -> (Vec<(String, usize)>, Value) {
 }
 
 #[tokio::test]
-async fn ten_hard_bounces_cost_one_transaction_and_one_window_query() {
+async fn ten_hard_bounces_cost_a_state_read_one_transaction_and_one_window_query() {
     // Ten bounces of one account, two recipients each, among 15 distinct addresses.
     let event = batch("ses/bounce-permanent.json", |i, n| {
         n["bounce"]["feedbackId"] = json!(format!("fb-{i}"));
@@ -49,6 +49,7 @@ async fn ten_hard_bounces_cost_one_transaction_and_one_window_query() {
     assert_eq!(
         requests,
         vec![
+            ("BatchGetItem".to_owned(), 0), // the accounts' guard states: where buckets start
             (
                 "TransactWriteItems".to_owned(),
                 claims + distinct_addresses + counters
@@ -70,6 +71,7 @@ async fn ten_deliveries_add_no_per_event_write_beyond_the_claims() {
     assert_eq!(
         requests,
         vec![
+            ("BatchGetItem".to_owned(), 0), // the accounts' guard states: where buckets start
             ("BatchGetItem".to_owned(), 0),
             ("TransactWriteItems".to_owned(), 10 + 1),
             ("Query".to_owned(), 0),
@@ -86,6 +88,7 @@ async fn ten_send_events_cost_the_claims_one_counter_and_a_window_query() {
     assert_eq!(
         requests,
         vec![
+            ("BatchGetItem".to_owned(), 0), // the accounts' guard states: where buckets start
             ("TransactWriteItems".to_owned(), 10 + 1),
             ("Query".to_owned(), 0)
         ]
@@ -113,6 +116,7 @@ async fn a_redelivered_batch_costs_one_refused_transaction_and_a_window_query() 
     assert_eq!(
         log.take(),
         vec![
+            ("BatchGetItem".to_owned(), 0), // the accounts' guard states: where buckets start
             ("TransactWriteItems".to_owned(), 10 + 10 + 1),
             ("Query".to_owned(), 0)
         ]

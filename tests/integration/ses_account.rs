@@ -198,7 +198,10 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     )
     .apply(
         "primary",
-        &Action::Resume { stream: None },
+        &Action::Resume {
+            stream: None,
+            probation: true,
+        },
         "list cleaned",
         "ana",
         deps.clock.now(),
@@ -248,11 +251,13 @@ async fn routing_reads_a_quota_left_out_of_the_configuration_from_ses() {
     let ses = accounts(Enforcement::Off, &[&nearly_spent]);
     let snapshot = Snapshot::load(&store, &ses, &config, now).await.unwrap();
     assert!(matches!(
-        snapshot.route("bulk", Priority::Bulk).unwrap(),
+        snapshot.route("bulk", Priority::Bulk, 0.5).unwrap(),
         Route::Defer { .. }
     ));
     assert_eq!(
-        snapshot.route("transactional", Priority::Critical).unwrap(),
+        snapshot
+            .route("transactional", Priority::Critical, 0.5)
+            .unwrap(),
         Route::Send {
             account: "primary".into()
         }

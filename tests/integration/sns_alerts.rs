@@ -43,6 +43,7 @@ async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
             to: "quarantined".into(),
             cause: Cause::BounceRate,
             note: None,
+            share: None,
             bounce_rate: 0.0802,
             complaint_rate: 0.0,
             window_sends: 99_820,

@@ -55,7 +55,13 @@ async fn planned(store: &dyn Store, batch: &[Effects], at: Timestamp) -> ChangeS
         .address_states(&plan::addresses_to_read(batch), at)
         .await
         .unwrap();
-    plan::plan(batch, &states, &IngestPolicy::default(), at)
+    plan::plan(
+        batch,
+        &states,
+        &plan::Origins::new(),
+        &IngestPolicy::default(),
+        at,
+    )
 }
 
 async fn window_total(store: &dyn Store, account: &str) -> Counts {
@@ -456,6 +462,7 @@ fn entry(account: &str, at: Timestamp, to: &str) -> HistoryEntry {
         to: to.into(),
         cause: Cause::BounceRate,
         note: None,
+        share: None,
         bounce_rate: 0.081,
         complaint_rate: 0.0,
         window_sends: 1200,

@@ -22,6 +22,7 @@ impl CounterWindow for DynamoStore {
                 .expression_attribute_values(":first", s(bucket_sort_key(first)))
                 .expression_attribute_values(":state", s(STATE_SORT_KEY))
                 .set_exclusive_start_key(start.take())
+                .consistent_read(true)
                 .send()
                 .await
                 .map_err(|e| failure("reading counters", e))?;

@@ -196,16 +196,18 @@ impl<'a> Admin<'a> {
         self.control(name, &action, reason, now).await
     }
 
-    /// Resumes a paused account, or a quarantined stream on it (409 when it is not).
+    /// Resumes a paused account, or a quarantined stream on it (409 when it is not), on the
+    /// probation ramp unless `probation` is false; resuming one on probation ends it.
     pub async fn resume(
         &self,
         name: &str,
         stream: Option<String>,
+        probation: bool,
         reason: &str,
         now: Timestamp,
     ) -> Result<HistoryEntry, AdminError> {
-        self.control(name, &Action::Resume { stream }, reason, now)
-            .await
+        let action = Action::Resume { stream, probation };
+        self.control(name, &action, reason, now).await
     }
 
     async fn control(

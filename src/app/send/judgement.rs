@@ -139,9 +139,10 @@ impl<'a> Sender<'a> {
             batch.releases.push(key.to_owned());
             Ok(decision)
         };
+        let draw = routing::draw(key);
         // Each account of the stream at most once: a paused or exhausted one fails over.
         for _ in 0..=stream.accounts.len() {
-            let account = match batch.snapshot.route(&request.stream, priority)? {
+            let account = match batch.snapshot.route(&request.stream, priority, draw)? {
                 Route::Defer { until, reason } => {
                     return not_sent(Decision::deferred(reason, until.since(now)));
                 }

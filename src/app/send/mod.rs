@@ -30,7 +30,7 @@ use crate::domain::feedback::plan::ChangeSet;
 use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::reputation::guard::{AccountState, Cause, Status};
 use crate::domain::sending::request::{OutgoingMail, SendRequest};
-use crate::domain::sending::routing::Route;
+use crate::domain::sending::routing::{self, Route};
 use crate::domain::sending::ses_failure::{SendFailure, classify};
 use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
 use crate::telemetry::error_chain;
@@ -292,7 +292,7 @@ impl<'a> Sender<'a> {
             .windows
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(windows);
-        self.count(counted, now).await;
+        self.count(counted, &state.view.states, now).await;
         match failure {
             Some(error) => Err(error),
             None => Ok(judged),
@@ -384,7 +384,12 @@ impl<'a> Sender<'a> {
     /// Adds the batch's sends to the rolling windows of the accounts whose send source is the
     /// sender: one atomic write. The mail has gone by now, so a failure cannot undo or redo
     /// anything: it is logged and reported as a notice, and the window undercounts.
-    async fn count(&self, mut counted: BTreeMap<String, BTreeMap<String, u64>>, now: Timestamp) {
+    async fn count(
+        &self,
+        mut counted: BTreeMap<String, BTreeMap<String, u64>>,
+        states: &HashMap<String, AccountState>,
+        now: Timestamp,
+    ) {
         let config = &self.deps.config;
         counted.retain(|account, _| {
             config
@@ -395,8 +400,13 @@ impl<'a> Sender<'a> {
             return;
         }
         let window = self.deps.policy.window;
-        let start = window.bucket_of(now);
-        let report = serde_json::json!({"uncounted_sends": &counted, "bucket": start.to_string()});
+        // The bucket starts afresh where the account's state says (a resume, a probation
+        // step), so that these sends are judged with their own feedback.
+        let start_for = |account: &str| {
+            let origins = states.get(account).map(AccountState::origins);
+            window.bucket_from(now, origins.as_deref().unwrap_or_default())
+        };
+        let report = serde_json::json!({"uncounted_sends": &counted, "at": now.to_string()});
         let counters = counted
             .into_iter()
             .map(|(account, streams)| {
@@ -404,6 +414,7 @@ impl<'a> Sender<'a> {
                     sends: n,
                     ..Counts::default()
                 };
+                let start = start_for(&account);
                 CounterDelta {
                     account,
                     bucket: Bucket {

@@ -231,8 +231,14 @@ impl Snapshot {
         &self.unavailable
     }
 
-    /// The account for a message of `stream`, or when to try again.
-    pub fn route(&self, stream: &str, priority: Priority) -> Result<Route, RoutingError> {
+    /// The account for a message of `stream` (drawn at `draw`, see [`routing::draw`]), or
+    /// when to try again.
+    pub fn route(
+        &self,
+        stream: &str,
+        priority: Priority,
+        draw: f64,
+    ) -> Result<Route, RoutingError> {
         let names = self
             .streams
             .get(stream)
@@ -263,6 +269,7 @@ impl Snapshot {
             stream,
             priority,
             risk,
+            draw,
         };
         Ok(routing::route(
             &message,

@@ -72,6 +72,9 @@ pub struct Effects {
     pub feedback_id: Option<String>,
     /// When the event happened.
     pub at: Timestamp,
+    /// When the mail it is about was sent (`mail.timestamp`; the event's time without one):
+    /// the bucket it is counted in.
+    pub sent_at: Timestamp,
     /// What it adds to the account's counters.
     pub counts: Counts,
     /// What it does to each recipient.
@@ -133,6 +136,7 @@ pub fn assess(
         message_id,
         feedback_id: None,
         at,
+        sent_at: notification.mail.timestamp.unwrap_or(at),
         counts: Counts::default(),
         addresses: Vec::new(),
         invalid: Vec::new(),
@@ -341,11 +345,19 @@ pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
     set.into_iter().cloned().collect()
 }
 
+/// Where each account's counter buckets start afresh ([`AccountState::origins`]); an account
+/// left out has none.
+///
+/// [`AccountState::origins`]: crate::domain::reputation::guard::AccountState::origins
+pub type Origins = HashMap<String, Vec<Timestamp>>;
+
 /// Plans the writes for a batch of distinct notifications. `states` holds what the store
-/// said of [`addresses_to_read`]; a missing entry means no record.
+/// said of [`addresses_to_read`]; a missing entry means no record. Counts go to the bucket of
+/// the time the mail was sent, so that feedback is judged with the mail it is about.
 pub fn plan(
     batch: &[Effects],
     states: &HashMap<EmailAddress, AddressState>,
+    origins: &Origins,
     policy: &IngestPolicy,
     now: Timestamp,
 ) -> ChangeSet {
@@ -379,7 +391,9 @@ pub fn plan(
     let mut buckets: BTreeMap<(&str, Timestamp), Bucket> = BTreeMap::new();
     let mut new_accounts = BTreeSet::new();
     for effects in batch.iter().filter(|e| !e.counts.is_zero()) {
-        let start = policy.window.bucket_of(effects.at);
+        let account = effects.attribution.account.as_str();
+        let from = origins.get(account).map_or(&[][..], Vec::as_slice);
+        let start = policy.window.bucket_from(effects.sent_at, from);
         let bucket = buckets
             .entry((&effects.attribution.account, start))
             .or_insert_with(|| Bucket {
@@ -580,6 +594,7 @@ mod tests {
         let change = plan(
             &[fine],
             &HashMap::new(),
+            &Origins::new(),
             &IngestPolicy::default(),
             Timestamp::from_millis(NOW),
         );
@@ -613,6 +628,7 @@ mod tests {
         let change = plan(
             &[later, first],
             &HashMap::new(),
+            &Origins::new(),
             &IngestPolicy::default(),
             Timestamp::from_millis(NOW),
         );
@@ -664,6 +680,7 @@ mod tests {
         let change = plan(
             &[a, b, c, tagged],
             &HashMap::new(),
+            &Origins::new(),
             &policy,
             Timestamp::from_millis(NOW),
         );
@@ -703,6 +720,7 @@ mod tests {
         let change = plan(
             &[soft],
             &states,
+            &Origins::new(),
             &IngestPolicy::default(),
             Timestamp::from_millis(NOW),
         );
@@ -725,6 +743,7 @@ mod tests {
         let change = plan(
             &[delivery],
             &HashMap::new(),
+            &Origins::new(),
             &IngestPolicy::default(),
             Timestamp::from_millis(NOW),
         );

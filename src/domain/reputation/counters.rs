@@ -2,7 +2,7 @@
 //! from them. Buckets are keyed by the time the event happened, not when it was processed.
 
 use std::collections::BTreeMap;
-use std::ops::AddAssign;
+use std::ops::{AddAssign, SubAssign};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -91,6 +91,17 @@ impl AddAssign for Counts {
     }
 }
 
+impl SubAssign for Counts {
+    /// Takes a part away, never below zero.
+    fn sub_assign(&mut self, part: Counts) {
+        let mut values = self.values();
+        for (total, part) in values.iter_mut().zip(part.values()) {
+            *total = total.saturating_sub(part);
+        }
+        *self = Counts::from_values(values);
+    }
+}
+
 /// The rolling window: its length and its bucket size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
@@ -115,11 +126,14 @@ impl WindowConfig {
         at.floor_to(self.bucket)
     }
 
-    /// The first and last bucket starts of the window that ends with the bucket of `now`.
+    /// The range of bucket starts in the window that ends at `now`: from the first whole
+    /// bucket of its length up to `now` itself (a bucket that starts afresh at a resume may
+    /// start after the fixed grid's last boundary).
     pub fn buckets_ending(&self, now: Timestamp) -> (Timestamp, Timestamp) {
-        let last = self.bucket_of(now);
-        let first = last.minus(self.length.saturating_sub(self.bucket));
-        (first, last)
+        let first = self
+            .bucket_of(now)
+            .minus(self.length.saturating_sub(self.bucket));
+        (first, now)
     }
 
     /// The first bucket start of the 24 hours that end with the bucket of `now` (the daily
@@ -147,6 +161,21 @@ pub struct Bucket {
     pub total: Counts,
     /// Per stream (`sesguard-stream` tag).
     pub streams: BTreeMap<String, Counts>,
+}
+
+impl Bucket {
+    /// A bucket starting at `start` holding these streams' counts (and their sum).
+    pub fn of(start: Timestamp, streams: &[(&str, Counts)]) -> Self {
+        let mut bucket = Bucket {
+            start,
+            ..Bucket::default()
+        };
+        for (name, counts) in streams {
+            bucket.total += *counts;
+            bucket.streams.insert((*name).to_owned(), *counts);
+        }
+        bucket
+    }
 }
 
 /// What one batch adds to one account's bucket: the counter write.
@@ -217,11 +246,11 @@ mod tests {
         let window = WindowConfig::default();
         let now = Timestamp::from_millis(100 * 24 * 3600 * 1000 + 1_234_567);
         let (first, last) = window.buckets_ending(now);
+        assert_eq!(last, now);
         assert_eq!(
-            last,
-            Timestamp::from_millis(100 * 24 * 3600 * 1000 + 900_000)
+            window.bucket_of(now).since(first),
+            Duration::from_secs(24 * 3600 - 900)
         );
-        assert_eq!(last.since(first), Duration::from_secs(24 * 3600 - 900));
     }
 
     #[test]

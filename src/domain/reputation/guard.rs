@@ -13,47 +13,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
-
-/// Rate thresholds of one account (fractions: 0.04 is 4 %).
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Thresholds {
-    /// Hard bounces per send that raise a warning (default 0.04).
-    pub bounce_warn: f64,
-    /// Hard bounces per send that quarantine a dominant stream or pause (default 0.08).
-    pub bounce_pause: f64,
-    /// Hard bounces per send that pause the whole account regardless (default 0.09).
-    pub bounce_critical: f64,
-    /// Complaints per send that raise a warning (default 0.0008).
-    pub complaint_warn: f64,
-    /// Complaints per send that quarantine or pause (default 0.003).
-    pub complaint_pause: f64,
-    /// Complaints per send that pause the whole account regardless (default 0.004).
-    pub complaint_critical: f64,
-    /// No rate-based transition while the window holds fewer sends (default 200).
-    pub min_volume: u64,
-    /// A stream with at least this share of the window's bad events is the culprit
-    /// (default 0.6).
-    pub dominance: f64,
-    /// `warning` is left only below this fraction of the warn levels (default 0.8).
-    pub recovery: f64,
-}
-
-impl Default for Thresholds {
-    fn default() -> Self {
-        Self {
-            bounce_warn: 0.04,
-            bounce_pause: 0.08,
-            bounce_critical: 0.09,
-            complaint_warn: 0.0008,
-            complaint_pause: 0.003,
-            complaint_critical: 0.004,
-            min_volume: 200,
-            dominance: 0.6,
-            recovery: 0.8,
-        }
-    }
-}
+use crate::domain::reputation::evidence::Evidence;
+pub use crate::domain::reputation::history::{Alert, HistoryEntry, traffic_after};
+pub use crate::domain::reputation::probation::{Probation, Recovery, Return};
+pub use crate::domain::reputation::thresholds::Thresholds;
 
 /// Which rate a decision is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -179,6 +142,15 @@ pub struct AccountState {
     pub note: Option<String>,
     /// Streams quarantined on this account.
     pub quarantined: BTreeMap<String, Quarantine>,
+    /// When the account was last resumed: mail sent before is recorded but not judged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judged_since: Option<Timestamp>,
+    /// The account's probation after a resume, while it lasts.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probation: Option<Probation>,
+    /// Streams back from a quarantine on this account.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub returned: BTreeMap<String, Return>,
     /// Store version; 0 when never written. Not part of the stored JSON.
     #[serde(skip)]
     pub version: u64,
@@ -194,16 +166,88 @@ impl AccountState {
     pub fn is_quarantined(&self, stream: &str) -> bool {
         self.quarantined.contains_key(stream)
     }
+
+    /// The share of `stream`'s traffic the account takes now: below 1 while the account or
+    /// the stream on it is on probation.
+    pub fn share_for(&self, stream: &str) -> f64 {
+        let account = self.probation.map_or(1.0, |p| p.share);
+        let returned = self
+            .returned
+            .get(stream)
+            .and_then(|r| r.probation)
+            .map_or(1.0, |p| p.share);
+        account.min(returned)
+    }
+
+    /// The probation of the account (`None`) or of a stream on it, if on one.
+    pub fn probation_of(&self, stream: Option<&str>) -> Option<Probation> {
+        match stream {
+            Some(stream) => self.returned.get(stream).and_then(|r| r.probation),
+            None => self.probation,
+        }
+    }
+
+    /// The account's state as history names it: `paused`, `warning`, `probation` or `active`.
+    pub fn name(&self) -> &'static str {
+        match (self.status, self.probation) {
+            (Status::Active, Some(_)) => "probation",
+            (status, _) => status.as_str(),
+        }
+    }
+
+    /// The times from which the account's mail is judged apart from what came before: its
+    /// resume, its streams' returns, and the start of every probation step. Counter buckets
+    /// start afresh at each of these, so a bucket never holds mail from both sides.
+    pub fn origins(&self) -> Vec<Timestamp> {
+        let mut origins: Vec<Timestamp> = self
+            .judged_since
+            .into_iter()
+            .chain(self.probation.map(|p| p.since))
+            .chain(
+                self.returned
+                    .values()
+                    .flat_map(|r| std::iter::once(r.since).chain(r.probation.map(|p| p.since))),
+            )
+            .collect();
+        origins.sort();
+        origins.dedup();
+        origins
+    }
+
+    /// Puts `stream` back on the account from `now`, on the ramp's first step.
+    pub fn lift(&mut self, stream: &str, probation: Option<Probation>, now: Timestamp) -> bool {
+        let lifted = self.quarantined.remove(stream).is_some();
+        if lifted {
+            self.returned.insert(
+                stream.to_owned(),
+                Return {
+                    since: now,
+                    probation,
+                },
+            );
+        }
+        lifted
+    }
+
+    /// Lets the account send again from `now`, on the ramp's first step.
+    pub fn resume(&mut self, cause: Cause, probation: Option<Probation>, now: Timestamp) {
+        self.status = Status::Active;
+        self.cause = Some(cause);
+        self.since = Some(now);
+        self.until = None;
+        self.judged_since = Some(now);
+        self.probation = probation;
+    }
 }
 
 /// Rates at the time of a transition, as history and alerts report them.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RateSnapshot {
-    /// Account bounce rate over the window.
+    /// Account bounce rate over the judged window.
     pub bounce_rate: f64,
-    /// Account complaint rate over the window.
+    /// Account complaint rate over the judged window.
     pub complaint_rate: f64,
-    /// Sends in the window.
+    /// Sends in the judged window.
     pub window_sends: u64,
 }
 
@@ -221,9 +265,10 @@ impl RateSnapshot {
 /// One decided change of an account's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
-    /// The stream it concerns, for a quarantine or its lifting.
+    /// The stream it concerns, for a quarantine, its lifting or its probation.
     pub stream: Option<String>,
-    /// The state name before (`active`, `warning`, `paused`, or for a stream `quarantined`).
+    /// The state name before (`active`, `warning`, `paused`, `probation`, or for a stream
+    /// `quarantined`, `probation`, `active`).
     pub from: &'static str,
     /// The state name after.
     pub to: &'static str,
@@ -235,34 +280,15 @@ pub struct Transition {
     pub rates: RateSnapshot,
 }
 
-/// One line of an account's history: every state change, by the guard or an operator.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct HistoryEntry {
-    /// When.
-    pub at: Timestamp,
-    /// The account.
-    pub account: String,
-    /// The stream, for a quarantine or its lifting.
-    pub stream: Option<String>,
-    /// State before.
-    pub from: String,
-    /// State after.
-    pub to: String,
-    /// Why.
-    pub cause: Cause,
-    /// An operator's note.
-    pub note: Option<String>,
-    /// Account bounce rate then.
-    pub bounce_rate: f64,
-    /// Account complaint rate then.
-    pub complaint_rate: f64,
-    /// Sends in the window then.
-    pub window_sends: u64,
-    /// Who: `guard` or `operator:NAME`.
-    pub actor: String,
-}
-
 impl Transition {
+    /// The share of the traffic the account (or the stream on it) takes after the change,
+    /// when it is on probation.
+    pub fn share(&self) -> Option<f64> {
+        self.next
+            .probation_of(self.stream.as_deref())
+            .map(|p| p.share)
+    }
+
     /// The history entry recording this transition.
     pub fn history(&self, account: &str, actor: &str, at: Timestamp) -> HistoryEntry {
         HistoryEntry {
@@ -273,6 +299,7 @@ impl Transition {
             to: self.to.to_owned(),
             cause: self.cause,
             note: self.next.note.clone(),
+            share: self.share(),
             bounce_rate: self.rates.bounce_rate,
             complaint_rate: self.rates.complaint_rate,
             window_sends: self.rates.window_sends,
@@ -281,80 +308,35 @@ impl Transition {
     }
 }
 
-/// What operators are told about a transition: the history entry (account, stream, old and
-/// new state, cause, rates, actor) and where the affected traffic goes now.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Alert {
-    /// The change, as history records it.
-    #[serde(flatten)]
-    pub change: HistoryEntry,
-    /// Where the affected traffic goes now.
-    pub traffic: String,
-}
-
-impl Alert {
-    /// A one-line summary (an SNS subject is at most 100 characters).
-    pub fn subject(&self) -> String {
-        let c = &self.change;
-        let what = match &c.stream {
-            Some(stream) => format!(
-                "sesguard: {} stream {stream} {} -> {}",
-                c.account, c.from, c.to
-            ),
-            None => format!("sesguard: {} {} -> {}", c.account, c.from, c.to),
-        };
-        what.chars().take(100).collect()
+/// A stream's state on an account as history names it: `quarantined`, `probation` or
+/// `active`.
+pub fn stream_name(state: &AccountState, stream: &str) -> &'static str {
+    if state.is_quarantined(stream) {
+        "quarantined"
+    } else if state
+        .returned
+        .get(stream)
+        .is_some_and(|r| r.probation.is_some())
+    {
+        "probation"
+    } else {
+        "active"
     }
 }
 
-/// Where traffic goes after `account` moves from `from` to `to` (for `stream`, when the
-/// change is a quarantine or its lifting), given each stream's accounts in failover order.
-pub fn traffic_after(
-    account: &str,
-    stream: Option<&str>,
-    from: &str,
-    to: &str,
-    streams: &[(&str, &[String])],
-) -> String {
-    let affected: Vec<&(&str, &[String])> = streams
-        .iter()
-        .filter(|(name, accounts)| {
-            stream.is_none_or(|s| s == *name) && accounts.iter().any(|a| a == account)
-        })
-        .collect();
-    if affected.is_empty() {
-        return format!("no configured stream uses `{account}`");
-    }
-    let resumed = to == "active" && (from == "paused" || from == "quarantined");
-    if !resumed && to != "paused" && to != "quarantined" {
-        return format!("traffic unchanged: {account} keeps sending");
-    }
-    let lines: Vec<String> = affected
-        .iter()
-        .map(|(name, accounts)| {
-            if resumed {
-                return format!("{name} may use {account} again");
-            }
-            let position = accounts.iter().position(|a| a == account).unwrap_or(0);
-            match accounts.get(position + 1..).and_then(|rest| rest.first()) {
-                Some(next) => format!("{name} fails over to {next}"),
-                None => format!("{name} has no account after {account}: deferred"),
-            }
-        })
-        .collect();
-    lines.join("; ")
-}
-
-/// Decides the next transition of an account from its window, if any. `auto_resume` lets
-/// rate pauses and quarantines lift themselves once the rate is back under the warn level.
+/// Decides the next transition of an account from the evidence, if any. One transition per
+/// call, the most urgent first: a timed pause ending, the critical level, the pause level
+/// (quarantining the culprit or pausing), a probation step over the pause level, warning,
+/// recovery, a probation step passed, a quarantine lifted.
 pub fn evaluate(
     state: &AccountState,
-    window: &WindowTotals,
+    evidence: &Evidence,
     thresholds: &Thresholds,
-    auto_resume: bool,
+    recovery: &Recovery<'_>,
     now: Timestamp,
 ) -> Option<Transition> {
-    let rates = RateSnapshot::of(&window.total);
+    let judged = &evidence.judged;
+    let rates = RateSnapshot::of(&judged.total);
     let change = |next: AccountState, from, to, cause, stream: Option<String>| {
         Some(Transition {
             stream,
@@ -366,7 +348,17 @@ pub fn evaluate(
         })
     };
     let mut next = state.clone();
-    let from = state.status.as_str();
+    let from = state.name();
+    let sending = state.status != Status::Paused;
+    let pause = |signal: Signal| {
+        change(
+            paused(state, signal, now),
+            from,
+            "paused",
+            signal.into(),
+            None,
+        )
+    };
 
     if state.status == Status::Paused && state.until.is_some_and(|until| until <= now) {
         next.status = Status::Active;
@@ -374,105 +366,139 @@ pub fn evaluate(
         next.since = Some(now);
         next.until = None;
         next.note = None;
-        return change(next, from, "active", Cause::PauseExpired, None);
+        return change(next, from, next_name(state), Cause::PauseExpired, None);
     }
 
     let signals = [Signal::BounceRate, Signal::ComplaintRate];
+    let over = |counts: &Counts, level: fn(&Thresholds) -> [f64; 2]| {
+        let levels = level(thresholds);
+        signals
+            .into_iter()
+            .zip(levels)
+            .find(|(s, at)| s.rate(counts) >= *at)
+            .map(|(s, _)| s)
+    };
+    let volume = |counts: &Counts| counts.sends >= thresholds.min_volume;
     // The streams still sending: quarantined streams' late feedback judges nothing but the
     // critical level.
-    let residual = residual(window, &state.quarantined);
-    let enough = residual.sends >= thresholds.min_volume;
+    let residual = residual(judged, &state.quarantined);
 
-    if window.total.sends >= thresholds.min_volume && state.status != Status::Paused {
-        // Last line: the account as SES sees it.
-        for signal in signals {
-            let (_, _, critical) = signal.levels(thresholds);
-            if signal.rate(&window.total) >= critical {
-                return change(
-                    paused(state, signal, now),
-                    from,
-                    "paused",
-                    signal.into(),
-                    None,
-                );
-            }
+    if sending && volume(&judged.total) {
+        // Last line: the account as SES sees it, since it was last resumed.
+        if let Some(signal) = over(&judged.total, critical_level) {
+            return pause(signal);
         }
     }
-    if enough && state.status != Status::Paused {
-        for signal in signals {
-            let (_, pause, _) = signal.levels(thresholds);
-            if signal.rate(&residual) < pause {
-                continue;
+    if sending
+        && volume(&residual)
+        && let Some(signal) = over(&residual, pause_level)
+    {
+        let culprit = dominant(judged, &residual, state, signal, thresholds.dominance);
+        return match culprit {
+            Some((stream, counts)) => {
+                let was = stream_name(state, &stream);
+                quarantine(&mut next, &stream, signal, &counts, now);
+                change(next, was, "quarantined", signal.into(), Some(stream))
             }
-            let culprit = dominant(
-                window,
-                &residual,
-                &state.quarantined,
-                signal,
-                thresholds.dominance,
+            None => pause(signal),
+        };
+    }
+    // A probation step over the pause level sends it back.
+    if sending
+        && state.probation.is_some()
+        && volume(&evidence.account_step)
+        && let Some(signal) = over(&evidence.account_step, pause_level)
+    {
+        return pause(signal);
+    }
+    for (stream, counts) in &evidence.stream_steps {
+        if sending
+            && stream_name(state, stream) == "probation"
+            && volume(counts)
+            && let Some(signal) = over(counts, pause_level)
+        {
+            quarantine(&mut next, stream, signal, counts, now);
+            return change(
+                next,
+                "probation",
+                "quarantined",
+                signal.into(),
+                Some(stream.clone()),
             );
-            return match culprit {
-                Some((stream, counts)) => {
-                    next.quarantined.insert(
-                        stream.clone(),
-                        Quarantine {
-                            cause: signal.into(),
-                            since: now,
-                            bounce_rate: counts.bounce_rate(),
-                            complaint_rate: counts.complaint_rate(),
-                        },
-                    );
-                    change(next, "active", "quarantined", signal.into(), Some(stream))
-                }
-                None => change(
-                    paused(state, signal, now),
-                    from,
-                    "paused",
-                    signal.into(),
-                    None,
-                ),
-            };
         }
     }
 
-    let over_warn = |scale: f64| {
-        signals.into_iter().find(|s| {
-            let (warn, _, _) = s.levels(thresholds);
-            s.rate(&residual) >= warn * scale
-        })
+    let under_warn = |counts: &Counts, scale: f64| {
+        signals
+            .into_iter()
+            .all(|s| s.rate(counts) < s.levels(thresholds).0 * scale)
     };
     let recovered = match state.status {
         Status::Active => false,
-        Status::Warning => over_warn(thresholds.recovery).is_none(),
-        Status::Paused => auto_resume && rate_paused(state) && over_warn(1.0).is_none(),
+        Status::Warning => under_warn(&residual, thresholds.recovery),
+        // Evidence, never an empty window: enough mail, all of it under the warn levels.
+        Status::Paused => {
+            recovery.auto_resume
+                && rate_paused(state)
+                && volume(&residual)
+                && under_warn(&residual, 1.0)
+        }
     };
     if recovered {
-        next.status = Status::Active;
-        next.cause = Some(Cause::Recovered);
-        next.since = Some(now);
-        return change(next, from, "active", Cause::Recovered, None);
+        if state.status == Status::Paused {
+            next.resume(Cause::Recovered, recovery.start(now), now);
+        } else {
+            next.status = Status::Active;
+            next.cause = Some(Cause::Recovered);
+            next.since = Some(now);
+        }
+        return change(next.clone(), from, next.name(), Cause::Recovered, None);
     }
     if state.status == Status::Active
-        && enough
-        && let Some(signal) = over_warn(1.0)
+        && volume(&residual)
+        && let Some(signal) = over(&residual, warn_level)
     {
         next.status = Status::Warning;
         next.cause = Some(signal.into());
         next.since = Some(now);
         return change(next, from, "warning", signal.into(), None);
     }
-    if auto_resume {
+    if let Some(step) = state.probation
+        && state.status == Status::Active
+        && volume(&evidence.account_step)
+        && under_warn(&evidence.account_step, 1.0)
+    {
+        next.probation = recovery.step(step.step + 1, now);
+        return change(next.clone(), from, next.name(), Cause::Recovered, None);
+    }
+    for (stream, counts) in &evidence.stream_steps {
+        let Some(step) = state.returned.get(stream).and_then(|r| r.probation) else {
+            continue;
+        };
+        if sending && volume(counts) && under_warn(counts, 1.0) {
+            if let Some(returned) = next.returned.get_mut(stream) {
+                returned.probation = recovery.step(step.step + 1, now);
+            }
+            let to = stream_name(&next, stream);
+            return change(
+                next,
+                "probation",
+                to,
+                Cause::Recovered,
+                Some(stream.clone()),
+            );
+        }
+    }
+    if recovery.auto_resume {
         for stream in state.quarantined.keys() {
-            let counts = window.streams.get(stream).copied().unwrap_or_default();
-            let below = signals
-                .into_iter()
-                .all(|s| s.rate(&counts) < s.levels(thresholds).0);
-            if below {
-                next.quarantined.remove(stream);
+            let counts = judged.streams.get(stream).copied().unwrap_or_default();
+            if volume(&counts) && under_warn(&counts, 1.0) {
+                next.lift(stream, recovery.start(now), now);
+                let to = stream_name(&next, stream);
                 return change(
                     next,
                     "quarantined",
-                    "active",
+                    to,
                     Cause::Recovered,
                     Some(stream.clone()),
                 );
@@ -482,6 +508,46 @@ pub fn evaluate(
     None
 }
 
+/// The name of the state a timed pause ends in.
+fn next_name(state: &AccountState) -> &'static str {
+    if state.probation.is_some() {
+        "probation"
+    } else {
+        "active"
+    }
+}
+
+fn warn_level(t: &Thresholds) -> [f64; 2] {
+    [t.bounce_warn, t.complaint_warn]
+}
+
+fn pause_level(t: &Thresholds) -> [f64; 2] {
+    [t.bounce_pause, t.complaint_pause]
+}
+
+fn critical_level(t: &Thresholds) -> [f64; 2] {
+    [t.bounce_critical, t.complaint_critical]
+}
+
+fn quarantine(
+    next: &mut AccountState,
+    stream: &str,
+    signal: Signal,
+    counts: &Counts,
+    now: Timestamp,
+) {
+    next.returned.remove(stream);
+    next.quarantined.insert(
+        stream.to_owned(),
+        Quarantine {
+            cause: signal.into(),
+            since: now,
+            bounce_rate: counts.bounce_rate(),
+            complaint_rate: counts.complaint_rate(),
+        },
+    );
+}
+
 fn paused(state: &AccountState, signal: Signal, now: Timestamp) -> AccountState {
     AccountState {
         status: Status::Paused,
@@ -489,6 +555,7 @@ fn paused(state: &AccountState, signal: Signal, now: Timestamp) -> AccountState 
         since: Some(now),
         until: None,
         note: None,
+        probation: None,
         ..state.clone()
     }
 }
@@ -497,26 +564,24 @@ fn rate_paused(state: &AccountState) -> bool {
     matches!(state.cause, Some(Cause::BounceRate | Cause::ComplaintRate))
 }
 
-/// The window's totals without the quarantined streams.
-fn residual(window: &WindowTotals, quarantined: &BTreeMap<String, Quarantine>) -> Counts {
-    let mut values = window.total.values();
+/// The judged window's totals without the quarantined streams.
+fn residual(judged: &WindowTotals, quarantined: &BTreeMap<String, Quarantine>) -> Counts {
+    let mut residual = judged.total;
     for stream in quarantined.keys() {
-        if let Some(counts) = window.streams.get(stream) {
-            for (total, part) in values.iter_mut().zip(counts.values()) {
-                *total = total.saturating_sub(part);
-            }
+        if let Some(counts) = judged.streams.get(stream) {
+            residual -= *counts;
         }
     }
-    Counts::from_values(values)
+    residual
 }
 
 /// The stream still sending with at least `share` of the bad events of the streams still
 /// sending (`residual`): a stream quarantined earlier neither counts as a candidate nor dilutes
 /// a second culprit's share.
 fn dominant(
-    window: &WindowTotals,
+    judged: &WindowTotals,
     residual: &Counts,
-    quarantined: &BTreeMap<String, Quarantine>,
+    state: &AccountState,
     signal: Signal,
     share: f64,
 ) -> Option<(String, Counts)> {
@@ -524,10 +589,10 @@ fn dominant(
     if all_bad == 0 {
         return None;
     }
-    window
+    judged
         .streams
         .iter()
-        .filter(|(stream, _)| !quarantined.contains_key(*stream))
+        .filter(|(stream, _)| !state.is_quarantined(stream))
         .find(|(_, counts)| signal.bad(counts) as f64 / all_bad as f64 >= share)
         .map(|(stream, counts)| (stream.clone(), *counts))
 }
@@ -535,6 +600,7 @@ fn dominant(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::reputation::counters::Bucket;
 
     const NOW: Timestamp = Timestamp::from_millis(1_000_000);
 
@@ -556,8 +622,31 @@ mod tests {
         totals
     }
 
+    const STILL: Recovery<'static> = Recovery {
+        auto_resume: false,
+        ramp: &[],
+    };
+    const AUTO: Recovery<'static> = Recovery {
+        auto_resume: true,
+        ramp: &[],
+    };
+
     fn decide(state: &AccountState, w: &WindowTotals) -> Option<Transition> {
-        evaluate(state, w, &Thresholds::default(), false, NOW)
+        decide_with(state, w, &STILL)
+    }
+
+    fn decide_with(
+        state: &AccountState,
+        w: &WindowTotals,
+        recovery: &Recovery<'_>,
+    ) -> Option<Transition> {
+        evaluate(
+            state,
+            &Evidence::uncut(w.clone()),
+            &Thresholds::default(),
+            recovery,
+            NOW,
+        )
     }
 
     #[test]
@@ -721,7 +810,7 @@ mod tests {
         let paused = paused(&AccountState::default(), Signal::BounceRate, NOW);
         let calm = window(&[("s", counts(1000, 10, 0))]);
         assert_eq!(decide(&paused, &calm), None);
-        let resumed = evaluate(&paused, &calm, &Thresholds::default(), true, NOW).unwrap();
+        let resumed = decide_with(&paused, &calm, &AUTO).unwrap();
         assert_eq!((resumed.from, resumed.to), ("paused", "active"));
     }
 
@@ -730,10 +819,7 @@ mod tests {
         let mut operator = paused(&AccountState::default(), Signal::BounceRate, NOW);
         operator.cause = Some(Cause::Operator);
         let calm = window(&[("s", counts(1000, 0, 0))]);
-        assert_eq!(
-            evaluate(&operator, &calm, &Thresholds::default(), true, NOW),
-            None
-        );
+        assert_eq!(decide_with(&operator, &calm, &AUTO), None);
         operator.until = Some(NOW);
         let ended = decide(&operator, &calm).unwrap();
         assert_eq!((ended.to, ended.cause), ("active", Cause::PauseExpired));
@@ -753,7 +839,7 @@ mod tests {
         );
         let w = window(&[("v", counts(1000, 30, 0))]);
         assert_eq!(decide(&state, &w), None);
-        let lifted = evaluate(&state, &w, &Thresholds::default(), true, NOW).unwrap();
+        let lifted = decide_with(&state, &w, &AUTO).unwrap();
         assert_eq!(
             (lifted.from, lifted.to, lifted.stream.as_deref()),
             ("quarantined", "active", Some("v"))
@@ -761,73 +847,161 @@ mod tests {
         assert!(lifted.next.quarantined.is_empty());
     }
 
-    #[test]
-    fn alerts_say_where_the_traffic_goes_now() {
-        let both = ["primary".to_owned(), "backup".to_owned()];
-        let alone = ["primary".to_owned()];
-        let streams: [(&str, &[String]); 2] = [("verification", &both), ("bulk", &alone)];
-        assert_eq!(
-            traffic_after(
-                "primary",
-                Some("verification"),
-                "active",
-                "quarantined",
-                &streams
-            ),
-            "verification fails over to backup"
-        );
-        assert_eq!(
-            traffic_after("primary", None, "warning", "paused", &streams),
-            "verification fails over to backup; bulk has no account after primary: deferred"
-        );
-        assert_eq!(
-            traffic_after("backup", None, "paused", "active", &streams),
-            "verification may use backup again"
-        );
-        assert_eq!(
-            traffic_after(
-                "primary",
-                Some("verification"),
-                "quarantined",
-                "active",
-                &streams
-            ),
-            "verification may use primary again"
-        );
-        assert_eq!(
-            traffic_after("primary", None, "active", "warning", &streams),
-            "traffic unchanged: primary keeps sending"
-        );
-        assert_eq!(
-            traffic_after("primary", None, "warning", "active", &streams),
-            "traffic unchanged: primary keeps sending"
-        );
-        assert_eq!(
-            traffic_after("other", None, "active", "paused", &streams),
-            "no configured stream uses `other`"
-        );
+    const RAMP: Recovery<'static> = Recovery {
+        auto_resume: false,
+        ramp: &[0.1, 0.25, 0.5],
+    };
+
+    fn at(minutes: i64) -> Timestamp {
+        NOW.plus(std::time::Duration::from_secs(60 * minutes as u64))
+    }
+
+    fn judge(state: &AccountState, buckets: &[Bucket], now: Timestamp) -> Option<Transition> {
+        let evidence = Evidence::gather(buckets, NOW, now, state);
+        evaluate(state, &evidence, &Thresholds::default(), &RAMP, now)
+    }
+
+    /// 400 sends and 36 hard bounces paused the primary (9 %); the operator resumed it at
+    /// minute 10.
+    fn resumed_after_the_incident() -> (AccountState, Vec<Bucket>) {
+        let mut state = paused(&AccountState::default(), Signal::BounceRate, at(5));
+        state.resume(Cause::Operator, RAMP.start(at(10)), at(10));
+        let incident = Bucket::of(NOW, &[("bulk", counts(400, 36, 0))]);
+        (state, vec![incident])
     }
 
     #[test]
-    fn an_alert_subject_fits_sns() {
-        let entry = HistoryEntry {
-            at: NOW,
-            account: "a".repeat(120),
-            stream: None,
-            from: "active".into(),
-            to: "paused".into(),
-            cause: Cause::BounceRate,
-            note: None,
-            bounce_rate: 0.1,
-            complaint_rate: 0.0,
-            window_sends: 1,
-            actor: "guard".into(),
+    fn feedback_about_mail_sent_before_a_resume_does_not_pause_again() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        assert_eq!(state.name(), "probation");
+        // A late delivery and four late bounces, all about the incident's mail.
+        buckets[0].total.deliveries += 1;
+        buckets[0].total.hard_bounces += 4;
+        assert_eq!(judge(&state, &buckets, at(11)), None);
+    }
+
+    #[test]
+    fn mail_sent_after_a_resume_is_judged_and_can_pause_again_at_once() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(250, 25, 0))]));
+        let t = judge(&state, &buckets, at(12)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("probation", "paused", Cause::BounceRate)
+        );
+        assert_eq!(
+            t.rates.window_sends, 250,
+            "judged on the mail since the resume"
+        );
+        assert_eq!(t.next.probation, None);
+    }
+
+    #[test]
+    fn a_probation_step_passes_on_enough_new_sends_under_the_warn_levels() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(150, 2, 0))]));
+        assert_eq!(judge(&state, &buckets, at(20)), None, "150 sends: not yet");
+        buckets.push(Bucket::of(at(25), &[("bulk", counts(60, 1, 0))]));
+        let t = judge(&state, &buckets, at(30)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("probation", "probation", Cause::Recovered)
+        );
+        assert_eq!(t.share(), Some(0.25));
+        // The next step starts afresh: its evidence is the mail sent from now on.
+        assert_eq!(judge(&t.next, &buckets, at(31)), None);
+        let mut last = t.next.clone();
+        last.probation = Some(Probation {
+            step: 2,
+            share: 0.5,
+            since: at(31),
+        });
+        buckets.push(Bucket::of(at(31), &[("bulk", counts(300, 3, 0))]));
+        let done = judge(&last, &buckets, at(40)).unwrap();
+        assert_eq!((done.from, done.to), ("probation", "active"));
+        assert_eq!(done.share(), None);
+    }
+
+    #[test]
+    fn a_probation_step_over_the_pause_level_pauses_the_account_again() {
+        let (mut state, mut buckets) = resumed_after_the_incident();
+        // Clean since the resume, but the latest step relapses on its own.
+        state.probation = Some(Probation {
+            step: 1,
+            share: 0.25,
+            since: at(30),
+        });
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(2_000, 20, 0))]));
+        buckets.push(Bucket::of(at(30), &[("bulk", counts(200, 17, 0))]));
+        let t = judge(&state, &buckets, at(40)).unwrap();
+        assert_eq!((t.from, t.to), ("probation", "paused"));
+    }
+
+    #[test]
+    fn a_stream_back_from_quarantine_is_judged_on_its_new_mail_and_quarantined_again_on_a_relapse()
+    {
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            "verification".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: at(5),
+                bounce_rate: 0.15,
+                complaint_rate: 0.0,
+            },
+        );
+        state.lift("verification", RAMP.start(at(10)), at(10));
+        assert_eq!(stream_name(&state, "verification"), "probation");
+        let mut buckets = vec![Bucket::of(
+            NOW,
+            &[
+                ("verification", counts(1_000, 150, 0)),
+                ("bulk", counts(1_000, 5, 0)),
+            ],
+        )];
+        assert_eq!(
+            judge(&state, &buckets, at(11)),
+            None,
+            "its incident mail no longer counts against the account"
+        );
+        buckets.push(Bucket::of(at(10), &[("verification", counts(200, 18, 0))]));
+        let t = judge(&state, &buckets, at(20)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.stream.as_deref()),
+            ("probation", "quarantined", Some("verification"))
+        );
+        assert!(t.next.returned.is_empty());
+    }
+
+    #[test]
+    fn auto_resume_never_acts_on_an_empty_window_and_starts_probation_on_evidence() {
+        let auto = Recovery {
+            auto_resume: true,
+            ..RAMP
         };
-        let alert = Alert {
-            change: entry,
-            traffic: String::new(),
-        };
-        assert_eq!(alert.subject().chars().count(), 100);
-        assert!(alert.subject().starts_with("sesguard: aaa"));
+        let paused = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        let empty = Evidence::uncut(window(&[]));
+        let decide = |e: &Evidence| evaluate(&paused, e, &Thresholds::default(), &auto, NOW);
+        assert_eq!(decide(&empty), None, "no mail, no evidence");
+        let calm = Evidence::uncut(window(&[("s", counts(1000, 10, 0))]));
+        let resumed = decide(&calm).unwrap();
+        assert_eq!((resumed.from, resumed.to), ("paused", "probation"));
+        assert_eq!(resumed.next.judged_since, Some(NOW));
+        let mut quarantined = AccountState::default();
+        quarantined.quarantined.insert(
+            "v".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: NOW,
+                bounce_rate: 0.2,
+                complaint_rate: 0.0,
+            },
+        );
+        let aged_out = Evidence::uncut(window(&[("other", counts(1000, 0, 0))]));
+        assert_eq!(
+            evaluate(&quarantined, &aged_out, &Thresholds::default(), &auto, NOW),
+            None,
+            "a quarantined stream with no mail in the window stays out"
+        );
     }
 }

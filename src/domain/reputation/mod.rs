@@ -2,4 +2,8 @@
 //! guard's thresholds, states and the transitions it decides.
 
 pub mod counters;
+pub mod evidence;
 pub mod guard;
+pub mod history;
+pub mod probation;
+pub mod thresholds;

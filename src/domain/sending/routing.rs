@@ -90,6 +90,24 @@ pub struct Message<'a> {
     pub priority: Priority,
     /// The stream's known bounce rate where it is quarantined (0 when it is nowhere).
     pub risk: f64,
+    /// The message's fixed place in `[0, 1)` ([`draw`]): an account on probation with share
+    /// `s` takes the messages drawn below `s`, the same ones on every retry.
+    pub draw: f64,
+}
+
+/// A message's place in `[0, 1)`, from its duplicate key: stable across retries and
+/// instances, evenly spread over keys.
+pub fn draw(key: &str) -> f64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    // Mix the high bits down: FNV's low bits are weak for short keys.
+    hash ^= hash >> 29;
+    hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    hash ^= hash >> 32;
+    (hash >> 11) as f64 / (1u64 << 53) as f64
 }
 
 /// Routing settings.
@@ -155,6 +173,12 @@ pub fn route(
             Some("paused".to_owned())
         } else if c.state.is_quarantined(message.stream) {
             Some(format!("stream `{}` quarantined", message.stream))
+        } else if message.draw >= c.state.share_for(message.stream) {
+            Some(format!(
+                "on probation: takes {:.0} % of stream `{}`",
+                c.state.share_for(message.stream) * 100.0,
+                message.stream
+            ))
         } else if let Some(why) = quota_refusal(c, message.priority, policy) {
             frees(c.quota_frees_at);
             Some(why)
@@ -247,6 +271,7 @@ mod tests {
             stream: "transactional",
             priority,
             risk: 0.0,
+            draw: 0.5,
         }
     }
 
@@ -388,6 +413,7 @@ mod tests {
             stream: "verification",
             priority: Priority::Normal,
             risk: 0.2,
+            draw: 0.5,
         };
         // A healthy backup with volume absorbs it...
         let mut busy = candidate("backup", &state, &t);
@@ -445,5 +471,51 @@ mod tests {
         );
         assert_eq!(stream_risk("v", [&a, &AccountState::default()]), 0.16);
         assert_eq!(stream_risk("t", [&a]), 0.0);
+    }
+
+    #[test]
+    fn an_account_on_probation_takes_its_share_and_the_rest_goes_where_it_went() {
+        use crate::domain::reputation::guard::Probation;
+        let t = Thresholds::default();
+        let probation = AccountState {
+            probation: Some(Probation {
+                step: 0,
+                share: 0.1,
+                since: NOW,
+            }),
+            ..AccountState::default()
+        };
+        let healthy = AccountState::default();
+        let candidates = [
+            candidate("primary", &probation, &t),
+            candidate("backup", &healthy, &t),
+        ];
+        let policy = RoutingPolicy::default();
+        let drawn = |draw| Message {
+            draw,
+            ..message(Priority::Normal)
+        };
+        assert!(account(
+            "primary",
+            &route(&drawn(0.05), &candidates, &policy, NOW)
+        ));
+        assert!(account(
+            "backup",
+            &route(&drawn(0.5), &candidates, &policy, NOW)
+        ));
+        let alone = [candidate("primary", &probation, &t)];
+        match route(&drawn(0.5), &alone, &policy, NOW) {
+            Route::Defer { reason, .. } => assert!(reason.contains("probation"), "{reason}"),
+            other => panic!("expected a deferral, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn draws_are_stable_and_spread_evenly() {
+        assert_eq!(draw("send:key:a"), draw("send:key:a"));
+        let below = (0..10_000)
+            .filter(|i| draw(&format!("send:key:{i}")) < 0.1)
+            .count();
+        assert!((850..1150).contains(&below), "{below} of 10,000 below 0.1");
     }
 }

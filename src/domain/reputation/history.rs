@@ -1,0 +1,203 @@
+//! What is told of a transition: the history entry every change leaves, the alert operators
+//! receive, and where the affected traffic goes now.
+
+use serde::{Deserialize, Serialize};
+
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::guard::Cause;
+
+/// One line of an account's history: every state change, by the guard or an operator.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HistoryEntry {
+    /// When.
+    pub at: Timestamp,
+    /// The account.
+    pub account: String,
+    /// The stream, for a quarantine or its lifting.
+    pub stream: Option<String>,
+    /// State before.
+    pub from: String,
+    /// State after.
+    pub to: String,
+    /// Why.
+    pub cause: Cause,
+    /// An operator's note.
+    pub note: Option<String>,
+    /// On probation after the change: the share of the traffic the account (or the stream
+    /// on it) takes now.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub share: Option<f64>,
+    /// Account bounce rate then.
+    pub bounce_rate: f64,
+    /// Account complaint rate then.
+    pub complaint_rate: f64,
+    /// Sends in the window then.
+    pub window_sends: u64,
+    /// Who: `guard` or `operator:NAME`.
+    pub actor: String,
+}
+
+/// What operators are told about a transition: the history entry (account, stream, old and
+/// new state, cause, rates, actor) and where the affected traffic goes now.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// The change, as history records it.
+    #[serde(flatten)]
+    pub change: HistoryEntry,
+    /// Where the affected traffic goes now.
+    pub traffic: String,
+}
+
+impl Alert {
+    /// A one-line summary (an SNS subject is at most 100 characters).
+    pub fn subject(&self) -> String {
+        let c = &self.change;
+        let what = match &c.stream {
+            Some(stream) => format!(
+                "sesguard: {} stream {stream} {} -> {}",
+                c.account, c.from, c.to
+            ),
+            None => format!("sesguard: {} {} -> {}", c.account, c.from, c.to),
+        };
+        what.chars().take(100).collect()
+    }
+}
+
+/// Where traffic goes after `account` moves from `from` to `to` (for `stream`, when the
+/// change is a quarantine or its lifting), given each stream's accounts in failover order and,
+/// on probation, the `share` of the traffic the account takes back.
+pub fn traffic_after(
+    account: &str,
+    stream: Option<&str>,
+    (from, to): (&str, &str),
+    share: Option<f64>,
+    streams: &[(&str, &[String])],
+) -> String {
+    let affected: Vec<&(&str, &[String])> = streams
+        .iter()
+        .filter(|(name, accounts)| {
+            stream.is_none_or(|s| s == *name) && accounts.iter().any(|a| a == account)
+        })
+        .collect();
+    if affected.is_empty() {
+        return format!("no configured stream uses `{account}`");
+    }
+    if let (Some(share), "probation") = (share, to) {
+        let names: Vec<&str> = affected.iter().map(|(name, _)| *name).collect();
+        return format!(
+            "{account} takes {:.0} % of {} (probation); the rest goes where it went during the incident",
+            share * 100.0,
+            names.join(", "),
+        );
+    }
+    let resumed = to == "active" && matches!(from, "paused" | "quarantined" | "probation");
+    if !resumed && to != "paused" && to != "quarantined" {
+        return format!("traffic unchanged: {account} keeps sending");
+    }
+    let lines: Vec<String> = affected
+        .iter()
+        .map(|(name, accounts)| {
+            if resumed {
+                return format!("{name} may use {account} again");
+            }
+            let position = accounts.iter().position(|a| a == account).unwrap_or(0);
+            match accounts.get(position + 1..).and_then(|rest| rest.first()) {
+                Some(next) => format!("{name} fails over to {next}"),
+                None => format!("{name} has no account after {account}: deferred"),
+            }
+        })
+        .collect();
+    lines.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_000_000);
+
+    #[test]
+    fn alerts_say_where_the_traffic_goes_now() {
+        let both = ["primary".to_owned(), "backup".to_owned()];
+        let alone = ["primary".to_owned()];
+        let streams: [(&str, &[String]); 2] = [("verification", &both), ("bulk", &alone)];
+        assert_eq!(
+            traffic_after(
+                "primary",
+                Some("verification"),
+                ("active", "quarantined"),
+                None,
+                &streams
+            ),
+            "verification fails over to backup"
+        );
+        assert_eq!(
+            traffic_after("primary", None, ("warning", "paused"), None, &streams),
+            "verification fails over to backup; bulk has no account after primary: deferred"
+        );
+        assert_eq!(
+            traffic_after("backup", None, ("paused", "active"), None, &streams),
+            "verification may use backup again"
+        );
+        assert_eq!(
+            traffic_after(
+                "primary",
+                Some("verification"),
+                ("quarantined", "active"),
+                None,
+                &streams
+            ),
+            "verification may use primary again"
+        );
+        assert_eq!(
+            traffic_after("primary", None, ("active", "warning"), None, &streams),
+            "traffic unchanged: primary keeps sending"
+        );
+        assert_eq!(
+            traffic_after("primary", None, ("warning", "active"), None, &streams),
+            "traffic unchanged: primary keeps sending"
+        );
+        assert_eq!(
+            traffic_after("other", None, ("active", "paused"), None, &streams),
+            "no configured stream uses `other`"
+        );
+        assert_eq!(
+            traffic_after(
+                "primary",
+                Some("verification"),
+                ("quarantined", "probation"),
+                Some(0.25),
+                &streams
+            ),
+            "primary takes 25 % of verification (probation); the rest goes where it went during the incident"
+        );
+        assert_eq!(
+            traffic_after("primary", None, ("probation", "active"), None, &streams),
+            "verification may use primary again; bulk may use primary again"
+        );
+    }
+
+    #[test]
+    fn an_alert_subject_fits_sns() {
+        let entry = HistoryEntry {
+            at: NOW,
+            account: "a".repeat(120),
+            stream: None,
+            from: "active".into(),
+            to: "paused".into(),
+            cause: Cause::BounceRate,
+            note: None,
+            share: None,
+            bounce_rate: 0.1,
+            complaint_rate: 0.0,
+            window_sends: 1,
+            actor: "guard".into(),
+        };
+        let alert = Alert {
+            change: entry,
+            traffic: String::new(),
+        };
+        assert_eq!(alert.subject().chars().count(), 100);
+        assert!(alert.subject().starts_with("sesguard: aaa"));
+    }
+}
