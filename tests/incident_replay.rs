@@ -9,13 +9,16 @@
 //! go is deferred and retried, never dropped.
 //!
 //! With the guard, no account's windowed bounce rate ever reaches 10 %, counting bounces still
-//! in flight; without it (thresholds out of reach) the primary crosses 10 %.
+//! in flight; without it (thresholds out of reach) the primary crosses 10 %. With the guard
+//! the replay has a second act: on day 3 the operator resumes verification after cleaning the
+//! list, probation brings it back step by step, and a relapse during probation is caught.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sesguard::adapters::sqlite::SqliteStore;
+use sesguard::app::admin::Admin;
 use sesguard::app::ingest::Inbound;
 use sesguard::app::send::snapshot::Snapshot;
 use sesguard::config::Config;
@@ -132,14 +135,15 @@ struct InFlight {
     id: u64,
 }
 
-fn notification(event: Event, id: u64, account: &str, stream: &str, at: i64) -> Inbound {
+/// A notification about the mail `id` sent at `sent`.
+fn notification(event: Event, id: u64, account: &str, stream: &str, sent: i64) -> Inbound {
     let tags = BTreeMap::from([
         ("sesguard-account".to_owned(), vec![account.to_owned()]),
         ("sesguard-stream".to_owned(), vec![stream.to_owned()]),
     ]);
     let mail = Mail {
         message_id: format!("m{id}"),
-        timestamp: Some(Timestamp::from_millis(at)),
+        timestamp: Some(Timestamp::from_millis(sent)),
         destination: vec![format!("u{id}@example.com")],
         tags,
         ..Mail::default()
@@ -171,9 +175,16 @@ fn hard_bounce(id: u64, at: i64) -> Event {
     })
 }
 
+/// Act two, with the guard: at the start of day 3 the operator has cleaned the sign-up list
+/// and resumes verification on the primary; 45 minutes later, still on probation, a new bad
+/// source of sign-ups relapses.
+const CLEANED: i64 = START + 2 * 1440 * MINUTE;
+const RELAPSE: i64 = CLEANED + 45 * MINUTE;
+
 /// The bad share of a stream's addresses at a time.
-fn bad_share(stream: &str, at: i64) -> f64 {
+fn bad_share(stream: &str, at: i64, second_act: bool) -> f64 {
     match stream {
+        "verification" if second_act && (CLEANED..RELAPSE).contains(&at) => 0.01,
         "verification" => 0.03 + 0.17 * ((at - START) as f64 / (1440 * MINUTE) as f64).min(1.0),
         _ => 0.005,
     }
@@ -238,6 +249,27 @@ async fn replay(guarded: bool) -> Outcome {
             }
         }
 
+        if guarded && now == CLEANED {
+            let resumed = Admin::new(&deps, "ana")
+                .resume(
+                    "primary",
+                    Some("verification".into()),
+                    true,
+                    "sign-up list cleaned",
+                    Timestamp::from_millis(now),
+                )
+                .await
+                .unwrap();
+            out.timeline.push(format!(
+                "{} primary stream verification: {} -> {} (operator: {}) at {:.0} % of its traffic",
+                clock_text(now),
+                resumed.from,
+                resumed.to,
+                resumed.note.unwrap_or_default(),
+                resumed.share.unwrap_or(1.0) * 100.0
+            ));
+        }
+
         // Route what is due, oldest first, against one snapshot per minute.
         let mut snapshot = Snapshot::load(
             deps.store.as_ref(),
@@ -272,7 +304,7 @@ async fn replay(guarded: bool) -> Outcome {
                             backup_sends.push_back(now);
                         }
                         batch.push(notification(Event::Send, message.id, account, stream, now));
-                        if rng.unit() < bad_share(stream, now) {
+                        if rng.unit() < bad_share(stream, now, guarded) {
                             let delay = 2 + (rng.next() % 9) as i64;
                             in_flight.push(InFlight {
                                 arrives: now + delay * MINUTE,
@@ -312,7 +344,7 @@ async fn replay(guarded: bool) -> Outcome {
                 bounce.id,
                 bounce.account,
                 bounce.stream,
-                bounce.arrives,
+                bounce.sent,
             ));
         }
         let report = deps.ingest(batch, Timestamp::from_millis(now)).await;
@@ -320,7 +352,7 @@ async fn replay(guarded: bool) -> Outcome {
         for applied in &report.transitions {
             let c = &applied.alert.change;
             out.timeline.push(format!(
-                "{} {}{}: {} -> {} ({:?}) bounce rate {:.2} % over {} sends; {}",
+                "{} {}{}: {} -> {}{} ({:?}) bounce rate {:.2} % over {} sends; {}",
                 clock_text(now),
                 c.account,
                 c.stream
@@ -329,6 +361,9 @@ async fn replay(guarded: bool) -> Outcome {
                     .unwrap_or_default(),
                 c.from,
                 c.to,
+                c.share
+                    .map(|s| format!(" {:.0} %", s * 100.0))
+                    .unwrap_or_default(),
                 c.cause,
                 c.bounce_rate * 100.0,
                 c.window_sends,
@@ -447,23 +482,45 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
             rate * 100.0
         );
     }
-    // The verification stream is quarantined on the primary, once, with one alert, and fails over.
-    let quarantines: Vec<&Alert> = guarded
+    // Act one: the verification stream is quarantined on the primary at its threshold, with
+    // one alert, and fails over.
+    let verification: Vec<&Alert> = guarded
         .alerts
         .iter()
         .filter(|a| {
             a.change.account == "primary" && a.change.stream.as_deref() == Some("verification")
         })
         .collect();
-    assert_eq!(quarantines.len(), 1, "{:?}", guarded.alerts);
-    let quarantine = &quarantines[0].change;
+    let quarantine = &verification[0].change;
     assert_eq!(quarantine.to, "quarantined");
     assert!(
         quarantine.bounce_rate >= 0.08,
         "at its threshold: {}",
         quarantine.bounce_rate
     );
-    assert_eq!(quarantines[0].traffic, "verification fails over to backup");
+    assert_eq!(verification[0].traffic, "verification fails over to backup");
+    // Act two: the operator's resume puts it on probation, a step is passed on clean mail,
+    // and the relapse during probation sends it back to quarantine.
+    let steps: Vec<(&str, &str, Option<f64>)> = verification[1..]
+        .iter()
+        .map(|a| (a.change.from.as_str(), a.change.to.as_str(), a.change.share))
+        .collect();
+    assert_eq!(
+        steps,
+        [
+            ("quarantined", "probation", Some(0.1)),
+            ("probation", "probation", Some(0.25)),
+            ("probation", "quarantined", None),
+        ]
+    );
+    assert_eq!(verification[1].change.actor, "operator:ana");
+    let relapse = verification[3].change.at.as_millis();
+    assert!(
+        (RELAPSE..RELAPSE + 30 * MINUTE).contains(&relapse),
+        "caught within half an hour of the relapse"
+    );
+    // Caught below the critical level: the primary never went past 9 %.
+    assert!(guarded.peak["primary"].0 < 0.09, "{:?}", guarded.peak);
     assert!(
         guarded
             .sent

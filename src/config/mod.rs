@@ -439,6 +439,7 @@ impl Config {
         Recovery {
             auto_resume: self.auto_resume(account),
             ramp: &self.guard.probation,
+            settle: self.guard.feedback_lag,
         }
     }
 

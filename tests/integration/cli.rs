@@ -830,3 +830,60 @@ fn config_check_and_the_deploy_parameter_need_no_store_and_name_the_problem() {
         failure(&["--config", &missing, "config", "check"]).contains("cannot read configuration")
     );
 }
+
+#[test]
+fn an_operators_resume_holds_against_the_next_notification_about_the_incident() {
+    use sesguard::domain::common::timestamp::Timestamp;
+    let cli = Cli::new();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let sent = Timestamp::from_millis(now - 10 * 60_000).to_rfc3339();
+    let tags = serde_json::json!({"sesguard-account": ["primary"], "sesguard-stream": ["bulk"]});
+    let mail = |id: &str, to: Vec<String>| serde_json::json!({"messageId": id, "timestamp": sent, "destination": to, "tags": tags});
+    let write = |name: &str, body: Value| {
+        let path = cli.dir.path().join(name);
+        std::fs::write(&path, body.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let to: Vec<String> = (0..400).map(|i| format!("r{i}@example.com")).collect();
+    let sends = write(
+        "send.json",
+        serde_json::json!({"eventType": "Send", "mail": mail("m1", to.clone())}),
+    );
+    let bounced: Vec<Value> = to[..36]
+        .iter()
+        .map(|a| serde_json::json!({"emailAddress": a}))
+        .collect();
+    let bounces = write(
+        "bounce.json",
+        serde_json::json!({"eventType": "Bounce", "mail": mail("m1", to.clone()),
+            "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": "fb1",
+                       "timestamp": sent, "bouncedRecipients": bounced}}),
+    );
+    let delivery = write(
+        "delivery.json",
+        serde_json::json!({"eventType": "Delivery", "mail": mail("m1", to.clone()),
+            "delivery": {"recipients": [to[399]], "timestamp": sent}}),
+    );
+    let state = || cli.json(&["accounts", "status", "primary", "--json"])[0]["state"].clone();
+
+    cli.json(&["ingest", &sends, &bounces, "--json"]);
+    assert_eq!(state(), "paused", "400 sends and 36 hard bounces: 9 %");
+    let resumed = cli.json(&[
+        "accounts",
+        "resume",
+        "primary",
+        "--reason",
+        "list cleaned",
+        "--json",
+    ]);
+    assert_eq!(resumed["to"], "probation");
+    cli.json(&["ingest", &delivery, "--json"]);
+    assert_eq!(
+        state(),
+        "probation",
+        "a notification about the incident's mail does not undo the resume"
+    );
+}

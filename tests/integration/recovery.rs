@@ -280,8 +280,9 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         run.last_change(),
         (back.0.clone(), back.1.clone(), "probation".into())
     );
-    // 200 clean sends since its return pass the first step.
-    run.clock.set("2026-11-20T13:20:00.000Z");
+    // 200 clean sends since its return pass the first step, once it has lasted the feedback
+    // lag (30 minutes) so that their bounces would have arrived.
+    run.clock.set("2026-11-20T13:35:00.000Z");
     run.ingest(vec![send("v2", "verification", 200, "13:05")])
         .await;
     let alerts = run.alerts.all();
@@ -302,7 +303,7 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         )
         .await
         .unwrap();
-    run.clock.set("2026-11-20T13:26:00.000Z");
+    run.clock.set("2026-11-20T13:41:00.000Z");
     let review = run.deps.review_all(run.deps.clock.now()).await.unwrap();
     let ended: Vec<(&str, &str)> = review
         .applied

@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
-pub use crate::domain::reputation::history::{Alert, HistoryEntry, traffic_after};
+pub use crate::domain::reputation::history::{Alert, HistoryEntry, RateSnapshot, traffic_after};
 pub use crate::domain::reputation::probation::{Probation, Recovery, Return};
 pub use crate::domain::reputation::thresholds::Thresholds;
 
@@ -240,28 +240,6 @@ impl AccountState {
     }
 }
 
-/// Rates at the time of a transition, as history and alerts report them.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
-pub struct RateSnapshot {
-    /// Account bounce rate over the judged window.
-    pub bounce_rate: f64,
-    /// Account complaint rate over the judged window.
-    pub complaint_rate: f64,
-    /// Sends in the judged window.
-    pub window_sends: u64,
-}
-
-impl RateSnapshot {
-    /// The snapshot of a window's totals.
-    pub fn of(counts: &Counts) -> Self {
-        Self {
-            bounce_rate: counts.bounce_rate(),
-            complaint_rate: counts.complaint_rate(),
-            window_sends: counts.sends,
-        }
-    }
-}
-
 /// One decided change of an account's state.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Transition {
@@ -465,6 +443,7 @@ pub fn evaluate(
     }
     if let Some(step) = state.probation
         && state.status == Status::Active
+        && recovery.settled(step.since, now)
         && volume(&evidence.account_step)
         && under_warn(&evidence.account_step, 1.0)
     {
@@ -475,7 +454,8 @@ pub fn evaluate(
         let Some(step) = state.returned.get(stream).and_then(|r| r.probation) else {
             continue;
         };
-        if sending && volume(counts) && under_warn(counts, 1.0) {
+        if sending && recovery.settled(step.since, now) && volume(counts) && under_warn(counts, 1.0)
+        {
             if let Some(returned) = next.returned.get_mut(stream) {
                 returned.probation = recovery.step(step.step + 1, now);
             }
@@ -625,11 +605,14 @@ mod tests {
     const STILL: Recovery<'static> = Recovery {
         auto_resume: false,
         ramp: &[],
+        settle: SETTLE,
     };
     const AUTO: Recovery<'static> = Recovery {
         auto_resume: true,
         ramp: &[],
+        settle: SETTLE,
     };
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(600);
 
     fn decide(state: &AccountState, w: &WindowTotals) -> Option<Transition> {
         decide_with(state, w, &STILL)
@@ -850,6 +833,7 @@ mod tests {
     const RAMP: Recovery<'static> = Recovery {
         auto_resume: false,
         ramp: &[0.1, 0.25, 0.5],
+        settle: SETTLE,
     };
 
     fn at(minutes: i64) -> Timestamp {
@@ -917,7 +901,12 @@ mod tests {
             since: at(31),
         });
         buckets.push(Bucket::of(at(31), &[("bulk", counts(300, 3, 0))]));
-        let done = judge(&last, &buckets, at(40)).unwrap();
+        assert_eq!(
+            judge(&last, &buckets, at(40)),
+            None,
+            "nine minutes in: its bounces may still be on their way"
+        );
+        let done = judge(&last, &buckets, at(45)).unwrap();
         assert_eq!((done.from, done.to), ("probation", "active"));
         assert_eq!(done.share(), None);
     }

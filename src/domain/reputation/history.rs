@@ -4,7 +4,30 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::counters::Counts;
 use crate::domain::reputation::guard::Cause;
+
+/// Rates at the time of a transition, as history and alerts report them.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct RateSnapshot {
+    /// Account bounce rate over the judged window.
+    pub bounce_rate: f64,
+    /// Account complaint rate over the judged window.
+    pub complaint_rate: f64,
+    /// Sends in the judged window.
+    pub window_sends: u64,
+}
+
+impl RateSnapshot {
+    /// The snapshot of a window's totals.
+    pub fn of(counts: &Counts) -> Self {
+        Self {
+            bounce_rate: counts.bounce_rate(),
+            complaint_rate: counts.complaint_rate(),
+            window_sends: counts.sends,
+        }
+    }
+}
 
 /// One line of an account's history: every state change, by the guard or an operator.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

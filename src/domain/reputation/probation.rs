@@ -1,6 +1,8 @@
 //! The way back after an incident: the probation ramp a resumed account, or a stream back from
 //! quarantine, climbs one share of its traffic at a time, each step judged on its own mail.
 
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
 
 use crate::domain::common::timestamp::Timestamp;
@@ -24,12 +26,20 @@ pub struct Recovery<'a> {
     pub auto_resume: bool,
     /// The probation steps (shares below 1, rising); empty: back to full traffic at once.
     pub ramp: &'a [f64],
+    /// How long a step lasts at least, so that the bounces of its mail have arrived before it
+    /// is passed (`[guard] feedback_lag`).
+    pub settle: Duration,
 }
 
 impl Recovery<'_> {
     /// The first step of the ramp from `now`, if it has one.
     pub fn start(&self, now: Timestamp) -> Option<Probation> {
         self.step(0, now)
+    }
+
+    /// Whether a step that began at `since` has lasted long enough at `now` to be judged.
+    pub fn settled(&self, since: Timestamp, now: Timestamp) -> bool {
+        now >= since.plus(self.settle)
     }
 
     /// Step `step` of the ramp from `now`; `None` past its last step (full traffic).
