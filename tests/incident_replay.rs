@@ -155,6 +155,7 @@ fn notification(event: Event, id: u64, account: &str, stream: &str, sent: i64) -
             format: Format::EventPublishing,
             mail,
             event,
+            damaged: Vec::new(),
         }))),
     }
 }

@@ -193,7 +193,18 @@ impl<'a> Ingestor<'a> {
                 Err(error) => Some(Outcome::Malformed(error.to_string())),
                 Ok(Content::SnsControl(kind)) => Some(Outcome::Ignored(format!("SNS {kind}"))),
                 Ok(Content::Notification(notification)) => {
-                    match plan::assess(&notification, self.directory, self.policy.simulator, now) {
+                    // Without a readable time of its own, feedback counts when SNS published
+                    // it, else when it was received.
+                    let received = record.sns.as_ref().and_then(|s| s.timestamp).unwrap_or(now);
+                    if !notification.damaged.is_empty() {
+                        tracing::warn!(record = %record.id, message_id = %notification.mail.message_id, damaged = %notification.damaged.join("; "), "damaged fields read as absent: recorded with fallbacks");
+                    }
+                    match plan::assess(
+                        &notification,
+                        self.directory,
+                        self.policy.simulator,
+                        received,
+                    ) {
                         Assessment::Ignore(reason) => Some(Outcome::Ignored(reason)),
                         Assessment::Apply(effects) => {
                             for error in &effects.invalid {

@@ -200,12 +200,17 @@ impl<'a> Webhook<'a> {
             "Notification",
             &envelope.message_id,
             &envelope.topic_arn,
+            Timestamp::parse_rfc3339(&envelope.timestamp).ok(),
             &envelope.message,
         );
+        let (sns, content) = match content {
+            Ok(delivered) => (delivered.sns, Ok(delivered.content)),
+            Err(error) => (None, Err(error.into())),
+        };
         let inbound = Inbound {
             id: envelope.message_id.clone(),
-            sns: None,
-            content: content.map(|d| d.content).map_err(Into::into),
+            sns,
+            content,
         };
         let report = self.deps.ingest(vec![inbound], now).await;
         report.log();

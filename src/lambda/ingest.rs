@@ -123,14 +123,17 @@ fn sns_record(record: Value, index: usize) -> Inbound {
         }
     };
     let sns = record.sns;
+    let timestamp = Some(Timestamp::from_millis(sns.timestamp.timestamp_millis()));
     let ids = SnsIds {
         message_id: sns.message_id.clone(),
         topic_arn: sns.topic_arn.clone(),
+        timestamp,
     };
     let content = unwrap::open_sns(
         &sns.sns_message_type,
         &sns.message_id,
         &sns.topic_arn,
+        timestamp,
         &sns.message,
     )
     .map(|delivered| delivered.content)

@@ -582,3 +582,60 @@ async fn concurrent_soft_bounces_of_one_address_are_all_counted() {
     assert_eq!((s.reason, s.count), (Reason::SoftBounce, 5));
     assert_eq!(totals(&deps, "primary").await.soft_bounces, 5);
 }
+
+/// Buckets of `account` holding hard bounces, by start.
+async fn bounce_buckets(deps: &Context, account: &str) -> Vec<(String, u64)> {
+    let (first, last) = deps.policy.window.buckets_ending(deps.clock.now());
+    let window = deps.store.window(account, first, last).await.unwrap();
+    window
+        .buckets
+        .iter()
+        .filter(|b| b.total.hard_bounces + b.total.complaints > 0)
+        .map(|b| {
+            let bad = b.total.hard_bounces + b.total.complaints;
+            (b.start.to_rfc3339(), bad)
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn damaged_feedback_that_names_its_recipients_is_recorded_with_fallbacks() {
+    let (_dir, deps) = sqlite_deps();
+    let tags = json!({"sesguard-account": ["primary"]});
+    let recipient = |address: &str| json!([{"emailAddress": address}]);
+    // A `mail.timestamp` that is not RFC 3339 and no bounce time: counted when SNS published it.
+    let in_sns = json!({"Type": "Notification", "MessageId": "sns-1",
+        "TopicArn": "arn:aws:sns:us-east-1:111111111111:ses-feedback",
+        "Timestamp": "2026-11-20T11:05:00.000Z",
+        "Message": json!({"notificationType": "Bounce",
+            "mail": {"messageId": "m1", "timestamp": "2016-01-27T14: 59: 38.237Z", "tags": tags},
+            "bounce": {"bounceType": "Permanent", "bouncedRecipients": recipient("sns@example.com")}}).to_string()});
+    // No `mail` object at all: the unattributed account, at the bounce's own time.
+    let no_mail = json!({"notificationType": "Bounce",
+        "bounce": {"bounceType": "Permanent", "timestamp": "2026-11-20T12:20:00.000Z",
+                   "bouncedRecipients": recipient("orphan@example.com")}});
+    // A damaged time and nothing else to go by: counted when received (13:00).
+    let received = json!({"eventType": "Complaint",
+        "mail": {"messageId": "m3", "timestamp": "2021-08-23 06:56:30.087", "tags": tags},
+        "complaint": {"complaintFeedbackType": "abuse", "complainedRecipients": recipient("late@example.com")}});
+    // Naming no recipient, it protects nobody: refused as before.
+    let nobody = json!({"notificationType": "Bounce", "bounce": {"bounceType": "Permanent"}});
+    let response = invoke(&deps, sqs_batch(vec![in_sns, no_mail, received, nobody]))
+        .await
+        .unwrap();
+    assert_eq!(failures(&response), ["r3"]);
+    for address in ["sns@example.com", "orphan@example.com", "late@example.com"] {
+        assert!(suppression(&deps, address).await.is_some(), "{address}");
+    }
+    assert_eq!(
+        bounce_buckets(&deps, "primary").await,
+        [
+            ("2026-11-20T11:00:00.000Z".to_owned(), 1),
+            ("2026-11-20T13:00:00.000Z".to_owned(), 1)
+        ]
+    );
+    assert_eq!(
+        bounce_buckets(&deps, "unattributed").await,
+        [("2026-11-20T12:15:00.000Z".to_owned(), 1)]
+    );
+}

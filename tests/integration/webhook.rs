@@ -15,6 +15,7 @@ use sesguard::app::webhook::{Answer, Certificates, Webhook};
 use sesguard::domain::common::address::EmailAddress;
 use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::sns::delivery::Envelope;
+use sesguard::domain::sns::signature::SigningCertificate;
 use sesguard::lambda::webhook::handle;
 use sesguard::ports::{CertificateSource, FetchError, SubscriptionConfirmer};
 use sesguard::wiring::WebhookFunction;
@@ -524,7 +525,7 @@ fn sns_verify_prints_its_verdict_and_exits_zero_only_when_valid() {
     body["Timestamp"] = json!(now);
     let good = dir.path().join("good.json");
     std::fs::write(&good, signed(body.clone(), "1").to_string()).unwrap();
-    let mut forged = signed(body, "1");
+    let mut forged = signed(body.clone(), "1");
     forged["Message"] = json!("{}");
     let bad = dir.path().join("bad.json");
     std::fs::write(&bad, forged.to_string()).unwrap();
@@ -558,6 +559,31 @@ fn sns_verify_prints_its_verdict_and_exits_zero_only_when_valid() {
         (code, verdict),
         (Some(0), json!({"valid": true, "reason": null}))
     );
+    // The same message as a Lambda SNS record carries it: `SigningCertUrl`, `UnsubscribeUrl`.
+    let mut record = signed(body.clone(), "1");
+    for (http, lambda) in [
+        ("SigningCertURL", "SigningCertUrl"),
+        ("UnsubscribeURL", "UnsubscribeUrl"),
+    ] {
+        let value = record.as_object_mut().unwrap().remove(http).unwrap();
+        record[lambda] = value;
+    }
+    let lambda = dir.path().join("lambda.json");
+    std::fs::write(&lambda, record.to_string()).unwrap();
+    assert_eq!(verify(&lambda, &["--topic", TOPIC]).0, Some(0));
+    // Without a subject SNS signs no `Subject`; the Lambda record says `"Subject": null`.
+    let mut plain = body.clone();
+    plain.as_object_mut().unwrap().remove("Subject");
+    let mut record = signed(plain, "2");
+    record["Subject"] = Value::Null;
+    let value = record
+        .as_object_mut()
+        .unwrap()
+        .remove("SigningCertURL")
+        .unwrap();
+    record["SigningCertUrl"] = value;
+    std::fs::write(&lambda, record.to_string()).unwrap();
+    assert_eq!(verify(&lambda, &["--topic", TOPIC]).0, Some(0));
     let (code, verdict) = verify(&bad, &["--topic", TOPIC]);
     assert_eq!((code, verdict["valid"].as_bool()), (Some(1), Some(false)));
     assert_eq!(verdict["reason"], "signature does not verify");
@@ -616,4 +642,39 @@ fn corrupted_is_equivalent(genuine: &[u8], corrupted: &[u8]) -> bool {
         (Ok(a), Ok(b)) => a.string_to_sign() == b.string_to_sign() && a.signature == b.signature,
         _ => false,
     }
+}
+
+#[test]
+fn a_signing_key_shorter_than_2048_bits_is_refused_with_that_reason() {
+    use rsa::pkcs1::EncodeRsaPublicKey;
+    /// A 1024-bit RSA public key, certified by a 2048-bit one (nothing signs with 1024 bits).
+    struct ShortKey(Vec<u8>);
+    impl rcgen::PublicKeyData for ShortKey {
+        fn der_bytes(&self) -> &[u8] {
+            &self.0
+        }
+        fn algorithm(&self) -> &'static rcgen::SignatureAlgorithm {
+            &rcgen::PKCS_RSA_SHA256
+        }
+    }
+    let short = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 1024).unwrap();
+    let public = ShortKey(
+        short
+            .to_public_key()
+            .to_pkcs1_der()
+            .unwrap()
+            .as_bytes()
+            .to_vec(),
+    );
+    let issuer_key = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).unwrap();
+    let issuer_params = rcgen::CertificateParams::new(vec!["ca.example".into()]).unwrap();
+    let issuer = rcgen::Issuer::from_params(&issuer_params, &issuer_key);
+    let params = rcgen::CertificateParams::new(vec!["sns.amazonaws.com".into()]).unwrap();
+    let pem = params.signed_by(&public, &issuer).unwrap().pem();
+    let error = SigningCertificate::from_pem(pem.as_bytes()).unwrap_err();
+    assert_eq!(
+        error.to_string(),
+        "signing certificate refused: its RSA key has 1024 bits; at least 2048 are required"
+    );
+    assert!(SigningCertificate::from_pem(&sns_key().pem).is_ok());
 }

@@ -2,4 +2,5 @@
 //! millisecond UTC timestamps.
 
 pub mod address;
+pub mod digest;
 pub mod timestamp;

@@ -52,6 +52,9 @@ pub struct Attribution {
     pub configured: bool,
 }
 
+/// The account feedback is counted under when nothing in it names the sender.
+pub const UNATTRIBUTED: &str = "unattributed";
+
 impl AccountDirectory {
     /// A directory of these accounts.
     pub fn new(accounts: Vec<KnownAccount>) -> Self {
@@ -71,6 +74,15 @@ impl AccountDirectory {
                 account: name.to_owned(),
                 stream,
                 configured: self.find(name).is_some(),
+            };
+        }
+        if mail.sending_account_id.is_none() && mail.source_region().is_none() {
+            // Nothing names the sender (a damaged notification without its `mail`): one
+            // stable account collects it.
+            return Attribution {
+                account: UNATTRIBUTED.to_owned(),
+                stream,
+                configured: false,
             };
         }
         let id = mail.sending_account_id.as_deref().unwrap_or("unknown");
@@ -158,7 +170,7 @@ mod tests {
         );
         assert_eq!(
             directory().attribute(&Mail::default()).account,
-            "unknown-unknown"
+            UNATTRIBUTED
         );
     }
 

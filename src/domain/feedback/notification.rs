@@ -19,6 +19,10 @@ pub struct Notification {
     pub mail: Mail,
     /// What happened.
     pub event: Event,
+    /// Optional fields found damaged and read as absent (a `mail.timestamp` that is not RFC
+    /// 3339, a bounce or complaint without its `mail` object), each described: the feedback is
+    /// still recorded, with fallbacks, and the ingest warns.
+    pub damaged: Vec<String>,
 }
 
 /// The two SES notification formats.
@@ -295,16 +299,22 @@ struct RawDelivery {
     timestamp: Option<String>,
 }
 
+/// Reads an optional timestamp; one that is not RFC 3339 reads as absent and is noted in
+/// `damaged` (real SES fixtures carry `2016-01-27T14: 59: 38.237Z`): a bad time must not lose
+/// the feedback it came with.
 fn parse_time(
     field: &'static str,
     value: Option<String>,
-) -> Result<Option<Timestamp>, NotificationError> {
-    value
-        .map(|text| {
-            Timestamp::parse_rfc3339(&text)
-                .map_err(|_| NotificationError::Timestamp { field, value: text })
-        })
-        .transpose()
+    damaged: &mut Vec<String>,
+) -> Option<Timestamp> {
+    let text = value?;
+    match Timestamp::parse_rfc3339(&text) {
+        Ok(at) => Some(at),
+        Err(_) => {
+            damaged.push(NotificationError::Timestamp { field, value: text }.to_string());
+            None
+        }
+    }
 }
 
 fn addresses<'a>(
@@ -328,64 +338,82 @@ impl RawNotification {
             type_name.as_str(),
             "Bounce" | "Complaint" | "Delivery" | "Send"
         );
-        let mail = match self.mail {
-            Some(mail) => mail.into_mail()?,
-            None if known => return Err(missing("mail")),
-            None => Mail::default(),
-        };
-        if known && mail.message_id.is_empty() {
-            return Err(missing("mail.messageId"));
-        }
+        let mut damaged = Vec::new();
         let event = match type_name.as_str() {
             "Bounce" => Event::Bounce(
                 self.bounce
                     .ok_or_else(|| missing("bounce"))?
-                    .into_bounce()?,
+                    .into_bounce(&mut damaged),
             ),
             "Complaint" => Event::Complaint(
                 self.complaint
                     .ok_or_else(|| missing("complaint"))?
-                    .into_complaint()?,
+                    .into_complaint(&mut damaged),
             ),
             "Delivery" => {
                 let raw = self.delivery.ok_or_else(|| missing("delivery"))?;
                 Event::Delivery(Delivery {
                     recipients: addresses(raw.recipients.iter().map(String::as_str)),
-                    timestamp: parse_time("delivery.timestamp", raw.timestamp)?,
+                    timestamp: parse_time("delivery.timestamp", raw.timestamp, &mut damaged),
                 })
             }
             "Send" => Event::Send,
             _ => Event::Other(type_name.clone()),
         };
+        // A bounce or complaint that names its recipients is kept without its `mail`: losing
+        // it would leave bad addresses unsuppressed.
+        let names_recipients = match &event {
+            Event::Bounce(b) => !b.recipients.is_empty(),
+            Event::Complaint(c) => !c.recipients.is_empty(),
+            _ => false,
+        };
+        let mail = match self.mail {
+            Some(mail) => mail.into_mail(&mut damaged),
+            None if names_recipients => {
+                damaged.push("no `mail` object".into());
+                Mail::default()
+            }
+            None if known => return Err(missing("mail")),
+            None => Mail::default(),
+        };
+        if known && mail.message_id.is_empty() {
+            if !names_recipients {
+                return Err(missing("mail.messageId"));
+            }
+            if !damaged.iter().any(|d| d == "no `mail` object") {
+                damaged.push("no `mail.messageId`".into());
+            }
+        }
         Ok(Notification {
             format,
             mail,
             event,
+            damaged,
         })
     }
 }
 
 impl RawMail {
-    fn into_mail(self) -> Result<Mail, NotificationError> {
-        Ok(Mail {
+    fn into_mail(self, damaged: &mut Vec<String>) -> Mail {
+        Mail {
             message_id: self.message_id.unwrap_or_default(),
-            timestamp: parse_time("mail.timestamp", self.timestamp)?,
+            timestamp: parse_time("mail.timestamp", self.timestamp, damaged),
             source_arn: self.source_arn,
             sending_account_id: self.sending_account_id,
             destination: self.destination,
             tags: self.tags,
-        })
+        }
     }
 }
 
 impl RawBounce {
-    fn into_bounce(self) -> Result<Bounce, NotificationError> {
+    fn into_bounce(self, damaged: &mut Vec<String>) -> Bounce {
         let bounce_type = match self.bounce_type.as_str() {
             "Permanent" => BounceType::Permanent,
             "Transient" => BounceType::Transient,
             _ => BounceType::Undetermined,
         };
-        Ok(Bounce {
+        Bounce {
             bounce_type,
             type_name: self.bounce_type,
             sub_type: self.bounce_sub_type.unwrap_or_default(),
@@ -399,15 +427,15 @@ impl RawBounce {
                     diagnostic_code: r.diagnostic_code,
                 })
                 .collect(),
-            timestamp: parse_time("bounce.timestamp", self.timestamp)?,
+            timestamp: parse_time("bounce.timestamp", self.timestamp, damaged),
             feedback_id: self.feedback_id,
-        })
+        }
     }
 }
 
 impl RawComplaint {
-    fn into_complaint(self) -> Result<Complaint, NotificationError> {
-        Ok(Complaint {
+    fn into_complaint(self, damaged: &mut Vec<String>) -> Complaint {
+        Complaint {
             recipients: addresses(
                 self.complained_recipients
                     .iter()
@@ -415,9 +443,9 @@ impl RawComplaint {
             ),
             feedback_type: self.complaint_feedback_type,
             sub_type: self.complaint_sub_type,
-            timestamp: parse_time("complaint.timestamp", self.timestamp)?,
+            timestamp: parse_time("complaint.timestamp", self.timestamp, damaged),
             feedback_id: self.feedback_id,
-        })
+        }
     }
 }
 
@@ -578,14 +606,54 @@ mod tests {
                 r#"{"hello":"world"}"#,
                 "neither `notificationType` nor `eventType`",
             ),
-            (
-                r#"{"notificationType":"Complaint","mail":{"messageId":"m"},"complaint":{"timestamp":"soon"}}"#,
-                "`complaint.timestamp` is not an RFC 3339 timestamp: `soon`",
-            ),
         ];
         for (text, expected) in cases {
             let error = Notification::parse(text).unwrap_err().to_string();
             assert!(error.contains(expected), "{text}: {error}");
         }
+    }
+
+    #[test]
+    fn a_damaged_mail_timestamp_is_noted_and_read_as_absent() {
+        for bad in ["2016-01-27T14: 59: 38.237Z", "2021-08-23 06:56:30.087"] {
+            let text = format!(
+                r#"{{"notificationType":"Bounce","mail":{{"messageId":"m","timestamp":"{bad}"}},
+                   "bounce":{{"bounceType":"Permanent","timestamp":"2021-08-23T06:56:31Z",
+                             "bouncedRecipients":[{{"emailAddress":"a@example.com"}}]}}}}"#
+            );
+            let n = Notification::parse(&text).unwrap();
+            assert_eq!(n.mail.timestamp, None);
+            assert_eq!(
+                n.damaged,
+                [format!(
+                    "`mail.timestamp` is not an RFC 3339 timestamp: `{bad}`"
+                )]
+            );
+            assert_eq!(
+                n.event_time(),
+                Timestamp::parse_rfc3339("2021-08-23T06:56:31Z").ok(),
+                "the bounce's own time stands in"
+            );
+        }
+    }
+
+    #[test]
+    fn a_bounce_or_complaint_naming_recipients_is_kept_without_its_mail_object() {
+        let bounce = Notification::parse(
+            r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent",
+                "bouncedRecipients":[{"emailAddress":"a@example.com"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(bounce.damaged, ["no `mail` object"]);
+        assert_eq!(bounce.mail, Mail::default());
+        let complaint = Notification::parse(
+            r#"{"eventType":"Complaint","mail":{"timestamp":"2021-08-23T06:56:30Z"},
+                "complaint":{"complainedRecipients":[{"emailAddress":"a@example.com"}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(complaint.damaged, ["no `mail.messageId`"]);
+        // Naming nobody, it stays refused: there is nothing to protect.
+        let empty = r#"{"notificationType":"Bounce","bounce":{"bounceType":"Permanent"}}"#;
+        assert!(Notification::parse(empty).is_err());
     }
 }

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use crate::domain::common::address::{AddressError, EmailAddress};
+use crate::domain::common::digest::fnv1a;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::{AccountDirectory, Attribution, SendSource};
 use crate::domain::feedback::notification::{BounceType, Event, Notification};
@@ -144,7 +145,6 @@ pub fn assess(
     match &notification.event {
         Event::Bounce(bounce) => {
             effects.feedback_id = bounce.feedback_id.clone();
-            effects.key = feedback_key("bounce", &effects);
             let detail_of =
                 |r: &crate::domain::feedback::notification::BouncedRecipient| BounceDetail {
                     bounce_type: bounce.type_name.clone(),
@@ -170,10 +170,10 @@ pub fn assess(
                     effects.addresses.push(AddressEvent { email, kind });
                 }
             }
+            effects.key = feedback_key("bounce", &effects);
         }
         Event::Complaint(complaint) => {
             effects.feedback_id = complaint.feedback_id.clone();
-            effects.key = feedback_key("complaint", &effects);
             let suppress = !complaint.is_not_spam();
             let mut counted = false;
             for address in &complaint.recipients {
@@ -198,6 +198,7 @@ pub fn assess(
             if suppress && !complaint.on_account_suppression_list() && counted {
                 effects.counts.complaints = 1;
             }
+            effects.key = feedback_key("complaint", &effects);
         }
         Event::Delivery(delivery) => {
             for address in &delivery.recipients {
@@ -274,20 +275,17 @@ impl Effects {
 fn feedback_key(kind: &str, effects: &Effects) -> String {
     match &effects.feedback_id {
         Some(id) => format!("feedback:{id}"),
+        // Damaged feedback without a message id: its recipients tell it apart.
+        None if effects.message_id.is_empty() => {
+            let recipients = effects.addresses.iter().map(|a| a.email.as_str());
+            format!(
+                "{kind}:recipients:{:016x}:{}",
+                fnv1a(recipients),
+                effects.at.as_millis()
+            )
+        }
         None => format!("{kind}:{}:{}", effects.message_id, effects.at.as_millis()),
     }
-}
-
-/// FNV-1a over the parts (each followed by a NUL): stable across builds and platforms.
-fn fnv1a<'a>(parts: impl Iterator<Item = &'a str>) -> u64 {
-    let mut hash = 0xcbf2_9ce4_8422_2325_u64;
-    for part in parts {
-        for byte in part.bytes().chain(std::iter::once(0)) {
-            hash ^= u64::from(byte);
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    }
-    hash
 }
 
 /// A de-duplication claim: written only if no live claim with the key exists.

@@ -14,6 +14,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::common::digest::fnv1a;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::Counts;
 use crate::domain::reputation::guard::{AccountState, Thresholds};
@@ -98,11 +99,7 @@ pub struct Message<'a> {
 /// A message's place in `[0, 1)`, from its duplicate key: stable across retries and
 /// instances, evenly spread over keys.
 pub fn draw(key: &str) -> f64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-    }
+    let mut hash = fnv1a(std::iter::once(key));
     // Mix the high bits down: FNV's low bits are weak for short keys.
     hash ^= hash >> 29;
     hash = hash.wrapping_mul(0xbf58_476d_1ce4_e5b9);

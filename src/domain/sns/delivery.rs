@@ -39,7 +39,8 @@ impl MessageType {
     }
 }
 
-/// An SNS envelope in its HTTP shape, fields exactly as received.
+/// An SNS envelope, fields exactly as received: the HTTP shape (`SigningCertURL`) or the
+/// Lambda record's (`SigningCertUrl`, `"Subject": null`), which carry the same signed fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Envelope {
     /// `Type`.
@@ -137,9 +138,11 @@ struct Raw {
     signature_version: Option<String>,
     #[serde(rename = "Signature")]
     signature: Option<String>,
-    #[serde(rename = "SigningCertURL")]
+    // The Lambda record shape spells these `SigningCertUrl`, `SubscribeUrl`; the signed fields
+    // are the same.
+    #[serde(rename = "SigningCertURL", alias = "SigningCertUrl")]
     signing_cert_url: Option<String>,
-    #[serde(rename = "SubscribeURL")]
+    #[serde(rename = "SubscribeURL", alias = "SubscribeUrl")]
     subscribe_url: Option<String>,
     #[serde(rename = "Token")]
     token: Option<String>,

@@ -7,9 +7,13 @@ use aws_lc_rs::signature::{
 };
 use base64::Engine as _;
 use x509_parser::oid_registry::OID_PKCS1_RSAENCRYPTION;
+use x509_parser::public_key::PublicKey;
 
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::delivery::{Envelope, Rejection};
+
+/// The shortest RSA key accepted (what SNS uses, and what the verifier can check).
+pub const MIN_KEY_BITS: usize = 2048;
 
 /// A parsed signing certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +37,15 @@ impl SigningCertificate {
         let key = certificate.public_key();
         if key.algorithm.algorithm != OID_PKCS1_RSAENCRYPTION {
             return Err(refuse("its key is not RSA".into()));
+        }
+        // Refused by name: a short key is no signature at all, not a bad one.
+        if let Ok(PublicKey::RSA(rsa)) = key.parsed()
+            && rsa.key_size() < MIN_KEY_BITS
+        {
+            return Err(refuse(format!(
+                "its RSA key has {} bits; at least {MIN_KEY_BITS} are required",
+                rsa.key_size()
+            )));
         }
         Ok(Self {
             public_key: key.subject_public_key.data.to_vec(),

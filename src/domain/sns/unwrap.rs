@@ -5,6 +5,8 @@
 
 use serde_json::Value;
 
+use crate::domain::common::timestamp::Timestamp;
+
 use crate::domain::feedback::notification::{Notification, NotificationError};
 
 /// What one message body held.
@@ -23,6 +25,9 @@ pub struct SnsIds {
     pub message_id: String,
     /// The topic that published it.
     pub topic_arn: String,
+    /// When SNS published it (`Timestamp`), when readable: feedback whose own times are
+    /// missing or damaged is counted at it.
+    pub timestamp: Option<Timestamp>,
 }
 
 /// The payload of a delivered message.
@@ -78,10 +83,15 @@ pub fn open_value(value: Value) -> Result<Delivered, EnvelopeError> {
             .and_then(Value::as_str)
             .ok_or(EnvelopeError::Envelope(name))
     };
+    let timestamp = object
+        .get("Timestamp")
+        .and_then(Value::as_str)
+        .and_then(|text| Timestamp::parse_rfc3339(text).ok());
     open_sns(
         field("Type")?,
         field("MessageId")?,
         field("TopicArn")?,
+        timestamp,
         field("Message")?,
     )
 }
@@ -91,11 +101,13 @@ pub fn open_sns(
     kind: &str,
     message_id: &str,
     topic_arn: &str,
+    timestamp: Option<Timestamp>,
     message: &str,
 ) -> Result<Delivered, EnvelopeError> {
     let sns = Some(SnsIds {
         message_id: message_id.to_owned(),
         topic_arn: topic_arn.to_owned(),
+        timestamp,
     });
     let content = if kind == "Notification" {
         Content::Notification(Box::new(Notification::parse(message)?))
@@ -153,6 +165,6 @@ mod tests {
             Err(EnvelopeError::Envelope("Message"))
         ));
         let inner = r#"{"Type":"Notification","TopicArn":"t","MessageId":"m","Message":"{\"notificationType\":\"Bounce\"}"}"#;
-        assert!(open(inner).unwrap_err().to_string().contains("no `mail`"));
+        assert!(open(inner).unwrap_err().to_string().contains("no `bounce`"));
     }
 }
