@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench watch smoke rehearsal deploy clean
+.PHONY: help demo tools build test lint fmt bench bench-ingest watch smoke rehearsal deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,23 @@ fmt: ## Format the code
 
 bench: ## Criterion benchmarks
 	cargo bench --locked
+
+BENCH_ENVELOPES ?= 5000
+bench-ingest: ## `sesguard ingest --verify` over $(BENCH_ENVELOPES) signed bounce envelopes (one per file) and 3 forged ones, release build, /usr/bin/time -v
+	cargo build --locked --release --bin sesguard
+	rm -rf target/bench-ingest && mkdir -p target/bench-ingest
+	python3 tests/sns-sign.py --bulk $(BENCH_ENVELOPES) --forged 3 target/bench-ingest/cert.pem \
+	  arn:aws:sns:us-east-1:111111111111:ses-feedback target/bench-ingest/envelopes
+	cd target/bench-ingest && /usr/bin/time -v ../release/sesguard --store sqlite:store.db \
+	  --config ../../infra/sesguard.example.toml --json ingest --verify --cert cert.pem \
+	  --topic arn:aws:sns:us-east-1:111111111111:ses-feedback envelopes/*.json \
+	  2> time.txt >summary.json; echo "exit $$? (1: the forged ones failed, as they must)"
+	@cat target/bench-ingest/summary.json; grep -E "failed forged" target/bench-ingest/time.txt | head -3
+	@grep -E "Elapsed|Maximum resident|User time|System time" target/bench-ingest/time.txt
+	@python3 -c "import re,sys; t=open('target/bench-ingest/time.txt').read(); \
+	  m=re.search(r'Elapsed .*: (?:(\d+):)?(\d+):([\d.]+)', t); s=(int(m.group(1) or 0)*3600+int(m.group(2))*60+float(m.group(3))); \
+	  cpu=float(re.search(r'User time .*: ([\d.]+)',t).group(1))+float(re.search(r'System time .*: ([\d.]+)',t).group(1)); \
+	  print(f'{$(BENCH_ENVELOPES)/s:,.0f} envelopes/s wall, {$(BENCH_ENVELOPES)/cpu:,.0f} per CPU-second')"
 
 watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo lambda watch)
 	cargo lambda watch --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT)

@@ -237,10 +237,13 @@ def story(watch, work):
 
     step("6. an operator cleans the list and resumes the primary through the admin function")
     code, answer = watch.http("POST", "/accounts/primary/resume", {"reason": "bad list removed"})
-    expect(code == 200 and answer.get("to") == "active",
-           f"POST /accounts/primary/resume -> {code} {answer.get('from')} -> {answer.get('to')} by {answer.get('actor')}", answer)
+    expect(code == 200 and answer.get("to") == "probation" and answer.get("share") == 0.1,
+           f"POST /accounts/primary/resume -> {code} {answer.get('from')} -> {answer.get('to')} "
+           f"({answer.get('share', 0) * 100:.0f} % of the traffic) by {answer.get('actor')}", answer)
     code, answer = watch.http("GET", "/accounts/primary/status")
-    expect(code == 200 and answer.get("can_send") is True, f"GET /accounts/primary/status -> can_send {answer.get('can_send')}", answer)
+    expect(code == 200 and answer.get("can_send") is True and answer.get("state") == "probation",
+           f"GET /accounts/primary/status -> {answer.get('state')}, can_send {answer.get('can_send')}; "
+           f"judged since the resume: {answer.get('judged', {}).get('sends')} sends", answer)
     unauthenticated = urllib.request.Request(f"http://127.0.0.1:{watch.port}/lambda-url/admin/accounts")
     try:
         urllib.request.urlopen(unauthenticated, timeout=60)

@@ -250,7 +250,15 @@ fn change(
 ) -> Result<(AccountState, &'static str, &'static str), ControlError> {
     let mut next = state.clone();
     next.note = Some(reason.to_owned());
-    let ramp = |probation: bool| if probation { recovery.start(now) } else { None };
+    // Probation after a reputation problem only: an account paused because SES refused its
+    // credentials comes back at full traffic.
+    let ramp = |probation: bool, cause: Option<Cause>| {
+        if probation && cause.is_none_or(Cause::needs_probation) {
+            recovery.start(now)
+        } else {
+            None
+        }
+    };
     match action {
         Action::Pause {
             stream: None,
@@ -279,7 +287,7 @@ fn change(
                 )));
             }
             if state.status == Status::Paused {
-                next.resume(Cause::Operator, ramp(*probation), now);
+                next.resume(Cause::Operator, ramp(*probation, state.cause), now);
             } else {
                 // On probation: the operator ends it.
                 next.probation = None;
@@ -321,7 +329,8 @@ fn change(
             let from = stream_name(state, stream);
             match from {
                 "quarantined" => {
-                    next.lift(stream, ramp(*probation), now);
+                    let cause = state.quarantined.get(stream.as_str()).map(|q| q.cause);
+                    next.lift(stream, ramp(*probation, cause), now);
                 }
                 "probation" => {
                     if let Some(returned) = next.returned.get_mut(stream) {

@@ -36,6 +36,10 @@ pub enum InboundError {
     /// The body (or notification inside it) is malformed.
     #[error(transparent)]
     Envelope(#[from] EnvelopeError),
+    /// The SNS envelope did not verify (`sesguard ingest --verify`): forged, stale, from a
+    /// topic not allowed, or not an envelope at all.
+    #[error("not verified: {0}")]
+    Unverified(String),
     /// The record's wrapper is malformed (an SQS record without a body, an SNS record
     /// without its fields).
     #[error("malformed {wrapper} record: {detail}")]
@@ -102,6 +106,17 @@ pub struct Summary {
     pub ignored: usize,
     /// Records malformed or not stored.
     pub failed: usize,
+}
+
+impl Summary {
+    /// Adds another summary's counts.
+    pub fn add(&mut self, other: &Summary) {
+        self.processed += other.processed;
+        self.duplicates += other.duplicates;
+        self.suppressed += other.suppressed;
+        self.ignored += other.ignored;
+        self.failed += other.failed;
+    }
 }
 
 impl Report {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::app::Context;
 use crate::app::ingest::{Inbound, Outcome};
+use crate::config::WebhookConfig;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::delivery::{self, Envelope, MessageType, Rejection};
 use crate::domain::sns::signature::SigningCertificate;
@@ -20,8 +21,17 @@ use crate::domain::sns::unwrap::open_sns;
 use crate::ports::{CertificateSource, SubscriptionConfirmer};
 use crate::telemetry::error_chain;
 
-/// How long a processed `MessageId` is remembered: SNS retries HTTP deliveries within an hour.
-const REPLAY_MEMORY: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+pub use crate::domain::sns::delivery::REPLAY_MEMORY;
+
+/// Certificates kept per instance at most (SNS uses one per region at a time).
+const CACHED_CERTIFICATES: usize = 32;
+
+/// A certificate URL whose fetch failed is not fetched again for this long, so requests naming
+/// made-up certificates on an allowed topic cannot drive outbound fetches.
+const FAILED_FETCH_MEMORY: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Failed fetches remembered at most (older ones are forgotten first).
+const REMEMBERED_FAILURES: usize = 1024;
 
 /// The answer to one delivery.
 #[derive(Debug, Clone, PartialEq)]
@@ -59,10 +69,13 @@ impl Answer {
     }
 }
 
-/// Signing certificates by URL: fetched once per instance, only successes kept.
+/// Signing certificates by URL, per instance: each fetched once and kept until its `notAfter`
+/// (then fetched again), at most [`CACHED_CERTIFICATES`] of them; a URL whose fetch failed is
+/// not fetched again for [`FAILED_FETCH_MEMORY`].
 pub struct Certificates {
     source: Arc<dyn CertificateSource>,
     cache: Mutex<HashMap<String, Arc<SigningCertificate>>>,
+    failed: Mutex<HashMap<String, Timestamp>>,
 }
 
 impl Certificates {
@@ -71,31 +84,139 @@ impl Certificates {
         Self {
             source,
             cache: Mutex::new(HashMap::new()),
+            failed: Mutex::new(HashMap::new()),
         }
     }
 
-    /// The certificate at `url`: `Err(Ok(rejection))` when it is not usable, `Err(Err(text))`
-    /// when it could not be fetched (transient).
-    async fn get(&self, url: &str) -> Result<Arc<SigningCertificate>, Result<Rejection, String>> {
-        if let Some(found) = self
-            .cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(url)
+    /// The certificate at `url` at `now`: `Err(Ok(rejection))` when it is not usable,
+    /// `Err(Err(text))` when it could not be fetched (transient).
+    async fn get(
+        &self,
+        url: &str,
+        now: Timestamp,
+    ) -> Result<Arc<SigningCertificate>, Result<Rejection, String>> {
         {
-            return Ok(Arc::clone(found));
+            let mut cache = lock(&self.cache);
+            match cache.get(url) {
+                Some(found) if found.not_after() >= now => return Ok(Arc::clone(found)),
+                Some(_) => {
+                    cache.remove(url);
+                }
+                None => {}
+            }
         }
-        let pem = self
-            .source
-            .fetch(url)
-            .await
-            .map_err(|e| Err(error_chain(&e)))?;
-        let certificate = Arc::new(SigningCertificate::from_pem(&pem).map_err(Ok)?);
-        self.cache
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .insert(url.to_owned(), Arc::clone(&certificate));
+        if let Some(at) = lock(&self.failed).get(url)
+            && now < at.plus(FAILED_FETCH_MEMORY)
+        {
+            return Err(Err(format!(
+                "fetching {url} failed at {at}; not tried again before a minute has passed"
+            )));
+        }
+        let fetched = self.source.fetch(url).await;
+        let pem = match fetched {
+            Ok(pem) => pem,
+            Err(error) => {
+                self.remember_failure(url, now);
+                return Err(Err(error_chain(&error)));
+            }
+        };
+        let certificate = match SigningCertificate::from_pem(&pem) {
+            Ok(certificate) => Arc::new(certificate),
+            Err(rejection) => {
+                self.remember_failure(url, now);
+                return Err(Ok(rejection));
+            }
+        };
+        let mut cache = lock(&self.cache);
+        if cache.len() >= CACHED_CERTIFICATES {
+            // The one that expires first goes.
+            if let Some(oldest) = cache
+                .iter()
+                .min_by_key(|(_, c)| c.not_after())
+                .map(|(u, _)| u.clone())
+            {
+                cache.remove(&oldest);
+            }
+        }
+        cache.insert(url.to_owned(), Arc::clone(&certificate));
         Ok(certificate)
+    }
+
+    fn remember_failure(&self, url: &str, now: Timestamp) {
+        let mut failed = lock(&self.failed);
+        failed.retain(|_, at| now < at.plus(FAILED_FETCH_MEMORY));
+        if failed.len() >= REMEMBERED_FAILURES
+            && let Some(oldest) = failed
+                .iter()
+                .min_by_key(|(_, at)| **at)
+                .map(|(u, _)| u.clone())
+        {
+            failed.remove(&oldest);
+        }
+        failed.insert(url.to_owned(), now);
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Every check of an envelope, in order: topic allowlist (before anything else), signature
+/// version, certificate URL, age, certificate (fetched once), signature.
+pub async fn check(
+    envelope: Envelope,
+    allowed: &(dyn Fn(&str) -> bool + Sync),
+    settings: &WebhookConfig,
+    certificates: &Certificates,
+    now: Timestamp,
+) -> Result<Envelope, Answer> {
+    if !allowed(&envelope.topic_arn) {
+        return Err(Answer::Rejected(Rejection::UnknownTopic(
+            envelope.topic_arn,
+        )));
+    }
+    let version_ok = match envelope.signature_version.as_str() {
+        "2" => true,
+        "1" => !settings.signature_version_2_only,
+        _ => false,
+    };
+    if !version_ok {
+        return Err(Answer::Rejected(Rejection::SignatureVersion(
+            envelope.signature_version,
+        )));
+    }
+    delivery::check_certificate_url(&envelope.signing_cert_url, &envelope.topic_arn)
+        .map_err(Answer::Rejected)?;
+    delivery::check_age(&envelope.timestamp, now, settings.max_age).map_err(Answer::Rejected)?;
+    let certificate = match certificates.get(&envelope.signing_cert_url, now).await {
+        Ok(certificate) => certificate,
+        Err(Ok(rejection)) => return Err(Answer::Rejected(rejection)),
+        Err(Err(error)) => return Err(Answer::Unavailable(error)),
+    };
+    certificate.check_valid(now).map_err(Answer::Rejected)?;
+    certificate.verify(&envelope).map_err(Answer::Rejected)?;
+    Ok(envelope)
+}
+
+/// The checks of [`check`] with everything they need owned: for verifying many envelopes off
+/// the store's thread (`sesguard ingest --verify`).
+pub struct Verifier {
+    /// Signing certificates, cached.
+    pub certificates: Arc<Certificates>,
+    /// The allowed topics.
+    pub topics: Vec<String>,
+    /// Signature version and age rules.
+    pub settings: WebhookConfig,
+}
+
+impl Verifier {
+    /// Verifies one envelope's bytes.
+    pub async fn verify(&self, body: &[u8], now: Timestamp) -> Result<Envelope, Answer> {
+        let envelope = Envelope::parse(body).map_err(Answer::Rejected)?;
+        let allowed = |topic: &str| self.topics.iter().any(|t| t == topic);
+        check(envelope, &allowed, &self.settings, &self.certificates, now).await
     }
 }
 
@@ -125,40 +246,16 @@ impl<'a> Webhook<'a> {
 
     /// Verifies a delivery without acting on it: `Ok(envelope)` when every check passes.
     pub async fn verify(&self, body: &[u8], now: Timestamp) -> Result<Envelope, Answer> {
-        let settings = &self.deps.config.webhook;
         let envelope = Envelope::parse(body).map_err(Answer::Rejected)?;
-        let allowed = settings
-            .topics
-            .iter()
-            .chain(self.extra_topics)
-            .any(|t| *t == envelope.topic_arn);
-        if !allowed {
-            return Err(Answer::Rejected(Rejection::UnknownTopic(
-                envelope.topic_arn,
-            )));
-        }
-        let version_ok = match envelope.signature_version.as_str() {
-            "2" => true,
-            "1" => !settings.signature_version_2_only,
-            _ => false,
+        let settings = &self.deps.config.webhook;
+        let allowed = |topic: &str| {
+            settings
+                .topics
+                .iter()
+                .chain(self.extra_topics)
+                .any(|t| t == topic)
         };
-        if !version_ok {
-            return Err(Answer::Rejected(Rejection::SignatureVersion(
-                envelope.signature_version,
-            )));
-        }
-        delivery::check_certificate_url(&envelope.signing_cert_url, &envelope.topic_arn)
-            .map_err(Answer::Rejected)?;
-        delivery::check_age(&envelope.timestamp, now, settings.max_age)
-            .map_err(Answer::Rejected)?;
-        let certificate = match self.certificates.get(&envelope.signing_cert_url).await {
-            Ok(certificate) => certificate,
-            Err(Ok(rejection)) => return Err(Answer::Rejected(rejection)),
-            Err(Err(error)) => return Err(Answer::Unavailable(error)),
-        };
-        certificate.check_valid(now).map_err(Answer::Rejected)?;
-        certificate.verify(&envelope).map_err(Answer::Rejected)?;
-        Ok(envelope)
+        check(envelope, &allowed, settings, self.certificates, now).await
     }
 
     /// Verifies a delivery and acts on it.
@@ -166,6 +263,14 @@ impl<'a> Webhook<'a> {
         let envelope = match self.verify(body, now).await {
             Ok(envelope) => envelope,
             Err(answer) => {
+                if let Answer::Rejected(Rejection::Stale(_)) = &answer {
+                    // Feedback lost unless replayed: said with its ids, and counted.
+                    let ids = Envelope::parse(body).ok();
+                    let (message_id, topic) = ids.as_ref().map_or(("-", "-"), |e| {
+                        (e.message_id.as_str(), e.topic_arn.as_str())
+                    });
+                    tracing::warn!(message_id, topic, answer = %answer.body(), "stale SNS message refused: its feedback is lost unless replayed");
+                }
                 tracing::warn!(status = answer.status(), answer = %answer.body(), "SNS delivery refused");
                 return answer;
             }

@@ -12,7 +12,23 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let wiring = Wiring::for_cli(cli.config.as_deref(), &cli.store).await?;
     let deps = wiring.context().await?;
     match cli.command {
-        Command::Ingest { files } => ingest(&deps, &files, cli.json).await,
+        Command::Ingest {
+            files,
+            verify,
+            cert,
+            topics,
+            chunk,
+            log_records,
+        } => {
+            let options = bulk_ingest::Options {
+                verify,
+                cert,
+                topics,
+                chunk: usize::try_from(chunk).unwrap_or(usize::MAX),
+                log_records,
+            };
+            bulk_ingest::ingest(&wiring, &deps, &files, options, cli.json).await
+        }
         Command::Suppressions { command } => suppressions(&deps, command, cli.json).await,
         Command::Accounts {
             command:
@@ -408,40 +424,4 @@ pub(super) fn read_input(file: &str) -> anyhow::Result<String> {
     } else {
         std::fs::read_to_string(file).with_context(|| format!("reading {file}"))
     }
-}
-
-async fn ingest(deps: &Context, files: &[String], json: bool) -> anyhow::Result<ExitCode> {
-    let mut report = Report::default();
-    for file in files {
-        let text = read_input(file)?;
-        let records = match serde_json::from_str::<Value>(&text) {
-            Ok(value) => decode(value, file).1,
-            Err(error) => vec![Inbound {
-                id: file.clone(),
-                sns: None,
-                content: Err(InboundError::Envelope(EnvelopeError::NotJson(error))),
-            }],
-        };
-        let part = deps.ingest(records, deps.clock.now()).await;
-        part.log();
-        report.extend(part);
-    }
-    let summary = report.summary();
-    if json {
-        say!("{}", serde_json::to_string(&summary)?);
-    } else {
-        say!(
-            "processed {}  duplicates {}  suppressed {}  ignored {}  failed {}",
-            summary.processed,
-            summary.duplicates,
-            summary.suppressed,
-            summary.ignored,
-            summary.failed
-        );
-    }
-    Ok(if summary.failed > 0 {
-        ExitCode::FAILURE
-    } else {
-        ExitCode::SUCCESS
-    })
 }

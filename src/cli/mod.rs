@@ -13,7 +13,7 @@ use crate::adapters::store_url::DEFAULT_STORE;
 use crate::app::Context;
 use crate::app::admin::{Admin, ImportReport, LimitsView, LineFormat};
 use crate::app::check;
-use crate::app::ingest::{Inbound, InboundError, Report};
+use crate::app::ingest::{Inbound, InboundError};
 use crate::app::send::{Decision, Queued, Sender, SenderMemory};
 use crate::app::status;
 use crate::app::webhook::{Certificates, Webhook};
@@ -40,6 +40,7 @@ macro_rules! say {
     }};
 }
 
+mod bulk_ingest;
 mod dispatch;
 mod output;
 mod suppression_commands;
@@ -69,11 +70,28 @@ pub struct Cli {
 /// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Record SES notifications from files (`-` for stdin) in any accepted shape.
+    /// Record SES notifications from files (`-` for stdin: one JSON document, or JSON lines
+    /// of one envelope each) in any accepted shape, in chunks of one store transaction each.
     Ingest {
         /// Files holding raw SES JSON, an SNS envelope, or an SNS or SQS Lambda event.
         #[arg(required = true)]
         files: Vec<String>,
+        /// Verify every SNS envelope (topic, certificate URL, age, certificate, signature)
+        /// before anything is recorded; what fails is reported by name and counted as failed.
+        #[arg(long)]
+        verify: bool,
+        /// With `--verify`: trust this PEM certificate as if fetched from the SigningCertURL.
+        #[arg(long, requires = "verify")]
+        cert: Option<PathBuf>,
+        /// With `--verify`: allow this topic too (repeatable), besides `webhook.topics`.
+        #[arg(long = "topic", requires = "verify")]
+        topics: Vec<String>,
+        /// Records per store transaction (default 1000).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+        chunk: u64,
+        /// Log every record's outcome, not only the failures.
+        #[arg(long)]
+        log_records: bool,
     },
     /// Read the suppression list.
     Suppressions {

@@ -143,7 +143,9 @@ pub struct WebhookConfig {
     pub topics: Vec<String>,
     /// Accept only SignatureVersion 2 (SHA256withRSA).
     pub signature_version_2_only: bool,
-    /// Refuse messages older than this (default `1h`).
+    /// Refuse messages older than this (default `2h`: SNS retries an HTTP delivery within an
+    /// hour, so a retry is never refused as stale; at most the 24 h message ids are
+    /// remembered for replay protection).
     #[serde(with = "humantime_serde")]
     pub max_age: Duration,
     /// Timeout of a certificate fetch or subscription confirmation (default `5s`).
@@ -156,7 +158,7 @@ impl Default for WebhookConfig {
         Self {
             topics: Vec::new(),
             signature_version_2_only: false,
-            max_age: Duration::from_secs(3600),
+            max_age: Duration::from_secs(2 * 3600),
             fetch_timeout: Duration::from_secs(5),
         }
     }
@@ -574,6 +576,20 @@ mod tests {
         );
         assert!(problem(&format!("{account}[accounts.limits]\nburst = 1\n")).contains("burst"));
         assert!(problem("[sender]\nbreaker_failures = 0").contains("`sender.breaker_failures`"));
+    }
+
+    #[test]
+    fn the_webhook_age_limit_stays_under_the_replay_memory_and_probation_rises() {
+        assert_eq!(
+            Config::parse("", "t").unwrap().webhook.max_age,
+            Duration::from_secs(7200)
+        );
+        assert!(problem("[webhook]\nmax_age = \"1day\"").contains(
+            "`webhook.max_age` 1day must be above 0 and under the 1day message ids are remembered"
+        ));
+        assert!(problem("[guard]\nprobation = [0.5, 0.25]").contains("`guard.probation`"));
+        assert!(problem("[guard]\nprobation = [1.0]").contains("`guard.probation`"));
+        assert!(Config::parse("[guard]\nprobation = []", "t").is_ok());
     }
 
     #[test]

@@ -162,6 +162,17 @@ impl Config {
         if self.sender.breaker_failures == 0 {
             return Err(invalid("sender.breaker_failures", "must be at least 1"));
         }
+        let replay = crate::domain::sns::delivery::REPLAY_MEMORY;
+        if self.webhook.max_age.is_zero() || self.webhook.max_age >= replay {
+            return Err(invalid(
+                "webhook.max_age",
+                format!(
+                    "{} must be above 0 and under the {} message ids are remembered for replay protection",
+                    humantime::format_duration(self.webhook.max_age),
+                    humantime::format_duration(replay)
+                ),
+            ));
+        }
         for (i, topic) in self.webhook.topics.iter().enumerate() {
             if crate::domain::sns::delivery::topic_region(topic).is_none() {
                 return Err(invalid(

@@ -3,7 +3,9 @@
 
 use lambda_http::{Body, Request, Response};
 
-use crate::app::webhook::Webhook;
+use crate::app::webhook::{Answer, Webhook};
+use crate::domain::sns::delivery::Rejection;
+use crate::telemetry::emf_line;
 use crate::wiring::WebhookFunction;
 
 fn json(status: u16, body: &serde_json::Value) -> Result<Response<Body>, lambda_http::Error> {
@@ -33,5 +35,12 @@ pub async fn handle(
     )
     .receive(request.body().as_ref(), now)
     .await;
+    if let Answer::Rejected(Rejection::Stale(_)) = &answer {
+        // Feedback refused as stale is lost unless replayed: an alarm can watch this.
+        println!(
+            "{}",
+            emf_line(now, &[("function", "webhook")], &[("stale_messages", 1)])
+        );
+    }
     json(answer.status(), &answer.body())
 }

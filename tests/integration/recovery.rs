@@ -363,3 +363,40 @@ async fn probation_and_the_scheduled_review_on_dynamodb() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn an_account_paused_for_its_credentials_comes_back_at_full_traffic() {
+    use sesguard::app::control::Control;
+    use sesguard::domain::reputation::guard::Cause;
+    let (_dir, store) = sqlite();
+    let run = Run::new(Arc::new(store));
+    let deps = &run.deps;
+    let now = deps.clock.now();
+    let store = deps.store.as_ref();
+    Control::new(
+        store,
+        store,
+        deps.alerts.as_ref(),
+        deps.ses.as_ref(),
+        &deps.config,
+    )
+    .pause_for(
+        "primary",
+        Cause::AccessDenied,
+        None,
+        "AssumeRole refused",
+        "sender",
+        now,
+    )
+    .await
+    .unwrap();
+    let resumed = Admin::new(deps, "ana")
+        .resume("primary", None, true, "role trust fixed", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        (resumed.to.as_str(), resumed.share),
+        ("active", None),
+        "its mail was never the problem: no probation"
+    );
+}

@@ -52,6 +52,21 @@ fn key(expired: bool) -> Key {
     }
 }
 
+/// A key whose certificate is valid until midnight of the given day (UTC).
+fn key_valid_until(year: i32, month: u8, day: u8) -> &'static Key {
+    static KEY: OnceLock<Key> = OnceLock::new();
+    KEY.get_or_init(|| {
+        let pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_RSA_SHA256).expect("RSA key");
+        let mut params = rcgen::CertificateParams::new(vec!["sns.amazonaws.com".into()]).unwrap();
+        params.not_before = rcgen::date_time_ymd(2025, 1, 1);
+        params.not_after = rcgen::date_time_ymd(year, month, day);
+        Key {
+            pem: params.self_signed(&pair).unwrap().pem().into_bytes(),
+            private: rsa::RsaPrivateKey::from_pkcs8_der(&pair.serialize_der()).unwrap(),
+        }
+    })
+}
+
 fn sns_key() -> &'static Key {
     static KEY: OnceLock<Key> = OnceLock::new();
     KEY.get_or_init(|| key(false))
@@ -170,7 +185,16 @@ impl World {
     }
 
     async fn receive_bytes(&self, body: &[u8]) -> Answer {
-        let now = Timestamp::parse_rfc3339(NOW).unwrap();
+        self.receive_bytes_at(body, NOW).await
+    }
+
+    async fn receive_at(&self, body: &Value, now: &str) -> Answer {
+        self.receive_bytes_at(body.to_string().as_bytes(), now)
+            .await
+    }
+
+    async fn receive_bytes_at(&self, body: &[u8], now: &str) -> Answer {
+        let now = Timestamp::parse_rfc3339(now).unwrap();
         Webhook::new(&self.deps, &self.certificates, &self.confirmations, &[])
             .receive(body, now)
             .await
@@ -302,7 +326,7 @@ async fn every_forgery_is_refused_with_its_reason() {
             "stale".into(),
             {
                 let mut b = notification("old");
-                b["Timestamp"] = json!("2026-11-20T11:59:00.000Z");
+                b["Timestamp"] = json!("2026-11-20T10:59:00.000Z");
                 signed(b, "2")
             },
             "stale",
@@ -443,15 +467,20 @@ async fn malformed_deliveries_answer_400() {
 }
 
 #[tokio::test]
-async fn a_failed_certificate_fetch_answers_503_and_is_not_cached() {
+async fn a_failed_certificate_fetch_answers_503_and_is_tried_again_after_a_minute() {
     let w = world();
     *w.served.fail.lock().unwrap() = 1;
     let body = signed(notification("retry"), "2");
     let first = w.receive(&body).await;
     assert_eq!(first.status(), 503, "SNS retries: {:?}", first.body());
-    assert_eq!(w.receive(&body).await.status(), 200);
+    // Within the minute the URL is not fetched again: made-up certificate names on an allowed
+    // topic cannot drive outbound fetches.
+    assert_eq!(w.receive(&body).await.status(), 503);
+    assert_eq!(*w.served.fetches.lock().unwrap(), 1);
+    let later = "2026-11-20T13:01:01.000Z";
+    assert_eq!(w.receive_at(&body, later).await.status(), 200);
     assert_eq!(
-        w.receive(&signed(notification("again"), "2"))
+        w.receive_at(&signed(notification("again"), "2"), later)
             .await
             .status(),
         200
@@ -460,6 +489,27 @@ async fn a_failed_certificate_fetch_answers_503_and_is_not_cached() {
         *w.served.fetches.lock().unwrap(),
         2,
         "one failure, then one fetch cached"
+    );
+}
+
+#[tokio::test]
+async fn a_cached_certificate_is_dropped_at_its_not_after_and_fetched_again() {
+    let w = world_with(|_| {}, &key_valid_until(2026, 11, 21).pem);
+    let mut body = notification("before");
+    sign(&mut body, key_valid_until(2026, 11, 21), "2");
+    assert_eq!(w.receive(&body).await.status(), 200);
+    let mut late = notification("after");
+    late["Timestamp"] = json!("2026-11-21T00:30:00.000Z");
+    sign(&mut late, key_valid_until(2026, 11, 21), "2");
+    let answer = w.receive_at(&late, "2026-11-21T00:31:00.000Z").await;
+    assert_eq!(
+        (answer.status(), code(&answer)),
+        (403, "certificate".to_owned())
+    );
+    assert_eq!(
+        *w.served.fetches.lock().unwrap(),
+        2,
+        "fetched again once the cached one expired"
     );
 }
 
@@ -677,4 +727,129 @@ fn a_signing_key_shorter_than_2048_bits_is_refused_with_that_reason() {
         "signing certificate refused: its RSA key has 1024 bits; at least 2048 are required"
     );
     assert!(SigningCertificate::from_pem(&sns_key().pem).is_ok());
+}
+
+#[test]
+fn ingest_verify_records_the_genuine_envelopes_and_names_the_forged_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("cert.pem");
+    std::fs::write(&cert, &sns_key().pem).unwrap();
+    let millis = |ago: i64| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        Timestamp::from_millis(now - ago).to_rfc3339()
+    };
+    let envelope = |i: usize, sent: String| {
+        let mut message: Value =
+            serde_json::from_str(&sample("ses/bounce-permanent.json")).unwrap();
+        message["bounce"]["feedbackId"] = json!(format!("bulk-{i}"));
+        message["bounce"]["bouncedRecipients"] =
+            json!([{"emailAddress": format!("bulk{i}@example.com")}]);
+        let mut body = notification(&format!("bulk-{i}"));
+        body["Message"] = json!(message.to_string());
+        body["Timestamp"] = json!(sent);
+        body
+    };
+    let write = |name: &str, body: &Value| {
+        let path = dir.path().join(name);
+        std::fs::write(&path, body.to_string()).unwrap();
+        path.to_str().unwrap().to_owned()
+    };
+    let mut files: Vec<String> = (0..20)
+        .map(|i| write(&format!("{i}.json"), &signed(envelope(i, millis(0)), "2")))
+        .collect();
+    let mut forged = signed(envelope(20, millis(0)), "2");
+    forged["Message"] = json!(
+        forged["Message"]
+            .as_str()
+            .unwrap()
+            .replace("bulk20", "victim")
+    );
+    files.push(write("forged.json", &forged));
+    files.push(write(
+        "stale.json",
+        &signed(envelope(21, millis(3 * 3600 * 1000)), "2"),
+    ));
+    let mut elsewhere = envelope(22, millis(0));
+    elsewhere["TopicArn"] = json!("arn:aws:sns:us-east-1:999999999999:someone-else");
+    files.push(write("elsewhere.json", &signed(elsewhere, "2")));
+
+    let store = format!("sqlite:{}", dir.path().join("s.db").display());
+    let sesguard = |args: &[&str], stdin: Option<String>| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_sesguard"));
+        command
+            .current_dir(crate::helpers::root())
+            .env("SESGUARD_STORE", &store)
+            .env("SESGUARD_CONFIG", "infra/sesguard.example.toml")
+            .env_remove("SESGUARD_WEBHOOK_TOPICS")
+            .env("RUST_LOG", "error")
+            .args(args)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped());
+        let mut child = command.spawn().unwrap();
+        {
+            use std::io::Write as _;
+            let mut input = child.stdin.take().unwrap();
+            input
+                .write_all(stdin.unwrap_or_default().as_bytes())
+                .unwrap();
+        }
+        child.wait_with_output().unwrap()
+    };
+    let cert_arg = cert.to_str().unwrap();
+    let mut args = vec![
+        "ingest", "--verify", "--cert", cert_arg, "--topic", TOPIC, "--chunk", "7", "--json",
+    ];
+    args.extend(files.iter().map(String::as_str));
+    let output = sesguard(&args, None);
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "a forged envelope fails the run"
+    );
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (
+            &summary["processed"],
+            &summary["suppressed"],
+            &summary["failed"]
+        ),
+        (&json!(20), &json!(20), &json!(3))
+    );
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    for (name, why) in [
+        ("forged.json", "signature does not verify"),
+        ("stale.json", "message is stale"),
+        ("elsewhere.json", "is not allowed"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.starts_with("failed ") && l.contains(name) && l.contains(why)),
+            "{name}: {stderr}"
+        );
+    }
+    let lookup = |address: &str| {
+        let output = sesguard(&["suppressions", "get", address, "--json"], None);
+        serde_json::from_slice::<Value>(&output.stdout).unwrap()
+    };
+    assert_eq!(lookup("bulk7@example.com")["reason"], "bounce");
+    assert_eq!(lookup("victim@example.com"), Value::Null);
+
+    // Standard input as JSON lines, one envelope per line: the same path.
+    let lines: String = (30..35)
+        .map(|i| format!("{}\n", signed(envelope(i, millis(0)), "1")))
+        .collect();
+    let output = sesguard(
+        &[
+            "ingest", "--verify", "--cert", cert_arg, "--topic", TOPIC, "--json", "-",
+        ],
+        Some(lines),
+    );
+    assert_eq!(output.status.code(), Some(0));
+    let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["processed"], 5);
 }

@@ -78,6 +78,7 @@ impl MessageLedger for DynamoStore {
             .table_name(&self.tables.state)
             .key("pk", s(format!("claim#{key}")))
             .key("sk", s("claim"))
+            .consistent_read(true)
             .send()
             .await
             .map_err(|e| failure("reading a message claim", e))?;

@@ -78,6 +78,18 @@ pub enum Cause {
     AccessDenied,
 }
 
+impl Cause {
+    /// Whether coming back from a pause or quarantine for this cause goes through probation:
+    /// a reputation problem (a rate, or an operator's call) does; an operational one (SES or
+    /// STS refusing, quota, send rate, transport) does not — its mail was never the problem.
+    pub fn needs_probation(self) -> bool {
+        matches!(
+            self,
+            Cause::BounceRate | Cause::ComplaintRate | Cause::Operator
+        )
+    }
+}
+
 impl From<Signal> for Cause {
     fn from(signal: Signal) -> Self {
         match signal {

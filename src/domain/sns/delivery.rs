@@ -14,6 +14,11 @@ use serde::Deserialize;
 
 use crate::domain::common::timestamp::Timestamp;
 
+/// How long a processed `MessageId` is remembered for replay protection. SNS retries HTTP
+/// deliveries within an hour; `webhook.max_age` must stay under this, or a message replayed
+/// after its id is forgotten would still be young enough to pass.
+pub const REPLAY_MEMORY: Duration = Duration::from_secs(24 * 3600);
+
 /// Largest body accepted (SNS messages are at most 256 KB).
 pub const MAX_BODY_BYTES: usize = 256 * 1024;
 

@@ -54,6 +54,11 @@ impl SigningCertificate {
         })
     }
 
+    /// The end of its validity.
+    pub fn not_after(&self) -> Timestamp {
+        Timestamp::from_millis(self.not_after.saturating_mul(1000))
+    }
+
     /// Refuses a certificate not valid at `now`.
     pub fn check_valid(&self, now: Timestamp) -> Result<(), Rejection> {
         let now = now.as_epoch_seconds();
