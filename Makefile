@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench bench-ingest watch smoke rehearsal deploy clean
+.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ fmt: ## Format the code
 
 bench: ## Criterion benchmarks
 	cargo bench --locked
+
+fuzz: ## Every cargo-fuzz target for 20 s (nightly; `fuzz/run --runs 10000000 TARGET` for a long run)
+	fuzz/run
 
 BENCH_ENVELOPES ?= 5000
 bench-ingest: ## `sesguard ingest --verify` over $(BENCH_ENVELOPES) signed bounce envelopes (one per file) and 3 forged ones, release build, /usr/bin/time -v

@@ -1,4 +1,5 @@
-//! Logging and metrics plumbing shared by every binary: JSON `tracing` logs on stderr, error
+//! Logging and metrics plumbing shared by every binary: JSON `tracing` logs on stderr for the
+//! functions, quiet human ones for the CLI (`init_cli`), error
 //! cause chains flattened into one line, and CloudWatch embedded-metric-format (EMF) lines.
 
 use std::error::Error;
@@ -20,6 +21,28 @@ pub fn init() {
         .with_current_span(false)
         .with_target(false)
         .init();
+}
+
+/// Logging for the command line: quiet and human by default — warnings and errors only —
+/// `verbosity` 1 adds `info`, 2 and more `debug`; `json` writes one object per line. `RUST_LOG`
+/// overrides the level.
+pub fn init_cli(verbosity: u8, json: bool) {
+    let level = match verbosity {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false);
+    if json {
+        builder.json().with_current_span(false).init();
+    } else {
+        builder.without_time().init();
+    }
 }
 
 /// `error: cause: cause` — the whole chain on one line, for logs and client messages.

@@ -49,6 +49,15 @@ use suppression_commands::*;
 
 pub use dispatch::run;
 
+/// How the command line logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
 /// Guards the sender reputation of Amazon SES accounts.
 #[derive(Debug, Parser)]
 #[command(name = "sesguard", version)]
@@ -62,6 +71,13 @@ pub struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     pub json: bool,
+    /// More log lines on stderr: warnings and errors by default, `-v` adds what each command
+    /// does, `-vv` the details (`RUST_LOG` overrides).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Log lines as `human` text (the default) or `json`, one object per line, for machines.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Human)]
+    pub log_format: LogFormat,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,

@@ -887,3 +887,41 @@ fn an_operators_resume_holds_against_the_next_notification_about_the_incident() 
         "a notification about the incident's mail does not undo the resume"
     );
 }
+
+#[test]
+fn the_cli_is_quiet_and_human_by_default_and_logs_json_when_asked() {
+    let cli = Cli::new();
+    let quiet = cli
+        .command(&["ingest", "events/sqs-sns-bounce.json"])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(quiet.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&quiet.stderr),
+        "",
+        "no per-record line, no info line"
+    );
+    let verbose = cli
+        .command(&[
+            "ingest",
+            "events/ses/complaint.json",
+            "--log-records",
+            "-v",
+            "--log-format",
+            "json",
+        ])
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    let lines: Vec<Value> = String::from_utf8_lossy(&verbose.stderr)
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["fields"]["message"] == "notification recorded"),
+        "{lines:?}"
+    );
+}
