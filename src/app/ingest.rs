@@ -4,15 +4,16 @@
 //! nothing; a conflict with another instance means read again and plan again; a store failure
 //! fails every record of the batch for retry, so nothing is acknowledged that was not stored.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
 use crate::app::review::{Applied, Gauge, Guard, Review};
+use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy, Origins};
-use crate::domain::sns::unwrap::{Content, EnvelopeError, SnsIds};
+use crate::domain::sns::unwrap::{Content, Delivered, EnvelopeError, SnsIds};
 use crate::ports::{ApplyError, FeedbackLedger, StoreError};
 use crate::telemetry::error_chain;
 
@@ -28,6 +29,24 @@ pub struct Inbound {
     pub content: Result<Content, InboundError>,
     /// The SNS envelope's ids, when there was one.
     pub sns: Option<SnsIds>,
+}
+
+impl Inbound {
+    /// The record of a body peeled of its wrappers, or of why it could not be.
+    pub fn opened(id: String, opened: Result<Delivered, EnvelopeError>) -> Self {
+        match opened {
+            Ok(delivered) => Inbound {
+                id,
+                sns: delivered.sns,
+                content: Ok(delivered.content),
+            },
+            Err(error) => Inbound {
+                id,
+                sns: None,
+                content: Err(error.into()),
+            },
+        }
+    }
 }
 
 /// Why a record could not be read.
@@ -361,15 +380,18 @@ impl<'a> Ingestor<'a> {
                 }
                 match self.ledger.apply(&change).await {
                     Ok(()) => {
+                        // One set, not a scan per record: batches are thousands long in bulk.
+                        let suppressing: HashSet<&EmailAddress> = change
+                            .suppressions
+                            .iter()
+                            .filter(|u| u.suppress.is_some())
+                            .map(|u| &u.email)
+                            .collect();
                         for (index, effects) in &part {
-                            let suppressed = change
-                                .suppressions
-                                .iter()
-                                .filter(|u| {
-                                    u.suppress.is_some()
-                                        && effects.addresses.iter().any(|a| a.email == u.email)
-                                })
-                                .count();
+                            let named: HashSet<&EmailAddress> =
+                                effects.addresses.iter().map(|a| &a.email).collect();
+                            let suppressed =
+                                named.iter().filter(|e| suppressing.contains(*e)).count();
                             outcomes[*index] = Some(Outcome::Recorded { suppressed });
                         }
                         break;

@@ -215,6 +215,11 @@ impl Verifier {
     /// Verifies one envelope's bytes.
     pub async fn verify(&self, body: &[u8], now: Timestamp) -> Result<Envelope, Answer> {
         let envelope = Envelope::parse(body).map_err(Answer::Rejected)?;
+        self.check(envelope, now).await
+    }
+
+    /// Verifies an envelope already parsed.
+    pub async fn check(&self, envelope: Envelope, now: Timestamp) -> Result<Envelope, Answer> {
         let allowed = |topic: &str| self.topics.iter().any(|t| t == topic);
         check(envelope, &allowed, &self.settings, &self.certificates, now).await
     }

@@ -14,7 +14,8 @@ use super::*;
 use crate::app::ingest::{Outcome, Summary};
 use crate::app::webhook::{Answer, Verifier};
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::sns::unwrap::{SnsIds, open_sns};
+use crate::domain::sns::delivery::Envelope;
+use crate::domain::sns::unwrap::open_sns;
 
 /// How `sesguard ingest` reads and records.
 pub(super) struct Options {
@@ -198,6 +199,11 @@ impl Reader {
 /// shape), or each SNS record or SQS body of a Lambda event. What is not an envelope, or does
 /// not verify, becomes a failed record naming why.
 async fn verified(verifier: &Verifier, bytes: &[u8], name: &str, now: Timestamp) -> Vec<Inbound> {
+    // Most inputs are one envelope: parsed once, verified as parsed.
+    if let Ok(envelope) = Envelope::parse(bytes) {
+        let verdict = verifier.check(envelope, now).await;
+        return vec![inbound(name.to_owned(), verdict)];
+    }
     let bodies: Vec<(String, Vec<u8>)> = match serde_json::from_slice::<Value>(bytes) {
         Ok(Value::Object(mut event)) if event.contains_key("Records") => {
             let records = match event.remove("Records") {
@@ -222,37 +228,31 @@ async fn verified(verifier: &Verifier, bytes: &[u8], name: &str, now: Timestamp)
     };
     let mut records = Vec::with_capacity(bodies.len());
     for (id, body) in bodies {
-        let content = match verifier.verify(&body, now).await {
-            Ok(envelope) => {
-                let timestamp = Timestamp::parse_rfc3339(&envelope.timestamp).ok();
-                let opened = open_sns(
-                    envelope.kind.as_str(),
-                    &envelope.message_id,
-                    &envelope.topic_arn,
-                    timestamp,
-                    &envelope.message,
-                );
-                let sns = SnsIds {
-                    message_id: envelope.message_id,
-                    topic_arn: envelope.topic_arn,
-                    timestamp,
-                };
-                records.push(Inbound {
-                    id,
-                    sns: Some(sns),
-                    content: opened.map(|d| d.content).map_err(InboundError::from),
-                });
-                continue;
-            }
-            Err(answer) => Err(InboundError::Unverified(refusal(&answer))),
-        };
-        records.push(Inbound {
-            id,
-            sns: None,
-            content,
-        });
+        records.push(inbound(id, verifier.verify(&body, now).await));
     }
     records
+}
+
+/// The record of one envelope, by its verdict.
+fn inbound(id: String, verdict: Result<Envelope, Answer>) -> Inbound {
+    match verdict {
+        Ok(envelope) => {
+            let timestamp = Timestamp::parse_rfc3339(&envelope.timestamp).ok();
+            let opened = open_sns(
+                envelope.kind.as_str(),
+                &envelope.message_id,
+                &envelope.topic_arn,
+                timestamp,
+                &envelope.message,
+            );
+            Inbound::opened(id, opened)
+        }
+        Err(answer) => Inbound {
+            id,
+            sns: None,
+            content: Err(InboundError::Unverified(refusal(&answer))),
+        },
+    }
 }
 
 fn refusal(answer: &Answer) -> String {

@@ -89,18 +89,7 @@ fn sqs_record(record: Value, index: usize) -> Inbound {
             content: Err(wrapper("no body".into())),
         };
     };
-    match unwrap::open(&body) {
-        Ok(delivered) => Inbound {
-            id,
-            sns: delivered.sns,
-            content: Ok(delivered.content),
-        },
-        Err(error) => Inbound {
-            id,
-            sns: None,
-            content: Err(error.into()),
-        },
-    }
+    Inbound::opened(id, unwrap::open(&body))
 }
 
 fn sns_record(record: Value, index: usize) -> Inbound {

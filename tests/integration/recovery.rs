@@ -400,3 +400,122 @@ async fn an_account_paused_for_its_credentials_comes_back_at_full_traffic() {
         "its mail was never the problem: no probation"
     );
 }
+
+/// A guard ledger whose first transition loses to another instance that wrote `warning`
+/// first: what a conditional write losing the race looks like from the loser's side.
+struct LosesOnce {
+    store: Arc<dyn Store>,
+    lost: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait::async_trait]
+impl sesguard::ports::GuardLedger for LosesOnce {
+    async fn transition(
+        &self,
+        account: &str,
+        expected_version: u64,
+        next: &AccountState,
+        entry: &sesguard::domain::reputation::guard::HistoryEntry,
+        history_expires_at: sesguard::domain::common::timestamp::Timestamp,
+    ) -> Result<bool, sesguard::ports::StoreError> {
+        if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            let winner = AccountState {
+                status: Status::Warning,
+                ..AccountState::default()
+            };
+            let mut theirs = entry.clone();
+            theirs.to = "warning".into();
+            assert!(
+                self.store
+                    .transition(
+                        account,
+                        expected_version,
+                        &winner,
+                        &theirs,
+                        history_expires_at
+                    )
+                    .await?
+            );
+            return Ok(false);
+        }
+        self.store
+            .transition(account, expected_version, next, entry, history_expires_at)
+            .await
+    }
+
+    async fn states(
+        &self,
+        accounts: &[String],
+    ) -> Result<std::collections::HashMap<String, AccountState>, sesguard::ports::StoreError> {
+        self.store.states(accounts).await
+    }
+
+    async fn history(
+        &self,
+        account: &str,
+        limit: usize,
+    ) -> Result<Vec<sesguard::domain::reputation::guard::HistoryEntry>, sesguard::ports::StoreError>
+    {
+        self.store.history(account, limit).await
+    }
+}
+
+#[tokio::test]
+async fn a_review_that_loses_its_write_decides_again_on_the_winners_state() {
+    use sesguard::app::review::Guard;
+    let (_dir, store) = sqlite();
+    let store: Arc<dyn Store> = Arc::new(store);
+    let run = Run::new(store.clone());
+    // 400 sends and 36 bounces recorded without a review: 9 %, the critical level.
+    let quiet = sesguard::wiring::local(example_config(), store.clone(), run.clock.clone());
+    let (_, records) = sesguard::lambda::ingest::decode(
+        sqs_batch(
+            std::iter::once(send("m1", "bulk", 400, "10:00"))
+                .chain(bounces("b", "bulk", 36, "10:00").concat())
+                .collect(),
+        ),
+        "batch",
+    );
+    let ingestor =
+        sesguard::app::ingest::Ingestor::new(quiet.store.as_ref(), &quiet.directory, &quiet.policy);
+    assert_eq!(
+        ingestor
+            .ingest(records, quiet.clock.now())
+            .await
+            .summary()
+            .failed,
+        0
+    );
+
+    let ledger = LosesOnce {
+        store: store.clone(),
+        lost: false.into(),
+    };
+    let deps = &run.deps;
+    let review = Guard::new(
+        store.as_ref(),
+        &ledger,
+        deps.alerts.as_ref(),
+        deps.ses.as_ref(),
+        &deps.config,
+    )
+    .review(&["primary".to_owned()].into(), deps.clock.now())
+    .await
+    .unwrap();
+    let applied: Vec<(&str, &str)> = review
+        .applied
+        .iter()
+        .map(|a| (a.transition.from, a.transition.to))
+        .collect();
+    assert_eq!(
+        applied,
+        [("warning", "paused")],
+        "the loser read the winner's warning and still paused: the stronger transition wins"
+    );
+    assert_eq!(
+        run.alerts.all().len(),
+        1,
+        "one alert, from the write that won"
+    );
+    assert_eq!(run.state().await.status, Status::Paused);
+}

@@ -39,11 +39,10 @@ pub(super) fn apply_in(
     let mut taken = Vec::new();
     for claim in &change.claims {
         let live: Option<i64> = tx
-            .query_row(
-                "SELECT expires_at FROM claims WHERE key = ?1 AND expires_at > ?2",
-                params![claim.key, now],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT expires_at FROM claims WHERE key = ?1 AND expires_at > ?2")
+            .and_then(|mut statement| {
+                statement.query_row(params![claim.key, now], |row| row.get(0))
+            })
             .optional()
             .map_err(failed)?;
         if live.is_some() {
@@ -56,11 +55,10 @@ pub(super) fn apply_in(
     for update in change.suppressions.iter().filter(|u| u.soft.is_some()) {
         let expected = update.soft.as_ref().map_or(0, |s| s.expected_version);
         let version: Option<i64> = tx
-            .query_row(
-                "SELECT version FROM suppressions WHERE email = ?1",
-                [update.email.as_str()],
-                |row| row.get(0),
-            )
+            .prepare_cached("SELECT version FROM suppressions WHERE email = ?1")
+            .and_then(|mut statement| {
+                statement.query_row([update.email.as_str()], |row| row.get(0))
+            })
             .optional()
             .map_err(failed)?;
         if version_of(version) != expected {
@@ -69,7 +67,8 @@ pub(super) fn apply_in(
     }
 
     for claim in &change.claims {
-        tx.execute(
+        run(
+            tx,
             "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
             params![claim.key, claim.expires_at.as_millis()],
         )
@@ -77,12 +76,14 @@ pub(super) fn apply_in(
     }
     for update in &change.suppressions {
         let email = update.email.as_str();
-        tx.execute(
+        run(
+            tx,
             "INSERT INTO suppressions (email) VALUES (?1) ON CONFLICT (email) DO NOTHING",
             [email],
         )
         .map_err(failed)?;
-        tx.execute(
+        run(
+            tx,
             "UPDATE suppressions SET version = version + 1,
                  reason = COALESCE(reason, ?2),
                  expires_at = CASE WHEN ?2 IS NOT NULL THEN NULL ELSE expires_at END
@@ -91,7 +92,8 @@ pub(super) fn apply_in(
         )
         .map_err(failed)?;
         if let Some(feedback) = &update.feedback {
-            tx.execute(
+            run(
+                tx,
                 "UPDATE suppressions SET count = count + ?2,
                      first_seen = COALESCE(first_seen, ?3), last_seen = ?4,
                      message_id = ?5, feedback_id = ?6
@@ -107,7 +109,8 @@ pub(super) fn apply_in(
             )
             .map_err(failed)?;
             if let Some(bounce) = &feedback.bounce {
-                tx.execute(
+                run(
+                    tx,
                     "UPDATE suppressions SET bounce_type = ?2, bounce_subtype = ?3,
                          status = ?4, diagnostic_code = ?5
                      WHERE email = ?1",
@@ -122,7 +125,8 @@ pub(super) fn apply_in(
                 .map_err(failed)?;
             }
             if let Some(feedback_type) = &feedback.complaint_feedback_type {
-                tx.execute(
+                run(
+                    tx,
                     "UPDATE suppressions SET complaint_feedback_type = ?2 WHERE email = ?1",
                     params![email, feedback_type],
                 )
@@ -130,7 +134,8 @@ pub(super) fn apply_in(
             }
         }
         if let Some(soft) = &update.soft {
-            tx.execute(
+            run(
+                tx,
                 "UPDATE suppressions SET soft_bounces = ?2,
                      expires_at = CASE WHEN reason IS NULL THEN ?3 ELSE NULL END
                  WHERE email = ?1",
@@ -152,7 +157,8 @@ pub(super) fn apply_in(
             let [sends, deliveries, hard, soft, complaints] = counts
                 .values()
                 .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-            tx.execute(
+            run(
+                tx,
                 "INSERT INTO counters (account, bucket, stream, sends, deliveries, hard_bounces,
                      soft_bounces, complaints, expires_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
@@ -179,13 +185,24 @@ pub(super) fn apply_in(
         }
     }
     for name in &change.new_accounts {
-        tx.execute(
+        run(
+            tx,
             "INSERT OR IGNORE INTO unconfigured_accounts (name) VALUES (?1)",
             [name],
         )
         .map_err(failed)?;
     }
     Ok(())
+}
+
+/// Runs one statement through the connection's statement cache: a bulk ingest runs the same
+/// few statements thousands of times, and parsing SQL was its largest cost.
+fn run(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    params: impl rusqlite::Params,
+) -> rusqlite::Result<usize> {
+    tx.prepare_cached(sql)?.execute(params)
 }
 
 #[async_trait]
