@@ -10,7 +10,7 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::WindowTotals;
 use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::guard::{
-    AccountState, Cause, HistoryEntry, Quarantine, RateSnapshot, Recovery, Status, stream_name,
+    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, stream_name,
 };
 use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
@@ -310,16 +310,7 @@ fn change(
             }
             // Its rates here are its known risk wherever it fails over to.
             let counts = totals.streams.get(stream).copied().unwrap_or_default();
-            next.returned.remove(stream);
-            next.quarantined.insert(
-                stream.clone(),
-                Quarantine {
-                    cause: Cause::Operator,
-                    since: now,
-                    bounce_rate: counts.bounce_rate(),
-                    complaint_rate: counts.complaint_rate(),
-                },
-            );
+            next.quarantine(stream, Cause::Operator, &counts, now);
             Ok((next, stream_name(state, stream), "quarantined"))
         }
         Action::Resume {

@@ -226,6 +226,21 @@ impl AccountState {
         origins
     }
 
+    /// Takes `stream` off the account from `now` for `cause`, keeping its rates here (`counts`)
+    /// as its known risk wherever it fails over to; it is no longer returning.
+    pub fn quarantine(&mut self, stream: &str, cause: Cause, counts: &Counts, now: Timestamp) {
+        self.returned.remove(stream);
+        self.quarantined.insert(
+            stream.to_owned(),
+            Quarantine {
+                cause,
+                since: now,
+                bounce_rate: counts.bounce_rate(),
+                complaint_rate: counts.complaint_rate(),
+            },
+        );
+    }
+
     /// Puts `stream` back on the account from `now`, on the ramp's first step.
     pub fn lift(&mut self, stream: &str, probation: Option<Probation>, now: Timestamp) -> bool {
         let lifted = self.quarantined.remove(stream).is_some();
@@ -387,7 +402,7 @@ pub fn evaluate(
         return match culprit {
             Some((stream, counts)) => {
                 let was = stream_name(state, &stream);
-                quarantine(&mut next, &stream, signal, &counts, now);
+                next.quarantine(&stream, signal.into(), &counts, now);
                 change(next, was, "quarantined", signal.into(), Some(stream))
             }
             None => pause(signal),
@@ -407,7 +422,7 @@ pub fn evaluate(
             && volume(counts)
             && let Some(signal) = over(counts, pause_level)
         {
-            quarantine(&mut next, stream, signal, counts, now);
+            next.quarantine(stream, signal.into(), counts, now);
             return change(
                 next,
                 "probation",
@@ -519,25 +534,6 @@ fn pause_level(t: &Thresholds) -> [f64; 2] {
 
 fn critical_level(t: &Thresholds) -> [f64; 2] {
     [t.bounce_critical, t.complaint_critical]
-}
-
-fn quarantine(
-    next: &mut AccountState,
-    stream: &str,
-    signal: Signal,
-    counts: &Counts,
-    now: Timestamp,
-) {
-    next.returned.remove(stream);
-    next.quarantined.insert(
-        stream.to_owned(),
-        Quarantine {
-            cause: signal.into(),
-            since: now,
-            bounce_rate: counts.bounce_rate(),
-            complaint_rate: counts.complaint_rate(),
-        },
-    );
 }
 
 fn paused(state: &AccountState, signal: Signal, now: Timestamp) -> AccountState {
