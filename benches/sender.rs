@@ -51,7 +51,7 @@ fn gate(criterion: &mut Criterion) {
                     let json = format!(
                         r#"{{"stream":"transactional","to":["user{n}@example.com"],"template":{{"name":"receipt","data":{{"n":{n}}}}}}}"#
                     );
-                    Queued { id: n.to_string(), request: SendRequest::parse(&json).map_err(|e| e.to_string()), receive_count: 1 }
+                    Queued::new(n.to_string(), SendRequest::parse(&json).map_err(|e| e.to_string()))
                 })
                 .collect();
             let judged = runtime.block_on(Sender::new(&deps, &Accept, &memory).send(batch, deps.clock.now())).expect("batch");

@@ -35,6 +35,7 @@ impl MailTransport for FileOutbox {
             account: mail.account.clone(),
             failure: SendFailure::Transient,
             detail,
+            ambiguous: false,
         };
         let millis = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)

@@ -336,6 +336,35 @@ fn email_content(content: &MailContent) -> Result<aws_sdk_sesv2::types::EmailCon
     })
 }
 
+/// How long one `SendEmail` may take before it is given up (and is in doubt).
+pub const SEND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Whether SES may have accepted the message although the call failed: the request may have
+/// gone out (a timeout, a connection lost after connecting, an unreadable response) or SES
+/// answered 5xx. Not when it was never built, the connection was never made, or SES answered
+/// with a 4xx: those surely did not send.
+fn ambiguous(
+    error: &aws_sdk_sesv2::error::SdkError<
+        aws_sdk_sesv2::operation::send_email::SendEmailError,
+        aws_sdk_sesv2::config::http::HttpResponse,
+    >,
+) -> bool {
+    use aws_sdk_sesv2::error::SdkError;
+    match error {
+        SdkError::ConstructionFailure(_) => false,
+        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
+        SdkError::DispatchFailure(failure) => {
+            let chain = error_chain(error).to_ascii_lowercase();
+            let never_connected = ["connect", "dns error", "failed to lookup"]
+                .iter()
+                .any(|t| chain.contains(t));
+            !(failure.is_user() || never_connected)
+        }
+        SdkError::ServiceError(service) => service.raw().status().is_server_error(),
+        _ => true,
+    }
+}
+
 /// The error code of a modeled SendEmail error, from its variant (the response metadata may
 /// not carry it).
 fn modeled_code(
@@ -362,6 +391,7 @@ impl MailTransport for Sesv2Accounts {
             account: mail.account.clone(),
             failure,
             detail,
+            ambiguous: false,
         };
         let client = self
             .account(&mail.account, "SendEmail")
@@ -393,9 +423,18 @@ impl MailTransport for Sesv2Accounts {
                 message_tag(name, value).map_err(|e| refused(SendFailure::Rejected, e))?,
             );
         }
-        match request.send().await {
+        // One attempt, bounded: the SDK's own retries of an ambiguous failure could send twice.
+        let once = aws_sdk_sesv2::config::Builder::default()
+            .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
+            .timeout_config(
+                aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
+                    .operation_attempt_timeout(SEND_TIMEOUT)
+                    .build(),
+            );
+        match request.customize().config_override(once).send().await {
             Ok(output) => Ok(output.message_id().unwrap_or_default().to_owned()),
             Err(error) => {
+                let ambiguous = ambiguous(&error);
                 let status = error.raw_response().map(|r| r.status().as_u16());
                 let code = error
                     .as_service_error()
@@ -407,10 +446,13 @@ impl MailTransport for Sesv2Accounts {
                     .map(str::to_owned)
                     .unwrap_or_else(|| error_chain(&error));
                 let failure = classify(code.as_deref(), &message, status);
-                Err(refused(
-                    failure,
-                    format!("{}: {message}", code.as_deref().unwrap_or("transport")),
-                ))
+                Err(TransportError {
+                    ambiguous,
+                    ..refused(
+                        failure,
+                        format!("{}: {message}", code.as_deref().unwrap_or("transport")),
+                    )
+                })
             }
         }
     }

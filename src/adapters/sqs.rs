@@ -1,25 +1,27 @@
 //! SQS as the send queue's deferral mechanism: a deferred message stays in its queue,
-//! invisible until its retry time.
+//! invisible until its retry time, or goes back into it as a new message.
 
 use async_trait::async_trait;
-use aws_sdk_sqs::types::ChangeMessageVisibilityBatchRequestEntry;
+use aws_sdk_sqs::types::{
+    ChangeMessageVisibilityBatchRequestEntry, MessageAttributeValue, SendMessageBatchRequestEntry,
+};
 
-use crate::ports::{QueueError, QueueVisibility};
+use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, QueueError, QueueVisibility, Requeue};
 
 /// SQS keeps a message invisible for at most 12 hours.
 const MAX_SECONDS: u64 = 12 * 3600;
+/// SQS delays a new message for at most 15 minutes.
+pub const MAX_DELAY_SECONDS: u64 = 900;
 
-/// `ChangeMessageVisibilityBatch` through the SQS client (built once at init).
-#[derive(Debug, Clone)]
-pub struct SqsVisibility {
-    client: aws_sdk_sqs::Client,
-}
-
-impl SqsVisibility {
-    /// Over this client.
-    pub fn new(client: aws_sdk_sqs::Client) -> Self {
-        Self { client }
-    }
+fn attribute(data_type: &str, value: String) -> Result<MessageAttributeValue, QueueError> {
+    MessageAttributeValue::builder()
+        .data_type(data_type)
+        .string_value(value)
+        .build()
+        .map_err(|e| QueueError {
+            queue: String::new(),
+            source: Box::new(e),
+        })
 }
 
 #[async_trait]
@@ -68,6 +70,66 @@ impl QueueVisibility for SqsVisibility {
             }
         }
         Ok(refused)
+    }
+
+    async fn requeue(
+        &self,
+        queue_url: &str,
+        messages: &[Requeue],
+    ) -> Result<Vec<(usize, String)>, QueueError> {
+        let error = |source: Box<dyn std::error::Error + Send + Sync>| QueueError {
+            queue: queue_url.to_owned(),
+            source,
+        };
+        let mut refused = Vec::new();
+        for (chunk_index, chunk) in messages.chunks(10).enumerate() {
+            let entries = chunk
+                .iter()
+                .enumerate()
+                .map(|(i, message)| {
+                    SendMessageBatchRequestEntry::builder()
+                        .id(i.to_string())
+                        .message_body(&message.body)
+                        .delay_seconds(message.delay_seconds.min(MAX_DELAY_SECONDS) as i32)
+                        .message_attributes(
+                            ORIGIN_ATTRIBUTE,
+                            attribute("String", message.origin.clone())?,
+                        )
+                        .message_attributes(
+                            HOPS_ATTRIBUTE,
+                            attribute("Number", message.hops.to_string())?,
+                        )
+                        .build()
+                        .map_err(|e| error(Box::new(e)))
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let output = self
+                .client
+                .send_message_batch()
+                .queue_url(queue_url)
+                .set_entries(Some(entries))
+                .send()
+                .await
+                .map_err(|e| error(Box::new(e)))?;
+            for failed in output.failed {
+                let index = failed.id.parse::<usize>().unwrap_or(0) + chunk_index * 10;
+                refused.push((index, failed.message.unwrap_or(failed.code)));
+            }
+        }
+        Ok(refused)
+    }
+}
+
+/// `ChangeMessageVisibilityBatch` through the SQS client (built once at init).
+#[derive(Debug, Clone)]
+pub struct SqsVisibility {
+    client: aws_sdk_sqs::Client,
+}
+
+impl SqsVisibility {
+    /// Over this client.
+    pub fn new(client: aws_sdk_sqs::Client) -> Self {
+        Self { client }
     }
 }
 

@@ -12,9 +12,11 @@ use crate::app::review::{Applied, Gauge, Guard, Review};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::AccountDirectory;
+use crate::domain::feedback::notification::Event;
 use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy, Origins};
+use crate::domain::sending::send_record::{SEND_TAG, SendKey};
 use crate::domain::sns::unwrap::{Content, Delivered, EnvelopeError, SnsIds};
-use crate::ports::{ApplyError, FeedbackLedger, StoreError};
+use crate::ports::{ApplyError, FeedbackLedger, SendLedger, StoreError};
 use crate::telemetry::error_chain;
 
 /// How many times a batch is planned again after conflicting with another instance.
@@ -191,6 +193,7 @@ pub struct Ingestor<'a> {
     directory: &'a AccountDirectory,
     policy: &'a IngestPolicy,
     guard: Option<Guard<'a>>,
+    sends: Option<&'a dyn SendLedger>,
 }
 
 impl<'a> Ingestor<'a> {
@@ -205,7 +208,14 @@ impl<'a> Ingestor<'a> {
             directory,
             policy,
             guard: None,
+            sends: None,
         }
+    }
+
+    /// Settles the sender's records of the messages whose `Send` or `Delivery` events arrive.
+    pub fn with_settlement(mut self, sends: &'a dyn SendLedger) -> Self {
+        self.sends = Some(sends);
+        self
     }
 
     /// Reviews the touched accounts with `guard` after each batch.
@@ -221,12 +231,19 @@ impl<'a> Ingestor<'a> {
         let mut first_with_key: HashMap<String, usize> = HashMap::new();
         let mut touched = BTreeSet::new();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
+        let mut settles: Vec<(usize, SendKey)> = Vec::new();
 
         for (index, record) in records.into_iter().enumerate() {
             let outcome = match record.content {
                 Err(error) => Some(Outcome::Malformed(error.to_string())),
                 Ok(Content::SnsControl(kind)) => Some(Outcome::Ignored(format!("SNS {kind}"))),
                 Ok(Content::Notification(notification)) => {
+                    if matches!(notification.event, Event::Send | Event::Delivery(_))
+                        && let Some(key) =
+                            notification.mail.tag(SEND_TAG).and_then(SendKey::from_tag)
+                    {
+                        settles.push((index, key));
+                    }
                     // Without a readable time of its own, feedback counts when SNS published
                     // it, else when it was received.
                     let received = record.sns.as_ref().and_then(|s| s.timestamp).unwrap_or(now);
@@ -260,6 +277,7 @@ impl<'a> Ingestor<'a> {
         }
 
         self.apply(batch, now, &mut outcomes).await;
+        self.settle(&settles, now, &mut outcomes).await;
         let review = self.review(&touched, now, &mut outcomes).await;
 
         let records = ids
@@ -276,6 +294,42 @@ impl<'a> Ingestor<'a> {
             records,
             transitions: review.applied,
             gauges: review.gauges,
+        }
+    }
+
+    /// Settles the sends these events prove accepted. If that fails, their records are failed
+    /// for retry: a send left in doubt would be sent again.
+    async fn settle(
+        &self,
+        settles: &[(usize, SendKey)],
+        now: Timestamp,
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        let Some(sends) = self.sends else {
+            return;
+        };
+        if settles.is_empty() {
+            return;
+        }
+        let keys: Vec<SendKey> = settles.iter().map(|(_, k)| k.clone()).collect();
+        match sends.settle(&keys, now).await {
+            Ok(0) => {}
+            Ok(settled) => tracing::info!(
+                settled,
+                "sends in doubt settled as sent by their SES events"
+            ),
+            Err(error) => {
+                let error = format!("sends not settled: {}", error_chain(&error));
+                tracing::error!(%error, "records will be retried so that their sends are settled");
+                for (index, _) in settles {
+                    if !matches!(
+                        outcomes[*index],
+                        Some(Outcome::Malformed(_) | Outcome::Failed(_))
+                    ) {
+                        outcomes[*index] = Some(Outcome::Failed(error.clone()));
+                    }
+                }
+            }
         }
     }
 
@@ -448,6 +502,7 @@ impl crate::app::Context {
         );
         Ingestor::new(store, &self.directory, &self.policy)
             .with_guard(guard)
+            .with_settlement(store)
             .ingest(records, now)
             .await
     }

@@ -276,10 +276,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Send { file } => {
             let text = read_input(&file)?;
+            // Each run is a request of its own: its identity, unless it has an idempotency key.
+            let origin = format!(
+                "cli-{}-{}",
+                deps.clock.now().as_millis(),
+                std::process::id()
+            );
             let queued = Queued {
                 id: file.clone(),
-                request: SendRequest::parse(&text).map_err(|e| e.to_string()),
-                receive_count: 1,
+                ..Queued::new(origin, SendRequest::parse(&text).map_err(|e| e.to_string()))
             };
             let memory = SenderMemory::default();
             let judged = Sender::new(&deps, deps.transport.as_ref(), &memory)

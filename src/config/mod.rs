@@ -88,9 +88,24 @@ impl Default for GuardConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SenderConfig {
-    /// A second request with the same duplicate key within this window is not sent (default `10m`).
+    /// A second request with the same idempotency key within this window is not sent
+    /// (default `10m`; at least `in_doubt`, which it is raised to).
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
+    /// A request without an idempotency key whose content and recipients equal one sent this
+    /// recently is a double submission and is not sent (default `10s`; per stream:
+    /// `streams[].debounce`; `0s`: off).
+    #[serde(with = "humantime_serde")]
+    pub debounce: Duration,
+    /// How long a send whose outcome is unknown (a timeout or a reset after SES may have
+    /// accepted it) waits for its SES `Send` event before it is tried again (default `10m`; at
+    /// least `1m`: longer than the events take to arrive).
+    #[serde(with = "humantime_serde")]
+    pub in_doubt: Duration,
+    /// The receive after which a deferred request goes back to the queue as a new message
+    /// instead of waiting in it, so that a long wait never uses up the queue's
+    /// `maxReceiveCount` (default 4; must be below it: the template sets 10).
+    pub requeue_after_receives: u32,
     /// How long an account is paused after SES refused a send for the sending rate (default `5m`).
     #[serde(with = "humantime_serde")]
     pub rate_pause: Duration,
@@ -124,6 +139,9 @@ impl Default for SenderConfig {
     fn default() -> Self {
         Self {
             duplicate_window: Duration::from_secs(600),
+            debounce: Duration::from_secs(10),
+            in_doubt: Duration::from_secs(600),
+            requeue_after_receives: 4,
             rate_pause: Duration::from_secs(300),
             outbox: PathBuf::from(".sesguard/outbox"),
             on_store_failure: StoreFailurePolicy::Defer,
@@ -220,6 +238,10 @@ pub struct StreamConfig {
     /// Priority of its messages unless a request says otherwise (default `normal`).
     #[serde(default)]
     pub priority: Priority,
+    /// How long the same content to the same recipients is held back as a double submission
+    /// when the request has no idempotency key (default `sender.debounce`).
+    #[serde(default, with = "humantime_serde")]
+    pub debounce: Option<Duration>,
 }
 
 /// `[tables]`

@@ -69,6 +69,18 @@ impl Config {
                 "must be at least 1h: SQS retries for days",
             ));
         }
+        if self.sender.in_doubt < Duration::from_secs(60) {
+            return Err(invalid(
+                "sender.in_doubt",
+                "must be at least 1m: longer than SES events take to arrive",
+            ));
+        }
+        if self.sender.requeue_after_receives == 0 {
+            return Err(invalid(
+                "sender.requeue_after_receives",
+                "must be at least 1",
+            ));
+        }
         let (length, bucket) = (self.window.length, self.window.bucket);
         if bucket < Duration::from_secs(60) {
             return Err(invalid("window.bucket", "must be at least 1m"));

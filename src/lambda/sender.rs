@@ -2,34 +2,46 @@
 //! deferred messages kept in the queue until their retry time), or one request in a direct
 //! invocation, answered with its decision.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
 use lambda_runtime::LambdaEvent;
 use serde_json::Value;
 
 use crate::adapters::sqs::queue_url;
-use crate::app::send::{Decision, Judged, Queued, Sender};
+use crate::app::send::{Decision, Judged, Queued, Sender, backoff};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sending::request::SendRequest;
+use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, Requeue};
 use crate::telemetry::{emf_line, error_chain};
 use crate::wiring::SenderFunction;
 
+/// A record of the batch, and what the handler needs to keep it in its queue.
 struct Received {
     queued: Queued,
+    /// The queue's URL and the receipt handle.
     receipt: Option<(String, String)>,
+    body: Option<String>,
+    hops: u32,
+}
+
+/// What keeps a deferred record in its queue.
+struct Envelope {
+    receipt: Option<(String, String)>,
+    body: Option<String>,
+    hops: u32,
+    origin: String,
+    receive_count: u32,
 }
 
 fn received(record: Value, index: usize) -> Received {
     let fallback = format!("record#{index}");
     match serde_json::from_value::<SqsMessage>(record) {
         Err(error) => Received {
-            queued: Queued {
-                id: fallback,
-                request: Err(format!("malformed SQS record: {error}")),
-                receive_count: 1,
-            },
+            queued: Queued::new(fallback, Err(format!("malformed SQS record: {error}"))),
             receipt: None,
+            body: None,
+            hops: 0,
         },
         Ok(message) => {
             let receive_count = message
@@ -37,6 +49,12 @@ fn received(record: Value, index: usize) -> Received {
                 .get("ApproximateReceiveCount")
                 .and_then(|c| c.parse().ok())
                 .unwrap_or(1);
+            let attribute = |name: &str| {
+                message
+                    .message_attributes
+                    .get(name)
+                    .and_then(|a| a.string_value.clone())
+            };
             let request = match &message.body {
                 Some(body) => SendRequest::parse(body).map_err(|e| e.to_string()),
                 None => Err("SQS record has no body".to_owned()),
@@ -46,15 +64,40 @@ fn received(record: Value, index: usize) -> Received {
                 .as_deref()
                 .and_then(queue_url)
                 .zip(message.receipt_handle.clone());
+            let id = message.message_id.unwrap_or(fallback);
             Received {
                 queued: Queued {
-                    id: message.message_id.unwrap_or(fallback),
-                    request,
+                    origin: attribute(ORIGIN_ATTRIBUTE).unwrap_or_else(|| id.clone()),
                     receive_count,
+                    ..Queued::new(id, request)
                 },
                 receipt,
+                body: message.body,
+                hops: attribute(HOPS_ATTRIBUTE)
+                    .and_then(|h| h.parse().ok())
+                    .unwrap_or(0),
             }
         }
+    }
+}
+
+/// How a deferred message waits for its retry time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Hidden in its queue for this many seconds (one receive used).
+    Hide(u64),
+    /// Put back into its queue as a new message, delayed this many seconds (at most 900),
+    /// then hidden for the rest: its receives would run out before its retry time.
+    Requeue(u64),
+}
+
+/// How a message deferred by `seconds` on its `receive_count`th receive waits: hidden, until
+/// the receive `requeue_after` is reached; from then, put back.
+pub fn wait(receive_count: u32, seconds: u64, requeue_after: u32) -> Wait {
+    if receive_count >= requeue_after {
+        Wait::Requeue(seconds.min(crate::adapters::sqs::MAX_DELAY_SECONDS))
+    } else {
+        Wait::Hide(seconds)
     }
 }
 
@@ -65,89 +108,182 @@ pub async fn handle(
 ) -> Result<Value, lambda_runtime::Error> {
     let deps = &state.context;
     let now = deps.clock.now();
-    let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
     let mut payload = event.payload;
-    let records = match payload.get_mut("Records").and_then(Value::as_array_mut) {
-        Some(records) => std::mem::take(records),
-        None => {
-            // A direct invocation: one request, answered with its decision.
-            let queued = Queued {
-                id: "invocation".into(),
-                request: SendRequest::parse(&payload.to_string()).map_err(|e| e.to_string()),
-                receive_count: 1,
-            };
-            let judged = sender
-                .send(vec![queued], now)
-                .await
-                .map_err(|e| error_chain(&e))?;
-            emit_metrics(now, &judged);
-            return Ok(serde_json::to_value(&judged[0].decision)?);
-        }
+    let Some(records) = payload.get_mut("Records").and_then(Value::as_array_mut) else {
+        // A direct invocation: one request, answered with its decision. Its identity, unless
+        // it has an idempotency key, is the invocation.
+        let queued = Queued::new(
+            event.context.request_id.clone(),
+            SendRequest::parse(&payload.to_string()).map_err(|e| e.to_string()),
+        );
+        let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
+        let judged = sender
+            .send(vec![queued], now)
+            .await
+            .map_err(|e| error_chain(&e))?;
+        emit_metrics(now, &judged);
+        return Ok(serde_json::to_value(&judged[0].decision)?);
     };
+    let records = std::mem::take(records);
+    let (response, judged) = process(state, records, now).await;
+    emit_metrics(now, &judged);
+    Ok(serde_json::to_value(response)?)
+}
+
+/// Judges a batch of SQS records and keeps what is deferred in the queue: hidden until its
+/// retry time, or put back as a new message when its receives run short. Returns the partial
+/// batch response (the deferred and invalid records fail; the rest are deleted by the event
+/// source) and every record's decision.
+pub async fn process(
+    state: &SenderFunction,
+    records: Vec<Value>,
+    now: Timestamp,
+) -> (SqsBatchResponse, Vec<Judged>) {
+    let deps = &state.context;
+    let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
     let received: Vec<Received> = records
         .into_iter()
         .enumerate()
         .map(|(i, r)| received(r, i))
         .collect();
-    let receipts: HashMap<String, Option<(String, String)>> = received
+    let mut envelopes: BTreeMap<String, Envelope> = BTreeMap::new();
+    let mut batch = Vec::with_capacity(received.len());
+    for r in received {
+        envelopes.insert(
+            r.queued.id.clone(),
+            Envelope {
+                receipt: r.receipt,
+                body: r.body,
+                hops: r.hops,
+                origin: r.queued.origin.clone(),
+                receive_count: r.queued.receive_count,
+            },
+        );
+        batch.push(r.queued);
+    }
+    let counts: Vec<(String, u32, bool)> = batch
         .iter()
-        .map(|r| (r.queued.id.clone(), r.receipt.clone()))
+        .map(|q| (q.id.clone(), q.receive_count, q.request.is_ok()))
         .collect();
+    let judged = match sender.send(batch, now).await {
+        Ok(judged) => judged,
+        Err(error) => {
+            // Nothing was sent: every readable request waits with backoff.
+            tracing::error!(error = %error_chain(&error), "batch not judged; every message is deferred");
+            counts
+                .into_iter()
+                .map(|(id, receive_count, readable)| Judged {
+                    id,
+                    stream: None,
+                    decision: if readable {
+                        Decision::Deferred {
+                            reason: format!("batch not judged: {}", error_chain(&error)),
+                            retry_after_seconds: backoff(receive_count).as_secs(),
+                        }
+                    } else {
+                        Decision::Invalid {
+                            reason: "unreadable request".into(),
+                        }
+                    },
+                })
+                .collect()
+        }
+    };
+
     let mut response = SqsBatchResponse::default();
     let fail = |response: &mut SqsBatchResponse, id: &str| {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id.to_owned();
         response.batch_item_failures.push(failure);
     };
-    let judged = match sender
-        .send(received.into_iter().map(|r| r.queued).collect(), now)
-        .await
-    {
-        Ok(judged) => judged,
-        Err(error) => {
-            tracing::error!(error = %error_chain(&error), "batch not judged; every message will be retried");
-            for id in receipts.keys() {
-                fail(&mut response, id);
-            }
-            return Ok(serde_json::to_value(response)?);
-        }
-    };
-    // Deferred messages stay in their queue, hidden until their retry time.
-    let mut delays: BTreeMap<&str, Vec<(String, u64)>> = BTreeMap::new();
+    let requeue_after = deps.config.sender.requeue_after_receives;
+    let mut hidden: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
+    let mut requeued: BTreeMap<String, Vec<(String, Requeue, String, u64)>> = BTreeMap::new();
     for judged in &judged {
         match &judged.decision {
             Decision::Deferred {
                 retry_after_seconds,
                 ..
             } => {
-                fail(&mut response, &judged.id);
-                if let Some(Some((queue, handle))) = receipts.get(&judged.id) {
-                    delays
-                        .entry(queue)
-                        .or_default()
-                        .push((handle.clone(), *retry_after_seconds));
+                let Some((envelope, (queue, handle))) = envelopes
+                    .get(&judged.id)
+                    .and_then(|e| Some((e, e.receipt.as_ref()?)))
+                else {
+                    fail(&mut response, &judged.id);
+                    continue;
+                };
+                let wait = wait(envelope.receive_count, *retry_after_seconds, requeue_after);
+                match (wait, &envelope.body) {
+                    (Wait::Requeue(delay), Some(body)) if state.visibility.is_some() => {
+                        requeued.entry(queue.clone()).or_default().push((
+                            judged.id.clone(),
+                            Requeue {
+                                body: body.clone(),
+                                delay_seconds: delay,
+                                origin: envelope.origin.clone(),
+                                hops: envelope.hops + 1,
+                            },
+                            handle.clone(),
+                            *retry_after_seconds,
+                        ));
+                    }
+                    _ => {
+                        fail(&mut response, &judged.id);
+                        hidden
+                            .entry(queue.clone())
+                            .or_default()
+                            .push((handle.clone(), *retry_after_seconds));
+                    }
                 }
             }
             Decision::Invalid { .. } => fail(&mut response, &judged.id),
             _ => {}
         }
     }
-    if let Some(visibility) = &state.visibility {
-        for (queue, messages) in delays {
-            match visibility.delay(queue, &messages).await {
-                Ok(refused) => {
-                    for (handle, why) in refused {
-                        tracing::error!(receipt_handle = %handle, why, "deferred, but its visibility was not changed");
-                    }
+    let Some(visibility) = &state.visibility else {
+        return (response, judged);
+    };
+    // Put back: the copy is in the queue, so the original is deleted (it does not fail). A
+    // copy that could not be sent keeps the original, hidden.
+    for (queue, messages) in requeued {
+        let copies: Vec<Requeue> = messages.iter().map(|(_, r, _, _)| r.clone()).collect();
+        let refused: Vec<(usize, String)> = match visibility.requeue(&queue, &copies).await {
+            Ok(refused) => refused,
+            Err(error) => {
+                let why = error_chain(&error);
+                (0..copies.len()).map(|i| (i, why.clone())).collect()
+            }
+        };
+        let refused: BTreeMap<usize, String> = refused.into_iter().collect();
+        for (index, (id, copy, handle, seconds)) in messages.iter().enumerate() {
+            match refused.get(&index) {
+                None => {
+                    tracing::info!(message_id = %id, origin = %copy.origin, hops = copy.hops, "deferred past the queue's receives: put back into the queue");
                 }
-                Err(error) => {
-                    tracing::error!(error = %error_chain(&error), messages = messages.len(), "deferred, but their visibility was not changed");
+                Some(why) => {
+                    tracing::error!(message_id = %id, origin = %copy.origin, why, "deferred, not put back into the queue: it stays, hidden");
+                    fail(&mut response, id);
+                    hidden
+                        .entry(queue.clone())
+                        .or_default()
+                        .push((handle.clone(), *seconds));
                 }
             }
         }
     }
-    emit_metrics(now, &judged);
-    Ok(serde_json::to_value(response)?)
+    for (queue, messages) in hidden {
+        match visibility.delay(&queue, &messages).await {
+            Ok(refused) => {
+                for (handle, why) in refused {
+                    tracing::error!(receipt_handle = %handle, why, "deferred, but its visibility was not changed");
+                }
+            }
+            Err(error) => {
+                tracing::error!(error = %error_chain(&error), messages = messages.len(), "deferred, but their visibility was not changed");
+            }
+        }
+    }
+    (response, judged)
 }
 
 fn emit_metrics(now: Timestamp, judged: &[Judged]) {

@@ -76,6 +76,7 @@ pub trait Store:
     + GuardLedger
     + PolicyStore
     + MessageLedger
+    + SendLedger
     + RateLedger
     + GateRead
     + SuppressionAdmin
@@ -91,6 +92,7 @@ impl<T> Store for T where
         + GuardLedger
         + PolicyStore
         + MessageLedger
+        + SendLedger
         + RateLedger
         + GateRead
         + SuppressionAdmin

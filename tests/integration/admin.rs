@@ -934,13 +934,14 @@ async fn limits_changed_through_the_api_bind_the_next_send_batch() {
     let deps = api.deps();
     let memory = SenderMemory::default();
     let batch: Vec<Queued> = (0..2)
-        .map(|i| Queued {
-            id: i.to_string(),
-            request: SendRequest::parse(&format!(
-                r#"{{"stream":"bulk","to":["u{i}@example.com"],"subject":"s","text":"t"}}"#
-            ))
-            .map_err(|e| e.to_string()),
-            receive_count: 1,
+        .map(|i| {
+            Queued::new(
+                i.to_string(),
+                SendRequest::parse(&format!(
+                    r#"{{"stream":"bulk","to":["u{i}@example.com"],"subject":"s","text":"t"}}"#
+                ))
+                .map_err(|e| e.to_string()),
+            )
         })
         .collect();
     let outbox = sesguard::adapters::outbox::FileOutbox::new(api._dir.path().join("outbox"));

@@ -15,12 +15,13 @@ use sesguard::domain::feedback::suppression::{AddressState, Reason, Suppression}
 use sesguard::domain::reputation::counters::{Counts, WindowTotals};
 use sesguard::domain::reputation::guard::{AccountState as GuardState, HistoryEntry};
 use sesguard::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits};
+use sesguard::domain::sending::send_record::{SendKey, SendRecord};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
     GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
-    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
+    RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -318,6 +319,22 @@ impl MessageLedger for Unreachable {
         Err(down())
     }
     async fn remember(&self, _: &str, _: Timestamp) -> Result<(), StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl SendLedger for Unreachable {
+    async fn claim_send(&self, _: &SendRecord, _: Timestamp) -> Result<SendClaim, StoreError> {
+        Err(down())
+    }
+    async fn mark_sent(&self, _: &[SendRecord]) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn settle(&self, _: &[SendKey], _: Timestamp) -> Result<usize, StoreError> {
+        Err(down())
+    }
+    async fn give_up(&self, _: &[SendKey]) -> Result<(), StoreError> {
         Err(down())
     }
 }

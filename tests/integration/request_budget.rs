@@ -242,19 +242,23 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     let tail = requests.split_off(3);
     assert_eq!(requests, expected);
     let count = |name: &str| tail.iter().filter(|(op, _)| op == name).count();
-    assert_eq!(count("PutItem"), claims, "a conditional claim per message");
+    assert_eq!(
+        count("PutItem"),
+        claims + 2,
+        "a conditional claim of each message's identity, and of the content of the two without an idempotency key"
+    );
     assert_eq!(count("UpdateItem"), 2, "one token write per account used");
     assert_eq!(
         count("BatchWriteItem"),
-        1,
-        "the deferred message's claim, released"
+        3,
+        "the six sent marked sent; the records of the three not sent given up; the two content claims released"
     );
     assert_eq!(
         tail.last(),
         Some(&("TransactWriteItems".to_owned(), 2)),
         "the sends counted for both accounts in one write"
     );
-    assert_eq!(tail.len(), claims + 2 + 1 + 1, "nothing else: {tail:?}");
+    assert_eq!(tail.len(), claims + 2 + 2 + 3 + 1, "nothing else: {tail:?}");
     assert_eq!(
         sqs_log.take(),
         vec![("ChangeMessageVisibilityBatch".to_owned(), 0)],

@@ -41,6 +41,7 @@ impl MailTransport for Scripted {
                 account: mail.account.clone(),
                 failure,
                 detail: format!("scripted {failure:?}"),
+                ambiguous: false,
             }),
             _ => Ok(format!("id-{}", self.sent.lock().unwrap().len())),
         }
@@ -58,11 +59,7 @@ fn world(
 }
 
 fn queued(id: &str, json: &str) -> Queued {
-    Queued {
-        id: id.into(),
-        request: SendRequest::parse(json).map_err(|e| e.to_string()),
-        receive_count: 1,
-    }
+    Queued::new(id, SendRequest::parse(json).map_err(|e| e.to_string()))
 }
 
 fn receipt(to: &str, key: &str) -> String {
@@ -648,10 +645,16 @@ async fn a_store_failure_mid_batch_still_frees_the_claims_of_what_was_not_sent()
         queued("3", &receipt("c@example.com", "mid-3")),
     ];
     let memory = SenderMemory::default();
-    let failed = Sender::new(&deps, &transport, &memory)
+    let judged = Sender::new(&deps, &transport, &memory)
         .send(batch, deps.clock.now())
-        .await;
-    assert!(failed.is_err(), "the batch is retried: {failed:?}");
+        .await
+        .unwrap();
+    let names: Vec<&str> = judged.iter().map(|j| j.decision.name()).collect();
+    assert_eq!(names, ["deferred", "deferred", "deferred"], "{judged:?}");
+    assert!(
+        matches!(&judged[2].decision, Decision::Deferred { reason, .. } if reason.starts_with("not judged: store")),
+        "{judged:?}"
+    );
     assert_eq!(
         transport.sent.lock().unwrap().len(),
         2,

@@ -26,7 +26,10 @@ fn mail(from: &str) -> OutgoingMail {
     )
     .unwrap();
     let gone = EmailAddress::parse("gone@example.com").unwrap();
-    OutgoingMail::new(&request, "primary", from.to_owned(), None, |e| *e != gone)
+    let key = request.send_key("message-1");
+    OutgoingMail::new(&request, &key, "primary", from.to_owned(), None, |e| {
+        *e != gone
+    })
 }
 
 fn accounts(client: aws_sdk_sesv2::Client) -> Sesv2Accounts {
@@ -49,11 +52,13 @@ fn an_outgoing_mail_carries_the_kept_recipients_and_the_feedback_tags() {
         ("order", "42"),
         ("sesguard-account", "primary"),
         ("sesguard-stream", "transactional"),
+        ("sesguard-send", m.key.as_str()),
     ]
     .into_iter()
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(m.tags, expected);
+
 }
 
 #[tokio::test]

@@ -33,7 +33,7 @@ impl MessageLedger for DynamoStore {
     async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
         let action = "releasing message claims";
         for chunk in keys.chunks(MAX_BATCH_WRITE) {
-            let mut requests = chunk
+            let requests = chunk
                 .iter()
                 .map(|key| {
                     let delete = DeleteRequest::builder()
@@ -43,30 +43,7 @@ impl MessageLedger for DynamoStore {
                     Ok(WriteRequest::builder().delete_request(delete).build())
                 })
                 .collect::<Result<Vec<_>, StoreError>>()?;
-            let mut attempt = 0;
-            while !requests.is_empty() {
-                let output = self
-                    .client
-                    .batch_write_item()
-                    .request_items(&self.tables.state, std::mem::take(&mut requests))
-                    .send()
-                    .await
-                    .map_err(|e| failure(action, e))?;
-                requests = output
-                    .unprocessed_items
-                    .and_then(|mut items| items.remove(&self.tables.state))
-                    .unwrap_or_default();
-                if !requests.is_empty() {
-                    attempt += 1;
-                    if attempt > 8 {
-                        return Err(StoreError::Unavailable {
-                            action: action.into(),
-                            source: "unprocessed deletes after 8 retries".into(),
-                        });
-                    }
-                    tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
-                }
-            }
+            self.batch_write(requests, action).await?;
         }
         Ok(())
     }

@@ -3,7 +3,8 @@
 //!
 //! - suppressions — key `email` (S): one item per address; suppressed items carry `reason`
 //!   and never expire; soft-bounce trackers expire a window after their last bounce.
-//! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), counter
+//! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), send
+//!   records (`send#KEY` / `send`, with `owner`, `state`, `claimed_at`), counter
 //!   buckets (`account#NAME` / `bucket#MILLIS`, per-stream counters as `s:STREAM:COUNTER`
 //!   attributes of the same item), the account's guard state (`account#NAME` /
 //!   `bucket~state`, sorting after the buckets so one query reads both), its history
@@ -38,11 +39,12 @@ use crate::domain::feedback::suppression::{AddressState, Reason, Suppression, Su
 use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::reputation::guard::{AccountState, HistoryEntry};
 use crate::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits, RateState};
+use crate::domain::sending::send_record::{SendKey, SendRecord, SendState};
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
     GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
-    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
+    RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 mod audit;
@@ -53,6 +55,7 @@ mod guard_state;
 mod messages;
 mod rate_bucket;
 mod schema;
+mod sends;
 mod suppressions;
 mod templates;
 mod window;
@@ -115,6 +118,40 @@ impl DynamoStore {
     /// A store over these tables with this client (built once at init).
     pub fn new(client: Client, tables: Tables) -> Self {
         Self { client, tables }
+    }
+
+    /// Writes up to 25 requests to the state table in one `BatchWriteItem`, retrying
+    /// unprocessed ones with backoff (at most 8 times).
+    async fn batch_write(
+        &self,
+        mut requests: Vec<WriteRequest>,
+        action: &str,
+    ) -> Result<(), StoreError> {
+        let mut attempt = 0;
+        while !requests.is_empty() {
+            let output = self
+                .client
+                .batch_write_item()
+                .request_items(&self.tables.state, std::mem::take(&mut requests))
+                .send()
+                .await
+                .map_err(|e| failure(action, e))?;
+            requests = output
+                .unprocessed_items
+                .and_then(|mut items| items.remove(&self.tables.state))
+                .unwrap_or_default();
+            if !requests.is_empty() {
+                attempt += 1;
+                if attempt > 8 {
+                    return Err(StoreError::Unavailable {
+                        action: action.into(),
+                        source: "unprocessed writes after 8 retries".into(),
+                    });
+                }
+                tokio::time::sleep(Duration::from_millis(20 << attempt.min(6))).await;
+            }
+        }
+        Ok(())
     }
 
     /// Reads items by key from one table: [`Self::batch_get_tables`] with one table.

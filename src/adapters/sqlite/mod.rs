@@ -18,11 +18,12 @@ use crate::domain::feedback::suppression::{AddressState, Reason, Suppression, Un
 use crate::domain::reputation::counters::{Bucket, Counts};
 use crate::domain::reputation::guard::{AccountState, HistoryEntry};
 use crate::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits, RateState};
+use crate::domain::sending::send_record::{SendKey, SendRecord, SendState};
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
     GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
-    RateRecord, StoreError, SuppressionAdmin, SuppressionList,
+    RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin, SuppressionList,
 };
 
 mod audit;
@@ -31,6 +32,7 @@ mod gate;
 mod guard_state;
 mod messages;
 mod rate_bucket;
+mod sends;
 mod suppressions;
 mod templates;
 mod window;
@@ -62,6 +64,14 @@ CREATE INDEX IF NOT EXISTS suppressions_by_reason ON suppressions (reason, email
 CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sends (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    state TEXT NOT NULL,
+    claimed_at INTEGER NOT NULL,
+    expires_at INTEGER NOT NULL,
+    sent_until INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS counters (
     account TEXT NOT NULL,

@@ -3,6 +3,19 @@
 
 use super::*;
 
+/// How a judged request leaves its claims.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    /// Sent: the record is marked sent.
+    Sent,
+    /// SES may have taken it: the record stays sending.
+    InDoubt,
+    /// Never to be sent (SES refused the message itself): recorded as finished, like a send.
+    Refused,
+    /// Not sent now: both claims go, so that its retry is not a duplicate of itself.
+    NotSent,
+}
+
 impl<'a> Sender<'a> {
     /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
     /// the batch are taken in one write (unused ones are dropped: slower, never faster than
@@ -76,29 +89,75 @@ impl<'a> Sender<'a> {
                 reason: format!("unknown stream `{}`", request.stream),
             });
         };
-        let key = request.duplicate_key();
-        if !store
-            .claim(&key, now, now.plus(config.sender.duplicate_window))
-            .await?
-        {
-            return Ok(Decision::Duplicate {
-                reason: format!("`{key}` was sent within the duplicate window"),
+        let key = request.send_key(&queued.origin);
+        let window = match key.identity() {
+            Identity::IdempotencyKey => config.sender.duplicate_window,
+            Identity::QueueMessage => Duration::ZERO,
+        };
+        let record = SendRecord::claim(
+            key.clone(),
+            &queued.origin,
+            now,
+            config.sender.in_doubt,
+            window,
+        );
+        if let SendClaim::Held(earlier) = store.claim_send(&record, now).await? {
+            return Ok(match send_record::held(&earlier, &queued.origin) {
+                Held::Duplicate(reason) => Decision::Duplicate { reason },
+                Held::InDoubt { until } => Decision::deferred(
+                    format!(
+                        "in doubt: an earlier attempt may have been accepted by SES; its Send event settles it, or it is tried again at {until}"
+                    ),
+                    until.since(now) + Duration::from_secs(1),
+                ),
             });
         }
-        // Held now: if the rest fails, the request was not sent and its claim must go.
-        let decided = self.gate(request, stream, &key, queued, batch, now).await;
-        if decided.is_err() {
-            batch.releases.push(key);
+        // Held now: unless the rest sends it (or may have), the claim is given up.
+        let debounce = stream.debounce.unwrap_or(config.sender.debounce);
+        let content = request.content_key().filter(|_| !debounce.is_zero());
+        let decided = match &content {
+            Some(content) => match store.claim(content, now, now.plus(debounce)).await {
+                Ok(true) => {
+                    self.gate(request, stream, &record, queued, batch, now)
+                        .await
+                }
+                Ok(false) => Ok(Decision::Duplicate {
+                    reason: format!(
+                        "the same content went to the same recipients within the stream's debounce ({})",
+                        humantime::format_duration(debounce)
+                    ),
+                }),
+                Err(error) => Err(error.into()),
+            },
+            None => {
+                self.gate(request, stream, &record, queued, batch, now)
+                    .await
+            }
+        };
+        let outcome = match &decided {
+            Ok(Decision::Sent { .. }) => Outcome::Sent,
+            Ok(Decision::Deferred { .. }) if batch.in_doubt.contains(&key) => Outcome::InDoubt,
+            Ok(Decision::Rejected { .. }) => Outcome::Refused,
+            _ => Outcome::NotSent,
+        };
+        match outcome {
+            // Finished either way: the same request is not sent again.
+            Outcome::Sent | Outcome::Refused => batch.sent.push(record),
+            Outcome::InDoubt => {}
+            Outcome::NotSent => {
+                batch.given_up.push(key);
+                batch.releases.extend(content);
+            }
         }
         decided
     }
 
-    /// The gate after the duplicate claim: policy, suppression, routing, rate, transport.
+    /// The gate after the claims: policy, suppression, routing, rate, transport.
     async fn gate(
         &self,
         request: &SendRequest,
         stream: &crate::config::StreamConfig,
-        key: &str,
+        record: &SendRecord,
         queued: &Queued,
         batch: &mut Batch,
         now: Timestamp,
@@ -135,11 +194,12 @@ impl<'a> Sender<'a> {
             self.deps.ses.as_ref(),
             config,
         );
-        let mut not_sent = |decision: Decision| {
-            batch.releases.push(key.to_owned());
-            Ok(decision)
-        };
-        let draw = routing::draw(key);
+        let not_sent = Ok;
+        let draw = routing::draw(
+            &request
+                .content_key()
+                .unwrap_or_else(|| record.key.to_string()),
+        );
         // Each account of the stream at most once: a paused or exhausted one fails over.
         for _ in 0..=stream.accounts.len() {
             let account = match batch.snapshot.route(&request.stream, priority, draw)? {
@@ -169,9 +229,14 @@ impl<'a> Sender<'a> {
                 });
             };
             let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
-            let mail = OutgoingMail::new(request, &account, from, configuration_set, |e| {
-                !batch.view.suppressed.contains_key(e)
-            });
+            let mail = OutgoingMail::new(
+                request,
+                &record.key,
+                &account,
+                from,
+                configuration_set,
+                |e| !batch.view.suppressed.contains_key(e),
+            );
             let failure = match self.transport.send(&mail).await {
                 Ok(message_id) => {
                     self.memory.failures().remove(&account);
@@ -187,6 +252,20 @@ impl<'a> Sender<'a> {
                 }
                 Err(failure) => failure,
             };
+            if failure.ambiguous {
+                // SES may have taken it: the claim stays, sending, and settles by its Send
+                // event; the retry waits for it.
+                tracing::warn!(account, send_key = %record.key, error = %failure.detail, "send in doubt");
+                batch.in_doubt.insert(record.key.clone());
+                self.transport_failed(&account);
+                return Ok(Decision::deferred(
+                    format!(
+                        "{account}: in doubt ({}): SES may have accepted it; waiting for its Send event until {}",
+                        failure.detail, record.expires_at
+                    ),
+                    record.expires_at.since(now) + Duration::from_secs(1),
+                ));
+            }
             let detail = failure.detail.clone();
             let pause = |cause, until: Option<Timestamp>| {
                 let (control, account, detail) = (&control, account.clone(), detail.clone());

@@ -1,13 +1,18 @@
-//! The send gate as a use case. Each request of a batch goes through, in order: the duplicate
-//! check (a conditional claim of its duplicate key), the template policy, suppression (the
-//! suppressed recipients are removed; a message left with none is not sent), routing, and the
-//! transport. Each ends with one [`Decision`] and its reason. What cannot go now is deferred
-//! with a retry time — never dropped; what must never go is recorded with the reason.
+//! The send gate as a use case. Each request of a batch goes through, in order: the claim of
+//! its identity (a conditional write of its send record, see
+//! [`crate::domain::sending::send_record`]), the debounce of double submissions (a conditional
+//! claim of its content, for requests without an idempotency key), the template policy,
+//! suppression (the suppressed recipients are removed; a message left with none is not sent),
+//! routing, and the transport. Each ends with one [`Decision`] and its reason. What cannot go
+//! now is deferred with a retry time — never dropped; what must never go is recorded with the
+//! reason; what SES may have accepted is in doubt until its `Send` event settles it.
 //!
 //! Store requests per batch: one batched read for the template policy, every recipient's
-//! suppression and the accounts' guard states and rate records; a conditional claim per
-//! message; one token write per account used; one write releasing the claims of what was not
-//! sent; one counter write for the sends of accounts whose send source is the sender. The
+//! suppression and the accounts' guard states and rate records; per message a conditional
+//! claim of its identity and, without an idempotency key, of its content; one token write per
+//! account used; batched writes marking the sent ones sent and giving up the claims of what was
+//! not sent (25 per request); one counter write for the sends of accounts whose send source is
+//! the sender. The
 //! accounts' counter windows (one query each) are kept by the instance for
 //! `sender.window_refresh`. Consecutive transport failures on an account open a circuit
 //! breaker: a short pause, with an alert.
@@ -31,8 +36,9 @@ use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::reputation::guard::{AccountState, Cause, Status};
 use crate::domain::sending::request::{OutgoingMail, SendRequest};
 use crate::domain::sending::routing::{self, Route};
+use crate::domain::sending::send_record::{self, Held, Identity, SendKey, SendRecord};
 use crate::domain::sending::ses_failure::{SendFailure, classify};
-use crate::ports::{GateView, MailTransport, RateRecord, StoreError};
+use crate::ports::{GateView, MailTransport, RateRecord, SendClaim, StoreError};
 use crate::telemetry::error_chain;
 
 mod judgement;
@@ -46,10 +52,26 @@ const MAX_DEFERRAL: Duration = Duration::from_secs(12 * 3600);
 pub struct Queued {
     /// The queue's id for it (SQS `messageId`).
     pub id: String,
+    /// The id of the queue message it first came in (the same as `id` unless it was put back
+    /// into the queue): its identity when it has no idempotency key.
+    pub origin: String,
     /// The request, or why it could not be read.
     pub request: Result<SendRequest, String>,
     /// How many times the queue has delivered it (1 the first time).
     pub receive_count: u32,
+}
+
+impl Queued {
+    /// A request received for the first time, in a message that is its own origin.
+    pub fn new(id: impl Into<String>, request: Result<SendRequest, String>) -> Self {
+        let id = id.into();
+        Self {
+            origin: id.clone(),
+            id,
+            request,
+            receive_count: 1,
+        }
+    }
 }
 
 /// What became of one request.
@@ -144,14 +166,34 @@ struct Tokens {
 }
 
 /// What one sender instance keeps between batches: the accounts' counter windows (refreshed
-/// every `sender.window_refresh`) and each account's run of consecutive transport failures.
+/// every `sender.window_refresh`), each account's run of consecutive transport failures, and
+/// sends it could not count yet.
 #[derive(Debug, Default)]
 pub struct SenderMemory {
     windows: Mutex<Option<Windows>>,
     failures: Mutex<HashMap<String, u32>>,
+    uncounted: Mutex<Vec<CounterDelta>>,
 }
 
 impl SenderMemory {
+    /// Takes the sends an earlier batch could not count.
+    fn uncounted(&self) -> Vec<CounterDelta> {
+        std::mem::take(
+            &mut *self
+                .uncounted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
+    }
+
+    /// Keeps sends to count with the next batch.
+    fn keep_uncounted(&self, counters: Vec<CounterDelta>) {
+        self.uncounted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(counters);
+    }
+
     fn failures(&self) -> std::sync::MutexGuard<'_, HashMap<String, u32>> {
         self.failures.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -173,8 +215,26 @@ struct Batch {
     view: GateView,
     snapshot: Snapshot,
     tokens: Tokens,
-    /// Claims of requests that were not sent, given up together at the end.
+    /// Content claims of requests that were not sent, released together at the end.
     releases: Vec<String>,
+    /// Send records of requests that were not sent, given up together at the end.
+    given_up: Vec<SendKey>,
+    /// Send records of requests SES accepted, marked sent together at the end.
+    sent: Vec<SendRecord>,
+    /// Sends whose outcome is unknown: their records stay.
+    in_doubt: BTreeSet<SendKey>,
+}
+
+/// Attempts at the send-count write.
+const COUNT_ATTEMPTS: u32 = 4;
+
+/// The wait before retry `attempt` (from 0) of a conflicting write: 20 ms doubled per attempt,
+/// plus up to as much again at random, so that instances that collided do not collide again.
+pub fn jittered(attempt: u32) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let base = 20u64 << attempt.min(8);
+    let random = RandomState::new().hash_one(std::time::SystemTime::now());
+    Duration::from_millis(base + random % (base + 1))
 }
 
 /// Backoff after a transient failure: 30 s doubled per receive, at most 12 h.
@@ -234,54 +294,65 @@ impl<'a> Sender<'a> {
             view,
             snapshot,
             releases: Vec::new(),
+            given_up: Vec::new(),
+            sent: Vec::new(),
+            in_doubt: BTreeSet::new(),
         };
         let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut judged = Vec::with_capacity(batch.len());
         let total = batch.len() as u64;
 
-        // A store failure mid-batch stops it; what was decided so far is still released and
-        // counted, so that the retry finds the deferred requests free and the sends counted.
-        let mut failure = None;
+        // A store failure mid-batch stops judging: what was sent stays sent (and is marked
+        // so), the rest is deferred with backoff, and every claim of what was not sent is
+        // given up, so that the retry finds them free.
+        let mut failure: Option<SenderError> = None;
         for (index, queued) in batch.into_iter().enumerate() {
             state.tokens.remaining = total - index as u64;
-            let (stream, decision) = match &queued.request {
-                Err(reason) => (
-                    None,
-                    Decision::Invalid {
-                        reason: reason.clone(),
-                    },
+            let stream = queued.request.as_ref().ok().map(|r| r.stream.clone());
+            let decision = match (&queued.request, &failure) {
+                (Err(reason), _) => Decision::Invalid {
+                    reason: reason.clone(),
+                },
+                (Ok(_), Some(error)) => Decision::deferred(
+                    format!("not judged: {}", error_chain(error)),
+                    backoff(queued.receive_count),
                 ),
-                Ok(request) => {
-                    let decision = match self.judge(request, &queued, &mut state, now).await {
-                        Ok(decision) => decision,
-                        Err(error) => {
-                            failure = Some(error);
-                            break;
-                        }
-                    };
-                    if let Decision::Sent {
-                        account,
-                        recipients,
-                        ..
-                    } = &decision
-                    {
-                        *counted
-                            .entry(account.clone())
-                            .or_default()
-                            .entry(request.stream.clone())
-                            .or_default() += *recipients as u64;
+                (Ok(request), None) => match self.judge(request, &queued, &mut state, now).await {
+                    Ok(decision) => decision,
+                    Err(error) => {
+                        tracing::error!(error = %error_chain(&error), "store failed mid-batch: the rest of the batch is deferred");
+                        let decision = Decision::deferred(
+                            format!("not judged: {}", error_chain(&error)),
+                            backoff(queued.receive_count),
+                        );
+                        failure = Some(error);
+                        decision
                     }
-                    (Some(request.stream.clone()), decision)
-                }
+                },
             };
-            tracing::info!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
+            if let (
+                Decision::Sent {
+                    account,
+                    recipients,
+                    ..
+                },
+                Some(stream),
+            ) = (&decision, &stream)
+            {
+                *counted
+                    .entry(account.clone())
+                    .or_default()
+                    .entry(stream.clone())
+                    .or_default() += *recipients as u64;
+            }
+            tracing::debug!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
             judged.push(Judged {
                 id: queued.id,
                 stream,
                 decision,
             });
         }
-        self.release(&state.releases, &mut judged).await;
+        self.close(&mut state, &mut judged).await;
         for (account, streams) in &counted {
             for (stream, sends) in streams {
                 windows.add_sends(account, stream, *sends, config, now);
@@ -293,10 +364,7 @@ impl<'a> Sender<'a> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(windows);
         self.count(counted, &state.view.states, now).await;
-        match failure {
-            Some(error) => Err(error),
-            None => Ok(judged),
-        }
+        Ok(judged)
     }
 
     /// Pauses, with an alert naming the fault, every account whose quota SES refused to give
@@ -358,32 +426,53 @@ impl<'a> Sender<'a> {
         }
     }
 
-    /// Gives up the claims of requests that were not sent, in one batched write. If that
-    /// fails, their claims stay until the duplicate window ends, so their retry waits for it:
-    /// a deferred request must not come back as a "duplicate" of itself.
-    async fn release(&self, keys: &[String], judged: &mut [Judged]) {
-        if keys.is_empty() {
-            return;
+    /// Settles the batch's claims in batched writes: the records of what SES accepted are
+    /// marked sent; the records and content claims of what was not sent are given up. If giving
+    /// up fails, the claims stay until they run out, so the deferred requests wait for that: a
+    /// deferred request must not come back as a "duplicate" of itself.
+    async fn close(&self, batch: &mut Batch, judged: &mut [Judged]) {
+        let store = self.deps.store.as_ref();
+        if !batch.sent.is_empty()
+            && let Err(error) = store.mark_sent(&batch.sent).await
+        {
+            let keys: Vec<&str> = batch.sent.iter().map(|r| r.key.as_str()).collect();
+            tracing::error!(error = %error_chain(&error), send_keys = ?keys, "sent, but not marked sent: a redelivery of these waits for their Send events");
         }
-        let Err(error) = self.deps.store.release(keys).await else {
+        let mut kept = Vec::new();
+        if !batch.given_up.is_empty()
+            && let Err(error) = store.give_up(&batch.given_up).await
+        {
+            tracing::error!(error = %error_chain(&error), records = batch.given_up.len(), "send records not given up; deferred requests wait for them to run out");
+            kept.push(self.deps.config.sender.in_doubt);
+        }
+        if !batch.releases.is_empty()
+            && let Err(error) = store.release(&batch.releases).await
+        {
+            tracing::error!(error = %error_chain(&error), claims = batch.releases.len(), "content claims not released; deferred requests wait out the debounce");
+            let config = &self.deps.config;
+            let longest = config.streams.iter().filter_map(|s| s.debounce);
+            kept.push(longest.fold(config.sender.debounce, Duration::max));
+        }
+        let Some(wait) = kept.into_iter().max() else {
             return;
         };
-        tracing::error!(error = %error_chain(&error), claims = keys.len(), "claims not released; deferred requests wait out the duplicate window");
-        let window = self.deps.config.sender.duplicate_window.as_secs() + 1;
+        let wait = wait.as_secs() + 1;
         for judged in judged {
             if let Decision::Deferred {
                 retry_after_seconds,
                 ..
             } = &mut judged.decision
             {
-                *retry_after_seconds = (*retry_after_seconds).max(window);
+                *retry_after_seconds = (*retry_after_seconds).max(wait);
             }
         }
     }
 
     /// Adds the batch's sends to the rolling windows of the accounts whose send source is the
-    /// sender: one atomic write. The mail has gone by now, so a failure cannot undo or redo
-    /// anything: it is logged and reported as a notice, and the window undercounts.
+    /// sender: one atomic write, retried with jittered backoff (a transaction conflict with
+    /// ingest is the common failure). The mail has gone by now, so a write that still fails
+    /// cannot undo anything: the sends are logged with a notice and kept by the instance, and
+    /// its next batch writes them with its own (each in the bucket of its own time).
     async fn count(
         &self,
         mut counted: BTreeMap<String, BTreeMap<String, u64>>,
@@ -396,7 +485,8 @@ impl<'a> Sender<'a> {
                 .account(account)
                 .is_some_and(|a| a.send_count_source == SendSource::Sender)
         });
-        if counted.is_empty() {
+        let mut counters = self.memory.uncounted();
+        if counted.is_empty() && counters.is_empty() {
             return;
         }
         let window = self.deps.policy.window;
@@ -407,34 +497,42 @@ impl<'a> Sender<'a> {
             window.bucket_from(now, origins.as_deref().unwrap_or_default())
         };
         let report = serde_json::json!({"uncounted_sends": &counted, "at": now.to_string()});
-        let counters = counted
-            .into_iter()
-            .map(|(account, streams)| {
-                let sends = |n: u64| Counts {
-                    sends: n,
-                    ..Counts::default()
-                };
-                let start = start_for(&account);
-                CounterDelta {
-                    account,
-                    bucket: Bucket {
-                        start,
-                        total: sends(streams.values().sum()),
-                        streams: streams.into_iter().map(|(s, n)| (s, sends(n))).collect(),
-                    },
-                    expires_at: window.bucket_expiry(start),
-                }
-            })
-            .collect();
+        counters.extend(counted.into_iter().map(|(account, streams)| {
+            let sends = |n: u64| Counts {
+                sends: n,
+                ..Counts::default()
+            };
+            let start = start_for(&account);
+            CounterDelta {
+                account,
+                bucket: Bucket {
+                    start,
+                    total: sends(streams.values().sum()),
+                    streams: streams.into_iter().map(|(s, n)| (s, sends(n))).collect(),
+                },
+                expires_at: window.bucket_expiry(start),
+            }
+        }));
         let change = ChangeSet {
             now,
             counters,
             ..ChangeSet::default()
         };
-        if let Err(error) = self.deps.store.apply(&change).await {
-            tracing::error!(error = %error_chain(&error), sends = %report, "sends not counted");
-            self.notify("sesguard: sends not counted", &report).await;
-        }
+        let mut attempt = 0;
+        let error = loop {
+            match self.deps.store.apply(&change).await {
+                Ok(()) => return,
+                Err(error) if attempt + 1 >= COUNT_ATTEMPTS => break error,
+                Err(error) => {
+                    tracing::warn!(error = %error_chain(&error), attempt, "sends not counted yet; retrying");
+                    tokio::time::sleep(jittered(attempt)).await;
+                    attempt += 1;
+                }
+            }
+        };
+        tracing::error!(error = %error_chain(&error), sends = %report, "sends not counted; the instance counts them with its next batch");
+        self.memory.keep_uncounted(change.counters);
+        self.notify("sesguard: sends not counted", &report).await;
     }
 
     async fn notify(&self, subject: &str, body: &serde_json::Value) {

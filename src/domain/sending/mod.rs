@@ -4,5 +4,6 @@
 pub mod rate_limit;
 pub mod request;
 pub mod routing;
+pub mod send_record;
 pub mod ses_failure;
 pub mod template_policy;

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::domain::common::address::{AddressError, EmailAddress};
 use crate::domain::sending::routing::Priority;
+use crate::domain::sending::send_record::{SEND_TAG, SendKey};
 
 /// Tags sesguard sets itself; a request may not.
 const RESERVED_TAG_PREFIXES: [&str; 2] = ["sesguard-", "ses:"];
@@ -66,6 +67,8 @@ pub enum MailContent {
 pub struct OutgoingMail {
     /// The account it goes through.
     pub account: String,
+    /// Its identity (also its [`SEND_TAG`] tag).
+    pub key: SendKey,
     /// Its stream.
     pub stream: String,
     /// From address.
@@ -79,16 +82,18 @@ pub struct OutgoingMail {
     /// What to send.
     #[serde(skip)]
     pub content: MailContent,
-    /// Message tags: the request's, plus `sesguard-account` and `sesguard-stream`.
+    /// Message tags: the request's, plus `sesguard-account`, `sesguard-stream` and
+    /// `sesguard-send`.
     pub tags: BTreeMap<String, String>,
     /// The account's configuration set.
     pub configuration_set: Option<String>,
 }
 
 impl OutgoingMail {
-    /// The message for `request` through `account`, to the recipients kept.
+    /// The message for `request` (identity `key`) through `account`, to the recipients kept.
     pub fn new(
         request: &SendRequest,
+        key: &SendKey,
         account: &str,
         from: String,
         configuration_set: Option<String>,
@@ -104,8 +109,10 @@ impl OutgoingMail {
             crate::domain::feedback::attribution::STREAM_TAG.to_owned(),
             request.stream.clone(),
         );
+        tags.insert(SEND_TAG.to_owned(), key.to_string());
         Self {
             account: account.to_owned(),
+            key: key.clone(),
             stream: request.stream.clone(),
             from,
             to: keep(&request.to),
@@ -336,12 +343,19 @@ impl SendRequest {
         }
     }
 
-    /// The key that makes a second request a duplicate: the idempotency key, or else a
-    /// SHA-256 of the sorted recipients of each kind and the content (template and data, or
-    /// subject and bodies). The same message to the same people is the same key.
-    pub fn duplicate_key(&self) -> String {
-        if let Some(key) = &self.idempotency_key {
-            return format!("send:key:{key}");
+    /// The request's identity: its idempotency key, or else the queue message `origin` that
+    /// carries it.
+    pub fn send_key(&self, origin: &str) -> SendKey {
+        SendKey::new(self.idempotency_key.as_deref(), origin)
+    }
+
+    /// For a request without an idempotency key, the key that makes an equal request within
+    /// the stream's debounce a double submission: a SHA-256 of the sorted recipients of each
+    /// kind and the content (template and data, or subject and bodies). The same message to
+    /// the same people is the same key.
+    pub fn content_key(&self) -> Option<String> {
+        if self.idempotency_key.is_some() {
+            return None;
         }
         let content = match &self.content {
             MailContent::Template { name, data } => {
@@ -360,7 +374,7 @@ impl SendRequest {
         canonical(&message, &mut text);
         let digest = Sha256::digest(text.as_bytes());
         let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("send:hash:{hex}")
+        Some(format!("send:hash:{hex}"))
     }
 }
 
@@ -384,7 +398,12 @@ mod tests {
         assert_eq!(r.recipients().count(), 2);
         assert_eq!(r.template(), Some("receipt"));
         assert_eq!(r.priority, Some(Priority::Critical));
-        assert_eq!(r.duplicate_key(), "send:key:order-42");
+        assert_eq!(r.send_key("m1"), SendKey::new(Some("order-42"), "m2"));
+        assert_eq!(
+            r.content_key(),
+            None,
+            "the key is the identity: no debounce"
+        );
     }
 
     #[test]
@@ -459,14 +478,19 @@ mod tests {
     fn the_same_message_to_the_same_people_has_the_same_key_in_any_order() {
         let a = parse(r#"{"stream":"s","to":["b@example.com","a@example.com"],"template":{"name":"t","data":{"x":1,"y":2}}}"#).unwrap();
         let b = parse(r#"{"stream":"s","to":["A@example.com","b@example.com"],"template":{"name":"t","data":{"y":2,"x":1}},"priority":"bulk"}"#).unwrap();
-        assert_eq!(a.duplicate_key(), b.duplicate_key());
-        assert!(a.duplicate_key().starts_with("send:hash:"));
+        assert_eq!(a.content_key(), b.content_key());
+        assert!(a.content_key().unwrap().starts_with("send:hash:"));
+        assert_ne!(
+            a.send_key("m1"),
+            b.send_key("m2"),
+            "two messages, two identities"
+        );
         let other_data = parse(r#"{"stream":"s","to":["a@example.com","b@example.com"],"template":{"name":"t","data":{"x":2}}}"#).unwrap();
-        assert_ne!(a.duplicate_key(), other_data.duplicate_key());
+        assert_ne!(a.content_key(), other_data.content_key());
         let as_cc = parse(r#"{"stream":"s","cc":["a@example.com","b@example.com"],"template":{"name":"t","data":{"x":1,"y":2}}}"#).unwrap();
         assert_ne!(
-            a.duplicate_key(),
-            as_cc.duplicate_key(),
+            a.content_key(),
+            as_cc.content_key(),
             "to and cc are different messages"
         );
     }
