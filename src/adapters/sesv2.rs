@@ -60,6 +60,7 @@ pub struct AccountClient {
 pub struct Sesv2Accounts {
     accounts: HashMap<String, AccountClient>,
     quotas: Mutex<HashMap<String, (Instant, SendQuota)>>,
+    send_timeout: Duration,
 }
 
 impl Sesv2Accounts {
@@ -96,7 +97,14 @@ impl Sesv2Accounts {
         Self {
             accounts,
             quotas: Mutex::new(HashMap::new()),
+            send_timeout: SEND_TIMEOUT,
         }
+    }
+
+    /// With another limit on one `SendEmail` than [`SEND_TIMEOUT`] (tests).
+    pub fn with_send_timeout(mut self, timeout: Duration) -> Self {
+        self.send_timeout = timeout;
+        self
     }
 
     fn account(&self, name: &str, action: &'static str) -> Result<&AccountClient, SesError> {
@@ -428,7 +436,7 @@ impl MailTransport for Sesv2Accounts {
             .retry_config(aws_sdk_sesv2::config::retry::RetryConfig::disabled())
             .timeout_config(
                 aws_sdk_sesv2::config::timeout::TimeoutConfig::builder()
-                    .operation_attempt_timeout(SEND_TIMEOUT)
+                    .operation_attempt_timeout(self.send_timeout)
                     .build(),
             );
         match request.customize().config_override(once).send().await {

@@ -4,6 +4,7 @@
 
 mod admin;
 mod cli;
+mod faults;
 mod guard_paths;
 mod helpers;
 mod ingest_paths;

@@ -68,6 +68,31 @@ fn receipt(to: &str, key: &str) -> String {
     )
 }
 
+/// A sender function whose transport fails once, transiently, keeping deferrals in `sqs`.
+fn deferring_sender(
+    sqs: &aws_sdk_sqs::Client,
+) -> (tempfile::TempDir, sesguard::wiring::SenderFunction) {
+    let (dir, mut deps, _) = world(|_| {});
+    deps.transport = Arc::new(Scripted::failing(&[SendFailure::Transient]));
+    let state = sesguard::wiring::SenderFunction {
+        context: deps,
+        visibility: Some(Arc::new(sesguard::adapters::sqs::SqsVisibility::new(
+            sqs.clone(),
+        ))),
+        memory: Default::default(),
+    };
+    (dir, state)
+}
+
+/// A Lambda SQS event of one record from the queue `arn`.
+fn sqs_event(id: &str, receipt: &str, body: &str, receives: u32, arn: &str) -> serde_json::Value {
+    serde_json::json!({"Records": [{
+        "messageId": id, "receiptHandle": receipt, "body": body,
+        "attributes": {"ApproximateReceiveCount": receives.to_string()}, "eventSource": "aws:sqs",
+        "eventSourceARN": arn,
+    }]})
+}
+
 /// One account's guard state as the store holds it now.
 async fn state_of(deps: &Context, account: &str) -> AccountState {
     deps.store
@@ -376,9 +401,7 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
     use aws_sdk_sqs::types::MessageSystemAttributeName;
     use lambda_runtime::{Context, LambdaEvent};
     use serde_json::json;
-    use sesguard::adapters::sqs::SqsVisibility;
     use sesguard::lambda::sender::handle;
-    use sesguard::wiring::SenderFunction;
 
     let sdk = crate::helpers::local_sdk();
     let sqs = aws_sdk_sqs::Client::new(&sdk);
@@ -401,18 +424,14 @@ async fn a_deferred_message_stays_hidden_in_its_queue_until_its_retry_time() {
         .messages
         .unwrap();
     let message = &received[0];
-    let event = json!({"Records": [{
-        "messageId": message.message_id, "receiptHandle": message.receipt_handle, "body": body,
-        "attributes": {"ApproximateReceiveCount": "1"}, "eventSource": "aws:sqs", "eventSourceARN": arn,
-    }]});
-
-    let (_dir, mut deps, _) = world(|_| {});
-    deps.transport = Arc::new(Scripted::failing(&[SendFailure::Transient]));
-    let state = SenderFunction {
-        context: deps,
-        visibility: Some(Arc::new(SqsVisibility::new(sqs.clone()))),
-        memory: Default::default(),
-    };
+    let event = sqs_event(
+        message.message_id.as_deref().unwrap(),
+        message.receipt_handle.as_deref().unwrap(),
+        &body,
+        1,
+        &arn,
+    );
+    let (_dir, state) = deferring_sender(&sqs);
     let response = handle(&state, LambdaEvent::new(event, Context::default()))
         .await
         .unwrap();
@@ -822,4 +841,145 @@ async fn an_account_whose_credentials_are_refused_for_its_quota_is_paused_once_w
         (Status::Paused, Some(Cause::AccessDenied), None)
     );
     assert_eq!(alerts.all().len(), 1, "one alert, not one per batch");
+}
+
+#[tokio::test]
+async fn equal_content_is_held_back_for_the_streams_debounce_only() {
+    let (_dir, deps, _) = world(|c| {
+        let bulk = c.streams.iter_mut().find(|s| s.name == "bulk").unwrap();
+        bulk.debounce = Some(std::time::Duration::from_secs(3600));
+    });
+    let clock = crate::helpers::FixedClock::at(crate::helpers::SAMPLE_NOW);
+    let mut deps = deps;
+    deps.clock = clock.clone();
+    let reset = r#"{"stream":"transactional","to":["a@example.com"],"subject":"Reset your password","text":"t"}"#;
+    let news = r#"{"stream":"bulk","to":["a@example.com"],"subject":"News","text":"t"}"#;
+    let transport = Scripted::default();
+    let at = |seconds: u64| {
+        clock.set(
+            &sesguard::domain::common::timestamp::Timestamp::parse_rfc3339(
+                crate::helpers::SAMPLE_NOW,
+            )
+            .unwrap()
+            .plus(std::time::Duration::from_secs(seconds))
+            .to_string(),
+        )
+    };
+    // A double click: the second request, a second later, is a duplicate.
+    let first = send(&deps, &transport, vec![queued("m1", reset)]).await;
+    at(1);
+    let double = send(&deps, &transport, vec![queued("m2", reset)]).await;
+    assert_eq!(first[0].name(), "sent");
+    assert!(
+        matches!(&double[0], Decision::Duplicate { reason } if reason.contains("debounce (10s)")),
+        "{double:?}"
+    );
+    // A genuine second reset three minutes later goes.
+    at(180);
+    let second = send(&deps, &transport, vec![queued("m3", reset)]).await;
+    assert_eq!(second[0].name(), "sent", "{second:?}");
+    // A stream with a longer debounce holds back longer; an idempotency key keeps its window.
+    let news_first = send(&deps, &transport, vec![queued("m4", news)]).await;
+    at(900);
+    let news_again = send(&deps, &transport, vec![queued("m5", news)]).await;
+    assert_eq!(
+        (news_first[0].name(), news_again[0].name()),
+        ("sent", "duplicate")
+    );
+    let keyed = send(
+        &deps,
+        &transport,
+        vec![queued("m6", &receipt("b@example.com", "order-9"))],
+    )
+    .await;
+    at(900 + 300);
+    let keyed_again = send(
+        &deps,
+        &transport,
+        vec![queued("m7", &receipt("b@example.com", "order-9"))],
+    )
+    .await;
+    assert_eq!(
+        (keyed[0].name(), keyed_again[0].name()),
+        ("sent", "duplicate"),
+        "five minutes later, within the idempotency window"
+    );
+    assert_eq!(transport.sent.lock().unwrap().len(), 4);
+}
+
+#[tokio::test]
+async fn a_deferred_request_goes_back_into_its_queue_with_its_origin_when_its_receives_run_short() {
+    use aws_sdk_sqs::types::MessageSystemAttributeName;
+    use lambda_runtime::{Context, LambdaEvent};
+    use serde_json::json;
+    use sesguard::adapters::sqs::SqsVisibility;
+    use sesguard::lambda::sender::handle;
+
+    let sdk = crate::helpers::local_sdk();
+    let sqs = aws_sdk_sqs::Client::new(&sdk);
+    let (queue, arn) = crate::helpers::local_queue(&sqs, "requeue").await;
+    let body = r#"{"stream":"bulk","to":["later@example.com"],"subject":"News","text":"t"}"#;
+    // Its fourth receive: the transport fails, so it is deferred again.
+    let event = sqs_event("first-message", "gone-already", body, 4, &arn);
+    let (_dir, state) = deferring_sender(&sqs);
+    let response = handle(&state, LambdaEvent::new(event, Context::default()))
+        .await
+        .unwrap();
+    assert_eq!(
+        response["batchItemFailures"],
+        json!([]),
+        "put back as a new message: the old one is deleted"
+    );
+    let attributes = sqs
+        .get_queue_attributes()
+        .queue_url(&queue)
+        .attribute_names(aws_sdk_sqs::types::QueueAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .attributes
+        .unwrap();
+    let count = |name: aws_sdk_sqs::types::QueueAttributeName| attributes[&name].clone();
+    assert_eq!(
+        (
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages),
+            count(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessagesDelayed)
+        ),
+        ("0".to_owned(), "1".to_owned()),
+        "the copy waits out its backoff"
+    );
+
+    // What a copy carries: the first message as its origin, and its hop count.
+    use sesguard::ports::{QueueVisibility, Requeue};
+    let copy = Requeue {
+        body: body.into(),
+        delay_seconds: 0,
+        origin: "first-message".into(),
+        hops: 2,
+    };
+    let refused = SqsVisibility::new(sqs.clone())
+        .requeue(&queue, &[copy])
+        .await
+        .unwrap();
+    assert!(refused.is_empty());
+    let received = sqs
+        .receive_message()
+        .queue_url(&queue)
+        .message_attribute_names("All")
+        .message_system_attribute_names(MessageSystemAttributeName::All)
+        .send()
+        .await
+        .unwrap()
+        .messages
+        .unwrap();
+    let attributes = received[0].message_attributes.as_ref().unwrap();
+    assert_eq!(received[0].body.as_deref(), Some(body));
+    assert_eq!(
+        attributes["sesguard-origin"].string_value.as_deref(),
+        Some("first-message")
+    );
+    assert_eq!(
+        attributes["sesguard-hops"].string_value.as_deref(),
+        Some("2")
+    );
 }

@@ -808,6 +808,87 @@ async fn manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record(s
     );
 }
 
+async fn a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out(store: &dyn Store) {
+    use sesguard::domain::sending::send_record::{SendKey, SendRecord, SendState};
+    use sesguard::ports::SendClaim;
+    let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
+    let key = |k: &str| SendKey::new(Some(k), "-");
+    let claim = |k: &str, owner: &str, at: Timestamp| {
+        SendRecord::claim(key(k), owner, at, minutes(10), minutes(60))
+    };
+
+    let first = claim("a", "m1", now());
+    assert_eq!(
+        store.claim_send(&first, now()).await.unwrap(),
+        SendClaim::Claimed
+    );
+    assert_eq!(
+        store
+            .claim_send(&claim("a", "m2", now()), now())
+            .await
+            .unwrap(),
+        SendClaim::Held(first.clone()),
+        "the record in the way comes back whole"
+    );
+    // Still sending after its ten minutes: it runs out, and the owner's retry claims again.
+    let retry = claim("a", "m1", now().plus(minutes(10)));
+    assert_eq!(
+        store.claim_send(&retry, retry.claimed_at).await.unwrap(),
+        SendClaim::Claimed
+    );
+
+    // Settled by its Send event: sent, and kept for the key's window.
+    let settled = store
+        .settle(&[key("a"), key("never-claimed")], retry.claimed_at)
+        .await
+        .unwrap();
+    assert_eq!(settled, 1);
+    let later = retry.claimed_at.plus(minutes(30));
+    match store
+        .claim_send(&claim("a", "m3", later), later)
+        .await
+        .unwrap()
+    {
+        SendClaim::Held(held) => {
+            assert_eq!((held.state, held.owner.as_str()), (SendState::Sent, "m1"));
+            assert_eq!(held.expires_at, retry.sent_until);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        store.settle(&[key("a")], later).await.unwrap(),
+        0,
+        "sent already: nothing to settle"
+    );
+
+    // Marked sent by the sender, in a batch; given up, free again.
+    let b = claim("b", "m4", now());
+    let c = claim("c", "m5", now());
+    for record in [&b, &c] {
+        store.claim_send(record, now()).await.unwrap();
+    }
+    store.mark_sent(std::slice::from_ref(&b)).await.unwrap();
+    assert_eq!(
+        store
+            .claim_send(&claim("b", "m6", now()), now())
+            .await
+            .unwrap(),
+        SendClaim::Held(b.sent())
+    );
+    store
+        .give_up(&[key("c"), key("never-claimed")])
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .claim_send(&claim("c", "m7", now()), now())
+            .await
+            .unwrap(),
+        SendClaim::Claimed,
+        "given up: free"
+    );
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -851,6 +932,7 @@ contract!(
     a_take_from_a_stale_read_reads_again_and_never_over_grants,
     the_gate_view_reads_policy_suppressions_states_and_rates_together,
     manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record,
+    a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out,
 );
 
 #[tokio::test]

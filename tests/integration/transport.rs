@@ -1,7 +1,11 @@
 //! Mail transports: SESv2 SendEmail through the local AWS-compatible server (the mail it
-//! recorded is checked), SES errors classified through SDK mocks, and the file outbox.
+//! recorded is checked), SES errors classified through SDK mocks, sends in doubt against
+//! servers that hang or fail, and the file outbox.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
 
 use aws_sdk_sesv2::operation::send_email::SendEmailError;
 use aws_sdk_sesv2::types::error::{
@@ -58,7 +62,6 @@ fn an_outgoing_mail_carries_the_kept_recipients_and_the_feedback_tags() {
     .map(|(k, v)| (k.to_owned(), v.to_owned()))
     .collect();
     assert_eq!(m.tags, expected);
-
 }
 
 #[tokio::test]
@@ -153,6 +156,90 @@ async fn ses_failures_come_back_classified() {
         assert_eq!(failure.failure, expected, "{failure}");
         assert_eq!(failure.account, "primary");
     }
+}
+
+/// A client of the SES API at `endpoint`, with test credentials.
+fn client_at(endpoint: &str) -> aws_sdk_sesv2::Client {
+    let config = aws_sdk_sesv2::Config::builder()
+        .behavior_version(aws_sdk_sesv2::config::BehaviorVersion::latest())
+        .region(aws_sdk_sesv2::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sesv2::config::Credentials::new(
+            "test", "test", None, None, "test",
+        ))
+        .endpoint_url(endpoint)
+        .build();
+    aws_sdk_sesv2::Client::from_conf(config)
+}
+
+/// A server on 127.0.0.1 that reads each request and answers it with `answer` (or never, when
+/// `None`), counting the requests it read.
+async fn server(answer: Option<&'static str>) -> (String, Arc<AtomicUsize>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap();
+    let requests = Arc::new(AtomicUsize::new(0));
+    let counted = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let counted = counted.clone();
+            tokio::spawn(async move {
+                let mut buffer = vec![0u8; 65536];
+                if socket.read(&mut buffer).await.unwrap_or(0) > 0 {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                }
+                match answer {
+                    Some(answer) => {
+                        let _ = socket.write_all(answer.as_bytes()).await;
+                    }
+                    None => tokio::time::sleep(Duration::from_secs(60)).await,
+                }
+            });
+        }
+    });
+    (format!("http://{address}"), requests)
+}
+
+#[tokio::test]
+async fn a_send_that_may_have_reached_ses_is_in_doubt_and_is_never_retried_inside() {
+    let send = |endpoint: String| async move {
+        accounts(client_at(&endpoint))
+            .with_send_timeout(Duration::from_millis(500))
+            .send(&mail("no-reply@example.com"))
+            .await
+            .unwrap_err()
+    };
+
+    // One request reaches the server, whatever it answers: no SDK retry.
+    let answered = |answer| async move {
+        let (endpoint, requests) = server(answer).await;
+        let failure = send(endpoint).await;
+        assert_eq!(requests.load(Ordering::SeqCst), 1, "one attempt: {failure}");
+        failure
+    };
+    // The request went out and no answer came: SES may have accepted it.
+    let failure = answered(None).await;
+    assert!(failure.ambiguous, "{failure}");
+    assert_eq!(failure.failure, SendFailure::Transient);
+    // A 5xx: SES may have accepted it before failing.
+    let failure = answered(Some(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-type: application/json\r\nx-amzn-ErrorType: InternalFailure\r\ncontent-length: 2\r\n\r\n{}",
+    ))
+    .await;
+    assert!(failure.ambiguous, "{failure}");
+    // A throttling answer and a refused connection surely did not send.
+    let failure = answered(Some(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\nx-amzn-ErrorType: TooManyRequestsException\r\ncontent-length: 2\r\n\r\n{}",
+    ))
+    .await;
+    assert!(!failure.ambiguous, "{failure}");
+    assert_eq!(failure.failure, SendFailure::Rate);
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}", listener.local_addr().unwrap())
+    };
+    let failure = send(closed).await;
+    assert!(!failure.ambiguous, "never connected: {failure}");
+    assert_eq!(failure.failure, SendFailure::Transient);
 }
 
 #[tokio::test]

@@ -136,7 +136,7 @@ impl<'a> Sender<'a> {
         };
         let outcome = match &decided {
             Ok(Decision::Sent { .. }) => Outcome::Sent,
-            Ok(Decision::Deferred { .. }) if batch.in_doubt.contains(&key) => Outcome::InDoubt,
+            Ok(Decision::Deferred { .. }) if batch.in_doubt.contains_key(&key) => Outcome::InDoubt,
             Ok(Decision::Rejected { .. }) => Outcome::Refused,
             _ => Outcome::NotSent,
         };
@@ -256,7 +256,9 @@ impl<'a> Sender<'a> {
                 // SES may have taken it: the claim stays, sending, and settles by its Send
                 // event; the retry waits for it.
                 tracing::warn!(account, send_key = %record.key, error = %failure.detail, "send in doubt");
-                batch.in_doubt.insert(record.key.clone());
+                batch
+                    .in_doubt
+                    .insert(record.key.clone(), (account.clone(), mail.recipients()));
                 self.transport_failed(&account);
                 return Ok(Decision::deferred(
                     format!(

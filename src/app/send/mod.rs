@@ -221,8 +221,8 @@ struct Batch {
     given_up: Vec<SendKey>,
     /// Send records of requests SES accepted, marked sent together at the end.
     sent: Vec<SendRecord>,
-    /// Sends whose outcome is unknown: their records stay.
-    in_doubt: BTreeSet<SendKey>,
+    /// Sends whose outcome is unknown, with their account and recipients: their records stay.
+    in_doubt: BTreeMap<SendKey, (String, usize)>,
 }
 
 /// Attempts at the send-count write.
@@ -296,7 +296,7 @@ impl<'a> Sender<'a> {
             releases: Vec::new(),
             given_up: Vec::new(),
             sent: Vec::new(),
-            in_doubt: BTreeSet::new(),
+            in_doubt: BTreeMap::new(),
         };
         let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut judged = Vec::with_capacity(batch.len());
@@ -330,20 +330,27 @@ impl<'a> Sender<'a> {
                     }
                 },
             };
-            if let (
+            // A send in doubt is counted as sent: SES most often took it (a timeout after the
+            // request went out); if it did not, its retry is counted again.
+            let doubted = queued.request.as_ref().ok().and_then(|r| {
+                let key = r.send_key(&queued.origin);
+                state.in_doubt.get(&key).cloned()
+            });
+            let sent = match &decision {
                 Decision::Sent {
                     account,
                     recipients,
                     ..
-                },
-                Some(stream),
-            ) = (&decision, &stream)
-            {
+                } => Some((account.clone(), *recipients)),
+                Decision::Deferred { .. } => doubted,
+                _ => None,
+            };
+            if let (Some((account, recipients)), Some(stream)) = (sent, &stream) {
                 *counted
-                    .entry(account.clone())
+                    .entry(account)
                     .or_default()
                     .entry(stream.clone())
-                    .or_default() += *recipients as u64;
+                    .or_default() += recipients as u64;
             }
             tracing::debug!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");
             judged.push(Judged {
@@ -515,7 +522,7 @@ impl<'a> Sender<'a> {
         }));
         let change = ChangeSet {
             now,
-            counters,
+            counters: CounterDelta::merged(counters),
             ..ChangeSet::default()
         };
         let mut attempt = 0;

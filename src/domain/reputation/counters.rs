@@ -189,6 +189,30 @@ pub struct CounterDelta {
     pub expires_at: Timestamp,
 }
 
+impl CounterDelta {
+    /// The same additions with one delta per account bucket (a store writes each item once
+    /// per atomic change).
+    pub fn merged(deltas: Vec<CounterDelta>) -> Vec<CounterDelta> {
+        let mut merged: BTreeMap<(String, Timestamp), CounterDelta> = BTreeMap::new();
+        for delta in deltas {
+            match merged.entry((delta.account.clone(), delta.bucket.start)) {
+                std::collections::btree_map::Entry::Vacant(slot) => {
+                    slot.insert(delta);
+                }
+                std::collections::btree_map::Entry::Occupied(mut slot) => {
+                    let into = slot.get_mut();
+                    into.bucket.total += delta.bucket.total;
+                    for (stream, counts) in delta.bucket.streams {
+                        *into.bucket.streams.entry(stream).or_default() += counts;
+                    }
+                    into.expires_at = into.expires_at.max(delta.expires_at);
+                }
+            }
+        }
+        merged.into_values().collect()
+    }
+}
+
 /// An account's totals over a window.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct WindowTotals {
@@ -231,6 +255,33 @@ mod tests {
             complaints,
             ..Counts::default()
         }
+    }
+
+    #[test]
+    fn deltas_of_one_account_bucket_merge_into_one_write() {
+        let delta = |account: &str, start: i64, stream: &str, sends: u64| CounterDelta {
+            account: account.into(),
+            bucket: Bucket::of(
+                Timestamp::from_millis(start),
+                &[(stream, counts(sends, 0, 0))],
+            ),
+            expires_at: Timestamp::from_millis(start + 10),
+        };
+        let merged = CounterDelta::merged(vec![
+            delta("primary", 0, "a", 1),
+            delta("backup", 0, "a", 4),
+            delta("primary", 0, "b", 2),
+            delta("primary", 0, "a", 3),
+            delta("primary", 900, "a", 5),
+        ]);
+        assert_eq!(merged.len(), 3);
+        let first = merged
+            .iter()
+            .find(|d| d.account == "primary" && d.bucket.start.as_millis() == 0)
+            .unwrap();
+        assert_eq!(first.bucket.total.sends, 6);
+        assert_eq!(first.bucket.streams["a"].sends, 4);
+        assert_eq!(first.bucket.streams["b"].sends, 2);
     }
 
     #[test]

@@ -99,16 +99,17 @@ pub struct SendRecord {
     /// When the record runs out: while sending, `in_doubt` after the claim (an attempt still
     /// in doubt then is tried again); once sent, [`Self::sent_until`].
     pub expires_at: Timestamp,
-    /// How long the record lasts once sent: the longer of `in_doubt` (so a redelivery of the
-    /// request finds it) and the identity's duplicate window (an idempotency key's).
+    /// How long the record lasts once sent: the longer of twice `in_doubt` (the retry of an
+    /// attempt in doubt comes back after one, and must find it; the second is its margin for
+    /// a slow queue) and the identity's duplicate window (an idempotency key's).
     pub sent_until: Timestamp,
 }
 
 impl SendRecord {
     /// A fresh claim by `owner` at `now`: sending for `in_doubt` (an ambiguous attempt's wait
-    /// for its `Send` event), and once sent kept for the longer of `in_doubt` and `window` (how
-    /// long the identity stays a duplicate: the idempotency window, or nothing for a queue
-    /// message).
+    /// for its `Send` event), and once sent kept for the longer of twice `in_doubt` and
+    /// `window` (how long the identity stays a duplicate: the idempotency window, or nothing for
+    /// a queue message).
     pub fn claim(
         key: SendKey,
         owner: &str,
@@ -122,7 +123,7 @@ impl SendRecord {
             state: SendState::Sending,
             claimed_at: now,
             expires_at: now.plus(in_doubt),
-            sent_until: now.plus(in_doubt.max(window)),
+            sent_until: now.plus((in_doubt * 2).max(window)),
         }
     }
 
@@ -212,7 +213,11 @@ mod tests {
         let record = SendRecord::claim(key.clone(), "m", at(0), 10 * MINUTE, Duration::ZERO);
         assert_eq!(record.expires_at, at(10));
         assert!(record.is_live(at(9)) && !record.is_live(at(10)));
-        assert_eq!(record.sent().expires_at, at(10));
+        assert_eq!(
+            record.sent().expires_at,
+            at(20),
+            "kept past the retry of an attempt in doubt"
+        );
         let keyed = SendRecord::claim(key, "m", at(0), 10 * MINUTE, 60 * MINUTE);
         assert_eq!(keyed.expires_at, at(10), "in doubt for ten minutes only");
         assert_eq!(keyed.sent().state, SendState::Sent);
