@@ -89,7 +89,7 @@ impl Default for GuardConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct SenderConfig {
     /// A second request with the same idempotency key within this window is not sent
-    /// (default `10m`; at least `in_doubt`, which it is raised to).
+    /// (default `10m`; in effect at least twice `in_doubt`, as long as a sent record is kept).
     #[serde(with = "humantime_serde")]
     pub duplicate_window: Duration,
     /// A request without an idempotency key whose content and recipients equal one sent this

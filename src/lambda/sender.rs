@@ -1,6 +1,7 @@
 //! The `sender` function: send requests from the SQS send queue (partial batch response;
-//! deferred messages kept in the queue until their retry time), or one request in a direct
-//! invocation, answered with its decision.
+//! deferred messages hidden in the queue until their retry time, or put back into it as new
+//! messages once their receives run short), or one request in a direct invocation, answered
+//! with its decision.
 
 use std::collections::BTreeMap;
 

@@ -1,4 +1,4 @@
-//! Keys claimed once and remembered: the sender's duplicate and idempotency keys (claimed,
+//! Keys claimed once and remembered: the sender's content claims (claimed by a request,
 //! released) and the webhook's SNS replay checks (seen, remembered).
 
 use super::*;
@@ -12,11 +12,13 @@ pub trait MessageLedger: Send + Sync {
     /// Remembers `key` until `expires_at`. Idempotent.
     async fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
 
-    /// Claims `key` until `expires_at` if no live claim holds it (a conditional write):
-    /// `true` when this caller holds it now.
+    /// Claims `key` for `owner` until `expires_at` unless another owner's live claim holds it
+    /// (a conditional write; the owner's own claim is taken again, so that a redelivery of a
+    /// request is never its own duplicate): `true` when `owner` holds it now.
     async fn claim(
         &self,
         key: &str,
+        owner: &str,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError>;

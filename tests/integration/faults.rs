@@ -46,22 +46,50 @@ use crate::helpers::{FixedClock, deps_with, example_config};
 
 // --- The store, failing where told ---------------------------------------------------------
 
-/// A store that fails the next `n` calls of the methods named, and passes the rest on.
+/// A store that fails the next `n` calls of the methods named, or never answers one call
+/// after doing its work (the instance dies there), and passes the rest on.
 struct Faulty {
     inner: Arc<dyn Store>,
     faults: Mutex<HashMap<&'static str, u32>>,
+    /// The method whose call, counted down to 1, never answers.
+    hang: Mutex<Option<(&'static str, u32)>>,
+    died: Arc<tokio::sync::Notify>,
 }
 
 impl Faulty {
-    fn new(inner: Arc<dyn Store>) -> Self {
+    fn new(inner: Arc<dyn Store>, died: Arc<tokio::sync::Notify>) -> Self {
         Self {
             inner,
             faults: Mutex::new(HashMap::new()),
+            hang: Mutex::new(None),
+            died,
         }
     }
 
     fn fail(&self, method: &'static str, calls: u32) {
         self.faults.lock().unwrap().insert(method, calls);
+    }
+
+    /// Dies here if this is the call that never answers: after the store did the work.
+    async fn die_after(&self, method: &'static str) {
+        let hang_now = {
+            let mut hang = self.hang.lock().unwrap();
+            match hang.as_mut() {
+                Some((name, n)) if *name == method => {
+                    *n -= 1;
+                    let now = *n == 0;
+                    if now {
+                        *hang = None;
+                    }
+                    now
+                }
+                _ => false,
+            }
+        };
+        if hang_now {
+            self.died.notify_one();
+            std::future::pending::<()>().await;
+        }
     }
 
     fn check(&self, method: &'static str) -> Result<(), StoreError> {
@@ -87,7 +115,9 @@ macro_rules! pass_on {
             $(
                 async fn $name(&self $(, $arg: $ty)*) -> $ret {
                     self.check(stringify!($name))?;
-                    self.inner.$name($($arg),*).await
+                    let answer = self.inner.$name($($arg),*).await;
+                    self.die_after(stringify!($name)).await;
+                    answer
                 }
             )*
         }
@@ -138,7 +168,7 @@ pass_on!(PolicyStore {
 pass_on!(MessageLedger {
     fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError>;
     fn remember(&self, key: &str, expires_at: Timestamp) -> Result<(), StoreError>;
-    fn claim(&self, key: &str, now: Timestamp, expires_at: Timestamp) -> Result<bool, StoreError>;
+    fn claim(&self, key: &str, owner: &str, now: Timestamp, expires_at: Timestamp) -> Result<bool, StoreError>;
     fn release(&self, keys: &[String]) -> Result<(), StoreError>;
 });
 pass_on!(SendLedger {
@@ -185,6 +215,7 @@ struct Ses {
     accepted: Mutex<BTreeMap<String, u32>>,
     events: Mutex<Vec<Value>>,
     clock: Arc<FixedClock>,
+    died: Arc<tokio::sync::Notify>,
 }
 
 impl Ses {
@@ -234,6 +265,7 @@ impl MailTransport for Ses {
             }
             SesFault::HangAfterAccepting(n) if n == call => {
                 self.accept(mail);
+                self.died.notify_one();
                 std::future::pending().await
             }
             _ => Ok(self.accept(mail)),
@@ -448,6 +480,8 @@ struct World {
     ses: Arc<Ses>,
     queue: Arc<Queue>,
     clock: Arc<FixedClock>,
+    /// Told when the invocation under way dies (a call that never answers).
+    died: Arc<tokio::sync::Notify>,
     /// Whether SES publishes Send events that reach ingest.
     events: bool,
     /// The last decision about each request, by recipient.
@@ -467,8 +501,10 @@ fn world(store: Arc<dyn Store>, configure: impl FnOnce(&mut sesguard::config::Co
     }
     configure(&mut config);
     let clock = FixedClock::at(START);
-    let store = Arc::new(Faulty::new(store));
+    let died = Arc::new(tokio::sync::Notify::new());
+    let store = Arc::new(Faulty::new(store, died.clone()));
     let ses = Arc::new(Ses {
+        died: died.clone(),
         fault: Mutex::new(SesFault::None),
         calls: AtomicU32::new(0),
         accepted: Mutex::new(BTreeMap::new()),
@@ -501,6 +537,7 @@ fn world(store: Arc<dyn Store>, configure: impl FnOnce(&mut sesguard::config::Co
         ses,
         queue,
         clock,
+        died,
         events: true,
         decisions: BTreeMap::new(),
         sent_at: BTreeMap::new(),
@@ -560,9 +597,11 @@ impl World {
                 }
                 let now = self.now();
                 let invocation = process(&self.function, records.clone(), now);
-                let Ok((response, judged)) =
-                    tokio::time::timeout(Duration::from_secs(2), invocation).await
-                else {
+                let answered = tokio::select! {
+                    answered = invocation => Some(answered),
+                    () = self.died.notified() => None,
+                };
+                let Some((response, judged)) = answered else {
                     // The instance died: nothing answered, the event source deletes nothing.
                     self.deaths += 1;
                     continue;
@@ -750,6 +789,15 @@ fn faults() -> Vec<Fault> {
                 *w.ses.fault.lock().unwrap() = SesFault::Throttling(3);
                 w.queue.visibility_down.store(5, Ordering::SeqCst);
             },
+            queued: 0,
+            defers: true,
+        },
+        Fault {
+            name: "instance dies after the claims, before SES",
+            configure: no_change,
+            // The third request's content claim (a bulk one: its debounce, an hour, outlasts
+            // the redelivery) never answers.
+            inject: |w| *w.store.hang.lock().unwrap() = Some(("claim", 2)),
             queued: 0,
             defers: true,
         },

@@ -309,7 +309,13 @@ impl GateRead for Unreachable {
 
 #[async_trait]
 impl MessageLedger for Unreachable {
-    async fn claim(&self, _: &str, _: Timestamp, _: Timestamp) -> Result<bool, StoreError> {
+    async fn claim(
+        &self,
+        _: &str,
+        _: &str,
+        _: Timestamp,
+        _: Timestamp,
+    ) -> Result<bool, StoreError> {
         Err(down())
     }
     async fn release(&self, _: &[String]) -> Result<(), StoreError> {

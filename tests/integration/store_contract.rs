@@ -601,24 +601,29 @@ async fn suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_relea
     assert_eq!(found[&email("angry@example.com")], Reason::Complaint);
 
     let later = now().plus(std::time::Duration::from_secs(600));
-    assert!(store.claim("send:key:a", now(), later).await.unwrap());
+    let key = "send:hash:a";
+    assert!(store.claim(key, "m1", now(), later).await.unwrap());
     assert!(
-        !store.claim("send:key:a", now(), later).await.unwrap(),
-        "held by the first claim"
+        !store.claim(key, "m2", now(), later).await.unwrap(),
+        "held by the first request's claim"
     );
-    assert!(store.seen("send:key:a", now()).await.unwrap());
+    assert!(
+        store.claim(key, "m1", now(), later).await.unwrap(),
+        "a redelivery of the same request takes its own claim again"
+    );
     store
-        .release(&["send:key:a".into(), "send:key:never-claimed".into()])
+        .release(&[key.into(), "send:hash:never-claimed".into()])
         .await
         .unwrap();
     assert!(
-        store.claim("send:key:a", now(), later).await.unwrap(),
+        store.claim(key, "m2", now(), later).await.unwrap(),
         "free again once released"
     );
     assert!(
         store
             .claim(
-                "send:key:a",
+                key,
+                "m3",
                 later,
                 later.plus(std::time::Duration::from_secs(600))
             )

@@ -1,4 +1,4 @@
-//! Keys claimed once and remembered: the sender's duplicate and idempotency keys (claimed,
+//! Keys claimed once and remembered: the sender's content claims (claimed by a request,
 //! released) and the webhook's SNS replay checks (seen, remembered).
 
 use super::*;
@@ -8,6 +8,7 @@ impl MessageLedger for DynamoStore {
     async fn claim(
         &self,
         key: &str,
+        owner: &str,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
@@ -18,9 +19,12 @@ impl MessageLedger for DynamoStore {
             .item("pk", s(format!("claim#{key}")))
             .item("sk", s("claim"))
             .item(TTL_ATTRIBUTE, n(expires_at.as_epoch_seconds()))
-            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now")
+            .item("owner", s(owner))
+            .condition_expression("attribute_not_exists(pk) OR #ttl <= :now OR #owner = :owner")
             .expression_attribute_names("#ttl", TTL_ATTRIBUTE)
+            .expression_attribute_names("#owner", "owner")
             .expression_attribute_values(":now", n(now.as_epoch_seconds()))
+            .expression_attribute_values(":owner", s(owner))
             .send()
             .await;
         match result {

@@ -1,4 +1,4 @@
-//! Keys claimed once and remembered: the sender's duplicate and idempotency keys (claimed,
+//! Keys claimed once and remembered: the sender's content claims (claimed by a request,
 //! released) and the webhook's SNS replay checks (seen, remembered).
 
 use super::*;
@@ -8,16 +8,18 @@ impl MessageLedger for SqliteStore {
     async fn claim(
         &self,
         key: &str,
+        owner: &str,
         now: Timestamp,
         expires_at: Timestamp,
     ) -> Result<bool, StoreError> {
-        let key = key.to_owned();
+        let (key, owner) = (key.to_owned(), owner.to_owned());
         self.run(move |connection| {
             connection
                 .execute(
-                    "INSERT INTO claims (key, expires_at) VALUES (?1, ?2)
-                     ON CONFLICT (key) DO UPDATE SET expires_at = excluded.expires_at WHERE claims.expires_at <= ?3",
-                    params![key, expires_at.as_millis(), now.as_millis()],
+                    "INSERT INTO content_claims (key, owner, expires_at) VALUES (?1, ?2, ?3)
+                     ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, expires_at = excluded.expires_at
+                     WHERE content_claims.expires_at <= ?4 OR content_claims.owner = excluded.owner",
+                    params![key, owner, expires_at.as_millis(), now.as_millis()],
                 )
                 .map(|changed| changed == 1)
                 .map_err(unavailable("claiming a message"))
@@ -31,7 +33,7 @@ impl MessageLedger for SqliteStore {
             let action = "releasing message claims";
             let tx = connection.transaction().map_err(unavailable(action))?;
             for key in keys {
-                tx.execute("DELETE FROM claims WHERE key = ?1", [key])
+                tx.execute("DELETE FROM content_claims WHERE key = ?1", [key])
                     .map_err(unavailable(action))?;
             }
             tx.commit().map_err(unavailable(action))

@@ -65,6 +65,11 @@ CREATE TABLE IF NOT EXISTS claims (
     key TEXT PRIMARY KEY,
     expires_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS content_claims (
+    key TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS sends (
     key TEXT PRIMARY KEY,
     owner TEXT NOT NULL,

@@ -116,7 +116,10 @@ impl<'a> Sender<'a> {
         let debounce = stream.debounce.unwrap_or(config.sender.debounce);
         let content = request.content_key().filter(|_| !debounce.is_zero());
         let decided = match &content {
-            Some(content) => match store.claim(content, now, now.plus(debounce)).await {
+            Some(content) => match store
+                .claim(content, &queued.origin, now, now.plus(debounce))
+                .await
+            {
                 Ok(true) => {
                     self.gate(request, stream, &record, queued, batch, now)
                         .await
