@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean
+.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,15 @@ watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo la
 invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with events/{,ses/,send/,admin/}%.json
 	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
 	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json events/send/$*.json events/admin/$*.json) events/$*.json)
+
+CHROMIUM := /usr/bin/chromium
+browser-tools: $(CHROMIUM) ## Install Debian's chromium and chromium-driver (once; needs root and Debian's package registry)
+$(CHROMIUM):
+	apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver
+
+browser-test: tools browser-tools ## The status page under cargo lambda watch in headless Chromium; screenshot in target/status-page.png
+	$(VENV)/bin/python3 tests/status-page.py
 
 rehearsal: tools ## What a deployment does, rehearsed locally: the stack and the functions as deployed, on fakecloud (installed and cached on first use)
 	$(VENV)/bin/python3 tests/rehearsal/rehearsal.py

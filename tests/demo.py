@@ -105,7 +105,7 @@ class Watch:
         done = subprocess.run(
             ["cargo", "lambda", "invoke", function, "--invoke-address", "127.0.0.1",
              "--invoke-port", str(self.port), "--data-file", str(path)],
-            cwd=ROOT, capture_output=True, text=True,
+            cwd=ROOT, capture_output=True, text=True, timeout=300,
         )
         if done.returncode != 0:
             return {"invoke_error": done.stderr.strip() or done.stdout.strip()}
@@ -144,7 +144,7 @@ def main():
     work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-demo."))
     config = (ROOT / "infra/sesguard.example.toml").read_text()
     config = config.replace(".sesguard/alerts.jsonl", str(work / "alerts.jsonl"))
-    config += f'\n[sender]\noutbox = "{work / "outbox"}"\n'
+    config = config.replace("[sender]\n", f'[sender]\noutbox = "{work / "outbox"}"\n', 1)
     (work / "config.toml").write_text(config)
     os.environ.update({
         "SESGUARD_STORE": f"sqlite:{work / 'store.db'}",

@@ -5,13 +5,15 @@
 //! - [`send`]: the send gate over a batch of queued requests; [`check`]: the same gate, dry;
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
 //! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
-//! - [`admin`]: the operations both the admin function and the CLI perform.
+//! - [`admin`]: the operations both the admin function and the CLI perform;
+//! - [`plot`]: line charts as SVG, for the status page and the simulator.
 
 pub mod admin;
 pub mod check;
 pub mod context;
 pub mod control;
 pub mod ingest;
+pub mod plot;
 pub mod review;
 pub mod send;
 pub mod status;

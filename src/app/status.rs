@@ -260,6 +260,59 @@ pub async fn status(
     Ok(statuses)
 }
 
+/// One account's rates through the current window, bucket by bucket: at each bucket, the
+/// rates of the mail sent from the window's start to the end of that bucket (so the last
+/// point is the window's rate), overall and per stream. Drawn by the status page.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct RateSeries {
+    /// The window's first bucket.
+    pub start: Timestamp,
+    /// Each bucket's start and the overall (bounce, complaint) rates up to its end.
+    pub total: Vec<(Timestamp, f64, f64)>,
+    /// The same per stream.
+    pub streams: BTreeMap<String, Vec<(Timestamp, f64, f64)>>,
+}
+
+/// The [`RateSeries`] of `account` at `now`: one window read.
+pub async fn rate_series(
+    store: &dyn Store,
+    config: &Config,
+    account: &str,
+    now: Timestamp,
+) -> Result<RateSeries, StatusError> {
+    let window = config.ingest_policy().window;
+    let (first, last) = window.buckets_ending(now);
+    let read = store.window(account, first, last).await?;
+    let mut buckets: Vec<_> = read
+        .buckets
+        .iter()
+        .filter(|b| b.start >= first && b.start <= last)
+        .collect();
+    buckets.sort_by_key(|b| b.start);
+    let mut series = RateSeries {
+        start: first,
+        ..RateSeries::default()
+    };
+    let mut total = Counts::default();
+    let mut streams: BTreeMap<&str, Counts> = BTreeMap::new();
+    let point = |at: Timestamp, c: &Counts| (at, c.bounce_rate(), c.complaint_rate());
+    for bucket in buckets {
+        total += bucket.total;
+        series.total.push(point(bucket.start, &total));
+        for (stream, counts) in &bucket.streams {
+            *streams.entry(stream).or_default() += *counts;
+        }
+        for (stream, counts) in &streams {
+            series
+                .streams
+                .entry((*stream).to_owned())
+                .or_default()
+                .push(point(bucket.start, counts));
+        }
+    }
+    Ok(series)
+}
+
 /// An account's configured send-rate limits: its `max_send_rate` (asked of SES when the
 /// configuration leaves it out) with `[accounts.limits]` over it.
 pub async fn configured_limits(

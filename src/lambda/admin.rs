@@ -8,6 +8,11 @@
 //! - otherwise (local runs): `Authorization: Bearer TOKEN` equal to `SESGUARD_ADMIN_TOKEN`
 //!   (at least 16 characters; without one, nothing is served). The actor is the
 //!   `X-Sesguard-Actor` header, or `admin`.
+//!
+//! The status page (`GET /`, [`crate::lambda::status_page`]) takes the same authentication,
+//! or, for a browser, a cookie set by its login form (`GET`/`POST /login`, token auth only),
+//! derived from the token and accepted for the page alone: it reads, it never changes anything,
+//! so a cookie cannot be used to forge a change.
 
 use std::collections::HashMap;
 
@@ -55,6 +60,111 @@ fn error(status: u16, message: &str) -> Answer {
     }
 }
 
+/// Whether two digests are equal, compared without an early exit.
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The status page's cookie.
+const SESSION_COOKIE: &str = "sesguard_session";
+
+/// The session cookie's value for a token digest: derived from it, so the cookie never holds
+/// the token itself.
+fn session_value(token_digest: &[u8; 32]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(b"sesguard-status-page-session:");
+    hasher.update(token_digest);
+    hasher.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether the request carries the status page's session cookie for `expected`.
+fn has_session(expected: &[u8; 32], request: &Request) -> bool {
+    let wanted = hex(&session_value(expected));
+    request
+        .headers()
+        .get_all("cookie")
+        .iter()
+        .filter_map(|h| h.to_str().ok())
+        .flat_map(|h| h.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .any(|(name, value)| {
+            name == SESSION_COOKIE
+                && value.len() == wanted.len()
+                && same(
+                    &Sha256::digest(value.as_bytes()).into(),
+                    &Sha256::digest(wanted.as_bytes()).into(),
+                )
+        })
+}
+
+/// An HTML answer.
+fn html(status: u16, text: String) -> Answer {
+    Answer {
+        status,
+        body: Body::from(text),
+        content_type: "text/html; charset=utf-8",
+        headers: vec![
+            ("cache-control", "no-store".to_owned()),
+            (
+                "content-security-policy",
+                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_owned(),
+            ),
+        ],
+    }
+}
+
+fn redirect(to: &str) -> Answer {
+    let mut answer = html(303, String::new());
+    answer.headers.push(("location", to.to_owned()));
+    answer
+}
+
+/// The login form and its answer (local `token` auth only; with IAM the function URL signs
+/// requests, so a browser reaches the page through a SigV4-signing proxy).
+fn login(auth: &Auth, request: &Request) -> Answer {
+    let Auth::Token(Some(expected)) = auth else {
+        return html(
+            404,
+            crate::lambda::status_page::login(Some(
+                "no token sign-in here: this function authenticates with IAM (or has no token)",
+            )),
+        );
+    };
+    if request.method() != Method::POST {
+        return html(200, crate::lambda::status_page::login(None));
+    }
+    let token = std::str::from_utf8(request.body().as_ref())
+        .ok()
+        .and_then(|form| {
+            form.split('&').find_map(|pair| {
+                let (name, value) = pair.split_once('=')?;
+                (name == "token").then(|| {
+                    percent_encoding::percent_decode_str(&value.replace('+', " "))
+                        .decode_utf8_lossy()
+                        .into_owned()
+                })
+            })
+        })
+        .unwrap_or_default();
+    if !same(&Sha256::digest(token.trim().as_bytes()).into(), expected) {
+        tracing::info!("status page sign-in refused: wrong token");
+        return html(401, crate::lambda::status_page::login(Some("wrong token")));
+    }
+    let mut answer = redirect("./");
+    answer.headers.push((
+        "set-cookie",
+        format!(
+            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
+            hex(&session_value(expected))
+        ),
+    ));
+    answer
+}
+
 /// The caller, or why the request is refused.
 fn authenticate(auth: &Auth, request: &Request) -> Result<String, &'static str> {
     match auth {
@@ -78,12 +188,7 @@ fn authenticate(auth: &Auth, request: &Request) -> Result<String, &'static str> 
                 .and_then(|h| h.strip_prefix("Bearer "))
                 .ok_or("authentication required: Authorization: Bearer TOKEN")?;
             let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-            // Digests of equal length, compared without an early exit.
-            let difference = given
-                .iter()
-                .zip(expected)
-                .fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            if difference != 0 {
+            if !same(&given, expected) {
                 return Err("authentication failed: wrong token");
             }
             Ok(request
@@ -102,7 +207,17 @@ pub async fn handle(
     state: &AdminFunction,
     request: Request,
 ) -> Result<Response<Body>, lambda_http::Error> {
+    let path = request.uri().path().trim_end_matches('/').to_owned();
+    let page = request.method() == Method::GET && path.is_empty();
+    let session = match &state.auth {
+        Auth::Token(Some(expected)) if page => has_session(expected, &request),
+        _ => false,
+    };
     let answer = match authenticate(&state.auth, &request) {
+        _ if path == "/login" => login(&state.auth, &request),
+        Err(_) if session => status_page(state, &request).await,
+        Err(_) if page => redirect("login"),
+        Ok(_) if page => status_page(state, &request).await,
         Err(why) => {
             let mut answer = error(401, why);
             answer
@@ -137,6 +252,63 @@ pub async fn handle(
         response = response.header(name, value);
     }
     Ok(response.body(answer.body)?)
+}
+
+/// The status page, with the answer to its suppression lookup.
+async fn status_page(state: &AdminFunction, request: &Request) -> Answer {
+    use crate::lambda::status_page::{self, AccountView, Lookup};
+    let deps = &state.context;
+    let admin = Admin::new(deps, "status-page");
+    let now = deps.clock.now();
+    let rendered: Result<String, AdminError> = async {
+        let statuses = admin.accounts(now).await?;
+        let mut parts = Vec::with_capacity(statuses.len());
+        for status in &statuses {
+            let series = crate::app::status::rate_series(
+                deps.store.as_ref(),
+                &deps.config,
+                &status.name,
+                now,
+            )
+            .await?;
+            let history = deps.store.history(&status.name, 10).await?;
+            parts.push((series, history));
+        }
+        let lookup = match query(request).get("email").filter(|e| !e.trim().is_empty()) {
+            None => Lookup::None,
+            Some(email) => match admin.suppression(email).await {
+                Ok(found) => Lookup::Found(found),
+                Err(error @ (AdminError::NotFound(_) | AdminError::Invalid(_))) => {
+                    Lookup::NotFound(email.clone(), error.to_string())
+                }
+                Err(other) => return Err(other),
+            },
+        };
+        let views: Vec<AccountView<'_>> = statuses
+            .iter()
+            .zip(&parts)
+            .map(|(status, (series, history))| AccountView {
+                status,
+                series,
+                history,
+            })
+            .collect();
+        Ok(status_page::status(&views, &lookup, now))
+    }
+    .await;
+    match rendered {
+        Ok(page) => html(200, page),
+        Err(failure) => {
+            tracing::error!(error = %error_chain(&failure), "status page not rendered");
+            html(
+                failure.http_status(),
+                format!(
+                    "<!doctype html><title>sesguard</title><p>The status page could not be read: {}</p>",
+                    crate::app::plot::escape(&error_chain(&failure))
+                ),
+            )
+        }
+    }
 }
 
 /// The JSON body as an object (empty when there is no body).

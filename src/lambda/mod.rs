@@ -4,4 +4,5 @@
 pub mod admin;
 pub mod ingest;
 pub mod sender;
+pub mod status_page;
 pub mod webhook;

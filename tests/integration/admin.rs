@@ -961,3 +961,127 @@ async fn limits_changed_through_the_api_bind_the_next_send_batch() {
     assert_eq!(status.body["periods"]["minute"]["status"], "exhausted");
     assert_eq!(status.body["blocked_by"], json!(["send_rate"]));
 }
+
+#[tokio::test]
+async fn the_status_page_has_its_own_sign_in_and_its_cookie_opens_nothing_else() {
+    let api = Api::new();
+    // Something to show: the primary paused by an operator whose reason needs escaping.
+    let paused = api
+        .call(
+            Method::POST,
+            "/accounts/primary/pause",
+            Some(r#"{"reason":"<script>alert(1)</script> list check"}"#),
+        )
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+    let request = |method: Method, path: &str, cookie: Option<&str>, body: Option<&str>| {
+        let mut builder = lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path);
+        if let Some(cookie) = cookie {
+            builder = builder.header("cookie", cookie);
+        }
+        builder
+            .body(body.map_or(Body::Empty, |b| Body::from(b.to_owned())))
+            .unwrap()
+    };
+
+    let page = api.raw(request(Method::GET, "/", None, None)).await;
+    assert_eq!(
+        (page.status, page.headers["location"].to_str().unwrap()),
+        (303, "login")
+    );
+    let form = api.raw(request(Method::GET, "/login", None, None)).await;
+    assert_eq!(form.status, 200);
+    assert!(form.text.contains(r#"name="token""#), "{}", form.text);
+    let wrong = api
+        .raw(request(
+            Method::POST,
+            "/login",
+            None,
+            Some("token=not-the-token"),
+        ))
+        .await;
+    assert_eq!(wrong.status, 401);
+    assert!(wrong.text.contains("wrong token"));
+    assert!(wrong.headers.get("set-cookie").is_none());
+
+    let signed_in = api
+        .raw(request(
+            Method::POST,
+            "/login",
+            None,
+            Some(&format!("token={}", TOKEN.replace(' ', "+"))),
+        ))
+        .await;
+    assert_eq!(signed_in.status, 303, "{}", signed_in.text);
+    let cookie = signed_in.headers["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie does not hold the token"
+    );
+    let session = cookie.split(';').next().unwrap();
+
+    let page = api
+        .raw(request(Method::GET, "/", Some(session), None))
+        .await;
+    assert_eq!(page.status, 200, "{}", page.text);
+    assert_eq!(
+        page.headers["content-type"].to_str().unwrap(),
+        "text/html; charset=utf-8"
+    );
+    assert!(
+        page.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("default-src 'none'")
+    );
+    for expected in [
+        r#"data-account="primary" data-state="paused""#,
+        r#"data-account="backup" data-state="active""#,
+        r#"class="chart""#,
+        "&lt;script&gt;alert(1)&lt;/script&gt; list check",
+    ] {
+        assert!(page.text.contains(expected), "{expected} in {}", page.text);
+    }
+    assert!(!page.text.contains("<script>"), "nothing unescaped");
+    let lookup = api
+        .raw(request(
+            Method::GET,
+            "/?email=nobody%40example.org",
+            Some(session),
+            None,
+        ))
+        .await;
+    assert!(
+        lookup
+            .text
+            .contains("nobody@example.org</b>: nobody@example.org is not suppressed"),
+        "{}",
+        lookup.text
+    );
+
+    // The cookie opens the page alone: the API, and any change, still need the token.
+    for (method, path) in [
+        (Method::GET, "/accounts"),
+        (Method::POST, "/accounts/primary/resume"),
+    ] {
+        let refused = api
+            .raw(request(
+                method,
+                path,
+                Some(session),
+                Some(r#"{"reason":"x"}"#),
+            ))
+            .await;
+        assert_eq!(refused.status, 401, "{path}");
+    }
+    let forged = api
+        .raw(request(Method::GET, "/", Some("sesguard_session=00"), None))
+        .await;
+    assert_eq!(forged.status, 303, "a forged cookie is sent to sign in");
+}

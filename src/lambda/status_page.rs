@@ -1,0 +1,329 @@
+//! The admin function's status page (`GET /`): one self-contained HTML document, no script,
+//! with every account and stream, their state and probation step, the rates against their
+//! levels, quota use, the rates through the window drawn from the counter buckets (SVG),
+//! recent transitions (each one was an alert), and a suppression lookup. And the login form
+//! that lets a browser carry the admin token as a cookie (local `token` auth).
+
+use std::fmt::Write as _;
+
+use crate::app::plot::{Chart, Level, Line, Mark, escape, percent};
+use crate::app::status::{AccountStatus, RateSeries};
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::suppression::Suppression;
+use crate::domain::reputation::guard::HistoryEntry;
+
+/// SES reviews an account at a 5 % bounce rate and may pause it at 10 %; at 0.1 % and 0.5 %
+/// complaints.
+const SES_BOUNCE: (f64, f64) = (0.05, 0.10);
+const SES_COMPLAINT: (f64, f64) = (0.001, 0.005);
+const STREAM_COLORS: [&str; 6] = [
+    "#1f77b4", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+];
+
+/// What the page shows of one account.
+pub struct AccountView<'a> {
+    /// Its status now.
+    pub status: &'a AccountStatus,
+    /// Its rates through the window.
+    pub series: &'a RateSeries,
+    /// Its latest transitions, newest first.
+    pub history: &'a [HistoryEntry],
+}
+
+/// The answer to the page's suppression lookup.
+pub enum Lookup {
+    /// Nothing asked.
+    None,
+    /// The address is suppressed.
+    Found(Suppression),
+    /// It is not (or the text was not an address: the message says).
+    NotFound(String, String),
+}
+
+const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:24px;color:#222;max-width:1100px}\
+h1{margin:0 0 4px}section.account{border:1px solid #ddd;border-radius:8px;padding:12px 16px;margin:16px 0}\
+.badge{display:inline-block;padding:2px 8px;border-radius:10px;color:white;font-size:13px;margin-left:8px}\
+.active{background:#2a7}.warning{background:#e90}.paused{background:#c33}.probation{background:#37c}\
+.quarantined{background:#a3a}table{border-collapse:collapse;margin:8px 0}td,th{border-bottom:1px solid #eee;\
+padding:3px 10px;text-align:left;font-size:14px}.over{color:#c33;font-weight:bold}.muted{color:#777}\
+.charts{display:flex;flex-wrap:wrap;gap:8px}svg.chart{max-width:100%;height:auto;border:1px solid #eee}";
+
+fn page(title: &str, body: &str) -> String {
+    format!(
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width\"><title>{}</title><style>{STYLE}</style></head><body>{body}</body></html>",
+        escape(title)
+    )
+}
+
+/// The login form; `problem` says why the last try was refused.
+pub fn login(problem: Option<&str>) -> String {
+    let problem = problem
+        .map(|p| format!("<p class=\"over\">{}</p>", escape(p)))
+        .unwrap_or_default();
+    page(
+        "sesguard — sign in",
+        &format!(
+            "<h1>sesguard</h1><p>The status page needs the admin token (<code>SESGUARD_ADMIN_TOKEN</code>). \
+             It is kept as a derived, HTTP-only cookie for this page's reads; changes go through the API or the CLI.</p>{problem}\
+             <form method=\"post\" action=\"login\"><label>Admin token <input type=\"password\" name=\"token\" id=\"token\" autocomplete=\"current-password\" required></label> \
+             <button type=\"submit\" id=\"sign-in\">Sign in</button></form>"
+        ),
+    )
+}
+
+fn clock(at: Timestamp) -> String {
+    let text = at.to_string();
+    text.get(..16).unwrap_or(&text).replace('T', " ")
+}
+
+/// A small fraction as a percentage with two decimals.
+fn fine_percent(value: f64) -> String {
+    format!("{:.2} %", value * 100.0)
+}
+
+fn rate_cell(value: f64, warn: f64) -> String {
+    let class = if value >= warn { " class=\"over\"" } else { "" };
+    format!("<td{class}>{}</td>", percent(value))
+}
+
+/// A rate the page draws: its name, how to read it from a point, its levels and SES's.
+type Metric = (&'static str, Pick, [f64; 3], (f64, f64));
+type Pick = fn(&(Timestamp, f64, f64)) -> f64;
+
+fn chart(
+    view: &AccountView<'_>,
+    what: &str,
+    pick: Pick,
+    levels: [f64; 3],
+    ses: (f64, f64),
+) -> String {
+    let series = view.series;
+    let start = series.start.as_millis() as f64;
+    let hours = |at: Timestamp| (at.as_millis() as f64 - start) / 3_600_000.0;
+    let window_hours = view.status.window_seconds as f64 / 3600.0;
+    let mut lines = vec![Line {
+        label: format!("{} (all)", view.status.name),
+        color: "#d62728",
+        dashed: false,
+        points: series.total.iter().map(|p| (hours(p.0), pick(p))).collect(),
+    }];
+    for (i, (stream, points)) in series.streams.iter().enumerate() {
+        lines.push(Line {
+            label: stream.clone(),
+            color: STREAM_COLORS[i % STREAM_COLORS.len()],
+            dashed: true,
+            points: points.iter().map(|p| (hours(p.0), pick(p))).collect(),
+        });
+    }
+    let highest = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(0.0, f64::max);
+    let [warn, pause, critical] = levels;
+    let y_max = (highest.max(critical).max(ses.1) * 1.15).max(f64::EPSILON);
+    let marks = view
+        .history
+        .iter()
+        .filter(|e| e.at >= series.start)
+        .map(|e| Mark {
+            x: hours(e.at),
+            label: format!("{} → {}", e.from, e.to),
+        })
+        .collect();
+    Chart {
+        title: format!("{} — {what} rate through the window", view.status.name),
+        x_caption: format!(
+            "hours since {} (UTC); each point: the mail sent since then",
+            clock(series.start)
+        ),
+        x_ticks: (0..=4)
+            .map(|i| {
+                let h = window_hours * f64::from(i) / 4.0;
+                (h, format!("{h:.0} h"))
+            })
+            .collect(),
+        y_max,
+        y_format: (y_max < 0.02).then_some(fine_percent as fn(f64) -> String),
+        x_range: (0.0, window_hours),
+        lines,
+        levels: vec![
+            Level {
+                label: format!("warn {}", percent(warn)),
+                y: warn,
+                color: "#e90",
+            },
+            Level {
+                label: format!("pause {}", percent(pause)),
+                y: pause,
+                color: "#c33",
+            },
+            Level {
+                label: format!("critical {}", percent(critical)),
+                y: critical,
+                color: "#800",
+            },
+            Level {
+                label: format!("SES {}", percent(ses.1)),
+                y: ses.1,
+                color: "#000",
+            },
+        ],
+        marks,
+    }
+    .svg()
+}
+
+fn account(html: &mut String, view: &AccountView<'_>) {
+    let s = view.status;
+    let t = &s.thresholds;
+    let _ = write!(
+        html,
+        "<section class=\"account\" data-account=\"{}\" data-state=\"{}\"><h2>{}<span class=\"badge {}\">{}</span></h2>",
+        escape(&s.name),
+        s.state,
+        escape(&s.name),
+        s.state,
+        s.state
+    );
+    let mut facts = Vec::new();
+    if let Some(cause) = &s.cause {
+        let cause = serde_json::to_value(cause).unwrap_or_default();
+        facts.push(format!("cause {}", escape(cause.as_str().unwrap_or("?"))));
+    }
+    if let Some(probation) = &s.probation {
+        facts.push(format!(
+            "probation: {} of the traffic (step {})",
+            percent(probation.share),
+            probation.step + 1
+        ));
+    }
+    if let Some(since) = s.judged_since {
+        facts.push(format!("judged since {}", clock(since)));
+    }
+    if let Some(quota) = &s.daily_quota {
+        facts.push(format!(
+            "daily quota {} of {} used",
+            quota.used, quota.limit
+        ));
+    }
+    if !s.blocked_by.is_empty() {
+        facts.push(format!("blocked by {}", s.blocked_by.join(", ")));
+    }
+    let _ = write!(html, "<p>{}</p>", facts.join(" · "));
+    let _ = write!(
+        html,
+        "<table class=\"rates\"><tr><th></th><th>now</th><th>warn</th><th>pause</th><th>critical</th><th>SES</th><th>sends in the window</th></tr>\
+         <tr><th>bounces</th>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>\
+         <tr><th>complaints</th>{}<td>{}</td><td>{}</td><td>{}</td><td>{}</td><td></td></tr></table>",
+        rate_cell(s.bounce_rate, t.bounce_warn),
+        percent(t.bounce_warn),
+        percent(t.bounce_pause),
+        percent(t.bounce_critical),
+        percent(SES_BOUNCE.1),
+        s.counts.sends,
+        rate_cell(s.complaint_rate, t.complaint_warn),
+        percent(t.complaint_warn),
+        percent(t.complaint_pause),
+        percent(t.complaint_critical),
+        percent(SES_COMPLAINT.1),
+    );
+    if !s.streams.is_empty() {
+        html.push_str("<table class=\"streams\"><tr><th>stream</th><th>state</th><th>share</th><th>sends</th><th>bounces</th><th>complaints</th></tr>");
+        for (name, stream) in &s.streams {
+            let _ = write!(
+                html,
+                "<tr data-stream=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
+                escape(name),
+                escape(name),
+                stream.state,
+                percent(stream.share),
+                stream.counts.sends,
+                rate_cell(stream.bounce_rate, t.bounce_warn),
+                rate_cell(stream.complaint_rate, t.complaint_warn),
+            );
+        }
+        html.push_str("</table>");
+    }
+    let metrics: [Metric; 2] = [
+        (
+            "bounce",
+            |p| p.1,
+            [t.bounce_warn, t.bounce_pause, t.bounce_critical],
+            SES_BOUNCE,
+        ),
+        (
+            "complaint",
+            |p| p.2,
+            [t.complaint_warn, t.complaint_pause, t.complaint_critical],
+            SES_COMPLAINT,
+        ),
+    ];
+    html.push_str("<div class=\"charts\">");
+    for (what, pick, levels, ses) in metrics {
+        html.push_str(&chart(view, what, pick, levels, ses));
+    }
+    html.push_str("</div>");
+    if view.history.is_empty() {
+        html.push_str("<p class=\"muted\">No transitions yet.</p>");
+    } else {
+        html.push_str("<table class=\"history\"><tr><th>when (UTC)</th><th>change</th><th>cause</th><th>bounces</th><th>by</th><th>note</th></tr>");
+        for entry in view.history {
+            let cause = serde_json::to_value(entry.cause).unwrap_or_default();
+            let what = match &entry.stream {
+                Some(stream) => format!("{}: {} → {}", stream, entry.from, entry.to),
+                None => format!("{} → {}", entry.from, entry.to),
+            };
+            let _ = write!(
+                html,
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                clock(entry.at),
+                escape(&what),
+                escape(cause.as_str().unwrap_or("?")),
+                percent(entry.bounce_rate),
+                escape(&entry.actor),
+                escape(entry.note.as_deref().unwrap_or("")),
+            );
+        }
+        html.push_str("</table>");
+    }
+    html.push_str("</section>");
+}
+
+/// The status page at `now`.
+pub fn status(accounts: &[AccountView<'_>], lookup: &Lookup, now: Timestamp) -> String {
+    let mut html = format!(
+        "<h1>sesguard</h1><p class=\"muted\">Accounts and streams at {} UTC. Every transition below was also sent as an alert. \
+         <a href=\"./\">Refresh</a></p>",
+        clock(now)
+    );
+    html.push_str(
+        "<form method=\"get\" action=\"./\" id=\"lookup\"><label>Is an address suppressed? \
+         <input type=\"email\" name=\"email\" id=\"email\" required></label> <button type=\"submit\">Look up</button></form>",
+    );
+    match lookup {
+        Lookup::None => {}
+        Lookup::Found(found) => {
+            let reason = serde_json::to_value(found.reason).unwrap_or_default();
+            let _ = write!(
+                html,
+                "<p id=\"lookup-result\"><b>{}</b> is suppressed: {} since {} ({} events)</p>",
+                escape(found.email.as_str()),
+                escape(reason.as_str().unwrap_or("?")),
+                clock(found.first_seen),
+                found.count
+            );
+        }
+        Lookup::NotFound(email, why) => {
+            let _ = write!(
+                html,
+                "<p id=\"lookup-result\"><b>{}</b>: {}</p>",
+                escape(email),
+                escape(why)
+            );
+        }
+    }
+    for view in accounts {
+        account(&mut html, view);
+    }
+    page("sesguard — status", &html)
+}
