@@ -396,6 +396,18 @@ pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Co
     Context::new(config, parts)
 }
 
+/// A simulation's context: a fresh embedded store at `path`, `clock` as its clock, the local
+/// parts otherwise.
+pub fn simulation(
+    config: Config,
+    path: &std::path::Path,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Context> {
+    let store = SqliteStore::open(path)
+        .with_context(|| format!("opening the simulation's store at {}", path.display()))?;
+    Ok(local(config, Arc::new(store), clock))
+}
+
 /// SES in a local run: no account calls (quotas come from the configuration), mail into the
 /// file outbox.
 fn local_ses(config: &Config) -> (Arc<dyn SesAccount>, Arc<dyn MailTransport>) {

@@ -6,7 +6,8 @@
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
 //! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
 //! - [`admin`]: the operations both the admin function and the CLI perform;
-//! - [`plot`]: line charts as SVG, for the status page and the simulator.
+//! - [`plot`]: line charts as SVG, for the status page and the simulator;
+//! - [`simulate`]: the seed incident, minute by minute, with and without the guard.
 
 pub mod admin;
 pub mod check;
@@ -16,6 +17,7 @@ pub mod ingest;
 pub mod plot;
 pub mod review;
 pub mod send;
+pub mod simulate;
 pub mod status;
 pub mod webhook;
 

@@ -28,6 +28,17 @@ pub struct Level {
     pub color: &'static str,
 }
 
+impl Level {
+    /// A level at the rate `y`, labelled with its name and the rate as a percentage.
+    pub fn rate(name: &str, y: f64, color: &'static str) -> Self {
+        Self {
+            label: format!("{name} {}", percent(y)),
+            y,
+            color,
+        }
+    }
+}
+
 /// A vertical mark at an x (a transition).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mark {
@@ -159,15 +170,16 @@ impl Chart {
             let x = self.x(mark.x);
             let _ = write!(
                 svg,
-                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{bottom}" stroke="#888" stroke-dasharray="2 3" class="mark"/><text x="{:.1}" y="{:.1}" fill="#444" text-anchor="end" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
+                r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{bottom}" stroke="#888" stroke-dasharray="2 3" class="mark"/><text x="{:.1}" y="{:.1}" fill="#444" transform="rotate(-90 {:.1} {:.1})">{}</text>"##,
                 x - 3.0,
-                TOP + 4.0,
+                bottom - 4.0,
                 x - 3.0,
-                TOP + 4.0,
+                bottom - 4.0,
                 escape(&mark.label)
             );
         }
-        for (i, line) in self.lines.iter().enumerate() {
+        let mut legend_x = LEFT;
+        for line in &self.lines {
             let points: Vec<String> = line
                 .points
                 .iter()
@@ -198,7 +210,6 @@ impl Chart {
                 }
             }
             // The legend, in a row under the title.
-            let legend_x = LEFT + 130.0 * i as f64;
             let _ = write!(
                 svg,
                 r#"<line x1="{legend_x:.1}" y1="30" x2="{:.1}" y2="30" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="34">{}</text>"#,
@@ -207,6 +218,7 @@ impl Chart {
                 legend_x + 20.0,
                 escape(&line.label)
             );
+            legend_x += 36.0 + 6.5 * line.label.chars().count() as f64;
         }
         let _ = write!(
             svg,

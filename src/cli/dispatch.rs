@@ -9,6 +9,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config { command } = &cli.command {
         return config(cli.config.as_deref(), command, cli.json);
     }
+    // The simulation runs on a store of its own.
+    if let Command::Simulate { .. } = &cli.command {
+        return simulation::simulate(&cli).await;
+    }
     let wiring = Wiring::for_cli(cli.config.as_deref(), &cli.store).await?;
     let deps = wiring.context().await?;
     match cli.command {
@@ -333,6 +337,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             })
         }
         Command::Config { command } => config(cli.config.as_deref(), &command, cli.json),
+        Command::Simulate { .. } => unreachable!("run before the store is opened"),
         Command::Store {
             command: StoreCommand::CreateTables,
         } => {

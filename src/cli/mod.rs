@@ -43,6 +43,7 @@ macro_rules! say {
 mod bulk_ingest;
 mod dispatch;
 mod output;
+mod simulation;
 mod suppression_commands;
 use output::*;
 use suppression_commands::*;
@@ -173,6 +174,39 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: StoreCommand,
+    },
+    /// Simulate the seed incident minute by minute through the real routing, ingest and guard,
+    /// with and without sesguard, on a store of its own (the `[guard]` settings of `--config`):
+    /// print both timelines and write the picture of each account's bounce rate over time.
+    Simulate {
+        /// Days simulated (1 to 30).
+        #[arg(long, default_value_t = 3)]
+        days: u32,
+        /// Messages a day, split evenly over the streams.
+        #[arg(long, default_value_t = 100_800)]
+        daily_volume: u64,
+        /// A stream and the bad share of its addresses over time:
+        /// `NAME=FROM..TO@HOURS` in percent, `,critical` for critical mail (repeat for each;
+        /// default `verification=3..20@24` and `transactional=0.5..0.5@0,critical`).
+        #[arg(long = "stream", value_name = "SPEC")]
+        streams: Vec<String>,
+        /// The primary's 24-hour quota.
+        #[arg(long, default_value_t = 5_000_000)]
+        primary_quota: u64,
+        /// The backup's 24-hour quota.
+        #[arg(long, default_value_t = 50_000)]
+        backup_quota: u64,
+        /// The seed of the bad addresses and the feedback delays.
+        #[arg(long, default_value_t = 0x5e5_6a4d)]
+        seed: u64,
+        /// The day on whose start the operator resumes the first stream, with a relapse 45
+        /// minutes later (0: no second act).
+        #[arg(long, default_value_t = 3)]
+        resume_day: u32,
+        /// Where the picture goes (SVG); a PNG is written beside it when `rsvg-convert` or
+        /// Chromium is installed.
+        #[arg(long, default_value = "target/simulation.svg")]
+        svg: std::path::PathBuf,
     },
     /// The configuration file (`--config`): check it, or prepare it for `make deploy`.
     Config {

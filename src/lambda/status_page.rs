@@ -147,26 +147,10 @@ fn chart(
         x_range: (0.0, window_hours),
         lines,
         levels: vec![
-            Level {
-                label: format!("warn {}", percent(warn)),
-                y: warn,
-                color: "#e90",
-            },
-            Level {
-                label: format!("pause {}", percent(pause)),
-                y: pause,
-                color: "#c33",
-            },
-            Level {
-                label: format!("critical {}", percent(critical)),
-                y: critical,
-                color: "#800",
-            },
-            Level {
-                label: format!("SES {}", percent(ses.1)),
-                y: ses.1,
-                color: "#000",
-            },
+            Level::rate("warn", warn, "#e90"),
+            Level::rate("pause", pause, "#c33"),
+            Level::rate("critical", critical, "#800"),
+            Level::rate("SES", ses.1, "#000"),
         ],
         marks,
     }

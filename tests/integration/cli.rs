@@ -925,3 +925,72 @@ fn the_cli_is_quiet_and_human_by_default_and_logs_json_when_asked() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn simulate_prints_both_timelines_and_draws_the_bounce_rate_with_and_without_the_guard() {
+    let cli = Cli::new();
+    let svg = cli.dir.path().join("incident.svg");
+    let output = cli.run(&[
+        "simulate",
+        "--days",
+        "1",
+        "--daily-volume",
+        "14400",
+        "--stream",
+        "verification=10..30@2",
+        "--stream",
+        "transactional=0.5..0.5@0,critical",
+        "--resume-day",
+        "0",
+        "--svg",
+        svg.to_str().unwrap(),
+    ]);
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let (with, without) = text.split_once("== without sesguard").unwrap();
+    assert!(
+        with.contains("primary stream verification: active -> quarantined"),
+        "{with}"
+    );
+    let peak = |part: &str| -> f64 {
+        let line = part
+            .lines()
+            .find(|l| l.trim_start().starts_with("peak primary:"))
+            .unwrap();
+        line.split_whitespace().nth(2).unwrap().parse().unwrap()
+    };
+    assert!(peak(with) < 10.0, "{with}");
+    assert!(peak(without) >= 10.0, "{without}");
+    assert!(!without.contains("quarantined"));
+    let picture = std::fs::read_to_string(&svg).unwrap();
+    assert_eq!(picture.matches(r#"class="series""#).count(), 3);
+    for label in [
+        "SES pause 10.0 %",
+        "primary, no sesguard",
+        "verification quarantined",
+    ] {
+        assert!(picture.contains(label), "{label}");
+    }
+}
+
+#[test]
+fn simulate_names_a_bad_parameter() {
+    let cli = Cli::new();
+    let output = cli.run(&["simulate", "--stream", "verification=3-20"]);
+    assert!(!output.status.success());
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("NAME=FROM..TO@HOURS"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let output = cli.run(&["simulate", "--days", "2", "--resume-day", "5"]);
+    assert!(
+        String::from_utf8_lossy(&output.stderr).contains("the operator resumes on a day from 2"),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}

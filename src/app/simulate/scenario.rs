@@ -1,0 +1,166 @@
+//! What a simulation simulates: the days, the volume, the streams and how their addresses go
+//! bad, the quotas, the seed, and the operator's second act.
+
+use super::*;
+
+/// One stream of the scenario and the bad share of its addresses over time.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamScenario {
+    /// Its name.
+    pub name: String,
+    /// The bad share at the start.
+    pub bad_from: f64,
+    /// The bad share it climbs to.
+    pub bad_to: f64,
+    /// Hours the climb takes (0: at once).
+    pub ramp_hours: f64,
+    /// Critical mail (may use the quota reserve) rather than normal.
+    pub critical: bool,
+}
+
+/// What is simulated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scenario {
+    /// Days simulated.
+    pub days: u32,
+    /// Messages a day, spread evenly over the streams and the minutes.
+    pub daily_volume: u64,
+    /// The streams.
+    pub streams: Vec<StreamScenario>,
+    /// The primary's 24-hour quota.
+    pub primary_quota: u64,
+    /// The backup's 24-hour quota.
+    pub backup_quota: u64,
+    /// The seed of the bad addresses and the feedback delays.
+    pub seed: u64,
+    /// With the guard: the day (from 1) on whose start the operator resumes the first stream
+    /// after cleaning its list, and a relapse follows 45 minutes later (`None`: no second act).
+    pub resume_day: Option<u32>,
+}
+
+impl Default for Scenario {
+    /// The seed incident: 100,800 messages a day for three days; a verification stream going
+    /// bad beside clean transactional mail; a backup with a 50,000/day quota.
+    fn default() -> Self {
+        Self {
+            days: 3,
+            daily_volume: 100_800,
+            streams: vec![
+                StreamScenario {
+                    name: "verification".into(),
+                    bad_from: 0.03,
+                    bad_to: 0.20,
+                    ramp_hours: 24.0,
+                    critical: false,
+                },
+                StreamScenario {
+                    name: "transactional".into(),
+                    bad_from: 0.005,
+                    bad_to: 0.005,
+                    ramp_hours: 0.0,
+                    critical: true,
+                },
+            ],
+            primary_quota: 5_000_000,
+            backup_quota: 50_000,
+            seed: 0x5e5_6a4d,
+            resume_day: Some(3),
+        }
+    }
+}
+
+/// Why a scenario cannot be simulated.
+#[derive(Debug, thiserror::Error)]
+pub enum SimulateError {
+    /// A parameter is out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// The simulation's own store failed.
+    #[error(transparent)]
+    Store(#[from] crate::ports::StoreError),
+    /// A step of the story failed.
+    #[error("{0}")]
+    Step(String),
+}
+
+/// The first stream's clean and relapsing shares in the second act.
+const CLEANED_SHARE: f64 = 0.01;
+const RELAPSE_AFTER: i64 = 45 * MINUTE;
+
+impl Scenario {
+    /// Checks the parameters.
+    pub fn validate(&self) -> Result<(), SimulateError> {
+        let invalid = |m: String| Err(SimulateError::Invalid(m));
+        if self.days == 0 || self.days > 30 {
+            return invalid(format!("days must be 1 to 30, not {}", self.days));
+        }
+        if self.streams.is_empty() {
+            return invalid("at least one stream".into());
+        }
+        if (self.daily_volume / self.streams.len() as u64) < 1440 {
+            return invalid(format!(
+                "a daily volume of {} gives some stream less than one message a minute",
+                self.daily_volume
+            ));
+        }
+        for s in &self.streams {
+            let shares = [s.bad_from, s.bad_to];
+            if shares.iter().any(|b| !(0.0..=1.0).contains(b)) || s.ramp_hours < 0.0 {
+                return invalid(format!("stream `{}`: shares are 0 to 100 %", s.name));
+            }
+        }
+        if self.resume_day.is_some_and(|d| d < 2 || d > self.days) {
+            return invalid("the operator resumes on a day from 2 to the last".into());
+        }
+        Ok(())
+    }
+
+    /// The configuration the scenario runs under: its accounts and streams, with `guard` as
+    /// the guard's settings.
+    pub fn config(&self, guard: &crate::config::GuardConfig) -> Result<Config, SimulateError> {
+        let mut text = format!(
+            "[[accounts]]\nname = \"primary\"\nregion = \"us-east-1\"\naccount_id = \"111111111111\"\n\
+             daily_quota = {}\nmax_send_rate = 500\n\n[[accounts]]\nname = \"backup\"\nregion = \"eu-west-1\"\n\
+             account_id = \"222222222222\"\ndaily_quota = {}\nmax_send_rate = 14\n",
+            self.primary_quota, self.backup_quota
+        );
+        for s in &self.streams {
+            text.push_str(&format!(
+                "\n[[streams]]\nname = \"{}\"\naccounts = [\"primary\", \"backup\"]\npriority = \"{}\"\n",
+                s.name,
+                if s.critical { "critical" } else { "normal" }
+            ));
+        }
+        let mut config = Config::parse(&text, "simulation")
+            .map_err(|e| SimulateError::Invalid(crate::telemetry::error_chain(&e)))?;
+        config.guard = guard.clone();
+        Ok(config)
+    }
+
+    pub(super) fn start_of_day(&self, day: u32) -> i64 {
+        START + i64::from(day - 1) * 1440 * MINUTE
+    }
+
+    /// The bad share of `stream`'s addresses at `at`.
+    pub(super) fn bad_share(
+        &self,
+        stream: &StreamScenario,
+        index: usize,
+        at: i64,
+        second_act: bool,
+    ) -> f64 {
+        if let (true, 0, Some(day)) = (second_act, index, self.resume_day) {
+            let cleaned = self.start_of_day(day);
+            if (cleaned..cleaned + RELAPSE_AFTER).contains(&at) {
+                return CLEANED_SHARE;
+            }
+        }
+        let ramp = stream.ramp_hours * 60.0 * MINUTE as f64;
+        let progress = if ramp <= 0.0 {
+            1.0
+        } else {
+            ((at - START) as f64 / ramp).min(1.0)
+        };
+        stream.bad_from + (stream.bad_to - stream.bad_from) * progress
+    }
+}

@@ -1,0 +1,181 @@
+//! `sesguard simulate`: the scenario from the command line, run with and without the guard on
+//! stores of their own, both timelines printed, the picture written.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+
+use crate::app::simulate::{self, KeptAlerts, Outcome, Scenario, SimClock, StreamScenario};
+use crate::config::{Config, GuardConfig};
+
+use super::*;
+
+/// `NAME=FROM..TO@HOURS[,critical]`, shares in percent.
+fn stream(spec: &str) -> anyhow::Result<StreamScenario> {
+    let bad = || {
+        anyhow::anyhow!(
+            "`--stream {spec}`: expected NAME=FROM..TO@HOURS[,critical], e.g. verification=3..20@24"
+        )
+    };
+    let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
+    let (rest, critical) = match rest.strip_suffix(",critical") {
+        Some(rest) => (rest, true),
+        None => (rest, false),
+    };
+    let (shares, hours) = rest.split_once('@').ok_or_else(bad)?;
+    let (from, to) = shares.split_once("..").ok_or_else(bad)?;
+    let number = |text: &str| text.trim().parse::<f64>().map_err(|_| bad());
+    let name = name.trim();
+    if name.is_empty() {
+        return Err(bad());
+    }
+    Ok(StreamScenario {
+        name: name.to_owned(),
+        bad_from: number(from)? / 100.0,
+        bad_to: number(to)? / 100.0,
+        ramp_hours: number(hours)?,
+        critical,
+    })
+}
+
+/// One run on its own store in a temporary directory.
+async fn run(scenario: &Scenario, guard: &GuardConfig, guarded: bool) -> anyhow::Result<Outcome> {
+    let config = scenario.config(guard)?;
+    let dir = std::env::temp_dir().join(format!(
+        "sesguard-simulation-{}-{}",
+        std::process::id(),
+        guarded
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let clock = Arc::new(SimClock::new());
+    let alerts = KeptAlerts::default();
+    let outcome = async {
+        let deps = crate::wiring::simulation(config, &dir.join("store.db"), clock.clone())?
+            .with_alerts(Arc::new(alerts.clone()));
+        anyhow::Ok(simulate::run(&deps, &clock, &alerts, scenario, guarded).await?)
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&dir);
+    outcome
+}
+
+/// A PNG of the SVG beside it, when a converter is installed: `rsvg-convert`, else Chromium.
+fn png(svg: &Path) -> Option<std::path::PathBuf> {
+    let png = svg.with_extension("png");
+    let quiet = |command: &mut std::process::Command| {
+        command
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    let converted = quiet(
+        std::process::Command::new("rsvg-convert")
+            .arg("-o")
+            .arg(&png)
+            .arg(svg),
+    ) || {
+        let absolute = std::fs::canonicalize(svg).ok()?;
+        quiet(
+            std::process::Command::new("chromium")
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--no-first-run",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--hide-scrollbars",
+                    "--window-size=760,300",
+                ])
+                .arg(format!("--screenshot={}", png.display()))
+                .arg(format!("file://{}", absolute.display())),
+        )
+    };
+    converted.then_some(png)
+}
+
+/// Runs the command.
+pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
+    let Command::Simulate {
+        days,
+        daily_volume,
+        streams,
+        primary_quota,
+        backup_quota,
+        seed,
+        resume_day,
+        svg,
+    } = &cli.command
+    else {
+        unreachable!("called for `simulate` only");
+    };
+    let mut scenario = Scenario {
+        days: *days,
+        daily_volume: *daily_volume,
+        primary_quota: *primary_quota,
+        backup_quota: *backup_quota,
+        seed: *seed,
+        resume_day: (*resume_day > 0).then_some(*resume_day),
+        ..Scenario::default()
+    };
+    if !streams.is_empty() {
+        scenario.streams = streams
+            .iter()
+            .map(|s| stream(s))
+            .collect::<Result<_, _>>()?;
+    }
+    scenario.validate()?;
+    let guard = match cli.config.as_deref() {
+        Some(path) => Config::load(Some(path))?.guard,
+        None => GuardConfig::default(),
+    };
+    let started = Instant::now();
+    let guarded = run(&scenario, &guard, true).await?;
+    let unguarded = run(&scenario, &simulate::unguarded(&guard), false).await?;
+    let min_volume = guard.thresholds.min_volume;
+    say!(
+        "{}",
+        simulate::report("with sesguard", &guarded, min_volume)
+    );
+    say!(
+        "{}",
+        simulate::report("without sesguard", &unguarded, min_volume)
+    );
+    let picture = simulate::picture(&guarded, &unguarded, &guard.thresholds).svg();
+    if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(svg, picture).with_context(|| format!("writing {}", svg.display()))?;
+    say!("picture: {}", svg.display());
+    if let Some(png) = png(svg) {
+        say!("picture: {}", png.display());
+    }
+    say!(
+        "simulated {} days of {} messages a day twice in {:.1} s",
+        scenario.days,
+        scenario.daily_volume,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_stream_spec_reads_its_shares_in_percent_and_says_what_is_wrong() {
+        let s = stream("verification=3..20@24").unwrap();
+        assert_eq!((s.bad_from, s.bad_to, s.ramp_hours), (0.03, 0.2, 24.0));
+        assert!(!s.critical);
+        assert!(stream("receipts=0.5..0.5@0,critical").unwrap().critical);
+        for bad in ["verification", "=1..2@3", "v=1-2@3", "v=1..2", "v=a..2@3"] {
+            let error = stream(bad).unwrap_err().to_string();
+            assert!(error.contains("NAME=FROM..TO@HOURS"), "{bad}: {error}");
+        }
+    }
+}
