@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use async_trait::async_trait;
 
 use crate::app::Context;
-use crate::app::admin::Admin;
+use crate::app::admin::{Admin, AdminError};
 use crate::app::ingest::Inbound;
 use crate::app::plot::{Chart, Level, Line, Mark};
 use crate::app::send::snapshot::Snapshot;
@@ -271,17 +271,28 @@ pub async fn run(
                     "sign-up list cleaned",
                     Timestamp::from_millis(now),
                 )
-                .await
-                .map_err(|e| SimulateError::Step(format!("the operator's resume: {e}")))?;
-            out.timeline.push(format!(
-                "{} primary stream {stream}: {} -> {} (operator: {}) at {:.0} % of its traffic",
-                clock_text(now),
-                resumed.from,
-                resumed.to,
-                resumed.note.unwrap_or_default(),
-                resumed.share.unwrap_or(1.0) * 100.0
-            ));
-            out.transitions.push((minute, format!("{stream} resumed")));
+                .await;
+            match resumed {
+                Ok(resumed) => {
+                    out.timeline.push(format!(
+                        "{} primary stream {stream}: {} -> {} (operator: {}) at {:.0} % of its traffic",
+                        clock_text(now),
+                        resumed.from,
+                        resumed.to,
+                        resumed.note.unwrap_or_default(),
+                        resumed.share.unwrap_or(1.0) * 100.0
+                    ));
+                    out.transitions.push((minute, format!("{stream} resumed")));
+                }
+                // The guard never quarantined it: nothing to resume.
+                Err(AdminError::Conflict(why)) => out.timeline.push(format!(
+                    "{} the operator would resume {stream}, but: {why}",
+                    clock_text(now)
+                )),
+                Err(other) => {
+                    return Err(SimulateError::Step(format!("the operator's resume: {other}")));
+                }
+            }
         }
 
         // Route what is due, oldest first, against one snapshot per minute.
