@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test
+.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test api-check
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -79,6 +79,17 @@ watch: tools ## Serve the functions locally on 127.0.0.1:$(WATCH_PORT) (cargo la
 invoke-%: tools ## Invoke $(FUNCTION) (default ingest) under `make watch` with events/{,ses/,send/,admin/}%.json
 	cargo lambda invoke $(FUNCTION) --invoke-address 127.0.0.1 --invoke-port $(WATCH_PORT) \
 	  --data-file $(firstword $(wildcard events/$*.json events/ses/$*.json events/send/$*.json events/admin/$*.json) events/$*.json)
+
+# schemathesis in a virtualenv of its own: its dependencies stay out of moto's way.
+SCHEMATHESIS_VENV := $(VENV)/schemathesis
+SCHEMATHESIS_VERSION := 4.32.5
+$(SCHEMATHESIS_VENV)/.installed-$(SCHEMATHESIS_VERSION):
+	python3 -m venv $(SCHEMATHESIS_VENV)
+	$(SCHEMATHESIS_VENV)/bin/pip install --quiet --disable-pip-version-check schemathesis==$(SCHEMATHESIS_VERSION)
+	rm -f $(SCHEMATHESIS_VENV)/.installed-* && touch $@
+
+api-check: tools $(SCHEMATHESIS_VENV)/.installed-$(SCHEMATHESIS_VERSION) ## schemathesis --checks all on the admin function under cargo lambda watch (SEED=, default 1)
+	$(VENV)/bin/python3 tests/api-check.py --seed $(or $(SEED),1)
 
 CHROMIUM := /usr/bin/chromium
 browser-tools: $(CHROMIUM) ## Install Debian's chromium and chromium-driver (once; needs root and Debian's package registry)

@@ -141,8 +141,11 @@ def cli(*args):
     return done
 
 
-def main():
-    work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-demo."))
+def local_run(prefix):
+    """A throwaway directory with the example configuration (its alerts file and outbox moved
+    there) and this process's environment pointed at it: store, configuration, admin token.
+    Returns the directory."""
+    work = pathlib.Path(tempfile.mkdtemp(prefix=prefix))
     config = (ROOT / "infra/sesguard.example.toml").read_text()
     config = config.replace(".sesguard/alerts.jsonl", str(work / "alerts.jsonl"))
     config = config.replace("[sender]\n", f'[sender]\noutbox = "{work / "outbox"}"\n', 1)
@@ -154,6 +157,11 @@ def main():
         "RUST_LOG": "warn",
     })
     os.environ.pop("SESGUARD_CONFIG_TOML", None)
+    return work
+
+
+def main():
+    work = local_run("sesguard-demo.")
 
     step("build the functions and the CLI (debug)")
     started = time.time()

@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 
@@ -138,13 +137,7 @@ def main():
         if not pathlib.Path(tool).exists():
             print(f"{tool} is missing: `make browser-tools` installs Debian's chromium and chromium-driver")
             return 1
-    work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-page."))
-    config = (ROOT / "infra/sesguard.example.toml").read_text()
-    config = config.replace(".sesguard/alerts.jsonl", str(work / "alerts.jsonl"))
-    (work / "config.toml").write_text(config)
-    os.environ.update({"SESGUARD_STORE": f"sqlite:{work / 'store.db'}", "SESGUARD_CONFIG": str(work / "config.toml"),
-                       "SESGUARD_ADMIN_TOKEN": demo.TOKEN, "RUST_LOG": "warn"})
-    os.environ.pop("SESGUARD_CONFIG_TOML", None)
+    work = demo.local_run("sesguard-page.")
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
     watch = demo.Watch(work)
     browser = None

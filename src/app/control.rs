@@ -15,6 +15,14 @@ use crate::domain::reputation::guard::{
 use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
 
+/// Whether an operator's reason says something: a character other than a space, a tab or a
+/// line break (the admin API's document says the same with the pattern `[^ \t\n\r]`).
+pub fn reason_given(reason: &str) -> bool {
+    reason
+        .chars()
+        .any(|c| !matches!(c, ' ' | '\t' | '\n' | '\r'))
+}
+
 /// What an operator asks for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
@@ -100,7 +108,7 @@ impl<'a> Control<'a> {
         if config.account(account).is_none() {
             return Err(ControlError::UnknownAccount(account.to_owned()));
         }
-        if reason.trim().is_empty() {
+        if !reason_given(reason) {
             return Err(ControlError::NoReason);
         }
         let stream = match action {

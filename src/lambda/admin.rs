@@ -26,15 +26,16 @@ use sha2::{Digest, Sha256};
 use crate::app::admin::{Admin, AdminError, LineFormat};
 use crate::domain::sending::rate_limit::LimitsPatch;
 use crate::domain::sending::template_policy::TemplatePolicy;
+use crate::lambda::status_page::{has_session, login, redirect, same, status_page};
 use crate::telemetry::error_chain;
 use crate::wiring::{AdminFunction, Auth};
 
 /// An answer: status and JSON body, or a text body for exports.
-struct Answer {
-    status: u16,
-    body: Body,
-    content_type: &'static str,
-    headers: Vec<(&'static str, String)>,
+pub(crate) struct Answer {
+    pub(crate) status: u16,
+    pub(crate) body: Body,
+    pub(crate) content_type: &'static str,
+    pub(crate) headers: Vec<(&'static str, String)>,
 }
 
 fn ok(value: impl Serialize) -> Result<Answer, AdminError> {
@@ -58,111 +59,6 @@ fn error(status: u16, message: &str) -> Answer {
         content_type: "application/json",
         headers: Vec::new(),
     }
-}
-
-/// Whether two digests are equal, compared without an early exit.
-fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The status page's cookie.
-const SESSION_COOKIE: &str = "sesguard_session";
-
-/// The session cookie's value for a token digest: derived from it, so the cookie never holds
-/// the token itself.
-fn session_value(token_digest: &[u8; 32]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"sesguard-status-page-session:");
-    hasher.update(token_digest);
-    hasher.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the request carries the status page's session cookie for `expected`.
-fn has_session(expected: &[u8; 32], request: &Request) -> bool {
-    let wanted = hex(&session_value(expected));
-    request
-        .headers()
-        .get_all("cookie")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| {
-            name == SESSION_COOKIE
-                && value.len() == wanted.len()
-                && same(
-                    &Sha256::digest(value.as_bytes()).into(),
-                    &Sha256::digest(wanted.as_bytes()).into(),
-                )
-        })
-}
-
-/// An HTML answer.
-fn html(status: u16, text: String) -> Answer {
-    Answer {
-        status,
-        body: Body::from(text),
-        content_type: "text/html; charset=utf-8",
-        headers: vec![
-            ("cache-control", "no-store".to_owned()),
-            (
-                "content-security-policy",
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_owned(),
-            ),
-        ],
-    }
-}
-
-fn redirect(to: &str) -> Answer {
-    let mut answer = html(303, String::new());
-    answer.headers.push(("location", to.to_owned()));
-    answer
-}
-
-/// The login form and its answer (local `token` auth only; with IAM the function URL signs
-/// requests, so a browser reaches the page through a SigV4-signing proxy).
-fn login(auth: &Auth, request: &Request) -> Answer {
-    let Auth::Token(Some(expected)) = auth else {
-        return html(
-            404,
-            crate::lambda::status_page::login(Some(
-                "no token sign-in here: this function authenticates with IAM (or has no token)",
-            )),
-        );
-    };
-    if request.method() != Method::POST {
-        return html(200, crate::lambda::status_page::login(None));
-    }
-    let token = std::str::from_utf8(request.body().as_ref())
-        .ok()
-        .and_then(|form| {
-            form.split('&').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name == "token").then(|| {
-                    percent_encoding::percent_decode_str(&value.replace('+', " "))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-            })
-        })
-        .unwrap_or_default();
-    if !same(&Sha256::digest(token.trim().as_bytes()).into(), expected) {
-        tracing::info!("status page sign-in refused: wrong token");
-        return html(401, crate::lambda::status_page::login(Some("wrong token")));
-    }
-    let mut answer = redirect("./");
-    answer.headers.push((
-        "set-cookie",
-        format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-            hex(&session_value(expected))
-        ),
-    ));
-    answer
 }
 
 /// The caller, or why the request is refused.
@@ -254,66 +150,57 @@ pub async fn handle(
     Ok(response.body(answer.body)?)
 }
 
-/// The status page, with the answer to its suppression lookup.
-async fn status_page(state: &AdminFunction, request: &Request) -> Answer {
-    use crate::lambda::status_page::{self, AccountView, Lookup};
-    let deps = &state.context;
-    let admin = Admin::new(deps, "status-page");
-    let now = deps.clock.now();
-    let rendered: Result<String, AdminError> = async {
-        let statuses = admin.accounts(now).await?;
-        let mut parts = Vec::with_capacity(statuses.len());
-        for status in &statuses {
-            let series = crate::app::status::rate_series(
-                deps.store.as_ref(),
-                &deps.config,
-                &status.name,
-                now,
-            )
-            .await?;
-            let history = deps.store.history(&status.name, 10).await?;
-            parts.push((series, history));
-        }
-        let lookup = match query(request).get("email").filter(|e| !e.trim().is_empty()) {
-            None => Lookup::None,
-            Some(email) => match admin.suppression(email).await {
-                Ok(found) => Lookup::Found(found),
-                Err(error @ (AdminError::NotFound(_) | AdminError::Invalid(_))) => {
-                    Lookup::NotFound(email.clone(), error.to_string())
-                }
-                Err(other) => return Err(other),
-            },
-        };
-        let views: Vec<AccountView<'_>> = statuses
-            .iter()
-            .zip(&parts)
-            .map(|(status, (series, history))| AccountView {
-                status,
-                series,
-                history,
-            })
-            .collect();
-        Ok(status_page::status(&views, &lookup, now))
+/// The methods a route of this shape answers (`None`: no such route).
+fn allowed(segments: &[&str]) -> Option<&'static str> {
+    Some(match segments {
+        ["accounts"] | ["accounts", _, "status" | "history"] => "GET",
+        ["accounts", _, "pause" | "resume" | "refill"]
+        | ["accounts", _, "streams", _, "pause" | "resume"] => "POST",
+        ["accounts", _, "limits"] => "GET, PATCH",
+        ["suppressions"] | ["suppressions", "export"] => "GET",
+        ["suppressions", "import"] | ["suppressions", "ses", "import" | "push"] => "POST",
+        ["suppressions", _] => "GET, PUT, DELETE",
+        ["policy", "templates"] => "GET, PUT",
+        ["audit"] => "GET",
+        _ => return None,
+    })
+}
+
+/// A pause's length as the document gives it: a whole number of seconds, minutes, hours or
+/// days (`30m`, `2h`).
+fn duration(text: &str) -> Result<std::time::Duration, AdminError> {
+    let refused = || {
+        AdminError::Invalid(format!(
+            "`duration` `{text}` is not a whole number (1 to 999999) of s, m, h or d, such as \"30m\""
+        ))
+    };
+    let Some(unit) = text.chars().last() else {
+        return Err(refused());
+    };
+    let number = &text[..text.len() - unit.len_utf8()];
+    let well_formed = (1..=6).contains(&number.len())
+        && !number.starts_with('0')
+        && number.bytes().all(|b| b.is_ascii_digit());
+    let seconds = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return Err(refused()),
+    };
+    if !well_formed {
+        return Err(refused());
     }
-    .await;
-    match rendered {
-        Ok(page) => html(200, page),
-        Err(failure) => {
-            tracing::error!(error = %error_chain(&failure), "status page not rendered");
-            html(
-                failure.http_status(),
-                format!(
-                    "<!doctype html><title>sesguard</title><p>The status page could not be read: {}</p>",
-                    crate::app::plot::escape(&error_chain(&failure))
-                ),
-            )
-        }
-    }
+    let count: u64 = number.parse().map_err(|_| refused())?;
+    Ok(std::time::Duration::from_secs(count * seconds))
 }
 
 /// The JSON body as an object (empty when there is no body).
 fn json_body(request: &Request) -> Result<serde_json::Map<String, Value>, AdminError> {
     let bytes = request.body().as_ref();
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(AdminError::Invalid("the body is not UTF-8 text".into()));
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Ok(serde_json::Map::new());
     }
@@ -363,7 +250,7 @@ fn limit(query: &HashMap<String, String>, default: usize) -> Result<usize, Admin
 }
 
 /// The query parameters: those the event carried, and those of the URI.
-fn query(request: &Request) -> HashMap<String, String> {
+pub(crate) fn query(request: &Request) -> HashMap<String, String> {
     let mut query: HashMap<String, String> = HashMap::new();
     let decode = |text: &str| {
         percent_encoding::percent_decode_str(&text.replace('+', " "))
@@ -407,6 +294,16 @@ async fn route(
         .collect::<Result<_, _>>()?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method();
+    if let Some(methods) = allowed(&segments)
+        && !methods.split(", ").any(|m| m == method.as_str())
+    {
+        let mut answer = error(
+            405,
+            &format!("{method} is not a method of {path}: it answers {methods}"),
+        );
+        answer.headers.push(("allow", methods.to_owned()));
+        return Ok(answer);
+    }
     match (method, segments.as_slice()) {
         (&Method::GET, ["accounts"]) => ok(json!({ "accounts": admin.accounts(now).await? })),
         (&Method::GET, ["accounts", name, "status"]) => ok(admin.account(name, now).await?),
@@ -432,10 +329,7 @@ async fn route(
             let reason = reason(&mut body, &query)?;
             let duration = match body.remove("duration") {
                 None | Some(Value::Null) => None,
-                Some(Value::String(text)) if *action == "pause" => Some(
-                    humantime::parse_duration(&text)
-                        .map_err(|e| AdminError::Invalid(format!("`duration` `{text}`: {e}")))?,
-                ),
+                Some(Value::String(text)) if *action == "pause" => Some(duration(&text)?),
                 Some(_) => {
                     return Err(AdminError::Invalid(
                         "`duration` is a pause's length such as \"30m\"".into(),
@@ -525,6 +419,11 @@ async fn route(
             let reason = query.get("reason").cloned().unwrap_or_default();
             let text = std::str::from_utf8(request.body().as_ref())
                 .map_err(|_| AdminError::Invalid("the body is not UTF-8 text".into()))?;
+            if text.trim().is_empty() {
+                return Err(AdminError::Invalid(
+                    "the body is empty: send the addresses as CSV or JSON lines".into(),
+                ));
+            }
             let mut importer = admin.importer(format, &reason, now)?;
             for line in text.lines() {
                 importer.line(line).await?;

@@ -8,6 +8,7 @@ use std::sync::{Arc, Mutex};
 use lambda_http::http::Method;
 use lambda_http::{Body, Request};
 use serde_json::{Value, json};
+use sesguard::adapters::sesv2::NoSes;
 use sesguard::app::Context;
 use sesguard::lambda::admin::handle;
 use sesguard::wiring::{AdminFunction, Auth};
@@ -112,8 +113,8 @@ fn template_of(doc: &Value, path: &str) -> Option<String> {
         .cloned()
 }
 
-/// SES for the primary account only, on SDK mocks: its account-level suppression list holds
-/// two addresses, and takes any pushed. The backup has no client, so its calls fail.
+/// SES on SDK mocks: the primary's account-level suppression list holds two addresses and
+/// takes any pushed; the backup's SES throttles every call (a 502 for the caller).
 fn ses_of_primary() -> sesguard::adapters::sesv2::Sesv2Accounts {
     use aws_sdk_sesv2::operation::list_suppressed_destinations::ListSuppressedDestinationsOutput;
     use aws_sdk_sesv2::operation::put_suppressed_destination::PutSuppressedDestinationOutput;
@@ -141,14 +142,29 @@ fn ses_of_primary() -> sesguard::adapters::sesv2::Sesv2Accounts {
     });
     let put = mock!(aws_sdk_sesv2::Client::put_suppressed_destination)
         .then_output(|| PutSuppressedDestinationOutput::builder().build());
-    sesguard::adapters::sesv2::Sesv2Accounts::with_clients(std::collections::HashMap::from([(
-        "primary".to_owned(),
-        sesguard::adapters::sesv2::AccountClient {
-            client: crate::helpers::mocked_sesv2(&[&list, &put]),
-            enforcement: sesguard::config::Enforcement::Off,
-            configuration_set: None,
-        },
-    )]))
+    let throttled = || {
+        aws_sdk_sesv2::types::error::TooManyRequestsException::builder()
+            .message("Rate exceeded")
+            .build()
+    };
+    use aws_sdk_sesv2::operation::list_suppressed_destinations::ListSuppressedDestinationsError;
+    use aws_sdk_sesv2::operation::put_suppressed_destination::PutSuppressedDestinationError;
+    let list_throttled = mock!(aws_sdk_sesv2::Client::list_suppressed_destinations)
+        .then_error(move || ListSuppressedDestinationsError::TooManyRequestsException(throttled()));
+    let put_throttled = mock!(aws_sdk_sesv2::Client::put_suppressed_destination)
+        .then_error(move || PutSuppressedDestinationError::TooManyRequestsException(throttled()));
+    let client = |rules: &[&aws_smithy_mocks::Rule]| sesguard::adapters::sesv2::AccountClient {
+        client: crate::helpers::mocked_sesv2(rules),
+        enforcement: sesguard::config::Enforcement::Off,
+        configuration_set: None,
+    };
+    sesguard::adapters::sesv2::Sesv2Accounts::with_clients(std::collections::HashMap::from([
+        ("primary".to_owned(), client(&[&list, &put])),
+        (
+            "backup".to_owned(),
+            client(&[&list_throttled, &put_throttled]),
+        ),
+    ]))
 }
 
 struct Api {
@@ -218,6 +234,10 @@ impl Api {
         let path = uri.split('?').next().unwrap();
         let verb = method.as_str().to_lowercase();
         match template_of(&doc, path).filter(|t| doc["paths"][t].get(&verb).is_some()) {
+            None if template_of(&doc, path).is_some() => assert_eq!(
+                answer.status, 405,
+                "{method} {uri}: a documented path, not this method"
+            ),
             None => assert_eq!(answer.status, 404, "{method} {uri} is not documented"),
             Some(template) => {
                 let operation = &doc["paths"][&template][&verb];
@@ -783,6 +803,31 @@ async fn every_documented_route_answers_as_documented() {
         "the removed record"
     );
     api.call(M::GET, "/audit?limit=x", None).await;
+    // A local run's SES cannot be asked at all: 409, not a 502 (the routes' 409s are seen here).
+    let mut local = Api::new();
+    local.state.context = local.state.context.clone().with_ses(Arc::new(NoSes));
+    local
+        .call(
+            M::PUT,
+            "/suppressions/a@example.com",
+            Some(r#"{"reason":"x"}"#),
+        )
+        .await;
+    for route in ["/suppressions/ses/import", "/suppressions/ses/push"] {
+        let refused = local
+            .call(
+                M::POST,
+                route,
+                Some(r#"{"reason":"sync","account":"backup"}"#),
+            )
+            .await;
+        assert_eq!(refused.status, 409, "{route}: {}", refused.text);
+        assert!(refused.text.contains("SES"), "{}", refused.text);
+    }
+    api.seen
+        .lock()
+        .unwrap()
+        .extend(local.seen.into_inner().unwrap());
 
     // Every documented operation was called, and every documented status seen.
     let doc = doc();
@@ -811,7 +856,7 @@ async fn every_documented_route_answers_as_documented() {
 async fn bad_input_is_refused_with_a_message_naming_the_problem() {
     let api = Api::new();
     use Method as M;
-    let cases: [(M, &str, Option<&str>, u16, &str); 10] = [
+    let cases: [(M, &str, Option<&str>, u16, &str); 11] = [
         (
             M::POST,
             "/accounts/primary/pause",
@@ -872,8 +917,15 @@ async fn bad_input_is_refused_with_a_message_naming_the_problem() {
             M::DELETE,
             "/accounts",
             None,
+            405,
+            "DELETE is not a method of /accounts: it answers GET",
+        ),
+        (
+            M::GET,
+            "/no/such/route",
+            None,
             404,
-            "no route DELETE /accounts",
+            "no route GET /no/such/route",
         ),
         (
             M::PATCH,
@@ -1084,4 +1136,119 @@ async fn the_status_page_has_its_own_sign_in_and_its_cookie_opens_nothing_else()
         .raw(request(Method::GET, "/", Some("sesguard_session=00"), None))
         .await;
     assert_eq!(forged.status, 303, "a forged cookie is sent to sign in");
+}
+
+#[tokio::test]
+async fn bodies_that_are_not_utf8_json_or_an_object_are_refused_by_name() {
+    let api = Api::new();
+    let send = |method: Method, path: &str, body: Vec<u8>| {
+        lambda_http::http::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .header("content-type", "application/json")
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let cases: [(&[u8], &str); 4] = [
+        (b"\xff\x1f8\t$", "the body is not UTF-8 text"),
+        (b"1E", "the body is not JSON"),
+        (b"[1]", "the body must be a JSON object"),
+        (br#"{"reason":" \t\n"}"#, "a reason is required"),
+    ];
+    for (body, expected) in cases {
+        let answer = api
+            .raw(send(Method::POST, "/accounts/primary/pause", body.to_vec()))
+            .await;
+        assert_eq!(answer.status, 400, "{}", answer.text);
+        assert!(
+            answer.body["error"].as_str().unwrap().contains(expected),
+            "{}",
+            answer.text
+        );
+    }
+    let empty = api
+        .raw(send(
+            Method::POST,
+            "/suppressions/import?reason=x",
+            Vec::new(),
+        ))
+        .await;
+    assert_eq!(empty.status, 400);
+    assert!(empty.text.contains("the body is empty"), "{}", empty.text);
+}
+
+#[tokio::test]
+async fn a_method_a_route_does_not_answer_is_405_with_the_methods_it_does() {
+    let api = Api::new();
+    for (method, path, allow) in [
+        (Method::TRACE, "/accounts", "GET"),
+        (Method::DELETE, "/accounts/primary/limits", "GET, PATCH"),
+        (Method::GET, "/suppressions/import", "POST"),
+        (
+            Method::POST,
+            "/suppressions/someone%40example.com",
+            "GET, PUT, DELETE",
+        ),
+    ] {
+        let request = lambda_http::http::Request::builder()
+            .method(method.clone())
+            .uri(path)
+            .header("authorization", format!("Bearer {TOKEN}"))
+            .body(Body::Empty)
+            .unwrap();
+        let answer = api.raw(request).await;
+        assert_eq!(answer.status, 405, "{method} {path}: {}", answer.text);
+        assert_eq!(answer.headers["allow"].to_str().unwrap(), allow);
+    }
+}
+
+#[tokio::test]
+async fn a_pause_length_and_the_limits_are_read_as_the_document_says() {
+    let api = Api::new();
+    let pause = |duration: &str| format!(r#"{{"reason":"x","duration":"{duration}"}}"#);
+    for refused in [
+        "1h 30m",
+        "0m",
+        "30",
+        "m",
+        "30M",
+        "1234567s",
+        "\\u00ae\\u0086",
+    ] {
+        let answer = api
+            .call(
+                Method::POST,
+                "/accounts/primary/pause",
+                Some(&pause(refused)),
+            )
+            .await;
+        assert_eq!(answer.status, 400, "{refused}: {}", answer.text);
+    }
+    let paused = api
+        .call(Method::POST, "/accounts/primary/pause", Some(&pause("30m")))
+        .await;
+    assert_eq!(paused.status, 200, "{}", paused.text);
+
+    // A whole number written with a fraction is the same count; a fraction is not a count,
+    // and a null capacity says nothing.
+    let path = "/accounts/primary/limits";
+    let whole = api
+        .call(
+            Method::PATCH,
+            path,
+            Some(r#"{"reason":"x","per_hour":284.0}"#),
+        )
+        .await;
+    assert_eq!(whole.status, 200, "{}", whole.text);
+    assert_eq!(whole.body["patch"]["per_hour"], 284);
+    for refused in [
+        r#"{"reason":"x","per_hour":284.5}"#,
+        r#"{"reason":"x","per_hour":-1}"#,
+        r#"{"reason":"x","capacity":null}"#,
+        r#"{"reason":"x","enabled":null}"#,
+    ] {
+        let answer = api.call(Method::PATCH, path, Some(refused)).await;
+        assert_eq!(answer.status, 400, "{refused}: {}", answer.text);
+    }
 }

@@ -37,7 +37,7 @@ pub enum AdminError {
     /// The store failed (503).
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// SES failed (502).
+    /// SES failed (502), or cannot be asked at all in this run (409).
     #[error(transparent)]
     Ses(#[from] SesError),
 }
@@ -50,6 +50,8 @@ impl AdminError {
             AdminError::Invalid(_) => 400,
             AdminError::Conflict(_) => 409,
             AdminError::Store(_) => 503,
+            // SES cannot be asked about this account at all (a local run): not a fault of SES.
+            AdminError::Ses(error) if error.permanent => 409,
             AdminError::Ses(_) => 502,
         }
     }
@@ -99,7 +101,7 @@ pub struct Admin<'a> {
 }
 
 fn require_reason(reason: &str) -> Result<(), AdminError> {
-    if reason.trim().is_empty() {
+    if !crate::app::control::reason_given(reason) {
         return Err(AdminError::Invalid(
             "a reason is required: say why, it is recorded".into(),
         ));

@@ -290,7 +290,9 @@ pub async fn run(
                     clock_text(now)
                 )),
                 Err(other) => {
-                    return Err(SimulateError::Step(format!("the operator's resume: {other}")));
+                    return Err(SimulateError::Step(format!(
+                        "the operator's resume: {other}"
+                    )));
                 }
             }
         }

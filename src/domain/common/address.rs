@@ -14,6 +14,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 const MAX_LOCAL: usize = 64;
 const MAX_DOMAIN: usize = 253;
 const MAX_LABEL: usize = 63;
+/// The longest address a mail path carries (RFC 5321: 256 octets of path, less the brackets).
+const MAX_ADDRESS: usize = 254;
 
 /// A normalised, syntactically valid recipient address.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -55,7 +57,7 @@ impl EmailAddress {
         if !valid_local(local) {
             return Err(AddressError::LocalPart(raw.to_owned()));
         }
-        if !valid_domain(domain) {
+        if !valid_domain(domain) || local.len() + 1 + domain.len() > MAX_ADDRESS {
             return Err(AddressError::Domain(raw.to_owned()));
         }
         Ok(Self(format!("{local}@{domain}").to_lowercase()))

@@ -48,10 +48,18 @@ impl RateLimits {
 #[serde(deny_unknown_fields)]
 pub struct LimitsPatch {
     /// Token bucket capacity (a burst), at least 1.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub capacity: Option<f64>,
     /// Tokens added per second, more than 0.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub refill_per_second: Option<f64>,
     /// Sends per calendar minute (`null`: unlimited).
     #[serde(
@@ -75,17 +83,39 @@ pub struct LimitsPatch {
     )]
     pub per_day: Option<Option<u64>>,
     /// Off: the limiter grants everything.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        deserialize_with = "not_null",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub enabled: Option<bool>,
 }
 
-/// A field that is present, with a value or `null`.
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+/// A count that is present, with a value or `null`. JSON has one kind of number, so a whole
+/// number written with a fraction (`284.0`) is the same count as `284`.
+fn present<'de, D>(deserializer: D) -> Result<Option<Option<u64>>, D::Error>
 where
     D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
 {
-    Option::<T>::deserialize(deserializer).map(Some)
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Count {
+        Whole(u64),
+        Written(f64),
+    }
+    match Option::<Count>::deserialize(deserializer)? {
+        None => Ok(Some(None)),
+        Some(Count::Whole(n)) => Ok(Some(Some(n))),
+        // 2^64 itself is past u64's range: `<` the bound, not `<=`.
+        Some(Count::Written(x))
+            if x >= 0.0 && x.fract() == 0.0 && x < 18_446_744_073_709_551_616.0 =>
+        {
+            Ok(Some(Some(x as u64)))
+        }
+        Some(Count::Written(x)) => Err(serde::de::Error::custom(format!(
+            "`{x}` is not a count: a whole number from 0"
+        ))),
+    }
 }
 
 /// Limits that cannot work.
@@ -96,6 +126,15 @@ pub struct InvalidLimits {
     pub field: &'static str,
     /// What is wrong.
     pub problem: &'static str,
+}
+
+/// A field that may be left out but, when given, is not `null` (which would say nothing).
+fn not_null<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
 }
 
 impl LimitsPatch {
