@@ -28,14 +28,24 @@ def main():
     try:
         args = sys.argv[1:] or ["--seed", "1"]
         done = subprocess.run(
-            [SCHEMATHESIS, "run", "infra/openapi.json",
+            [SCHEMATHESIS, "run", str(ROOT / "infra/openapi.json"),
              "--url", f"http://127.0.0.1:{watch.port}/lambda-url/admin",
-             "--checks", "all", "--workers", "1", "--no-color",
+             "--checks", "all", "--workers", "1", "--no-color", "--request-timeout", "60", "--rate-limit", "40/s",
              "-H", f"Authorization: Bearer {demo.TOKEN}", *args],
-            cwd=ROOT, env={**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+            # Run outside the tree: `cargo lambda watch` restarts the functions when files in it
+            # change, and schemathesis keeps its example database in its working directory.
+            cwd=work, env={**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
                            "PYTHONPATH": str(ROOT / "tests")},
             timeout=900,
         )
+        if done.returncode != 0:
+            # What the emulator and the function said, for the failure's cause.
+            kept = ROOT / "target" / "api-check-watch.log"
+            kept.parent.mkdir(exist_ok=True)
+            shutil.copy(work / "watch.log", kept)
+            print(f"--- cargo lambda watch's log: {kept}; its errors: ---")
+            lines = kept.read_text().splitlines()
+            print("\n".join([line for line in lines if "ERROR" in line or "panicked" in line][-20:]))
         return done.returncode
     finally:
         watch.stop()

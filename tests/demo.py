@@ -294,8 +294,8 @@ def story(watch, work):
         if "quarantined" in line or line.startswith("==") or "peak primary:" in line or "picture" in line:
             print(f"   {line.strip()}")
     expect(simulation.returncode == 0 and picture.exists(), f"the picture: {picture}", simulation.stderr)
-    print(f"\n   The status page: `make watch`, then open http://127.0.0.1:9000/lambda-url/admin/ "
-          f"and sign in with $SESGUARD_ADMIN_TOKEN (this demo's was {TOKEN}).")
+    print("\n   The status page: `SESGUARD_ADMIN_TOKEN=<16+ characters> make watch`, then open "
+          "http://127.0.0.1:9000/lambda-url/admin/ and sign in with that token.")
 
 
 if __name__ == "__main__":
