@@ -311,7 +311,13 @@ impl<'a> Ingestor<'a> {
         if settles.is_empty() {
             return;
         }
-        let keys: Vec<SendKey> = settles.iter().map(|(_, k)| k.clone()).collect();
+        // A message's Send and Delivery events often come in one batch: each key once.
+        let keys: Vec<SendKey> = settles
+            .iter()
+            .map(|(_, k)| k.clone())
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
         match sends.settle(&keys, now).await {
             Ok(0) => {}
             Ok(settled) => tracing::info!(

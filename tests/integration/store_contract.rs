@@ -843,8 +843,12 @@ async fn a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out(stor
     );
 
     // Settled by its Send event: sent, and kept for the key's window.
+    // A message's Send and Delivery events name it twice.
     let settled = store
-        .settle(&[key("a"), key("never-claimed")], retry.claimed_at)
+        .settle(
+            &[key("a"), key("never-claimed"), key("a")],
+            retry.claimed_at,
+        )
         .await
         .unwrap();
     assert_eq!(settled, 1);

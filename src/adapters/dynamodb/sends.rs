@@ -142,10 +142,12 @@ impl SendLedger for DynamoStore {
         if keys.is_empty() {
             return Ok(0);
         }
+        // DynamoDB refuses a batch that names one key twice.
+        let unique: std::collections::BTreeSet<&SendKey> = keys.iter().collect();
         let items = self
             .batch_get(
                 &self.tables.state,
-                keys.iter().map(record_key).collect(),
+                unique.into_iter().map(record_key).collect(),
                 consistent,
                 action,
             )
