@@ -272,9 +272,12 @@ pub struct IngestConfig {
     /// The soft-bounce window (default `14d`).
     #[serde(with = "humantime_serde")]
     pub soft_bounce_window: Duration,
-    /// How long a notification is remembered for de-duplication (default `14d`).
+    /// How long a bounce or complaint is remembered for de-duplication (default `14d`).
     #[serde(with = "humantime_serde")]
     pub dedup_ttl: Duration,
+    /// How long a Send or Delivery event is remembered (default `6h`).
+    #[serde(with = "humantime_serde")]
+    pub report_dedup_ttl: Duration,
     /// Feedback about SES mailbox-simulator recipients: `ignore` (default, as SES's rates do)
     /// or `count` (counted, never suppressed: for rehearsals on an emulator).
     pub simulator_feedback: SimulatorFeedback,
@@ -287,6 +290,7 @@ impl Default for IngestConfig {
             soft_bounce_threshold: policy.soft_bounce.threshold,
             soft_bounce_window: policy.soft_bounce.window,
             dedup_ttl: policy.dedup_ttl,
+            report_dedup_ttl: policy.report_dedup_ttl,
             simulator_feedback: policy.simulator,
         }
     }
@@ -487,6 +491,7 @@ impl Config {
                 bucket: self.window.bucket,
             },
             dedup_ttl: self.ingest.dedup_ttl,
+            report_dedup_ttl: self.ingest.report_dedup_ttl,
             simulator: self.ingest.simulator_feedback,
         }
     }

@@ -69,6 +69,12 @@ impl Config {
                 "must be at least 1h: SQS retries for days",
             ));
         }
+        if self.ingest.report_dedup_ttl < Duration::from_secs(3600) {
+            return Err(invalid(
+                "ingest.report_dedup_ttl",
+                "must be at least 1h: an ingest message is received up to 5 times, 3 minutes apart",
+            ));
+        }
         if self.sender.in_doubt < Duration::from_secs(60) {
             return Err(invalid(
                 "sender.in_doubt",

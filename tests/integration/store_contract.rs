@@ -14,7 +14,7 @@ use sesguard::domain::reputation::guard::{
 };
 use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
-use sesguard::ports::{ApplyError, Store};
+use sesguard::ports::{ApplyError, CounterWindow, FeedbackLedger, Store};
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample};
 
@@ -967,4 +967,84 @@ async fn concurrent_senders_never_get_more_tokens_than_the_bucket_holds() {
         granted, 14,
         "6 instances asking 5 each share one bucket of 14"
     );
+}
+
+#[tokio::test]
+async fn a_busy_bucket_is_written_across_its_shards_and_read_as_one() {
+    use aws_sdk_dynamodb::types::AttributeValue;
+    let store = crate::helpers::dynamodb().await;
+    let start = Timestamp::from_millis(1_800_000_000_000);
+    let one_send = |stream: &str| CounterDelta {
+        account: "primary".into(),
+        bucket: Bucket::of(
+            start,
+            &[(
+                stream,
+                Counts {
+                    sends: 1,
+                    ..Counts::default()
+                },
+            )],
+        ),
+        expires_at: start.plus(std::time::Duration::from_secs(86_400)),
+    };
+    for i in 0..16 {
+        let change = ChangeSet {
+            now: now(),
+            counters: vec![one_send(if i % 2 == 0 { "a" } else { "b" })],
+            ..ChangeSet::default()
+        };
+        store.apply(&change).await.unwrap();
+    }
+    // A bucket written before shards existed (`bucket#MILLIS`) still counts.
+    let client = crate::helpers::dynamodb_client(None);
+    let tables = store.tables();
+    client
+        .put_item()
+        .table_name(&tables.state)
+        .item("pk", AttributeValue::S("account#primary".into()))
+        .item(
+            "sk",
+            AttributeValue::S(format!("bucket#{:015}", start.as_millis())),
+        )
+        .item(
+            "bucket_start",
+            AttributeValue::N(start.as_millis().to_string()),
+        )
+        .item("sends", AttributeValue::N("5".into()))
+        .send()
+        .await
+        .unwrap();
+    let items = client
+        .query()
+        .table_name(&tables.state)
+        .key_condition_expression("pk = :pk AND begins_with(sk, :bucket)")
+        .expression_attribute_values(":pk", AttributeValue::S("account#primary".into()))
+        .expression_attribute_values(":bucket", AttributeValue::S("bucket#".into()))
+        .send()
+        .await
+        .unwrap()
+        .items
+        .unwrap();
+    let written: Vec<u64> = items
+        .iter()
+        .map(|item| match item.get("sends") {
+            Some(AttributeValue::N(n)) => n.parse().unwrap(),
+            _ => 0,
+        })
+        .collect();
+    assert_eq!(
+        items.len(),
+        1 + usize::from(sesguard::adapters::dynamodb::COUNTER_SHARDS),
+        "sixteen writes over eight shards, and the old item"
+    );
+    assert!(
+        written[1..].iter().all(|&n| n == 2),
+        "round robin: each shard written twice, {written:?}"
+    );
+    let window = store.window("primary", start, start).await.unwrap();
+    assert_eq!(window.buckets.len(), 1, "one bucket, however many items");
+    assert_eq!(window.buckets[0].total.sends, 21);
+    assert_eq!(window.buckets[0].streams["a"].sends, 8);
+    assert_eq!(window.buckets[0].streams["b"].sends, 8);
 }

@@ -104,7 +104,10 @@ impl DynamoStore {
         let built = Update::builder()
             .table_name(&self.tables.state)
             .key("pk", s(account_key(&delta.account)))
-            .key("sk", s(bucket_sort_key(delta.bucket.start)))
+            .key(
+                "sk",
+                s(bucket_shard_key(delta.bucket.start, self.shards.pick())),
+            )
             .update_expression(x.update_expression())
             .set_expression_attribute_names(Some(x.names))
             .set_expression_attribute_values(Some(x.values))

@@ -130,8 +130,14 @@ impl Expression {
     }
 }
 
+/// The lowest sort key of the bucket starting at `start`: each of its shards sorts after it.
 pub(super) fn bucket_sort_key(start: Timestamp) -> String {
     format!("bucket#{:015}", start.as_millis().max(0))
+}
+
+/// The sort key of one shard of the bucket starting at `start`.
+pub(super) fn bucket_shard_key(start: Timestamp, shard: u16) -> String {
+    format!("{}#{shard:03}", bucket_sort_key(start))
 }
 
 pub(super) fn account_key(account: &str) -> String {

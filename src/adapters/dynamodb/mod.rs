@@ -5,8 +5,8 @@
 //!   and never expire; soft-bounce trackers expire a window after their last bounce.
 //! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), send
 //!   records (`send#KEY` / `send`, with `owner`, `state`, `claimed_at`), counter
-//!   buckets (`account#NAME` / `bucket#MILLIS`, per-stream counters as `s:STREAM:COUNTER`
-//!   attributes of the same item), the account's guard state (`account#NAME` /
+//!   buckets in shards (`account#NAME` / `bucket#MILLIS#SHARD`, per-stream counters as
+//!   `s:STREAM:COUNTER` attributes of the same item; readers add a bucket's shards up), the account's guard state (`account#NAME` /
 //!   `bucket~state`, sorting after the buckets so one query reads both), its history
 //!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
 //!   (`unconfigured-accounts` / NAME), the template policy (`policy` / `templates`), and the
@@ -107,17 +107,66 @@ impl From<&TablesConfig> for Tables {
     }
 }
 
+/// Items each counter bucket is written across by default. A bucket item takes every
+/// counter write of its account in its quarter hour — ingest's and the senders' — about 0.3
+/// writes per message sent with its feedback (README, "Scale"); eight shards keep an item
+/// under 40 writes a second at 1,000 sends a second, well inside DynamoDB's 1,000 a second
+/// per partition, while the window query reads eight items per bucket.
+pub const COUNTER_SHARDS: u16 = 8;
+
 /// A DynamoDB-backed store.
 #[derive(Debug, Clone)]
 pub struct DynamoStore {
     client: Client,
     tables: Tables,
+    shards: Shards,
+}
+
+/// Picks the shard of each counter write: round robin from a random start, so that one
+/// instance spreads its writes evenly and instances do not move in step.
+#[derive(Debug, Clone)]
+struct Shards {
+    count: u16,
+    next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl Shards {
+    fn new(count: u16) -> Self {
+        use std::hash::{BuildHasher, RandomState};
+        let start = RandomState::new().hash_one(std::time::SystemTime::now());
+        Self {
+            count: count.max(1),
+            next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start)),
+        }
+    }
+
+    fn pick(&self) -> u16 {
+        let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        (n % u64::from(self.count)) as u16
+    }
 }
 
 impl DynamoStore {
-    /// A store over these tables with this client (built once at init).
+    /// A store over these tables with this client (built once at init), writing counter
+    /// buckets across [`COUNTER_SHARDS`] items.
     pub fn new(client: Client, tables: Tables) -> Self {
-        Self { client, tables }
+        Self {
+            client,
+            tables,
+            shards: Shards::new(COUNTER_SHARDS),
+        }
+    }
+
+    /// The tables it uses.
+    pub fn tables(&self) -> &Tables {
+        &self.tables
+    }
+
+    /// The same store writing each counter bucket across `shards` items (at least one).
+    /// Readers add up whatever shards exist, so the number may change at any time.
+    pub fn with_counter_shards(mut self, shards: u16) -> Self {
+        self.shards = Shards::new(shards);
+        self
     }
 
     /// Writes up to 25 requests to the state table in one `BatchWriteItem`, retrying

@@ -1,4 +1,5 @@
-//! Counter buckets and the guard state of an account, read in one query over its partition.
+//! Counter buckets and the guard state of an account, read in one query over its partition;
+//! a bucket's shards (adjacent in key order) are added up as they come.
 
 use super::*;
 
@@ -31,8 +32,10 @@ impl CounterWindow for DynamoStore {
                     window.state = parse_account_state(account, &item)?;
                 } else {
                     let bucket = parse_bucket(&item)?;
-                    if bucket.start <= last {
-                        window.buckets.push(bucket);
+                    match window.buckets.last_mut() {
+                        _ if bucket.start > last => {}
+                        Some(previous) if previous.start == bucket.start => previous.absorb(bucket),
+                        _ => window.buckets.push(bucket),
                     }
                 }
             }

@@ -28,9 +28,14 @@ pub struct IngestPolicy {
     pub soft_bounce: SoftBouncePolicy,
     /// The rolling window of the account counters.
     pub window: WindowConfig,
-    /// How long a notification's de-duplication claim is kept (default 14 days, the longest
-    /// an SQS message can be retried).
+    /// How long the de-duplication claim of a bounce or complaint is kept (default 14 days,
+    /// the longest an SQS message, or its copy in a dead-letter queue, lives).
     pub dedup_ttl: Duration,
+    /// How long the claim of a Send or Delivery event is kept (default 6 hours): they come
+    /// back only as redeliveries, within minutes (README, "Scale"); a late copy would count
+    /// one send or delivery twice, never suppress or pause anything. At 1,000 sends a second
+    /// these are two claims per message: 43 million live items at 6 hours, not 2.4 billion.
+    pub report_dedup_ttl: Duration,
     /// Whether feedback about mailbox-simulator recipients counts (default: it does not, as
     /// SES's own rates ignore it). For rehearsals on an emulator only.
     pub simulator: SimulatorFeedback,
@@ -48,12 +53,33 @@ pub enum SimulatorFeedback {
     Count,
 }
 
+impl IngestPolicy {
+    /// How long the claim of `effects` is kept: a notification that suppresses or counts
+    /// against the account's reputation as long as any copy of it can arrive, a report of a
+    /// send or delivery as long as a redelivery can.
+    pub fn claim_ttl(&self, effects: &Effects) -> Duration {
+        let feedback =
+            effects.counts.hard_bounces + effects.counts.soft_bounces + effects.counts.complaints
+                > 0
+                || effects
+                    .addresses
+                    .iter()
+                    .any(|a| !matches!(a.kind, AddressEventKind::Delivered));
+        if feedback {
+            self.dedup_ttl
+        } else {
+            self.report_dedup_ttl.min(self.dedup_ttl)
+        }
+    }
+}
+
 impl Default for IngestPolicy {
     fn default() -> Self {
         Self {
             soft_bounce: SoftBouncePolicy::default(),
             window: WindowConfig::default(),
             dedup_ttl: Duration::from_secs(14 * 24 * 3600),
+            report_dedup_ttl: Duration::from_secs(6 * 3600),
             simulator: SimulatorFeedback::Ignore,
         }
     }
@@ -363,7 +389,7 @@ pub fn plan(
         .iter()
         .map(|e| Claim {
             key: e.key.clone(),
-            expires_at: now.plus(policy.dedup_ttl),
+            expires_at: now.plus(policy.claim_ttl(e)),
         })
         .collect();
 
@@ -533,6 +559,42 @@ mod tests {
         ) {
             Assessment::Apply(effects) => *effects,
             Assessment::Ignore(reason) => panic!("ignored: {reason}"),
+        }
+    }
+
+    #[test]
+    fn bounces_and_complaints_are_remembered_for_weeks_sends_and_deliveries_for_hours() {
+        let policy = IngestPolicy::default();
+        let ttl = |sample: &str| {
+            let effects = effects(sample);
+            let change = plan(
+                std::slice::from_ref(&effects),
+                &HashMap::new(),
+                &Origins::new(),
+                &policy,
+                Timestamp::from_millis(NOW),
+            );
+            change.claims[0]
+                .expires_at
+                .since(Timestamp::from_millis(NOW))
+        };
+        let days = |n: u64| Duration::from_secs(n * 86_400);
+        let hours = |n: u64| Duration::from_secs(n * 3600);
+        for sample in [
+            include_str!("../../../events/ses/bounce-permanent.json"),
+            include_str!("../../../events/ses/bounce-transient.json"),
+            include_str!("../../../events/ses/complaint.json"),
+            include_str!("../../../events/ses/complaint-not-spam.json"),
+            include_str!("../../../events/ses/event-bounce.json"),
+        ] {
+            assert_eq!(ttl(sample), days(14));
+        }
+        for sample in [
+            include_str!("../../../events/ses/delivery.json"),
+            include_str!("../../../events/ses/event-delivery.json"),
+            include_str!("../../../events/ses/event-send.json"),
+        ] {
+            assert_eq!(ttl(sample), hours(6));
         }
     }
 

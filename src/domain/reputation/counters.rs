@@ -176,6 +176,15 @@ impl Bucket {
         }
         bucket
     }
+
+    /// Adds `other`'s counts (of the same start) to this bucket: the parts of one bucket
+    /// written apart (shards, or deltas of one batch) read as one.
+    pub fn absorb(&mut self, other: Bucket) {
+        self.total += other.total;
+        for (stream, counts) in other.streams {
+            *self.streams.entry(stream).or_default() += counts;
+        }
+    }
 }
 
 /// What one batch adds to one account's bucket: the counter write.
@@ -201,10 +210,7 @@ impl CounterDelta {
                 }
                 std::collections::btree_map::Entry::Occupied(mut slot) => {
                     let into = slot.get_mut();
-                    into.bucket.total += delta.bucket.total;
-                    for (stream, counts) in delta.bucket.streams {
-                        *into.bucket.streams.entry(stream).or_default() += counts;
-                    }
+                    into.bucket.absorb(delta.bucket);
                     into.expires_at = into.expires_at.max(delta.expires_at);
                 }
             }
