@@ -1,6 +1,8 @@
 //! Logging and metrics plumbing shared by every binary: JSON `tracing` logs on stderr for the
 //! functions, quiet human ones for the CLI (`init_cli`), error
-//! cause chains flattened into one line, and CloudWatch embedded-metric-format (EMF) lines.
+//! cause chains flattened into one line, CloudWatch embedded-metric-format (EMF) lines, and
+//! the process's count of store contention (conflicts and throttles) that the functions report
+//! as metrics.
 
 use std::error::Error;
 use std::fmt::Write as _;
@@ -42,6 +44,61 @@ pub fn init_cli(verbosity: u8, json: bool) {
         builder.json().with_current_span(false).init();
     } else {
         builder.without_time().init();
+    }
+}
+
+/// How often the store pushed back since the last report: conditional writes and
+/// transactions that lost a race and were retried (`conflicts`), and requests refused for
+/// throughput (`throttles`). Counted where it happens (the store adapters), reported by each
+/// function once per invocation as EMF metrics (`store_conflicts`, `store_throttles`, by
+/// `component` = `store`, and by function), which the template alarms on.
+#[derive(Debug, Default)]
+pub struct Contention {
+    conflicts: std::sync::atomic::AtomicU64,
+    throttles: std::sync::atomic::AtomicU64,
+}
+
+/// This process's contention counts.
+pub static CONTENTION: Contention = Contention {
+    conflicts: std::sync::atomic::AtomicU64::new(0),
+    throttles: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl Contention {
+    /// A write lost a race and is retried.
+    pub fn conflict(&self) {
+        self.conflicts
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// A request was refused for throughput.
+    pub fn throttle(&self) {
+        self.throttles
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The counts since the last call, `(conflicts, throttles)`, starting again from zero.
+    pub fn take(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (
+            self.conflicts.swap(0, Relaxed),
+            self.throttles.swap(0, Relaxed),
+        )
+    }
+
+    /// The EMF line of [`Self::take`] for `function`, when there is anything to report.
+    pub fn report(&self, function: &str, at: Timestamp) -> Option<String> {
+        let (conflicts, throttles) = self.take();
+        (conflicts + throttles > 0).then(|| {
+            emf_line(
+                at,
+                &[("component", "store"), ("function", function)],
+                &[
+                    ("store_conflicts", conflicts),
+                    ("store_throttles", throttles),
+                ],
+            )
+        })
     }
 }
 
@@ -118,6 +175,30 @@ mod tests {
     fn error_chains_show_every_cause_once() {
         let error = Outer(std::io::Error::other("disk on fire"));
         assert_eq!(error_chain(&error), "outer: disk on fire");
+    }
+
+    #[test]
+    fn contention_is_reported_once_and_only_when_there_is_some() {
+        let contention = Contention::default();
+        assert_eq!(contention.report("sender", Timestamp::EPOCH), None);
+        contention.conflict();
+        contention.conflict();
+        contention.throttle();
+        let line = contention.report("sender", Timestamp::EPOCH).unwrap();
+        let doc: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(
+            (
+                doc["store_conflicts"].clone(),
+                doc["store_throttles"].clone()
+            ),
+            (json!(2), json!(1))
+        );
+        assert_eq!(doc["component"], "store");
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"][0],
+            json!(["component"])
+        );
+        assert_eq!(contention.take(), (0, 0), "reported counts start again");
     }
 
     #[test]

@@ -466,6 +466,7 @@ impl<'a> Ingestor<'a> {
                         });
                     }
                     Err(ApplyError::Conflict) => {
+                        crate::telemetry::CONTENTION.conflict();
                         conflicts += 1;
                         if conflicts > MAX_CONFLICTS {
                             fail_all(
@@ -475,7 +476,7 @@ impl<'a> Ingestor<'a> {
                             );
                             break;
                         }
-                        tokio::time::sleep(std::time::Duration::from_millis(5 * conflicts as u64))
+                        tokio::time::sleep(crate::app::send::jittered(conflicts as u32 - 1) / 4)
                             .await;
                     }
                     Err(ApplyError::Store(error)) => {

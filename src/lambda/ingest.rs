@@ -12,7 +12,7 @@ use crate::app::ingest::{Inbound, InboundError, Outcome, Report};
 use crate::app::review::Gauge;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::unwrap::{self, SnsIds};
-use crate::telemetry::{emf_document, emf_line};
+use crate::telemetry::{CONTENTION, emf_document, emf_line};
 
 /// How the records arrived, which decides how failures are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -199,6 +199,9 @@ pub async fn handle(
     let now = deps.clock.now();
     let report = deps.ingest(records, now).await;
     report.log();
+    if let Some(line) = CONTENTION.report("ingest", now) {
+        println!("{line}");
+    }
     let summary = report.summary();
     println!(
         "{}",

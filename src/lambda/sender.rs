@@ -14,7 +14,7 @@ use crate::app::send::{Decision, Judged, Queued, Sender, backoff};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sending::request::SendRequest;
 use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, Requeue};
-use crate::telemetry::{emf_line, error_chain};
+use crate::telemetry::{CONTENTION, emf_line, error_chain};
 use crate::wiring::SenderFunction;
 
 /// A record of the batch, and what the handler needs to keep it in its queue.
@@ -289,6 +289,9 @@ pub async fn process(
 
 fn emit_metrics(now: Timestamp, judged: &[Judged]) {
     for line in metric_lines(now, judged) {
+        println!("{line}");
+    }
+    if let Some(line) = CONTENTION.report("sender", now) {
         println!("{line}");
     }
 }

@@ -12,6 +12,9 @@ pub struct RateRecord {
     pub state: Option<RateState>,
     /// Operators' changes over the configured limits.
     pub patch: LimitsPatch,
+    /// Where the store paces the bucket ([`Pace`](crate::domain::sending::rate_limit::Pace)) instead of keeping it in `state`: each
+    /// part's arrival time in microseconds. Read by [`RateLedger::rate`] only.
+    pub paced: std::collections::BTreeMap<u16, i64>,
 }
 
 impl RateRecord {
@@ -19,6 +22,22 @@ impl RateRecord {
     pub fn limits(&self, configured: &RateLimits) -> RateLimits {
         // A stored patch was validated when it was set; an invalid one cannot loosen anything.
         self.patch.apply(*configured).unwrap_or(*configured)
+    }
+
+    /// The bucket and the window counts at `now` under `limits`, as operators see them.
+    pub fn state_at(&self, limits: &RateLimits, now: Timestamp) -> Option<RateState> {
+        if self.paced.is_empty() {
+            return self.state;
+        }
+        let pace = limits.pace();
+        let tokens = (0..pace.parts)
+            .map(|part| pace.available(self.paced.get(&part).copied(), now))
+            .sum();
+        Some(RateState {
+            tokens,
+            at: now,
+            ..self.state.unwrap_or_default()
+        })
     }
 }
 

@@ -14,7 +14,7 @@ use sesguard::domain::reputation::guard::{
 };
 use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
-use sesguard::ports::{ApplyError, CounterWindow, FeedbackLedger, Store};
+use sesguard::ports::{ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store};
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample};
 
@@ -733,9 +733,16 @@ async fn the_gate_view_reads_policy_suppressions_states_and_rates_together(store
     );
     assert_eq!(view.states.len(), 2, "every account, written or not");
     assert_eq!(view.states["backup"], Default::default());
-    let tokens = view.rates["primary"].state.unwrap().tokens;
-    assert!((tokens - 10.0).abs() < 1e-9, "{tokens}");
     assert_eq!(view.rates["backup"], Default::default());
+    let limits = RateLimits::from_send_rate(14.0);
+    let tokens = store
+        .rate("primary")
+        .await
+        .unwrap()
+        .state_at(&limits, now())
+        .unwrap()
+        .tokens;
+    assert!((tokens - 10.0).abs() < 1e-3, "{tokens}");
 }
 
 async fn manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record(store: &dyn Store) {
@@ -1047,4 +1054,55 @@ async fn a_busy_bucket_is_written_across_its_shards_and_read_as_one() {
     assert_eq!(window.buckets[0].total.sends, 21);
     assert_eq!(window.buckets[0].streams["a"].sends, 8);
     assert_eq!(window.buckets[0].streams["b"].sends, 8);
+}
+
+#[tokio::test]
+async fn a_fast_bucket_is_paced_in_parts_that_together_never_give_more_than_it_holds() {
+    let store = std::sync::Arc::new(crate::helpers::dynamodb().await);
+    let limits = RateLimits::from_send_rate(1_000.0);
+    assert_eq!(limits.pace().parts, 4);
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let mut granted = 0;
+                for _ in 0..4 {
+                    granted += sesguard::ports::RateLedger::take(
+                        &*store,
+                        "primary",
+                        &limits,
+                        40,
+                        now(),
+                        None,
+                    )
+                    .await
+                    .unwrap()
+                    .granted;
+                }
+                granted
+            })
+        })
+        .collect();
+    let mut granted = 0;
+    for task in tasks {
+        granted += task.await.unwrap();
+    }
+    assert!(
+        (900..=1_000).contains(&granted),
+        "8 instances asking 160 each from a bucket of 1,000 split in 4: {granted}"
+    );
+    let record = store.rate("primary").await.unwrap();
+    assert_eq!(
+        record.paced.keys().copied().collect::<Vec<_>>(),
+        [0, 1, 2, 3],
+        "every part taken from"
+    );
+    let left = record.state_at(&limits, now()).unwrap().tokens;
+    assert!(
+        (left - (1_000 - granted) as f64).abs() < 1.0,
+        "{left} left after {granted}"
+    );
+    store.refill("primary", &limits, now()).await.unwrap();
+    let full = store.rate("primary").await.unwrap();
+    assert!(full.paced.is_empty(), "a refill removes the parts: full");
 }

@@ -408,6 +408,8 @@ def story(emulator, work):
     mappings = a("lambda").list_event_source_mappings()["EventSourceMappings"]
     expect(len(mappings) == 2 and not any(m.get("State") == "Enabled" for m in mappings),
            f"{len(mappings)} event source mappings, all disabled", mappings)
+    caps = sorted((m.get("ScalingConfig") or {}).get("MaximumConcurrency", 0) for m in mappings)
+    expect(caps == [20, 100], f"their concurrency capped at {caps} (ingest 20, sender 100)", mappings)
     tables = [resources["SuppressionsTable"], resources["StateTable"]]
     expect(all(t in a("dynamodb").list_tables()["TableNames"] for t in tables), f"tables {tables}")
 

@@ -48,6 +48,9 @@ where
         error.code(),
         Some("ValidationException" | "ResourceNotFoundException" | "AccessDeniedException")
     );
+    if is_throttle(error.code()) {
+        crate::telemetry::CONTENTION.throttle();
+    }
     let action = action.to_owned();
     let source = Box::new(error);
     if rejected {
@@ -55,6 +58,19 @@ where
     } else {
         StoreError::Unavailable { action, source }
     }
+}
+
+/// Whether an error code says the request was refused for throughput (the SDK has retried
+/// it already).
+pub(super) fn is_throttle(code: Option<&str>) -> bool {
+    matches!(
+        code,
+        Some(
+            "ThrottlingException"
+                | "ProvisionedThroughputExceededException"
+                | "RequestLimitExceeded"
+        )
+    )
 }
 
 pub(super) fn build_error(action: &str, error: aws_sdk_dynamodb::error::BuildError) -> StoreError {
@@ -315,6 +331,7 @@ pub(super) fn parse_rate(item: &Item) -> Result<RateRecord, StoreError> {
         version: number(item, "version", "rate state")?.unwrap_or(0),
         state,
         patch: patch.unwrap_or_default(),
+        paced: Default::default(),
     })
 }
 

@@ -10,7 +10,8 @@
 //!   `bucket~state`, sorting after the buckets so one query reads both), its history
 //!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
 //!   (`unconfigured-accounts` / NAME), the template policy (`policy` / `templates`), and the
-//!   send-rate limiter's state (`account#NAME` / `rate`).
+//!   send-rate limiter: operators' limits and window counts (`account#NAME` / `rate`), the
+//!   paced bucket's parts (`account#NAME` / `rate#PART`).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
 //! address updates (conditional on the version read when they carry a soft-bounce state),
@@ -120,6 +121,7 @@ pub struct DynamoStore {
     client: Client,
     tables: Tables,
     shards: Shards,
+    parts_seen: rate_bucket::PartsSeen,
 }
 
 /// Picks the shard of each counter write: round robin from a random start, so that one
@@ -154,6 +156,7 @@ impl DynamoStore {
             client,
             tables,
             shards: Shards::new(COUNTER_SHARDS),
+            parts_seen: Default::default(),
         }
     }
 

@@ -1,7 +1,37 @@
-//! The send-rate limiter's item per account: an optimistic read-modify-write of its token
-//! bucket and window counts.
+//! The send-rate limiter of an account on DynamoDB. The token bucket is paced
+//! ([`Pace`]): each of its parts is one item (`account#NAME` / `rate#PART`, attribute `tat`,
+//! microseconds) that a take changes with one conditional `UpdateItem` reading nothing first,
+//! so that instances do not contend for one item; a write that meets another writer's change
+//! learns the part's arrival time from the refusal and tries again from it. The operators'
+//! limits and, when a per-minute, per-hour or per-day limit is set, the window counts live in
+//! the account's `rate` item, the latter written optimistically on its version.
+
+use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::*;
+use crate::domain::sending::rate_limit::{MAX_PACE_PARTS, Pace, PaceStep};
+
+/// Writes one take may make to one part before giving up on it.
+const PACE_ATTEMPTS: u32 = 4;
+/// How long an untouched part is kept: an absent part is a full one.
+const PART_TTL: Duration = Duration::from_secs(86_400);
+
+/// A pause of 5 to 10 ms before a third write to a part, so that writers that keep meeting
+/// each other fall out of step.
+fn jitter() -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let random = RandomState::new().hash_one(std::time::SystemTime::now());
+    Duration::from_micros(5_000 + random % 5_000)
+}
+
+fn part_sort_key(part: u16) -> String {
+    format!("{RATE_SORT_KEY}#{part}")
+}
+
+/// What this instance's last write of each part met: `(account, part)` → (arrival time, when).
+pub(super) type PartsSeen =
+    std::sync::Arc<std::sync::Mutex<HashMap<(String, u16), (Option<i64>, Timestamp)>>>;
 
 impl DynamoStore {
     pub(super) async fn read_rate(
@@ -57,6 +87,115 @@ impl DynamoStore {
         }
     }
 
+    /// Takes up to `wanted` tokens from one part of the account's paced bucket: how many,
+    /// and when one more fits if none did.
+    async fn pace_part(
+        &self,
+        account: &str,
+        part: u16,
+        pace: &Pace,
+        wanted: u64,
+        now: Timestamp,
+        action: &str,
+    ) -> Result<(u64, Option<Timestamp>), StoreError> {
+        let seen_key = (account.to_owned(), part);
+        let seen = |store: &Self, at: Option<i64>| {
+            store
+                .parts_seen
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .insert(seen_key.clone(), (at, now));
+        };
+        let last = self
+            .parts_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&seen_key)
+            .copied();
+        let mut assumed = pace.guess(last, now);
+        for attempt in 0..PACE_ATTEMPTS {
+            let step = pace.step(assumed, wanted, now);
+            if attempt > 0 && !matches!(step, PaceStep::Wait { .. }) {
+                // The last write met another writer's change (or a part idle longer than
+                // guessed): this one is a retry.
+                crate::telemetry::CONTENTION.conflict();
+                if attempt > 1 {
+                    tokio::time::sleep(jitter()).await;
+                }
+            }
+            let update = self
+                .client
+                .update_item()
+                .table_name(&self.tables.state)
+                .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+                .expression_attribute_values(":expires", n(now.plus(PART_TTL).as_epoch_seconds()))
+                .return_values(ReturnValue::UpdatedNew)
+                .return_values_on_condition_check_failure(
+                    ReturnValuesOnConditionCheckFailure::AllOld,
+                );
+            let (granted, update) = match step {
+                PaceStep::Wait { until } => return Ok((0, Some(until))),
+                PaceStep::Advance {
+                    granted,
+                    by_us,
+                    floor_us,
+                    ceiling_us,
+                } => (
+                    granted,
+                    update
+                        .update_expression("SET tat = tat + :by, expires_at = :expires")
+                        .condition_expression("tat BETWEEN :floor AND :ceiling")
+                        .expression_attribute_values(":by", n(by_us))
+                        .expression_attribute_values(":floor", n(floor_us))
+                        .expression_attribute_values(":ceiling", n(ceiling_us)),
+                ),
+                PaceStep::Restart {
+                    granted,
+                    to_us,
+                    floor_us,
+                } => (
+                    granted,
+                    update
+                        .update_expression("SET tat = :to, expires_at = :expires")
+                        .condition_expression("attribute_not_exists(tat) OR tat < :floor")
+                        .expression_attribute_values(":to", n(to_us))
+                        .expression_attribute_values(":floor", n(floor_us)),
+                ),
+            };
+            match update.send().await {
+                Ok(output) => {
+                    let at = output.attributes.as_ref().and_then(|item| {
+                        number::<i64>(item, "tat", "send-rate part").ok().flatten()
+                    });
+                    seen(self, at);
+                    let next = at
+                        .filter(|_| granted < wanted)
+                        .map(|at| pace.next_token(at).max(now));
+                    return Ok((granted, next));
+                }
+                Err(error) => {
+                    let Some(UpdateItemError::ConditionalCheckFailedException(refused)) =
+                        error.as_service_error()
+                    else {
+                        return Err(failure(action, error));
+                    };
+                    // The refusal carries the part as the write met it.
+                    assumed = refused.item().and_then(|item| {
+                        number::<i64>(item, "tat", "send-rate part").ok().flatten()
+                    });
+                    seen(self, assumed);
+                }
+            }
+        }
+        Err(StoreError::Unavailable {
+            action: action.into(),
+            source: format!(
+                "part {part} of the send-rate bucket kept changing under concurrent senders"
+            )
+            .into(),
+        })
+    }
+
     /// Reads (or starts from `read`), changes and conditionally writes an account's rate
     /// state, retrying with backoff while other instances write in between.
     pub(super) async fn update_rate<T>(
@@ -78,6 +217,7 @@ impl DynamoStore {
             {
                 return Ok(answer);
             }
+            crate::telemetry::CONTENTION.conflict();
             tokio::time::sleep(Duration::from_millis(5 << attempt.min(5))).await;
             record = self.read_rate(account, action).await?;
         }
@@ -91,7 +231,41 @@ impl DynamoStore {
 #[async_trait]
 impl RateLedger for DynamoStore {
     async fn rate(&self, account: &str) -> Result<RateRecord, StoreError> {
-        self.read_rate(account, "reading send-rate state").await
+        let action = "reading send-rate state";
+        // The `rate` item and its parts (`rate#PART`) in one query.
+        let output = self
+            .client
+            .query()
+            .table_name(&self.tables.state)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :rate AND :parts")
+            .expression_attribute_values(":pk", s(account_key(account)))
+            .expression_attribute_values(":rate", s(RATE_SORT_KEY))
+            .expression_attribute_values(":parts", s(format!("{RATE_SORT_KEY}#~")))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| failure(action, e))?;
+        let mut record = RateRecord::default();
+        for item in output.items.unwrap_or_default() {
+            match text(&item, "sk").as_deref() {
+                Some(RATE_SORT_KEY) => {
+                    let paced = std::mem::take(&mut record.paced);
+                    record = RateRecord {
+                        paced,
+                        ..parse_rate(&item)?
+                    };
+                }
+                Some(sk) => {
+                    let part = sk.rsplit('#').next().and_then(|p| p.parse::<u16>().ok());
+                    let at = number::<i64>(&item, "tat", "send-rate part")?;
+                    if let (Some(part), Some(at)) = (part, at) {
+                        record.paced.insert(part, at);
+                    }
+                }
+                None => {}
+            }
+        }
+        Ok(record)
     }
 
     async fn take(
@@ -102,13 +276,64 @@ impl RateLedger for DynamoStore {
         now: Timestamp,
         read: Option<&RateRecord>,
     ) -> Result<Grant, StoreError> {
-        self.update_rate(account, read, "taking send-rate tokens", |record| {
-            let grant = record
-                .limits(configured)
-                .take(record.state.as_ref(), wanted, now);
-            (grant.state, grant)
+        let action = "taking send-rate tokens";
+        let record = match read {
+            Some(record) => record.clone(),
+            None => self.read_rate(account, action).await?,
+        };
+        let limits = record.limits(configured);
+        let state = record.state.unwrap_or_default();
+        if !limits.enabled || wanted == 0 {
+            return Ok(Grant {
+                granted: wanted,
+                state,
+                next_at: None,
+            });
+        }
+        // One part, and the next when that one cannot give everything: a part that runs
+        // dry while another holds tokens costs one more write, never a wait.
+        let pace = limits.pace();
+        let first = self.shards.pick() % pace.parts;
+        let mut parts = vec![first];
+        if pace.parts > 1 {
+            parts.push((first + 1) % pace.parts);
+        }
+        let (mut granted, mut next_at) = (0, None);
+        for part in parts {
+            let (taken, wait) = self
+                .pace_part(account, part, &pace, wanted - granted, now, action)
+                .await?;
+            granted += taken;
+            next_at = match (next_at, wait) {
+                (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
+                (a, b) => a.or(b),
+            };
+            if granted == wanted {
+                next_at = None;
+                break;
+            }
+        }
+        if granted == 0 || !limits.has_windows() {
+            return Ok(Grant {
+                granted,
+                state,
+                next_at,
+            });
+        }
+        // Tokens paced but refused by a window are dropped: slower, never faster.
+        let windows = self
+            .update_rate(account, Some(&record), action, |record| {
+                let grant = limits.take_windows(record.state.as_ref(), granted, now);
+                (grant.state, grant)
+            })
+            .await?;
+        Ok(Grant {
+            next_at: windows
+                .next_at
+                .max(next_at)
+                .filter(|_| windows.granted < wanted),
+            ..windows
         })
-        .await
     }
 
     async fn set_limits(&self, account: &str, patch: &LimitsPatch) -> Result<(), StoreError> {
@@ -130,13 +355,25 @@ impl RateLedger for DynamoStore {
     async fn refill(
         &self,
         account: &str,
-        configured: &RateLimits,
-        now: Timestamp,
+        _configured: &RateLimits,
+        _now: Timestamp,
     ) -> Result<(), StoreError> {
-        self.update_rate(account, None, "refilling the send-rate bucket", |record| {
-            let limits = record.limits(configured);
-            (limits.refilled(record.state, now), ())
-        })
-        .await
+        // An absent part is a full one.
+        let deletes = (0..MAX_PACE_PARTS)
+            .map(|part| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+                    .build()
+                    .map_err(|e| build_error("refilling the send-rate bucket", e))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        self.batch_write(deletes, "refilling the send-rate bucket")
+            .await?;
+        self.parts_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .retain(|(name, _), _| name != account);
+        Ok(())
     }
 }

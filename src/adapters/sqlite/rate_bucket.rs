@@ -40,6 +40,7 @@ pub(super) fn read_rate(connection: &Connection, account: &str) -> Result<RateRe
             .transpose()
             .map_err(corrupt_rate)?
             .unwrap_or_default(),
+        paced: Default::default(),
     })
 }
 

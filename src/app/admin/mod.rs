@@ -255,7 +255,7 @@ impl<'a> Admin<'a> {
             configured,
             patch: record.patch,
             effective,
-            periods: effective.periods(record.state.as_ref(), now),
+            periods: effective.periods(record.state_at(&effective, now).as_ref(), now),
         })
     }
 

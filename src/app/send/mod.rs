@@ -38,7 +38,7 @@ use crate::domain::sending::request::{OutgoingMail, SendRequest};
 use crate::domain::sending::routing::{self, Route};
 use crate::domain::sending::send_record::{self, Held, Identity, SendKey, SendRecord};
 use crate::domain::sending::ses_failure::{SendFailure, classify};
-use crate::ports::{GateView, MailTransport, RateRecord, SendClaim, StoreError};
+use crate::ports::{ApplyError, GateView, MailTransport, RateRecord, SendClaim, StoreError};
 use crate::telemetry::error_chain;
 
 mod judgement;
@@ -531,6 +531,9 @@ impl<'a> Sender<'a> {
                 Ok(()) => return,
                 Err(error) if attempt + 1 >= COUNT_ATTEMPTS => break error,
                 Err(error) => {
+                    if matches!(error, ApplyError::Conflict) {
+                        crate::telemetry::CONTENTION.conflict();
+                    }
                     tracing::warn!(error = %error_chain(&error), attempt, "sends not counted yet; retrying");
                     tokio::time::sleep(jittered(attempt)).await;
                     attempt += 1;

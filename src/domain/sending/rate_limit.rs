@@ -252,32 +252,9 @@ impl RateLimits {
         let elapsed = now.since(next.at).as_secs_f64();
         next.tokens = (next.tokens + elapsed * self.refill_per_second).min(self.capacity);
         next.at = now.max(next.at);
-        let windows = [
-            (&mut next.minute, self.per_minute, MINUTE),
-            (&mut next.hour, self.per_hour, HOUR),
-            (&mut next.day, self.per_day, DAY),
-        ];
-        let mut room = next.tokens.max(0.0).floor() as u64;
-        let mut waits = Vec::new();
-        let mut limited = Vec::new();
-        for (window, limit, length) in windows {
-            let start = now.floor_to(length);
-            if window.start != start {
-                *window = WindowCount { start, count: 0 };
-            }
-            if let Some(limit) = limit {
-                room = room.min(limit.saturating_sub(window.count));
-                limited.push((window, limit, length));
-            }
-        }
-        let granted = wanted.min(room);
+        let room = next.tokens.max(0.0).floor() as u64;
+        let (granted, mut waits) = self.fit_windows(&mut next, wanted.min(room), now);
         next.tokens -= granted as f64;
-        for (window, limit, length) in limited {
-            window.count += granted;
-            if window.count >= limit {
-                waits.push(window.start.plus(length));
-            }
-        }
         let next_at = (granted < wanted).then(|| {
             if next.tokens < 1.0 {
                 let seconds = (1.0 - next.tokens) / self.refill_per_second;
@@ -290,6 +267,211 @@ impl RateLimits {
             state: next,
             next_at,
         }
+    }
+
+    /// Whether a per-minute, per-hour or per-day limit is set.
+    pub fn has_windows(&self) -> bool {
+        self.per_minute.is_some() || self.per_hour.is_some() || self.per_day.is_some()
+    }
+
+    /// Counts up to `wanted` sends (already paced by the bucket, see [`Pace`]) against the
+    /// window limits alone; the bucket's fields of `state` are left as they are.
+    pub fn take_windows(&self, state: Option<&RateState>, wanted: u64, now: Timestamp) -> Grant {
+        let mut next = state.copied().unwrap_or_default();
+        if !self.enabled {
+            return Grant {
+                granted: wanted,
+                state: next,
+                next_at: None,
+            };
+        }
+        let (granted, waits) = self.fit_windows(&mut next, wanted, now);
+        Grant {
+            granted,
+            state: next,
+            next_at: (granted < wanted).then(|| waits.into_iter().max().unwrap_or(now)),
+        }
+    }
+
+    /// Fits up to `wanted` sends into the window limits of `next` at `now` and counts them:
+    /// how many fit, and when each window that is now full turns.
+    fn fit_windows(
+        &self,
+        next: &mut RateState,
+        wanted: u64,
+        now: Timestamp,
+    ) -> (u64, Vec<Timestamp>) {
+        let windows = [
+            (&mut next.minute, self.per_minute, MINUTE),
+            (&mut next.hour, self.per_hour, HOUR),
+            (&mut next.day, self.per_day, DAY),
+        ];
+        let mut room = wanted;
+        let mut limited = Vec::new();
+        for (window, limit, length) in windows {
+            let start = now.floor_to(length);
+            if window.start != start {
+                *window = WindowCount { start, count: 0 };
+            }
+            if let Some(limit) = limit {
+                room = room.min(limit.saturating_sub(window.count));
+                limited.push((window, limit, length));
+            }
+        }
+        let mut waits = Vec::new();
+        for (window, limit, length) in limited {
+            window.count += room;
+            if window.count >= limit {
+                waits.push(window.start.plus(length));
+            }
+        }
+        (room, waits)
+    }
+
+    /// The bucket as a pace ([`Pace`]): split into parts when it refills faster than one
+    /// item should be written.
+    pub fn pace(&self) -> Pace {
+        let by_rate = (self.refill_per_second / PACE_PART_RATE).ceil();
+        let parts = by_rate
+            .min(f64::from(MAX_PACE_PARTS))
+            .min(self.capacity.floor())
+            .max(1.0) as u16;
+        let share = f64::from(parts);
+        let interval_us = 1e6 * share / self.refill_per_second;
+        let burst_us = self.capacity / share * interval_us;
+        Pace {
+            parts,
+            interval_us,
+            burst_us,
+            slack_us: burst_us / 2.0,
+        }
+    }
+}
+
+/// Sends a second one part of a paced bucket is sized for: a sender batch of 10 writes a
+/// part at most 25 times a second.
+pub const PACE_PART_RATE: f64 = 250.0;
+/// The most parts a bucket is split into (8 × 250 = 2,000 sends a second before a part takes
+/// more; a faster account still works, its parts written more often).
+pub const MAX_PACE_PARTS: u16 = 8;
+
+/// The token bucket as GCRA (the generic cell rate algorithm): each part of the bucket is
+/// one number, its *arrival time* — when it would be empty again at the steady rate — so
+/// that a store takes tokens with one conditional write that reads nothing first: advance the
+/// arrival time by the tokens' worth if it lies in a range, or restart it from now if it lies
+/// behind. A part holds `capacity / parts` tokens and refills at `refill / parts`.
+///
+/// To keep the common case one write, an arrival time up to `slack_us` (half the burst)
+/// behind now is advanced from where it is rather than restarted, which lends the unused
+/// time: in any interval of length W at most 1.5 × capacity + refill × W sends are granted,
+/// where the bucket alone allows capacity + refill × W.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Pace {
+    /// How many parts the bucket is split into.
+    pub parts: u16,
+    /// Microseconds one part takes to refill one token.
+    pub interval_us: f64,
+    /// A full part, in microseconds of refill.
+    pub burst_us: f64,
+    /// How far behind now an arrival time may lie and still be advanced.
+    pub slack_us: f64,
+}
+
+/// One conditional write that takes tokens from a part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PaceStep {
+    /// Add `by_us` to the arrival time if it lies within `[floor_us, ceiling_us]`.
+    Advance {
+        /// Tokens this takes.
+        granted: u64,
+        /// Microseconds added.
+        by_us: i64,
+        /// The lowest arrival time it applies to.
+        floor_us: i64,
+        /// The highest.
+        ceiling_us: i64,
+    },
+    /// Set the arrival time to `to_us` if there is none or it lies below `floor_us`.
+    Restart {
+        /// Tokens this takes.
+        granted: u64,
+        /// The new arrival time.
+        to_us: i64,
+        /// The arrival time it must lie below.
+        floor_us: i64,
+    },
+    /// Nothing fits: one token will at `until`.
+    Wait {
+        /// When.
+        until: Timestamp,
+    },
+}
+
+impl Pace {
+    /// What to assume of a part's arrival time before writing, from what this writer's last
+    /// write of it met (`at`, `None`: no item) at `when`. Seen within the last second, the
+    /// part is taken as busy — others have likely moved it since, and an arrival time fallen
+    /// behind is restarted only when a write meets it — so that a busy part takes one write;
+    /// otherwise as idle, as a part not written for a second most likely is.
+    pub fn guess(&self, seen: Option<(Option<i64>, Timestamp)>, now: Timestamp) -> Option<i64> {
+        let floor_us = now.as_millis().saturating_mul(1000) - self.slack_us as i64;
+        match seen {
+            Some((Some(at), when)) if now.since(when) < Duration::from_secs(1) => {
+                Some(at.max(floor_us))
+            }
+            _ => None,
+        }
+    }
+
+    /// The write to try for `wanted` tokens at `now`, given the part's arrival time as last
+    /// seen (`None`: never written). A write whose condition fails tells the arrival time it
+    /// met; the next step from that one is then right unless another writer came between.
+    pub fn step(&self, seen: Option<i64>, wanted: u64, now: Timestamp) -> PaceStep {
+        let now_us = now.as_millis().saturating_mul(1000);
+        let floor_us = now_us - self.slack_us as i64;
+        // Arrival times are whole microseconds: a thousandth of a token absorbs the rounding.
+        let tokens = |room_us: f64| (room_us / self.interval_us + 1e-3).floor().max(0.0) as u64;
+        match seen {
+            None => {}
+            Some(at) if at < floor_us => {}
+            Some(at) => {
+                let granted = wanted.min(tokens(now_us as f64 + self.burst_us - at as f64));
+                if granted == 0 {
+                    return PaceStep::Wait {
+                        until: self.next_token(at).max(now),
+                    };
+                }
+                let by = granted as f64 * self.interval_us;
+                return PaceStep::Advance {
+                    granted,
+                    by_us: by.round() as i64,
+                    floor_us,
+                    // The same thousandth of a token as `tokens`, or the write could refuse
+                    // the very arrival time it was computed from.
+                    ceiling_us: (now_us as f64 + self.burst_us - by + 1e-3 * self.interval_us)
+                        .floor() as i64,
+                };
+            }
+        }
+        let granted = wanted.min(tokens(self.burst_us));
+        PaceStep::Restart {
+            granted,
+            to_us: now_us + (granted as f64 * self.interval_us).round() as i64,
+            floor_us,
+        }
+    }
+
+    /// When a part with arrival time `at_us` holds one token again.
+    pub fn next_token(&self, at_us: i64) -> Timestamp {
+        let until_us = at_us as f64 + self.interval_us - self.burst_us;
+        Timestamp::from_millis((until_us / 1000.0).ceil() as i64)
+    }
+
+    /// The tokens a part holds at `now` given its arrival time.
+    pub fn available(&self, at_us: Option<i64>, now: Timestamp) -> f64 {
+        let now_us = now.as_millis() as f64 * 1000.0;
+        let behind = at_us.map_or(0.0, |at| (at as f64 - now_us).max(0.0));
+        ((self.burst_us - behind) / self.interval_us).max(0.0)
     }
 }
 
@@ -405,6 +587,175 @@ mod tests {
         assert!(
             (later.state.tokens - 11.0).abs() < 1e-9,
             "capped at capacity, minus 3"
+        );
+    }
+
+    /// A store's conditional write of one part: the new arrival time, or the one it met.
+    fn write(part: &mut Option<i64>, step: PaceStep) -> Result<u64, Option<i64>> {
+        match step {
+            PaceStep::Advance {
+                granted,
+                by_us,
+                floor_us,
+                ceiling_us,
+            } => match *part {
+                Some(at) if (floor_us..=ceiling_us).contains(&at) => {
+                    *part = Some(at + by_us);
+                    Ok(granted)
+                }
+                other => Err(other),
+            },
+            PaceStep::Restart {
+                granted,
+                to_us,
+                floor_us,
+            } => match *part {
+                Some(at) if at >= floor_us => Err(Some(at)),
+                _ => {
+                    *part = Some(to_us);
+                    Ok(granted)
+                }
+            },
+            PaceStep::Wait { .. } => Ok(0),
+        }
+    }
+
+    #[test]
+    fn a_paced_part_grants_like_the_bucket() {
+        let pace = RateLimits::from_send_rate(14.0).pace();
+        assert_eq!(pace.parts, 1);
+        let mut part = None;
+        let first = pace.step(None, 20, T0);
+        assert!(matches!(first, PaceStep::Restart { granted: 14, .. }));
+        assert_eq!(write(&mut part, first), Ok(14));
+        let empty = pace.step(part, 1, T0);
+        let PaceStep::Wait { until } = empty else {
+            panic!("{empty:?}")
+        };
+        assert!(
+            until >= at(1.0 / 14.0) && until <= at(1.0 / 14.0).plus(Duration::from_millis(1)),
+            "one token's refill away"
+        );
+        let half = pace.step(part, 20, at(0.5));
+        assert!(
+            matches!(half, PaceStep::Advance { granted: 7, .. }),
+            "{half:?}"
+        );
+        assert_eq!(write(&mut part, half), Ok(7));
+        assert!((pace.available(part, at(0.5))).abs() < 1e-6);
+        assert!((pace.available(part, at(100.0)) - 14.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn fast_buckets_are_split_into_parts_that_each_hold_a_token() {
+        let parts = |rate: f64, capacity: f64| {
+            RateLimits {
+                capacity,
+                ..RateLimits::from_send_rate(rate)
+            }
+            .pace()
+            .parts
+        };
+        assert_eq!(parts(14.0, 14.0), 1);
+        assert_eq!(parts(250.0, 250.0), 1);
+        assert_eq!(parts(1_000.0, 1_000.0), 4);
+        assert_eq!(parts(50_000.0, 50_000.0), MAX_PACE_PARTS);
+        assert_eq!(parts(1_000.0, 2.0), 2, "a part holds at least one token");
+        let pace = RateLimits::from_send_rate(1_000.0).pace();
+        assert!((pace.available(None, T0) * f64::from(pace.parts) - 1_000.0).abs() < 1e-6);
+    }
+
+    /// Six writers take in turns at random moments (`gap_ms` apart on average, up to
+    /// `most` tokens each) for a minute, each acting on what its own last write met, as sender
+    /// instances do: the grants (time, tokens) and the writes made.
+    fn race(limits: &RateLimits, gap_ms: u64, most: u64) -> (Vec<(i64, u64)>, usize) {
+        let pace = limits.pace();
+        let mut part = None;
+        let mut seen = [None::<(Option<i64>, Timestamp)>; 6];
+        let mut seed = 0x2545_f491_4f6c_dd1d_u64;
+        let mut random = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        let (mut grants, mut writes, mut clock_ms) = (Vec::new(), 0, 0_i64);
+        while clock_ms < 60_000 {
+            clock_ms += random(2 * gap_ms) as i64;
+            let now = T0.plus(Duration::from_millis(clock_ms as u64));
+            let writer = random(6) as usize;
+            let wanted = 1 + random(most);
+            let mut assumed = pace.guess(seen[writer], now);
+            for _ in 0..4 {
+                let step = pace.step(assumed, wanted, now);
+                if matches!(step, PaceStep::Wait { .. }) {
+                    grants.push((clock_ms, 0));
+                    break;
+                }
+                writes += 1;
+                let outcome = write(&mut part, step);
+                seen[writer] = Some((part, now));
+                match outcome {
+                    Ok(granted) => {
+                        grants.push((clock_ms, granted));
+                        break;
+                    }
+                    Err(met) => assumed = met,
+                }
+            }
+        }
+        (grants, writes)
+    }
+
+    #[test]
+    fn racing_writers_above_the_rate_never_take_more_than_the_stated_bound() {
+        let limits = RateLimits::from_send_rate(100.0);
+        let (grants, writes) = race(&limits, 20, 10);
+        for window_ms in [100_i64, 1_000, 10_000] {
+            for (i, (start, _)) in grants.iter().enumerate() {
+                let sum: u64 = grants[i..]
+                    .iter()
+                    .take_while(|(t, _)| t - start < window_ms)
+                    .map(|(_, g)| g)
+                    .sum();
+                let bound = 1.5 * limits.capacity + 100.0 * window_ms as f64 / 1000.0;
+                assert!(
+                    sum as f64 <= bound + 1.0,
+                    "{sum} in {window_ms} ms from {start}"
+                );
+            }
+        }
+        let total: u64 = grants.iter().map(|(_, g)| g).sum();
+        assert!(
+            (5_800..=6_300).contains(&total),
+            "{total} over 60 s at 100/s"
+        );
+        // Full, a part refuses writers whose last sight of it is stale: those write twice.
+        assert!(
+            writes < grants.len() * 2,
+            "{writes} writes for {} takes",
+            grants.len()
+        );
+    }
+
+    #[test]
+    fn racing_writers_below_the_rate_take_in_one_write_each() {
+        let limits = RateLimits::from_send_rate(250.0);
+        assert_eq!(limits.pace().parts, 1);
+        // About 180 tokens a second wanted from a 250/s part: 5 on average every 28 ms.
+        let (grants, writes) = race(&limits, 28, 9);
+        let wanted_total: u64 = grants.len() as u64 * 5;
+        let total: u64 = grants.iter().map(|(_, g)| g).sum();
+        assert!(
+            total * 100 >= wanted_total * 95,
+            "{total} of about {wanted_total}"
+        );
+        // The extra writes are the restarts of a part that fell more than the slack behind
+        // (once every second or two at this load): under 3 %.
+        assert!(
+            writes * 100 <= grants.len() * 103,
+            "{writes} writes for {} takes",
+            grants.len()
         );
     }
 
