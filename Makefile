@@ -22,7 +22,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test api-check
+.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test api-check load
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -55,6 +55,13 @@ bench: ## Criterion benchmarks
 
 fuzz: ## Every cargo-fuzz target for 20 s (nightly; `fuzz/run --runs 10000000 TARGET` for a long run)
 	fuzz/run
+
+LOAD_RATE ?= 1000
+LOAD_SECONDS ?= 20
+LOAD_ARGS ?=
+load: ## One account at $(LOAD_RATE) sends/s with its feedback: sender and ingest processes on fakecloud's DynamoDB (installed and cached on first use); checks the issue's criteria; report in target/load
+	cargo bench --locked --bench load -- --fakecloud "$$(tests/rehearsal/install-fakecloud)" \
+	  --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --out target/load --check $(LOAD_ARGS)
 
 BENCH_ENVELOPES ?= 5000
 bench-ingest: ## `sesguard ingest --verify` over $(BENCH_ENVELOPES) signed bounce envelopes (one per file) and 3 forged ones, release build, /usr/bin/time -v

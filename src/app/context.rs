@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::app::review::WindowCache;
 use crate::config::Config;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::plan::IngestPolicy;
@@ -28,6 +29,8 @@ pub struct Context {
     pub ses: Arc<dyn SesAccount>,
     /// Where mail goes.
     pub transport: Arc<dyn MailTransport>,
+    /// The accounts' windows as this process's ingest last read them (calm ones only).
+    pub windows: Arc<WindowCache>,
 }
 
 /// The outside world a [`Context`] is made of: each part one port.
@@ -57,6 +60,7 @@ impl Context {
             alerts: parts.alerts,
             ses: parts.ses,
             transport: parts.transport,
+            windows: Arc::default(),
         }
     }
 

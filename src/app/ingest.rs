@@ -440,6 +440,14 @@ impl<'a> Ingestor<'a> {
                 }
                 match self.ledger.apply(&change).await {
                     Ok(()) => {
+                        if let Some(guard) = &self.guard {
+                            for delta in &change.counters {
+                                let bad = delta.bucket.total;
+                                if bad.hard_bounces + bad.complaints > 0 {
+                                    guard.bad_news(&delta.account);
+                                }
+                            }
+                        }
                         // One set, not a scan per record: batches are thousands long in bulk.
                         let suppressing: HashSet<&EmailAddress> = change
                             .suppressions
@@ -506,7 +514,8 @@ impl crate::app::Context {
             self.alerts.as_ref(),
             self.ses.as_ref(),
             &self.config,
-        );
+        )
+        .with_cache(&self.windows);
         Ingestor::new(store, &self.directory, &self.policy)
             .with_guard(guard)
             .with_settlement(store)

@@ -1,18 +1,22 @@
 //! The guard use case: after each ingest batch, every account the batch touched is reviewed —
 //! one window query (counters and state together), the domain's decision, a conditional
 //! write of the transition with its history entry, and an alert from the one instance whose
-//! write won. An instance that loses the race writes and sends nothing.
+//! write won. An instance that loses the race writes and sends nothing. An ingest instance
+//! keeps a calm account's window for a few seconds ([`WindowCache`]) instead of reading it
+//! after every batch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::Origins;
-use crate::domain::reputation::evidence::Evidence;
+use crate::domain::reputation::evidence::{self, Evidence};
 use crate::domain::reputation::guard::{
     self, AccountState, Alert, HistoryEntry, Transition, traffic_after,
 };
-use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
+use crate::ports::{AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
 use crate::telemetry::error_chain;
 
 /// Reviews accounts after a batch.
@@ -22,6 +26,36 @@ pub struct Guard<'a> {
     alerts: &'a dyn AlertSink,
     ses: &'a dyn SesAccount,
     config: &'a Config,
+    cache: Option<&'a WindowCache>,
+}
+
+/// The windows of calm accounts ([`is_calm`](crate::domain::reputation::evidence::is_calm)) as one ingest instance last read them.
+/// At 1,000 sends a second ingest stores a batch every few milliseconds, and each review read
+/// the account's whole window — every shard of every bucket of the day, tens of read units —
+/// more than the account's partition serves. A calm account's window is reused for
+/// `guard.window_cache` (5 s) by batches that bring it no hard bounce and no complaint (the
+/// ingestor forgets it on those, [`Guard::bad_news`]): a calm account changes state only on
+/// bad feedback, so a review on that read decides as a fresh one would. What the read misses
+/// is the window sliding on — old mail leaving it — seen at most that much later.
+#[derive(Debug, Default)]
+pub struct WindowCache {
+    windows: Mutex<HashMap<String, (Timestamp, AccountWindow)>>,
+}
+
+impl WindowCache {
+    fn fresh(&self, account: &str, now: Timestamp, keep: Duration) -> Option<AccountWindow> {
+        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        let (read_at, window) = windows.get(account)?;
+        (now.since(*read_at) < keep && *read_at <= now).then(|| window.clone())
+    }
+
+    fn keep(&self, account: &str, read_at: Timestamp, window: Option<AccountWindow>) {
+        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
+        match window {
+            Some(window) => windows.insert(account.to_owned(), (read_at, window)),
+            None => windows.remove(account),
+        };
+    }
 }
 
 /// A transition this instance applied.
@@ -77,6 +111,20 @@ impl<'a> Guard<'a> {
             alerts,
             ses,
             config,
+            cache: None,
+        }
+    }
+
+    /// The same guard reusing calm accounts' windows from `cache` for `guard.window_cache`.
+    pub fn with_cache(mut self, cache: &'a WindowCache) -> Self {
+        self.cache = Some(cache);
+        self
+    }
+
+    /// A batch stored hard bounces or complaints of `account`: its next review reads.
+    pub fn bad_news(&self, account: &str) {
+        if let Some(cache) = self.cache {
+            cache.keep(account, Timestamp::EPOCH, None);
         }
     }
 
@@ -95,11 +143,26 @@ impl<'a> Guard<'a> {
         for account in accounts {
             let thresholds = self.config.thresholds_for(account);
             let recovery = self.config.recovery(account);
-            for _ in 0..MAX_RACES {
-                let read = self.counters.window(account, first, last).await?;
+            let keep = self.config.guard.window_cache;
+            for race in 0..MAX_RACES {
+                // Only the first read of a review may come from the cache: a lost race reads.
+                let cached = self
+                    .cache
+                    .filter(|_| race == 0 && !keep.is_zero())
+                    .and_then(|cache| cache.fresh(account, now, keep));
+                let from_cache = cached.is_some();
+                let read = match cached {
+                    Some(window) => window,
+                    None => self.counters.window(account, first, last).await?,
+                };
                 let evidence = Evidence::gather(&read.buckets, first, last, &read.state);
                 let transition =
                     guard::evaluate(&read.state, &evidence, &thresholds, &recovery, now);
+                if let Some(cache) = self.cache.filter(|_| !from_cache) {
+                    let calm = transition.is_none()
+                        && evidence::is_calm(&read.state, &evidence, &thresholds);
+                    cache.keep(account, now, calm.then(|| read.clone()));
+                }
                 let Some(transition) = transition else {
                     review
                         .gauges

@@ -68,6 +68,11 @@ pub struct GuardConfig {
     /// quarantine, takes step by step before it takes all of it (default `[0.1, 0.25, 0.5]`;
     /// `[]`: none). Each step needs `min_volume` new sends under the warn levels.
     pub probation: Vec<f64>,
+    /// How long an ingest instance reuses a calm account's window (rates under half the warn
+    /// levels, nothing quarantined or on probation) instead of reading it after every batch
+    /// (default `5s`; `0s`: always read).
+    #[serde(with = "humantime_serde")]
+    pub window_cache: Duration,
 }
 
 impl Default for GuardConfig {
@@ -80,6 +85,7 @@ impl Default for GuardConfig {
             history_ttl: Duration::from_secs(90 * 24 * 3600),
             feedback_lag: Duration::from_secs(30 * 60),
             probation: vec![0.1, 0.25, 0.5],
+            window_cache: Duration::from_secs(5),
         }
     }
 }

@@ -284,3 +284,47 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
         "{requests:?}"
     );
 }
+
+#[tokio::test]
+async fn a_calm_accounts_window_is_read_again_only_on_bad_news_or_after_five_seconds() {
+    let log = RequestLog::default();
+    let clock = crate::helpers::FixedClock::at(crate::helpers::SAMPLE_NOW);
+    let deps = sesguard::app::Context {
+        clock: clock.clone(),
+        ..deps(Arc::new(dynamodb_logged(Some(log.clone())).await))
+    };
+    let queries = |log: &RequestLog| log.take().iter().filter(|(op, _)| op == "Query").count();
+    let ingest = |event: Value| {
+        let deps = &deps;
+        async move {
+            let response = handle(deps, LambdaEvent::new(event, Context::default()))
+                .await
+                .unwrap();
+            assert_eq!(response["batchItemFailures"], json!([]));
+        }
+    };
+    let sends = |from: usize| {
+        batch("ses/event-send.json", move |i, n| {
+            n["mail"]["messageId"] = json!(format!("msg-{}", from + i))
+        })
+    };
+    log.take();
+    ingest(sends(0)).await;
+    assert_eq!(queries(&log), 1, "the first review reads the window");
+    ingest(sends(10)).await;
+    ingest(sends(20)).await;
+    assert_eq!(queries(&log), 0, "sends only, calm: the read is reused");
+    let mut bounce = sample_json("ses/event-bounce.json");
+    bounce["mail"]["messageId"] = json!("msg-0");
+    ingest(sqs_batch(vec![bounce])).await;
+    assert_eq!(queries(&log), 1, "a hard bounce: read again");
+    ingest(sends(30)).await;
+    assert_eq!(
+        queries(&log),
+        0,
+        "1 bounce in 30 sends is under the warn level: calm"
+    );
+    clock.set("2026-11-20T13:00:05.000Z");
+    ingest(sends(40)).await;
+    assert_eq!(queries(&log), 1, "five seconds on: read again");
+}

@@ -143,8 +143,13 @@ impl Shards {
     }
 
     fn pick(&self) -> u16 {
+        self.pick_of(self.count)
+    }
+
+    /// The next of `count` (the send-rate bucket's parts take their turn from here too).
+    fn pick_of(&self, count: u16) -> u16 {
         let n = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        (n % u64::from(self.count)) as u16
+        (n % u64::from(count.max(1))) as u16
     }
 }
 

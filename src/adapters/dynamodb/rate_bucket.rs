@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::*;
-use crate::domain::sending::rate_limit::{MAX_PACE_PARTS, Pace, PaceStep};
+use crate::domain::sending::rate_limit::{MAX_PACE_PARTS, Pace, PaceStep, Seen};
 
 /// Writes one take may make to one part before giving up on it.
 const PACE_ATTEMPTS: u32 = 4;
@@ -29,9 +29,8 @@ fn part_sort_key(part: u16) -> String {
     format!("{RATE_SORT_KEY}#{part}")
 }
 
-/// What this instance's last write of each part met: `(account, part)` → (arrival time, when).
-pub(super) type PartsSeen =
-    std::sync::Arc<std::sync::Mutex<HashMap<(String, u16), (Option<i64>, Timestamp)>>>;
+/// What this instance's last write of each part found, by `(account, part)`.
+pub(super) type PartsSeen = std::sync::Arc<std::sync::Mutex<HashMap<(String, u16), Seen>>>;
 
 impl DynamoStore {
     pub(super) async fn read_rate(
@@ -99,12 +98,19 @@ impl DynamoStore {
         action: &str,
     ) -> Result<(u64, Option<Timestamp>), StoreError> {
         let seen_key = (account.to_owned(), part);
-        let seen = |store: &Self, at: Option<i64>| {
+        let seen = |store: &Self, at: Option<i64>, idle: bool| {
             store
                 .parts_seen
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(seen_key.clone(), (at, now));
+                .insert(
+                    seen_key.clone(),
+                    Seen {
+                        at,
+                        when: now,
+                        idle,
+                    },
+                );
         };
         let last = self
             .parts_seen
@@ -115,13 +121,8 @@ impl DynamoStore {
         let mut assumed = pace.guess(last, now);
         for attempt in 0..PACE_ATTEMPTS {
             let step = pace.step(assumed, wanted, now);
-            if attempt > 0 && !matches!(step, PaceStep::Wait { .. }) {
-                // The last write met another writer's change (or a part idle longer than
-                // guessed): this one is a retry.
-                crate::telemetry::CONTENTION.conflict();
-                if attempt > 1 {
-                    tokio::time::sleep(jitter()).await;
-                }
+            if attempt > 1 && !matches!(step, PaceStep::Wait { .. }) {
+                tokio::time::sleep(jitter()).await;
             }
             let update = self
                 .client
@@ -167,7 +168,7 @@ impl DynamoStore {
                     let at = output.attributes.as_ref().and_then(|item| {
                         number::<i64>(item, "tat", "send-rate part").ok().flatten()
                     });
-                    seen(self, at);
+                    seen(self, at, matches!(step, PaceStep::Restart { .. }));
                     let next = at
                         .filter(|_| granted < wanted)
                         .map(|at| pace.next_token(at).max(now));
@@ -179,11 +180,16 @@ impl DynamoStore {
                     else {
                         return Err(failure(action, error));
                     };
-                    // The refusal carries the part as the write met it.
+                    // The refusal carries the part as the write met it. Met idle, the guess
+                    // was only wrong about a quiet part; met busy, another writer came first.
                     assumed = refused.item().and_then(|item| {
                         number::<i64>(item, "tat", "send-rate part").ok().flatten()
                     });
-                    seen(self, assumed);
+                    let idle = pace.is_idle(assumed, now);
+                    if !idle && !matches!(pace.step(assumed, wanted, now), PaceStep::Wait { .. }) {
+                        crate::telemetry::CONTENTION.conflict();
+                    }
+                    seen(self, assumed, idle);
                 }
             }
         }
@@ -293,7 +299,7 @@ impl RateLedger for DynamoStore {
         // One part, and the next when that one cannot give everything: a part that runs
         // dry while another holds tokens costs one more write, never a wait.
         let pace = limits.pace();
-        let first = self.shards.pick() % pace.parts;
+        let first = self.shards.pick_of(pace.parts);
         let mut parts = vec![first];
         if pace.parts > 1 {
             parts.push((first + 1) % pace.parts);

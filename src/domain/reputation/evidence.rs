@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowConfig, WindowTotals};
-use crate::domain::reputation::guard::AccountState;
+use crate::domain::reputation::guard::{AccountState, Status};
+use crate::domain::reputation::thresholds::Thresholds;
 
 /// What the guard judges an account on.
 #[derive(Debug, Clone, PartialEq, Default)]
@@ -97,11 +98,73 @@ impl WindowConfig {
     }
 }
 
+/// Whether an active account's review may decide on a window read a few seconds ago, as
+/// long as no hard bounce or complaint came since: off probation, no stream quarantined or on
+/// its way back, and every judged rate — the account's and each stream's — under its warn
+/// level. Then only bad feedback can bring a transition (more sends and deliveries lower the
+/// rates, and no step or timer runs), and none comes from a read that old.
+pub fn is_calm(state: &AccountState, evidence: &Evidence, thresholds: &Thresholds) -> bool {
+    // Counted, not as rates: complaints with no sends yet are no rate, but the sends to come
+    // would make them one.
+    let under = |bad: u64, level: f64, sends: u64| bad == 0 || (bad as f64) < level * sends as f64;
+    let under_warn = |c: &Counts| {
+        under(c.hard_bounces, thresholds.bounce_warn, c.sends)
+            && under(c.complaints, thresholds.complaint_warn, c.sends)
+    };
+    state.status == Status::Active
+        && state.probation.is_none()
+        && state.quarantined.is_empty()
+        && state.returned.is_empty()
+        && under_warn(&evidence.judged.total)
+        && evidence.judged.streams.values().all(under_warn)
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::domain::reputation::guard::tests::{counts as bad, window};
+    use crate::domain::reputation::guard::{Cause, Quarantine};
+
+    #[test]
+    fn only_an_active_account_under_every_warn_level_is_calm() {
+        let t = Thresholds::default();
+        let calm = |state: &AccountState, w: &WindowTotals| {
+            is_calm(state, &Evidence::uncut(w.clone()), &t)
+        };
+        let active = AccountState::default();
+        let cases = [
+            (bad(20_000, 700, 10), true, "3.5 %, 0.05 %"),
+            (bad(0, 0, 0), true, "no mail yet"),
+            (bad(20_000, 800, 0), false, "4 %: the warn level"),
+            (bad(100, 5, 0), false, "over warn below the volume"),
+            (bad(20_000, 0, 16), false, "0.08 % complaints"),
+            (bad(0, 0, 10), false, "complaints before any send"),
+        ];
+        for (c, expected, why) in cases {
+            assert_eq!(calm(&active, &window(&[("a", c)])), expected, "{why}");
+        }
+        let one_stream = window(&[("a", bad(30_000, 0, 0)), ("b", bad(1_000, 50, 0))]);
+        assert!(!calm(&active, &one_stream), "one stream at 5 %");
+        let warning = AccountState {
+            status: Status::Warning,
+            ..AccountState::default()
+        };
+        assert!(!calm(&warning, &window(&[("a", bad(20_000, 0, 0))])));
+        let mut quarantine = AccountState::default();
+        quarantine.quarantined.insert(
+            "b".into(),
+            Quarantine {
+                since: Timestamp::EPOCH,
+                cause: Cause::BounceRate,
+                bounce_rate: 0.1,
+                complaint_rate: 0.0,
+            },
+        );
+        assert!(!calm(&quarantine, &window(&[("a", bad(20_000, 0, 0))])));
+    }
+
     use crate::domain::reputation::guard::{Probation, Return};
 
     const MINUTE: i64 = 60_000;

@@ -586,13 +586,13 @@ fn dominant(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::domain::reputation::counters::Bucket;
 
     const NOW: Timestamp = Timestamp::from_millis(1_000_000);
 
-    fn counts(sends: u64, hard_bounces: u64, complaints: u64) -> Counts {
+    pub(crate) fn counts(sends: u64, hard_bounces: u64, complaints: u64) -> Counts {
         Counts {
             sends,
             hard_bounces,
@@ -601,7 +601,7 @@ mod tests {
         }
     }
 
-    fn window(streams: &[(&str, Counts)]) -> WindowTotals {
+    pub(crate) fn window(streams: &[(&str, Counts)]) -> WindowTotals {
         let mut totals = WindowTotals::default();
         for (name, c) in streams {
             totals.total += *c;

@@ -407,20 +407,41 @@ pub enum PaceStep {
     },
 }
 
+/// What a writer's last write of a part found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Seen {
+    /// The arrival time the write left, or met when it was refused (`None`: no item).
+    pub at: Option<i64>,
+    /// When.
+    pub when: Timestamp,
+    /// Whether the part was idle — absent, or fallen more than the slack behind — as the write
+    /// found it.
+    pub idle: bool,
+}
+
 impl Pace {
-    /// What to assume of a part's arrival time before writing, from what this writer's last
-    /// write of it met (`at`, `None`: no item) at `when`. Seen within the last second, the
-    /// part is taken as busy — others have likely moved it since, and an arrival time fallen
-    /// behind is restarted only when a write meets it — so that a busy part takes one write;
-    /// otherwise as idle, as a part not written for a second most likely is.
-    pub fn guess(&self, seen: Option<(Option<i64>, Timestamp)>, now: Timestamp) -> Option<i64> {
+    /// Whether a part with arrival time `at` is idle at `now`: absent, or so far behind that
+    /// a take restarts it.
+    pub fn is_idle(&self, at: Option<i64>, now: Timestamp) -> bool {
         let floor_us = now.as_millis().saturating_mul(1000) - self.slack_us as i64;
-        match seen {
-            Some((Some(at), when)) if now.since(when) < Duration::from_secs(1) => {
-                Some(at.max(floor_us))
-            }
-            _ => None,
+        at.is_none_or(|at| at < floor_us)
+    }
+
+    /// What to assume of a part's arrival time before writing, from what this writer's last
+    /// write of it found. Arrival times never go back, so one seen at or past the slack's
+    /// floor still is: busy, certainly. One behind it may have been moved since by others: a
+    /// part that was busy at this writer's last take within the last second is taken as busy
+    /// (one fallen behind is restarted when a write meets it), so that a busy part takes one
+    /// write; a part found idle, or not seen for a second, as idle, so that a quiet account's
+    /// take is one write too.
+    pub fn guess(&self, seen: Option<Seen>, now: Timestamp) -> Option<i64> {
+        let floor_us = now.as_millis().saturating_mul(1000) - self.slack_us as i64;
+        let seen = seen?;
+        let at = seen.at?;
+        if at >= floor_us {
+            return Some(at);
         }
+        (!seen.idle && now.since(seen.when) < Duration::from_secs(1)).then_some(floor_us)
     }
 
     /// The write to try for `wanted` tokens at `now`, given the part's arrival time as last
@@ -671,7 +692,7 @@ mod tests {
     fn race(limits: &RateLimits, gap_ms: u64, most: u64) -> (Vec<(i64, u64)>, usize) {
         let pace = limits.pace();
         let mut part = None;
-        let mut seen = [None::<(Option<i64>, Timestamp)>; 6];
+        let mut seen = [None::<Seen>; 6];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |n: u64| {
             seed ^= seed << 13;
@@ -694,7 +715,15 @@ mod tests {
                 }
                 writes += 1;
                 let outcome = write(&mut part, step);
-                seen[writer] = Some((part, now));
+                let idle = match outcome {
+                    Ok(_) => matches!(step, PaceStep::Restart { .. }),
+                    Err(met) => pace.is_idle(met, now),
+                };
+                seen[writer] = Some(Seen {
+                    at: part,
+                    when: now,
+                    idle,
+                });
                 match outcome {
                     Ok(granted) => {
                         grants.push((clock_ms, granted));
