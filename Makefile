@@ -58,9 +58,11 @@ fuzz: ## Every cargo-fuzz target for 20 s (nightly; `fuzz/run --runs 10000000 TA
 
 LOAD_RATE ?= 1000
 LOAD_SECONDS ?= 20
+LOAD_PROFILE ?= bench
 LOAD_ARGS ?=
-load: ## One account at $(LOAD_RATE) sends/s with its feedback: sender and ingest processes on fakecloud's DynamoDB (installed and cached on first use); checks the issue's criteria; report in target/load
-	cargo bench --locked --bench load -- --fakecloud "$$(tests/rehearsal/install-fakecloud)" \
+load: ## One account at $(LOAD_RATE) sends/s with its feedback: sender and ingest processes on fakecloud's DynamoDB (installed and cached on first use); checks the scale criteria; report in target/load
+	cargo bench --locked --profile $(LOAD_PROFILE) --bench load -- \
+	  --fakecloud "$$(tests/rehearsal/install-fakecloud)" \
 	  --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --out target/load --check $(LOAD_ARGS)
 
 BENCH_ENVELOPES ?= 5000

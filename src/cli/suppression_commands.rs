@@ -222,18 +222,30 @@ pub(super) async fn suppressions(
             reason,
             actor,
         } => {
+            // Step after step of the job, each saved: an interrupted import goes on from
+            // where it stopped when run again.
             let admin = Admin::new(deps, actor);
-            let report = admin
-                .import_from_ses(&account, &reason, deps.clock.now())
-                .await?;
+            let mut total = ImportReport::default();
+            loop {
+                let step = admin
+                    .import_from_ses(&account, &reason, deps.clock.now())
+                    .await?;
+                total.read += step.report.read;
+                total.added += step.report.added;
+                total.already += step.report.already;
+                tracing::info!(job = %step.status.job, total = step.status.total, "import step done");
+                if step.status.finished {
+                    break;
+                }
+            }
             if json {
-                say!("{}", serde_json::to_string_pretty(&report)?);
+                say!("{}", serde_json::to_string_pretty(&total)?);
             } else {
                 say!(
                     "{} addresses on SES's list for {account}: {} suppressed, {} already suppressed",
-                    report.read,
-                    report.added,
-                    report.already
+                    total.read,
+                    total.added,
+                    total.already
                 );
             }
         }
@@ -245,9 +257,17 @@ pub(super) async fn suppressions(
         } => {
             let admin = Admin::new(deps, actor);
             let only = only.map(|r| r.as_str());
-            let pushed = admin
-                .push_to_ses(&account, only, &reason, deps.clock.now())
-                .await?;
+            let mut pushed = 0;
+            loop {
+                let step = admin
+                    .push_to_ses(&account, only, &reason, deps.clock.now())
+                    .await?;
+                pushed += step.pushed;
+                tracing::info!(job = %step.status.job, total = step.status.total, "push step done");
+                if step.status.finished {
+                    break;
+                }
+            }
             if json {
                 say!("{}", serde_json::json!({ "pushed": pushed }));
             } else {

@@ -450,13 +450,13 @@ async fn route(
                 }
             };
             no_more(body)?;
+            // One bounded step of a resumable job; call again until `finished`.
             if *direction == "import" {
                 ok(admin.import_from_ses(&account, &reason, now).await?)
             } else {
-                let pushed = admin
+                ok(admin
                     .push_to_ses(&account, only.as_deref(), &reason, now)
-                    .await?;
-                ok(json!({ "pushed": pushed }))
+                    .await?)
             }
         }
         (&Method::GET, ["suppressions", email]) => ok(admin.suppression(email).await?),

@@ -81,6 +81,7 @@ pub trait Store:
     + GateRead
     + SuppressionAdmin
     + AuditLog
+    + JobLedger
 {
 }
 
@@ -97,5 +98,6 @@ impl<T> Store for T where
         + GateRead
         + SuppressionAdmin
         + AuditLog
+        + JobLedger
 {
 }

@@ -15,8 +15,11 @@ pub trait SuppressionList: Send + Sync {
         emails: &[EmailAddress],
     ) -> Result<HashMap<EmailAddress, Reason>, StoreError>;
 
-    /// Suppressed addresses, optionally of one reason, at most `limit` per page, resuming
-    /// after `cursor`. On DynamoDB this scans the table: an operator's tool, not a hot path.
+    /// Suppressed addresses, optionally of one reason, at most `limit` (1 to 1,000) per page,
+    /// resuming after `cursor`; a page may hold fewer, even none, and still name a next one.
+    /// Each page is one bounded request on DynamoDB (a query of the index by reason, or a scan
+    /// of `limit` items), so that a call stays well inside a Lambda's time however long the
+    /// list is.
     async fn list(
         &self,
         reason: Option<Reason>,

@@ -1252,3 +1252,73 @@ async fn a_pause_length_and_the_limits_are_read_as_the_document_says() {
         assert_eq!(answer.status, 400, "{refused}: {}", answer.text);
     }
 }
+
+#[tokio::test]
+async fn a_push_of_many_goes_step_by_step_and_each_call_resumes_where_the_last_stopped() {
+    use Method as M;
+    use sesguard::domain::common::address::EmailAddress;
+    use sesguard::domain::feedback::suppression::Reason;
+    use sesguard::ports::ManualSuppression;
+    let api = Api::new();
+    let store = api.deps().store.clone();
+    let complaints: Vec<ManualSuppression> = (0..450)
+        .map(|i| ManualSuppression {
+            email: EmailAddress::parse(&format!("p{i:03}@example.com")).unwrap(),
+            reason: Reason::Complaint,
+        })
+        .collect();
+    store
+        .suppress(&complaints, api.deps().clock.now())
+        .await
+        .unwrap();
+    let step = || async {
+        let answer = api
+            .call(
+                M::POST,
+                "/suppressions/ses/push",
+                Some(r#"{"reason":"sync","account":"primary","only":"complaint"}"#),
+            )
+            .await;
+        assert_eq!(answer.status, 200, "{}", answer.text);
+        let b = answer.body;
+        (
+            b["pushed"].clone(),
+            b["total"].clone(),
+            b["steps"].clone(),
+            b["finished"].clone(),
+        )
+    };
+    assert_eq!(
+        step().await,
+        (json!(200), json!(200), json!(1), json!(false))
+    );
+    let saved = store.job("push:primary:complaint").await.unwrap().unwrap();
+    assert!(saved.cursor.is_some() && !saved.finished);
+    assert!(
+        !store
+            .save_job(&sesguard::ports::JobProgress {
+                version: saved.version - 1,
+                ..saved.clone()
+            })
+            .await
+            .unwrap(),
+        "a step saved over an older version is refused"
+    );
+    assert_eq!(
+        step().await,
+        (json!(200), json!(400), json!(2), json!(false))
+    );
+    assert_eq!(step().await, (json!(50), json!(450), json!(3), json!(true)));
+    assert_eq!(
+        step().await,
+        (json!(200), json!(200), json!(1), json!(false)),
+        "after the end, a new run from the top"
+    );
+    let audit = api.deps().store.audit(10).await.unwrap();
+    let pushes: Vec<_> = audit
+        .iter()
+        .filter(|e| e.action == "suppression.push")
+        .collect();
+    assert_eq!(pushes.len(), 1, "one audit entry per finished run");
+    assert_eq!(pushes[0].detail["pushed"], 450);
+}

@@ -36,9 +36,10 @@ use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::lambda::sender::process;
 use sesguard::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
-    GateView, GuardLedger, MailTransport, ManualSuppression, MessageLedger, Page, PolicyStore,
-    QueueError, QueueVisibility, RateLedger, RateRecord, Requeue, SendClaim, SendLedger, SendQuota,
-    SesAccount, SesError, Store, StoreError, SuppressionAdmin, SuppressionList, TransportError,
+    GateView, GuardLedger, JobLedger, JobProgress, MailTransport, ManualSuppression, MessageLedger,
+    Page, PolicyStore, QueueError, QueueVisibility, RateLedger, RateRecord, Requeue, SendClaim,
+    SendLedger, SendQuota, SesAccount, SesError, Store, StoreError, SuppressionAdmin,
+    SuppressionList, TransportError,
 };
 use sesguard::wiring::SenderFunction;
 
@@ -189,6 +190,11 @@ pass_on!(GateRead {
 pass_on!(AuditLog {
     fn record(&self, entry: &AuditEntry, expires_at: Timestamp) -> Result<(), StoreError>;
     fn audit(&self, limit: usize) -> Result<Vec<AuditEntry>, StoreError>;
+});
+
+pass_on!(JobLedger {
+    fn job(&self, id: &str) -> Result<Option<JobProgress>, StoreError>;
+    fn save_job(&self, progress: &JobProgress) -> Result<bool, StoreError>;
 });
 
 // --- SES, with its faults ------------------------------------------------------------------

@@ -20,8 +20,9 @@ use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::{
     AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
-    GateView, GuardLedger, ManualSuppression, MessageLedger, Page, PolicyStore, RateLedger,
-    RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin, SuppressionList,
+    GateView, GuardLedger, JobLedger, JobProgress, ManualSuppression, MessageLedger, Page,
+    PolicyStore, RateLedger, RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin,
+    SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -296,6 +297,16 @@ impl AuditLog for Unreachable {
         Err(down())
     }
     async fn audit(&self, _: usize) -> Result<Vec<AuditEntry>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
+impl JobLedger for Unreachable {
+    async fn job(&self, _: &str) -> Result<Option<JobProgress>, StoreError> {
+        Err(down())
+    }
+    async fn save_job(&self, _: &JobProgress) -> Result<bool, StoreError> {
         Err(down())
     }
 }

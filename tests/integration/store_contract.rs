@@ -905,6 +905,44 @@ async fn a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out(stor
     );
 }
 
+async fn a_jobs_progress_is_saved_only_over_the_version_it_was_read_at(store: &dyn Store) {
+    use sesguard::ports::JobProgress;
+    assert_eq!(store.job("push:primary").await.unwrap(), None);
+    let first = JobProgress {
+        id: "push:primary".into(),
+        cursor: Some("m@example.com".into()),
+        handled: 200,
+        steps: 1,
+        started_at: now(),
+        updated_at: now(),
+        ..JobProgress::default()
+    };
+    assert!(store.save_job(&first).await.unwrap(), "a new job");
+    assert!(
+        !store.save_job(&first).await.unwrap(),
+        "a second new one loses"
+    );
+    let read = store.job("push:primary").await.unwrap().unwrap();
+    assert_eq!(
+        (read.version, &read.cursor, read.handled),
+        (1, &first.cursor, 200)
+    );
+    let next = JobProgress {
+        cursor: None,
+        handled: 450,
+        steps: 2,
+        finished: true,
+        ..read.clone()
+    };
+    assert!(store.save_job(&next).await.unwrap());
+    assert!(
+        !store.save_job(&next).await.unwrap(),
+        "the same step twice: the second loses"
+    );
+    let done = store.job("push:primary").await.unwrap().unwrap();
+    assert_eq!((done.version, done.finished, done.handled), (2, true, 450));
+}
+
 macro_rules! contract {
     ($($case:ident),* $(,)?) => {
         mod sqlite {
@@ -949,6 +987,7 @@ contract!(
     the_gate_view_reads_policy_suppressions_states_and_rates_together,
     manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record,
     a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out,
+    a_jobs_progress_is_saved_only_over_the_version_it_was_read_at,
 );
 
 #[tokio::test]

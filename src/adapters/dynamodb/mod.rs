@@ -2,7 +2,8 @@
 //! attribute `expires_at` (epoch seconds):
 //!
 //! - suppressions — key `email` (S): one item per address; suppressed items carry `reason`
-//!   and never expire; soft-bounce trackers expire a window after their last bounce.
+//!   and never expire; soft-bounce trackers expire a window after their last bounce. The
+//!   sparse index `by-reason` (`reason` + `email`) holds the suppressed ones alone.
 //! - state — key `pk` (S) + `sk` (S): de-duplication claims (`claim#KEY` / `claim`), send
 //!   records (`send#KEY` / `send`, with `owner`, `state`, `claimed_at`), counter
 //!   buckets in shards (`account#NAME` / `bucket#MILLIS#SHARD`, per-stream counters as
@@ -53,6 +54,7 @@ mod changes;
 mod codec;
 mod gate;
 mod guard_state;
+mod jobs;
 mod messages;
 mod rate_bucket;
 mod schema;
@@ -80,6 +82,8 @@ fn suppression_reason(k: KeysAndAttributesBuilder) -> KeysAndAttributesBuilder {
     k.projection_expression("email, #reason")
         .expression_attribute_names("#reason", "reason")
 }
+/// The suppressions table's sparse index of suppressed addresses by reason.
+pub const BY_REASON_INDEX: &str = "by-reason";
 /// TTL attribute on both tables.
 pub const TTL_ATTRIBUTE: &str = "expires_at";
 const UNCONFIGURED: &str = "unconfigured-accounts";

@@ -1,5 +1,5 @@
 //! The two tables' definitions: `store create-tables` creates them (on-demand, TTL on
-//! `expires_at`) where they do not exist yet.
+//! `expires_at`, the suppressions table's sparse index by reason) where they do not exist yet.
 
 use super::*;
 
@@ -39,6 +39,11 @@ impl DynamoStore {
                     .attribute_definitions(attribute(name)?)
                     .key_schema(key(name, key_type)?);
             }
+            if table == &self.tables.suppressions {
+                request = request
+                    .attribute_definitions(attribute("reason")?)
+                    .global_secondary_indexes(by_reason_index(key)?);
+            }
             match request.send().await {
                 Ok(_) => {}
                 Err(e) if e.code() == Some("ResourceInUseException") => continue,
@@ -59,4 +64,23 @@ impl DynamoStore {
         }
         Ok(())
     }
+}
+
+/// The suppressions table's index by reason: only suppressed items carry `reason`, so the
+/// index holds them alone (soft-bounce trackers stay out), in address order per reason.
+fn by_reason_index(
+    key: impl Fn(&str, KeyType) -> Result<KeySchemaElement, StoreError>,
+) -> Result<aws_sdk_dynamodb::types::GlobalSecondaryIndex, StoreError> {
+    use aws_sdk_dynamodb::types::{GlobalSecondaryIndex, Projection, ProjectionType};
+    GlobalSecondaryIndex::builder()
+        .index_name(BY_REASON_INDEX)
+        .key_schema(key("reason", KeyType::Hash)?)
+        .key_schema(key("email", KeyType::Range)?)
+        .projection(
+            Projection::builder()
+                .projection_type(ProjectionType::All)
+                .build(),
+        )
+        .build()
+        .map_err(|e| build_error("defining the index by reason", e))
 }

@@ -39,40 +39,58 @@ impl SuppressionList for DynamoStore {
         cursor: Option<&str>,
         limit: usize,
     ) -> Result<Page<Suppression>, StoreError> {
-        let limit = limit.max(1);
-        let mut items = Vec::new();
-        let mut start = cursor.map(|email| HashMap::from([("email".to_owned(), s(email))]));
-        loop {
-            let mut request = self
-                .client
-                .scan()
-                .table_name(&self.tables.suppressions)
-                .set_exclusive_start_key(start.take())
-                .expression_attribute_names("#reason", "reason");
-            request = match reason {
-                Some(reason) => request
-                    .filter_expression("#reason = :reason")
-                    .expression_attribute_values(":reason", s(reason.as_str())),
-                None => request.filter_expression("attribute_exists(#reason)"),
-            };
-            let output = request
-                .send()
-                .await
-                .map_err(|e| failure("listing suppressions", e))?;
-            for item in output.items.unwrap_or_default() {
-                if let Some(suppression) = parse_suppression(&item)? {
-                    items.push(suppression);
-                    if items.len() == limit {
-                        let next = Some(items[limit - 1].email.as_str().to_owned());
-                        return Ok(Page { items, next });
-                    }
-                }
+        // One request per page, whatever the table holds: a page of one reason is a query of
+        // the sparse index; a page of every reason a scan of `limit` items, of which the
+        // soft-bounce trackers are left out (so it may come back short, even empty, with a
+        // cursor to go on from).
+        let limit = i32::try_from(limit.clamp(1, 1000)).unwrap_or(1000);
+        let (items, last) = match reason {
+            Some(reason) => {
+                let start = cursor.map(|email| {
+                    HashMap::from([
+                        ("email".to_owned(), s(email)),
+                        ("reason".to_owned(), s(reason.as_str())),
+                    ])
+                });
+                let output = self
+                    .client
+                    .query()
+                    .table_name(&self.tables.suppressions)
+                    .index_name(BY_REASON_INDEX)
+                    .key_condition_expression("#reason = :reason")
+                    .expression_attribute_names("#reason", "reason")
+                    .expression_attribute_values(":reason", s(reason.as_str()))
+                    .set_exclusive_start_key(start)
+                    .limit(limit)
+                    .send()
+                    .await
+                    .map_err(|e| failure("listing suppressions", e))?;
+                (output.items, output.last_evaluated_key)
             }
-            match output.last_evaluated_key {
-                Some(key) => start = Some(key),
-                None => return Ok(Page { items, next: None }),
+            None => {
+                let start = cursor.map(|email| HashMap::from([("email".to_owned(), s(email))]));
+                let output = self
+                    .client
+                    .scan()
+                    .table_name(&self.tables.suppressions)
+                    .set_exclusive_start_key(start)
+                    .filter_expression("attribute_exists(#reason)")
+                    .expression_attribute_names("#reason", "reason")
+                    .limit(limit)
+                    .send()
+                    .await
+                    .map_err(|e| failure("listing suppressions", e))?;
+                (output.items, output.last_evaluated_key)
+            }
+        };
+        let mut page = Vec::new();
+        for item in items.unwrap_or_default() {
+            if let Some(suppression) = parse_suppression(&item)? {
+                page.push(suppression);
             }
         }
+        let next = last.as_ref().and_then(|key| text(key, "email"));
+        Ok(Page { items: page, next })
     }
 }
 

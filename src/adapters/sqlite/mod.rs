@@ -30,6 +30,7 @@ mod audit;
 mod changes;
 mod gate;
 mod guard_state;
+mod jobs;
 mod messages;
 mod rate_bucket;
 mod sends;
@@ -109,6 +110,11 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE TABLE IF NOT EXISTS rate_limits (
     account TEXT PRIMARY KEY,
     patch TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    progress TEXT NOT NULL,
+    version INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS policies (
     name TEXT PRIMARY KEY,

@@ -20,7 +20,9 @@ use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{AuditEntry, ManualSuppression, Page, SesError, StoreError};
 
 mod import;
+mod ses_lists;
 pub use import::{IMPORT_CHUNK, ImportReport, Importer, InvalidLine, LineFormat};
+pub use ses_lists::{ImportStep, JobStatus, PUSH_STEP, PushStep};
 
 /// Why an operation was refused or failed. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -390,70 +392,6 @@ impl<'a> Admin<'a> {
             lines: 0,
             report: ImportReport::default(),
         })
-    }
-
-    /// Imports an account's SES account-level suppression list into sesguard's.
-    pub async fn import_from_ses(
-        &self,
-        account: &str,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<ImportReport, AdminError> {
-        require_reason(reason)?;
-        self.known_account(account)?;
-        let mut importer = self.importer(LineFormat::Jsonl, reason, now)?;
-        let mut next = None;
-        loop {
-            let (page, token) = self.deps.ses.list_suppressed(account, next).await?;
-            for (email, reason) in page {
-                importer.entry(ManualSuppression { email, reason }).await?;
-            }
-            match token {
-                Some(token) => next = Some(token),
-                None => break,
-            }
-        }
-        importer.finish(&format!("ses:{account}"), reason).await
-    }
-
-    /// Pushes sesguard's suppressions (optionally of one reason) to an account's SES
-    /// account-level list, so that mail sent around sesguard is stopped too. Returns how many
-    /// addresses were pushed.
-    pub async fn push_to_ses(
-        &self,
-        account: &str,
-        only: Option<&str>,
-        reason: &str,
-        now: Timestamp,
-    ) -> Result<u64, AdminError> {
-        require_reason(reason)?;
-        self.known_account(account)?;
-        let mut cursor: Option<String> = None;
-        let mut pushed = 0;
-        loop {
-            let page = self.suppressions(only, cursor.as_deref(), 1000).await?;
-            for suppression in &page.items {
-                self.deps
-                    .ses
-                    .put_suppressed(account, &suppression.email, suppression.reason)
-                    .await?;
-                pushed += 1;
-            }
-            match page.next {
-                Some(next) => cursor = Some(next),
-                None => break,
-            }
-        }
-        let detail = serde_json::json!({"pushed": pushed, "reason": only});
-        self.audit(
-            "suppression.push",
-            &format!("ses:{account}"),
-            reason,
-            detail,
-            now,
-        )
-        .await?;
-        Ok(pushed)
     }
 
     /// The template policy.
