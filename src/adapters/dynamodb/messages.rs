@@ -35,21 +35,10 @@ impl MessageLedger for DynamoStore {
     }
 
     async fn release(&self, keys: &[String]) -> Result<(), StoreError> {
-        let action = "releasing message claims";
-        for chunk in keys.chunks(MAX_BATCH_WRITE) {
-            let requests = chunk
-                .iter()
-                .map(|key| {
-                    let delete = DeleteRequest::builder()
-                        .set_key(Some(state_key(format!("claim#{key}"), "claim")))
-                        .build()
-                        .map_err(|e| build_error(action, e))?;
-                    Ok(WriteRequest::builder().delete_request(delete).build())
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            self.batch_write(requests, action).await?;
-        }
-        Ok(())
+        let claims = keys
+            .iter()
+            .map(|key| state_key(format!("claim#{key}"), "claim"));
+        self.delete_all(claims, "releasing message claims").await
     }
 
     async fn seen(&self, key: &str, now: Timestamp) -> Result<bool, StoreError> {

@@ -215,6 +215,28 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Deletes these items of the state table, 25 to a `BatchWriteItem`.
+    async fn delete_all(
+        &self,
+        keys: impl IntoIterator<Item = Item>,
+        action: &str,
+    ) -> Result<(), StoreError> {
+        let requests = keys
+            .into_iter()
+            .map(|key| {
+                let delete = DeleteRequest::builder()
+                    .set_key(Some(key))
+                    .build()
+                    .map_err(|e| build_error(action, e))?;
+                Ok(WriteRequest::builder().delete_request(delete).build())
+            })
+            .collect::<Result<Vec<_>, StoreError>>()?;
+        for chunk in requests.chunks(MAX_BATCH_WRITE) {
+            self.batch_write(chunk.to_vec(), action).await?;
+        }
+        Ok(())
+    }
+
     /// Reads items by key from one table: [`Self::batch_get_tables`] with one table.
     async fn batch_get(
         &self,

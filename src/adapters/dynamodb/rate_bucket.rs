@@ -365,16 +365,9 @@ impl RateLedger for DynamoStore {
         _now: Timestamp,
     ) -> Result<(), StoreError> {
         // An absent part is a full one.
-        let deletes = (0..MAX_PACE_PARTS)
-            .map(|part| {
-                let delete = DeleteRequest::builder()
-                    .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
-                    .build()
-                    .map_err(|e| build_error("refilling the send-rate bucket", e))?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        self.batch_write(deletes, "refilling the send-rate bucket")
+        let parts =
+            (0..MAX_PACE_PARTS).map(|part| state_key(account_key(account), &part_sort_key(part)));
+        self.delete_all(parts, "refilling the send-rate bucket")
             .await?;
         self.parts_seen
             .lock()

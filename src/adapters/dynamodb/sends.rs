@@ -184,14 +184,7 @@ impl SendLedger for DynamoStore {
     }
 
     async fn give_up(&self, keys: &[SendKey]) -> Result<(), StoreError> {
-        let action = "giving up sends";
-        let deletes = keys.iter().map(|key| {
-            let delete = DeleteRequest::builder()
-                .set_key(Some(record_key(key)))
-                .build()
-                .map_err(|e| build_error(action, e))?;
-            Ok(WriteRequest::builder().delete_request(delete).build())
-        });
-        self.write_records(deletes, action).await
+        self.delete_all(keys.iter().map(record_key), "giving up sends")
+            .await
     }
 }
