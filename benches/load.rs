@@ -4,8 +4,8 @@
 //!
 //! The driver starts the server (fakecloud, or `--endpoint` for one already running), creates
 //! fresh tables and starts `--senders` sender processes and `--ingesters` ingest processes,
-//! each running `--instances` concurrent instances (a [`Sender`] or an ingest batch loop with
-//! its own memory, as one warm Lambda instance). Sender instances take batches of ten requests
+//! each running `--instances` concurrent instances (a [`Sender`] or an ingest batch loop, each
+//! with its own context — store client, window cache, memory — as one warm Lambda instance). Sender instances take batches of ten requests
 //! at their share of `--rate` and send them through sesguard's own gate over the DynamoDB
 //! store to a transport that accepts every message and answers with its SES events: Send,
 //! then Delivery, or a permanent Bounce for one recipient in twenty. The driver passes those
@@ -47,9 +47,10 @@ use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
 use sesguard::ports::{Clock, CounterWindow, MailTransport, SystemClock, TransportError};
 use sesguard::telemetry::CONTENTION;
 
-/// One account able to send 1,500 a second (so that the limiter paces, never binds), its
-/// send count from Send events, warn and pause levels above the run's 5 % bounces (the guard
-/// reviews every batch but has nothing to do).
+/// One account allowed half as much again as the run's target rate (`MAX_SEND_RATE`; so that
+/// the limiter paces, never binds, and its parts are as busy as an account's sending 1,000 a
+/// second under a 1,500 limit), its send count from Send events, warn and pause levels above
+/// the run's 5 % bounces (the guard reviews every batch but has nothing to do).
 const LOAD_CONFIG: &str = r#"
 [tables]
 suppressions = "unused"
@@ -68,7 +69,7 @@ send_count_source = "ses_events"
 configuration_set = "sesguard"
 from = "no-reply@example.com"
 daily_quota = 500000000
-max_send_rate = 1500
+max_send_rate = MAX_SEND_RATE
 
 [[streams]]
 name = "transactional"
@@ -311,10 +312,25 @@ fn tables_of(text: &str) -> anyhow::Result<Tables> {
     })
 }
 
+/// The account's send rate in a run at `rate`: half as much again.
+fn limit_for(rate: u64) -> u64 {
+    (rate * 3 / 2).max(15)
+}
+
+/// How many parts the account's paced bucket has in a run at `rate`.
+fn parts_for(rate: u64) -> u16 {
+    sesguard::domain::sending::rate_limit::RateLimits::from_send_rate(limit_for(rate) as f64)
+        .pace()
+        .parts
+}
+
 fn context(args: &Args, log: &WireLog) -> anyhow::Result<Context> {
     let endpoint = args.endpoint.as_deref().context("--endpoint")?;
     let store = DynamoStore::new(client(endpoint, log), tables_of(&args.tables)?);
-    let config = Config::parse(LOAD_CONFIG, "load")?;
+    let config = Config::parse(
+        &LOAD_CONFIG.replace("MAX_SEND_RATE", &limit_for(args.rate).to_string()),
+        "load",
+    )?;
     Ok(sesguard::wiring::local(
         config,
         Arc::new(store),
@@ -329,6 +345,8 @@ struct Report {
     seconds: f64,
     /// Sender: messages SES accepted; ingest: records stored.
     done: u64,
+    /// Sender: of those, messages that bounce.
+    bounced: u64,
     /// Sender: decisions by name; ingest: outcomes by name.
     outcomes: BTreeMap<String, u64>,
     /// Ingest: records failed and put back; records that ran out of receives.
@@ -357,6 +375,7 @@ fn finish(mut report: Report, log: &WireLog, started: Instant) -> anyhow::Result
 /// to stdout for the driver to pass on.
 struct LoadSes {
     next: AtomicU64,
+    bounced: AtomicU64,
     process: usize,
     events: tokio::sync::mpsc::UnboundedSender<String>,
 }
@@ -380,6 +399,7 @@ impl MailTransport for LoadSes {
             "sendingAccountId": "111111111111", "destination": [to], "tags": tags});
         let send = json!({"eventType": "Send", "send": {}, "mail": message});
         let outcome = if to.starts_with("bounce") {
+            self.bounced.fetch_add(1, Ordering::Relaxed);
             json!({"eventType": "Bounce", "mail": message, "bounce": {
                 "bounceType": "Permanent", "bounceSubType": "General", "timestamp": at,
                 "feedbackId": format!("{id}-bounce"),
@@ -397,10 +417,10 @@ impl MailTransport for LoadSes {
 
 async fn sender_process(args: &Args) -> anyhow::Result<()> {
     let log = WireLog::default();
-    let deps = Arc::new(context(args, &log)?);
     let (events, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ses = Arc::new(LoadSes {
         next: AtomicU64::new(0),
+        bounced: AtomicU64::new(0),
         process: args.id,
         events,
     });
@@ -423,13 +443,17 @@ async fn sender_process(args: &Args) -> anyhow::Result<()> {
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
     for instance in 0..args.instances {
-        let (deps, ses, next) = (deps.clone(), ses.clone(), next.clone());
+        // Each instance its own context, as each Lambda instance builds its own: its own store
+        // client (with what it last saw of the rate parts), window cache and memory.
+        let deps = context(args, &log)?;
+        let (ses, next) = (ses.clone(), next.clone());
         let process = args.id;
+        let spread = instance as f64 / args.instances as f64;
         tasks.push(tokio::spawn(async move {
             let memory = SenderMemory::default();
             let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
             // Instances start spread over one interval.
-            let mut due = Instant::now() + interval.mul_f64(instance as f64 / 8.0 % 1.0);
+            let mut due = Instant::now() + interval.mul_f64(spread);
             while Instant::now() < deadline {
                 tokio::time::sleep_until(due.into()).await;
                 due += interval;
@@ -475,8 +499,8 @@ async fn sender_process(args: &Args) -> anyhow::Result<()> {
         }
     }
     report.done = ses.next.load(Ordering::Relaxed);
+    report.bounced = ses.bounced.load(Ordering::Relaxed);
     drop(ses);
-    drop(deps);
     writer.await??;
     finish(report, &log, started)
 }
@@ -493,7 +517,6 @@ struct Record {
 
 async fn ingest_process(args: &Args) -> anyhow::Result<()> {
     let log = WireLog::default();
-    let deps = Arc::new(context(args, &log)?);
     let queue = Arc::new(Mutex::new(std::collections::VecDeque::<Record>::new()));
     let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let delay = Duration::from_millis(args.feedback_delay_ms);
@@ -513,7 +536,8 @@ async fn ingest_process(args: &Args) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.instances {
-        let (deps, queue, closed) = (deps.clone(), queue.clone(), closed.clone());
+        let deps = context(args, &log)?;
+        let (queue, closed) = (queue.clone(), closed.clone());
         tasks.push(tokio::spawn(async move {
             let mut report = Report::default();
             loop {
@@ -824,20 +848,25 @@ fn summarize(
     let total_requests: u64 = requests.values().sum();
     let per_message = |n: u64| n as f64 / accepted.max(1) as f64;
     // The hottest keys: their busiest second here, and their writes per message carried to
-    // 1,000 sends a second.
-    let mut hot: Vec<(&str, u32, u64)> = keys
+    // 1,000 sends a second. A counter shard's writes per message do not depend on the rate; a
+    // rate part's do, through the number of parts: at 1,000 sends a second under a 1,500
+    // limit the same takes spread over that many parts.
+    let spread = f64::from(parts_for(args.rate)) / f64::from(parts_for(1000));
+    let at_1000 = |key: &str, total: u64| {
+        let scale = if key.contains("| rate#") { spread } else { 1.0 };
+        per_message(total) * 1000.0 * scale
+    };
+    let mut hot: Vec<(&str, u32, u64, f64)> = keys
         .iter()
         .map(|(key, seconds)| {
             let busiest = seconds.values().copied().max().unwrap_or(0);
             let total = seconds.values().map(|&n| u64::from(n)).sum();
-            (*key, busiest, total)
+            (*key, busiest, total, at_1000(key, total))
         })
         .collect();
-    hot.sort_by(|a, b| b.2.cmp(&a.2).then(a.0.cmp(b.0)));
+    hot.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(b.0)));
     hot.truncate(10);
-    let hottest_at_1000 = hot
-        .first()
-        .map_or(0.0, |(_, _, total)| per_message(*total) * 1000.0);
+    let hottest_at_1000 = hot.first().map_or(0.0, |h| h.3);
     let outcomes = |reports: &[Report]| {
         let mut merged: BTreeMap<String, u64> = BTreeMap::new();
         for report in reports {
@@ -849,10 +878,16 @@ fn summarize(
     };
     let dead_lettered: u64 = stored.iter().map(|r| r.dead_lettered).sum();
     let retried: u64 = stored.iter().map(|r| r.retried).sum();
-    let bounces = accepted.div_ceil(BOUNCE_EVERY);
+    let bounces: u64 = sent.iter().map(|r| r.bounced).sum();
     let mut failures = Vec::new();
     if dead_lettered > 0 {
         failures.push(format!("{dead_lettered} feedback records dead-lettered"));
+    }
+    if counted.hard_bounces != bounces {
+        failures.push(format!(
+            "{bounces} bounces sent, {} counted",
+            counted.hard_bounces
+        ));
     }
     if counted.sends != accepted {
         failures.push(format!(
@@ -894,10 +929,12 @@ fn summarize(
         "conflict_retries_per_second": conflicts as f64 / send_seconds.max(1e-9),
         "conflict_share_of_requests": conflicts as f64 / total_requests.max(1) as f64,
         "throttles": throttles,
-        "hottest_keys": hot.iter().map(|(key, busiest, total)| json!({
+        "account_limit": limit_for(args.rate),
+        "rate_parts": {"here": parts_for(args.rate), "at_1000_sends": parts_for(1000)},
+        "hottest_keys": hot.iter().map(|(key, busiest, total, derived)| json!({
             "key": key, "writes": total, "busiest_second": busiest,
             "writes_per_message": per_message(*total),
-            "per_second_at_1000_sends": per_message(*total) * 1000.0,
+            "per_second_at_1000_sends": derived,
         })).collect::<Vec<_>>(),
         "failures": failures,
     })
@@ -922,6 +959,12 @@ fn render(summary: &Value) -> String {
         summary["dead_lettered"]
     );
     text += &format!("counted  {}\n", summary["counted"]);
+    text += &format!(
+        "limit    the account's {} sends/s, paced in {} parts ({} at 1,000 sends/s under 1,500)\n",
+        summary["account_limit"],
+        summary["rate_parts"]["here"],
+        summary["rate_parts"]["at_1000_sends"]
+    );
     text += &format!(
         "requests {:.2} per message, write units {:.2}, read units {:.2} (estimated)\n",
         f(&summary["requests_per_message"]),

@@ -369,7 +369,7 @@ async fn limits(
         Some(rate) => {
             let record = store.rate(name).await?;
             let limits = record.limits(&config.rate_limits(name, rate));
-            Some(limits.periods(record.state.as_ref(), now))
+            Some(limits.periods(record.state_at(&limits, now).as_ref(), now))
         }
     };
     Ok((daily_quota, periods))

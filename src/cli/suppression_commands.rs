@@ -233,6 +233,13 @@ pub(super) async fn suppressions(
                 total.read += step.report.read;
                 total.added += step.report.added;
                 total.already += step.report.already;
+                total.invalid_count += step.report.invalid_count;
+                total.invalid.extend(
+                    step.report
+                        .invalid
+                        .into_iter()
+                        .take(100 - total.invalid.len().min(100)),
+                );
                 tracing::info!(job = %step.status.job, total = step.status.total, "import step done");
                 if step.status.finished {
                     break;

@@ -68,7 +68,7 @@ pub struct GuardConfig {
     /// quarantine, takes step by step before it takes all of it (default `[0.1, 0.25, 0.5]`;
     /// `[]`: none). Each step needs `min_volume` new sends under the warn levels.
     pub probation: Vec<f64>,
-    /// How long an ingest instance reuses a calm account's window (rates under half the warn
+    /// How long an ingest instance reuses a calm account's window (rates under the warn
     /// levels, nothing quarantined or on probation) instead of reading it after every batch
     /// (default `5s`; `0s`: always read).
     #[serde(with = "humantime_serde")]

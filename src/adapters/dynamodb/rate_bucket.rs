@@ -10,11 +10,11 @@ use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::*;
-use crate::domain::sending::rate_limit::{MAX_PACE_PARTS, Pace, PaceStep, Seen};
+use crate::domain::sending::rate_limit::{MAX_PACE_PARTS, Pace, PaceStep};
 
 /// Writes one take may make to one part before giving up on it.
 const PACE_ATTEMPTS: u32 = 4;
-/// How long an untouched part is kept: an absent part is a full one.
+/// How long an untouched part is kept after it would be full again: an absent part is full.
 const PART_TTL: Duration = Duration::from_secs(86_400);
 
 /// A pause of 5 to 10 ms before a third write to a part, so that writers that keep meeting
@@ -30,7 +30,7 @@ fn part_sort_key(part: u16) -> String {
 }
 
 /// What this instance's last write of each part found, by `(account, part)`.
-pub(super) type PartsSeen = std::sync::Arc<std::sync::Mutex<HashMap<(String, u16), Seen>>>;
+pub(super) type PartsSeen = std::sync::Arc<std::sync::Mutex<HashMap<(String, u16), i64>>>;
 
 impl DynamoStore {
     pub(super) async fn read_rate(
@@ -98,19 +98,15 @@ impl DynamoStore {
         action: &str,
     ) -> Result<(u64, Option<Timestamp>), StoreError> {
         let seen_key = (account.to_owned(), part);
-        let seen = |store: &Self, at: Option<i64>, idle: bool| {
-            store
+        let seen = |store: &Self, at: Option<i64>| {
+            let mut parts = store
                 .parts_seen
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .insert(
-                    seen_key.clone(),
-                    Seen {
-                        at,
-                        when: now,
-                        idle,
-                    },
-                );
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            match at {
+                Some(at) => parts.insert(seen_key.clone(), at),
+                None => parts.remove(&seen_key),
+            };
         };
         let last = self
             .parts_seen
@@ -129,7 +125,14 @@ impl DynamoStore {
                 .update_item()
                 .table_name(&self.tables.state)
                 .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
-                .expression_attribute_values(":expires", n(now.plus(PART_TTL).as_epoch_seconds()))
+                // Until the part would be full again, and a day more: an absent part is full.
+                .expression_attribute_values(
+                    ":expires",
+                    n(now
+                        .plus(Duration::from_micros(pace.burst_us as u64))
+                        .plus(PART_TTL)
+                        .as_epoch_seconds()),
+                )
                 .return_values(ReturnValue::UpdatedNew)
                 .return_values_on_condition_check_failure(
                     ReturnValuesOnConditionCheckFailure::AllOld,
@@ -168,7 +171,7 @@ impl DynamoStore {
                     let at = output.attributes.as_ref().and_then(|item| {
                         number::<i64>(item, "tat", "send-rate part").ok().flatten()
                     });
-                    seen(self, at, matches!(step, PaceStep::Restart { .. }));
+                    seen(self, at);
                     let next = at
                         .filter(|_| granted < wanted)
                         .map(|at| pace.next_token(at).max(now));
@@ -186,10 +189,15 @@ impl DynamoStore {
                         number::<i64>(item, "tat", "send-rate part").ok().flatten()
                     });
                     let idle = pace.is_idle(assumed, now);
-                    if !idle && !matches!(pace.step(assumed, wanted, now), PaceStep::Wait { .. }) {
+                    let retry = attempt + 1 < PACE_ATTEMPTS;
+                    if let PaceStep::Wait { until } = pace.step(assumed, wanted, now) {
+                        seen(self, assumed);
+                        return Ok((0, Some(until)));
+                    }
+                    if !idle && retry {
                         crate::telemetry::CONTENTION.conflict();
                     }
-                    seen(self, assumed, idle);
+                    seen(self, assumed);
                 }
             }
         }
@@ -306,9 +314,18 @@ impl RateLedger for DynamoStore {
         }
         let (mut granted, mut next_at) = (0, None);
         for part in parts {
-            let (taken, wait) = self
+            let (taken, wait) = match self
                 .pace_part(account, part, &pace, wanted - granted, now, action)
-                .await?;
+                .await
+            {
+                Ok(answer) => answer,
+                // Tokens the first part gave are written: keep them.
+                Err(error) if granted > 0 => {
+                    tracing::warn!(account, part, error = %crate::telemetry::error_chain(&error), "second part of the send-rate bucket not reached");
+                    break;
+                }
+                Err(error) => return Err(error),
+            };
             granted += taken;
             next_at = match (next_at, wait) {
                 (Some(a), Some(b)) => Some(std::cmp::min(a, b)),
@@ -326,10 +343,14 @@ impl RateLedger for DynamoStore {
                 next_at,
             });
         }
-        // Tokens paced but refused by a window are dropped: slower, never faster.
+        // Tokens paced but refused by a window are dropped: slower, never faster. A retry
+        // after a conflict reads the record again, operators' newest limits with it.
         let windows = self
             .update_rate(account, Some(&record), action, |record| {
-                let grant = limits.take_windows(record.state.as_ref(), granted, now);
+                let grant =
+                    record
+                        .limits(configured)
+                        .take_windows(record.state.as_ref(), granted, now);
                 (grant.state, grant)
             })
             .await?;

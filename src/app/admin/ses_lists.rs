@@ -1,5 +1,6 @@
 //! SES suppression-list imports and pushes as resumable jobs: each call takes one bounded
-//! step — one SES page imported, or at most [`PUSH_STEP`] addresses pushed — and saves where
+//! step — one SES page imported, or at most [`PUSH_STEP`] addresses pushed from at most ten
+//! pages of the list — and saves where
 //! it stopped in the store, so that a list of a million addresses goes across as many calls
 //! as it needs, each well inside a Lambda's time, and a call from anywhere resumes it.
 
@@ -8,6 +9,12 @@ use crate::ports::JobProgress;
 
 /// Addresses one push step hands to SES at most (one `PutSuppressedDestination` each).
 pub const PUSH_STEP: u64 = 200;
+/// Pages of the list one push step reads at most: a scan page may hold few suppressed
+/// addresses among soft-bounce trackers, and a step must stay bounded whatever the table holds.
+const LIST_CALLS_PER_STEP: usize = 10;
+/// An unfinished run not moved on for this long is started again from the top: its cursor (an
+/// SES page token, or a place in a list that has changed since) is not worth trusting.
+const STALE_RUN: Duration = Duration::from_secs(24 * 3600);
 
 /// Where a job stands after a step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -47,10 +54,12 @@ pub struct ImportStep {
 
 impl Admin<'_> {
     /// The job's progress to go on from: where the last step stopped, or a new run from the
-    /// top when it never ran or its last run finished.
+    /// top when it never ran, its last run finished, or that run stood still for a day.
     async fn job_to_go_on(&self, id: String, now: Timestamp) -> Result<JobProgress, AdminError> {
         Ok(match self.deps.store.job(&id).await? {
-            Some(progress) if !progress.finished => progress,
+            Some(progress) if !progress.finished && now.since(progress.updated_at) < STALE_RUN => {
+                progress
+            }
             earlier => JobProgress {
                 id,
                 started_at: now,
@@ -134,7 +143,7 @@ impl Admin<'_> {
         let progress = self.job_to_go_on(id, now).await?;
         let mut cursor = progress.cursor.clone();
         let mut pushed = 0;
-        loop {
+        for _ in 0..LIST_CALLS_PER_STEP {
             let room = (PUSH_STEP - pushed) as usize;
             let page = self.suppressions(only, cursor.as_deref(), room).await?;
             for suppression in &page.items {

@@ -36,10 +36,13 @@ impl<'a> Sender<'a> {
                     backoff(receive_count)
                 })?;
             let read = tokens.read.remove(account);
+            // The time of the take itself, not of the batch's start: a paced bucket's write is
+            // conditional on it, and a batch's sends before this one took their time.
+            let at = self.deps.clock.now().max(now);
             let entry = match self
                 .deps
                 .store
-                .take(account, &limits, tokens.remaining, now, read.as_ref())
+                .take(account, &limits, tokens.remaining, at, read.as_ref())
                 .await
             {
                 Ok(grant) => (grant.granted, grant.next_at),

@@ -337,7 +337,8 @@ impl RateLimits {
             .min(self.capacity.floor())
             .max(1.0) as u16;
         let share = f64::from(parts);
-        let interval_us = 1e6 * share / self.refill_per_second;
+        // A bucket that refills slower than a token a day (a send rate of 0) waits a day.
+        let interval_us = (1e6 * share / self.refill_per_second).min(DAY.as_micros() as f64);
         let burst_us = self.capacity / share * interval_us;
         Pace {
             parts,
@@ -407,18 +408,6 @@ pub enum PaceStep {
     },
 }
 
-/// What a writer's last write of a part found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Seen {
-    /// The arrival time the write left, or met when it was refused (`None`: no item).
-    pub at: Option<i64>,
-    /// When.
-    pub when: Timestamp,
-    /// Whether the part was idle — absent, or fallen more than the slack behind — as the write
-    /// found it.
-    pub idle: bool,
-}
-
 impl Pace {
     /// Whether a part with arrival time `at` is idle at `now`: absent, or so far behind that
     /// a take restarts it.
@@ -427,21 +416,16 @@ impl Pace {
         at.is_none_or(|at| at < floor_us)
     }
 
-    /// What to assume of a part's arrival time before writing, from what this writer's last
-    /// write of it found. Arrival times never go back, so one seen at or past the slack's
-    /// floor still is: busy, certainly. One behind it may have been moved since by others: a
-    /// part that was busy at this writer's last take within the last second is taken as busy
-    /// (one fallen behind is restarted when a write meets it), so that a busy part takes one
-    /// write; a part found idle, or not seen for a second, as idle, so that a quiet account's
-    /// take is one write too.
-    pub fn guess(&self, seen: Option<Seen>, now: Timestamp) -> Option<i64> {
+    /// What to assume of a part's arrival time before writing, from what this writer last
+    /// saw of it (`None`: never): busy, at least where it was seen and at least at the
+    /// slack's floor. Arrival times never go back, so an Advance from there fits whatever others
+    /// wrote since unless the part is full; a part that has gone idle refuses it and tells so,
+    /// and the next write restarts it. A wrong guess about an idle part costs a quiet account
+    /// a second write; guessing idle instead would make busy instances race to restart parts
+    /// others are advancing, at 1,000 sends a second the common case.
+    pub fn guess(&self, seen: Option<i64>, now: Timestamp) -> Option<i64> {
         let floor_us = now.as_millis().saturating_mul(1000) - self.slack_us as i64;
-        let seen = seen?;
-        let at = seen.at?;
-        if at >= floor_us {
-            return Some(at);
-        }
-        (!seen.idle && now.since(seen.when) < Duration::from_secs(1)).then_some(floor_us)
+        Some(seen.unwrap_or(floor_us).max(floor_us))
     }
 
     /// The write to try for `wanted` tokens at `now`, given the part's arrival time as last
@@ -668,6 +652,18 @@ mod tests {
     }
 
     #[test]
+    fn a_bucket_that_never_refills_paces_a_token_a_day_not_nan() {
+        let pace = RateLimits::from_send_rate(0.0).pace();
+        let mut part = None;
+        let first = pace.step(None, 5, T0);
+        assert_eq!(write(&mut part, first), Ok(1), "{first:?}");
+        let PaceStep::Wait { until } = pace.step(part, 5, at(60.0)) else {
+            panic!("no token a minute later")
+        };
+        assert!(until >= at(86_400.0) && until <= at(86_401.0), "{until:?}");
+    }
+
+    #[test]
     fn fast_buckets_are_split_into_parts_that_each_hold_a_token() {
         let parts = |rate: f64, capacity: f64| {
             RateLimits {
@@ -692,7 +688,7 @@ mod tests {
     fn race(limits: &RateLimits, gap_ms: u64, most: u64) -> (Vec<(i64, u64)>, usize) {
         let pace = limits.pace();
         let mut part = None;
-        let mut seen = [None::<Seen>; 6];
+        let mut seen = [None::<i64>; 6];
         let mut seed = 0x2545_f491_4f6c_dd1d_u64;
         let mut random = move |n: u64| {
             seed ^= seed << 13;
@@ -715,15 +711,10 @@ mod tests {
                 }
                 writes += 1;
                 let outcome = write(&mut part, step);
-                let idle = match outcome {
-                    Ok(_) => matches!(step, PaceStep::Restart { .. }),
-                    Err(met) => pace.is_idle(met, now),
+                seen[writer] = match outcome {
+                    Ok(_) => part,
+                    Err(met) => met,
                 };
-                seen[writer] = Some(Seen {
-                    at: part,
-                    when: now,
-                    idle,
-                });
                 match outcome {
                     Ok(granted) => {
                         grants.push((clock_ms, granted));
