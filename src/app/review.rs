@@ -49,12 +49,18 @@ impl WindowCache {
         (now.since(*read_at) < keep && *read_at <= now).then(|| window.clone())
     }
 
-    fn keep(&self, account: &str, read_at: Timestamp, window: Option<AccountWindow>) {
-        let mut windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        match window {
-            Some(window) => windows.insert(account.to_owned(), (read_at, window)),
-            None => windows.remove(account),
-        };
+    fn keep(&self, account: &str, read_at: Timestamp, window: AccountWindow) {
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(account.to_owned(), (read_at, window));
+    }
+
+    fn forget(&self, account: &str) {
+        self.windows
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(account);
     }
 }
 
@@ -124,7 +130,7 @@ impl<'a> Guard<'a> {
     /// A batch stored hard bounces or complaints of `account`: its next review reads.
     pub fn bad_news(&self, account: &str) {
         if let Some(cache) = self.cache {
-            cache.keep(account, Timestamp::EPOCH, None);
+            cache.forget(account);
         }
     }
 
@@ -161,7 +167,11 @@ impl<'a> Guard<'a> {
                 if let Some(cache) = self.cache.filter(|_| !from_cache) {
                     let calm = transition.is_none()
                         && evidence::is_calm(&read.state, &evidence, &thresholds);
-                    cache.keep(account, now, calm.then(|| read.clone()));
+                    if calm {
+                        cache.keep(account, now, read.clone());
+                    } else {
+                        cache.forget(account);
+                    }
                 }
                 let Some(transition) = transition else {
                     review

@@ -136,13 +136,18 @@ struct Shards {
     next: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
+/// A number good enough to spread writers apart (not for secrets): the standard library's
+/// per-process random hasher over the time.
+fn random() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(std::time::SystemTime::now())
+}
+
 impl Shards {
     fn new(count: u16) -> Self {
-        use std::hash::{BuildHasher, RandomState};
-        let start = RandomState::new().hash_one(std::time::SystemTime::now());
         Self {
             count: count.max(1),
-            next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(start)),
+            next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(random())),
         }
     }
 
@@ -215,26 +220,35 @@ impl DynamoStore {
         Ok(())
     }
 
+    /// Puts or deletes items of the state table, 25 to a `BatchWriteItem`.
+    async fn write_records(
+        &self,
+        requests: impl Iterator<Item = Result<WriteRequest, StoreError>>,
+        action: &str,
+    ) -> Result<(), StoreError> {
+        let requests = requests.collect::<Result<Vec<_>, _>>()?;
+        for chunk in requests.chunks(MAX_BATCH_WRITE) {
+            self.batch_write(chunk.to_vec(), action).await?;
+        }
+        Ok(())
+    }
+
     /// Deletes these items of the state table, 25 to a `BatchWriteItem`.
     async fn delete_all(
         &self,
         keys: impl IntoIterator<Item = Item>,
         action: &str,
     ) -> Result<(), StoreError> {
-        let requests = keys
-            .into_iter()
-            .map(|key| {
-                let delete = DeleteRequest::builder()
-                    .set_key(Some(key))
-                    .build()
-                    .map_err(|e| build_error(action, e))?;
-                Ok(WriteRequest::builder().delete_request(delete).build())
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
-        for chunk in requests.chunks(MAX_BATCH_WRITE) {
-            self.batch_write(chunk.to_vec(), action).await?;
-        }
-        Ok(())
+        // Gathered first: the callers' key iterators need not live across the writes.
+        let keys: Vec<Item> = keys.into_iter().collect();
+        let deletes = keys.into_iter().map(|key| {
+            let delete = DeleteRequest::builder()
+                .set_key(Some(key))
+                .build()
+                .map_err(|e| build_error(action, e))?;
+            Ok(WriteRequest::builder().delete_request(delete).build())
+        });
+        self.write_records(deletes, action).await
     }
 
     /// Reads items by key from one table: [`Self::batch_get_tables`] with one table.

@@ -20,9 +20,7 @@ const PART_TTL: Duration = Duration::from_secs(86_400);
 /// A pause of 5 to 10 ms before a third write to a part, so that writers that keep meeting
 /// each other fall out of step.
 fn jitter() -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let random = RandomState::new().hash_one(std::time::SystemTime::now());
-    Duration::from_micros(5_000 + random % 5_000)
+    Duration::from_micros(5_000 + random() % 5_000)
 }
 
 fn part_sort_key(part: u16) -> String {

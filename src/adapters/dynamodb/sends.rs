@@ -63,21 +63,6 @@ fn parse_record(item: &Item) -> Result<SendRecord, StoreError> {
     })
 }
 
-impl DynamoStore {
-    /// Puts or deletes records in batched writes of 25.
-    async fn write_records(
-        &self,
-        requests: impl Iterator<Item = Result<WriteRequest, StoreError>>,
-        action: &str,
-    ) -> Result<(), StoreError> {
-        let requests = requests.collect::<Result<Vec<_>, _>>()?;
-        for chunk in requests.chunks(MAX_BATCH_WRITE) {
-            self.batch_write(chunk.to_vec(), action).await?;
-        }
-        Ok(())
-    }
-}
-
 #[async_trait]
 impl SendLedger for DynamoStore {
     async fn claim_send(
