@@ -1,9 +1,10 @@
 //! The composition root: the one place that decides whether this process runs **deployed**
-//! (DynamoDB, SESv2 `SendEmail` and account calls, SNS alerts, SQS visibility) or **local**
-//! (embedded SQLite, the file outbox, log alerts, no SES), and that builds every function's
-//! dependencies from the environment. Entry points (`src/bin`, [`crate::cli`]) call it; nothing
-//! below them does. "Config is expensive, clients are cheap": the AWS SDK configuration is
-//! loaded here once per process, and only when something needs AWS.
+//! (DynamoDB, SESv2 `SendEmail` and account calls, SES's reputation figures from CloudWatch,
+//! SNS alerts, SQS visibility) or **local** (embedded SQLite, the file outbox, log alerts, SES's
+//! figures from a file, no SES), and that builds every function's dependencies from the
+//! environment. Entry points (`src/bin`, [`crate::cli`]) call it; nothing below them does.
+//! "Config is expensive, clients are cheap": the AWS SDK configuration is loaded here once per
+//! process, and only when something needs AWS.
 //!
 //! The store address decides the composition: `SESGUARD_STORE=dynamodb` is a deployment, so
 //! every AWS part comes with it; `sqlite:PATH` is a local run, where an SNS alert topic is the
@@ -17,8 +18,10 @@ use anyhow::Context as _;
 use aws_config::SdkConfig;
 
 use crate::adapters::alerts::{LogAlerts, SnsAlerts};
+use crate::adapters::cloudwatch::CloudWatchReputation;
 use crate::adapters::dynamodb::{DynamoStore, Tables};
 use crate::adapters::outbox::FileOutbox;
+use crate::adapters::ses_figures_file::SesFiguresFile;
 use crate::adapters::sesv2::{NoSes, Sesv2Accounts};
 use crate::adapters::sns_https::{GivenCertificate, SnsHttp};
 use crate::adapters::sqlite::SqliteStore;
@@ -29,8 +32,8 @@ use crate::app::send::SenderMemory;
 use crate::app::webhook::Certificates;
 use crate::config::Config;
 use crate::ports::{
-    AlertSink, CertificateSource, Clock, MailTransport, QueueVisibility, SesAccount, Store,
-    SubscriptionConfirmer, SystemClock,
+    AlertSink, CertificateSource, Clock, MailTransport, QueueVisibility, SesAccount, SesReputation,
+    Store, SubscriptionConfirmer, SystemClock,
 };
 
 /// The environment variables the wiring reads, captured once. Tests build one from pairs
@@ -296,26 +299,31 @@ impl Wiring {
     /// The ports every function shares; the `ingest` function needs nothing more.
     pub async fn context(&self) -> anyhow::Result<Context> {
         let config = &self.config;
-        let (store, ses, transport): (Arc<dyn Store>, Arc<dyn SesAccount>, Arc<dyn MailTransport>) =
-            match &self.composition {
-                Composition::Deployed => {
-                    let sdk = self.sdk("the DynamoDB store")?;
-                    let store = DynamoStore::new(
-                        aws_sdk_dynamodb::Client::new(sdk),
-                        Tables::from(&config.tables),
-                    );
-                    // One set of SESv2 clients (one per account, through its role) serves both the
-                    // account calls and SendEmail, so they share the quota cache.
-                    let sesv2 = Arc::new(Sesv2Accounts::from_config(sdk, config).await);
-                    (Arc::new(store), sesv2.clone(), sesv2)
-                }
-                Composition::Local(path) => {
-                    let store = SqliteStore::open(path)
-                        .with_context(|| format!("opening SQLite store {}", path.display()))?;
-                    let (ses, transport) = local_ses(config);
-                    (Arc::new(store), ses, transport)
-                }
-            };
+        let (store, ses): (Arc<dyn Store>, SesParts) = match &self.composition {
+            Composition::Deployed => {
+                let sdk = self.sdk("the DynamoDB store")?;
+                let store = DynamoStore::new(
+                    aws_sdk_dynamodb::Client::new(sdk),
+                    Tables::from(&config.tables),
+                );
+                // One set of SESv2 clients (one per account, through its role) serves both the
+                // account calls and SendEmail, so they share the quota cache.
+                let sesv2 = Arc::new(Sesv2Accounts::from_config(sdk, config).await);
+                // SES's own figures, per account the same way (its region, its role).
+                let reputation = Arc::new(CloudWatchReputation::from_config(sdk, config).await);
+                let ses = SesParts {
+                    account: sesv2.clone(),
+                    reputation,
+                    transport: sesv2,
+                };
+                (Arc::new(store), ses)
+            }
+            Composition::Local(path) => {
+                let store = SqliteStore::open(path)
+                    .with_context(|| format!("opening SQLite store {}", path.display()))?;
+                (Arc::new(store), local_ses(config))
+            }
+        };
         let alerts: Arc<dyn AlertSink> = match &config.alerts.topic_arn {
             Some(topic) => Arc::new(SnsAlerts::new(
                 aws_sdk_sns::Client::new(self.sdk("the SNS alert topic")?),
@@ -327,8 +335,9 @@ impl Wiring {
             store,
             clock: Arc::new(SystemClock),
             alerts,
-            ses,
-            transport,
+            ses: ses.account,
+            reputation: ses.reputation,
+            transport: ses.transport,
         };
         Ok(Context::new(config.clone(), parts))
     }
@@ -382,16 +391,17 @@ impl Wiring {
     }
 }
 
-/// The local composition around an existing store and clock (tests, benchmarks): no SES, the
-/// file outbox, alerts to the log and the configured file.
+/// The local composition around an existing store and clock (tests, benchmarks): no SES, SES's
+/// figures from the configured file, the file outbox, alerts to the log and the configured file.
 pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Context {
-    let (ses, transport) = local_ses(&config);
+    let ses = local_ses(&config);
     let parts = Parts {
         store,
         clock,
         alerts: Arc::new(LogAlerts::new(config.alerts.file.clone())),
-        ses,
-        transport,
+        ses: ses.account,
+        reputation: ses.reputation,
+        transport: ses.transport,
     };
     Context::new(config, parts)
 }
@@ -408,13 +418,24 @@ pub fn simulation(
     Ok(local(config, Arc::new(store), clock))
 }
 
-/// SES in a local run: no account calls (quotas come from the configuration), mail into the
-/// file outbox.
-fn local_ses(config: &Config) -> (Arc<dyn SesAccount>, Arc<dyn MailTransport>) {
-    (
-        Arc::new(NoSes),
-        Arc::new(FileOutbox::new(config.sender.outbox.clone())),
-    )
+/// What a composition reaches SES through.
+struct SesParts {
+    /// Account calls (quotas, enforcement, the suppression list).
+    account: Arc<dyn SesAccount>,
+    /// SES's own reputation figures.
+    reputation: Arc<dyn SesReputation>,
+    /// Where mail goes.
+    transport: Arc<dyn MailTransport>,
+}
+
+/// SES in a local run: no account calls (quotas come from the configuration), SES's figures
+/// from `[ses_metrics] file` (none without one), mail into the file outbox.
+fn local_ses(config: &Config) -> SesParts {
+    SesParts {
+        account: Arc::new(NoSes),
+        reputation: Arc::new(SesFiguresFile::new(config.ses_metrics.file.clone())),
+        transport: Arc::new(FileOutbox::new(config.sender.outbox.clone())),
+    }
 }
 
 #[cfg(test)]
@@ -472,6 +493,10 @@ mod tests {
             is::<DynamoStore>(context.store.as_ref()),
             "the store is DynamoDB"
         );
+        assert!(
+            is::<CloudWatchReputation>(context.reputation.as_ref()),
+            "SES's own figures come from CloudWatch"
+        );
         assert!(is::<SnsAlerts>(context.alerts.as_ref()), "alerts go to SNS");
         let visibility = sender.visibility.as_deref().expect("deferrals stay in SQS");
         assert!(is::<SqsVisibility>(visibility));
@@ -484,6 +509,7 @@ mod tests {
             assert!(is::<Sesv2Accounts>(context.transport.as_ref()));
             assert!(is::<DynamoStore>(context.store.as_ref()));
             assert!(is::<SnsAlerts>(context.alerts.as_ref()));
+            assert!(is::<CloudWatchReputation>(context.reputation.as_ref()));
         }
     }
 
@@ -506,6 +532,15 @@ mod tests {
         let context = &sender.context;
         assert!(is::<FileOutbox>(context.transport.as_ref()));
         assert!(is::<NoSes>(context.ses.as_ref()));
+        let reputation: &dyn Any = context.reputation.as_ref();
+        let figures = reputation
+            .downcast_ref::<SesFiguresFile>()
+            .expect("SES's figures come from a file");
+        assert_eq!(
+            figures.path(),
+            wiring.config().ses_metrics.file.as_deref(),
+            "the configured file (none in the example)"
+        );
         assert!(is::<SqliteStore>(context.store.as_ref()));
         assert!(is::<LogAlerts>(context.alerts.as_ref()));
         assert!(sender.visibility.is_none(), "no queue to keep deferrals in");

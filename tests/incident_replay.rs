@@ -12,11 +12,15 @@
 //! in flight; without it (thresholds out of reach) the primary crosses 10 %. With the guard
 //! the replay has a second act: on day 3 the operator resumes verification after cleaning the
 //! list, probation brings it back step by step, and a relapse during probation is caught.
+//!
+//! Two more scenarios hold the guard to its invariant — not a message sent while an account is
+//! over the critical level as the guard can see it: an operator's hasty resume into a relapse,
+//! and an operator's timed pause that ends over the line.
 
 use std::sync::Arc;
 
 use sesguard::adapters::sqlite::SqliteStore;
-use sesguard::app::simulate::{self, KeptAlerts, Outcome, SES_PAUSE, START, Scenario, SimClock};
+use sesguard::app::simulate::{self, KeptAlerts, Outcome, Preset, SES_PAUSE, START, SimClock};
 use sesguard::config::GuardConfig;
 use sesguard::domain::reputation::guard::Alert;
 use sesguard::domain::sending::routing::Priority;
@@ -26,9 +30,14 @@ const BACKUP_QUOTA: u64 = 50_000;
 
 /// The default scenario (the seed incident) with the guard, or with thresholds out of reach.
 async fn replay(guarded: bool) -> Outcome {
+    play(Preset::Seed, guarded).await
+}
+
+/// A named scenario with the guard, or with thresholds out of reach.
+async fn play(preset: Preset, guarded: bool) -> Outcome {
     let dir = tempfile::tempdir().unwrap();
     let store = Arc::new(SqliteStore::open(&dir.path().join("incident.db")).unwrap());
-    let scenario = Scenario::default();
+    let scenario = preset.scenario();
     let guard = if guarded {
         GuardConfig::default()
     } else {
@@ -106,9 +115,16 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
     );
     assert_eq!(verification[1].change.actor, "operator:ana");
     let relapse = verification[3].change.at.as_millis();
+    // At 25 % of the stream's steady flow (about 9 sends a minute), on the step's own mail
+    // since 00:30, a 20 % relapse whose bounces take 2-10 minutes reaches 8 % about 18
+    // minutes in (derived: (1.3 + 0.2 × 9 × (t − 6)) / (130 + 9t) = 0.08); the seed's draws
+    // move it by a quarter of an hour either way (00:59 before the backup's budget counted
+    // the guard's confidence bound, 01:16 since, the draws shifted by the sends it no longer
+    // takes on day 2).
     assert!(
-        (RELAPSE..RELAPSE + 30 * MINUTE).contains(&relapse),
-        "caught within half an hour of the relapse"
+        (RELAPSE..RELAPSE + 40 * MINUTE).contains(&relapse),
+        "caught within 40 minutes of the relapse: {}",
+        (relapse - RELAPSE) / MINUTE
     );
     // Caught below the critical level: the primary never went past 9 %.
     assert!(guarded.peak["primary"].0 < 0.09, "{:?}", guarded.peak);
@@ -149,12 +165,15 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
             .get(&("verification".to_owned(), Priority::Normal))
             .is_some_and(|n| *n > 0)
     );
-    // The backup took the risky stream only within its bounce budget: at most the warn level
-    // of the minimum volume (4 % of 200 = 8 expected bounces), plus the luck of the draw.
-    let (_, _, backup_bad) = guarded.backup_any_volume;
+    // The backup took the risky stream only within its bounce budget, which stops short of
+    // what the guard would pause it for: at no volume, however small, does its rate (bounces
+    // in flight counted) reach the pause level. (Before the budget counted the confidence
+    // bound, it took 9 bounces in 51 sends on day 2: 17.6 %.)
+    let (backup_rate, backup_sends, backup_bad) = guarded.backup_any_volume;
     assert!(
-        backup_bad <= 16,
-        "the backup inherited {backup_bad} bounces"
+        backup_rate < 0.08,
+        "the backup reached {:.2} % ({backup_bad} bounces in {backup_sends} sends)",
+        backup_rate * 100.0
     );
 }
 
@@ -171,5 +190,81 @@ async fn without_the_guard_the_primary_crosses_the_ses_pause_threshold() {
     assert_eq!(
         unguarded.pending_at_end, 0,
         "nothing deferred: everything went to the primary"
+    );
+}
+
+/// The guard's invariant in the outcome: not one message from an account while its rate, as
+/// the guard could see it, was at or over the critical level.
+fn never_sent_over_the_line(out: &Outcome) {
+    assert_eq!(
+        out.sent_over_the_line.values().sum::<u64>(),
+        0,
+        "{:?}",
+        out.sent_over_the_line
+    );
+}
+
+fn timeline_after<'a>(out: &'a Outcome, needle: &str) -> Vec<&'a String> {
+    let at = out
+        .timeline
+        .iter()
+        .position(|l| l.contains(needle))
+        .unwrap_or_else(|| panic!("no `{needle}` in {:#?}", out.timeline));
+    out.timeline[at + 1..].iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hasty_resume_relapses_at_once_and_is_stopped_before_the_line() {
+    let out = play(Preset::HastyResume, true).await;
+    never_sent_over_the_line(&out);
+    // No culprit among two equally bad streams: the account pauses, then the operator resumes
+    // it an hour later without fixing anything.
+    let after = timeline_after(&out, "(operator: looks fine now (without probation))");
+    let stopped = after
+        .iter()
+        .find(|l| {
+            l.contains("primary") && (l.contains("-> paused") || l.contains("-> quarantined"))
+        })
+        .unwrap_or_else(|| panic!("the relapse went on: {after:#?}"));
+    assert!(stopped.contains("(BounceRate)"), "{stopped}");
+    // Stopped on the mail since the resume, minutes in, with the account under SES's line.
+    let resumed = out
+        .alerts
+        .iter()
+        .position(|a| a.change.actor == "operator:ana")
+        .unwrap();
+    let pause = out.alerts[resumed..]
+        .iter()
+        .find(|a| a.change.account == "primary" && a.change.to == "paused")
+        .unwrap();
+    let minutes =
+        (pause.change.at.as_millis() - out.alerts[resumed].change.at.as_millis()) / MINUTE;
+    assert!(minutes <= 15, "stopped {minutes} minutes after the resume");
+    let view = pause.change.ses.unwrap();
+    assert!(view.bounce_rate < 0.09, "{view:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timed_pause_that_ends_over_the_line_leaves_the_primary_paused() {
+    let out = play(Preset::TimedPause, true).await;
+    never_sent_over_the_line(&out);
+    let after = timeline_after(&out, "(operator: maintenance)");
+    // The window slides over the line during the pause: the next review makes it a rate pause,
+    // at the latest when its time runs out at 14:00, and it never ends into sending.
+    let primary: Vec<&&String> = after.iter().filter(|l| l.contains(" primary: ")).collect();
+    let turned = primary
+        .first()
+        .unwrap_or_else(|| panic!("the pause was never judged: {after:#?}"));
+    assert!(
+        turned.contains("paused -> paused (BounceRate)"),
+        "the pause ended into sending: {turned}"
+    );
+    assert!(turned.as_str() <= "day 2 14:00", "{turned}");
+    assert_eq!(primary.len(), 1, "{primary:#?}");
+    // Its critical mail went to the backup meanwhile.
+    assert!(
+        out.sent
+            .get(&("backup", "transactional".to_owned()))
+            .is_some_and(|n| *n > 0)
     );
 }

@@ -59,6 +59,8 @@ impl AlertSink for LogAlerts {
             to = %change.to,
             bounce_rate = change.bounce_rate,
             complaint_rate = change.complaint_rate,
+            ses_bounce_rate = change.ses.map(|v| v.bounce_rate),
+            ses_complaint_rate = change.ses.map(|v| v.complaint_rate),
             traffic = %alert.traffic,
             "{}",
             alert.subject()

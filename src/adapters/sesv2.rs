@@ -9,6 +9,7 @@ use async_trait::async_trait;
 
 use aws_sdk_sesv2::error::ProvideErrorMetadata as _;
 
+use crate::adapters::account_sdk::account_sdk;
 use crate::config::{Config, Enforcement};
 use aws_sdk_sesv2::types::SuppressionListReason;
 
@@ -69,21 +70,11 @@ impl Sesv2Accounts {
     pub async fn from_config(sdk: &aws_config::SdkConfig, config: &Config) -> Self {
         let mut accounts = HashMap::new();
         for account in &config.accounts {
-            let mut builder = aws_sdk_sesv2::config::Builder::from(sdk)
-                .region(aws_sdk_sesv2::config::Region::new(account.region.clone()));
-            if let Some(role) = &account.role_arn {
-                let provider = aws_config::sts::AssumeRoleProvider::builder(role)
-                    .session_name("sesguard")
-                    .region(aws_sdk_sesv2::config::Region::new(account.region.clone()))
-                    .configure(sdk)
-                    .build()
-                    .await;
-                builder = builder.credentials_provider(provider);
-            }
+            let account_sdk = account_sdk(sdk, account).await;
             accounts.insert(
                 account.name.clone(),
                 AccountClient {
-                    client: aws_sdk_sesv2::Client::from_conf(builder.build()),
+                    client: aws_sdk_sesv2::Client::new(&account_sdk),
                     enforcement: account.enforce_at_ses,
                     configuration_set: account.configuration_set.clone(),
                 },

@@ -8,7 +8,7 @@ use crate::app::review::WindowCache;
 use crate::config::Config;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::plan::IngestPolicy;
-use crate::ports::{AlertSink, Clock, MailTransport, SesAccount, Store};
+use crate::ports::{AlertSink, Clock, MailTransport, SesAccount, SesReputation, Store};
 
 /// What a use case needs, built once per process.
 #[derive(Clone)]
@@ -27,6 +27,8 @@ pub struct Context {
     pub alerts: Arc<dyn AlertSink>,
     /// SES account calls (quotas, enforcement).
     pub ses: Arc<dyn SesAccount>,
+    /// SES's own reputation figures per account.
+    pub reputation: Arc<dyn SesReputation>,
     /// Where mail goes.
     pub transport: Arc<dyn MailTransport>,
     /// The accounts' windows as this process's ingest last read them (calm ones only).
@@ -43,6 +45,8 @@ pub struct Parts {
     pub alerts: Arc<dyn AlertSink>,
     /// SES account calls.
     pub ses: Arc<dyn SesAccount>,
+    /// SES's own reputation figures per account.
+    pub reputation: Arc<dyn SesReputation>,
     /// Where mail goes.
     pub transport: Arc<dyn MailTransport>,
 }
@@ -59,6 +63,7 @@ impl Context {
             clock: parts.clock,
             alerts: parts.alerts,
             ses: parts.ses,
+            reputation: parts.reputation,
             transport: parts.transport,
             windows: Arc::default(),
         }

@@ -4,15 +4,16 @@
 
 use std::time::Duration;
 
-use crate::app::review::{alert_for, enforce};
-use crate::config::Config;
+use crate::app::Context;
+use crate::app::review::{StatePorts, alert_for, enforce, ses_figures};
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::reputation::counters::WindowTotals;
 use crate::domain::reputation::evidence::Evidence;
+use crate::domain::reputation::guard::Signal;
 use crate::domain::reputation::guard::{
-    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, stream_name,
+    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, Thresholds, stream_name,
 };
-use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
+use crate::domain::reputation::ses_view::SesView;
+use crate::ports::StoreError;
 use crate::telemetry::error_chain;
 
 /// Whether an operator's reason says something: a character other than a space, a tab or a
@@ -70,28 +71,14 @@ pub enum ControlError {
 
 /// Operator control over the store and alert ports.
 pub struct Control<'a> {
-    counters: &'a dyn CounterWindow,
-    ledger: &'a dyn GuardLedger,
-    alerts: &'a dyn AlertSink,
-    ses: &'a dyn SesAccount,
-    config: &'a Config,
+    ports: StatePorts<'a>,
 }
 
 impl<'a> Control<'a> {
-    /// Control over these ports and settings.
-    pub fn new(
-        counters: &'a dyn CounterWindow,
-        ledger: &'a dyn GuardLedger,
-        alerts: &'a dyn AlertSink,
-        ses: &'a dyn SesAccount,
-        config: &'a Config,
-    ) -> Self {
+    /// Control over the ports and settings of `context`.
+    pub fn of(context: &'a Context) -> Self {
         Self {
-            counters,
-            ledger,
-            alerts,
-            ses,
-            config,
+            ports: StatePorts::of(context),
         }
     }
 
@@ -104,7 +91,7 @@ impl<'a> Control<'a> {
         actor: &str,
         now: Timestamp,
     ) -> Result<HistoryEntry, ControlError> {
-        let config = self.config;
+        let config = self.ports.config;
         if config.account(account).is_none() {
             return Err(ControlError::UnknownAccount(account.to_owned()));
         }
@@ -132,9 +119,10 @@ impl<'a> Control<'a> {
             enforce: true,
         };
         let entry = self
-            .commit(account, &record, now, |state, totals| {
+            .commit(account, &record, now, |state, evidence| {
                 let recovery = config.recovery(account);
-                change(state, totals, action, reason, &recovery, now).map(Some)
+                let over = over_the_line(&config.thresholds_for(account), evidence);
+                change(state, evidence, action, reason, &recovery, now, over).map(Some)
             })
             .await?;
         // An operator's change always decides a next state, so `None` cannot come back.
@@ -163,7 +151,7 @@ impl<'a> Control<'a> {
         };
         let entry = self
             .commit(account, &record, now, |state, _| {
-                if state.is_paused(now) {
+                if state.pause_in_force(now) {
                     return Ok(None);
                 }
                 let next = AccountState {
@@ -190,19 +178,26 @@ impl<'a> Control<'a> {
         now: Timestamp,
         decide: impl Fn(
             &AccountState,
-            &WindowTotals,
+            &Evidence,
         )
             -> Result<Option<(AccountState, &'static str, &'static str)>, ControlError>,
     ) -> Result<Option<HistoryEntry>, ControlError> {
-        let window = self.config.ingest_policy().window;
+        let window = self.ports.config.ingest_policy().window;
         let (first, last) = window.buckets_ending(now);
+        let figures = ses_figures(self.ports.reputation, account, now).await;
+        let thresholds = self.ports.config.thresholds_for(account);
         for _ in 0..5 {
-            let read = self.counters.window(account, first, last).await?;
-            let totals = Evidence::gather(&read.buckets, first, last, &read.state).judged;
-            let Some((next, from, to)) = decide(&read.state, &totals)? else {
+            let read = self.ports.counters.window(account, first, last).await?;
+            let evidence =
+                Evidence::gather(&read.buckets, first, last, &read.state).with_ses(figures);
+            let Some((next, from, to)) = decide(&read.state, &evidence)? else {
                 return Ok(None);
             };
-            let rates = RateSnapshot::of(&totals.total);
+            let rates = RateSnapshot::of(
+                &evidence.judged.total,
+                thresholds.bounds(),
+                SesView::of(&evidence.whole, figures),
+            );
             let entry = HistoryEntry {
                 at: now,
                 account: account.to_owned(),
@@ -215,19 +210,22 @@ impl<'a> Control<'a> {
                 bounce_rate: rates.bounce_rate,
                 complaint_rate: rates.complaint_rate,
                 window_sends: rates.window_sends,
+                bounds: Some(rates.bounds),
+                ses: Some(rates.ses),
                 actor: record.actor.clone(),
             };
-            let expires = now.plus(self.config.guard.history_ttl);
+            let expires = now.plus(self.ports.config.guard.history_ttl);
             if self
+                .ports
                 .ledger
                 .transition(account, read.state.version, &next, &entry, expires)
                 .await?
             {
-                let mut alert = alert_for(self.config, entry.clone());
+                let mut alert = alert_for(self.ports.config, entry.clone());
                 if record.enforce {
-                    enforce(self.ses, &mut alert).await;
+                    enforce(self.ports.ses, &mut alert).await;
                 }
-                if let Err(error) = self.alerts.publish(&alert).await {
+                if let Err(error) = self.ports.alerts.publish(&alert).await {
                     tracing::error!(account, error = %error_chain(&error), "change applied but its alert was not delivered");
                 }
                 return Ok(Some(entry));
@@ -250,12 +248,14 @@ struct Record<'a> {
 
 fn change(
     state: &AccountState,
-    totals: &WindowTotals,
+    evidence: &Evidence,
     action: &Action,
     reason: &str,
     recovery: &Recovery<'_>,
     now: Timestamp,
+    over_the_line: Option<String>,
 ) -> Result<(AccountState, &'static str, &'static str), ControlError> {
+    let totals = &evidence.judged;
     let mut next = state.clone();
     next.note = Some(reason.to_owned());
     // Probation after a reputation problem only: an account paused because SES refused its
@@ -272,7 +272,7 @@ fn change(
             stream: None,
             duration,
         } => {
-            if state.is_paused(now) {
+            if state.pause_in_force(now) {
                 return Err(ControlError::Conflict(
                     "the account is already paused".into(),
                 ));
@@ -281,7 +281,12 @@ fn change(
             next.cause = Some(Cause::Operator);
             next.since = Some(now);
             next.until = duration.map(|d| now.plus(d));
-            next.probation = None;
+            next.line_override = None;
+            // A timed pause returns the account to the probation step it left; one that lasts
+            // until a resume starts the ramp again then.
+            if duration.is_none() {
+                next.probation = None;
+            }
             Ok((next, state.name(), "paused"))
         }
         Action::Resume {
@@ -296,6 +301,12 @@ fn change(
             }
             if state.status == Status::Paused {
                 next.resume(Cause::Operator, ramp(*probation, state.cause), now);
+                // Over SES's line the operator overrides the guard's last line: the alert
+                // says so, and the critical level judges the mail sent from now on.
+                if let Some(over) = &over_the_line {
+                    next.line_override = Some(now);
+                    next.note = Some(format!("{reason} (resumed over SES's line: {over})"));
+                }
             } else {
                 // On probation: the operator ends it.
                 next.probation = None;
@@ -303,7 +314,8 @@ fn change(
                 next.since = Some(now);
             }
             if !probation {
-                next.note = Some(format!("{reason} (without probation)"));
+                let note = next.note.take().unwrap_or_else(|| reason.to_owned());
+                next.note = Some(format!("{note} (without probation)"));
             }
             Ok((next.clone(), from, next.name()))
         }
@@ -348,4 +360,25 @@ fn change(
             Ok((next.clone(), from, stream_name(&next, stream)))
         }
     }
+}
+
+/// The rate at or over its critical level as SES sees the account, described for a note
+/// (`bounce rate 9.33 % as SES sees it`), if any.
+fn over_the_line(thresholds: &Thresholds, evidence: &Evidence) -> Option<String> {
+    let view = SesView::of(&evidence.whole, evidence.ses);
+    [
+        (
+            Signal::BounceRate,
+            view.bounce_rate,
+            thresholds.bounce_critical,
+        ),
+        (
+            Signal::ComplaintRate,
+            view.complaint_rate,
+            thresholds.complaint_critical,
+        ),
+    ]
+    .into_iter()
+    .find(|(_, rate, critical)| rate >= critical)
+    .map(|(signal, rate, _)| format!("{} {:.2} % as SES sees it", signal.noun(), rate * 100.0))
 }

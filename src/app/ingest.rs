@@ -508,14 +508,7 @@ impl crate::app::Context {
     /// Records a batch and lets the guard review the accounts it touched.
     pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
         let store = self.store.as_ref();
-        let guard = Guard::new(
-            store,
-            store,
-            self.alerts.as_ref(),
-            self.ses.as_ref(),
-            &self.config,
-        )
-        .with_cache(&self.windows);
+        let guard = Guard::of(self).with_cache(&self.windows);
         Ingestor::new(store, &self.directory, &self.policy)
             .with_guard(guard)
             .with_settlement(store)

@@ -9,23 +9,58 @@ use std::collections::{BTreeSet, HashMap};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
+use crate::app::Context;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::Origins;
 use crate::domain::reputation::evidence::{self, Evidence};
 use crate::domain::reputation::guard::{
-    self, AccountState, Alert, HistoryEntry, Transition, traffic_after,
+    AccountState, Alert, HistoryEntry, Transition, traffic_after,
 };
-use crate::ports::{AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, StoreError};
+use crate::domain::reputation::rules::{self, MAX_STEPS};
+use crate::domain::reputation::ses_view::SesFigures;
+use crate::ports::{
+    AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError,
+};
 use crate::telemetry::error_chain;
+
+/// The ports a change of an account's state draws on: its window and state read, the
+/// transition written, the alert sent, SES told (enforcement), and SES's own figures. The
+/// guard's review and an operator's control are built on the same set.
+#[derive(Clone, Copy)]
+pub struct StatePorts<'a> {
+    /// The account's counters and state, read together.
+    pub counters: &'a dyn CounterWindow,
+    /// Where a transition is written, conditionally, with its history entry.
+    pub ledger: &'a dyn GuardLedger,
+    /// Where alerts go.
+    pub alerts: &'a dyn AlertSink,
+    /// SES account calls (enforcement).
+    pub ses: &'a dyn SesAccount,
+    /// SES's own reputation figures.
+    pub reputation: &'a dyn SesReputation,
+    /// The settings.
+    pub config: &'a Config,
+}
+
+impl<'a> StatePorts<'a> {
+    /// The ports of `context`.
+    pub fn of(context: &'a Context) -> Self {
+        let store = context.store.as_ref();
+        Self {
+            counters: store,
+            ledger: store,
+            alerts: context.alerts.as_ref(),
+            ses: context.ses.as_ref(),
+            reputation: context.reputation.as_ref(),
+            config: &context.config,
+        }
+    }
+}
 
 /// Reviews accounts after a batch.
 pub struct Guard<'a> {
-    counters: &'a dyn CounterWindow,
-    ledger: &'a dyn GuardLedger,
-    alerts: &'a dyn AlertSink,
-    ses: &'a dyn SesAccount,
-    config: &'a Config,
+    ports: StatePorts<'a>,
     cache: Option<&'a WindowCache>,
 }
 
@@ -103,22 +138,18 @@ pub struct Review {
 }
 
 impl<'a> Guard<'a> {
-    /// A guard over these ports and settings.
-    pub fn new(
-        counters: &'a dyn CounterWindow,
-        ledger: &'a dyn GuardLedger,
-        alerts: &'a dyn AlertSink,
-        ses: &'a dyn SesAccount,
-        config: &'a Config,
-    ) -> Self {
+    /// The guard over the ports and settings of `context`.
+    pub fn of(context: &'a Context) -> Self {
         Self {
-            counters,
-            ledger,
-            alerts,
-            ses,
-            config,
+            ports: StatePorts::of(context),
             cache: None,
         }
+    }
+
+    /// The same guard writing its transitions through `ledger` (tests put a race in it).
+    pub fn with_ledger(mut self, ledger: &'a dyn GuardLedger) -> Self {
+        self.ports.ledger = ledger;
+        self
     }
 
     /// The same guard reusing calm accounts' windows from `cache` for `guard.window_cache`.
@@ -134,89 +165,110 @@ impl<'a> Guard<'a> {
         }
     }
 
-    /// Reviews each account once; returns the transitions this instance applied. The window
-    /// is read strongly consistent; an instance whose conditional write loses reads again and
-    /// decides again on what the winner wrote, so a stronger transition is not lost to a
-    /// weaker one, and each transition is alerted once, by the instance that wrote it.
+    /// Reviews each account until its state is at a fixed point; returns the transitions this
+    /// instance applied. The window is read strongly consistent; an instance whose
+    /// conditional write loses reads again and decides again on what the winner wrote, so a
+    /// stronger transition is not lost to a weaker one, and each transition is alerted once,
+    /// by the instance that wrote it. After a transition the guard reads again and decides
+    /// on the new state (at most [`MAX_STEPS`] transitions a review): a timed pause that ends
+    /// into a rate over a level is paused again before any batch can send on it.
     pub async fn review(
         &self,
         accounts: &BTreeSet<String>,
         now: Timestamp,
     ) -> Result<Review, StoreError> {
-        let window = self.config.ingest_policy().window;
-        let (first, last) = window.buckets_ending(now);
         let mut review = Review::default();
         for account in accounts {
-            let thresholds = self.config.thresholds_for(account);
-            let recovery = self.config.recovery(account);
-            let keep = self.config.guard.window_cache;
-            for race in 0..MAX_RACES {
-                // Only the first read of a review may come from the cache: a lost race reads.
-                let cached = self
-                    .cache
-                    .filter(|_| race == 0 && !keep.is_zero())
-                    .and_then(|cache| cache.fresh(account, now, keep));
-                let from_cache = cached.is_some();
-                let read = match cached {
-                    Some(window) => window,
-                    None => self.counters.window(account, first, last).await?,
-                };
-                let evidence = Evidence::gather(&read.buckets, first, last, &read.state);
-                let transition =
-                    guard::evaluate(&read.state, &evidence, &thresholds, &recovery, now);
-                if let Some(cache) = self.cache.filter(|_| !from_cache) {
-                    let calm = transition.is_none()
-                        && evidence::is_calm(&read.state, &evidence, &thresholds);
-                    if calm {
-                        cache.keep(account, now, read.clone());
-                    } else {
-                        cache.forget(account);
-                    }
-                }
-                let Some(transition) = transition else {
-                    review
-                        .gauges
-                        .push(gauge(account, &evidence, &read.state, now));
-                    break;
-                };
-                let entry = transition.history(account, "guard", now);
-                let expires = now.plus(self.config.guard.history_ttl);
-                if !self
-                    .ledger
-                    .transition(
-                        account,
-                        read.state.version,
-                        &transition.next,
-                        &entry,
-                        expires,
-                    )
-                    .await?
-                {
-                    tracing::info!(account = %account, "another instance changed the state first: deciding again");
-                    continue;
-                }
-                review
-                    .gauges
-                    .push(gauge(account, &evidence, &transition.next, now));
-                let mut alert = alert_for(self.config, entry);
-                enforce(self.ses, &mut alert).await;
-                if let Err(error) = self.alerts.publish(&alert).await {
-                    tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
-                }
-                review.applied.push(Applied {
-                    account: account.clone(),
-                    transition,
-                    alert,
-                });
-                break;
-            }
+            let figures = ses_figures(self.ports.reputation, account, now).await;
+            self.review_one(account, figures, now, &mut review).await?;
         }
         Ok(review)
     }
 
+    async fn review_one(
+        &self,
+        account: &str,
+        figures: Option<SesFigures>,
+        now: Timestamp,
+        review: &mut Review,
+    ) -> Result<(), StoreError> {
+        let window = self.ports.config.ingest_policy().window;
+        let (first, last) = window.buckets_ending(now);
+        let thresholds = self.ports.config.thresholds_for(account);
+        let recovery = self.ports.config.recovery(account);
+        let keep = self.ports.config.guard.window_cache;
+        let (mut races, mut steps) = (0, 0);
+        while races < MAX_RACES && steps < MAX_STEPS {
+            // Only the first read of a review may come from the cache: a lost race, or the
+            // next step of a review, reads.
+            let cached = self
+                .cache
+                .filter(|_| races == 0 && steps == 0 && !keep.is_zero())
+                .and_then(|cache| cache.fresh(account, now, keep));
+            let from_cache = cached.is_some();
+            let read = match cached {
+                Some(window) => window,
+                None => self.ports.counters.window(account, first, last).await?,
+            };
+            let evidence =
+                Evidence::gather(&read.buckets, first, last, &read.state).with_ses(figures);
+            let transition = rules::evaluate(&read.state, &evidence, &thresholds, &recovery, now);
+            if let Some(cache) = self.cache.filter(|_| !from_cache) {
+                let calm =
+                    transition.is_none() && evidence::is_calm(&read.state, &evidence, &thresholds);
+                if calm {
+                    cache.keep(account, now, read.clone());
+                } else {
+                    cache.forget(account);
+                }
+            }
+            let Some(transition) = transition else {
+                review
+                    .gauges
+                    .push(gauge(account, &evidence, &read.state, now));
+                return Ok(());
+            };
+            let entry = transition.history(account, "guard", now);
+            let expires = now.plus(self.ports.config.guard.history_ttl);
+            let written = self
+                .ports
+                .ledger
+                .transition(
+                    account,
+                    read.state.version,
+                    &transition.next,
+                    &entry,
+                    expires,
+                )
+                .await?;
+            if !written {
+                tracing::info!(account = %account, "another instance changed the state first: deciding again");
+                races += 1;
+                continue;
+            }
+            steps += 1;
+            if steps == MAX_STEPS {
+                review
+                    .gauges
+                    .push(gauge(account, &evidence, &transition.next, now));
+            }
+            let mut alert = alert_for(self.ports.config, entry);
+            enforce(self.ports.ses, &mut alert).await;
+            if let Err(error) = self.ports.alerts.publish(&alert).await {
+                tracing::error!(account = %account, error = %error_chain(&error), "transition applied but its alert was not delivered");
+            }
+            review.applied.push(Applied {
+                account: account.to_owned(),
+                transition,
+                alert,
+            });
+        }
+        Ok(())
+    }
+
     /// Where the accounts' counter buckets start afresh, from their states (one batched read).
     pub async fn origins(&self, accounts: &[String]) -> Result<Origins, StoreError> {
-        let states = self.ledger.states(accounts).await?;
+        let states = self.ports.ledger.states(accounts).await?;
         Ok(states
             .into_iter()
             .map(|(account, state)| (account, state.origins()))
@@ -228,6 +280,7 @@ impl<'a> Guard<'a> {
     /// end, probation advances and auto-resume runs without waiting for feedback.
     pub async fn review_all(&self, now: Timestamp) -> Result<Review, StoreError> {
         let accounts = self
+            .ports
             .config
             .accounts
             .iter()
@@ -272,6 +325,23 @@ pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
     }
 }
 
+/// SES's own figures for `account`, or `None` when they cannot be read now (logged: the
+/// decision then rests on sesguard's own window).
+pub async fn ses_figures(
+    reputation: &dyn SesReputation,
+    account: &str,
+    now: Timestamp,
+) -> Option<SesFigures> {
+    match reputation.reputation(account, now).await {
+        Ok(figures) => figures,
+        Err(error) if error.permanent => None,
+        Err(error) => {
+            tracing::warn!(account, error = %error_chain(&error), "SES's reputation figures could not be read: judging on sesguard's own window");
+            None
+        }
+    }
+}
+
 /// Applies an account-wide pause or resume at SES itself, when the account asks for it, and
 /// adds the outcome to the alert.
 pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
@@ -307,15 +377,6 @@ pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
 impl crate::app::Context {
     /// Reviews every configured account now (the scheduled review).
     pub async fn review_all(&self, now: Timestamp) -> Result<Review, StoreError> {
-        let store = self.store.as_ref();
-        Guard::new(
-            store,
-            store,
-            self.alerts.as_ref(),
-            self.ses.as_ref(),
-            &self.config,
-        )
-        .review_all(now)
-        .await
+        Guard::of(self).review_all(now).await
     }
 }

@@ -8,11 +8,15 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use crate::app::Context;
+use crate::app::review::ses_figures;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::{Cause, Probation, Thresholds, stream_name};
+use crate::domain::reputation::guard::{Cause, Probation, Signal, Thresholds, stream_name};
+use crate::domain::reputation::history::Bounds;
+use crate::domain::reputation::ses_view::SesView;
 use crate::domain::sending::rate_limit::Periods;
 use crate::domain::sending::rate_limit::RateLimits;
 use crate::ports::{SesAccount, SesError, Store, StoreError};
@@ -34,6 +38,16 @@ pub struct AccountStatus {
     /// The part of the window the guard judges: the mail sent since the last resume, each
     /// stream's since it came back from quarantine.
     pub judged: Rates,
+    /// How sure the judged rates are: their confidence intervals `[low, high]` at the
+    /// account's `confidence`.
+    pub judged_bounds: Bounds,
+    /// The account as SES sees it: the whole window's rates, or SES's own figures (shown in
+    /// `reported` when read) where worse.
+    pub ses: SesView,
+    /// The rate SES reports higher than sesguard counts (feedback missing), while it does.
+    pub feedback_missing: Option<Signal>,
+    /// When an operator resumed the account over SES's line, while that override stands.
+    pub line_override: Option<Timestamp>,
     /// Why it is in that state.
     pub cause: Option<Cause>,
     /// The operator's note on the last change.
@@ -140,12 +154,15 @@ pub enum StatusError {
 /// Status of every account (configured ones first, then unconfigured ones seen in feedback),
 /// or of the one named. An account whose quota or rate SES cannot tell is shown without them.
 pub async fn status(
-    store: &dyn Store,
-    ses: &dyn SesAccount,
-    config: &Config,
+    context: &Context,
     now: Timestamp,
     only: Option<&str>,
 ) -> Result<Vec<AccountStatus>, StatusError> {
+    let (store, ses, config) = (
+        context.store.as_ref(),
+        context.ses.as_ref(),
+        context.config.as_ref(),
+    );
     let mut names: Vec<(String, bool)> = config
         .accounts
         .iter()
@@ -169,7 +186,12 @@ pub async fn status(
     for (name, configured) in names {
         let read = store.window(&name, first.min(quota_first), last).await?;
         let totals = WindowTotals::sum(&read.buckets, first, last);
+        let figures = match configured {
+            true => ses_figures(context.reputation.as_ref(), &name, now).await,
+            false => None,
+        };
         let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
+        let thresholds = config.thresholds_for(&name);
         let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
             .total
             .sends;
@@ -221,6 +243,10 @@ pub async fn status(
             probation: state.probation,
             judged_since: state.judged_since,
             judged: Rates::of(judged.total),
+            judged_bounds: Bounds::of(&judged.total, thresholds.bounds()),
+            ses: SesView::of(&totals.total, figures),
+            feedback_missing: state.feedback_missing,
+            line_override: state.line_override,
             cause: state.cause,
             note: state.note.clone(),
             since: state.since,
@@ -234,7 +260,7 @@ pub async fn status(
             counts: totals.total,
             bounce_rate: totals.total.bounce_rate(),
             complaint_rate: totals.total.complaint_rate(),
-            thresholds: config.thresholds_for(&name),
+            thresholds,
             window_start: first,
             window_seconds: window.length.as_secs(),
             streams: totals

@@ -98,16 +98,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                         .map(|n| format!(" \"{n}\""))
                         .unwrap_or_default();
                     say!(
-                        "{}  {}{stream}: {} -> {}  {:?} by {}  bounce {:.2} % complaint {:.3} % over {} sends{note}",
+                        "{}  {}{stream}: {} -> {}  {:?} by {}  {}{note}",
                         e.at,
                         e.account,
                         e.from,
                         e.to,
                         e.cause,
                         e.actor,
-                        e.bounce_rate * 100.0,
-                        e.complaint_rate * 100.0,
-                        e.window_sends
+                        e.rates_text()
                     );
                 }
             }
@@ -116,14 +114,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts {
             command: AccountsCommand::Status { name },
         } => {
-            let statuses = status::status(
-                deps.store.as_ref(),
-                deps.ses.as_ref(),
-                &deps.config,
-                deps.clock.now(),
-                name.as_deref(),
-            )
-            .await?;
+            let statuses = status::status(&deps, deps.clock.now(), name.as_deref()).await?;
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&statuses)?);
             } else {

@@ -175,34 +175,46 @@ pub enum Command {
         #[command(subcommand)]
         command: StoreCommand,
     },
-    /// Simulate the seed incident minute by minute through the real routing, ingest and guard,
-    /// with and without sesguard, on a store of its own (the `[guard]` settings of `--config`):
+    /// Simulate an incident minute by minute through the real routing, ingest and guard, with
+    /// and without sesguard, on a store of its own (the `[guard]` settings of `--config`):
     /// print both timelines and write the picture of each account's bounce rate over time.
+    /// The options below change the chosen scenario.
     Simulate {
+        /// The scenario: `seed` (the seed incident; the operator resumes the cleaned stream on
+        /// day 3 and it relapses), `hasty-resume` (no culprit stream: the account pauses, and
+        /// the operator resumes it an hour later, at full traffic, fixing nothing), `timed-pause` (the
+        /// operator pauses the primary for ten hours on day 2; the window slides over the line
+        /// meanwhile).
+        #[arg(long, default_value = "seed", value_parser = simulation::preset)]
+        scenario: crate::app::simulate::Preset,
         /// Days simulated (1 to 30).
-        #[arg(long, default_value_t = 3)]
-        days: u32,
+        #[arg(long)]
+        days: Option<u32>,
         /// Messages a day, split evenly over the streams.
-        #[arg(long, default_value_t = 100_800)]
-        daily_volume: u64,
+        #[arg(long)]
+        daily_volume: Option<u64>,
         /// A stream and the bad share of its addresses over time:
         /// `NAME=FROM..TO@HOURS` in percent, `,critical` for critical mail (repeat for each;
-        /// default `verification=3..20@24` and `transactional=0.5..0.5@0,critical`).
+        /// the seed: `verification=3..20@24` and `transactional=0.5..0.5@0,critical`).
         #[arg(long = "stream", value_name = "SPEC")]
         streams: Vec<String>,
-        /// The primary's 24-hour quota.
-        #[arg(long, default_value_t = 5_000_000)]
-        primary_quota: u64,
-        /// The backup's 24-hour quota.
-        #[arg(long, default_value_t = 50_000)]
-        backup_quota: u64,
+        /// The primary's 24-hour quota (the seed: 5,000,000).
+        #[arg(long)]
+        primary_quota: Option<u64>,
+        /// The backup's 24-hour quota (the seed: 50,000).
+        #[arg(long)]
+        backup_quota: Option<u64>,
         /// The seed of the bad addresses and the feedback delays.
-        #[arg(long, default_value_t = 0x5e5_6a4d)]
-        seed: u64,
-        /// The day on whose start the operator resumes the first stream, with a relapse 45
-        /// minutes later (0: no second act).
-        #[arg(long, default_value_t = 3)]
-        resume_day: u32,
+        #[arg(long)]
+        seed: Option<u64>,
+        /// The day on whose start the operator resumes the first stream after cleaning its
+        /// list, with a relapse 45 minutes later (0: the operator does nothing).
+        #[arg(long)]
+        resume_day: Option<u32>,
+        /// Also run the guard under the other profile (`standard`, `no_review`) and compare
+        /// what each costs: mail deferred, failed over, the peaks.
+        #[arg(long)]
+        profiles: bool,
         /// Where the picture goes (SVG); a PNG is written beside it when `rsvg-convert` or
         /// Chromium is installed.
         #[arg(long, default_value = "target/simulation.svg")]

@@ -7,8 +7,11 @@ use std::time::Instant;
 
 use anyhow::Context as _;
 
-use crate::app::simulate::{self, KeptAlerts, Outcome, Scenario, SimClock, StreamScenario};
+use crate::app::simulate::{
+    self, Act, KeptAlerts, Outcome, Preset, Scenario, SimClock, StreamScenario,
+};
 use crate::config::{Config, GuardConfig};
+use crate::domain::reputation::thresholds::Profile;
 
 use super::*;
 
@@ -98,9 +101,22 @@ fn png(svg: &Path) -> Option<std::path::PathBuf> {
     converted.then_some(png)
 }
 
+/// `--scenario NAME`: one of [`Preset::ALL`].
+pub(super) fn preset(name: &str) -> Result<Preset, String> {
+    Preset::ALL
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, p)| *p)
+        .ok_or_else(|| {
+            let names: Vec<&str> = Preset::ALL.iter().map(|(n, _)| *n).collect();
+            format!("no scenario `{name}`: one of {}", names.join(", "))
+        })
+}
+
 /// Runs the command.
 pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
     let Command::Simulate {
+        scenario: preset,
         days,
         daily_volume,
         streams,
@@ -108,20 +124,21 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
         backup_quota,
         seed,
         resume_day,
+        profiles,
         svg,
     } = &cli.command
     else {
         unreachable!("called for `simulate` only");
     };
-    let mut scenario = Scenario {
-        days: *days,
-        daily_volume: *daily_volume,
-        primary_quota: *primary_quota,
-        backup_quota: *backup_quota,
-        seed: *seed,
-        resume_day: (*resume_day > 0).then_some(*resume_day),
-        ..Scenario::default()
-    };
+    let mut scenario = preset.scenario();
+    scenario.days = days.unwrap_or(scenario.days);
+    scenario.daily_volume = daily_volume.unwrap_or(scenario.daily_volume);
+    scenario.primary_quota = primary_quota.unwrap_or(scenario.primary_quota);
+    scenario.backup_quota = backup_quota.unwrap_or(scenario.backup_quota);
+    scenario.seed = seed.unwrap_or(scenario.seed);
+    if let Some(day) = resume_day {
+        scenario.act = (*day > 0).then_some(Act::CleanedResume { day: *day });
+    }
     if !streams.is_empty() {
         scenario.streams = streams
             .iter()
@@ -136,7 +153,7 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let guarded = run(&scenario, &guard, true).await?;
     let unguarded = run(&scenario, &simulate::unguarded(&guard), false).await?;
-    let min_volume = guard.thresholds.min_volume;
+    let min_volume = guard.levels().min_volume;
     say!(
         "{}",
         simulate::report("with sesguard", &guarded, min_volume)
@@ -145,7 +162,31 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
         "{}",
         simulate::report("without sesguard", &unguarded, min_volume)
     );
-    let picture = simulate::picture(&guarded, &unguarded, &guard.thresholds).svg();
+    let mut runs = 2;
+    if *profiles {
+        let other = GuardConfig {
+            profile: match guard.profile {
+                Profile::Standard => Profile::NoReview,
+                Profile::NoReview => Profile::Standard,
+            },
+            ..guard.clone()
+        };
+        let alternative = run(&scenario, &other, true).await?;
+        runs += 1;
+        let title = format!("with sesguard, profile {}", other.profile.as_str());
+        say!("{}", simulate::report(&title, &alternative, min_volume));
+        let this = format!("profile {}", guard.profile.as_str());
+        let that = format!("profile {}", other.profile.as_str());
+        say!(
+            "{}",
+            simulate::compare(&[
+                (this.as_str(), &guarded),
+                (that.as_str(), &alternative),
+                ("without sesguard", &unguarded),
+            ])
+        );
+    }
+    let picture = simulate::picture(&guarded, &unguarded, &guard.levels()).svg();
     if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -155,7 +196,7 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
         say!("picture: {}", png.display());
     }
     say!(
-        "simulated {} days of {} messages a day twice in {:.1} s",
+        "simulated {} days of {} messages a day {runs} times in {:.1} s",
         scenario.days,
         scenario.daily_volume,
         started.elapsed().as_secs_f64()

@@ -16,6 +16,7 @@ use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
 use crate::domain::reputation::guard::{Recovery, Thresholds};
+use crate::domain::reputation::thresholds::Profile;
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
 
@@ -44,14 +45,19 @@ pub struct Config {
     pub accounts: Vec<AccountConfig>,
     /// Streams of mail and the accounts that carry them, primary first.
     pub streams: Vec<StreamConfig>,
+    /// SES's own reputation figures, read for the guard.
+    pub ses_metrics: SesMetricsConfig,
 }
 
 /// `[guard]`
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct GuardConfig {
-    /// Default thresholds of every account (`[guard.thresholds]`).
-    pub thresholds: Thresholds,
+    /// Which of SES's lines the default levels keep accounts under: `standard` (its pause
+    /// lines) or `no_review` (its review lines).
+    pub profile: Profile,
+    /// Every account's thresholds, over the profile's (`[guard.thresholds]`).
+    pub thresholds: ThresholdOverrides,
     /// Share of a daily quota kept for critical mail (default 0.10).
     pub quota_reserve: f64,
     /// Retry a deferral after this long when nothing says when capacity returns (default `5m`).
@@ -75,11 +81,20 @@ pub struct GuardConfig {
     pub window_cache: Duration,
 }
 
+impl GuardConfig {
+    /// The thresholds every account starts from: the profile's levels with
+    /// `[guard.thresholds]` over them.
+    pub fn levels(&self) -> Thresholds {
+        self.thresholds.over(Thresholds::of(self.profile))
+    }
+}
+
 impl Default for GuardConfig {
     fn default() -> Self {
         let routing = RoutingPolicy::default();
         Self {
-            thresholds: Thresholds::default(),
+            profile: Profile::default(),
+            thresholds: ThresholdOverrides::default(),
             quota_reserve: routing.quota_reserve,
             recheck: routing.recheck,
             history_ttl: Duration::from_secs(90 * 24 * 3600),
@@ -198,8 +213,37 @@ pub struct AlertsConfig {
     pub file: Option<PathBuf>,
 }
 
-/// Per-account overrides of `[guard.thresholds]`.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+/// `[ses_metrics]`: SES's own reputation figures (CloudWatch `AWS/SES`
+/// `Reputation.BounceRate` / `Reputation.ComplaintRate`), which the guard weighs beside its own
+/// window. Deployed they are read from CloudWatch; locally from `file`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SesMetricsConfig {
+    /// Local runs: a JSON file of figures per account (`{"primary": {"bounce_rate": 0.095,
+    /// "complaint_rate": 0.0001, "at": "2026-12-05T10:00:00Z"}}`), read on every ask; none: no
+    /// figures.
+    pub file: Option<PathBuf>,
+    /// How far back the newest datapoint is looked for (default `24h`; `5m` to `14d`).
+    #[serde(with = "humantime_serde")]
+    pub lookback: Duration,
+    /// How long a process reuses an account's answer (default `5m`; at most `1h`; `0s`: ask
+    /// every time).
+    #[serde(with = "humantime_serde")]
+    pub cache: Duration,
+}
+
+impl Default for SesMetricsConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            lookback: Duration::from_secs(24 * 3600),
+            cache: Duration::from_secs(300),
+        }
+    }
+}
+
+/// Overrides of a profile's thresholds (`[guard.thresholds]`), or of those for one account.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ThresholdOverrides {
     /// See [`Thresholds::bounce_warn`].
@@ -218,6 +262,34 @@ pub struct ThresholdOverrides {
     pub min_volume: Option<u64>,
     /// See [`Thresholds::dominance`].
     pub dominance: Option<f64>,
+    /// See [`Thresholds::recovery`].
+    pub recovery: Option<f64>,
+    /// See [`Thresholds::min_events`].
+    pub min_events: Option<u64>,
+    /// See [`Thresholds::confidence`].
+    pub confidence: Option<f64>,
+    /// See [`Thresholds::feedback_gap`].
+    pub feedback_gap: Option<f64>,
+}
+
+impl ThresholdOverrides {
+    /// `base` with every value given here in its place.
+    pub fn over(&self, base: Thresholds) -> Thresholds {
+        Thresholds {
+            bounce_warn: self.bounce_warn.unwrap_or(base.bounce_warn),
+            bounce_pause: self.bounce_pause.unwrap_or(base.bounce_pause),
+            bounce_critical: self.bounce_critical.unwrap_or(base.bounce_critical),
+            complaint_warn: self.complaint_warn.unwrap_or(base.complaint_warn),
+            complaint_pause: self.complaint_pause.unwrap_or(base.complaint_pause),
+            complaint_critical: self.complaint_critical.unwrap_or(base.complaint_critical),
+            min_volume: self.min_volume.unwrap_or(base.min_volume),
+            dominance: self.dominance.unwrap_or(base.dominance),
+            recovery: self.recovery.unwrap_or(base.recovery),
+            min_events: self.min_events.unwrap_or(base.min_events),
+            confidence: self.confidence.unwrap_or(base.confidence),
+            feedback_gap: self.feedback_gap.unwrap_or(base.feedback_gap),
+        }
+    }
 }
 
 /// Enforcement at SES itself when sesguard pauses an account.
@@ -361,6 +433,11 @@ pub struct AccountConfig {
     /// Pause at SES too: `off` (default), `account`, `configuration_set`.
     #[serde(default)]
     pub enforce_at_ses: Enforcement,
+    /// Virtual Deliverability Manager is enabled for the account: SES's figures are also read
+    /// from SESv2 `BatchGetMetricData` (namespace `VDM`), and the worse of those and
+    /// CloudWatch's counts (default `false`).
+    #[serde(default)]
+    pub vdm: bool,
 }
 
 /// A configuration that cannot be used.
@@ -448,18 +525,17 @@ impl Config {
 
     /// The thresholds of an account: `[guard.thresholds]` with the account's overrides.
     pub fn thresholds_for(&self, account: &str) -> Thresholds {
-        let mut t = self.guard.thresholds;
-        if let Some(o) = self.account(account).map(|a| a.thresholds) {
-            t.bounce_warn = o.bounce_warn.unwrap_or(t.bounce_warn);
-            t.bounce_pause = o.bounce_pause.unwrap_or(t.bounce_pause);
-            t.bounce_critical = o.bounce_critical.unwrap_or(t.bounce_critical);
-            t.complaint_warn = o.complaint_warn.unwrap_or(t.complaint_warn);
-            t.complaint_pause = o.complaint_pause.unwrap_or(t.complaint_pause);
-            t.complaint_critical = o.complaint_critical.unwrap_or(t.complaint_critical);
-            t.min_volume = o.min_volume.unwrap_or(t.min_volume);
-            t.dominance = o.dominance.unwrap_or(t.dominance);
+        let base = self.default_thresholds();
+        match self.account(account) {
+            Some(a) => a.thresholds.over(base),
+            None => base,
         }
-        t
+    }
+
+    /// The thresholds of an account without overrides of its own: the profile's levels with
+    /// `[guard.thresholds]` over them.
+    pub fn default_thresholds(&self) -> Thresholds {
+        self.guard.levels()
     }
 
     /// Whether the account lifts rate pauses by itself.
@@ -665,9 +741,33 @@ mod tests {
         assert_eq!(backup.bounce_pause, 0.07);
         assert_eq!(
             backup.complaint_pause,
-            config.guard.thresholds.complaint_pause
+            config.default_thresholds().complaint_pause
         );
-        assert_eq!(config.thresholds_for("primary"), config.guard.thresholds);
+        assert_eq!(
+            config.thresholds_for("primary"),
+            config.default_thresholds()
+        );
+    }
+
+    #[test]
+    fn the_no_review_profile_keeps_every_level_under_the_ses_review_lines() {
+        let text = "[guard]\nprofile = \"no_review\"\n[guard.thresholds]\nmin_volume = 500\n";
+        let config = Config::parse(text, "profile").unwrap();
+        let t = config.default_thresholds();
+        assert!(
+            t.bounce_critical < 0.05 && t.complaint_critical < 0.001,
+            "{t:?}"
+        );
+        assert_eq!(
+            t.min_volume, 500,
+            "[guard.thresholds] still applies over the profile"
+        );
+        assert_eq!(
+            Config::parse("", "standard").unwrap().default_thresholds(),
+            Thresholds::default()
+        );
+        assert!(problem("[guard]\nprofile = \"lax\"").contains("profile"));
+        assert!(problem("[guard.thresholds]\nconfidence = 1.0").contains("confidence"));
     }
 
     #[test]
@@ -722,5 +822,38 @@ mod tests {
             config.stream("transactional").unwrap().priority,
             Priority::Critical
         );
+        assert!(
+            config.accounts.iter().all(|a| !a.vdm),
+            "VDM is off unless asked for"
+        );
+        let with_vdm = text.replace("# vdm = true", "vdm = true");
+        let config = Config::parse(&with_vdm, "example").unwrap();
+        assert!(config.account("primary").is_some_and(|a| a.vdm));
+    }
+
+    #[test]
+    fn ses_metrics_have_defaults_and_refuse_useless_times_by_key() {
+        let defaults = Config::parse("", "t").unwrap().ses_metrics;
+        assert_eq!(
+            (defaults.file, defaults.lookback, defaults.cache),
+            (None, Duration::from_secs(86_400), Duration::from_secs(300))
+        );
+        let given = Config::parse(
+            "[ses_metrics]\nfile = \"figures.json\"\nlookback = \"6h\"\ncache = \"0s\"",
+            "t",
+        )
+        .unwrap()
+        .ses_metrics;
+        assert_eq!(given.file, Some(PathBuf::from("figures.json")));
+        assert_eq!(given.cache, Duration::ZERO, "0s: ask every time");
+        assert!(
+            problem("[ses_metrics]\nlookback = \"1m\"")
+                .contains("`ses_metrics.lookback` 1m must be from 5m")
+        );
+        assert!(
+            problem("[ses_metrics]\ncache = \"2h\"").contains("`ses_metrics.cache` 2h must be")
+        );
+        assert!(problem("[ses_metrics]\nfile = \"\"").contains("`ses_metrics.file` is empty"));
+        assert!(problem("[ses_metrics]\nperiod = \"1h\"").contains("period"));
     }
 }

@@ -27,6 +27,18 @@ fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
             "rates must be fractions between 0 and 1 (0.04 is 4 %)",
         ));
     }
+    if !(t.confidence >= 0.5 && t.confidence < 1.0) {
+        return Err(invalid(
+            key,
+            "confidence must be at least 0.5 and under 1 (0.95: each bound wrong at most 5 % of the time)",
+        ));
+    }
+    if !(t.feedback_gap > 0.0 && t.feedback_gap.is_finite()) {
+        return Err(invalid(
+            key,
+            "feedback_gap must be a positive fraction of the warn level (0.5: half of it)",
+        ));
+    }
     if !(t.bounce_warn < t.bounce_pause && t.bounce_pause <= t.bounce_critical) {
         return Err(invalid(
             key,
@@ -37,6 +49,35 @@ fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
         return Err(invalid(
             key,
             "needs complaint_warn < complaint_pause <= complaint_critical",
+        ));
+    }
+    Ok(())
+}
+
+fn check_ses_metrics(m: &SesMetricsConfig) -> Result<(), ConfigError> {
+    let text = humantime::format_duration;
+    if m.lookback < Duration::from_secs(300) || m.lookback > Duration::from_secs(14 * 86400) {
+        return Err(invalid(
+            "ses_metrics.lookback",
+            format!(
+                "{} must be from 5m (one CloudWatch period) to 14d (an older figure is not SES's view now)",
+                text(m.lookback)
+            ),
+        ));
+    }
+    if m.cache > Duration::from_secs(3600) {
+        return Err(invalid(
+            "ses_metrics.cache",
+            format!(
+                "{} must be at most 1h: the guard would judge on a figure older than that",
+                text(m.cache)
+            ),
+        ));
+    }
+    if m.file.as_ref().is_some_and(|f| f.as_os_str().is_empty()) {
+        return Err(invalid(
+            "ses_metrics.file",
+            "is empty: give a path, or leave it out",
         ));
     }
     Ok(())
@@ -176,7 +217,7 @@ impl Config {
                 ));
             }
         }
-        check_thresholds(&self.guard.thresholds, "guard.thresholds")?;
+        check_thresholds(&self.default_thresholds(), "guard.thresholds")?;
         if self.sender.breaker_failures == 0 {
             return Err(invalid("sender.breaker_failures", "must be at least 1"));
         }
@@ -216,6 +257,7 @@ impl Config {
                 "must be at least 0 and below 1",
             ));
         }
+        check_ses_metrics(&self.ses_metrics)?;
         let mut streams = HashSet::new();
         for (i, stream) in self.streams.iter().enumerate() {
             let key = |field: &str| format!("streams[{i}].{field}");

@@ -202,6 +202,37 @@ fn account(html: &mut String, view: &AccountView<'_>) {
     if !s.blocked_by.is_empty() {
         facts.push(format!("blocked by {}", s.blocked_by.join(", ")));
     }
+    let judged = &s.judged_bounds;
+    facts.push(format!(
+        "judged bounce {} ({}–{}) over {} sends",
+        percent(s.judged.bounce_rate),
+        percent(judged.bounce[0]),
+        percent(judged.bounce[1]),
+        s.judged.counts.sends
+    ));
+    facts.push(format!(
+        "as SES sees it bounce {} complaint {}",
+        percent(s.ses.bounce_rate),
+        percent(s.ses.complaint_rate)
+    ));
+    if let Some(reported) = s.ses.reported {
+        facts.push(format!(
+            "SES reports bounce {} complaint {}",
+            reported.bounce_rate.map_or_else(|| "-".to_owned(), percent),
+            reported
+                .complaint_rate
+                .map_or_else(|| "-".to_owned(), percent)
+        ));
+    }
+    if let Some(signal) = s.feedback_missing {
+        facts.push(format!(
+            "feedback missing: SES reports a higher {}",
+            signal.noun()
+        ));
+    }
+    if s.line_override.is_some() {
+        facts.push("resumed by an operator over SES's line".to_owned());
+    }
     let _ = write!(html, "<p>{}</p>", facts.join(" · "));
     let _ = write!(
         html,

@@ -20,7 +20,7 @@ fn tags(stream: &str) -> Value {
 }
 
 /// A Send event for `count` recipients of `stream`, at `minute` past 10:00 on the sample day.
-fn send(id: &str, stream: &str, count: usize, minute: u32) -> Value {
+pub(crate) fn send(id: &str, stream: &str, count: usize, minute: u32) -> Value {
     let to: Vec<String> = (0..count)
         .map(|i| format!("{stream}-{id}-{i}@example.com"))
         .collect();
@@ -28,14 +28,14 @@ fn send(id: &str, stream: &str, count: usize, minute: u32) -> Value {
            "destination": to, "tags": tags(stream)}})
 }
 
-fn bounce(id: &str, stream: &str, minute: u32) -> Value {
+pub(crate) fn bounce(id: &str, stream: &str, minute: u32) -> Value {
     json!({"eventType": "Bounce", "mail": {"messageId": format!("m-{id}"), "tags": tags(stream)},
            "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": id,
                       "timestamp": format!("2026-11-20T10:{minute:02}:30.000Z"),
                       "bouncedRecipients": [{"emailAddress": format!("{id}@example.com")}]}})
 }
 
-async fn invoke(deps: &Context, event: Value) -> Value {
+pub(crate) async fn invoke(deps: &Context, event: Value) -> Value {
     handle(
         deps,
         LambdaEvent::new(event, lambda_runtime::Context::default()),

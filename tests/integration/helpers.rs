@@ -191,7 +191,8 @@ fn start_moto(python: &Path) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Every request a client sent: the operation and, for transactions, the action count.
+/// Every request a client sent: the operation and, for transactions, the action count. Any
+/// client's: DynamoDB's, CloudWatch's.
 #[derive(Debug, Clone, Default)]
 pub struct RequestLog(Arc<Mutex<Vec<(String, usize)>>>);
 
@@ -213,8 +214,12 @@ impl Intercept for RequestLog {
         _cfg: &mut ConfigBag,
     ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         let request = context.request();
-        let target = request.headers().get("x-amz-target").unwrap_or_default();
-        let operation = target.rsplit('.').next().unwrap_or_default().to_owned();
+        // JSON protocols name the operation in a header, Smithy RPC v2 CBOR at the path's end.
+        let operation = match request.headers().get("x-amz-target") {
+            Some(target) => target.rsplit('.').next().unwrap_or_default(),
+            None => request.uri().rsplit('/').next().unwrap_or_default(),
+        }
+        .to_owned();
         let actions = request
             .body()
             .bytes()

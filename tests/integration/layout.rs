@@ -185,6 +185,8 @@ fn dependencies_point_down_and_only_wiring_chooses_adapters() {
             "SnsAlerts::new(",
             "SqsVisibility::new(",
             "Sesv2Accounts::from_config(",
+            "CloudWatchReputation::from_config(",
+            "SesFiguresFile::new(",
             "DynamoStore::new(",
             "SqliteStore::open(",
             "SnsHttp::new(",

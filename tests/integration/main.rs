@@ -1,6 +1,6 @@
 //! Integration tests, compiled into one binary: the store contract (SQLite and DynamoDB on a
-//! local server), the ingest paths through the Lambda handler, DynamoDB request budgets, and
-//! the CLI.
+//! local server), the ingest paths through the Lambda handler, DynamoDB request budgets, SES's
+//! reputation figures from the local server's CloudWatch, and the CLI.
 
 mod admin;
 mod cli;
@@ -13,6 +13,8 @@ mod recovery;
 mod request_budget;
 mod sender;
 mod ses_account;
+mod ses_line;
+mod ses_reputation;
 mod sns_alerts;
 mod store_contract;
 mod transport;

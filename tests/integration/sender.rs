@@ -183,26 +183,19 @@ async fn each_gate_decides_in_order_with_its_reason() {
 #[tokio::test]
 async fn a_paused_primary_fails_over_and_a_stream_with_no_account_left_is_deferred() {
     let (_dir, deps, _) = world(|_| {});
-    let store = deps.store.as_ref();
-    sesguard::app::control::Control::new(
-        store,
-        store,
-        deps.alerts.as_ref(),
-        deps.ses.as_ref(),
-        &deps.config,
-    )
-    .apply(
-        "primary",
-        &sesguard::app::control::Action::Pause {
-            stream: None,
-            duration: None,
-        },
-        "drill",
-        "ana",
-        deps.clock.now(),
-    )
-    .await
-    .unwrap();
+    sesguard::app::control::Control::of(&deps)
+        .apply(
+            "primary",
+            &sesguard::app::control::Action::Pause {
+                stream: None,
+                duration: None,
+            },
+            "drill",
+            "ana",
+            deps.clock.now(),
+        )
+        .await
+        .unwrap();
     let transport = Scripted::default();
     let decisions = send(
         &deps,

@@ -188,26 +188,19 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     );
     assert_eq!((off.num_calls(), on.num_calls()), (1, 0));
 
-    let store = deps.store.as_ref();
-    Control::new(
-        store,
-        store,
-        deps.alerts.as_ref(),
-        deps.ses.as_ref(),
-        &deps.config,
-    )
-    .apply(
-        "primary",
-        &Action::Resume {
-            stream: None,
-            probation: true,
-        },
-        "list cleaned",
-        "ana",
-        deps.clock.now(),
-    )
-    .await
-    .unwrap();
+    Control::of(&deps)
+        .apply(
+            "primary",
+            &Action::Resume {
+                stream: None,
+                probation: true,
+            },
+            "list cleaned",
+            "ana",
+            deps.clock.now(),
+        )
+        .await
+        .unwrap();
     assert_eq!((off.num_calls(), on.num_calls()), (1, 1));
     assert!(
         alerts.all()[1]

@@ -47,6 +47,8 @@ async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
             bounce_rate: 0.0802,
             complaint_rate: 0.0,
             window_sends: 99_820,
+            bounds: None,
+            ses: None,
             actor: "guard".into(),
         },
         traffic: "verification fails over to backup".into(),

@@ -466,6 +466,8 @@ fn entry(account: &str, at: Timestamp, to: &str) -> HistoryEntry {
         bounce_rate: 0.081,
         complaint_rate: 0.0,
         window_sends: 1200,
+        bounds: None,
+        ses: None,
         actor: "guard".into(),
     }
 }

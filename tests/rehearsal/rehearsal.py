@@ -15,9 +15,11 @@ Runs the *deployed* composition of sesguard end to end on fakecloud, a local AWS
 4. bridge.py stands in for the event source mappings (the only home-made stand-in);
 5. the story: sends through A with SESv2, simulator feedback through the configuration set,
    SNS and SQS into ingest, the guard pausing A before 10 %, failover to B through AssumeRole,
-   B's feedback, an operator's resume through the admin function URL, and two faults. Every
-   step is checked against the emulator's own view (its SES outbox, its SNS message log,
-   GetAccount, queue depths) as well as sesguard's.
+   B's feedback, an operator's resume through the admin function URL, and two faults; last,
+   SES's own figure: a bounce rate put into B's CloudWatch as SES publishes it, with none of
+   B's feedback, and the scheduled review pausing B on it. Every step is checked against the
+   emulator's own view (its SES outbox, its SNS message log, GetAccount, queue depths) as well
+   as sesguard's.
 
 Exits non-zero if any step differs from the story. Never talks to AWS.
 """
@@ -37,6 +39,8 @@ import urllib.error
 import urllib.request
 import zipfile
 
+from datetime import datetime, timezone
+
 import boto3
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
@@ -53,6 +57,7 @@ TOKEN = "rehearsal-admin-token-0123456789"
 ARTIFACTS = "sesguard-rehearsal-artifacts"
 STACK = "sesguard"
 CLEAN_SENDS = 100  # per the story: enough volume for the guard (min_volume is 100 here)
+SES_BOUNCE_RATE = 0.095  # what SES reports for B in the last step: over the critical 9 %
 
 failures = []
 figures = {}
@@ -236,7 +241,8 @@ def set_up_backup_account(emulator, b):
     b("iam").put_role_policy(RoleName="sesguard-sender", PolicyName="sesguard", PolicyDocument=json.dumps({
         "Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Resource": "*", "Action": [
             "ses:SendEmail", "ses:GetAccount", "ses:PutAccountSendingAttributes",
-            "ses:PutConfigurationSetSendingOptions", "ses:ListSuppressedDestinations", "ses:PutSuppressedDestination"]}]}))
+            "ses:PutConfigurationSetSendingOptions", "ses:ListSuppressedDestinations", "ses:PutSuppressedDestination",
+            "cloudwatch:GetMetricData"]}]}))
     return topic, trust
 
 
@@ -562,6 +568,76 @@ def story(emulator, work):
         expect(depth == 0, f"{name} queue: {depth} message(s)")
     figures["sent_by_account"] = {"A": len(sent_requests(emulator, primary_topic)), "B": len(sent_requests(emulator, backup_topic))}
     figures["bridge"] = bridge.counts
+
+    step(f"11. SES's own figure: SES reports B's bounce rate at {SES_BOUNCE_RATE * 100:.1f} % in B's CloudWatch, "
+         "none of B's feedback reaches sesguard; the scheduled review pauses B on SES's figure")
+    return ses_reports_the_backup(emulator, work, a, b, outputs, functions, bridge, run_env)
+
+
+def scheduled_review():
+    """The EventBridge event the stack's schedule sends the ingest function."""
+    event = json.loads((ROOT / "events/scheduled-review.json").read_text())
+    event["time"] = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return event
+
+
+def near(value, expected):
+    return isinstance(value, (int, float)) and abs(value - expected) < 1e-9
+
+
+def ses_bounce_rate(entry):
+    """SES's bounce rate as a history entry or an alert names it: in the view of the account
+    as SES sees it (`ses`), SES's own reported figure."""
+    view = entry.get("ses") or {}
+    return (view.get("reported") or {}).get("bounce_rate")
+
+
+def ses_reports_the_backup(emulator, work, a, b, outputs, functions, bridge, run_env):
+    before = account_state(functions, "backup")
+    expect(before.get("state") not in ("paused", None) and before.get("bounce_rate", 1.0) < 0.04,
+           f"backup sending on its own clean window: {before.get('state')} at {before.get('bounce_rate', 0) * 100:.2f} %",
+           before)
+    # What SES does for an account: its reputation metric, account level (no dimensions), in
+    # B's own CloudWatch and region. sesguard reads it through B's role, as it sends.
+    b("cloudwatch").put_metric_data(Namespace="AWS/SES", MetricData=[{
+        "MetricName": "Reputation.BounceRate", "Value": SES_BOUNCE_RATE, "Timestamp": datetime.now(timezone.utc)}])
+    # A process reuses an account's figures for `[ses_metrics] cache` (5 min) and the story's
+    # reviews have asked already: a new instance asks afresh, as the next one to start would.
+    functions.stop()
+    functions = Functions(work, run_env)
+    bridge.invoke = functions.invoke
+    alerts_before = len(alert_messages(emulator, outputs))
+    feedback_before = queue_depth(a, outputs["FeedbackQueueUrl"])
+    review = functions.invoke("ingest", scheduled_review())
+    expect("invoke_error" not in review, f"scheduled review: {len(review.get('transitions', []))} transition(s)", review)
+    backup = account_state(functions, "backup")
+    figures["backup_after_ses_figure"] = {k: backup.get(k) for k in ("state", "cause", "bounce_rate")}
+    expect(backup.get("state") == "paused", f"backup {backup.get('state')} ({backup.get('cause')}) "
+           f"on SES's {SES_BOUNCE_RATE * 100:.1f} % while its own window says {backup.get('bounce_rate', 0) * 100:.2f} %",
+           backup)
+    expect(feedback_before == 0 and queue_depth(a, outputs["FeedbackQueueUrl"]) == 0,
+           "no feedback of B's was waiting or arrived: the decision is SES's figure")
+    status, history = functions.admin("GET", "/accounts/backup/history?limit=5")
+    entries = history.get("entries") or [] if status == 200 else []
+    latest = next((e for e in entries if e.get("cause") == "bounce_rate"), {})
+    expect(latest.get("to") == "paused" and near(ses_bounce_rate(latest), SES_BOUNCE_RATE),
+           f"B's history names SES's figure: -> {latest.get('to')}, SES's bounce rate {ses_bounce_rate(latest)}",
+           history)
+    bodies = []
+    for message in alert_messages(emulator, outputs)[alerts_before:]:
+        try:
+            bodies.append(json.loads(message.get("message", message.get("Message"))))
+        except (TypeError, ValueError):
+            pass
+    mine = [body for body in bodies if body.get("account") == "backup"]
+    named = [body for body in mine if body.get("to") == "paused" and body.get("cause") == "bounce_rate"]
+    expect(len(named) == 1 and near(ses_bounce_rate(named[0]), SES_BOUNCE_RATE),
+           f"one alert for B's pause naming SES's figure ({len(named)} of {len(bodies)} new alerts)", bodies)
+    # SES counts 9.5 %, sesguard none: feedback is missing, said once in the same review.
+    gaps = [body for body in mine if body.get("cause") == "feedback_gap"]
+    expect(len(gaps) == 1 and "feedback missing" in (gaps[0].get("note") or ""),
+           f"one alert that B's feedback is missing ({len(gaps)})", bodies)
+    expect(len(mine) == 2, f"no other alert for B ({len(mine)} in all)", mine)
     return functions
 
 

@@ -154,27 +154,13 @@ impl<'a> Admin<'a> {
     /// Every account's status.
     pub async fn accounts(&self, now: Timestamp) -> Result<Vec<AccountStatus>, AdminError> {
         let deps = self.deps;
-        Ok(status::status(
-            deps.store.as_ref(),
-            deps.ses.as_ref(),
-            &deps.config,
-            now,
-            None,
-        )
-        .await?)
+        Ok(status::status(deps, now, None).await?)
     }
 
     /// One account's status.
     pub async fn account(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AdminError> {
         let deps = self.deps;
-        let found = status::status(
-            deps.store.as_ref(),
-            deps.ses.as_ref(),
-            &deps.config,
-            now,
-            Some(name),
-        )
-        .await?;
+        let found = status::status(deps, now, Some(name)).await?;
         found
             .into_iter()
             .next()
@@ -222,14 +208,7 @@ impl<'a> Admin<'a> {
         now: Timestamp,
     ) -> Result<HistoryEntry, AdminError> {
         let deps = self.deps;
-        let store = deps.store.as_ref();
-        let control = Control::new(
-            store,
-            store,
-            deps.alerts.as_ref(),
-            deps.ses.as_ref(),
-            &deps.config,
-        );
+        let control = Control::of(deps);
         Ok(control
             .apply(name, action, reason, &self.actor, now)
             .await?)

@@ -169,7 +169,6 @@ impl<'a> Sender<'a> {
         now: Timestamp,
     ) -> Result<Decision, SenderError> {
         let config = &self.deps.config;
-        let store = self.deps.store.as_ref();
         let suppressed = &batch.view.suppressed;
         if let Some(reason) = batch
             .view
@@ -193,13 +192,7 @@ impl<'a> Sender<'a> {
             });
         }
         let priority = request.priority.unwrap_or(stream.priority);
-        let control = Control::new(
-            store,
-            store,
-            self.deps.alerts.as_ref(),
-            self.deps.ses.as_ref(),
-            config,
-        );
+        let control = Control::of(self.deps);
         let not_sent = Ok;
         let draw = routing::draw(
             &request

@@ -384,14 +384,7 @@ impl<'a> Sender<'a> {
         states: &HashMap<String, AccountState>,
         now: Timestamp,
     ) -> Result<(), SenderError> {
-        let store = self.deps.store.as_ref();
-        let control = Control::new(
-            store,
-            store,
-            self.deps.alerts.as_ref(),
-            self.deps.ses.as_ref(),
-            &self.deps.config,
-        );
+        let control = Control::of(self.deps);
         for (account, why) in snapshot.unavailable() {
             let paused = states
                 .get(account)

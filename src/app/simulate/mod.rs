@@ -7,9 +7,12 @@
 //! `transactional` mail to known addresses (0.5 % bad). Every stream lists the primary and then
 //! the backup. Every send is an SES `Send` event and every bad address a hard bounce arriving 2
 //! to 10 minutes later (seeded); what cannot go is deferred and retried, never dropped. With
-//! the guard the story may have a second act: at the start of a given day the operator resumes
-//! the quarantined stream after cleaning the list, and 45 minutes later, still on probation, a
-//! new bad source of sign-ups relapses.
+//! the guard the story may have a second act ([`Act`]): at the start of a given day the
+//! operator resumes the quarantined stream after cleaning the list, and 45 minutes later, still
+//! on probation, a new bad source of sign-ups relapses; or the operator resumes in haste; or
+//! pauses the primary for maintenance. The scheduled review runs every five minutes, and every
+//! outcome counts the mail an account sent while over the critical level as the guard could
+//! see it.
 //!
 //! Run once with the guard and once with thresholds out of reach, the two outcomes say what the
 //! guard changed; [`picture`] draws both.
@@ -163,6 +166,9 @@ pub struct Outcome {
     pub rates: Vec<(i64, Option<f64>, Option<f64>)>,
     /// The minute of each transition, with what it was.
     pub transitions: Vec<(i64, String)>,
+    /// Messages each account sent while its rate as the guard could see it (the feedback
+    /// arrived) was at or over the critical level: none, by the guard's invariant.
+    pub sent_over_the_line: BTreeMap<&'static str, u64>,
 }
 
 /// `day D HH:MM` of a simulated time.
@@ -228,7 +234,7 @@ pub async fn run(
 ) -> Result<Outcome, SimulateError> {
     scenario.validate()?;
     let config = deps.config.as_ref();
-    let min_volume = config.guard.thresholds.min_volume;
+    let min_volume = config.default_thresholds().min_volume;
     let window = config.ingest_policy().window;
     let per_minute = (scenario.daily_volume / scenario.streams.len() as u64 / 1440) as usize;
     let mut rng = Rng(scenario.seed);
@@ -241,10 +247,15 @@ pub async fn run(
     let mut in_flight: Vec<InFlight> = Vec::new();
     let mut backup_sends: VecDeque<i64> = VecDeque::new();
     let mut out = Outcome::default();
-    let resume_at = scenario
-        .resume_day
-        .filter(|_| guarded)
-        .map(|d| scenario.start_of_day(d));
+    let mut act = scenario.act.filter(|_| guarded);
+    // The guard's first pause or quarantine on the primary: when, and of which stream.
+    let mut guard_acted: Option<(i64, Option<String>)> = None;
+    let critical = Thresholds::of(config.guard.profile).bounce_critical;
+    // Whether each account's rate as the guard can see it (no feedback in flight) was at or
+    // over the critical level at the end of the last minute.
+    let mut over_the_line = [false; 2];
+    // The last deferral reason told for each stream: the timeline says each one once.
+    let mut told: BTreeMap<String, String> = BTreeMap::new();
 
     for minute in 0..i64::from(scenario.days) * 1440 {
         let now = START + minute * MINUTE;
@@ -261,40 +272,10 @@ pub async fn run(
             }
         }
 
-        if resume_at == Some(now) {
-            let stream = &scenario.streams[0].name;
-            let resumed = Admin::new(deps, "ana")
-                .resume(
-                    "primary",
-                    Some(stream.clone()),
-                    true,
-                    "sign-up list cleaned",
-                    Timestamp::from_millis(now),
-                )
-                .await;
-            match resumed {
-                Ok(resumed) => {
-                    out.timeline.push(format!(
-                        "{} primary stream {stream}: {} -> {} (operator: {}) at {:.0} % of its traffic",
-                        clock_text(now),
-                        resumed.from,
-                        resumed.to,
-                        resumed.note.unwrap_or_default(),
-                        resumed.share.unwrap_or(1.0) * 100.0
-                    ));
-                    out.transitions.push((minute, format!("{stream} resumed")));
-                }
-                // The guard never quarantined it: nothing to resume.
-                Err(AdminError::Conflict(why)) => out.timeline.push(format!(
-                    "{} the operator would resume {stream}, but: {why}",
-                    clock_text(now)
-                )),
-                Err(other) => {
-                    return Err(SimulateError::Step(format!(
-                        "the operator's resume: {other}"
-                    )));
-                }
-            }
+        if let Some(step) = act
+            && operate(deps, scenario, step, minute, guard_acted.as_ref(), &mut out).await?
+        {
+            act = None;
         }
 
         // Route what is due, oldest first, against one snapshot per minute.
@@ -328,6 +309,9 @@ pub async fn run(
                             "backup"
                         };
                         snapshot.record_send(account, &stream.name, 1);
+                        if over_the_line[usize::from(account == "backup")] {
+                            *out.sent_over_the_line.entry(account).or_insert(0) += 1;
+                        }
                         let wait = out.longest_wait.entry(stream.name.clone()).or_insert(0);
                         *wait = (*wait).max(now - message.created);
                         *out.sent.entry((account, stream.name.clone())).or_insert(0) += 1;
@@ -363,7 +347,8 @@ pub async fn run(
                                 .or_insert(0) += 1;
                         }
                         *retry_at = until.as_millis();
-                        if out.timeline.last().is_none_or(|l| !l.contains(&reason)) {
+                        if told.get(&stream.name) != Some(&reason) {
+                            told.insert(stream.name.clone(), reason.clone());
                             out.timeline.push(format!(
                                 "{} {}: deferred ({reason})",
                                 clock_text(now),
@@ -396,38 +381,18 @@ pub async fn run(
                 clock_text(now)
             )));
         }
-        for applied in &report.transitions {
-            let c = &applied.alert.change;
-            let what = format!(
-                "{}{}: {} -> {}{}",
-                c.account,
-                c.stream
-                    .as_ref()
-                    .map(|s| format!(" stream {s}"))
-                    .unwrap_or_default(),
-                c.from,
-                c.to,
-                c.share
-                    .map(|s| format!(" {:.0} %", s * 100.0))
-                    .unwrap_or_default(),
-            );
-            out.timeline.push(format!(
-                "{} {what} ({:?}) bounce rate {:.2} % over {} sends; {}",
-                clock_text(now),
-                c.cause,
-                c.bounce_rate * 100.0,
-                c.window_sends,
-                applied.alert.traffic
-            ));
-            let short = format!(
-                "{} {}{}",
-                c.stream.as_deref().unwrap_or(&c.account),
-                c.to,
-                c.share
-                    .map(|s| format!(" {:.0} %", s * 100.0))
-                    .unwrap_or_default()
-            );
-            out.transitions.push((minute, short));
+        let mut applied = report.transitions;
+        // The scheduled review (the template's `Review`, every 5 minutes): timed pauses end,
+        // probation steps pass, accounts no batch touched are judged too.
+        if minute % REVIEW_MINUTES == 0 {
+            let review = deps
+                .review_all(Timestamp::from_millis(now))
+                .await
+                .map_err(|e| SimulateError::Step(format!("scheduled review: {e}")))?;
+            applied.extend(review.applied);
+        }
+        for applied in &applied {
+            tell(&applied.alert, minute, &mut guard_acted, &mut out);
         }
 
         // The rates as SES would see them once the feedback in flight lands.
@@ -436,6 +401,8 @@ pub async fn run(
         for (slot, account) in ["primary", "backup"].into_iter().enumerate() {
             let read = deps.store.window(account, first, last).await?;
             let totals = WindowTotals::sum(&read.buckets, first, last);
+            let known = &totals.total;
+            over_the_line[slot] = known.sends >= min_volume && known.bounce_rate() >= critical;
             let pending = in_flight
                 .iter()
                 .filter(|f| f.account == account && f.sent >= first.as_millis())
@@ -484,4 +451,139 @@ pub async fn run(
         .unwrap_or_else(PoisonError::into_inner)
         .clone();
     Ok(out)
+}
+
+/// How often the scheduled review runs, in minutes (the template's `ReviewMinutes` default).
+const REVIEW_MINUTES: i64 = 5;
+
+/// Says a transition the guard applied at `minute` in the timeline, and remembers the guard's
+/// first pause or quarantine on the primary.
+fn tell(
+    alert: &Alert,
+    minute: i64,
+    guard_acted: &mut Option<(i64, Option<String>)>,
+    out: &mut Outcome,
+) {
+    let c = &alert.change;
+    if guard_acted.is_none()
+        && c.account == "primary"
+        && matches!(c.to.as_str(), "paused" | "quarantined")
+    {
+        *guard_acted = Some((minute, c.stream.clone()));
+    }
+    let share = c
+        .share
+        .map(|s| format!(" {:.0} %", s * 100.0))
+        .unwrap_or_default();
+    let what = format!(
+        "{}{}: {} -> {}{share}",
+        c.account,
+        c.stream
+            .as_ref()
+            .map(|s| format!(" stream {s}"))
+            .unwrap_or_default(),
+        c.from,
+        c.to,
+    );
+    out.timeline.push(format!(
+        "{} {what} ({:?}) bounce rate {:.2} % over {} sends, {:.2} % as SES sees it; {}",
+        clock_text(START + minute * MINUTE),
+        c.cause,
+        c.bounce_rate * 100.0,
+        c.window_sends,
+        c.ses.map_or(c.bounce_rate, |v| v.bounce_rate) * 100.0,
+        alert.traffic
+    ));
+    let short = format!(
+        "{} {}{share}",
+        c.stream.as_deref().unwrap_or(&c.account),
+        c.to
+    );
+    out.transitions.push((minute, short));
+}
+
+/// The operator's `act` at `minute`, if it is due: performs it and says it in the timeline.
+/// Returns whether the act is done.
+async fn operate(
+    deps: &Context,
+    scenario: &Scenario,
+    act: Act,
+    minute: i64,
+    guard_acted: Option<&(i64, Option<String>)>,
+    out: &mut Outcome,
+) -> Result<bool, SimulateError> {
+    let now = START + minute * MINUTE;
+    let at = Timestamp::from_millis(now);
+    let admin = Admin::new(deps, "ana");
+    let (done, what) = match act {
+        Act::CleanedResume { day } => {
+            if scenario.start_of_day(day) != now {
+                return Ok(false);
+            }
+            let stream = scenario.streams[0].name.clone();
+            let done = admin
+                .resume(
+                    "primary",
+                    Some(stream.clone()),
+                    true,
+                    "sign-up list cleaned",
+                    at,
+                )
+                .await;
+            (done, format!("{stream} resumed"))
+        }
+        Act::HastyResume { after } => {
+            let Some((acted, stream)) = guard_acted.filter(|(m, _)| minute == m + after) else {
+                return Ok(false);
+            };
+            let _ = acted;
+            // Hasty indeed: at full traffic at once, no probation.
+            let done = admin
+                .resume("primary", stream.clone(), false, "looks fine now", at)
+                .await;
+            let what = stream.clone().unwrap_or_else(|| "primary".into());
+            (done, format!("{what} resumed"))
+        }
+        Act::TimedPause { at: start, minutes } => {
+            if minute != start {
+                return Ok(false);
+            }
+            let duration = std::time::Duration::from_secs(minutes as u64 * 60);
+            let done = admin
+                .pause("primary", None, Some(duration), "maintenance", at)
+                .await;
+            (done, format!("primary paused {} h", minutes / 60))
+        }
+    };
+    match done {
+        Ok(entry) => {
+            out.timeline.push(format!(
+                "{} {}{}: {} -> {} (operator: {}){}",
+                clock_text(now),
+                entry.account,
+                entry
+                    .stream
+                    .as_ref()
+                    .map(|s| format!(" stream {s}"))
+                    .unwrap_or_default(),
+                entry.from,
+                entry.to,
+                entry.note.unwrap_or_default(),
+                entry
+                    .share
+                    .map(|s| format!(" at {:.0} % of its traffic", s * 100.0))
+                    .unwrap_or_default(),
+            ));
+            out.transitions.push((minute, what));
+        }
+        // Nothing to resume (the guard never acted on it): said, not an error.
+        Err(AdminError::Conflict(why)) => out.timeline.push(format!(
+            "{} the operator would act, but: {why}",
+            clock_text(now)
+        )),
+        Err(other) => {
+            return Err(SimulateError::Step(format!("the operator: {other}")));
+        }
+    }
+    Ok(true)
 }

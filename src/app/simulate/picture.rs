@@ -39,12 +39,18 @@ pub fn report(title: &str, out: &Outcome, min_volume: u64) -> String {
     let (rate, sends, bad) = out.backup_any_volume;
     if sends > 0 {
         line(format!(
-            "backup at any volume: at most {bad} bounces (in flight included) over {sends} sends ({:.1} %), below the {min_volume} sends at which rates are judged",
+            "backup at any volume (below the {min_volume} sends at which rates are judged too): at most {:.1} %, {bad} bounces (in flight included) over {sends} sends",
             rate * 100.0
         ));
     }
     for (stream, wait) in &out.longest_wait {
         line(format!("longest wait {stream}: {} min", wait / MINUTE));
+    }
+    for account in ["primary", "backup"] {
+        line(format!(
+            "sent by {account} while over the critical level as the guard could see it: {}",
+            out.sent_over_the_line.get(account).copied().unwrap_or(0)
+        ));
     }
     line(format!(
         "generated {}, sent {}, still deferred {}, backup peak 24 h sends {}",
@@ -53,6 +59,36 @@ pub fn report(title: &str, out: &Outcome, min_volume: u64) -> String {
         out.pending_at_end,
         out.backup_peak_24h
     ));
+    text
+}
+
+/// The cost of a guarded run beside others: one line per run, named, with the peaks, the mail
+/// deferred and failed over, and what was still waiting at the end.
+pub fn compare(runs: &[(&str, &Outcome)]) -> String {
+    let mut text = String::from(
+        "== profiles compared\n  run                 peak primary  peak backup  deferred (messages)  failed over  still deferred\n",
+    );
+    for (name, out) in runs {
+        let peak = |account: &str| {
+            out.peak.get(account).map_or_else(
+                || "-".to_owned(),
+                |(rate, _)| format!("{:.2} %", rate * 100.0),
+            )
+        };
+        let failed_over: u64 = out
+            .sent
+            .iter()
+            .filter(|((account, _), _)| *account == "backup")
+            .map(|(_, n)| n)
+            .sum();
+        text.push_str(&format!(
+            "  {name:<19} {:>12}  {:>11}  {:>19}  {failed_over:>11}  {:>14}\n",
+            peak("primary"),
+            peak("backup"),
+            out.deferred.values().sum::<u64>(),
+            out.pending_at_end
+        ));
+    }
     text
 }
 
@@ -147,11 +183,11 @@ fn spaced(transitions: &[(i64, String)]) -> impl Iterator<Item = &(i64, String)>
 /// Thresholds out of reach: the guard never acts.
 pub fn unguarded(guard: &crate::config::GuardConfig) -> crate::config::GuardConfig {
     let mut guard = guard.clone();
-    guard.thresholds.bounce_warn = 0.97;
-    guard.thresholds.bounce_pause = 0.98;
-    guard.thresholds.bounce_critical = 0.99;
-    guard.thresholds.complaint_warn = 0.97;
-    guard.thresholds.complaint_pause = 0.98;
-    guard.thresholds.complaint_critical = 0.99;
+    guard.thresholds.bounce_warn = Some(0.97);
+    guard.thresholds.bounce_pause = Some(0.98);
+    guard.thresholds.bounce_critical = Some(0.99);
+    guard.thresholds.complaint_warn = Some(0.97);
+    guard.thresholds.complaint_pause = Some(0.98);
+    guard.thresholds.complaint_critical = Some(0.99);
     guard
 }

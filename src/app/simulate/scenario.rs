@@ -33,9 +33,94 @@ pub struct Scenario {
     pub backup_quota: u64,
     /// The seed of the bad addresses and the feedback delays.
     pub seed: u64,
-    /// With the guard: the day (from 1) on whose start the operator resumes the first stream
-    /// after cleaning its list, and a relapse follows 45 minutes later (`None`: no second act).
-    pub resume_day: Option<u32>,
+    /// With the guard, what the operator does (`None`: nothing).
+    pub act: Option<Act>,
+}
+
+/// What the operator does in a guarded run: the story's second act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Act {
+    /// At the start of `day` (from 2) the operator resumes the first stream after cleaning
+    /// its list; 45 minutes later, still on probation, a new bad source relapses.
+    CleanedResume {
+        /// The day.
+        day: u32,
+    },
+    /// `after` minutes past the guard's first pause or quarantine on the primary, the
+    /// operator resumes it — the account, or the stream — at full traffic (no probation) and
+    /// without fixing anything: the relapse comes with its first mail.
+    HastyResume {
+        /// Minutes after the guard acted.
+        after: i64,
+    },
+    /// At minute `at` of the run the operator pauses the primary for `minutes`
+    /// (maintenance); the incident's feedback and the window go on meanwhile.
+    TimedPause {
+        /// Minutes from the start.
+        at: i64,
+        /// How long.
+        minutes: i64,
+    },
+}
+
+/// The scenarios `sesguard simulate --scenario` names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Preset {
+    /// The seed incident, with the cleaned resume and its relapse on day 3.
+    #[default]
+    Seed,
+    /// Two sign-up streams going bad together (no culprit: the account pauses); the
+    /// operator resumes it an hour later, without probation and without fixing anything.
+    HastyResume,
+    /// The seed incident's streams; the operator pauses the primary for ten hours on day 2
+    /// before the guard acts, and the window slides over the line meanwhile.
+    TimedPause,
+}
+
+impl Preset {
+    /// Every preset and its name on the command line.
+    pub const ALL: [(&'static str, Preset); 3] = [
+        ("seed", Preset::Seed),
+        ("hasty-resume", Preset::HastyResume),
+        ("timed-pause", Preset::TimedPause),
+    ];
+
+    /// The scenario.
+    pub fn scenario(self) -> Scenario {
+        let seed = Scenario::default();
+        match self {
+            Preset::Seed => seed,
+            Preset::HastyResume => Scenario {
+                days: 2,
+                streams: vec![
+                    StreamScenario {
+                        name: "signups".into(),
+                        bad_from: 0.03,
+                        bad_to: 0.20,
+                        ramp_hours: 24.0,
+                        critical: false,
+                    },
+                    StreamScenario {
+                        name: "invites".into(),
+                        bad_from: 0.03,
+                        bad_to: 0.20,
+                        ramp_hours: 24.0,
+                        critical: false,
+                    },
+                ],
+                act: Some(Act::HastyResume { after: 60 }),
+                ..seed
+            },
+            Preset::TimedPause => Scenario {
+                days: 2,
+                act: Some(Act::TimedPause {
+                    at: 1440 + 4 * 60,
+                    minutes: 10 * 60,
+                }),
+                ..seed
+            },
+        }
+    }
 }
 
 impl Default for Scenario {
@@ -64,7 +149,7 @@ impl Default for Scenario {
             primary_quota: 5_000_000,
             backup_quota: 50_000,
             seed: 0x5e5_6a4d,
-            resume_day: Some(3),
+            act: Some(Act::CleanedResume { day: 3 }),
         }
     }
 }
@@ -109,8 +194,16 @@ impl Scenario {
                 return invalid(format!("stream `{}`: shares are 0 to 100 %", s.name));
             }
         }
-        if self.resume_day.is_some_and(|d| d < 2 || d > self.days) {
-            return invalid("the operator resumes on a day from 2 to the last".into());
+        match self.act {
+            Some(Act::CleanedResume { day }) if day < 2 || day > self.days => {
+                return invalid("the operator resumes on a day from 2 to the last".into());
+            }
+            Some(Act::TimedPause { at, minutes })
+                if at < 0 || minutes <= 0 || at >= i64::from(self.days) * 1440 =>
+            {
+                return invalid("the operator's pause lies within the run".into());
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -149,7 +242,7 @@ impl Scenario {
         at: i64,
         second_act: bool,
     ) -> f64 {
-        if let (true, 0, Some(day)) = (second_act, index, self.resume_day) {
+        if let (true, 0, Some(Act::CleanedResume { day })) = (second_act, index, self.act) {
             let cleaned = self.start_of_day(day);
             if (cleaned..cleaned + RELAPSE_AFTER).contains(&at) {
                 return CLEANED_SHARE;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowConfig, WindowTotals};
 use crate::domain::reputation::guard::{AccountState, Status};
+use crate::domain::reputation::ses_view::SesFigures;
 use crate::domain::reputation::thresholds::Thresholds;
 
 /// What the guard judges an account on.
@@ -23,6 +24,8 @@ pub struct Evidence {
     pub account_step: Counts,
     /// Each stream on probation: its mail since its step began.
     pub stream_steps: BTreeMap<String, Counts>,
+    /// SES's own figures for the account, when they were read.
+    pub ses: Option<SesFigures>,
 }
 
 impl Evidence {
@@ -71,6 +74,12 @@ impl Evidence {
         evidence
     }
 
+    /// The same evidence with SES's own `figures` beside it.
+    pub fn with_ses(mut self, figures: Option<SesFigures>) -> Self {
+        self.ses = figures;
+        self
+    }
+
     /// Evidence with nothing cut: every count judged, every step the whole window.
     pub fn uncut(window: WindowTotals) -> Self {
         Self {
@@ -78,6 +87,7 @@ impl Evidence {
             account_step: window.total,
             stream_steps: window.streams.clone(),
             judged: window,
+            ses: None,
         }
     }
 }
@@ -124,8 +134,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::reputation::guard::tests::{counts as bad, window};
     use crate::domain::reputation::guard::{Cause, Quarantine};
+    use crate::domain::reputation::rules::tests::{counts as bad, window};
 
     #[test]
     fn only_an_active_account_under_every_warn_level_is_calm() {

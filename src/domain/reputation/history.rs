@@ -4,27 +4,56 @@
 use serde::{Deserialize, Serialize};
 
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::Counts;
 use crate::domain::reputation::guard::Cause;
+use crate::domain::reputation::ses_view::SesView;
 
-/// Rates at the time of a transition, as history and alerts report them.
+/// Rates at the time of a transition, as history and alerts report them: the mail that
+/// decided, how sure its rates were, and the account as SES sees it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct RateSnapshot {
-    /// Account bounce rate over the judged window.
+    /// Bounce rate of the mail that decided.
     pub bounce_rate: f64,
-    /// Account complaint rate over the judged window.
+    /// Complaint rate of the mail that decided.
     pub complaint_rate: f64,
-    /// Sends in the judged window.
+    /// Sends of the mail that decided.
     pub window_sends: u64,
+    /// The confidence intervals of those rates.
+    pub bounds: Bounds,
+    /// The account as SES sees it then.
+    pub ses: SesView,
 }
 
 impl RateSnapshot {
-    /// The snapshot of a window's totals.
-    pub fn of(counts: &Counts) -> Self {
+    /// The snapshot of the `counts` that decided, their intervals at `confidence`, and the
+    /// account as SES sees it.
+    pub fn of(counts: &Counts, confidence: Confidence, ses: SesView) -> Self {
         Self {
             bounce_rate: counts.bounce_rate(),
             complaint_rate: counts.complaint_rate(),
             window_sends: counts.sends,
+            bounds: Bounds::of(counts, confidence),
+            ses,
+        }
+    }
+}
+
+/// The confidence intervals `[low, high]` of a window's rates.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Bounds {
+    /// Of the bounce rate.
+    pub bounce: [f64; 2],
+    /// Of the complaint rate.
+    pub complaint: [f64; 2],
+}
+
+impl Bounds {
+    /// The intervals of `counts` at `confidence`.
+    pub fn of(counts: &Counts, confidence: Confidence) -> Self {
+        Self {
+            bounce: confidence.interval(counts.hard_bounces, counts.sends),
+            complaint: confidence.interval(counts.complaints, counts.sends),
         }
     }
 }
@@ -56,8 +85,53 @@ pub struct HistoryEntry {
     pub complaint_rate: f64,
     /// Sends in the window then.
     pub window_sends: u64,
+    /// How sure those rates were: their confidence intervals (absent in entries written
+    /// before sesguard recorded them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bounds: Option<Bounds>,
+    /// The account's rates as SES saw it then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ses: Option<SesView>,
     /// Who: `guard` or `operator:NAME`.
     pub actor: String,
+}
+
+impl HistoryEntry {
+    /// The rates that decided and the account as SES sees it, in words:
+    /// `bounce 8.80 % (7.2–10.6) over 250 sends; as SES sees it bounce 5.21 %`.
+    pub fn rates_text(&self) -> String {
+        let mut text = format!("bounce {:.2} %", self.bounce_rate * 100.0);
+        if let Some(b) = self.bounds {
+            text.push_str(&format!(
+                " ({:.1}–{:.1})",
+                b.bounce[0] * 100.0,
+                b.bounce[1] * 100.0
+            ));
+        }
+        text.push_str(&format!(
+            " complaint {:.3} % over {} sends",
+            self.complaint_rate * 100.0,
+            self.window_sends
+        ));
+        if let Some(view) = self.ses {
+            text.push_str(&format!(
+                "; as SES sees it bounce {:.2} % complaint {:.3} %",
+                view.bounce_rate * 100.0,
+                view.complaint_rate * 100.0
+            ));
+            if let Some(r) = view.reported {
+                let shown = |v: Option<f64>, digits: usize| {
+                    v.map_or_else(|| "-".to_owned(), |v| format!("{:.*} %", digits, v * 100.0))
+                };
+                text.push_str(&format!(
+                    " (SES reports bounce {}, complaint {})",
+                    shown(r.bounce_rate, 2),
+                    shown(r.complaint_rate, 3)
+                ));
+            }
+        }
+        text
+    }
 }
 
 /// What operators are told about a transition: the history entry (account, stream, old and
@@ -214,6 +288,8 @@ mod tests {
             bounce_rate: 0.1,
             complaint_rate: 0.0,
             window_sends: 1,
+            bounds: None,
+            ses: None,
             actor: "guard".into(),
         };
         let alert = Alert {

@@ -164,7 +164,9 @@ pub fn route(
     let mut frees = |at: Timestamp| earliest = Some(earliest.map_or(at, |e| e.min(at)));
     for c in candidates {
         let declined = if c.state.is_paused(now) {
-            if let Some(until) = c.state.until {
+            // A timed pause frees when it ends; an operator's run out frees at the guard's
+            // next review, which nothing here can say (`recheck`).
+            if let Some(until) = c.state.until.filter(|until| *until > now) {
                 frees(until);
             }
             Some("paused".to_owned())
@@ -228,14 +230,23 @@ fn quota_refusal(c: &Candidate<'_>, priority: Priority, policy: &RoutingPolicy) 
 
 /// Whether one more message with bounce probability `risk` keeps the account's expected
 /// bounce rate — counting the stream's recent sends still awaiting feedback — within its
-/// warn level. Below the minimum volume the budget is that of the minimum volume.
+/// warn level (below the minimum volume, the budget is that of the minimum volume), and the
+/// expected bounces short of what the guard would pause the account for: their lower
+/// confidence bound under the pause level. A backup must absorb, never inherit, an incident.
 fn within_reputation_budget(c: &Candidate<'_>, risk: f64) -> bool {
     if risk <= 0.0 {
         return true;
     }
-    let volume = (c.window.sends + 1).max(c.thresholds.min_volume) as f64;
+    // The stream's recent sends are among the window's sends once their Send events are in.
+    let sends = c.window.sends.max(c.recent_stream_sends) + 1;
+    let volume = sends.max(c.thresholds.min_volume) as f64;
     let expected = c.window.hard_bounces as f64 + risk * (c.recent_stream_sends + 1) as f64;
-    expected <= c.thresholds.bounce_warn * volume
+    // Rounded up: an expected fraction of a bounce may arrive as a whole one.
+    let [low, _] = c
+        .thresholds
+        .bounds()
+        .interval(expected.ceil() as u64, sends);
+    expected <= c.thresholds.bounce_warn * volume && low < c.thresholds.bounce_pause
 }
 
 #[cfg(test)]
@@ -435,9 +446,25 @@ mod tests {
             route(&risky, &[busy], &RoutingPolicy::default(), NOW),
             Route::Defer { .. }
         ));
-        // An idle backup takes only what the minimum volume's budget allows: 8 expected bounces.
+        // An idle backup takes none of it: its first bounce alone would be a rate the guard
+        // pauses on (1 in 1, lower bound 27 %)...
         let mut idle = candidate("backup", &state, &t);
-        idle.recent_stream_sends = 38;
+        assert!(matches!(
+            route(
+                &risky,
+                std::slice::from_ref(&idle),
+                &RoutingPolicy::default(),
+                NOW
+            ),
+            Route::Defer { .. }
+        ));
+        // ...a backup with 300 clean sends of its own takes it within its warn level (40 in
+        // flight: 8.2 expected bounces in 301 sends, 2.7 %; 60 in flight: 12.2, over 4 %).
+        idle.window = Counts {
+            sends: 300,
+            ..Counts::default()
+        };
+        idle.recent_stream_sends = 40;
         assert!(account(
             "backup",
             &route(
@@ -447,7 +474,7 @@ mod tests {
                 NOW
             )
         ));
-        idle.recent_stream_sends = 40;
+        idle.recent_stream_sends = 60;
         assert!(matches!(
             route(&risky, &[idle], &RoutingPolicy::default(), NOW),
             Route::Defer { .. }

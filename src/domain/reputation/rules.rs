@@ -1,0 +1,1196 @@
+//! The guard's rules: the one transition decided from an account's state and evidence, tried
+//! in order of urgency, with the invariant enforced in one place — no automatic transition
+//! sends more while the account is over SES's line as SES sees it. Pure: the review in
+//! [`crate::app::review`] reads, calls [`evaluate`] until it returns nothing, and writes.
+
+use std::collections::BTreeMap;
+
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::confidence::Confidence;
+use crate::domain::reputation::counters::{Counts, WindowTotals};
+use crate::domain::reputation::evidence::Evidence;
+use crate::domain::reputation::guard::{
+    AccountState, Cause, Quarantine, RateSnapshot, Recovery, Signal, Status, Thresholds,
+    Transition, stream_name,
+};
+use crate::domain::reputation::ses_view::SesView;
+
+/// How many transitions one review applies to an account at most before it stops deciding:
+/// enough for the longest chain the rules make (a timed pause ending, a pause, a feedback
+/// gap recorded), a bound should a rule ever undo another.
+pub const MAX_STEPS: usize = 4;
+
+/// Decides the next transition of an account from the evidence, if any: the first rule that
+/// applies, most urgent first (a timed pause ending, SES's line, the pause level, a probation
+/// step over it, leaving `warning`, auto-resume, entering `warning`, a probation step passed,
+/// a quarantine lifted, SES's figure out of step with sesguard's). The review calls it again
+/// on the state it wrote until nothing applies, so one review reaches a fixed point.
+///
+/// **The invariant** is enforced here, in one place: no automatic transition lets the account
+/// or a stream on it send more (a pause ended, a resume, a probation step, a quarantine
+/// lifted) while the account's rate as SES sees it ([`SesView`]: its whole window, every
+/// stream, or SES's own figure where worse) is at or over the critical level. A rule that
+/// would is passed over; a timed pause that ends over the line becomes a rate pause.
+pub fn evaluate(
+    state: &AccountState,
+    evidence: &Evidence,
+    thresholds: &Thresholds,
+    recovery: &Recovery<'_>,
+    now: Timestamp,
+) -> Option<Transition> {
+    let judge = Judge::new(state, evidence, thresholds, recovery, now);
+    RULES
+        .iter()
+        .filter_map(|rule| rule(&judge))
+        .find(|t| judge.line.is_none() || !sends_more(state, &t.next, now))
+}
+
+/// Whether `next` lets the account, or any stream on it, send more than `state` does at `now`.
+pub fn sends_more(state: &AccountState, next: &AccountState, now: Timestamp) -> bool {
+    let account = |s: &AccountState| {
+        if s.is_paused(now) {
+            0.0
+        } else {
+            s.probation.map_or(1.0, |p| p.share)
+        }
+    };
+    let stream = |s: &AccountState, name: &str| {
+        if s.is_quarantined(name) {
+            0.0
+        } else {
+            s.returned
+                .get(name)
+                .and_then(|r| r.probation)
+                .map_or(1.0, |p| p.share)
+        }
+    };
+    let streams = state
+        .quarantined
+        .keys()
+        .chain(state.returned.keys())
+        .chain(next.quarantined.keys())
+        .chain(next.returned.keys());
+    account(next) > account(state)
+        || streams
+            .into_iter()
+            .any(|name| stream(next, name) > stream(state, name))
+}
+
+/// One rule: the transition it decides, if it applies.
+type Rule = fn(&Judge<'_>) -> Option<Transition>;
+
+/// The rules in the order they are tried.
+const RULES: [Rule; 10] = [
+    pause_ends,
+    ses_line,
+    pause_level,
+    account_step_relapse,
+    stream_step_relapse,
+    recovered,
+    warning,
+    account_step_passed,
+    stream_step_passed,
+    feedback_gap,
+];
+
+/// What every rule judges by: the state, the evidence cut as the state says, the account as
+/// SES sees it, and how rates are read against levels.
+struct Judge<'a> {
+    state: &'a AccountState,
+    evidence: &'a Evidence,
+    t: &'a Thresholds,
+    recovery: &'a Recovery<'a>,
+    now: Timestamp,
+    confidence: Confidence,
+    /// The judged mail without the quarantined streams: the streams still sending.
+    residual: Counts,
+    /// The account as SES sees it.
+    view: SesView,
+    /// The signal at or over its critical level as SES sees it, if any.
+    line: Option<Signal>,
+    sending: bool,
+}
+
+const SIGNALS: [Signal; 2] = [Signal::BounceRate, Signal::ComplaintRate];
+
+impl<'a> Judge<'a> {
+    fn new(
+        state: &'a AccountState,
+        evidence: &'a Evidence,
+        t: &'a Thresholds,
+        recovery: &'a Recovery<'a>,
+        now: Timestamp,
+    ) -> Self {
+        let confidence = t.bounds();
+        let view = SesView::of(&evidence.whole, evidence.ses);
+        let mut judge = Self {
+            state,
+            evidence,
+            t,
+            recovery,
+            now,
+            confidence,
+            residual: residual(&evidence.judged, &state.quarantined),
+            view,
+            line: None,
+            sending: state.status != Status::Paused,
+        };
+        judge.line = SIGNALS.into_iter().find(|s| judge.over_the_line(*s));
+        judge
+    }
+
+    /// Whether the account as SES sees it is at or over `signal`'s critical level: SES's own
+    /// figure is, or sesguard's whole window is (its rate over at least `min_volume` sends,
+    /// SES's representative volume, or its lower bound below that).
+    fn over_the_line(&self, signal: Signal) -> bool {
+        let level = signal.levels(self.t).2;
+        let reported = self.evidence.ses.and_then(|r| match signal {
+            Signal::BounceRate => r.bounce_rate,
+            Signal::ComplaintRate => r.complaint_rate,
+        });
+        reported.is_some_and(|r| r >= level) || self.is_over(&self.evidence.whole, signal, level)
+    }
+
+    /// Whether `counts` are at or over `level` for `signal`: the rate over at least
+    /// `min_volume` sends; below that volume the lower confidence bound, once there are
+    /// `min_events` bad events (a small sample decides only when it is unambiguous). The
+    /// bound is under the rate, so either reading decides no later than the rate alone
+    /// would at `min_volume`.
+    fn is_over(&self, counts: &Counts, signal: Signal, level: f64) -> bool {
+        if counts.sends >= self.t.min_volume {
+            return signal.rate(counts) >= level;
+        }
+        signal.bad(counts) >= self.t.min_events && self.interval(counts, signal)[0] >= level
+    }
+
+    /// The first signal over its level (`pick` from warn, pause, critical) in `counts`.
+    fn over(&self, counts: &Counts, pick: fn((f64, f64, f64)) -> f64) -> Option<Signal> {
+        SIGNALS
+            .into_iter()
+            .find(|s| self.is_over(counts, *s, pick(s.levels(self.t))))
+    }
+
+    /// Whether `counts` are evidence of recovery: at least `min_volume` sends, the incident's
+    /// signal (`cause`; bounces when it was no rate) with its upper confidence bound under
+    /// its warn level, and every other rate under its warn level.
+    fn recovered(&self, counts: &Counts, cause: Option<Cause>) -> bool {
+        let incident = match cause {
+            Some(Cause::ComplaintRate) => Signal::ComplaintRate,
+            _ => Signal::BounceRate,
+        };
+        counts.sends >= self.t.min_volume
+            && SIGNALS.into_iter().all(|s| {
+                let warn = s.levels(self.t).0;
+                if s == incident {
+                    self.interval(counts, s)[1] < warn
+                } else {
+                    s.rate(counts) < warn
+                }
+            })
+    }
+
+    fn interval(&self, counts: &Counts, signal: Signal) -> [f64; 2] {
+        self.confidence.interval(signal.bad(counts), counts.sends)
+    }
+
+    /// A transition decided on `counts`.
+    fn change(
+        &self,
+        next: AccountState,
+        (from, to): (&'static str, &'static str),
+        cause: Cause,
+        stream: Option<&str>,
+        counts: &Counts,
+    ) -> Option<Transition> {
+        Some(Transition {
+            stream: stream.map(str::to_owned),
+            from,
+            to,
+            cause,
+            next,
+            rates: RateSnapshot::of(counts, self.confidence, self.view),
+        })
+    }
+
+    /// The account paused for `signal`, decided on `counts`.
+    fn pause(&self, signal: Signal, counts: &Counts) -> Option<Transition> {
+        let next = paused(self.state, signal, self.now);
+        self.change(
+            next,
+            (self.state.name(), "paused"),
+            signal.into(),
+            None,
+            counts,
+        )
+    }
+
+    /// The whole window as SES sees it, sesguard's count (what SES's line is judged on).
+    fn whole(&self) -> Counts {
+        self.evidence.whole
+    }
+}
+
+/// A timed pause ran out: the account sends again — back on the probation step it left, if it
+/// was on one — unless it is over SES's line, when the pause becomes a rate pause.
+fn pause_ends(j: &Judge<'_>) -> Option<Transition> {
+    let state = j.state;
+    if state.status != Status::Paused || state.until.is_none_or(|until| until > j.now) {
+        return None;
+    }
+    if let Some(signal) = j.line {
+        return j.pause(signal, &j.whole());
+    }
+    let mut next = state.clone();
+    next.status = Status::Active;
+    next.cause = Some(Cause::PauseExpired);
+    next.since = Some(j.now);
+    next.until = None;
+    next.note = None;
+    // The step starts again: its evidence is the mail sent from now on.
+    if let Some(step) = next.probation.as_mut() {
+        step.since = j.now;
+        next.note = Some(format!(
+            "back on probation step {} at {:.0} %",
+            step.step + 1,
+            step.share * 100.0
+        ));
+    }
+    let to = next.name();
+    j.change(
+        next,
+        ("paused", to),
+        Cause::PauseExpired,
+        None,
+        &j.evidence.judged.total,
+    )
+}
+
+/// SES's line: the account as SES sees it at or over a critical level pauses the account,
+/// whatever its streams; a pause that would end by itself becomes one that an operator (or
+/// auto-resume's evidence) lifts. After an operator resumed it over the line, the critical
+/// level judges the mail sent since (what the operator did not accept).
+fn ses_line(j: &Judge<'_>) -> Option<Transition> {
+    if !j.sending {
+        return match (j.state.until, j.line) {
+            (Some(_), Some(signal)) => j.pause(signal, &j.whole()),
+            _ => None,
+        };
+    }
+    if j.state.line_override.is_some() {
+        let since = &j.evidence.judged.total;
+        return j
+            .over(since, |(_, _, critical)| critical)
+            .and_then(|signal| j.pause(signal, since));
+    }
+    j.line.and_then(|signal| j.pause(signal, &j.whole()))
+}
+
+/// The pause level on the streams still sending: the dominant stream is quarantined, or the
+/// account pauses.
+fn pause_level(j: &Judge<'_>) -> Option<Transition> {
+    if !j.sending {
+        return None;
+    }
+    let signal = j.over(&j.residual, |(_, pause, _)| pause)?;
+    let judged = &j.evidence.judged;
+    match dominant(judged, &j.residual, j.state, signal, j.t.dominance) {
+        Some((stream, counts)) => {
+            let mut next = j.state.clone();
+            next.quarantine(&stream, signal.into(), &counts, j.now);
+            let from = stream_name(j.state, &stream);
+            j.change(
+                next,
+                (from, "quarantined"),
+                signal.into(),
+                Some(&stream),
+                &j.residual,
+            )
+        }
+        None => j.pause(signal, &j.residual),
+    }
+}
+
+/// A probation step whose own mail reaches the pause level sends the account back.
+fn account_step_relapse(j: &Judge<'_>) -> Option<Transition> {
+    if !j.sending || j.state.probation.is_none() {
+        return None;
+    }
+    let step = &j.evidence.account_step;
+    j.over(step, |(_, pause, _)| pause)
+        .and_then(|signal| j.pause(signal, step))
+}
+
+/// A stream's probation step whose own mail reaches the pause level sends it back into
+/// quarantine.
+fn stream_step_relapse(j: &Judge<'_>) -> Option<Transition> {
+    if !j.sending {
+        return None;
+    }
+    j.evidence.stream_steps.iter().find_map(|(stream, counts)| {
+        if stream_name(j.state, stream) != "probation" {
+            return None;
+        }
+        let signal = j.over(counts, |(_, pause, _)| pause)?;
+        let mut next = j.state.clone();
+        next.quarantine(stream, signal.into(), counts, j.now);
+        j.change(
+            next,
+            ("probation", "quarantined"),
+            signal.into(),
+            Some(stream),
+            counts,
+        )
+    })
+}
+
+/// `warning` is left below `recovery` of the warn levels; a rate pause lifts by itself (with
+/// `auto_resume`) on evidence: enough mail, confidently under the warn levels.
+fn recovered(j: &Judge<'_>) -> Option<Transition> {
+    let state = j.state;
+    let mut next = state.clone();
+    match state.status {
+        Status::Active => return None,
+        Status::Warning => {
+            let calm = SIGNALS
+                .into_iter()
+                .all(|s| s.rate(&j.residual) < s.levels(j.t).0 * j.t.recovery);
+            if !calm {
+                return None;
+            }
+            next.status = Status::Active;
+            next.cause = Some(Cause::Recovered);
+            next.since = Some(j.now);
+        }
+        Status::Paused => {
+            if !(j.recovery.auto_resume
+                && rate_paused(state)
+                && j.recovered(&j.residual, state.cause))
+            {
+                return None;
+            }
+            next.resume(Cause::Recovered, j.recovery.start(j.now), j.now);
+        }
+    }
+    let to = next.name();
+    j.change(
+        next,
+        (state.name(), to),
+        Cause::Recovered,
+        None,
+        &j.residual,
+    )
+}
+
+/// `warning` at the warn levels, on the streams still sending.
+fn warning(j: &Judge<'_>) -> Option<Transition> {
+    if j.state.status != Status::Active {
+        return None;
+    }
+    let signal = j.over(&j.residual, |(warn, _, _)| warn)?;
+    let mut next = j.state.clone();
+    next.status = Status::Warning;
+    next.cause = Some(signal.into());
+    next.since = Some(j.now);
+    j.change(
+        next,
+        (j.state.name(), "warning"),
+        signal.into(),
+        None,
+        &j.residual,
+    )
+}
+
+/// A probation step passes once it has settled (its bounces have arrived) on evidence of its
+/// own mail.
+fn account_step_passed(j: &Judge<'_>) -> Option<Transition> {
+    let state = j.state;
+    let step = state.probation?;
+    let counts = &j.evidence.account_step;
+    if !(state.status == Status::Active
+        && j.recovery.settled(step.since, j.now)
+        && j.recovered(counts, state.cause))
+    {
+        return None;
+    }
+    let mut next = state.clone();
+    next.probation = j.recovery.step(step.step + 1, j.now);
+    let to = next.name();
+    j.change(next, (state.name(), to), Cause::Recovered, None, counts)
+}
+
+/// A stream's probation step passes likewise; with `auto_resume`, a quarantine the guard set
+/// lifts (onto probation) on evidence of the stream's own mail. An operator's quarantine is
+/// never lifted by the guard.
+fn stream_step_passed(j: &Judge<'_>) -> Option<Transition> {
+    if !j.sending {
+        return None;
+    }
+    let state = j.state;
+    let stepped = j.evidence.stream_steps.iter().find_map(|(stream, counts)| {
+        let step = state.returned.get(stream).and_then(|r| r.probation)?;
+        if !(j.recovery.settled(step.since, j.now) && j.recovered(counts, None)) {
+            return None;
+        }
+        let mut next = state.clone();
+        if let Some(returned) = next.returned.get_mut(stream) {
+            returned.probation = j.recovery.step(step.step + 1, j.now);
+        }
+        let to = stream_name(&next, stream);
+        j.change(
+            next,
+            ("probation", to),
+            Cause::Recovered,
+            Some(stream),
+            counts,
+        )
+    });
+    if stepped.is_some() || !j.recovery.auto_resume {
+        return stepped;
+    }
+    state.quarantined.iter().find_map(|(stream, quarantine)| {
+        if quarantine.cause == Cause::Operator {
+            return None;
+        }
+        let counts = j.evidence.judged.streams.get(stream).copied()?;
+        if !j.recovered(&counts, Some(quarantine.cause)) {
+            return None;
+        }
+        let mut next = state.clone();
+        next.lift(stream, j.recovery.start(j.now), j.now);
+        let to = stream_name(&next, stream);
+        j.change(
+            next,
+            ("quarantined", to),
+            Cause::Recovered,
+            Some(stream),
+            &counts,
+        )
+    })
+}
+
+/// SES's own figure over sesguard's whole window by more than `feedback_gap` of the warn
+/// level says feedback is missing (mail sent around sesguard, an event destination removed, a
+/// subscription never confirmed): recorded once when it begins and once when it ends.
+fn feedback_gap(j: &Judge<'_>) -> Option<Transition> {
+    let gap = SIGNALS.into_iter().find(|s| {
+        let reported = j.evidence.ses.and_then(|r| match s {
+            Signal::BounceRate => r.bounce_rate,
+            Signal::ComplaintRate => r.complaint_rate,
+        });
+        reported.is_some_and(|r| r - s.rate(&j.whole()) > s.levels(j.t).0 * j.t.feedback_gap)
+    });
+    // No figure read: nothing is known either way, so nothing changes.
+    let gap = if j.evidence.ses.is_none() {
+        j.state.feedback_missing
+    } else {
+        gap
+    };
+    if gap == j.state.feedback_missing {
+        return None;
+    }
+    let mut next = j.state.clone();
+    next.feedback_missing = gap;
+    next.note = Some(match gap {
+        Some(signal) => format!(
+            "feedback missing: SES reports a higher {} than sesguard counts",
+            signal.noun()
+        ),
+        None => "feedback complete: SES's figures agree with sesguard's".to_owned(),
+    });
+    let name = j.state.name();
+    j.change(next, (name, name), Cause::FeedbackGap, None, &j.whole())
+}
+
+/// `state` paused for `signal` from `now`, until lifted: no probation, no operator override.
+pub(crate) fn paused(state: &AccountState, signal: Signal, now: Timestamp) -> AccountState {
+    AccountState {
+        status: Status::Paused,
+        cause: Some(signal.into()),
+        since: Some(now),
+        until: None,
+        note: None,
+        probation: None,
+        line_override: None,
+        ..state.clone()
+    }
+}
+
+fn rate_paused(state: &AccountState) -> bool {
+    matches!(state.cause, Some(Cause::BounceRate | Cause::ComplaintRate))
+}
+
+/// The judged window's totals without the quarantined streams.
+fn residual(judged: &WindowTotals, quarantined: &BTreeMap<String, Quarantine>) -> Counts {
+    let mut residual = judged.total;
+    for stream in quarantined.keys() {
+        if let Some(counts) = judged.streams.get(stream) {
+            residual -= *counts;
+        }
+    }
+    residual
+}
+
+/// The stream still sending with at least `share` of the bad events of the streams still
+/// sending (`residual`): a stream quarantined earlier neither counts as a candidate nor dilutes
+/// a second culprit's share.
+fn dominant(
+    judged: &WindowTotals,
+    residual: &Counts,
+    state: &AccountState,
+    signal: Signal,
+    share: f64,
+) -> Option<(String, Counts)> {
+    let all_bad = signal.bad(residual);
+    if all_bad == 0 {
+        return None;
+    }
+    judged
+        .streams
+        .iter()
+        .filter(|(stream, _)| !state.is_quarantined(stream))
+        .find(|(_, counts)| signal.bad(counts) as f64 / all_bad as f64 >= share)
+        .map(|(stream, counts)| (stream.clone(), *counts))
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::domain::reputation::counters::Bucket;
+    use crate::domain::reputation::guard::Probation;
+    use crate::domain::reputation::ses_view::SesFigures;
+
+    const NOW: Timestamp = Timestamp::from_millis(1_000_000);
+
+    pub(crate) fn counts(sends: u64, hard_bounces: u64, complaints: u64) -> Counts {
+        Counts {
+            sends,
+            hard_bounces,
+            complaints,
+            ..Counts::default()
+        }
+    }
+
+    pub(crate) fn window(streams: &[(&str, Counts)]) -> WindowTotals {
+        let mut totals = WindowTotals::default();
+        for (name, c) in streams {
+            totals.total += *c;
+            totals.streams.insert((*name).to_owned(), *c);
+        }
+        totals
+    }
+
+    const STILL: Recovery<'static> = Recovery {
+        auto_resume: false,
+        ramp: &[],
+        settle: SETTLE,
+    };
+    const AUTO: Recovery<'static> = Recovery {
+        auto_resume: true,
+        ramp: &[],
+        settle: SETTLE,
+    };
+    const SETTLE: std::time::Duration = std::time::Duration::from_secs(600);
+
+    fn decide(state: &AccountState, w: &WindowTotals) -> Option<Transition> {
+        decide_with(state, w, &STILL)
+    }
+
+    fn decide_with(
+        state: &AccountState,
+        w: &WindowTotals,
+        recovery: &Recovery<'_>,
+    ) -> Option<Transition> {
+        evaluate(
+            state,
+            &Evidence::uncut(w.clone()),
+            &Thresholds::default(),
+            recovery,
+            NOW,
+        )
+    }
+
+    #[test]
+    fn below_the_minimum_volume_only_an_unambiguous_rate_decides() {
+        let vague = window(&[("verification", counts(10, 2, 0))]);
+        assert_eq!(decide(&AccountState::default(), &vague), None, "2 in 10");
+        let first = window(&[("verification", counts(1, 1, 0))]);
+        assert_eq!(
+            decide(&AccountState::default(), &first),
+            None,
+            "a first bounce"
+        );
+        // Ten bounces in 30 sends: at least 20 % (lower bound), surely over 8 %.
+        let ten = window(&[("verification", counts(30, 10, 0))]);
+        assert_eq!(decide(&AccountState::default(), &ten).unwrap().to, "paused");
+        let w = window(&[("verification", counts(199, 10, 0))]);
+        assert_eq!(decide(&AccountState::default(), &w), None, "5 % of 199");
+        let clear = window(&[("verification", counts(180, 40, 0))]);
+        let t = decide(&AccountState::default(), &clear).unwrap();
+        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate), "40 in 180");
+        assert!(t.rates.bounds.bounce[0] > 0.16, "{:?}", t.rates.bounds);
+    }
+
+    #[test]
+    fn a_dominant_stream_is_quarantined_and_the_account_keeps_sending() {
+        let w = window(&[
+            ("verification", counts(500, 75, 0)),
+            ("transactional", counts(500, 5, 0)),
+        ]);
+        let t = decide(&AccountState::default(), &w).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.stream.as_deref()),
+            ("active", "quarantined", Some("verification"))
+        );
+        assert_eq!(t.cause, Cause::BounceRate);
+        assert_eq!(t.next.status, Status::Active);
+        assert_eq!(t.next.quarantined["verification"].bounce_rate, 0.15);
+        assert_eq!(t.rates.bounce_rate, 0.08);
+    }
+
+    #[test]
+    fn without_a_dominant_stream_the_whole_account_pauses() {
+        let w = window(&[("a", counts(500, 40, 0)), ("b", counts(500, 40, 0))]);
+        let t = decide(&AccountState::default(), &w).unwrap();
+        assert_eq!((t.from, t.to, t.stream), ("active", "paused", None));
+        assert!(t.next.is_paused(NOW));
+        assert_eq!(t.next.until, None, "a rate pause stays until lifted");
+    }
+
+    #[test]
+    fn after_a_quarantine_the_culprits_late_feedback_does_not_pause_the_rest() {
+        let w = window(&[
+            ("verification", counts(500, 85, 0)),
+            ("transactional", counts(500, 3, 0)),
+        ]);
+        let mut state = quarantined("verification", Cause::BounceRate);
+        assert_eq!(
+            decide(&state, &w),
+            None,
+            "8.8 % overall, 0.6 % without the quarantined stream"
+        );
+        // A warning raised before the quarantine clears: the streams still sending are healthy.
+        state.status = Status::Warning;
+        let cleared = decide(&state, &w).unwrap();
+        assert_eq!(
+            (cleared.from, cleared.to, cleared.cause),
+            ("warning", "active", Cause::Recovered)
+        );
+        assert!(cleared.next.is_quarantined("verification"));
+    }
+
+    #[test]
+    fn the_critical_level_pauses_the_account_even_with_the_culprit_quarantined() {
+        let w = window(&[
+            ("verification", counts(500, 92, 0)),
+            ("transactional", counts(500, 0, 0)),
+        ]);
+        let state = quarantined("verification", Cause::BounceRate);
+        let t = decide(&state, &w).unwrap();
+        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate));
+        assert!(
+            t.next.is_quarantined("verification"),
+            "the quarantine is kept"
+        );
+    }
+
+    #[test]
+    fn a_second_culprit_is_chosen_among_the_streams_still_sending() {
+        // Verification was quarantined at 8.09 %; transactional now brings 170 hard bounces in
+        // 1,000 sends: 8.5 % of the traffic still sending, 8.86 % of the account, under the
+        // 9 % critical level. Transactional goes, bulk keeps sending on the account.
+        let w = window(&[
+            ("verification", counts(20_000, 1_779, 0)),
+            ("transactional", counts(1_000, 170, 0)),
+            ("bulk", counts(1_000, 0, 0)),
+        ]);
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            "verification".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: NOW,
+                bounce_rate: 0.0809,
+                complaint_rate: 0.0,
+            },
+        );
+        let t = decide(&state, &w).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.stream.as_deref()),
+            ("active", "quarantined", Some("transactional"))
+        );
+        assert_eq!(
+            t.next.status,
+            Status::Active,
+            "the account keeps sending bulk"
+        );
+        assert!(t.next.is_quarantined("verification"));
+    }
+
+    #[test]
+    fn complaints_follow_the_same_rules_at_their_own_levels() {
+        let w = window(&[
+            ("bulk", counts(10_000, 0, 55)),
+            ("transactional", counts(10_000, 0, 5)),
+        ]);
+        let t = decide(&AccountState::default(), &w).unwrap();
+        assert_eq!(
+            (t.to, t.stream.as_deref(), t.cause),
+            ("quarantined", Some("bulk"), Cause::ComplaintRate)
+        );
+        let warn = window(&[("bulk", counts(10_000, 0, 17))]);
+        assert_eq!(
+            decide(&AccountState::default(), &warn).unwrap().to,
+            "warning"
+        );
+    }
+
+    #[test]
+    fn warning_is_entered_at_the_warn_level_and_left_only_below_eighty_percent_of_it() {
+        let at_warn = window(&[("s", counts(1000, 40, 0))]);
+        let t = decide(&AccountState::default(), &at_warn).unwrap();
+        assert_eq!((t.from, t.to), ("active", "warning"));
+        let warning = t.next;
+        assert_eq!(
+            decide(&warning, &window(&[("s", counts(1000, 33, 0))])),
+            None,
+            "3.3 % is above 3.2 %"
+        );
+        let back = decide(&warning, &window(&[("s", counts(1000, 31, 0))])).unwrap();
+        assert_eq!(
+            (back.from, back.to, back.cause),
+            ("warning", "active", Cause::Recovered)
+        );
+    }
+
+    #[test]
+    fn a_rate_pause_stays_unless_the_account_opts_into_auto_resume() {
+        let paused = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        let calm = window(&[("s", counts(1000, 10, 0))]);
+        assert_eq!(decide(&paused, &calm), None);
+        let resumed = decide_with(&paused, &calm, &AUTO).unwrap();
+        assert_eq!((resumed.from, resumed.to), ("paused", "active"));
+    }
+
+    #[test]
+    fn an_operator_pause_is_not_lifted_by_auto_resume_but_a_timed_one_ends() {
+        let mut operator = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        operator.cause = Some(Cause::Operator);
+        let calm = window(&[("s", counts(1000, 0, 0))]);
+        assert_eq!(decide_with(&operator, &calm, &AUTO), None);
+        operator.until = Some(NOW);
+        let ended = decide(&operator, &calm).unwrap();
+        assert_eq!((ended.to, ended.cause), ("active", Cause::PauseExpired));
+    }
+
+    #[test]
+    fn auto_resume_lifts_a_quarantine_once_the_streams_rate_is_under_warn() {
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            "v".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: NOW,
+                bounce_rate: 0.2,
+                complaint_rate: 0.0,
+            },
+        );
+        let w = window(&[("v", counts(1000, 20, 0))]);
+        assert_eq!(decide(&state, &w), None);
+        let unsure = window(&[("v", counts(1000, 30, 0))]);
+        assert_eq!(
+            decide_with(&state, &unsure, &AUTO),
+            None,
+            "3 % of 1,000 may still be 4 %: its upper bound is over warn"
+        );
+        let lifted = decide_with(&state, &w, &AUTO).unwrap();
+        assert_eq!(
+            (lifted.from, lifted.to, lifted.stream.as_deref()),
+            ("quarantined", "active", Some("v"))
+        );
+        assert!(lifted.next.quarantined.is_empty());
+    }
+
+    const RAMP: Recovery<'static> = Recovery {
+        auto_resume: false,
+        ramp: &[0.1, 0.25, 0.5],
+        settle: SETTLE,
+    };
+
+    fn at(minutes: i64) -> Timestamp {
+        NOW.plus(std::time::Duration::from_secs(60 * minutes as u64))
+    }
+
+    fn judge(state: &AccountState, buckets: &[Bucket], now: Timestamp) -> Option<Transition> {
+        let evidence = Evidence::gather(buckets, NOW, now, state);
+        evaluate(state, &evidence, &Thresholds::default(), &RAMP, now)
+    }
+
+    /// 400 sends and 36 hard bounces paused the primary (9 %); the operator resumed it at
+    /// minute 10, over SES's line.
+    fn resumed_after_the_incident() -> (AccountState, Vec<Bucket>) {
+        let mut state = paused(&AccountState::default(), Signal::BounceRate, at(5));
+        state.resume(Cause::Operator, RAMP.start(at(10)), at(10));
+        state.line_override = Some(at(10));
+        let incident = Bucket::of(NOW, &[("bulk", counts(400, 36, 0))]);
+        (state, vec![incident])
+    }
+
+    /// The same, on the ramp's second step (25 %) since minute 30.
+    fn on_the_second_step() -> (AccountState, Vec<Bucket>) {
+        let (mut state, buckets) = resumed_after_the_incident();
+        state.probation = Some(Probation {
+            step: 1,
+            share: 0.25,
+            since: at(30),
+        });
+        (state, buckets)
+    }
+
+    #[test]
+    fn feedback_about_mail_sent_before_a_resume_does_not_pause_again() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        assert_eq!(state.name(), "probation");
+        // A late delivery and four late bounces, all about the incident's mail.
+        buckets[0].total.deliveries += 1;
+        buckets[0].total.hard_bounces += 4;
+        assert_eq!(judge(&state, &buckets, at(11)), None);
+        // Without the operator's override, SES's line is judged on the whole window.
+        let mut under = state.clone();
+        under.line_override = None;
+        let t = judge(&under, &buckets, at(11)).unwrap();
+        assert_eq!((t.to, t.rates.window_sends), ("paused", 400));
+        assert_eq!(t.rates.ses.bounce_rate, 0.1);
+    }
+
+    #[test]
+    fn mail_sent_after_a_resume_is_judged_and_can_pause_again_at_once() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(250, 25, 0))]));
+        let t = judge(&state, &buckets, at(12)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("probation", "paused", Cause::BounceRate)
+        );
+        assert_eq!(
+            t.rates.window_sends, 250,
+            "judged on the mail since the resume"
+        );
+        assert_eq!(t.next.probation, None);
+    }
+
+    #[test]
+    fn a_probation_step_passes_on_enough_new_sends_under_the_warn_levels() {
+        let (state, mut buckets) = resumed_after_the_incident();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(150, 2, 0))]));
+        assert_eq!(judge(&state, &buckets, at(20)), None, "150 sends: not yet");
+        buckets.push(Bucket::of(at(25), &[("bulk", counts(60, 1, 0))]));
+        let t = judge(&state, &buckets, at(30)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("probation", "probation", Cause::Recovered)
+        );
+        assert_eq!(t.share(), Some(0.25));
+        // The next step starts afresh: its evidence is the mail sent from now on.
+        assert_eq!(judge(&t.next, &buckets, at(31)), None);
+        let mut last = t.next.clone();
+        last.probation = Some(Probation {
+            step: 2,
+            share: 0.5,
+            since: at(31),
+        });
+        buckets.push(Bucket::of(at(31), &[("bulk", counts(300, 3, 0))]));
+        assert_eq!(
+            judge(&last, &buckets, at(40)),
+            None,
+            "nine minutes in: its bounces may still be on their way"
+        );
+        let done = judge(&last, &buckets, at(45)).unwrap();
+        assert_eq!((done.from, done.to), ("probation", "active"));
+        assert_eq!(done.share(), None);
+    }
+
+    #[test]
+    fn a_probation_step_over_the_pause_level_pauses_the_account_again() {
+        // Clean since the resume, but the latest step relapses on its own.
+        let (state, mut buckets) = on_the_second_step();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(2_000, 20, 0))]));
+        buckets.push(Bucket::of(at(30), &[("bulk", counts(200, 17, 0))]));
+        let t = judge(&state, &buckets, at(40)).unwrap();
+        assert_eq!((t.from, t.to), ("probation", "paused"));
+    }
+
+    #[test]
+    fn a_stream_back_from_quarantine_is_judged_on_its_new_mail_and_quarantined_again_on_a_relapse()
+    {
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            "verification".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: at(5),
+                bounce_rate: 0.15,
+                complaint_rate: 0.0,
+            },
+        );
+        state.lift("verification", RAMP.start(at(10)), at(10));
+        assert_eq!(stream_name(&state, "verification"), "probation");
+        let mut buckets = vec![Bucket::of(
+            NOW,
+            &[
+                ("verification", counts(1_000, 150, 0)),
+                ("bulk", counts(1_000, 5, 0)),
+            ],
+        )];
+        assert_eq!(
+            judge(&state, &buckets, at(11)),
+            None,
+            "its incident mail no longer counts against the account"
+        );
+        buckets.push(Bucket::of(at(10), &[("verification", counts(200, 18, 0))]));
+        let t = judge(&state, &buckets, at(20)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.stream.as_deref()),
+            ("probation", "quarantined", Some("verification"))
+        );
+        assert!(t.next.returned.is_empty());
+    }
+
+    #[test]
+    fn auto_resume_never_acts_on_an_empty_window_and_starts_probation_on_evidence() {
+        let auto = Recovery {
+            auto_resume: true,
+            ..RAMP
+        };
+        let paused = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        let empty = Evidence::uncut(window(&[]));
+        let decide = |e: &Evidence| evaluate(&paused, e, &Thresholds::default(), &auto, NOW);
+        assert_eq!(decide(&empty), None, "no mail, no evidence");
+        let calm = Evidence::uncut(window(&[("s", counts(1000, 10, 0))]));
+        let resumed = decide(&calm).unwrap();
+        assert_eq!((resumed.from, resumed.to), ("paused", "probation"));
+        assert_eq!(resumed.next.judged_since, Some(NOW));
+        let mut quarantined = AccountState::default();
+        quarantined.quarantined.insert(
+            "v".into(),
+            Quarantine {
+                cause: Cause::BounceRate,
+                since: NOW,
+                bounce_rate: 0.2,
+                complaint_rate: 0.0,
+            },
+        );
+        let aged_out = Evidence::uncut(window(&[("other", counts(1000, 0, 0))]));
+        assert_eq!(
+            evaluate(&quarantined, &aged_out, &Thresholds::default(), &auto, NOW),
+            None,
+            "a quarantined stream with no mail in the window stays out"
+        );
+    }
+
+    // The six ways back to sending over SES's line that issue 23 found, one test each.
+
+    fn quarantined(stream: &str, cause: Cause) -> AccountState {
+        let mut state = AccountState::default();
+        state.quarantined.insert(
+            stream.into(),
+            Quarantine {
+                cause,
+                since: NOW,
+                bounce_rate: 0.15,
+                complaint_rate: 0.0,
+            },
+        );
+        state
+    }
+
+    #[test]
+    fn auto_resume_never_lifts_a_pause_while_the_account_is_over_the_line_as_ses_sees_it() {
+        // Verification quarantined at 8.3 %, its late bounces took the account to 9.33 %: the
+        // critical pause. The streams still sending are clean.
+        let mut state = quarantined("verification", Cause::BounceRate);
+        state = paused(&state, Signal::BounceRate, NOW);
+        let w = window(&[
+            ("verification", counts(1_000, 260, 0)),
+            ("transactional", counts(2_000, 20, 0)),
+        ]);
+        assert_eq!(
+            decide_with(&state, &w, &AUTO),
+            None,
+            "9.33 % as SES sees it"
+        );
+        // Once the whole window is back under the line, the residual's evidence lifts it.
+        let later = window(&[
+            ("verification", counts(1_000, 150, 0)),
+            ("transactional", counts(2_000, 20, 0)),
+        ]);
+        let resumed = decide_with(&state, &later, &AUTO).unwrap();
+        assert_eq!((resumed.from, resumed.to), ("paused", "active"));
+        assert_eq!(resumed.rates.ses.bounce_rate, 170.0 / 3_000.0);
+    }
+
+    #[test]
+    fn auto_resume_never_lifts_an_operators_quarantine() {
+        let state = quarantined("transactional", Cause::Operator);
+        let clean = window(&[("transactional", counts(5_000, 0, 0))]);
+        assert_eq!(decide_with(&state, &clean, &AUTO), None);
+        let guards_own = quarantined("transactional", Cause::BounceRate);
+        assert_eq!(
+            decide_with(&guards_own, &clean, &AUTO).unwrap().to,
+            "active"
+        );
+    }
+
+    #[test]
+    fn a_timed_pause_ending_over_the_line_becomes_a_rate_pause_and_never_sends() {
+        let mut state = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        state.cause = Some(Cause::Operator);
+        state.until = Some(NOW);
+        let w = window(&[("s", counts(3_000, 300, 0))]);
+        let t = decide(&state, &w).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("paused", "paused", Cause::BounceRate)
+        );
+        assert_eq!(t.next.until, None, "a rate pause: until lifted");
+        assert!(t.next.is_paused(NOW));
+        assert_eq!(t.rates.ses.bounce_rate, 0.1);
+        // Under the line it ends as it always did.
+        let calm = window(&[("s", counts(3_000, 30, 0))]);
+        assert_eq!(decide(&state, &calm).unwrap().to, "active");
+    }
+
+    #[test]
+    fn a_timed_pause_on_probation_returns_to_the_step_it_left() {
+        let mut state = AccountState::default();
+        state.resume(Cause::Operator, RAMP.step(1, NOW), NOW);
+        state.status = Status::Paused;
+        state.cause = Some(Cause::Operator);
+        state.until = Some(at(5));
+        let t = judge(&state, &[], at(5)).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("paused", "probation", Cause::PauseExpired)
+        );
+        let step = t.next.probation.unwrap();
+        assert_eq!((step.step, step.share, step.since), (1, 0.25, at(5)));
+        assert!(t.next.note.unwrap().contains("back on probation step 2"));
+    }
+
+    #[test]
+    fn a_relapse_right_after_a_resume_pauses_below_the_minimum_volume() {
+        // The incident's 3,000 sends at 7 %, resumed at minute 10; then 180 sends with 40
+        // hard bounces: 22 %, the account at 8.5 % as SES sees it, under its critical level.
+        let mut state = paused(&AccountState::default(), Signal::BounceRate, at(5));
+        state.resume(Cause::Operator, None, at(10));
+        let buckets = [
+            Bucket::of(NOW, &[("bulk", counts(3_000, 210, 0))]),
+            Bucket::of(at(10), &[("bulk", counts(180, 40, 0))]),
+        ];
+        let t = judge(&state, &buckets, at(20)).unwrap();
+        // Its one stream dominates: it stops sending on the account.
+        assert_eq!(
+            (t.to, t.stream.as_deref(), t.cause),
+            ("quarantined", Some("bulk"), Cause::BounceRate)
+        );
+        assert_eq!(
+            t.rates.window_sends, 180,
+            "decided on the mail since the resume"
+        );
+        assert!(t.rates.bounds.bounce[0] > 0.08);
+        // Resumed over the line (9 %), the mail since is judged against the critical level.
+        let mut over = state.clone();
+        over.line_override = Some(at(10));
+        let buckets = [
+            Bucket::of(NOW, &[("bulk", counts(3_000, 270, 0))]),
+            Bucket::of(at(10), &[("bulk", counts(180, 40, 0))]),
+        ];
+        assert_eq!(judge(&over, &buckets, at(20)).unwrap().to, "paused");
+    }
+
+    #[test]
+    fn a_transition_reports_the_rate_that_decided_and_the_account_as_ses_sees_it() {
+        // The probation step pauses on its own 8.8 %, the mail since the resume is at 4.8 %.
+        let (state, mut buckets) = on_the_second_step();
+        buckets.push(Bucket::of(at(10), &[("bulk", counts(2_000, 80, 0))]));
+        buckets.push(Bucket::of(at(30), &[("bulk", counts(250, 22, 0))]));
+        let t = judge(&state, &buckets, at(40)).unwrap();
+        assert_eq!((t.to, t.rates.window_sends), ("paused", 250));
+        assert_eq!(t.rates.bounce_rate, 0.088);
+        assert_eq!(t.rates.ses.sends, 2_650);
+        let entry = t.history("primary", "guard", at(40));
+        assert_eq!(entry.bounce_rate, 0.088);
+        assert_eq!(entry.ses.unwrap().bounce_rate, 138.0 / 2_650.0);
+        // Leaving warning after a quarantine reports the streams still sending.
+        let mut warned = quarantined("verification", Cause::BounceRate);
+        warned.status = Status::Warning;
+        let w = window(&[
+            ("verification", counts(1_000, 160, 0)),
+            ("transactional", counts(1_000, 10, 0)),
+        ]);
+        let t = decide(&warned, &w).unwrap();
+        assert_eq!((t.to, t.rates.bounce_rate), ("active", 0.01));
+        assert_eq!(t.rates.ses.bounce_rate, 0.085);
+    }
+
+    #[test]
+    fn ses_own_figure_pauses_when_worse_and_a_gap_is_recorded_once() {
+        let state = AccountState::default();
+        let w = window(&[("s", counts(5_000, 50, 0))]);
+        let figures = |bounce: f64| SesFigures {
+            bounce_rate: Some(bounce),
+            complaint_rate: Some(0.0),
+            at: NOW,
+        };
+        let with = |f: Option<SesFigures>| Evidence::uncut(w.clone()).with_ses(f);
+        let t = evaluate(
+            &state,
+            &with(Some(figures(0.095))),
+            &Thresholds::default(),
+            &STILL,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate));
+        assert_eq!(t.rates.ses.bounce_rate, 0.095);
+        assert_eq!(t.rates.bounce_rate, 0.01, "sesguard's own count beside it");
+        // 3.5 % at SES, 1 % counted: feedback is missing. Recorded once, cleared once.
+        let gap = evaluate(
+            &state,
+            &with(Some(figures(0.035))),
+            &Thresholds::default(),
+            &STILL,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(
+            (gap.from, gap.to, gap.cause),
+            ("active", "active", Cause::FeedbackGap)
+        );
+        assert_eq!(gap.next.feedback_missing, Some(Signal::BounceRate));
+        let noted = gap.next;
+        assert_eq!(
+            evaluate(
+                &noted,
+                &with(Some(figures(0.035))),
+                &Thresholds::default(),
+                &STILL,
+                NOW
+            ),
+            None
+        );
+        assert_eq!(
+            evaluate(&noted, &with(None), &Thresholds::default(), &STILL, NOW),
+            None,
+            "no figure read: nothing known"
+        );
+        let agreed = evaluate(
+            &noted,
+            &with(Some(figures(0.012))),
+            &Thresholds::default(),
+            &STILL,
+            NOW,
+        )
+        .unwrap();
+        assert_eq!(agreed.next.feedback_missing, None);
+    }
+}
