@@ -485,8 +485,12 @@ fn tell(
         c.from,
         c.to,
     );
+    let bounds = c
+        .bounds
+        .map(|b| format!(" ({:.1}–{:.1})", b.bounce[0] * 100.0, b.bounce[1] * 100.0))
+        .unwrap_or_default();
     out.timeline.push(format!(
-        "{} {what} ({:?}) bounce rate {:.2} % over {} sends, {:.2} % as SES sees it; {}",
+        "{} {what} ({:?}) bounce rate {:.2} %{bounds} over {} sends, {:.2} % as SES sees it; {}",
         clock_text(START + minute * MINUTE),
         c.cause,
         c.bounce_rate * 100.0,
