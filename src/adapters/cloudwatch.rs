@@ -312,13 +312,18 @@ fn vdm_query(
         .build()
 }
 
+/// Below this many sends VDM's counts make no rate: SES judges a representative volume, and
+/// the guard takes SES's figures as bare rates (the guard's default `min_volume`). One
+/// complaint in 200 sends would otherwise read as 0.5 %, over the critical level.
+const VDM_MIN_SENDS: i64 = 200;
+
 /// The rates of VDM's answer: each series summed, bounces and complaints per send (at most
-/// 1), `at` the newest day counted; `None` when there were no sends.
+/// 1), `at` the newest day counted; `None` below [`VDM_MIN_SENDS`] sends.
 fn vdm_figures(results: &[aws_sdk_sesv2::types::MetricDataResult]) -> Option<SesFigures> {
     let series = |id: &'static str| results.iter().filter(move |r| r.id() == Some(id));
     let total = |id: &'static str| -> i64 { series(id).flat_map(|r| r.values()).sum() };
     let sends = total("sends");
-    if sends <= 0 {
+    if sends < VDM_MIN_SENDS {
         return None;
     }
     let at = series("sends")

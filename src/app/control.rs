@@ -8,10 +8,10 @@ use crate::app::Context;
 use crate::app::review::{StatePorts, alert_for, enforce, ses_figures};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::Signal;
 use crate::domain::reputation::guard::{
-    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, Thresholds, stream_name,
+    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, stream_name,
 };
+use crate::domain::reputation::rules;
 use crate::domain::reputation::ses_view::SesView;
 use crate::ports::StoreError;
 use crate::telemetry::error_chain;
@@ -121,7 +121,16 @@ impl<'a> Control<'a> {
         let entry = self
             .commit(account, &record, now, |state, evidence| {
                 let recovery = config.recovery(account);
-                let over = over_the_line(&config.thresholds_for(account), evidence);
+                let over = rules::over_the_line(
+                    state,
+                    evidence,
+                    &config.thresholds_for(account),
+                    &recovery,
+                    now,
+                )
+                .map(|(signal, rate)| {
+                    format!("{} {:.2} % as SES sees it", signal.noun(), rate * 100.0)
+                });
                 change(state, evidence, action, reason, &recovery, now, over).map(Some)
             })
             .await?;
@@ -354,31 +363,15 @@ fn change(
                     )));
                 }
             }
+            // The account sends this stream again over SES's line: the operator's call, said.
+            if let Some(over) = &over_the_line {
+                next.note = Some(format!("{reason} (resumed over SES's line: {over})"));
+            }
             if !probation {
-                next.note = Some(format!("{reason} (without probation)"));
+                let note = next.note.take().unwrap_or_else(|| reason.to_owned());
+                next.note = Some(format!("{note} (without probation)"));
             }
             Ok((next.clone(), from, stream_name(&next, stream)))
         }
     }
-}
-
-/// The rate at or over its critical level as SES sees the account, described for a note
-/// (`bounce rate 9.33 % as SES sees it`), if any.
-fn over_the_line(thresholds: &Thresholds, evidence: &Evidence) -> Option<String> {
-    let view = SesView::of(&evidence.whole, evidence.ses);
-    [
-        (
-            Signal::BounceRate,
-            view.bounce_rate,
-            thresholds.bounce_critical,
-        ),
-        (
-            Signal::ComplaintRate,
-            view.complaint_rate,
-            thresholds.complaint_critical,
-        ),
-    ]
-    .into_iter()
-    .find(|(_, rate, critical)| rate >= critical)
-    .map(|(signal, rate, _)| format!("{} {:.2} % as SES sees it", signal.noun(), rate * 100.0))
 }

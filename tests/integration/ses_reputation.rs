@@ -451,7 +451,7 @@ async fn a_failing_vdm_leaves_cloudwatch_s_figures_and_the_reverse_and_both_fail
     let cloudwatch_throttled = mock!(Client::get_metric_data).then_error(|| {
         GetMetricDataError::generic(ErrorMetadata::builder().message("Rate exceeded").build())
     });
-    let vdm = vdm_says(now, &[(now.floor_to(DAY), 100, 7, 0)]);
+    let vdm = vdm_says(now, &[(now.floor_to(DAY), 1_000, 70, 0)]);
     let from_vdm = reputation_with_vdm(&[&cloudwatch_throttled], &[&vdm])
         .reputation("backup", now)
         .await
@@ -501,6 +501,19 @@ async fn no_sends_in_vdm_gives_no_vdm_rate() {
         .await
         .unwrap();
     assert_eq!(none, None, "neither source has a figure");
+
+    // 150 sends and one complaint (0.67 %): too few sends for a rate SES would judge.
+    let vdm = vdm_says(now, &[(today, 150, 0, 1)]);
+    let cloudwatch = cloudwatch_says(0.01, 0.0001, now.minus(PERIOD_5M));
+    let figures = reputation_with_vdm(&[&cloudwatch], &[&vdm])
+        .reputation("backup", now)
+        .await
+        .unwrap();
+    assert_eq!(
+        figures.map(|f| f.complaint_rate),
+        Some(Some(0.0001)),
+        "VDM's counts below 200 sends make no rate"
+    );
 }
 
 #[tokio::test]

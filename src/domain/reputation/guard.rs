@@ -200,6 +200,39 @@ impl AccountState {
         self.status == Status::Paused && self.until.is_none_or(|until| until > now)
     }
 
+    /// Whether this state lets the account, or any stream on it, send more than `before` does
+    /// at `now`: the account back from a pause or up a probation step, a stream back from
+    /// quarantine or up its step.
+    pub fn sends_more_than(&self, before: &AccountState, now: Timestamp) -> bool {
+        let account = |s: &AccountState| {
+            if s.is_paused(now) {
+                0.0
+            } else {
+                s.probation.map_or(1.0, |p| p.share)
+            }
+        };
+        let stream = |s: &AccountState, name: &str| {
+            if s.is_quarantined(name) {
+                0.0
+            } else {
+                s.returned
+                    .get(name)
+                    .and_then(|r| r.probation)
+                    .map_or(1.0, |p| p.share)
+            }
+        };
+        let streams = before
+            .quarantined
+            .keys()
+            .chain(before.returned.keys())
+            .chain(self.quarantined.keys())
+            .chain(self.returned.keys());
+        account(self) > account(before)
+            || streams
+                .into_iter()
+                .any(|name| stream(self, name) > stream(before, name))
+    }
+
     /// Whether `stream` is quarantined here.
     pub fn is_quarantined(&self, stream: &str) -> bool {
         self.quarantined.contains_key(stream)

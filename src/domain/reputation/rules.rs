@@ -16,9 +16,10 @@ use crate::domain::reputation::guard::{
 use crate::domain::reputation::ses_view::SesView;
 
 /// How many transitions one review applies to an account at most before it stops deciding:
-/// enough for the longest chain the rules make (a timed pause ending, a pause, a feedback
-/// gap recorded), a bound should a rule ever undo another.
-pub const MAX_STEPS: usize = 4;
+/// enough for the longest chains the rules make (a timed pause ending, a culprit quarantined
+/// for each rate, then another, a feedback gap recorded), a bound should a rule ever undo
+/// another.
+pub const MAX_STEPS: usize = 8;
 
 /// Decides the next transition of an account from the evidence, if any: the first rule that
 /// applies, most urgent first (a timed pause ending, SES's line, the pause level, a probation
@@ -42,38 +43,32 @@ pub fn evaluate(
     RULES
         .iter()
         .filter_map(|rule| rule(&judge))
-        .find(|t| judge.line.is_none() || !sends_more(state, &t.next, now))
+        .find(|t| judge.line.is_none() || !t.next.sends_more_than(state, now))
 }
 
-/// Whether `next` lets the account, or any stream on it, send more than `state` does at `now`.
-pub fn sends_more(state: &AccountState, next: &AccountState, now: Timestamp) -> bool {
-    let account = |s: &AccountState| {
-        if s.is_paused(now) {
-            0.0
-        } else {
-            s.probation.map_or(1.0, |p| p.share)
-        }
-    };
-    let stream = |s: &AccountState, name: &str| {
-        if s.is_quarantined(name) {
-            0.0
-        } else {
-            s.returned
-                .get(name)
-                .and_then(|r| r.probation)
-                .map_or(1.0, |p| p.share)
-        }
-    };
-    let streams = state
-        .quarantined
-        .keys()
-        .chain(state.returned.keys())
-        .chain(next.quarantined.keys())
-        .chain(next.returned.keys());
-    account(next) > account(state)
-        || streams
-            .into_iter()
-            .any(|name| stream(next, name) > stream(state, name))
+/// The rate at or over its critical level as SES sees the account — the same reading the
+/// rules make — with that rate, if any.
+pub fn over_the_line(
+    state: &AccountState,
+    evidence: &Evidence,
+    thresholds: &Thresholds,
+    recovery: &Recovery<'_>,
+    now: Timestamp,
+) -> Option<(Signal, f64)> {
+    let j = Judge::new(state, evidence, thresholds, recovery, now);
+    let view = j.view;
+    j.line
+        .zip(Some([view.bounce_rate, view.complaint_rate]))
+        .map(|(s, [bounce, complaint])| {
+            (
+                s,
+                if s == Signal::BounceRate {
+                    bounce
+                } else {
+                    complaint
+                },
+            )
+        })
 }
 
 /// One rule: the transition it decides, if it applies.
@@ -144,11 +139,8 @@ impl<'a> Judge<'a> {
     /// SES's representative volume, or its lower bound below that).
     fn over_the_line(&self, signal: Signal) -> bool {
         let level = signal.levels(self.t).2;
-        let reported = self.evidence.ses.and_then(|r| match signal {
-            Signal::BounceRate => r.bounce_rate,
-            Signal::ComplaintRate => r.complaint_rate,
-        });
-        reported.is_some_and(|r| r >= level) || self.is_over(&self.evidence.whole, signal, level)
+        self.reported(signal).is_some_and(|r| r >= level)
+            || self.is_over(&self.evidence.whole, signal, level)
     }
 
     /// Whether `counts` are at or over `level` for `signal`: the rate over at least
@@ -224,6 +216,30 @@ impl<'a> Judge<'a> {
         )
     }
 
+    /// The account paused on SES's line for `signal`, decided on the whole window; when SES's
+    /// own figure is what crossed (sesguard's count did not), the note says so.
+    fn ses_pause(&self, signal: Signal) -> Option<Transition> {
+        let mut t = self.pause(signal, &self.whole())?;
+        let level = signal.levels(self.t).2;
+        if !self.is_over(&self.whole(), signal, level) {
+            t.next.note = Some(format!(
+                "SES reports a {} of {:.2} %; sesguard counts {:.2} %",
+                signal.noun(),
+                self.reported(signal).unwrap_or_default() * 100.0,
+                signal.rate(&self.whole()) * 100.0
+            ));
+        }
+        Some(t)
+    }
+
+    /// SES's own figure for `signal`, when read.
+    fn reported(&self, signal: Signal) -> Option<f64> {
+        self.evidence.ses.and_then(|r| match signal {
+            Signal::BounceRate => r.bounce_rate,
+            Signal::ComplaintRate => r.complaint_rate,
+        })
+    }
+
     /// The whole window as SES sees it, sesguard's count (what SES's line is judged on).
     fn whole(&self) -> Counts {
         self.evidence.whole
@@ -238,7 +254,12 @@ fn pause_ends(j: &Judge<'_>) -> Option<Transition> {
         return None;
     }
     if let Some(signal) = j.line {
-        return j.pause(signal, &j.whole());
+        return j.ses_pause(signal);
+    }
+    // Over the pause level it would be paused (or its culprit quarantined) by the next step
+    // of the review: a second write a sender could read between. It stays paused instead.
+    if let Some(signal) = j.over(&j.residual, |(_, pause, _)| pause) {
+        return j.pause(signal, &j.residual);
     }
     let mut next = state.clone();
     next.status = Status::Active;
@@ -271,10 +292,10 @@ fn pause_ends(j: &Judge<'_>) -> Option<Transition> {
 /// level judges the mail sent since (what the operator did not accept).
 fn ses_line(j: &Judge<'_>) -> Option<Transition> {
     if !j.sending {
-        return match (j.state.until, j.line) {
-            (Some(_), Some(signal)) => j.pause(signal, &j.whole()),
-            _ => None,
-        };
+        // An operational pause that would end by the clock; an operator's ends by a review
+        // (`pause_ends`), and stays the operator's until then.
+        let operational = j.state.until.is_some() && j.state.cause != Some(Cause::Operator);
+        return j.line.filter(|_| operational).and_then(|s| j.ses_pause(s));
     }
     if j.state.line_override.is_some() {
         let since = &j.evidence.judged.total;
@@ -282,7 +303,7 @@ fn ses_line(j: &Judge<'_>) -> Option<Transition> {
             .over(since, |(_, _, critical)| critical)
             .and_then(|signal| j.pause(signal, since));
     }
-    j.line.and_then(|signal| j.pause(signal, &j.whole()))
+    j.line.and_then(|signal| j.ses_pause(signal))
 }
 
 /// The pause level on the streams still sending: the dominant stream is quarantined, or the
@@ -472,12 +493,16 @@ fn stream_step_passed(j: &Judge<'_>) -> Option<Transition> {
 /// level says feedback is missing (mail sent around sesguard, an event destination removed, a
 /// subscription never confirmed): recorded once when it begins and once when it ends.
 fn feedback_gap(j: &Judge<'_>) -> Option<Transition> {
+    // A gap opens over `feedback_gap` of the warn level and closes only under half of it, so
+    // that a gap at the margin does not flap with every batch.
     let gap = SIGNALS.into_iter().find(|s| {
-        let reported = j.evidence.ses.and_then(|r| match s {
-            Signal::BounceRate => r.bounce_rate,
-            Signal::ComplaintRate => r.complaint_rate,
-        });
-        reported.is_some_and(|r| r - s.rate(&j.whole()) > s.levels(j.t).0 * j.t.feedback_gap)
+        let margin = s.levels(j.t).0 * j.t.feedback_gap;
+        let margin = match j.state.feedback_missing {
+            Some(open) if open == *s => margin / 2.0,
+            _ => margin,
+        };
+        j.reported(*s)
+            .is_some_and(|r| r - s.rate(&j.whole()) > margin)
     });
     // No figure read: nothing is known either way, so nothing changes.
     let gap = if j.evidence.ses.is_none() {
@@ -1153,6 +1178,12 @@ pub(crate) mod tests {
         assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate));
         assert_eq!(t.rates.ses.bounce_rate, 0.095);
         assert_eq!(t.rates.bounce_rate, 0.01, "sesguard's own count beside it");
+        assert!(
+            t.next
+                .note
+                .unwrap()
+                .contains("SES reports a bounce rate of 9.50 %")
+        );
         // 3.5 % at SES, 1 % counted: feedback is missing. Recorded once, cleared once.
         let gap = evaluate(
             &state,
@@ -1183,6 +1214,17 @@ pub(crate) mod tests {
             None,
             "no figure read: nothing known"
         );
+        assert_eq!(
+            evaluate(
+                &noted,
+                &with(Some(figures(0.025))),
+                &Thresholds::default(),
+                &STILL,
+                NOW
+            ),
+            None,
+            "1.5 points apart: still open (it closes under 1)"
+        );
         let agreed = evaluate(
             &noted,
             &with(Some(figures(0.012))),
@@ -1192,5 +1234,40 @@ pub(crate) mod tests {
         )
         .unwrap();
         assert_eq!(agreed.next.feedback_missing, None);
+    }
+
+    #[test]
+    fn an_operators_timed_pause_stays_the_operators_until_it_ends_and_an_operational_one_turns() {
+        let over = window(&[("s", counts(3_000, 300, 0))]);
+        let mut operator = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        operator.cause = Some(Cause::Operator);
+        operator.until = Some(at(60));
+        assert_eq!(
+            decide(&operator, &over),
+            None,
+            "the operator's, until it ends"
+        );
+        let mut throttled = operator.clone();
+        throttled.cause = Some(Cause::SendingRate);
+        let t = decide(&throttled, &over).unwrap();
+        assert_eq!(
+            (t.to, t.cause, t.next.until),
+            ("paused", Cause::BounceRate, None)
+        );
+    }
+
+    #[test]
+    fn a_timed_pause_ending_over_the_pause_level_stays_paused_in_one_write() {
+        // 8.5 %: over the pause level, under the critical one.
+        let mut state = paused(&AccountState::default(), Signal::BounceRate, NOW);
+        state.cause = Some(Cause::Operator);
+        state.until = Some(NOW);
+        let w = window(&[("a", counts(1_000, 85, 0)), ("b", counts(1_000, 85, 0))]);
+        let t = decide(&state, &w).unwrap();
+        assert_eq!(
+            (t.from, t.to, t.cause),
+            ("paused", "paused", Cause::BounceRate)
+        );
+        assert_eq!(t.next.until, None);
     }
 }
