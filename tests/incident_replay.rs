@@ -22,7 +22,8 @@ use std::sync::Arc;
 use sesguard::adapters::sqlite::SqliteStore;
 use sesguard::app::simulate::{self, KeptAlerts, Outcome, Preset, SES_PAUSE, START, SimClock};
 use sesguard::config::GuardConfig;
-use sesguard::domain::reputation::guard::Alert;
+use sesguard::domain::reputation::history::Alert;
+use sesguard::domain::reputation::state::StateName;
 use sesguard::domain::sending::routing::Priority;
 
 const MINUTE: i64 = 60_000;
@@ -92,7 +93,7 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
         })
         .collect();
     let quarantine = &verification[0].change;
-    assert_eq!(quarantine.to, "quarantined");
+    assert_eq!(quarantine.to, StateName::Quarantined);
     assert!(
         quarantine.bounce_rate >= 0.08,
         "at its threshold: {}",
@@ -101,16 +102,16 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
     assert_eq!(verification[0].traffic, "verification fails over to backup");
     // Act two: the operator's resume puts it on probation, a step is passed on clean mail,
     // and the relapse during probation sends it back to quarantine.
-    let steps: Vec<(&str, &str, Option<f64>)> = verification[1..]
+    let steps: Vec<(StateName, StateName, Option<f64>)> = verification[1..]
         .iter()
-        .map(|a| (a.change.from.as_str(), a.change.to.as_str(), a.change.share))
+        .map(|a| (a.change.from, a.change.to, a.change.share))
         .collect();
     assert_eq!(
         steps,
         [
-            ("quarantined", "probation", Some(0.1)),
-            ("probation", "probation", Some(0.25)),
-            ("probation", "quarantined", None),
+            (StateName::Quarantined, StateName::Probation, Some(0.1)),
+            (StateName::Probation, StateName::Probation, Some(0.25)),
+            (StateName::Probation, StateName::Quarantined, None),
         ]
     );
     assert_eq!(verification[1].change.actor, "operator:ana");
@@ -139,7 +140,7 @@ async fn the_guard_keeps_every_account_under_the_ses_thresholds_and_loses_no_mai
         !guarded
             .alerts
             .iter()
-            .any(|a| a.change.account == "primary" && a.change.to == "paused"),
+            .any(|a| a.change.account == "primary" && a.change.to == StateName::Paused),
         "the primary never paused"
     );
     // Transactional mail keeps flowing: never deferred.
@@ -235,7 +236,7 @@ async fn a_hasty_resume_relapses_at_once_and_is_stopped_before_the_line() {
         .unwrap();
     let pause = out.alerts[resumed..]
         .iter()
-        .find(|a| a.change.account == "primary" && a.change.to == "paused")
+        .find(|a| a.change.account == "primary" && a.change.to == StateName::Paused)
         .unwrap();
     let minutes =
         (pause.change.at.as_millis() - out.alerts[resumed].change.at.as_millis()) / MINUTE;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use crate::domain::reputation::guard::Alert;
+use crate::domain::reputation::history::Alert;
 use crate::ports::{AlertError, AlertSink};
 
 /// Logs every alert at `warn` and appends it to a file when one is set.

@@ -8,11 +8,11 @@ use crate::app::Context;
 use crate::app::review::{StatePorts, alert_for, enforce, ses_figures};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::{
-    AccountState, Cause, HistoryEntry, RateSnapshot, Recovery, Status, stream_name,
-};
+use crate::domain::reputation::history::{HistoryEntry, RateSnapshot};
+use crate::domain::reputation::probation::Recovery;
 use crate::domain::reputation::rules;
 use crate::domain::reputation::ses_view::SesView;
+use crate::domain::reputation::state::{AccountState, Cause, StateName, Status, stream_name};
 use crate::ports::StoreError;
 use crate::telemetry::error_chain;
 
@@ -171,7 +171,7 @@ impl<'a> Control<'a> {
                     note: Some(note.to_owned()),
                     ..state.clone()
                 };
-                Ok(Some((next, state.status.as_str(), "paused")))
+                Ok(Some((next, state.status.into(), StateName::Paused)))
             })
             .await?;
         Ok(entry.is_some())
@@ -188,8 +188,7 @@ impl<'a> Control<'a> {
         decide: impl Fn(
             &AccountState,
             &Evidence,
-        )
-            -> Result<Option<(AccountState, &'static str, &'static str)>, ControlError>,
+        ) -> Result<Option<(AccountState, StateName, StateName)>, ControlError>,
     ) -> Result<Option<HistoryEntry>, ControlError> {
         let window = self.ports.config.ingest_policy().window;
         let (first, last) = window.buckets_ending(now);
@@ -263,7 +262,7 @@ fn change(
     recovery: &Recovery<'_>,
     now: Timestamp,
     over_the_line: Option<String>,
-) -> Result<(AccountState, &'static str, &'static str), ControlError> {
+) -> Result<(AccountState, StateName, StateName), ControlError> {
     let totals = &evidence.judged;
     let mut next = state.clone();
     next.note = Some(reason.to_owned());
@@ -296,7 +295,7 @@ fn change(
             if duration.is_none() {
                 next.probation = None;
             }
-            Ok((next, state.name(), "paused"))
+            Ok((next, state.name(), StateName::Paused))
         }
         Action::Resume {
             stream: None,
@@ -340,7 +339,7 @@ fn change(
             // Its rates here are its known risk wherever it fails over to.
             let counts = totals.streams.get(stream).copied().unwrap_or_default();
             next.quarantine(stream, Cause::Operator, &counts, now);
-            Ok((next, stream_name(state, stream), "quarantined"))
+            Ok((next, stream_name(state, stream), StateName::Quarantined))
         }
         Action::Resume {
             stream: Some(stream),
@@ -348,11 +347,11 @@ fn change(
         } => {
             let from = stream_name(state, stream);
             match from {
-                "quarantined" => {
+                StateName::Quarantined => {
                     let cause = state.quarantined.get(stream.as_str()).map(|q| q.cause);
                     next.lift(stream, ramp(*probation, cause), now);
                 }
-                "probation" => {
+                StateName::Probation => {
                     if let Some(returned) = next.returned.get_mut(stream) {
                         returned.probation = None;
                     }

@@ -14,11 +14,11 @@ use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::Origins;
 use crate::domain::reputation::evidence::{self, Evidence};
-use crate::domain::reputation::guard::{
-    AccountState, Alert, HistoryEntry, Transition, traffic_after,
-};
+use crate::domain::reputation::guard::Transition;
+use crate::domain::reputation::history::{Alert, HistoryEntry, traffic_after};
 use crate::domain::reputation::rules::{self, MAX_STEPS};
 use crate::domain::reputation::ses_view::SesFigures;
+use crate::domain::reputation::state::{AccountState, StateName};
 use crate::ports::{
     AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError,
 };
@@ -315,7 +315,7 @@ pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
     let traffic = traffic_after(
         &entry.account,
         entry.stream.as_deref(),
-        (&entry.from, &entry.to),
+        (entry.from, entry.to),
         entry.share,
         &streams,
     );
@@ -346,14 +346,10 @@ pub async fn ses_figures(
 /// adds the outcome to the alert.
 pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
     let change = &alert.change;
-    let enabled = match (
-        change.stream.is_some(),
-        change.from.as_str(),
-        change.to.as_str(),
-    ) {
-        (false, _, "paused") => false,
+    let enabled = match (change.stream.is_some(), change.from, change.to) {
+        (false, _, StateName::Paused) => false,
         // On probation the sender takes a share of the traffic: SES must let it through.
-        (false, "paused", "active" | "probation") => true,
+        (false, StateName::Paused, StateName::Active | StateName::Probation) => true,
         _ => return,
     };
     match ses.set_sending(&change.account, enabled).await {

@@ -14,9 +14,11 @@ use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::{Cause, Probation, Signal, Thresholds, stream_name};
 use crate::domain::reputation::history::Bounds;
+use crate::domain::reputation::probation::Probation;
 use crate::domain::reputation::ses_view::SesView;
+use crate::domain::reputation::state::{Cause, Signal, StateName, stream_name};
+use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::rate_limit::Periods;
 use crate::domain::sending::rate_limit::RateLimits;
 use crate::ports::{SesAccount, SesError, Store, StoreError};
@@ -29,7 +31,7 @@ pub struct AccountStatus {
     /// Whether it is in the configuration.
     pub configured: bool,
     /// `active`, `warning`, `paused` or `probation`.
-    pub state: &'static str,
+    pub state: StateName,
     /// The probation step, while the account is on one.
     pub probation: Option<Probation>,
     /// When the account was last resumed: mail sent before is counted (the window totals
@@ -124,7 +126,7 @@ pub struct StreamStatus {
     /// Whether the stream is quarantined on the account.
     pub quarantined: bool,
     /// `active`, `quarantined` or `probation`.
-    pub state: &'static str,
+    pub state: StateName,
     /// The share of the stream's traffic the account takes now (1 unless on probation).
     pub share: f64,
 }

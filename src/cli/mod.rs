@@ -19,7 +19,7 @@ use crate::app::status;
 use crate::app::webhook::{Certificates, Webhook};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::feedback::suppression::{Reason, Suppression};
-use crate::domain::reputation::guard::HistoryEntry;
+use crate::domain::reputation::history::HistoryEntry;
 use crate::domain::sending::rate_limit::LimitsPatch;
 use crate::domain::sending::request::SendRequest;
 use crate::domain::sending::routing::Priority;

@@ -15,8 +15,9 @@ use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendS
 use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
-use crate::domain::reputation::guard::{Recovery, Thresholds};
+use crate::domain::reputation::probation::Recovery;
 use crate::domain::reputation::thresholds::Profile;
+use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
 

@@ -12,31 +12,23 @@
 //! The status page (`GET /`, [`crate::lambda::status_page`]) takes the same authentication,
 //! or, for a browser, a cookie set by its login form (`GET`/`POST /login`, token auth only),
 //! derived from the token and accepted for the page alone: it reads, it never changes anything,
-//! so a cookie cannot be used to forge a change.
+//! so a cookie cannot be used to forge a change. Both are checked in [`crate::lambda::session`].
 
 use std::collections::HashMap;
 
 use lambda_http::http::Method;
-use lambda_http::request::RequestContext;
-use lambda_http::{Body, Request, RequestExt, Response};
+use lambda_http::{Body, Request, Response};
 use serde::Serialize;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 use crate::app::admin::{Admin, AdminError, LineFormat};
 use crate::domain::sending::rate_limit::LimitsPatch;
 use crate::domain::sending::template_policy::TemplatePolicy;
-use crate::lambda::status_page::{has_session, login, redirect, same, status_page};
+use crate::lambda::http::{Answer, error, query, redirect};
+use crate::lambda::session::{authenticate, has_session, login};
+use crate::lambda::status_page::status_page;
 use crate::telemetry::error_chain;
 use crate::wiring::{AdminFunction, Auth};
-
-/// An answer: status and JSON body, or a text body for exports.
-pub(crate) struct Answer {
-    pub(crate) status: u16,
-    pub(crate) body: Body,
-    pub(crate) content_type: &'static str,
-    pub(crate) headers: Vec<(&'static str, String)>,
-}
 
 fn ok(value: impl Serialize) -> Result<Answer, AdminError> {
     with_status(200, value)
@@ -50,52 +42,6 @@ fn with_status(status: u16, value: impl Serialize) -> Result<Answer, AdminError>
         content_type: "application/json",
         headers: Vec::new(),
     })
-}
-
-fn error(status: u16, message: &str) -> Answer {
-    Answer {
-        status,
-        body: Body::from(json!({ "error": message }).to_string()),
-        content_type: "application/json",
-        headers: Vec::new(),
-    }
-}
-
-/// The caller, or why the request is refused.
-fn authenticate(auth: &Auth, request: &Request) -> Result<String, &'static str> {
-    match auth {
-        Auth::Iam => {
-            let caller = match request.request_context_ref() {
-                Some(RequestContext::ApiGatewayV2(context)) => context
-                    .authorizer
-                    .as_ref()
-                    .and_then(|a| a.iam.as_ref())
-                    .and_then(|iam| iam.user_arn.clone().or(iam.caller_id.clone())),
-                _ => None,
-            };
-            caller.ok_or("authentication required: sign the request with AWS SigV4 (IAM)")
-        }
-        Auth::Token(None) => Err("authentication required: no admin token is configured"),
-        Auth::Token(Some(expected)) => {
-            let given = request
-                .headers()
-                .get("authorization")
-                .and_then(|h| h.to_str().ok())
-                .and_then(|h| h.strip_prefix("Bearer "))
-                .ok_or("authentication required: Authorization: Bearer TOKEN")?;
-            let given: [u8; 32] = Sha256::digest(given.trim().as_bytes()).into();
-            if !same(&given, expected) {
-                return Err("authentication failed: wrong token");
-            }
-            Ok(request
-                .headers()
-                .get("x-sesguard-actor")
-                .and_then(|h| h.to_str().ok())
-                .filter(|a| !a.is_empty() && a.len() <= 100)
-                .unwrap_or("admin")
-                .to_owned())
-        }
-    }
 }
 
 /// The Lambda handler.
@@ -141,13 +87,7 @@ pub async fn handle(
             }
         }
     };
-    let mut response = Response::builder()
-        .status(answer.status)
-        .header("content-type", answer.content_type);
-    for (name, value) in answer.headers {
-        response = response.header(name, value);
-    }
-    Ok(response.body(answer.body)?)
+    Ok(answer.into_response()?)
 }
 
 /// The methods a route of this shape answers (`None`: no such route).
@@ -247,29 +187,6 @@ fn limit(query: &HashMap<String, String>, default: usize) -> Result<usize, Admin
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| AdminError::Invalid(format!("`limit` must be 1 to 1000, not `{text}`"))),
     }
-}
-
-/// The query parameters: those the event carried, and those of the URI.
-pub(crate) fn query(request: &Request) -> HashMap<String, String> {
-    let mut query: HashMap<String, String> = HashMap::new();
-    let decode = |text: &str| {
-        percent_encoding::percent_decode_str(&text.replace('+', " "))
-            .decode_utf8_lossy()
-            .into_owned()
-    };
-    for pair in request.uri().query().unwrap_or_default().split('&') {
-        if let Some((key, value)) = pair.split_once('=') {
-            query.insert(decode(key), decode(value));
-        } else if !pair.is_empty() {
-            query.insert(decode(pair), String::new());
-        }
-    }
-    if let Some(given) = request.query_string_parameters_ref() {
-        for (key, value) in given.iter() {
-            query.insert(key.to_owned(), value.to_owned());
-        }
-    }
-    query
 }
 
 async fn route(

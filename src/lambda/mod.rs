@@ -2,7 +2,9 @@
 //! encode the response. Nothing else lives here.
 
 pub mod admin;
+pub mod http;
 pub mod ingest;
 pub mod sender;
+pub mod session;
 pub mod status_page;
 pub mod webhook;

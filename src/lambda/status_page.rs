@@ -1,25 +1,22 @@
 //! The admin function's status page (`GET /`): one self-contained HTML document, no script,
 //! with every account and stream, their state and probation step, the rates against their
 //! levels, quota use, the rates through the window drawn from the counter buckets (SVG),
-//! recent transitions (each one was an alert), and a suppression lookup. And the login form
-//! that lets a browser carry the admin token as a cookie (local `token` auth): the cookie is
-//! derived from the token and opens this page alone.
+//! recent transitions (each one was an alert), and a suppression lookup; and the login form a
+//! browser signs in with (local `token` auth), whose answer is [`crate::lambda::session`]'s.
 
 use std::fmt::Write as _;
 
-use lambda_http::http::Method;
-use lambda_http::{Body, Request};
-use sha2::{Digest, Sha256};
+use lambda_http::Request;
 
 use crate::app::admin::{Admin, AdminError};
 use crate::app::plot::{Chart, Level, Line, Mark, escape, percent};
 use crate::app::status::{AccountStatus, RateSeries};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::Suppression;
-use crate::domain::reputation::guard::HistoryEntry;
-use crate::lambda::admin::{Answer, query};
+use crate::domain::reputation::history::HistoryEntry;
+use crate::lambda::http::{Answer, html, query};
 use crate::telemetry::error_chain;
-use crate::wiring::{AdminFunction, Auth};
+use crate::wiring::AdminFunction;
 
 /// SES reviews an account at a 5 % bounce rate and may pause it at 10 %; at 0.1 % and 0.5 %
 /// complaints.
@@ -350,113 +347,6 @@ pub fn status(accounts: &[AccountView<'_>], lookup: &Lookup, now: Timestamp) -> 
         account(&mut html, view);
     }
     page("sesguard — status", &html)
-}
-
-// --- Serving the page: its sign-in, its cookie, its answer ---------------------------------
-
-/// Whether two digests are equal, compared without an early exit.
-pub(crate) fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-/// The status page's cookie.
-const SESSION_COOKIE: &str = "sesguard_session";
-
-/// The session cookie's value for a token digest: derived from it, so the cookie never holds
-/// the token itself.
-fn session_value(token_digest: &[u8; 32]) -> [u8; 32] {
-    let mut hasher = Sha256::new();
-    hasher.update(b"sesguard-status-page-session:");
-    hasher.update(token_digest);
-    hasher.finalize().into()
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Whether the request carries the status page's session cookie for `expected`.
-pub(crate) fn has_session(expected: &[u8; 32], request: &Request) -> bool {
-    let wanted = hex(&session_value(expected));
-    request
-        .headers()
-        .get_all("cookie")
-        .iter()
-        .filter_map(|h| h.to_str().ok())
-        .flat_map(|h| h.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .any(|(name, value)| {
-            name == SESSION_COOKIE
-                && value.len() == wanted.len()
-                && same(
-                    &Sha256::digest(value.as_bytes()).into(),
-                    &Sha256::digest(wanted.as_bytes()).into(),
-                )
-        })
-}
-
-/// An HTML answer.
-fn html(status: u16, text: String) -> Answer {
-    Answer {
-        status,
-        body: Body::from(text),
-        content_type: "text/html; charset=utf-8",
-        headers: vec![
-            ("cache-control", "no-store".to_owned()),
-            (
-                "content-security-policy",
-                "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'".to_owned(),
-            ),
-        ],
-    }
-}
-
-pub(crate) fn redirect(to: &str) -> Answer {
-    let mut answer = html(303, String::new());
-    answer.headers.push(("location", to.to_owned()));
-    answer
-}
-
-/// The login form and its answer (local `token` auth only; with IAM the function URL signs
-/// requests, so a browser reaches the page through a SigV4-signing proxy).
-pub(crate) fn login(auth: &Auth, request: &Request) -> Answer {
-    let Auth::Token(Some(expected)) = auth else {
-        return html(
-            404,
-            login_form(Some(
-                "no token sign-in here: this function authenticates with IAM (or has no token)",
-            )),
-        );
-    };
-    if request.method() != Method::POST {
-        return html(200, login_form(None));
-    }
-    let token = std::str::from_utf8(request.body().as_ref())
-        .ok()
-        .and_then(|form| {
-            form.split('&').find_map(|pair| {
-                let (name, value) = pair.split_once('=')?;
-                (name == "token").then(|| {
-                    percent_encoding::percent_decode_str(&value.replace('+', " "))
-                        .decode_utf8_lossy()
-                        .into_owned()
-                })
-            })
-        })
-        .unwrap_or_default();
-    if !same(&Sha256::digest(token.trim().as_bytes()).into(), expected) {
-        tracing::info!("status page sign-in refused: wrong token");
-        return html(401, login_form(Some("wrong token")));
-    }
-    let mut answer = redirect("./");
-    answer.headers.push((
-        "set-cookie",
-        format!(
-            "{SESSION_COOKIE}={}; HttpOnly; SameSite=Strict; Path=/; Max-Age=43200",
-            hex(&session_value(expected))
-        ),
-    ));
-    answer
 }
 
 /// The status page, with the answer to its suppression lookup.

@@ -7,7 +7,8 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sesguard::app::Context;
 use sesguard::domain::common::timestamp::Timestamp;
-use sesguard::domain::reputation::guard::{Cause, Status};
+use sesguard::domain::reputation::state::StateName;
+use sesguard::domain::reputation::state::{Cause, Status};
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
@@ -117,8 +118,8 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
         ("primary", Some("verification"))
     );
     assert_eq!(
-        (alert.from.as_str(), alert.to.as_str(), alert.cause),
-        ("active", "quarantined", Cause::BounceRate)
+        (alert.from, alert.to, alert.cause),
+        (StateName::Active, StateName::Quarantined, Cause::BounceRate)
     );
     assert_eq!(alert.window_sends, 300);
     assert!((alert.bounce_rate - 25.0 / 300.0).abs() < 1e-9);
@@ -127,8 +128,8 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
     let history = deps.store.history("primary", 10).await.unwrap();
     assert_eq!(history.len(), 1);
     assert_eq!(
-        (history[0].to.as_str(), history[0].actor.as_str()),
-        ("quarantined", "guard")
+        (history[0].to, history[0].actor.as_str()),
+        (StateName::Quarantined, "guard")
     );
     assert_eq!(history[0].at, Timestamp::parse_rfc3339(SAMPLE_NOW).unwrap());
 
@@ -180,7 +181,7 @@ async fn concurrent_instances_apply_one_transition_with_one_history_entry_and_on
     }
     let history = deps.store.history("primary", 10).await.unwrap();
     assert_eq!(history.len(), 1, "{history:?}");
-    assert_eq!(history[0].to, "quarantined");
+    assert_eq!(history[0].to, StateName::Quarantined);
     assert_eq!(alerts.all().len(), 1);
     let state = deps
         .store

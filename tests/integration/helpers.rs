@@ -18,7 +18,7 @@ use sesguard::adapters::sqlite::SqliteStore;
 use sesguard::app::Context;
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
-use sesguard::domain::reputation::guard::Alert;
+use sesguard::domain::reputation::history::Alert;
 use sesguard::ports::{AlertError, AlertSink, Clock, Store};
 
 /// The repository root.

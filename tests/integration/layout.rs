@@ -201,3 +201,175 @@ fn dependencies_point_down_and_only_wiring_chooses_adapters() {
         }
     }
 }
+
+/// The module path of a file below `src/` (`domain/reputation/rules.rs` →
+/// `["domain", "reputation", "rules"]`; a `mod.rs` is its folder's module).
+fn module_of(relative: &str) -> Vec<String> {
+    let mut segments: Vec<String> = relative
+        .trim_end_matches(".rs")
+        .split('/')
+        .map(str::to_owned)
+        .collect();
+    if segments.last().is_some_and(|s| s == "mod" || s == "lib") {
+        segments.pop();
+    }
+    segments
+}
+
+/// The paths a `use` tree names, braces expanded: `a::{b, c::{d, e as f}}` → `a::b`,
+/// `a::c::d`, `a::c::e`.
+fn expand_use(tree: &str) -> Vec<String> {
+    let mut tree = tree.split_whitespace().collect::<Vec<_>>().join(" ");
+    for token in ["::", "{", "}", ","] {
+        tree = tree
+            .replace(&format!(" {token}"), token)
+            .replace(&format!("{token} "), token);
+    }
+    let Some(open) = tree.find('{') else {
+        return vec![tree.split(" as ").next().unwrap_or(&tree).to_owned()];
+    };
+    let (prefix, inner) = (&tree[..open], &tree[open + 1..tree.len() - 1]);
+    let mut parts = Vec::new();
+    let (mut depth, mut start) = (0, 0);
+    for (i, c) in inner.char_indices() {
+        match c {
+            '{' => depth += 1,
+            '}' => depth -= 1,
+            ',' if depth == 0 => {
+                parts.push(&inner[start..i]);
+                start = i + 1;
+            }
+            _ => {}
+        }
+    }
+    parts.push(&inner[start..]);
+    parts
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .flat_map(expand_use)
+        .map(|path| format!("{prefix}{path}"))
+        .collect()
+}
+
+/// The files under `src/` each file's code (before its tests) names, through `use` and through
+/// `crate::`/`super::` paths: the file a path resolves to is the deepest one it reaches.
+fn imports() -> BTreeMap<String, BTreeSet<String>> {
+    let files = tree();
+    let by_module: BTreeMap<Vec<String>, String> = files
+        .iter()
+        .map(|(relative, _)| (module_of(relative), relative.clone()))
+        .collect();
+    let mut graph = BTreeMap::new();
+    for (relative, text) in &files {
+        let here = module_of(relative);
+        let code: String = text
+            .split("#[cfg(test)]")
+            .next()
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("//"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        let mut paths = Vec::new();
+        for statement in code.split(';') {
+            if let Some((_, tree)) = statement.split_once("use ") {
+                paths.extend(expand_use(tree));
+            }
+        }
+        for (at, _) in code
+            .match_indices("crate::")
+            .chain(code.match_indices("super::"))
+        {
+            let path: String = code[at..]
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_' || *c == ':')
+                .collect();
+            paths.push(path);
+        }
+        let mut named = BTreeSet::new();
+        for path in paths {
+            let mut segments: Vec<String> = Vec::new();
+            let mut parts = path.split("::").filter(|s| !s.is_empty()).peekable();
+            match parts.peek().copied() {
+                Some("crate") => {
+                    parts.next();
+                }
+                Some("super" | "self") => segments = here.clone(),
+                _ => continue,
+            }
+            for part in parts {
+                match part {
+                    "super" => {
+                        segments.pop();
+                    }
+                    "self" => {}
+                    name => segments.push(name.to_owned()),
+                }
+            }
+            let target = (1..=segments.len())
+                .rev()
+                .find_map(|n| by_module.get(&segments[..n]));
+            if let Some(target) = target.filter(|t| *t != relative) {
+                named.insert(target.clone());
+            }
+        }
+        graph.insert(relative.clone(), named);
+    }
+    graph
+}
+
+/// A cycle of imports through `start`, if there is one.
+fn cycle_through(graph: &BTreeMap<String, BTreeSet<String>>, start: &str) -> Option<Vec<String>> {
+    let mut path = vec![start.to_owned()];
+    let mut seen = BTreeSet::new();
+    fn walk(
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        start: &str,
+        path: &mut Vec<String>,
+        seen: &mut BTreeSet<String>,
+    ) -> bool {
+        let here = path.last().expect("a path").clone();
+        for next in graph.get(&here).into_iter().flatten() {
+            if next == start {
+                path.push(next.clone());
+                return true;
+            }
+            if seen.insert(next.clone()) {
+                path.push(next.clone());
+                if walk(graph, start, path, seen) {
+                    return true;
+                }
+                path.pop();
+            }
+        }
+        false
+    }
+    walk(graph, start, &mut path, &mut seen).then_some(path)
+}
+
+#[test]
+fn the_use_tree_expands_as_rust_reads_it() {
+    assert_eq!(
+        expand_use("crate::a::{b, c::{d, e as f}}"),
+        ["crate::a::b", "crate::a::c::d", "crate::a::c::e"]
+    );
+    assert_eq!(expand_use("super::X as Y"), ["super::X"]);
+}
+
+#[test]
+fn no_two_files_import_each_other_through_any_path() {
+    // A cycle between files is a module that cannot be read (or moved) without the other:
+    // each cycle gets a leaf both depend on instead. `cargo test --test integration layout`
+    // names the cycle.
+    let graph = imports();
+    assert!(
+        graph["lambda/admin.rs"].contains("lambda/session.rs"),
+        "the import graph sees `use` lines: {:?}",
+        graph["lambda/admin.rs"]
+    );
+    for file in graph.keys() {
+        if let Some(cycle) = cycle_through(&graph, file) {
+            panic!("an import cycle: {}", cycle.join(" -> "));
+        }
+    }
+}

@@ -9,7 +9,8 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sesguard::app::Context;
 use sesguard::app::admin::Admin;
-use sesguard::domain::reputation::guard::{AccountState, Status};
+use sesguard::domain::reputation::state::StateName;
+use sesguard::domain::reputation::state::{AccountState, Status};
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
@@ -84,10 +85,10 @@ impl Run {
     }
 
     /// The last alert's change as `(stream, from, to)`.
-    fn last_change(&self) -> (Option<String>, String, String) {
+    fn last_change(&self) -> (Option<String>, StateName, StateName) {
         let alerts = self.alerts.all();
         let c = &alerts.last().expect("an alert").change;
-        (c.stream.clone(), c.from.clone(), c.to.clone())
+        (c.stream.clone(), c.from, c.to)
     }
 }
 
@@ -112,7 +113,10 @@ async fn an_operators_resume_holds_against_feedback_about_the_incidents_mail(
         run.ingest(batch).await;
     }
     assert_eq!(run.state().await.status, Status::Paused);
-    assert_eq!(run.last_change(), (None, "active".into(), "paused".into()));
+    assert_eq!(
+        run.last_change(),
+        (None, StateName::Active, StateName::Paused)
+    );
 
     let admin = Admin::new(&run.deps, "ana");
     let now = run.deps.clock.now();
@@ -121,8 +125,8 @@ async fn an_operators_resume_holds_against_feedback_about_the_incidents_mail(
         .await
         .unwrap();
     assert_eq!(
-        (resumed.to.as_str(), resumed.share),
-        ("probation", Some(0.1))
+        (resumed.to, resumed.share),
+        (StateName::Probation, Some(0.1))
     );
 
     // The very next notification is about the incident's mail: it is counted, and judges
@@ -131,7 +135,10 @@ async fn an_operators_resume_holds_against_feedback_about_the_incidents_mail(
     run.ingest(bounces("late", "bulk", 4, "10:00").remove(0))
         .await;
     let state = run.state().await;
-    assert_eq!((state.status, state.name()), (Status::Active, "probation"));
+    assert_eq!(
+        (state.status, state.name()),
+        (Status::Active, StateName::Probation)
+    );
     assert_eq!(run.alerts.all().len(), 2, "pause and resume only");
     let status = admin
         .account("primary", run.deps.clock.now())
@@ -158,7 +165,7 @@ async fn an_operators_resume_holds_against_feedback_about_the_incidents_mail(
     assert_eq!(run.state().await.status, Status::Paused);
     assert_eq!(
         run.last_change(),
-        (None, "probation".into(), "paused".into())
+        (None, StateName::Probation, StateName::Paused)
     );
     let relapse = &run.alerts.all()[2].change;
     assert_eq!(
@@ -232,12 +239,12 @@ async fn a_second_culprit_is_quarantined_while_the_clean_stream_keeps_the_accoun
     );
     let alerts = run.alerts.all();
     assert!(
-        !alerts.iter().any(|a| a.change.to == "paused"),
+        !alerts.iter().any(|a| a.change.to == StateName::Paused),
         "{alerts:?}"
     );
     let quarantines: Vec<_> = alerts
         .iter()
-        .filter(|a| a.change.to == "quarantined")
+        .filter(|a| a.change.to == StateName::Quarantined)
         .map(|a| &a.change)
         .collect();
     assert_eq!(quarantines.len(), 2, "{alerts:?}");
@@ -285,10 +292,10 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         )
         .await
         .unwrap();
-    let back = (Some("verification".to_owned()), "quarantined".to_owned());
+    let back = (Some("verification".to_owned()), StateName::Quarantined);
     assert_eq!(
         run.last_change(),
-        (back.0.clone(), back.1.clone(), "probation".into())
+        (back.0.clone(), back.1, StateName::Probation)
     );
     // 200 clean sends since its return pass the first step, once it has lasted the feedback
     // lag (30 minutes) so that their bounces would have arrived.
@@ -298,8 +305,8 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
     let alerts = run.alerts.all();
     let step = &alerts.last().unwrap().change;
     assert_eq!(
-        (step.from.as_str(), step.to.as_str(), step.share),
-        ("probation", "probation", Some(0.25))
+        (step.from, step.to, step.share),
+        (StateName::Probation, StateName::Probation, Some(0.25))
     );
 
     // A timed pause ends in the store on the scheduled review, with no feedback arriving.
@@ -315,12 +322,12 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         .unwrap();
     run.clock.set("2026-11-20T13:41:00.000Z");
     let review = run.deps.review_all(run.deps.clock.now()).await.unwrap();
-    let ended: Vec<(&str, &str)> = review
+    let ended: Vec<(StateName, StateName)> = review
         .applied
         .iter()
-        .map(|a| (a.alert.change.from.as_str(), a.alert.change.to.as_str()))
+        .map(|a| (a.alert.change.from, a.alert.change.to))
         .collect();
-    assert_eq!(ended, [("paused", "active")]);
+    assert_eq!(ended, [(StateName::Paused, StateName::Active)]);
     assert_eq!(run.state().await.status, Status::Active);
     let again = run.deps.review_all(run.deps.clock.now()).await.unwrap();
     assert!(again.applied.is_empty(), "nothing new to decide");
@@ -377,7 +384,7 @@ async fn probation_and_the_scheduled_review_on_dynamodb() {
 #[tokio::test]
 async fn an_account_paused_for_its_credentials_comes_back_at_full_traffic() {
     use sesguard::app::control::Control;
-    use sesguard::domain::reputation::guard::Cause;
+    use sesguard::domain::reputation::state::Cause;
     let (_dir, store) = sqlite();
     let run = Run::new(Arc::new(store));
     let deps = &run.deps;
@@ -398,8 +405,8 @@ async fn an_account_paused_for_its_credentials_comes_back_at_full_traffic() {
         .await
         .unwrap();
     assert_eq!(
-        (resumed.to.as_str(), resumed.share),
-        ("active", None),
+        (resumed.to, resumed.share),
+        (StateName::Active, None),
         "its mail was never the problem: no probation"
     );
 }
@@ -418,7 +425,7 @@ impl sesguard::ports::GuardLedger for LosesOnce {
         account: &str,
         expected_version: u64,
         next: &AccountState,
-        entry: &sesguard::domain::reputation::guard::HistoryEntry,
+        entry: &sesguard::domain::reputation::history::HistoryEntry,
         history_expires_at: sesguard::domain::common::timestamp::Timestamp,
     ) -> Result<bool, sesguard::ports::StoreError> {
         if !self.lost.swap(true, std::sync::atomic::Ordering::SeqCst) {
@@ -427,7 +434,7 @@ impl sesguard::ports::GuardLedger for LosesOnce {
                 ..AccountState::default()
             };
             let mut theirs = entry.clone();
-            theirs.to = "warning".into();
+            theirs.to = StateName::Warning;
             assert!(
                 self.store
                     .transition(
@@ -457,7 +464,7 @@ impl sesguard::ports::GuardLedger for LosesOnce {
         &self,
         account: &str,
         limit: usize,
-    ) -> Result<Vec<sesguard::domain::reputation::guard::HistoryEntry>, sesguard::ports::StoreError>
+    ) -> Result<Vec<sesguard::domain::reputation::history::HistoryEntry>, sesguard::ports::StoreError>
     {
         self.store.history(account, limit).await
     }
@@ -500,14 +507,14 @@ async fn a_review_that_loses_its_write_decides_again_on_the_winners_state() {
         .review(&["primary".to_owned()].into(), deps.clock.now())
         .await
         .unwrap();
-    let applied: Vec<(&str, &str)> = review
+    let applied: Vec<(StateName, StateName)> = review
         .applied
         .iter()
         .map(|a| (a.transition.from, a.transition.to))
         .collect();
     assert_eq!(
         applied,
-        [("warning", "paused")],
+        [(StateName::Warning, StateName::Paused)],
         "the loser read the winner's warning and still paused: the stronger transition wins"
     );
     assert_eq!(

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use sesguard::app::Context;
 use sesguard::app::send::{Decision, Queued, Sender, SenderMemory};
 use sesguard::domain::reputation::counters::WindowTotals;
-use sesguard::domain::reputation::guard::{AccountState, Cause, Status};
+use sesguard::domain::reputation::state::{AccountState, Cause, Status};
 use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
 use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::ports::{MailTransport, TransportError};

@@ -11,7 +11,8 @@ use sesguard::app::Context;
 use sesguard::app::control::{Action, Control};
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
-use sesguard::domain::reputation::guard::{Cause, Status};
+use sesguard::domain::reputation::state::StateName;
+use sesguard::domain::reputation::state::{Cause, Status};
 use sesguard::ports::Store;
 
 use crate::guard_paths::{bounce, invoke, send};
@@ -33,7 +34,7 @@ async fn traffic(deps: &Context, transactional: usize) {
     .await;
 }
 
-async fn state(deps: &Context) -> sesguard::domain::reputation::guard::AccountState {
+async fn state(deps: &Context) -> sesguard::domain::reputation::state::AccountState {
     deps.store
         .states(&["primary".to_owned()])
         .await
@@ -76,7 +77,10 @@ async fn a_timed_pause_over_the_line_never_ends_into_sending(store: Arc<dyn Stor
         .iter()
         .map(|a| (a.transition.from, a.transition.to, a.transition.cause))
         .collect();
-    assert_eq!(applied, [("paused", "paused", Cause::BounceRate)]);
+    assert_eq!(
+        applied,
+        [(StateName::Paused, StateName::Paused, Cause::BounceRate)]
+    );
     let state = state(&deps).await;
     assert_eq!((state.status, state.until), (Status::Paused, None));
     let last = alerts.all().pop().unwrap().change;
@@ -121,14 +125,14 @@ async fn a_timed_pause_on_probation_returns_to_the_step_it_left(store: Arc<dyn S
         .await
         .unwrap();
     assert_eq!(
-        (paused.from.as_str(), paused.to.as_str()),
-        ("probation", "paused")
+        (paused.from, paused.to),
+        (StateName::Probation, StateName::Paused)
     );
     let review = deps.review_all(minutes(4)).await.unwrap();
     let ended = &review.applied[0].transition;
     assert_eq!(
         (ended.from, ended.to, ended.cause),
-        ("paused", "probation", Cause::PauseExpired)
+        (StateName::Paused, StateName::Probation, Cause::PauseExpired)
     );
     let state = state(&deps).await;
     let step = state.probation.unwrap();
@@ -212,7 +216,10 @@ async fn ses_own_figure_pauses_an_account_whose_feedback_is_missing(store: Arc<d
     write(0.095);
     let review = deps.review_all(now()).await.unwrap();
     let paused = &review.applied[0].transition;
-    assert_eq!((paused.to, paused.cause), ("paused", Cause::BounceRate));
+    assert_eq!(
+        (paused.to, paused.cause),
+        (StateName::Paused, Cause::BounceRate)
+    );
     assert_eq!(paused.rates.bounce_rate, 0.0, "sesguard's own count");
     let view = paused.rates.ses;
     assert_eq!(view.bounce_rate, 0.095);

@@ -4,7 +4,9 @@
 use serde_json::Value;
 use sesguard::adapters::alerts::SnsAlerts;
 use sesguard::domain::common::timestamp::Timestamp;
-use sesguard::domain::reputation::guard::{Alert, Cause, HistoryEntry};
+use sesguard::domain::reputation::history::{Alert, HistoryEntry};
+use sesguard::domain::reputation::state::Cause;
+use sesguard::domain::reputation::state::StateName;
 use sesguard::ports::AlertSink;
 
 use crate::helpers::{local_queue, local_sdk, unique_tables};
@@ -39,8 +41,8 @@ async fn an_alert_reaches_the_topics_subscribers_with_its_subject_and_fields() {
             at: Timestamp::from_millis(1_795_179_600_000),
             account: "primary".into(),
             stream: Some("verification".into()),
-            from: "active".into(),
-            to: "quarantined".into(),
+            from: StateName::Active,
+            to: StateName::Quarantined,
             cause: Cause::BounceRate,
             note: None,
             share: None,

@@ -9,9 +9,9 @@ use sesguard::domain::feedback::notification::Notification;
 use sesguard::domain::feedback::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
 use sesguard::domain::feedback::suppression::Reason;
 use sesguard::domain::reputation::counters::{Bucket, CounterDelta, Counts};
-use sesguard::domain::reputation::guard::{
-    AccountState as GuardState, Cause, HistoryEntry, Quarantine, Status,
-};
+use sesguard::domain::reputation::history::HistoryEntry;
+use sesguard::domain::reputation::state::StateName;
+use sesguard::domain::reputation::state::{AccountState as GuardState, Cause, Quarantine, Status};
 use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::ports::{ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store};
@@ -453,13 +453,13 @@ async fn a_not_spam_complaint_is_recorded_without_suppressing(store: &dyn Store)
     assert_eq!(states[&email("happy@example.com")].version, 1, "recorded");
 }
 
-fn entry(account: &str, at: Timestamp, to: &str) -> HistoryEntry {
+fn entry(account: &str, at: Timestamp, to: StateName) -> HistoryEntry {
     HistoryEntry {
         at,
         account: account.into(),
         stream: Some("verification".into()),
-        from: "active".into(),
-        to: to.into(),
+        from: StateName::Active,
+        to,
         cause: Cause::BounceRate,
         note: None,
         share: None,
@@ -490,7 +490,7 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
                 "primary",
                 0,
                 &next,
-                &entry("primary", now(), "quarantined"),
+                &entry("primary", now(), StateName::Quarantined),
                 later
             )
             .await
@@ -507,7 +507,7 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
                 "primary",
                 0,
                 &other,
-                &entry("primary", now(), "paused"),
+                &entry("primary", now(), StateName::Paused),
                 later
             )
             .await
@@ -519,7 +519,10 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
     assert!(window.state.is_quarantined("verification"));
     assert_eq!(window.state.quarantined["verification"].bounce_rate, 0.16);
     let history = store.history("primary", 10).await.unwrap();
-    assert_eq!(history, vec![entry("primary", now(), "quarantined")]);
+    assert_eq!(
+        history,
+        vec![entry("primary", now(), StateName::Quarantined)]
+    );
 
     let mut paused = window.state.clone();
     paused.status = Status::Paused;
@@ -530,7 +533,7 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
                 "primary",
                 1,
                 &paused,
-                &entry("primary", at, "paused"),
+                &entry("primary", at, StateName::Paused),
                 later
             )
             .await
@@ -545,14 +548,14 @@ async fn a_transition_applies_once_per_version_with_one_history_entry(store: &dy
         (2, Status::Paused)
     );
     assert_eq!(states["backup"], GuardState::default());
-    let newest_first: Vec<String> = store
+    let newest_first: Vec<StateName> = store
         .history("primary", 10)
         .await
         .unwrap()
         .into_iter()
         .map(|e| e.to)
         .collect();
-    assert_eq!(newest_first, ["paused", "quarantined"]);
+    assert_eq!(newest_first, [StateName::Paused, StateName::Quarantined]);
     assert_eq!(store.history("primary", 1).await.unwrap().len(), 1);
     assert!(store.history("backup", 10).await.unwrap().is_empty());
 }

@@ -14,7 +14,7 @@ use crate::app::status::{self, AccountStatus, StatusError};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::{Reason, Suppression};
-use crate::domain::reputation::guard::HistoryEntry;
+use crate::domain::reputation::history::HistoryEntry;
 use crate::domain::sending::rate_limit::{LimitsPatch, Periods, RateLimits};
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{AuditEntry, ManualSuppression, Page, SesError, StoreError};

@@ -33,7 +33,7 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::SendSource;
 use crate::domain::feedback::plan::ChangeSet;
 use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
-use crate::domain::reputation::guard::{AccountState, Cause, Status};
+use crate::domain::reputation::state::{AccountState, Cause, Status};
 use crate::domain::sending::request::{OutgoingMail, SendRequest};
 use crate::domain::sending::routing::{self, Route};
 use crate::domain::sending::send_record::{self, Held, Identity, SendKey, SendRecord};

@@ -9,7 +9,8 @@ use std::time::Duration;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
-use crate::domain::reputation::guard::{AccountState, Thresholds};
+use crate::domain::reputation::state::AccountState;
+use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::{self, Candidate, Message, Priority, Route, stream_risk};
 use crate::ports::{CounterWindow, SesAccount, SesError, StoreError};
 use crate::telemetry::error_chain;
@@ -283,7 +284,7 @@ impl Snapshot {
     /// of a batch routes around it.
     pub fn mark_paused(&mut self, account: &str, until: Option<Timestamp>) {
         if let Some(view) = self.accounts.get_mut(account) {
-            view.state.status = crate::domain::reputation::guard::Status::Paused;
+            view.state.status = crate::domain::reputation::state::Status::Paused;
             view.state.until = until;
         }
     }

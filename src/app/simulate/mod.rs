@@ -34,7 +34,8 @@ use crate::domain::feedback::notification::{
     Bounce, BounceType, BouncedRecipient, Event, Format, Mail, Notification,
 };
 use crate::domain::reputation::counters::WindowTotals;
-use crate::domain::reputation::guard::{Alert, Thresholds};
+use crate::domain::reputation::history::Alert;
+use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::{self, Priority, Route};
 use crate::domain::sns::unwrap::Content;
 use crate::ports::{AlertError, AlertSink, Clock};
@@ -465,10 +466,7 @@ fn tell(
     out: &mut Outcome,
 ) {
     let c = &alert.change;
-    if guard_acted.is_none()
-        && c.account == "primary"
-        && matches!(c.to.as_str(), "paused" | "quarantined")
-    {
+    if guard_acted.is_none() && c.account == "primary" && c.to.is_stopped() {
         *guard_acted = Some((minute, c.stream.clone()));
     }
     let share = c

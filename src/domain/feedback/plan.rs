@@ -372,7 +372,7 @@ pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
 /// Where each account's counter buckets start afresh ([`AccountState::origins`]); an account
 /// left out has none.
 ///
-/// [`AccountState::origins`]: crate::domain::reputation::guard::AccountState::origins
+/// [`AccountState::origins`]: crate::domain::reputation::state::AccountState::origins
 pub type Origins = HashMap<String, Vec<Timestamp>>;
 
 /// Plans the writes for a batch of distinct notifications. `states` holds what the store

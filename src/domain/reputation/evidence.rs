@@ -8,8 +8,8 @@ use std::collections::BTreeMap;
 
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowConfig, WindowTotals};
-use crate::domain::reputation::guard::{AccountState, Status};
 use crate::domain::reputation::ses_view::SesFigures;
+use crate::domain::reputation::state::{AccountState, Status};
 use crate::domain::reputation::thresholds::Thresholds;
 
 /// What the guard judges an account on.
@@ -134,8 +134,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::domain::reputation::guard::{Cause, Quarantine};
     use crate::domain::reputation::rules::tests::{counts as bad, window};
+    use crate::domain::reputation::state::{Cause, Quarantine};
 
     #[test]
     fn only_an_active_account_under_every_warn_level_is_calm() {
@@ -175,7 +175,7 @@ mod tests {
         assert!(!calm(&quarantine, &window(&[("a", bad(20_000, 0, 0))])));
     }
 
-    use crate::domain::reputation::guard::{Probation, Return};
+    use crate::domain::reputation::probation::{Probation, Return};
 
     const MINUTE: i64 = 60_000;
 

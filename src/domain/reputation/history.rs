@@ -6,8 +6,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::Counts;
-use crate::domain::reputation::guard::Cause;
 use crate::domain::reputation::ses_view::SesView;
+use crate::domain::reputation::state::{Cause, StateName};
 
 /// Rates at the time of a transition, as history and alerts report them: the mail that
 /// decided, how sure its rates were, and the account as SES sees it.
@@ -68,9 +68,9 @@ pub struct HistoryEntry {
     /// The stream, for a quarantine or its lifting.
     pub stream: Option<String>,
     /// State before.
-    pub from: String,
+    pub from: StateName,
     /// State after.
-    pub to: String,
+    pub to: StateName,
     /// Why.
     pub cause: Cause,
     /// An operator's note.
@@ -166,7 +166,7 @@ impl Alert {
 pub fn traffic_after(
     account: &str,
     stream: Option<&str>,
-    (from, to): (&str, &str),
+    (from, to): (StateName, StateName),
     share: Option<f64>,
     streams: &[(&str, &[String])],
 ) -> String {
@@ -179,7 +179,7 @@ pub fn traffic_after(
     if affected.is_empty() {
         return format!("no configured stream uses `{account}`");
     }
-    if let (Some(share), "probation") = (share, to) {
+    if let (Some(share), StateName::Probation) = (share, to) {
         let names: Vec<&str> = affected.iter().map(|(name, _)| *name).collect();
         return format!(
             "{account} takes {:.0} % of {} (probation); the rest goes where it went during the incident",
@@ -187,8 +187,12 @@ pub fn traffic_after(
             names.join(", "),
         );
     }
-    let resumed = to == "active" && matches!(from, "paused" | "quarantined" | "probation");
-    if !resumed && to != "paused" && to != "quarantined" {
+    let resumed = to == StateName::Active
+        && matches!(
+            from,
+            StateName::Paused | StateName::Quarantined | StateName::Probation
+        );
+    if !resumed && !to.is_stopped() {
         return format!("traffic unchanged: {account} keeps sending");
     }
     let lines: Vec<String> = affected
@@ -222,54 +226,90 @@ mod tests {
             traffic_after(
                 "primary",
                 Some("verification"),
-                ("active", "quarantined"),
+                (StateName::Active, StateName::Quarantined),
                 None,
                 &streams
             ),
             "verification fails over to backup"
         );
         assert_eq!(
-            traffic_after("primary", None, ("warning", "paused"), None, &streams),
+            traffic_after(
+                "primary",
+                None,
+                (StateName::Warning, StateName::Paused),
+                None,
+                &streams
+            ),
             "verification fails over to backup; bulk has no account after primary: deferred"
         );
         assert_eq!(
-            traffic_after("backup", None, ("paused", "active"), None, &streams),
+            traffic_after(
+                "backup",
+                None,
+                (StateName::Paused, StateName::Active),
+                None,
+                &streams
+            ),
             "verification may use backup again"
         );
         assert_eq!(
             traffic_after(
                 "primary",
                 Some("verification"),
-                ("quarantined", "active"),
+                (StateName::Quarantined, StateName::Active),
                 None,
                 &streams
             ),
             "verification may use primary again"
         );
         assert_eq!(
-            traffic_after("primary", None, ("active", "warning"), None, &streams),
+            traffic_after(
+                "primary",
+                None,
+                (StateName::Active, StateName::Warning),
+                None,
+                &streams
+            ),
             "traffic unchanged: primary keeps sending"
         );
         assert_eq!(
-            traffic_after("primary", None, ("warning", "active"), None, &streams),
+            traffic_after(
+                "primary",
+                None,
+                (StateName::Warning, StateName::Active),
+                None,
+                &streams
+            ),
             "traffic unchanged: primary keeps sending"
         );
         assert_eq!(
-            traffic_after("other", None, ("active", "paused"), None, &streams),
+            traffic_after(
+                "other",
+                None,
+                (StateName::Active, StateName::Paused),
+                None,
+                &streams
+            ),
             "no configured stream uses `other`"
         );
         assert_eq!(
             traffic_after(
                 "primary",
                 Some("verification"),
-                ("quarantined", "probation"),
+                (StateName::Quarantined, StateName::Probation),
                 Some(0.25),
                 &streams
             ),
             "primary takes 25 % of verification (probation); the rest goes where it went during the incident"
         );
         assert_eq!(
-            traffic_after("primary", None, ("probation", "active"), None, &streams),
+            traffic_after(
+                "primary",
+                None,
+                (StateName::Probation, StateName::Active),
+                None,
+                &streams
+            ),
             "verification may use primary again; bulk may use primary again"
         );
     }
@@ -280,8 +320,8 @@ mod tests {
             at: NOW,
             account: "a".repeat(120),
             stream: None,
-            from: "active".into(),
-            to: "paused".into(),
+            from: StateName::Active,
+            to: StateName::Paused,
             cause: Cause::BounceRate,
             note: None,
             share: None,

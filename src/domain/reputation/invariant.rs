@@ -10,11 +10,10 @@ use proptest::prelude::*;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::{Bucket, Counts};
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::{
-    AccountState, Cause, Probation, Quarantine, Recovery, Return, Status,
-};
+use crate::domain::reputation::probation::{Probation, Recovery, Return};
 use crate::domain::reputation::rules::{MAX_STEPS, evaluate};
 use crate::domain::reputation::ses_view::SesFigures;
+use crate::domain::reputation::state::{AccountState, Cause, Quarantine, Status};
 use crate::domain::reputation::thresholds::Thresholds;
 
 const NOW: Timestamp = Timestamp::from_millis(1_800_000_000_000);

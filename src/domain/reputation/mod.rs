@@ -11,4 +11,5 @@ mod invariant;
 pub mod probation;
 pub mod rules;
 pub mod ses_view;
+pub mod state;
 pub mod thresholds;

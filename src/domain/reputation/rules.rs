@@ -9,11 +9,14 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
-use crate::domain::reputation::guard::{
-    AccountState, Cause, Quarantine, RateSnapshot, Recovery, Signal, Status, Thresholds,
-    Transition, stream_name,
-};
+use crate::domain::reputation::guard::Transition;
+use crate::domain::reputation::history::RateSnapshot;
+use crate::domain::reputation::probation::Recovery;
 use crate::domain::reputation::ses_view::SesView;
+use crate::domain::reputation::state::{
+    AccountState, Cause, Quarantine, Signal, StateName, Status, stream_name,
+};
+use crate::domain::reputation::thresholds::Thresholds;
 
 /// How many transitions one review applies to an account at most before it stops deciding:
 /// enough for the longest chains the rules make (a timed pause ending, a culprit quarantined
@@ -189,7 +192,7 @@ impl<'a> Judge<'a> {
     fn change(
         &self,
         next: AccountState,
-        (from, to): (&'static str, &'static str),
+        (from, to): (StateName, StateName),
         cause: Cause,
         stream: Option<&str>,
         counts: &Counts,
@@ -209,7 +212,7 @@ impl<'a> Judge<'a> {
         let next = paused(self.state, signal, self.now);
         self.change(
             next,
-            (self.state.name(), "paused"),
+            (self.state.name(), StateName::Paused),
             signal.into(),
             None,
             counts,
@@ -279,7 +282,7 @@ fn pause_ends(j: &Judge<'_>) -> Option<Transition> {
     let to = next.name();
     j.change(
         next,
-        ("paused", to),
+        (StateName::Paused, to),
         Cause::PauseExpired,
         None,
         &j.evidence.judged.total,
@@ -321,7 +324,7 @@ fn pause_level(j: &Judge<'_>) -> Option<Transition> {
             let from = stream_name(j.state, &stream);
             j.change(
                 next,
-                (from, "quarantined"),
+                (from, StateName::Quarantined),
                 signal.into(),
                 Some(&stream),
                 &j.residual,
@@ -348,7 +351,7 @@ fn stream_step_relapse(j: &Judge<'_>) -> Option<Transition> {
         return None;
     }
     j.evidence.stream_steps.iter().find_map(|(stream, counts)| {
-        if stream_name(j.state, stream) != "probation" {
+        if stream_name(j.state, stream) != StateName::Probation {
             return None;
         }
         let signal = j.over(counts, |(_, pause, _)| pause)?;
@@ -356,7 +359,7 @@ fn stream_step_relapse(j: &Judge<'_>) -> Option<Transition> {
         next.quarantine(stream, signal.into(), counts, j.now);
         j.change(
             next,
-            ("probation", "quarantined"),
+            (StateName::Probation, StateName::Quarantined),
             signal.into(),
             Some(stream),
             counts,
@@ -414,7 +417,7 @@ fn warning(j: &Judge<'_>) -> Option<Transition> {
     next.since = Some(j.now);
     j.change(
         next,
-        (j.state.name(), "warning"),
+        (j.state.name(), StateName::Warning),
         signal.into(),
         None,
         &j.residual,
@@ -459,7 +462,7 @@ fn stream_step_passed(j: &Judge<'_>) -> Option<Transition> {
         let to = stream_name(&next, stream);
         j.change(
             next,
-            ("probation", to),
+            (StateName::Probation, to),
             Cause::Recovered,
             Some(stream),
             counts,
@@ -481,7 +484,7 @@ fn stream_step_passed(j: &Judge<'_>) -> Option<Transition> {
         let to = stream_name(&next, stream);
         j.change(
             next,
-            ("quarantined", to),
+            (StateName::Quarantined, to),
             Cause::Recovered,
             Some(stream),
             &counts,
@@ -581,7 +584,7 @@ fn dominant(
 pub(crate) mod tests {
     use super::*;
     use crate::domain::reputation::counters::Bucket;
-    use crate::domain::reputation::guard::Probation;
+    use crate::domain::reputation::probation::Probation;
     use crate::domain::reputation::ses_view::SesFigures;
 
     const NOW: Timestamp = Timestamp::from_millis(1_000_000);
@@ -646,12 +649,19 @@ pub(crate) mod tests {
         );
         // Ten bounces in 30 sends: at least 20 % (lower bound), surely over 8 %.
         let ten = window(&[("verification", counts(30, 10, 0))]);
-        assert_eq!(decide(&AccountState::default(), &ten).unwrap().to, "paused");
+        assert_eq!(
+            decide(&AccountState::default(), &ten).unwrap().to,
+            StateName::Paused
+        );
         let w = window(&[("verification", counts(199, 10, 0))]);
         assert_eq!(decide(&AccountState::default(), &w), None, "5 % of 199");
         let clear = window(&[("verification", counts(180, 40, 0))]);
         let t = decide(&AccountState::default(), &clear).unwrap();
-        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate), "40 in 180");
+        assert_eq!(
+            (t.to, t.cause),
+            (StateName::Paused, Cause::BounceRate),
+            "40 in 180"
+        );
         assert!(t.rates.bounds.bounce[0] > 0.16, "{:?}", t.rates.bounds);
     }
 
@@ -664,7 +674,11 @@ pub(crate) mod tests {
         let t = decide(&AccountState::default(), &w).unwrap();
         assert_eq!(
             (t.from, t.to, t.stream.as_deref()),
-            ("active", "quarantined", Some("verification"))
+            (
+                StateName::Active,
+                StateName::Quarantined,
+                Some("verification")
+            )
         );
         assert_eq!(t.cause, Cause::BounceRate);
         assert_eq!(t.next.status, Status::Active);
@@ -676,7 +690,10 @@ pub(crate) mod tests {
     fn without_a_dominant_stream_the_whole_account_pauses() {
         let w = window(&[("a", counts(500, 40, 0)), ("b", counts(500, 40, 0))]);
         let t = decide(&AccountState::default(), &w).unwrap();
-        assert_eq!((t.from, t.to, t.stream), ("active", "paused", None));
+        assert_eq!(
+            (t.from, t.to, t.stream),
+            (StateName::Active, StateName::Paused, None)
+        );
         assert!(t.next.is_paused(NOW));
         assert_eq!(t.next.until, None, "a rate pause stays until lifted");
     }
@@ -698,7 +715,7 @@ pub(crate) mod tests {
         let cleared = decide(&state, &w).unwrap();
         assert_eq!(
             (cleared.from, cleared.to, cleared.cause),
-            ("warning", "active", Cause::Recovered)
+            (StateName::Warning, StateName::Active, Cause::Recovered)
         );
         assert!(cleared.next.is_quarantined("verification"));
     }
@@ -711,7 +728,7 @@ pub(crate) mod tests {
         ]);
         let state = quarantined("verification", Cause::BounceRate);
         let t = decide(&state, &w).unwrap();
-        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate));
+        assert_eq!((t.to, t.cause), (StateName::Paused, Cause::BounceRate));
         assert!(
             t.next.is_quarantined("verification"),
             "the quarantine is kept"
@@ -741,7 +758,11 @@ pub(crate) mod tests {
         let t = decide(&state, &w).unwrap();
         assert_eq!(
             (t.from, t.to, t.stream.as_deref()),
-            ("active", "quarantined", Some("transactional"))
+            (
+                StateName::Active,
+                StateName::Quarantined,
+                Some("transactional")
+            )
         );
         assert_eq!(
             t.next.status,
@@ -760,12 +781,12 @@ pub(crate) mod tests {
         let t = decide(&AccountState::default(), &w).unwrap();
         assert_eq!(
             (t.to, t.stream.as_deref(), t.cause),
-            ("quarantined", Some("bulk"), Cause::ComplaintRate)
+            (StateName::Quarantined, Some("bulk"), Cause::ComplaintRate)
         );
         let warn = window(&[("bulk", counts(10_000, 0, 17))]);
         assert_eq!(
             decide(&AccountState::default(), &warn).unwrap().to,
-            "warning"
+            StateName::Warning
         );
     }
 
@@ -773,7 +794,7 @@ pub(crate) mod tests {
     fn warning_is_entered_at_the_warn_level_and_left_only_below_eighty_percent_of_it() {
         let at_warn = window(&[("s", counts(1000, 40, 0))]);
         let t = decide(&AccountState::default(), &at_warn).unwrap();
-        assert_eq!((t.from, t.to), ("active", "warning"));
+        assert_eq!((t.from, t.to), (StateName::Active, StateName::Warning));
         let warning = t.next;
         assert_eq!(
             decide(&warning, &window(&[("s", counts(1000, 33, 0))])),
@@ -783,7 +804,7 @@ pub(crate) mod tests {
         let back = decide(&warning, &window(&[("s", counts(1000, 31, 0))])).unwrap();
         assert_eq!(
             (back.from, back.to, back.cause),
-            ("warning", "active", Cause::Recovered)
+            (StateName::Warning, StateName::Active, Cause::Recovered)
         );
     }
 
@@ -793,7 +814,10 @@ pub(crate) mod tests {
         let calm = window(&[("s", counts(1000, 10, 0))]);
         assert_eq!(decide(&paused, &calm), None);
         let resumed = decide_with(&paused, &calm, &AUTO).unwrap();
-        assert_eq!((resumed.from, resumed.to), ("paused", "active"));
+        assert_eq!(
+            (resumed.from, resumed.to),
+            (StateName::Paused, StateName::Active)
+        );
     }
 
     #[test]
@@ -804,7 +828,10 @@ pub(crate) mod tests {
         assert_eq!(decide_with(&operator, &calm, &AUTO), None);
         operator.until = Some(NOW);
         let ended = decide(&operator, &calm).unwrap();
-        assert_eq!((ended.to, ended.cause), ("active", Cause::PauseExpired));
+        assert_eq!(
+            (ended.to, ended.cause),
+            (StateName::Active, Cause::PauseExpired)
+        );
     }
 
     #[test]
@@ -830,7 +857,7 @@ pub(crate) mod tests {
         let lifted = decide_with(&state, &w, &AUTO).unwrap();
         assert_eq!(
             (lifted.from, lifted.to, lifted.stream.as_deref()),
-            ("quarantined", "active", Some("v"))
+            (StateName::Quarantined, StateName::Active, Some("v"))
         );
         assert!(lifted.next.quarantined.is_empty());
     }
@@ -874,7 +901,7 @@ pub(crate) mod tests {
     #[test]
     fn feedback_about_mail_sent_before_a_resume_does_not_pause_again() {
         let (state, mut buckets) = resumed_after_the_incident();
-        assert_eq!(state.name(), "probation");
+        assert_eq!(state.name(), StateName::Probation);
         // A late delivery and four late bounces, all about the incident's mail.
         buckets[0].total.deliveries += 1;
         buckets[0].total.hard_bounces += 4;
@@ -883,7 +910,7 @@ pub(crate) mod tests {
         let mut under = state.clone();
         under.line_override = None;
         let t = judge(&under, &buckets, at(11)).unwrap();
-        assert_eq!((t.to, t.rates.window_sends), ("paused", 400));
+        assert_eq!((t.to, t.rates.window_sends), (StateName::Paused, 400));
         assert_eq!(t.rates.ses.bounce_rate, 0.1);
     }
 
@@ -894,7 +921,7 @@ pub(crate) mod tests {
         let t = judge(&state, &buckets, at(12)).unwrap();
         assert_eq!(
             (t.from, t.to, t.cause),
-            ("probation", "paused", Cause::BounceRate)
+            (StateName::Probation, StateName::Paused, Cause::BounceRate)
         );
         assert_eq!(
             t.rates.window_sends, 250,
@@ -912,7 +939,7 @@ pub(crate) mod tests {
         let t = judge(&state, &buckets, at(30)).unwrap();
         assert_eq!(
             (t.from, t.to, t.cause),
-            ("probation", "probation", Cause::Recovered)
+            (StateName::Probation, StateName::Probation, Cause::Recovered)
         );
         assert_eq!(t.share(), Some(0.25));
         // The next step starts afresh: its evidence is the mail sent from now on.
@@ -930,7 +957,10 @@ pub(crate) mod tests {
             "nine minutes in: its bounces may still be on their way"
         );
         let done = judge(&last, &buckets, at(45)).unwrap();
-        assert_eq!((done.from, done.to), ("probation", "active"));
+        assert_eq!(
+            (done.from, done.to),
+            (StateName::Probation, StateName::Active)
+        );
         assert_eq!(done.share(), None);
     }
 
@@ -941,7 +971,7 @@ pub(crate) mod tests {
         buckets.push(Bucket::of(at(10), &[("bulk", counts(2_000, 20, 0))]));
         buckets.push(Bucket::of(at(30), &[("bulk", counts(200, 17, 0))]));
         let t = judge(&state, &buckets, at(40)).unwrap();
-        assert_eq!((t.from, t.to), ("probation", "paused"));
+        assert_eq!((t.from, t.to), (StateName::Probation, StateName::Paused));
     }
 
     #[test]
@@ -958,7 +988,7 @@ pub(crate) mod tests {
             },
         );
         state.lift("verification", RAMP.start(at(10)), at(10));
-        assert_eq!(stream_name(&state, "verification"), "probation");
+        assert_eq!(stream_name(&state, "verification"), StateName::Probation);
         let mut buckets = vec![Bucket::of(
             NOW,
             &[
@@ -975,7 +1005,11 @@ pub(crate) mod tests {
         let t = judge(&state, &buckets, at(20)).unwrap();
         assert_eq!(
             (t.from, t.to, t.stream.as_deref()),
-            ("probation", "quarantined", Some("verification"))
+            (
+                StateName::Probation,
+                StateName::Quarantined,
+                Some("verification")
+            )
         );
         assert!(t.next.returned.is_empty());
     }
@@ -992,7 +1026,10 @@ pub(crate) mod tests {
         assert_eq!(decide(&empty), None, "no mail, no evidence");
         let calm = Evidence::uncut(window(&[("s", counts(1000, 10, 0))]));
         let resumed = decide(&calm).unwrap();
-        assert_eq!((resumed.from, resumed.to), ("paused", "probation"));
+        assert_eq!(
+            (resumed.from, resumed.to),
+            (StateName::Paused, StateName::Probation)
+        );
         assert_eq!(resumed.next.judged_since, Some(NOW));
         let mut quarantined = AccountState::default();
         quarantined.quarantined.insert(
@@ -1049,7 +1086,10 @@ pub(crate) mod tests {
             ("transactional", counts(2_000, 20, 0)),
         ]);
         let resumed = decide_with(&state, &later, &AUTO).unwrap();
-        assert_eq!((resumed.from, resumed.to), ("paused", "active"));
+        assert_eq!(
+            (resumed.from, resumed.to),
+            (StateName::Paused, StateName::Active)
+        );
         assert_eq!(resumed.rates.ses.bounce_rate, 170.0 / 3_000.0);
     }
 
@@ -1061,7 +1101,7 @@ pub(crate) mod tests {
         let guards_own = quarantined("transactional", Cause::BounceRate);
         assert_eq!(
             decide_with(&guards_own, &clean, &AUTO).unwrap().to,
-            "active"
+            StateName::Active
         );
     }
 
@@ -1074,14 +1114,14 @@ pub(crate) mod tests {
         let t = decide(&state, &w).unwrap();
         assert_eq!(
             (t.from, t.to, t.cause),
-            ("paused", "paused", Cause::BounceRate)
+            (StateName::Paused, StateName::Paused, Cause::BounceRate)
         );
         assert_eq!(t.next.until, None, "a rate pause: until lifted");
         assert!(t.next.is_paused(NOW));
         assert_eq!(t.rates.ses.bounce_rate, 0.1);
         // Under the line it ends as it always did.
         let calm = window(&[("s", counts(3_000, 30, 0))]);
-        assert_eq!(decide(&state, &calm).unwrap().to, "active");
+        assert_eq!(decide(&state, &calm).unwrap().to, StateName::Active);
     }
 
     #[test]
@@ -1094,7 +1134,7 @@ pub(crate) mod tests {
         let t = judge(&state, &[], at(5)).unwrap();
         assert_eq!(
             (t.from, t.to, t.cause),
-            ("paused", "probation", Cause::PauseExpired)
+            (StateName::Paused, StateName::Probation, Cause::PauseExpired)
         );
         let step = t.next.probation.unwrap();
         assert_eq!((step.step, step.share, step.since), (1, 0.25, at(5)));
@@ -1115,7 +1155,7 @@ pub(crate) mod tests {
         // Its one stream dominates: it stops sending on the account.
         assert_eq!(
             (t.to, t.stream.as_deref(), t.cause),
-            ("quarantined", Some("bulk"), Cause::BounceRate)
+            (StateName::Quarantined, Some("bulk"), Cause::BounceRate)
         );
         assert_eq!(
             t.rates.window_sends, 180,
@@ -1129,7 +1169,10 @@ pub(crate) mod tests {
             Bucket::of(NOW, &[("bulk", counts(3_000, 270, 0))]),
             Bucket::of(at(10), &[("bulk", counts(180, 40, 0))]),
         ];
-        assert_eq!(judge(&over, &buckets, at(20)).unwrap().to, "paused");
+        assert_eq!(
+            judge(&over, &buckets, at(20)).unwrap().to,
+            StateName::Paused
+        );
     }
 
     #[test]
@@ -1139,7 +1182,7 @@ pub(crate) mod tests {
         buckets.push(Bucket::of(at(10), &[("bulk", counts(2_000, 80, 0))]));
         buckets.push(Bucket::of(at(30), &[("bulk", counts(250, 22, 0))]));
         let t = judge(&state, &buckets, at(40)).unwrap();
-        assert_eq!((t.to, t.rates.window_sends), ("paused", 250));
+        assert_eq!((t.to, t.rates.window_sends), (StateName::Paused, 250));
         assert_eq!(t.rates.bounce_rate, 0.088);
         assert_eq!(t.rates.ses.sends, 2_650);
         let entry = t.history("primary", "guard", at(40));
@@ -1153,7 +1196,7 @@ pub(crate) mod tests {
             ("transactional", counts(1_000, 10, 0)),
         ]);
         let t = decide(&warned, &w).unwrap();
-        assert_eq!((t.to, t.rates.bounce_rate), ("active", 0.01));
+        assert_eq!((t.to, t.rates.bounce_rate), (StateName::Active, 0.01));
         assert_eq!(t.rates.ses.bounce_rate, 0.085);
     }
 
@@ -1175,7 +1218,7 @@ pub(crate) mod tests {
             NOW,
         )
         .unwrap();
-        assert_eq!((t.to, t.cause), ("paused", Cause::BounceRate));
+        assert_eq!((t.to, t.cause), (StateName::Paused, Cause::BounceRate));
         assert_eq!(t.rates.ses.bounce_rate, 0.095);
         assert_eq!(t.rates.bounce_rate, 0.01, "sesguard's own count beside it");
         assert!(
@@ -1195,7 +1238,7 @@ pub(crate) mod tests {
         .unwrap();
         assert_eq!(
             (gap.from, gap.to, gap.cause),
-            ("active", "active", Cause::FeedbackGap)
+            (StateName::Active, StateName::Active, Cause::FeedbackGap)
         );
         assert_eq!(gap.next.feedback_missing, Some(Signal::BounceRate));
         let noted = gap.next;
@@ -1252,7 +1295,7 @@ pub(crate) mod tests {
         let t = decide(&throttled, &over).unwrap();
         assert_eq!(
             (t.to, t.cause, t.next.until),
-            ("paused", Cause::BounceRate, None)
+            (StateName::Paused, Cause::BounceRate, None)
         );
     }
 
@@ -1266,7 +1309,7 @@ pub(crate) mod tests {
         let t = decide(&state, &w).unwrap();
         assert_eq!(
             (t.from, t.to, t.cause),
-            ("paused", "paused", Cause::BounceRate)
+            (StateName::Paused, StateName::Paused, Cause::BounceRate)
         );
         assert_eq!(t.next.until, None);
     }

@@ -17,7 +17,8 @@ use serde::{Deserialize, Serialize};
 use crate::domain::common::digest::fnv1a;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::counters::Counts;
-use crate::domain::reputation::guard::{AccountState, Thresholds};
+use crate::domain::reputation::state::AccountState;
+use crate::domain::reputation::thresholds::Thresholds;
 
 /// How important a message is when capacity is short.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -252,7 +253,7 @@ fn within_reputation_budget(c: &Candidate<'_>, risk: f64) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::reputation::guard::{Cause, Quarantine, Status};
+    use crate::domain::reputation::state::{Cause, Quarantine, Status};
 
     const NOW: Timestamp = Timestamp::from_millis(10_000_000);
 
@@ -499,7 +500,7 @@ mod tests {
 
     #[test]
     fn an_account_on_probation_takes_its_share_and_the_rest_goes_where_it_went() {
-        use crate::domain::reputation::guard::Probation;
+        use crate::domain::reputation::probation::Probation;
         let t = Thresholds::default();
         let probation = AccountState {
             probation: Some(Probation {
