@@ -40,6 +40,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sesguard::adapters::dynamodb::{DynamoStore, Tables};
 use sesguard::app::Context;
+use sesguard::app::ingest::Ingestor;
 use sesguard::app::send::{Queued, Sender, SenderMemory};
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
@@ -474,7 +475,7 @@ async fn sender_process(args: &Args) -> anyhow::Result<()> {
                         )
                     })
                     .collect();
-                let sender = Sender::new(&deps, ses.as_ref(), &memory);
+                let sender = Sender::of(&deps, &memory).with_transport(ses.as_ref());
                 match sender.send(batch, deps.clock.now()).await {
                     Ok(judged) => {
                         for j in judged {
@@ -565,7 +566,7 @@ async fn ingest_process(args: &Args) -> anyhow::Result<()> {
                     .collect();
                 let (_, records) =
                     sesguard::lambda::ingest::decode(json!({ "Records": bodies }), "load");
-                let outcome = deps.ingest(records, deps.clock.now()).await;
+                let outcome = Ingestor::of(&deps).ingest(records, deps.clock.now()).await;
                 let mut back = Vec::new();
                 for (id, outcome) in outcome.records {
                     *report

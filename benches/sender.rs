@@ -54,7 +54,7 @@ fn gate(criterion: &mut Criterion) {
                     Queued::new(n.to_string(), SendRequest::parse(&json).map_err(|e| e.to_string()))
                 })
                 .collect();
-            let judged = runtime.block_on(Sender::new(&deps, &Accept, &memory).send(batch, deps.clock.now())).expect("batch");
+            let judged = runtime.block_on(Sender::of(&deps, &memory).with_transport(&Accept).send(batch, deps.clock.now())).expect("batch");
             assert!(judged.iter().all(|j| j.decision.name() == "sent"), "{:?}", judged.iter().find(|j| j.decision.name() != "sent"));
         });
     });

@@ -15,7 +15,7 @@ use rsa::signature::{SignatureEncoding, Signer};
 use serde_json::json;
 use sesguard::adapters::sns_https::{GivenCertificate, SnsHttp};
 use sesguard::adapters::sqlite::SqliteStore;
-use sesguard::app::ingest::Inbound;
+use sesguard::app::ingest::{Inbound, Ingestor};
 use sesguard::app::webhook::{Certificates, Verifier, Webhook};
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
@@ -49,7 +49,7 @@ fn verify_cached(criterion: &mut Criterion) {
     let deps = sesguard::wiring::local(config, store, Arc::new(SystemClock));
     let certificates = Certificates::new(Arc::new(GivenCertificate(pem)));
     let confirmer = SnsHttp::new(std::time::Duration::from_secs(1)).expect("client");
-    let webhook = Webhook::new(&deps, &certificates, &confirmer, &[]);
+    let webhook = Webhook::of(&deps, &certificates, &confirmer);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()
         .expect("runtime");
@@ -153,7 +153,7 @@ fn ingest_verified(criterion: &mut Criterion) {
                             content: Ok(opened.content),
                         });
                     }
-                    let report = deps.ingest(records, now).await;
+                    let report = Ingestor::of(&deps).ingest(records, now).await;
                     assert_eq!(report.summary().processed, ENVELOPES);
                 });
             },

@@ -8,6 +8,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 
 use serde::Serialize;
 
+use crate::app::Context;
 use crate::app::review::{Applied, Gauge, Guard, Review};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
@@ -197,30 +198,24 @@ pub struct Ingestor<'a> {
 }
 
 impl<'a> Ingestor<'a> {
-    /// An ingestor writing to `ledger` with these accounts and rules.
-    pub fn new(
-        ledger: &'a dyn FeedbackLedger,
-        directory: &'a AccountDirectory,
-        policy: &'a IngestPolicy,
-    ) -> Self {
+    /// The ingestor of `context`: it writes to the store with the configured accounts and
+    /// rules, settles the sender's records of the messages whose `Send` or `Delivery` events
+    /// arrive, and lets the guard review the accounts each batch touched (reusing calm
+    /// accounts' windows from the process's cache).
+    pub fn of(context: &'a Context) -> Self {
+        let store = context.store.as_ref();
         Self {
-            ledger,
-            directory,
-            policy,
-            guard: None,
-            sends: None,
+            ledger: store,
+            directory: &context.directory,
+            policy: &context.policy,
+            guard: Some(Guard::of(context).with_cache(&context.windows)),
+            sends: Some(store),
         }
     }
 
-    /// Settles the sender's records of the messages whose `Send` or `Delivery` events arrive.
-    pub fn with_settlement(mut self, sends: &'a dyn SendLedger) -> Self {
-        self.sends = Some(sends);
-        self
-    }
-
-    /// Reviews the touched accounts with `guard` after each batch.
-    pub fn with_guard(mut self, guard: Guard<'a>) -> Self {
-        self.guard = Some(guard);
+    /// The same ingestor recording only: no review after a batch (a test's quiet history).
+    pub fn without_review(mut self) -> Self {
+        self.guard = None;
         self
     }
 
@@ -501,18 +496,5 @@ fn fail_all(part: &[(usize, Effects)], outcomes: &mut [Option<Outcome>], error: 
     tracing::error!(%error, records = part.len(), "batch not stored; records will be retried");
     for (index, _) in part {
         outcomes[*index] = Some(Outcome::Failed(error.clone()));
-    }
-}
-
-impl crate::app::Context {
-    /// Records a batch and lets the guard review the accounts it touched.
-    pub async fn ingest(&self, records: Vec<Inbound>, now: Timestamp) -> Report {
-        let store = self.store.as_ref();
-        let guard = Guard::of(self).with_cache(&self.windows);
-        Ingestor::new(store, &self.directory, &self.policy)
-            .with_guard(guard)
-            .with_settlement(store)
-            .ingest(records, now)
-            .await
     }
 }

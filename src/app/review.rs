@@ -369,10 +369,3 @@ pub async fn enforce(ses: &dyn SesAccount, alert: &mut Alert) {
         }
     }
 }
-
-impl crate::app::Context {
-    /// Reviews every configured account now (the scheduled review).
-    pub async fn review_all(&self, now: Timestamp) -> Result<Review, StoreError> {
-        Guard::of(self).review_all(now).await
-    }
-}

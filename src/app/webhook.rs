@@ -12,6 +12,7 @@ use std::sync::{Arc, Mutex};
 use serde_json::{Value, json};
 
 use crate::app::Context;
+use crate::app::ingest::Ingestor;
 use crate::app::ingest::{Inbound, Outcome};
 use crate::config::WebhookConfig;
 use crate::domain::common::timestamp::Timestamp;
@@ -234,19 +235,25 @@ pub struct Webhook<'a> {
 }
 
 impl<'a> Webhook<'a> {
-    /// A webhook; `extra_topics` are allowed besides the configured ones.
-    pub fn new(
-        deps: &'a Context,
+    /// The webhook of `context`, verifying signatures with `certificates` and confirming
+    /// subscriptions through `confirmer`; it allows the configured topics.
+    pub fn of(
+        context: &'a Context,
         certificates: &'a Certificates,
         confirmer: &'a dyn SubscriptionConfirmer,
-        extra_topics: &'a [String],
     ) -> Self {
         Self {
-            deps,
+            deps: context,
             certificates,
             confirmer,
-            extra_topics,
+            extra_topics: &[],
         }
+    }
+
+    /// The same webhook allowing `topics` besides the configured ones.
+    pub fn with_topics(mut self, topics: &'a [String]) -> Self {
+        self.extra_topics = topics;
+        self
     }
 
     /// Verifies a delivery without acting on it: `Ok(envelope)` when every check passes.
@@ -322,7 +329,7 @@ impl<'a> Webhook<'a> {
             sns,
             content,
         };
-        let report = self.deps.ingest(vec![inbound], now).await;
+        let report = Ingestor::of(self.deps).ingest(vec![inbound], now).await;
         report.log();
         match report.records.first().map(|(_, outcome)| outcome) {
             Some(Outcome::Failed(error)) => Answer::Unavailable(error.clone()),

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tokio::sync::mpsc;
 
 use super::*;
+use crate::app::ingest::Ingestor;
 use crate::app::ingest::{Outcome, Summary};
 use crate::app::webhook::{Answer, Verifier};
 use crate::domain::common::timestamp::Timestamp;
@@ -80,7 +81,7 @@ pub(super) async fn ingest(
     let mut summary = Summary::default();
     while let Some(chunk) = received.recv().await {
         let records = chunk.len() as u64;
-        let report = deps.ingest(chunk, deps.clock.now()).await;
+        let report = Ingestor::of(deps).ingest(chunk, deps.clock.now()).await;
         if options.log_records {
             report.log();
         }

@@ -2,6 +2,7 @@
 //! case, prints the answer. The configuration commands read the file alone.
 
 use super::*;
+use crate::app::review::Guard;
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -44,7 +45,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            let entry = Admin::new(&deps, actor)
+            let entry = Admin::of(&deps, actor)
                 .pause(&name, stream, duration, &reason, deps.clock.now())
                 .await?;
             print_transition(&entry, cli.json)
@@ -59,7 +60,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            let entry = Admin::new(&deps, actor)
+            let entry = Admin::of(&deps, actor)
                 .resume(&name, stream, !no_probation, &reason, deps.clock.now())
                 .await?;
             print_transition(&entry, cli.json)
@@ -67,7 +68,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts {
             command: AccountsCommand::Review,
         } => {
-            let review = deps.review_all(deps.clock.now()).await?;
+            let review = Guard::of(&deps).review_all(deps.clock.now()).await?;
             if cli.json {
                 let alerts: Vec<_> = review.applied.iter().map(|a| &a.alert).collect();
                 say!("{}", serde_json::to_string_pretty(&alerts)?);
@@ -82,7 +83,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Accounts {
             command: AccountsCommand::History { name, limit },
         } => {
-            let history = Admin::new(&deps, "cli").history(&name, limit).await?;
+            let history = Admin::of(&deps, "cli").history(&name, limit).await?;
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&history)?);
             } else {
@@ -175,7 +176,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            let admin = Admin::new(&deps, actor);
+            let admin = Admin::of(&deps, actor);
             let mut policy = admin.policy().await?;
             let changed = !(block.is_empty()
                 && unblock.is_empty()
@@ -205,7 +206,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Audit { limit } => {
-            let entries = Admin::new(&deps, "cli").audit_log(limit).await?;
+            let entries = Admin::of(&deps, "cli").audit_log(limit).await?;
             if cli.json {
                 say!("{}", serde_json::to_string_pretty(&entries)?);
             } else {
@@ -244,7 +245,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     actor,
                 },
         } => {
-            let admin = Admin::new(&deps, actor);
+            let admin = Admin::of(&deps, actor);
             let now = deps.clock.now();
             let patch = LimitsPatch {
                 capacity,
@@ -282,7 +283,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ..Queued::new(origin, SendRequest::parse(&text).map_err(|e| e.to_string()))
             };
             let memory = SenderMemory::default();
-            let judged = Sender::new(&deps, deps.transport.as_ref(), &memory)
+            let judged = Sender::of(&deps, &memory)
                 .send(vec![queued], deps.clock.now())
                 .await?;
             let decision = &judged[0].decision;
@@ -302,7 +303,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let body = read_input(&file)?;
             let (source, confirmer) = wiring.certificate_source(cert.as_deref())?;
             let certificates = Certificates::new(source);
-            let verdict = Webhook::new(&deps, &certificates, confirmer.as_ref(), &topics)
+            let verdict = Webhook::of(&deps, &certificates, confirmer.as_ref())
+                .with_topics(&topics)
                 .verify(body.as_bytes(), deps.clock.now())
                 .await;
             let (valid, reason) = match verdict {

@@ -76,7 +76,7 @@ async fn export(
     if let Some(header) = format.header() {
         writeln!(out, "{header}").map_err(write_error)?;
     }
-    let admin = Admin::new(deps, "cli");
+    let admin = Admin::of(deps, "cli");
     let only = only.map(|r| r.as_str());
     let mut cursor: Option<String> = None;
     let mut written = 0;
@@ -149,7 +149,7 @@ pub(super) async fn suppressions(
             reason,
             actor,
         } => {
-            let admin = Admin::new(deps, actor);
+            let admin = Admin::of(deps, actor);
             let added = admin.suppress(&email, &reason, deps.clock.now()).await?;
             let suppression = admin.suppression(&email).await?;
             if json {
@@ -169,7 +169,7 @@ pub(super) async fn suppressions(
             reason,
             actor,
         } => {
-            let admin = Admin::new(deps, actor);
+            let admin = Admin::of(deps, actor);
             let removed = admin.unsuppress(&email, &reason, deps.clock.now()).await?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&removed)?);
@@ -187,7 +187,7 @@ pub(super) async fn suppressions(
             reason,
             actor,
         } => {
-            let admin = Admin::new(deps, actor);
+            let admin = Admin::of(deps, actor);
             let report = import(&admin, &file, format, &reason, deps.clock.now()).await?;
             if json {
                 say!("{}", serde_json::to_string_pretty(&report)?);
@@ -224,7 +224,7 @@ pub(super) async fn suppressions(
         } => {
             // Step after step of the job, each saved: an interrupted import goes on from
             // where it stopped when run again.
-            let admin = Admin::new(deps, actor);
+            let admin = Admin::of(deps, actor);
             let mut total = ImportReport::default();
             loop {
                 let step = admin
@@ -262,7 +262,7 @@ pub(super) async fn suppressions(
             reason,
             actor,
         } => {
-            let admin = Admin::new(deps, actor);
+            let admin = Admin::of(deps, actor);
             let only = only.map(|r| r.as_str());
             let mut pushed = 0;
             loop {

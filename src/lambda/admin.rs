@@ -195,7 +195,7 @@ async fn route(
     actor: &str,
 ) -> Result<Answer, AdminError> {
     let deps = &state.context;
-    let admin = Admin::new(deps, actor);
+    let admin = Admin::of(deps, actor);
     let now = deps.clock.now();
     let query = query(request);
     let path = request.uri().path().trim_end_matches('/').to_owned();

@@ -8,8 +8,10 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 
 use crate::app::Context;
+use crate::app::ingest::Ingestor;
 use crate::app::ingest::{Inbound, InboundError, Outcome, Report};
 use crate::app::review::Gauge;
+use crate::app::review::Guard;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::unwrap::{self, SnsIds};
 use crate::telemetry::{CONTENTION, emf_document, emf_line};
@@ -177,7 +179,7 @@ pub fn is_scheduled(event: &Value) -> bool {
 /// The scheduled review: every configured account, whether feedback arrived or not.
 async fn scheduled(deps: &Context) -> Result<Value, lambda_runtime::Error> {
     let now = deps.clock.now();
-    let review = deps.review_all(now).await?;
+    let review = Guard::of(deps).review_all(now).await?;
     print_gauges(now, &review.gauges);
     let transitions: Vec<Value> = review
         .applied
@@ -197,7 +199,7 @@ pub async fn handle(
     }
     let (shape, records) = decode(event.payload, "invocation");
     let now = deps.clock.now();
-    let report = deps.ingest(records, now).await;
+    let report = Ingestor::of(deps).ingest(records, now).await;
     report.log();
     if let Some(line) = CONTENTION.report("ingest", now) {
         println!("{line}");

@@ -117,7 +117,7 @@ pub async fn handle(
             event.context.request_id.clone(),
             SendRequest::parse(&payload.to_string()).map_err(|e| e.to_string()),
         );
-        let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
+        let sender = Sender::of(deps, &state.memory);
         let judged = sender
             .send(vec![queued], now)
             .await
@@ -141,7 +141,7 @@ pub async fn process(
     now: Timestamp,
 ) -> (SqsBatchResponse, Vec<Judged>) {
     let deps = &state.context;
-    let sender = Sender::new(deps, deps.transport.as_ref(), &state.memory);
+    let sender = Sender::of(deps, &state.memory);
     let received: Vec<Received> = records
         .into_iter()
         .enumerate()

@@ -352,7 +352,7 @@ pub fn status(accounts: &[AccountView<'_>], lookup: &Lookup, now: Timestamp) -> 
 /// The status page, with the answer to its suppression lookup.
 pub(crate) async fn status_page(state: &AdminFunction, request: &Request) -> Answer {
     let deps = &state.context;
-    let admin = Admin::new(deps, "status-page");
+    let admin = Admin::of(deps, "status-page");
     let now = deps.clock.now();
     let rendered: Result<String, AdminError> = async {
         let statuses = admin.accounts(now).await?;

@@ -27,11 +27,10 @@ pub async fn handle(
         );
     }
     let now = state.context.clock.now();
-    let answer = Webhook::new(
+    let answer = Webhook::of(
         &state.context,
         &state.certificates,
         state.confirmer.as_ref(),
-        &[],
     )
     .receive(request.body().as_ref(), now)
     .await;

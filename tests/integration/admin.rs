@@ -10,6 +10,7 @@ use lambda_http::{Body, Request};
 use serde_json::{Value, json};
 use sesguard::adapters::sesv2::NoSes;
 use sesguard::app::Context;
+use sesguard::app::ingest::Ingestor;
 use sesguard::lambda::admin::handle;
 use sesguard::wiring::{AdminFunction, Auth};
 
@@ -358,11 +359,12 @@ async fn under_iam_auth_the_verified_caller_is_required_and_recorded() {
 async fn every_documented_route_answers_as_documented() {
     let api = Api::new();
     let deps = api.deps();
-    deps.ingest(
-        crate::helpers::sample_inbound("ses/bounce-permanent.json"),
-        deps.clock.now(),
-    )
-    .await;
+    Ingestor::of(deps)
+        .ingest(
+            crate::helpers::sample_inbound("ses/bounce-permanent.json"),
+            deps.clock.now(),
+        )
+        .await;
     use Method as M;
 
     // Accounts.
@@ -997,7 +999,8 @@ async fn limits_changed_through_the_api_bind_the_next_send_batch() {
         })
         .collect();
     let outbox = sesguard::adapters::outbox::FileOutbox::new(api._dir.path().join("outbox"));
-    let judged = Sender::new(deps, &outbox, &memory)
+    let judged = Sender::of(deps, &memory)
+        .with_transport(&outbox)
         .send(batch, deps.clock.now())
         .await
         .unwrap();

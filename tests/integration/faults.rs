@@ -21,6 +21,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde_json::{Value, json};
 use sesguard::app::Context;
+use sesguard::app::ingest::Ingestor;
 use sesguard::app::send::{Decision, Judged};
 use sesguard::domain::common::address::EmailAddress;
 use sesguard::domain::common::timestamp::Timestamp;
@@ -587,7 +588,9 @@ impl World {
                     "send-events",
                 )
                 .1;
-                let report = self.context.ingest(inbound, self.now()).await;
+                let report = Ingestor::of(&self.context)
+                    .ingest(inbound, self.now())
+                    .await;
                 let failed: Vec<Value> = events
                     .into_iter()
                     .zip(&report.records)

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sesguard::app::Context;
+use sesguard::app::ingest::Ingestor;
 use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::reputation::state::StateName;
 use sesguard::domain::reputation::state::{Cause, Status};
@@ -139,7 +140,7 @@ async fn a_dominant_stream_crossing_the_pause_level_is_quarantined_once_with_an_
         sqs_batch(vec![bounce("late", "verification", 6)]),
         "late",
     );
-    let report = deps.ingest(late, deps.clock.now()).await;
+    let report = Ingestor::of(&deps).ingest(late, deps.clock.now()).await;
     assert_eq!(deps.store.history("primary", 10).await.unwrap().len(), 1);
     assert!(report.transitions.is_empty());
     // What the alarms watch: the reviewed account's rate and state as they are now.

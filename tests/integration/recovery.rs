@@ -9,6 +9,7 @@ use lambda_runtime::LambdaEvent;
 use serde_json::{Value, json};
 use sesguard::app::Context;
 use sesguard::app::admin::Admin;
+use sesguard::app::review::Guard;
 use sesguard::domain::reputation::state::StateName;
 use sesguard::domain::reputation::state::{AccountState, Status};
 use sesguard::lambda::ingest::handle;
@@ -118,7 +119,7 @@ async fn an_operators_resume_holds_against_feedback_about_the_incidents_mail(
         (None, StateName::Active, StateName::Paused)
     );
 
-    let admin = Admin::new(&run.deps, "ana");
+    let admin = Admin::of(&run.deps, "ana");
     let now = run.deps.clock.now();
     let resumed = admin
         .resume("primary", None, true, "list cleaned", now)
@@ -281,7 +282,7 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         run.ingest(batch).await;
     }
     assert!(run.state().await.is_quarantined("verification"));
-    let admin = Admin::new(&run.deps, "ana");
+    let admin = Admin::of(&run.deps, "ana");
     admin
         .resume(
             "primary",
@@ -321,7 +322,10 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         .await
         .unwrap();
     run.clock.set("2026-11-20T13:41:00.000Z");
-    let review = run.deps.review_all(run.deps.clock.now()).await.unwrap();
+    let review = Guard::of(&run.deps)
+        .review_all(run.deps.clock.now())
+        .await
+        .unwrap();
     let ended: Vec<(StateName, StateName)> = review
         .applied
         .iter()
@@ -329,7 +333,10 @@ async fn probation_brings_a_stream_back_step_by_step_and_the_scheduled_review_en
         .collect();
     assert_eq!(ended, [(StateName::Paused, StateName::Active)]);
     assert_eq!(run.state().await.status, Status::Active);
-    let again = run.deps.review_all(run.deps.clock.now()).await.unwrap();
+    let again = Guard::of(&run.deps)
+        .review_all(run.deps.clock.now())
+        .await
+        .unwrap();
     assert!(again.applied.is_empty(), "nothing new to decide");
 }
 
@@ -400,7 +407,7 @@ async fn an_account_paused_for_its_credentials_comes_back_at_full_traffic() {
         )
         .await
         .unwrap();
-    let resumed = Admin::new(deps, "ana")
+    let resumed = Admin::of(deps, "ana")
         .resume("primary", None, true, "role trust fixed", now)
         .await
         .unwrap();
@@ -472,7 +479,6 @@ impl sesguard::ports::GuardLedger for LosesOnce {
 
 #[tokio::test]
 async fn a_review_that_loses_its_write_decides_again_on_the_winners_state() {
-    use sesguard::app::review::Guard;
     let (_dir, store) = sqlite();
     let store: Arc<dyn Store> = Arc::new(store);
     let run = Run::new(store.clone());
@@ -486,8 +492,7 @@ async fn a_review_that_loses_its_write_decides_again_on_the_winners_state() {
         ),
         "batch",
     );
-    let ingestor =
-        sesguard::app::ingest::Ingestor::new(quiet.store.as_ref(), &quiet.directory, &quiet.policy);
+    let ingestor = sesguard::app::ingest::Ingestor::of(&quiet).without_review();
     assert_eq!(
         ingestor
             .ingest(records, quiet.clock.now())

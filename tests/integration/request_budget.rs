@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use lambda_runtime::{Context, LambdaEvent};
 use serde_json::{Value, json};
+use sesguard::app::ingest::Ingestor;
 use sesguard::lambda::ingest::handle;
 
 use crate::helpers::{RequestLog, deps, dynamodb_logged, sample_json, sqs_batch};
@@ -184,11 +185,12 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     config.accounts[0].max_send_rate = Some(5.0);
     let (mut deps, _) = crate::helpers::deps_with(config, store.clone());
     deps.transport = Arc::new(Accept);
-    deps.ingest(
-        crate::helpers::sample_inbound("ses/bounce-permanent.json"),
-        deps.clock.now(),
-    )
-    .await;
+    Ingestor::of(&deps)
+        .ingest(
+            crate::helpers::sample_inbound("ses/bounce-permanent.json"),
+            deps.clock.now(),
+        )
+        .await;
     let mut policy = store.template_policy().await.unwrap();
     policy.blocked.insert("newsletter".into());
     store.put_template_policy(&policy).await.unwrap();

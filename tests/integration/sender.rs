@@ -6,6 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 use sesguard::app::Context;
+use sesguard::app::ingest::Ingestor;
 use sesguard::app::send::{Decision, Queued, Sender, SenderMemory};
 use sesguard::domain::reputation::counters::WindowTotals;
 use sesguard::domain::reputation::state::{AccountState, Cause, Status};
@@ -105,7 +106,8 @@ async fn state_of(deps: &Context, account: &str) -> AccountState {
 
 async fn send(deps: &Context, transport: &Scripted, batch: Vec<Queued>) -> Vec<Decision> {
     let memory = SenderMemory::default();
-    Sender::new(deps, transport, &memory)
+    Sender::of(deps, &memory)
+        .with_transport(transport)
         .send(batch, deps.clock.now())
         .await
         .unwrap()
@@ -117,11 +119,12 @@ async fn send(deps: &Context, transport: &Scripted, batch: Vec<Queued>) -> Vec<D
 #[tokio::test]
 async fn each_gate_decides_in_order_with_its_reason() {
     let (_dir, deps, _) = world(|_| {});
-    deps.ingest(
-        crate::helpers::sample_inbound("ses/bounce-permanent.json"),
-        deps.clock.now(),
-    )
-    .await;
+    Ingestor::of(&deps)
+        .ingest(
+            crate::helpers::sample_inbound("ses/bounce-permanent.json"),
+            deps.clock.now(),
+        )
+        .await;
     let mut policy = deps.store.template_policy().await.unwrap();
     policy.blocked.insert("newsletter".into());
     deps.store.put_template_policy(&policy).await.unwrap();
@@ -556,7 +559,7 @@ async fn consecutive_transport_failures_open_the_circuit_breaker_with_an_alert()
             })
             .collect::<Vec<_>>()
     };
-    let sender = Sender::new(&deps, &transport, &memory);
+    let sender = Sender::of(&deps, &memory).with_transport(&transport);
     let first = sender.send(batch(0, 5), deps.clock.now()).await.unwrap();
     let names: Vec<&str> = first.iter().map(|j| j.decision.name()).collect();
     assert_eq!(
@@ -614,7 +617,7 @@ async fn sends_that_cannot_be_counted_still_count_as_sent_and_raise_a_notice() {
     // One instance: its windows are read by the first batch and kept for the second. Then the
     // counters are taken away from under it.
     let (memory, transport) = (SenderMemory::default(), Scripted::default());
-    let sender = Sender::new(&deps, &transport, &memory);
+    let sender = Sender::of(&deps, &memory).with_transport(&transport);
     let send = |batch| sender.send(batch, deps.clock.now());
     let d = send(vec![queued("0", &receipt("a@example.com", "c0"))])
         .await
@@ -657,7 +660,8 @@ async fn a_store_failure_mid_batch_still_frees_the_claims_of_what_was_not_sent()
         queued("3", &receipt("c@example.com", "mid-3")),
     ];
     let memory = SenderMemory::default();
-    let judged = Sender::new(&deps, &transport, &memory)
+    let judged = Sender::of(&deps, &memory)
+        .with_transport(&transport)
         .send(batch, deps.clock.now())
         .await
         .unwrap();

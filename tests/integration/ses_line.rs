@@ -9,6 +9,7 @@ use std::time::Duration;
 use serde_json::json;
 use sesguard::app::Context;
 use sesguard::app::control::{Action, Control};
+use sesguard::app::review::Guard;
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::reputation::state::StateName;
@@ -68,7 +69,7 @@ async fn a_timed_pause_over_the_line_never_ends_into_sending(store: Arc<dyn Stor
     // The pause is the operator's until it ends: the batch's review leaves it as it is.
     assert!(alerts.all().iter().all(|a| a.change.actor != "guard"));
     // When its time runs out, the review keeps it paused for the rate: nothing sends.
-    let review = deps
+    let review = Guard::of(&deps)
         .review_all(now().plus(Duration::from_secs(120)))
         .await
         .unwrap();
@@ -128,7 +129,7 @@ async fn a_timed_pause_on_probation_returns_to_the_step_it_left(store: Arc<dyn S
         (paused.from, paused.to),
         (StateName::Probation, StateName::Paused)
     );
-    let review = deps.review_all(minutes(4)).await.unwrap();
+    let review = Guard::of(&deps).review_all(minutes(4)).await.unwrap();
     let ended = &review.applied[0].transition;
     assert_eq!(
         (ended.from, ended.to, ended.cause),
@@ -170,7 +171,7 @@ async fn an_operators_quarantine_is_never_lifted_by_auto_resume(store: Arc<dyn S
         .apply("primary", &quarantine, "template broken", "ana", now())
         .await
         .unwrap();
-    let review = deps
+    let review = Guard::of(&deps)
         .review_all(now().plus(Duration::from_secs(3_600)))
         .await
         .unwrap();
@@ -204,7 +205,7 @@ async fn ses_own_figure_pauses_an_account_whose_feedback_is_missing(store: Arc<d
     // 3.5 % at SES, none counted here: feedback is missing, recorded once.
     write(0.035);
     for _ in 0..2 {
-        deps.review_all(now()).await.unwrap();
+        Guard::of(&deps).review_all(now()).await.unwrap();
     }
     let gaps: Vec<_> = alerts
         .all()
@@ -214,7 +215,7 @@ async fn ses_own_figure_pauses_an_account_whose_feedback_is_missing(store: Arc<d
     assert_eq!(gaps.len(), 1, "one alert when the gap begins");
     // 9.5 % at SES: over the line, whatever sesguard counts.
     write(0.095);
-    let review = deps.review_all(now()).await.unwrap();
+    let review = Guard::of(&deps).review_all(now()).await.unwrap();
     let paused = &review.applied[0].transition;
     assert_eq!(
         (paused.to, paused.cause),

@@ -195,7 +195,7 @@ impl World {
 
     async fn receive_bytes_at(&self, body: &[u8], now: &str) -> Answer {
         let now = Timestamp::parse_rfc3339(now).unwrap();
-        Webhook::new(&self.deps, &self.certificates, &self.confirmations, &[])
+        Webhook::of(&self.deps, &self.certificates, &self.confirmations)
             .receive(body, now)
             .await
     }
@@ -525,7 +525,7 @@ async fn an_unreachable_store_answers_503_so_sns_retries() {
     });
     let certificates = Certificates::new(served);
     let now = Timestamp::parse_rfc3339(NOW).unwrap();
-    let answer = Webhook::new(&deps, &certificates, &Confirmations::default(), &[])
+    let answer = Webhook::of(&deps, &certificates, &Confirmations::default())
         .receive(
             signed(notification("down"), "2").to_string().as_bytes(),
             now,

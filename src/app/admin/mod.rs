@@ -114,9 +114,9 @@ fn require_reason(reason: &str) -> Result<(), AdminError> {
 impl<'a> Admin<'a> {
     /// Operations by `actor` (an operator's name or an IAM caller), recorded as
     /// `operator:ACTOR`.
-    pub fn new(deps: &'a Context, actor: impl Into<String>) -> Self {
+    pub fn of(context: &'a Context, actor: impl Into<String>) -> Self {
         Self {
-            deps,
+            deps: context,
             actor: actor.into(),
         }
     }

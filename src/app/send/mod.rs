@@ -251,17 +251,20 @@ pub struct Sender<'a> {
 }
 
 impl<'a> Sender<'a> {
-    /// A sender handing mail to `transport`, keeping what outlives a batch in `memory`.
-    pub fn new(
-        deps: &'a Context,
-        transport: &'a dyn MailTransport,
-        memory: &'a SenderMemory,
-    ) -> Self {
+    /// The sender of `context`, handing mail to its transport and keeping what outlives a
+    /// batch in `memory`.
+    pub fn of(context: &'a Context, memory: &'a SenderMemory) -> Self {
         Self {
-            deps,
-            transport,
+            deps: context,
+            transport: context.transport.as_ref(),
             memory,
         }
+    }
+
+    /// The same sender handing mail to `transport` instead.
+    pub fn with_transport(mut self, transport: &'a dyn MailTransport) -> Self {
+        self.transport = transport;
+        self
     }
 
     /// Judges and sends a batch at `now`.

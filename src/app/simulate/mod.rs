@@ -25,7 +25,9 @@ use async_trait::async_trait;
 use crate::app::Context;
 use crate::app::admin::{Admin, AdminError};
 use crate::app::ingest::Inbound;
+use crate::app::ingest::Ingestor;
 use crate::app::plot::{Chart, Level, Line, Mark};
+use crate::app::review::Guard;
 use crate::app::send::snapshot::Snapshot;
 use crate::config::Config;
 use crate::domain::common::address::EmailAddress;
@@ -375,7 +377,9 @@ pub async fn run(
                 bounce.sent,
             ));
         }
-        let report = deps.ingest(batch, Timestamp::from_millis(now)).await;
+        let report = Ingestor::of(deps)
+            .ingest(batch, Timestamp::from_millis(now))
+            .await;
         if report.summary().failed > 0 {
             return Err(SimulateError::Step(format!(
                 "ingest failed at {}",
@@ -386,7 +390,7 @@ pub async fn run(
         // The scheduled review (the template's `Review`, every 5 minutes): timed pauses end,
         // probation steps pass, accounts no batch touched are judged too.
         if minute % REVIEW_MINUTES == 0 {
-            let review = deps
+            let review = Guard::of(deps)
                 .review_all(Timestamp::from_millis(now))
                 .await
                 .map_err(|e| SimulateError::Step(format!("scheduled review: {e}")))?;
@@ -516,7 +520,7 @@ async fn operate(
 ) -> Result<bool, SimulateError> {
     let now = START + minute * MINUTE;
     let at = Timestamp::from_millis(now);
-    let admin = Admin::new(deps, "ana");
+    let admin = Admin::of(deps, "ana");
     let (done, what) = match act {
         Act::CleanedResume { day } => {
             if scenario.start_of_day(day) != now {
