@@ -113,6 +113,57 @@ pub(super) fn preset(name: &str) -> Result<Preset, String> {
         })
 }
 
+/// `--profiles`: runs the guard under the other profile too, prints that timeline and what
+/// each run costs beside the other two.
+async fn compare_profiles(
+    scenario: &Scenario,
+    guard: &GuardConfig,
+    guarded: &Outcome,
+    unguarded: &Outcome,
+) -> anyhow::Result<()> {
+    let min_volume = guard.levels().min_volume;
+    let other = GuardConfig {
+        profile: match guard.profile {
+            Profile::Standard => Profile::NoReview,
+            Profile::NoReview => Profile::Standard,
+        },
+        ..guard.clone()
+    };
+    let alternative = run(scenario, &other, true).await?;
+    let title = format!("with sesguard, profile {}", other.profile.as_str());
+    say!("{}", simulate::report(&title, &alternative, min_volume));
+    let this = format!("profile {}", guard.profile.as_str());
+    let that = format!("profile {}", other.profile.as_str());
+    say!(
+        "{}",
+        simulate::compare(&[
+            (this.as_str(), guarded),
+            (that.as_str(), &alternative),
+            ("without sesguard", unguarded),
+        ])
+    );
+    Ok(())
+}
+
+/// Writes the picture of both runs to `svg`, and a PNG beside it when it can.
+fn write_picture(
+    svg: &Path,
+    guarded: &Outcome,
+    unguarded: &Outcome,
+    guard: &GuardConfig,
+) -> anyhow::Result<()> {
+    let picture = simulate::picture(guarded, unguarded, &guard.levels()).svg();
+    if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    std::fs::write(svg, picture).with_context(|| format!("writing {}", svg.display()))?;
+    say!("picture: {}", svg.display());
+    if let Some(png) = png(svg) {
+        say!("picture: {}", png.display());
+    }
+    Ok(())
+}
+
 /// Runs the command.
 pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
     let Command::Simulate {
@@ -164,37 +215,10 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
     );
     let mut runs = 2;
     if *profiles {
-        let other = GuardConfig {
-            profile: match guard.profile {
-                Profile::Standard => Profile::NoReview,
-                Profile::NoReview => Profile::Standard,
-            },
-            ..guard.clone()
-        };
-        let alternative = run(&scenario, &other, true).await?;
+        compare_profiles(&scenario, &guard, &guarded, &unguarded).await?;
         runs += 1;
-        let title = format!("with sesguard, profile {}", other.profile.as_str());
-        say!("{}", simulate::report(&title, &alternative, min_volume));
-        let this = format!("profile {}", guard.profile.as_str());
-        let that = format!("profile {}", other.profile.as_str());
-        say!(
-            "{}",
-            simulate::compare(&[
-                (this.as_str(), &guarded),
-                (that.as_str(), &alternative),
-                ("without sesguard", &unguarded),
-            ])
-        );
     }
-    let picture = simulate::picture(&guarded, &unguarded, &guard.levels()).svg();
-    if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)?;
-    }
-    std::fs::write(svg, picture).with_context(|| format!("writing {}", svg.display()))?;
-    say!("picture: {}", svg.display());
-    if let Some(png) = png(svg) {
-        say!("picture: {}", png.display());
-    }
+    write_picture(svg, &guarded, &unguarded, &guard)?;
     say!(
         "simulated {} days of {} messages a day {runs} times in {:.1} s",
         scenario.days,
