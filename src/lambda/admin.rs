@@ -22,11 +22,14 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::app::admin::{Admin, AdminError, LineFormat};
+use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::suppression::Suppression;
 use crate::domain::sending::rate_limit::LimitsPatch;
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::lambda::http::{Answer, error, query, redirect};
 use crate::lambda::session::{authenticate, has_session, login};
 use crate::lambda::status_page::status_page;
+use crate::ports::Page;
 use crate::telemetry::error_chain;
 use crate::wiring::{AdminFunction, Auth};
 
@@ -189,6 +192,59 @@ fn limit(query: &HashMap<String, String>, default: usize) -> Result<usize, Admin
     }
 }
 
+/// What a route works with: the caller's operations, the request, its query and the time.
+struct Call<'a> {
+    admin: Admin<'a>,
+    request: &'a Request,
+    query: HashMap<String, String>,
+    now: Timestamp,
+}
+
+impl Call<'_> {
+    /// The JSON body with its `reason` (required) taken out.
+    fn body_and_reason(&self) -> Result<(serde_json::Map<String, Value>, String), AdminError> {
+        let mut body = json_body(self.request)?;
+        let reason = reason(&mut body, &self.query)?;
+        Ok((body, reason))
+    }
+
+    /// `format` from the query: JSON lines unless it says CSV.
+    fn line_format(&self) -> Result<LineFormat, AdminError> {
+        self.query
+            .get("format")
+            .map_or(Ok(LineFormat::Jsonl), |f| f.parse())
+    }
+
+    /// One page of the suppression list, as the query's `reason`, `cursor` and `limit` ask.
+    async fn suppressions_page(
+        &self,
+        default_limit: usize,
+    ) -> Result<Page<Suppression>, AdminError> {
+        self.admin
+            .suppressions(
+                self.query.get("reason").map(String::as_str),
+                self.query.get("cursor").map(String::as_str),
+                limit(&self.query, default_limit)?,
+            )
+            .await
+    }
+}
+
+/// The path's segments, percent-decoded.
+fn segments(path: &str) -> Result<Vec<String>, AdminError> {
+    path.split('/')
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8()
+                .map(|d| d.into_owned())
+                .map_err(|_| AdminError::Invalid(format!("`{s}` is not UTF-8 once decoded")))
+        })
+        .collect()
+}
+
+/// Answers an authenticated request: refuses a method its route does not answer, then hands it
+/// to the routes of its resource.
 async fn route(
     state: &AdminFunction,
     request: &Request,
@@ -198,17 +254,14 @@ async fn route(
     let admin = Admin::of(deps, actor);
     let now = deps.clock.now();
     let query = query(request);
+    let call = Call {
+        admin,
+        request,
+        query,
+        now,
+    };
     let path = request.uri().path().trim_end_matches('/').to_owned();
-    let segments: Vec<String> = path
-        .split('/')
-        .filter(|s| !s.is_empty())
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8()
-                .map(|d| d.into_owned())
-                .map_err(|_| AdminError::Invalid(format!("`{s}` is not UTF-8 once decoded")))
-        })
-        .collect::<Result<_, _>>()?;
+    let segments = segments(&path)?;
     let segments: Vec<&str> = segments.iter().map(String::as_str).collect();
     let method = request.method();
     if let Some(methods) = allowed(&segments)
@@ -221,188 +274,219 @@ async fn route(
         answer.headers.push(("allow", methods.to_owned()));
         return Ok(answer);
     }
-    match (method, segments.as_slice()) {
-        (&Method::GET, ["accounts"]) => ok(json!({ "accounts": admin.accounts(now).await? })),
-        (&Method::GET, ["accounts", name, "status"]) => ok(admin.account(name, now).await?),
-        (&Method::GET, ["accounts", name, "history"]) => {
-            ok(json!({ "entries": admin.history(name, limit(&query, 50)?).await? }))
+    let answer = match segments.as_slice() {
+        ["accounts", tail @ ..] => accounts_route(&call, method, tail).await?,
+        ["suppressions", tail @ ..] => suppressions_route(&call, method, tail).await?,
+        ["policy", "templates"] => policy_route(&call, method).await?,
+        ["audit"] if method == Method::GET => {
+            let entries = call.admin.audit_log(limit(&call.query, 50)?).await?;
+            Some(ok(json!({ "entries": entries }))?)
         }
-        (&Method::POST, ["accounts", name, action @ ("pause" | "resume")])
-        | (
-            &Method::POST,
-            [
-                "accounts",
-                name,
-                "streams",
-                _,
-                action @ ("pause" | "resume"),
-            ],
-        ) => {
-            let stream = match segments.as_slice() {
-                [_, _, "streams", stream, _] => Some((*stream).to_owned()),
-                _ => None,
-            };
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
-            let duration = match body.remove("duration") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(text)) if *action == "pause" => Some(duration(&text)?),
-                Some(_) => {
-                    return Err(AdminError::Invalid(
-                        "`duration` is a pause's length such as \"30m\"".into(),
-                    ));
-                }
-            };
-            let probation = match body.remove("probation") {
-                None | Some(Value::Null) => true,
-                Some(Value::Bool(probation)) if *action == "resume" => probation,
-                Some(_) => {
-                    return Err(AdminError::Invalid(
-                        "`probation` is a resume's true or false".into(),
-                    ));
-                }
-            };
-            no_more(body)?;
-            let entry = if *action == "pause" {
-                admin.pause(name, stream, duration, &reason, now).await?
-            } else {
-                admin.resume(name, stream, probation, &reason, now).await?
-            };
-            ok(entry)
+        _ => None,
+    };
+    answer.ok_or_else(|| {
+        AdminError::NotFound(format!("no route {method} {path}: see infra/openapi.json"))
+    })
+}
+
+/// `/accounts/...`: status, history, pause and resume, limits (`None`: no such route).
+async fn accounts_route(
+    call: &Call<'_>,
+    method: &Method,
+    tail: &[&str],
+) -> Result<Option<Answer>, AdminError> {
+    let (admin, now) = (&call.admin, call.now);
+    let answer = match (method, tail) {
+        (&Method::GET, []) => ok(json!({ "accounts": admin.accounts(now).await? })),
+        (&Method::GET, [name, "status"]) => ok(admin.account(name, now).await?),
+        (&Method::GET, [name, "history"]) => {
+            ok(json!({ "entries": admin.history(name, limit(&call.query, 50)?).await? }))
         }
-        (&Method::GET, ["accounts", name, "limits"]) => ok(admin.limits(name, now).await?),
-        (&Method::PATCH, ["accounts", name, "limits"]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
+        (&Method::POST, [name, action @ ("pause" | "resume")]) => {
+            transition(call, name, None, action).await
+        }
+        (&Method::POST, [name, "streams", stream, action @ ("pause" | "resume")]) => {
+            transition(call, name, Some((*stream).to_owned()), action).await
+        }
+        (&Method::GET, [name, "limits"]) => ok(admin.limits(name, now).await?),
+        (&Method::PATCH, [name, "limits"]) => {
+            let (body, reason) = call.body_and_reason()?;
             let patch: LimitsPatch = rest(body)?;
             ok(admin.set_limits(name, &patch, &reason, now).await?)
         }
-        (&Method::POST, ["accounts", name, "refill"]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
+        (&Method::POST, [name, "refill"]) => {
+            let (body, reason) = call.body_and_reason()?;
             no_more(body)?;
             ok(admin.refill(name, &reason, now).await?)
         }
-        (&Method::GET, ["suppressions"]) => {
-            let page = admin
-                .suppressions(
-                    query.get("reason").map(String::as_str),
-                    query.get("cursor").map(String::as_str),
-                    limit(&query, 100)?,
-                )
-                .await?;
+        _ => return Ok(None),
+    };
+    answer.map(Some)
+}
+
+/// `POST /accounts/NAME[/streams/STREAM]/pause|resume`: a pause (for a while, if `duration`
+/// says) or a resume (on probation unless `probation` is false), with its reason.
+async fn transition(
+    call: &Call<'_>,
+    name: &str,
+    stream: Option<String>,
+    action: &str,
+) -> Result<Answer, AdminError> {
+    let (mut body, reason) = call.body_and_reason()?;
+    let duration = match body.remove("duration") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(text)) if action == "pause" => Some(duration(&text)?),
+        Some(_) => {
+            return Err(AdminError::Invalid(
+                "`duration` is a pause's length such as \"30m\"".into(),
+            ));
+        }
+    };
+    let probation = match body.remove("probation") {
+        None | Some(Value::Null) => true,
+        Some(Value::Bool(probation)) if action == "resume" => probation,
+        Some(_) => {
+            return Err(AdminError::Invalid(
+                "`probation` is a resume's true or false".into(),
+            ));
+        }
+    };
+    no_more(body)?;
+    let (admin, now) = (&call.admin, call.now);
+    let entry = if action == "pause" {
+        admin.pause(name, stream, duration, &reason, now).await?
+    } else {
+        admin.resume(name, stream, probation, &reason, now).await?
+    };
+    ok(entry)
+}
+
+/// `/suppressions/...`: the list, its export and import, SES's lists and one address
+/// (`None`: no such route).
+async fn suppressions_route(
+    call: &Call<'_>,
+    method: &Method,
+    tail: &[&str],
+) -> Result<Option<Answer>, AdminError> {
+    let (admin, now) = (&call.admin, call.now);
+    let answer = match (method, tail) {
+        (&Method::GET, []) => {
+            let page = call.suppressions_page(100).await?;
             ok(json!({ "items": page.items, "next": page.next }))
         }
-        (&Method::GET, ["suppressions", "export"]) => {
-            let format: LineFormat = query
-                .get("format")
-                .map_or(Ok(LineFormat::Jsonl), |f| f.parse())?;
-            let page = admin
-                .suppressions(
-                    query.get("reason").map(String::as_str),
-                    query.get("cursor").map(String::as_str),
-                    limit(&query, 1000)?,
-                )
-                .await?;
-            let mut text = String::new();
-            if !query.contains_key("cursor")
-                && let Some(header) = format.header()
-            {
-                text.push_str(header);
-                text.push('\n');
-            }
-            for suppression in &page.items {
-                text.push_str(&format.line(suppression));
-                text.push('\n');
-            }
-            Ok(Answer {
-                status: 200,
-                body: Body::from(text),
-                content_type: match format {
-                    LineFormat::Csv => "text/csv",
-                    LineFormat::Jsonl => "application/x-ndjson",
-                },
-                headers: page
-                    .next
-                    .map(|n| ("x-next-cursor", n))
-                    .into_iter()
-                    .collect(),
-            })
+        (&Method::GET, ["export"]) => export(call).await,
+        (&Method::POST, ["import"]) => import(call).await,
+        (&Method::POST, ["ses", direction @ ("import" | "push")]) => {
+            ses_step(call, direction).await
         }
-        (&Method::POST, ["suppressions", "import"]) => {
-            let format: LineFormat = query
-                .get("format")
-                .map_or(Ok(LineFormat::Jsonl), |f| f.parse())?;
-            let reason = query.get("reason").cloned().unwrap_or_default();
-            let text = std::str::from_utf8(request.body().as_ref())
-                .map_err(|_| AdminError::Invalid("the body is not UTF-8 text".into()))?;
-            if text.trim().is_empty() {
-                return Err(AdminError::Invalid(
-                    "the body is empty: send the addresses as CSV or JSON lines".into(),
-                ));
-            }
-            let mut importer = admin.importer(format, &reason, now)?;
-            for line in text.lines() {
-                importer.line(line).await?;
-            }
-            let report = importer.finish("api", &reason).await?;
-            ok(report)
-        }
-        (&Method::POST, ["suppressions", "ses", direction @ ("import" | "push")]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
-            let account = match body.remove("account") {
-                Some(Value::String(account)) => account,
-                _ => {
-                    return Err(AdminError::Invalid(
-                        "`account` (a string) is required".into(),
-                    ));
-                }
-            };
-            let only = match body.remove("only") {
-                None | Some(Value::Null) => None,
-                Some(Value::String(only)) => Some(only),
-                Some(_) => {
-                    return Err(AdminError::Invalid("`only` is a suppression reason".into()));
-                }
-            };
-            no_more(body)?;
-            // One bounded step of a resumable job; call again until `finished`.
-            if *direction == "import" {
-                ok(admin.import_from_ses(&account, &reason, now).await?)
-            } else {
-                ok(admin
-                    .push_to_ses(&account, only.as_deref(), &reason, now)
-                    .await?)
-            }
-        }
-        (&Method::GET, ["suppressions", email]) => ok(admin.suppression(email).await?),
-        (&Method::PUT, ["suppressions", email]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
+        (&Method::GET, [email]) => ok(admin.suppression(email).await?),
+        (&Method::PUT, [email]) => {
+            let (body, reason) = call.body_and_reason()?;
             no_more(body)?;
             let added = admin.suppress(email, &reason, now).await?;
             let suppression = admin.suppression(email).await?;
             with_status(if added { 201 } else { 200 }, suppression)
         }
-        (&Method::DELETE, ["suppressions", email]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
+        (&Method::DELETE, [email]) => {
+            let (body, reason) = call.body_and_reason()?;
             no_more(body)?;
             ok(json!({ "removed": admin.unsuppress(email, &reason, now).await? }))
         }
-        (&Method::GET, ["policy", "templates"]) => ok(admin.policy().await?),
-        (&Method::PUT, ["policy", "templates"]) => {
-            let mut body = json_body(request)?;
-            let reason = reason(&mut body, &query)?;
-            let policy: TemplatePolicy = rest(body)?;
-            ok(admin.set_policy(&policy, &reason, now).await?)
-        }
-        (&Method::GET, ["audit"]) => {
-            ok(json!({ "entries": admin.audit_log(limit(&query, 50)?).await? }))
-        }
-        _ => Err(AdminError::NotFound(format!(
-            "no route {method} {path}: see infra/openapi.json"
-        ))),
+        _ => return Ok(None),
+    };
+    answer.map(Some)
+}
+
+/// `GET /suppressions/export`: one page of the list as CSV or JSON lines (the CSV header on
+/// the first), the next page's cursor in `x-next-cursor`.
+async fn export(call: &Call<'_>) -> Result<Answer, AdminError> {
+    let format = call.line_format()?;
+    let page = call.suppressions_page(1000).await?;
+    let mut text = String::new();
+    if !call.query.contains_key("cursor")
+        && let Some(header) = format.header()
+    {
+        text.push_str(header);
+        text.push('\n');
     }
+    for suppression in &page.items {
+        text.push_str(&format.line(suppression));
+        text.push('\n');
+    }
+    Ok(Answer {
+        status: 200,
+        body: Body::from(text),
+        content_type: match format {
+            LineFormat::Csv => "text/csv",
+            LineFormat::Jsonl => "application/x-ndjson",
+        },
+        headers: page
+            .next
+            .map(|n| ("x-next-cursor", n))
+            .into_iter()
+            .collect(),
+    })
+}
+
+/// `POST /suppressions/import`: suppresses the addresses of the body, CSV or JSON lines.
+async fn import(call: &Call<'_>) -> Result<Answer, AdminError> {
+    let format = call.line_format()?;
+    let reason = call.query.get("reason").cloned().unwrap_or_default();
+    let text = std::str::from_utf8(call.request.body().as_ref())
+        .map_err(|_| AdminError::Invalid("the body is not UTF-8 text".into()))?;
+    if text.trim().is_empty() {
+        return Err(AdminError::Invalid(
+            "the body is empty: send the addresses as CSV or JSON lines".into(),
+        ));
+    }
+    let mut importer = call.admin.importer(format, &reason, call.now)?;
+    for line in text.lines() {
+        importer.line(line).await?;
+    }
+    let report = importer.finish("api", &reason).await?;
+    ok(report)
+}
+
+/// `POST /suppressions/ses/import|push`: one bounded step of a resumable job moving an
+/// account's SES list in or ours out; call again until `finished`.
+async fn ses_step(call: &Call<'_>, direction: &str) -> Result<Answer, AdminError> {
+    let (mut body, reason) = call.body_and_reason()?;
+    let account = match body.remove("account") {
+        Some(Value::String(account)) => account,
+        _ => {
+            return Err(AdminError::Invalid(
+                "`account` (a string) is required".into(),
+            ));
+        }
+    };
+    let only = match body.remove("only") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(only)) => Some(only),
+        Some(_) => {
+            return Err(AdminError::Invalid("`only` is a suppression reason".into()));
+        }
+    };
+    no_more(body)?;
+    let (admin, now) = (&call.admin, call.now);
+    if direction == "import" {
+        ok(admin.import_from_ses(&account, &reason, now).await?)
+    } else {
+        ok(admin
+            .push_to_ses(&account, only.as_deref(), &reason, now)
+            .await?)
+    }
+}
+
+/// `/policy/templates`: the template policy, read or replaced (`None`: no such route).
+async fn policy_route(call: &Call<'_>, method: &Method) -> Result<Option<Answer>, AdminError> {
+    let answer = match *method {
+        Method::GET => ok(call.admin.policy().await?),
+        Method::PUT => {
+            let (body, reason) = call.body_and_reason()?;
+            let policy: TemplatePolicy = rest(body)?;
+            ok(call.admin.set_policy(&policy, &reason, call.now).await?)
+        }
+        _ => return Ok(None),
+    };
+    answer.map(Some)
 }
