@@ -4,6 +4,9 @@
 //! And the in-process path of `sesguard ingest --verify`: 1,000 signed bounce envelopes
 //! verified and recorded into a fresh embedded store in one chunk.
 
+#[path = "../tests/support/ses_event.rs"]
+mod ses_event;
+
 use std::hint::black_box;
 use std::sync::Arc;
 
@@ -22,6 +25,8 @@ use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::sns::delivery::Envelope;
 use sesguard::domain::sns::unwrap::open_sns;
 use sesguard::ports::SystemClock;
+
+use crate::ses_event::SesEvent;
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ses-feedback";
 
@@ -92,12 +97,13 @@ fn ingest_verified(criterion: &mut Criterion) {
     let signer = SigningKey::<rsa::sha2::Sha256>::new(private);
     let bodies: Vec<Vec<u8>> = (0..ENVELOPES)
         .map(|i| {
-            let message = json!({"notificationType": "Bounce",
-                "mail": {"messageId": format!("m{i}"), "timestamp": "2026-11-20T12:58:00.000Z",
-                         "tags": {"sesguard-account": ["primary"], "sesguard-stream": ["bulk"]}},
-                "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": format!("fb{i}"),
-                           "timestamp": "2026-11-20T12:58:30.000Z",
-                           "bouncedRecipients": [{"emailAddress": format!("r{i}@example.com")}]}});
+            let message = SesEvent::bounce(&format!("m{i}"))
+                .to([format!("r{i}@example.com")])
+                .sent_at("2026-11-20T12:58:00.000Z")
+                .at("2026-11-20T12:58:30.000Z")
+                .feedback_id(&format!("fb{i}"))
+                .tagged("primary", "bulk")
+                .notification();
             let mut body = json!({"Type": "Notification", "MessageId": format!("sns-{i}"), "TopicArn": TOPIC,
                 "Message": message.to_string(), "Timestamp": "2026-11-20T12:59:00.000Z",
                 "SignatureVersion": "2", "Signature": "",

@@ -6,6 +6,7 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 
 use crate::helpers::root;
+use crate::ses_event::SesEvent;
 
 struct Cli {
     dir: tempfile::TempDir,
@@ -840,32 +841,34 @@ fn an_operators_resume_holds_against_the_next_notification_about_the_incident() 
         .unwrap()
         .as_millis() as i64;
     let sent = Timestamp::from_millis(now - 10 * 60_000).to_rfc3339();
-    let tags = serde_json::json!({"sesguard-account": ["primary"], "sesguard-stream": ["bulk"]});
-    let mail = |id: &str, to: Vec<String>| serde_json::json!({"messageId": id, "timestamp": sent, "destination": to, "tags": tags});
     let write = |name: &str, body: Value| {
         let path = cli.dir.path().join(name);
         std::fs::write(&path, body.to_string()).unwrap();
         path.to_str().unwrap().to_owned()
     };
     let to: Vec<String> = (0..400).map(|i| format!("r{i}@example.com")).collect();
+    let about = |event: SesEvent| {
+        event
+            .destination(to.clone())
+            .sent_at(&sent)
+            .tagged("primary", "bulk")
+    };
     let sends = write(
         "send.json",
-        serde_json::json!({"eventType": "Send", "mail": mail("m1", to.clone())}),
+        about(SesEvent::send("m1").to(to.clone())).published(),
     );
-    let bounced: Vec<Value> = to[..36]
-        .iter()
-        .map(|a| serde_json::json!({"emailAddress": a}))
-        .collect();
     let bounces = write(
         "bounce.json",
-        serde_json::json!({"eventType": "Bounce", "mail": mail("m1", to.clone()),
-            "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": "fb1",
-                       "timestamp": sent, "bouncedRecipients": bounced}}),
+        about(SesEvent::bounce("m1").to(to[..36].to_vec()))
+            .feedback_id("fb1")
+            .at(&sent)
+            .published(),
     );
     let delivery = write(
         "delivery.json",
-        serde_json::json!({"eventType": "Delivery", "mail": mail("m1", to.clone()),
-            "delivery": {"recipients": [to[399]], "timestamp": sent}}),
+        about(SesEvent::delivery("m1").to([to[399].clone()]))
+            .at(&sent)
+            .published(),
     );
     let state = || cli.json(&["accounts", "status", "primary", "--json"])[0]["state"].clone();
 

@@ -11,7 +11,7 @@
 //! Time is simulated in 30-second steps.
 //!
 //! The table the suite prints (`cargo test --test integration faults -- --nocapture`) is the
-//! README's.
+//! one in docs/sender.md.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -46,6 +46,7 @@ use sesguard::ports::{
 use sesguard::wiring::SenderFunction;
 
 use crate::helpers::{FixedClock, deps_with, example_config};
+use crate::ses_event::SesEvent;
 
 // --- The store, failing where told ---------------------------------------------------------
 
@@ -231,13 +232,12 @@ impl Ses {
         let to = mail.to[0].as_str().to_owned();
         *self.accepted.lock().unwrap().entry(to).or_default() += 1;
         let id = format!("ses-{}", self.calls.load(Ordering::SeqCst));
-        let tags: BTreeMap<&String, Vec<&String>> =
-            mail.tags.iter().map(|(k, v)| (k, vec![v])).collect();
-        self.events.lock().unwrap().push(json!({
-            "eventType": "Send", "send": {},
-            "mail": {"timestamp": self.clock_now(), "source": mail.from, "messageId": id,
-                     "sendingAccountId": "111111111111", "destination": [mail.to[0].as_str()], "tags": tags},
-        }));
+        let event = SesEvent::send(&id)
+            .tags(&mail.tags)
+            .to([mail.to[0].as_str()])
+            .source(&mail.from)
+            .sent_at(&self.clock_now());
+        self.events.lock().unwrap().push(event.published());
         id
     }
 

@@ -16,25 +16,25 @@ use sesguard::ports::Store;
 use crate::helpers::{
     RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, sqlite, sqs_batch,
 };
-
-fn tags(stream: &str) -> Value {
-    json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
-}
+use crate::ses_event::SesEvent;
 
 /// A Send event for `count` recipients of `stream`, at `minute` past 10:00 on the sample day.
 pub(crate) fn send(id: &str, stream: &str, count: usize, minute: u32) -> Value {
-    let to: Vec<String> = (0..count)
-        .map(|i| format!("{stream}-{id}-{i}@example.com"))
-        .collect();
-    json!({"eventType": "Send", "mail": {"messageId": id, "timestamp": format!("2026-11-20T10:{minute:02}:00.000Z"),
-           "destination": to, "tags": tags(stream)}})
+    SesEvent::send(id)
+        .to((0..count).map(|i| format!("{stream}-{id}-{i}@example.com")))
+        .sent_at(&format!("2026-11-20T10:{minute:02}:00.000Z"))
+        .tagged("primary", stream)
+        .published()
 }
 
+/// A hard bounce of `id@example.com`, on `stream`, at `minute` and a half past 10:00.
 pub(crate) fn bounce(id: &str, stream: &str, minute: u32) -> Value {
-    json!({"eventType": "Bounce", "mail": {"messageId": format!("m-{id}"), "tags": tags(stream)},
-           "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": id,
-                      "timestamp": format!("2026-11-20T10:{minute:02}:30.000Z"),
-                      "bouncedRecipients": [{"emailAddress": format!("{id}@example.com")}]}})
+    SesEvent::bounce(&format!("m-{id}"))
+        .to([format!("{id}@example.com")])
+        .feedback_id(id)
+        .at(&format!("2026-11-20T10:{minute:02}:30.000Z"))
+        .tagged("primary", stream)
+        .published()
 }
 
 pub(crate) async fn invoke(deps: &Context, event: Value) -> Value {
@@ -171,9 +171,11 @@ async fn concurrent_instances_apply_one_transition_with_one_history_entry_and_on
         let event = if i < 8 {
             batch.clone()
         } else {
-            let delivery = json!({"eventType": "Delivery", "mail": {"messageId": format!("d{i}"), "tags": tags("transactional")},
-                                  "delivery": {"timestamp": "2026-11-20T10:06:00.000Z", "recipients": [format!("r{i}@example.com")]}});
-            sqs_batch(vec![delivery])
+            let delivery = SesEvent::delivery(&format!("d{i}"))
+                .to([format!("r{i}@example.com")])
+                .at("2026-11-20T10:06:00.000Z")
+                .tagged("primary", "transactional");
+            sqs_batch(vec![delivery.published()])
         };
         tasks.push(tokio::spawn(async move { invoke(&deps, event).await }));
     }

@@ -8,10 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use aws_sdk_dynamodb::config::interceptors::BeforeTransmitInterceptorContextRef;
-use aws_sdk_dynamodb::config::{
-    BehaviorVersion, ConfigBag, Credentials, Intercept, Region, RuntimeComponents,
-};
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use serde_json::Value;
 use sesguard::adapters::dynamodb::{DynamoStore, Tables};
 use sesguard::adapters::sqlite::SqliteStore;
@@ -20,6 +17,8 @@ use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::reputation::history::Alert;
 use sesguard::ports::{AlertError, AlertSink, Clock, Store};
+
+use crate::wire::RequestCounter;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -191,50 +190,6 @@ fn start_moto(python: &Path) -> String {
     format!("http://127.0.0.1:{port}")
 }
 
-/// Every request a client sent: the operation and, for transactions, the action count. Any
-/// client's: DynamoDB's, CloudWatch's.
-#[derive(Debug, Clone, Default)]
-pub struct RequestLog(Arc<Mutex<Vec<(String, usize)>>>);
-
-impl RequestLog {
-    pub fn take(&self) -> Vec<(String, usize)> {
-        std::mem::take(&mut *self.0.lock().unwrap())
-    }
-}
-
-impl Intercept for RequestLog {
-    fn name(&self) -> &'static str {
-        "RequestLog"
-    }
-
-    fn read_before_transmit(
-        &self,
-        context: &BeforeTransmitInterceptorContextRef<'_>,
-        _components: &RuntimeComponents,
-        _cfg: &mut ConfigBag,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-        let request = context.request();
-        // JSON protocols name the operation in a header, Smithy RPC v2 CBOR at the path's end.
-        let operation = match request.headers().get("x-amz-target") {
-            Some(target) => target.rsplit('.').next().unwrap_or_default(),
-            None => request.uri().rsplit('/').next().unwrap_or_default(),
-        }
-        .to_owned();
-        let actions = request
-            .body()
-            .bytes()
-            .and_then(|body| serde_json::from_slice::<Value>(body).ok())
-            .and_then(|body| {
-                body.get("TransactItems")
-                    .and_then(Value::as_array)
-                    .map(Vec::len)
-            })
-            .unwrap_or(0);
-        self.0.lock().unwrap().push((operation, actions));
-        Ok(())
-    }
-}
-
 /// An SDK configuration for the local AWS-compatible server, with fixed fake credentials:
 /// clients built from it never reach real AWS.
 pub fn local_sdk() -> aws_config::SdkConfig {
@@ -297,7 +252,7 @@ pub fn mocked_sesv2(rules: &[&aws_smithy_mocks::Rule]) -> aws_sdk_sesv2::Client 
 }
 
 /// A DynamoDB client for the local server, with fixed fake credentials (never real AWS).
-pub fn dynamodb_client(log: Option<RequestLog>) -> aws_sdk_dynamodb::Client {
+pub fn dynamodb_client(log: Option<RequestCounter>) -> aws_sdk_dynamodb::Client {
     let mut config = aws_sdk_dynamodb::config::Builder::from(&local_sdk());
     if let Some(log) = log {
         config = config.interceptor(log);
@@ -325,7 +280,7 @@ pub async fn dynamodb() -> DynamoStore {
 }
 
 /// A DynamoDB store on fresh tables whose requests are logged.
-pub async fn dynamodb_logged(log: Option<RequestLog>) -> DynamoStore {
+pub async fn dynamodb_logged(log: Option<RequestCounter>) -> DynamoStore {
     let store = DynamoStore::new(dynamodb_client(log), unique_tables());
     store
         .create_tables()

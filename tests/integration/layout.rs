@@ -377,3 +377,61 @@ fn no_two_files_import_each_other_through_any_path() {
         }
     }
 }
+
+/// The most lines the README holds: it is the front door, the reference is in `docs/`.
+const README_LINES: usize = 250;
+
+#[test]
+fn the_readme_is_a_front_door_and_architecture_names_every_module() {
+    let readme = std::fs::read_to_string(root().join("README.md")).expect("README.md");
+    let lines = readme.lines().count();
+    assert!(
+        lines <= README_LINES,
+        "README.md has {lines} lines (at most {README_LINES}): move reference material to docs/"
+    );
+    let architecture =
+        std::fs::read_to_string(root().join("docs/ARCHITECTURE.md")).expect("docs/ARCHITECTURE.md");
+    let unnamed: Vec<String> = tree()
+        .into_iter()
+        .map(|(relative, _)| relative)
+        .filter(|relative| !relative.ends_with("/tests.rs"))
+        .filter(|relative| {
+            let named = match relative.strip_suffix("mod.rs") {
+                Some(folder) => architecture.contains(folder),
+                None => architecture.contains(relative.as_str()),
+            };
+            !named
+        })
+        .collect();
+    assert!(
+        unnamed.is_empty(),
+        "docs/ARCHITECTURE.md does not name these modules (by their path below src/): {unnamed:?}"
+    );
+}
+
+#[test]
+fn every_relative_link_in_the_readme_and_docs_leads_to_a_file() {
+    let mut pages = vec![root().join("README.md")];
+    for entry in std::fs::read_dir(root().join("docs")).expect("docs/") {
+        pages.push(entry.expect("entry").path());
+    }
+    let mut broken = Vec::new();
+    for page in pages
+        .iter()
+        .filter(|p| p.extension().is_some_and(|e| e == "md"))
+    {
+        let text = std::fs::read_to_string(page).expect("a page");
+        let folder = page.parent().expect("a folder");
+        for (at, _) in text.match_indices("](") {
+            let target: String = text[at + 2..].chars().take_while(|c| *c != ')').collect();
+            let path = target.split('#').next().unwrap_or_default();
+            if path.is_empty() || path.contains("://") || path.starts_with("mailto:") {
+                continue;
+            }
+            if !folder.join(path).exists() {
+                broken.push(format!("{}: {target}", page.display()));
+            }
+        }
+    }
+    assert!(broken.is_empty(), "links to nothing: {broken:#?}");
+}

@@ -13,9 +13,13 @@ mod recovery;
 mod request_budget;
 mod sender;
 mod ses_account;
+#[path = "../support/ses_event.rs"]
+mod ses_event;
 mod ses_line;
 mod ses_reputation;
 mod sns_alerts;
 mod store_contract;
 mod transport;
 mod webhook;
+#[path = "../support/wire.rs"]
+mod wire;

@@ -18,37 +18,35 @@ use sesguard::ports::Store;
 use crate::helpers::{
     FixedClock, RecordedAlerts, SAMPLE_NOW, dynamodb, example_config, sqlite, sqs_batch,
 };
+use crate::ses_event::SesEvent;
 
-fn tags(stream: &str) -> Value {
-    json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
+/// An event about the mail `id` of `stream`, sent at `at` (`HH:MM` on the sample day) to
+/// `count` recipients.
+fn event(event: SesEvent, id: &str, stream: &str, count: usize, at: &str) -> SesEvent {
+    event
+        .to((0..count).map(|i| format!("{id}-{i}@example.com")))
+        .sent_at(&format!("2026-11-20T{at}:00.000Z"))
+        .tagged("primary", stream)
 }
 
-/// A Send event of `id` for `count` recipients of `stream`, sent at `at` (`HH:MM` on the
-/// sample day).
+/// A Send event of `id` for `count` recipients of `stream`, sent at `at`.
 fn send(id: &str, stream: &str, count: usize, at: &str) -> Value {
-    let to: Vec<String> = (0..count)
-        .map(|i| format!("{id}-{i}@example.com"))
-        .collect();
-    json!({"eventType": "Send", "mail": {"messageId": id, "timestamp": format!("2026-11-20T{at}:00.000Z"),
-           "destination": to, "tags": tags(stream)}})
+    event(SesEvent::send(id), id, stream, count, at).published()
 }
 
 /// A hard bounce of `count` recipients of the mail `id` of `stream` sent at `sent`, arriving
-/// five minutes later.
+/// half a minute later.
 fn bounce(id: &str, stream: &str, count: usize, sent: &str) -> Value {
-    let recipients: Vec<Value> = (0..count)
-        .map(|i| json!({"emailAddress": format!("{id}-{i}@example.com")}))
-        .collect();
-    json!({"eventType": "Bounce",
-           "mail": {"messageId": id, "timestamp": format!("2026-11-20T{sent}:00.000Z"), "tags": tags(stream)},
-           "bounce": {"bounceType": "Permanent", "bounceSubType": "General", "feedbackId": format!("fb-{id}"),
-                      "timestamp": format!("2026-11-20T{sent}:30.000Z"), "bouncedRecipients": recipients}})
+    event(SesEvent::bounce(id), id, stream, count, sent)
+        .at(&format!("2026-11-20T{sent}:30.000Z"))
+        .published()
 }
 
+/// The delivery of the mail `id` of `stream` sent at `sent` to its first recipient.
 fn delivery(id: &str, stream: &str, sent: &str) -> Value {
-    json!({"eventType": "Delivery",
-           "mail": {"messageId": id, "timestamp": format!("2026-11-20T{sent}:00.000Z"), "tags": tags(stream)},
-           "delivery": {"recipients": [format!("{id}-0@example.com")], "timestamp": format!("2026-11-20T{sent}:40.000Z")}})
+    event(SesEvent::delivery(id), id, stream, 1, sent)
+        .at(&format!("2026-11-20T{sent}:40.000Z"))
+        .published()
 }
 
 struct Run {

@@ -8,7 +8,8 @@ use serde_json::{Value, json};
 use sesguard::app::ingest::Ingestor;
 use sesguard::lambda::ingest::handle;
 
-use crate::helpers::{RequestLog, deps, dynamodb_logged, sample_json, sqs_batch};
+use crate::helpers::{deps, dynamodb_logged, sample_json, sqs_batch};
+use crate::wire::RequestCounter;
 
 /// A 10-record SQS batch of SES notifications made from a sample by `vary(i, notification)`.
 fn batch(sample: &str, vary: impl Fn(usize, &mut Value)) -> Value {
@@ -23,7 +24,7 @@ fn batch(sample: &str, vary: impl Fn(usize, &mut Value)) -> Value {
 }
 
 async fn run(event: Value) -> (Vec<(String, usize)>, Value) {
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let store = dynamodb_logged(Some(log.clone())).await;
     let deps = deps(Arc::new(store));
     log.take(); // table creation
@@ -103,7 +104,7 @@ async fn a_redelivered_batch_costs_one_refused_transaction_and_a_window_query() 
         n["complaint"]["complainedRecipients"][0]["emailAddress"] =
             json!(format!("c{i}@example.com"));
     });
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let deps = deps(Arc::new(dynamodb_logged(Some(log.clone())).await));
     handle(&deps, LambdaEvent::new(event.clone(), Context::default()))
         .await
@@ -174,7 +175,7 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     use sesguard::ports::PolicyStore;
     use sesguard::wiring::SenderFunction;
 
-    let store_log = RequestLog::default();
+    let store_log = RequestCounter::default();
     let store = Arc::new(dynamodb_logged(Some(store_log.clone())).await);
     let mut config = crate::helpers::example_config();
     for account in &mut config.accounts {
@@ -195,7 +196,7 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     policy.blocked.insert("newsletter".into());
     store.put_template_policy(&policy).await.unwrap();
 
-    let sqs_log = RequestLog::default();
+    let sqs_log = RequestCounter::default();
     let sdk = crate::helpers::local_sdk();
     let sqs_plain = aws_sdk_sqs::Client::new(&sdk);
     let sqs_logged = aws_sdk_sqs::Client::from_conf(
@@ -294,13 +295,13 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
 
 #[tokio::test]
 async fn a_calm_accounts_window_is_read_again_only_on_bad_news_or_after_five_seconds() {
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let clock = crate::helpers::FixedClock::at(crate::helpers::SAMPLE_NOW);
     let deps = sesguard::app::Context {
         clock: clock.clone(),
         ..deps(Arc::new(dynamodb_logged(Some(log.clone())).await))
     };
-    let queries = |log: &RequestLog| log.take().iter().filter(|(op, _)| op == "Query").count();
+    let queries = |log: &RequestCounter| log.take().iter().filter(|(op, _)| op == "Query").count();
     let ingest = |event: Value| {
         let deps = &deps;
         async move {

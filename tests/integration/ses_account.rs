@@ -12,7 +12,7 @@ use aws_sdk_sesv2::types::SendQuota as SdkQuota;
 use aws_sdk_sesv2::types::error::TooManyRequestsException;
 use aws_smithy_mocks::{Rule, mock};
 use lambda_runtime::{Context, LambdaEvent};
-use serde_json::{Value, json};
+use serde_json::Value;
 use sesguard::adapters::sesv2::{AccountClient, Sesv2Accounts};
 use sesguard::app::control::{Action, Control};
 use sesguard::config::Enforcement;
@@ -21,6 +21,7 @@ use sesguard::ports::SesAccount;
 use sesguard::telemetry::error_chain;
 
 use crate::helpers::{deps_with, example_config, sqlite, sqs_batch};
+use crate::ses_event::SesEvent;
 
 fn accounts(enforcement: Enforcement, rules: &[&Rule]) -> Sesv2Accounts {
     Sesv2Accounts::with_clients(HashMap::from([(
@@ -124,10 +125,6 @@ async fn enforcement_calls_exactly_the_configured_switch() {
     );
 }
 
-fn tagged(stream: &str) -> Value {
-    json!({"sesguard-account": ["primary"], "sesguard-stream": [stream]})
-}
-
 #[tokio::test]
 async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     let off = mock!(aws_sdk_sesv2::Client::put_account_sending_attributes)
@@ -143,11 +140,10 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     // 300 sends over two streams, then 13 bounces from each: 8.7 %, no stream dominates.
     let mut bodies = Vec::new();
     for stream in ["verification", "transactional"] {
-        let to: Vec<String> = (0..150)
-            .map(|i| format!("{stream}{i}@example.com"))
-            .collect();
-        bodies.push(json!({"eventType": "Send", "mail": {"messageId": format!("send-{stream}"), "timestamp": "2026-11-20T10:00:00.000Z",
-                                                       "destination": to, "tags": tagged(stream)}}));
+        let send = SesEvent::send(&format!("send-{stream}"))
+            .to((0..150).map(|i| format!("{stream}{i}@example.com")))
+            .tagged("primary", stream);
+        bodies.push(send.published());
     }
     handle(
         &deps,
@@ -157,10 +153,17 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
     .unwrap();
     let bounces: Vec<Value> = (0..26)
         .map(|i| {
-            let stream = if i % 2 == 0 { "verification" } else { "transactional" };
-            json!({"eventType": "Bounce", "mail": {"messageId": format!("m{i}"), "tags": tagged(stream)},
-                   "bounce": {"bounceType": "Permanent", "feedbackId": format!("f{i}"), "timestamp": "2026-11-20T10:05:00.000Z",
-                              "bouncedRecipients": [{"emailAddress": format!("{stream}{i}@example.com")}]}})
+            let stream = if i % 2 == 0 {
+                "verification"
+            } else {
+                "transactional"
+            };
+            SesEvent::bounce(&format!("m{i}"))
+                .to([format!("{stream}{i}@example.com")])
+                .feedback_id(&format!("f{i}"))
+                .at("2026-11-20T10:05:00.000Z")
+                .tagged("primary", stream)
+                .published()
         })
         .collect();
     handle(

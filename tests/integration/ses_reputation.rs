@@ -22,7 +22,8 @@ use sesguard::domain::reputation::ses_view::SesFigures;
 use sesguard::ports::SesReputation;
 use sesguard::telemetry::error_chain;
 
-use crate::helpers::{RequestLog, local_sdk};
+use crate::helpers::local_sdk;
+use crate::wire::RequestCounter;
 
 const LOOKBACK: Duration = Duration::from_secs(24 * 3600);
 const CACHE: Duration = Duration::from_secs(300);
@@ -43,7 +44,7 @@ fn at(t: Timestamp) -> DateTime {
 }
 
 /// A CloudWatch client on the local server in `region`, its requests logged.
-fn local_cloudwatch(region: &'static str, log: &RequestLog) -> Client {
+fn local_cloudwatch(region: &'static str, log: &RequestCounter) -> Client {
     let config = aws_sdk_cloudwatch::config::Builder::from(&local_sdk())
         .region(Region::new(region))
         .interceptor(log.clone())
@@ -78,7 +79,7 @@ fn reputation_over(client: Client) -> CloudWatchReputation {
 
 #[tokio::test]
 async fn the_newest_figure_of_each_metric_is_read_back_from_cloudwatch() {
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let cloudwatch = local_cloudwatch("us-west-1", &log);
     let now = now();
     let minutes = |m: u64| now.minus(Duration::from_secs(60 * m));
@@ -117,7 +118,7 @@ async fn the_newest_figure_of_each_metric_is_read_back_from_cloudwatch() {
 
 #[tokio::test]
 async fn no_datapoint_within_the_lookback_gives_no_figures_and_one_alone_gives_one() {
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let cloudwatch = local_cloudwatch("us-west-2", &log);
     let now = now();
     let reputation = CloudWatchReputation::with_clients(
@@ -156,7 +157,7 @@ async fn no_datapoint_within_the_lookback_gives_no_figures_and_one_alone_gives_o
 
 #[tokio::test]
 async fn an_answer_is_reused_for_the_cache_time_without_asking_again() {
-    let log = RequestLog::default();
+    let log = RequestCounter::default();
     let cloudwatch = local_cloudwatch("eu-west-2", &log);
     let now = now();
     publish(

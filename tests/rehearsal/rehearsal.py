@@ -4,7 +4,7 @@
 Runs the *deployed* composition of sesguard end to end on fakecloud, a local AWS emulator
 (installed and cached by tests/rehearsal/install-fakecloud), on 127.0.0.1 only:
 
-1. account B (the backup) is set up the way the README tells a user to: an SES identity, a
+1. account B (the backup) is set up the way docs/deployment.md tells a user to: an SES identity, a
    configuration set whose event destination is an SNS topic of B, the role sesguard assumes
    there (trusting account A), and B's topic subscribed to A's feedback queue;
 2. infra/template.yaml itself is deployed into account A with CloudFormation (the template's own
@@ -226,7 +226,7 @@ priority = "normal"
 
 
 def set_up_backup_account(emulator, b):
-    """What the README tells a user to create in a backup account."""
+    """What docs/deployment.md tells a user to create in a backup account."""
     b("sesv2").create_email_identity(EmailIdentity="example.com")
     b("sesv2").create_configuration_set(ConfigurationSetName="sesguard")
     topic = b("sns").create_topic(Name="ses-feedback")["TopicArn"]
@@ -395,7 +395,7 @@ def story(emulator, work):
     admin_b = emulator.post("/_fakecloud/iam/create-admin", {"accountId": B, "userName": "admin"})
     b = emulator.session(admin_b["accessKeyId"], admin_b["secretAccessKey"])
 
-    step("1. account B, set up as the README says (identity, configuration set -> SNS, the role)")
+    step("1. account B, set up as docs/deployment.md says (identity, configuration set -> SNS, the role)")
     backup_topic, trust = set_up_backup_account(emulator, b)
     expect(backup_topic.split(":")[4] == B, f"B's feedback topic {backup_topic}")
 

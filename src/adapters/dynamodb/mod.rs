@@ -115,7 +115,7 @@ impl From<&TablesConfig> for Tables {
 
 /// Items each counter bucket is written across by default. A bucket item takes every
 /// counter write of its account in its quarter hour — ingest's and the senders' — about 0.3
-/// writes per message sent with its feedback (README, "Scale"); eight shards keep an item
+/// writes per message sent with its feedback (docs/scale.md); eight shards keep an item
 /// under 40 writes a second at 1,000 sends a second, well inside DynamoDB's 1,000 a second
 /// per partition, while the window query reads eight items per bucket.
 pub const COUNTER_SHARDS: u16 = 8;

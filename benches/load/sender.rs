@@ -1,0 +1,154 @@
+//! The sender processes: instances sending batches of ten through sesguard's gate over the
+//! store, to an SES that accepts every message and answers with its events.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use sesguard::app::send::{Queued, Sender, SenderMemory};
+use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
+use sesguard::ports::{MailTransport, TransportError};
+
+use crate::ses_event::SesEvent;
+use crate::wire::RequestCounter;
+use crate::worker::*;
+use crate::{Args, BOUNCE_EVERY};
+
+/// SES as the load sees it: accepts every message and writes its events, one JSON line each,
+/// to stdout for the driver to pass on.
+pub(crate) struct LoadSes {
+    pub(crate) next: AtomicU64,
+    pub(crate) bounced: AtomicU64,
+    pub(crate) process: usize,
+    pub(crate) events: tokio::sync::mpsc::UnboundedSender<String>,
+}
+
+#[async_trait]
+impl MailTransport for LoadSes {
+    async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError> {
+        let n = self.next.fetch_add(1, Ordering::Relaxed);
+        let id = format!("load-{}-{n}", self.process);
+        let at = Timestamp::from_millis(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap_or_default()
+                .as_millis() as i64,
+        )
+        .to_string();
+        let to = mail.to[0].as_str().to_owned();
+        let about = |event: SesEvent| {
+            event
+                .to([to.as_str()])
+                .source(&mail.from)
+                .tags(&mail.tags)
+                .sent_at(&at)
+                .at(&at)
+        };
+        let outcome = if to.starts_with("bounce") {
+            self.bounced.fetch_add(1, Ordering::Relaxed);
+            about(SesEvent::bounce(&id))
+                .feedback_id(&format!("{id}-bounce"))
+                .status("5.1.1")
+        } else {
+            about(SesEvent::delivery(&id))
+        };
+        for event in [about(SesEvent::send(&id)), outcome] {
+            let _ = self.events.send(event.published().to_string());
+        }
+        Ok(id)
+    }
+}
+
+pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
+    let log = RequestCounter::default();
+    let (events, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let ses = Arc::new(LoadSes {
+        next: AtomicU64::new(0),
+        bounced: AtomicU64::new(0),
+        process: args.id,
+        events,
+    });
+    let writer = tokio::task::spawn_blocking(move || {
+        let stdout = std::io::stdout();
+        let mut out = std::io::BufWriter::new(stdout.lock());
+        while let Some(line) = lines.blocking_recv() {
+            writeln!(out, "{line}")?;
+            if lines.is_empty() {
+                out.flush()?;
+            }
+        }
+        out.flush()
+    });
+    let started = Instant::now();
+    let deadline = started + Duration::from_secs(args.seconds);
+    // Each instance sends a batch of ten every `interval`: its share of the rate.
+    let per_instance = args.rate as f64 / (args.senders * args.instances) as f64;
+    let interval = Duration::from_secs_f64(10.0 / per_instance.max(0.001));
+    let next = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for instance in 0..args.instances {
+        // Each instance its own context, as each Lambda instance builds its own: its own store
+        // client (with what it last saw of the rate parts), window cache and memory.
+        let deps = context(args, &log)?;
+        let (ses, next) = (ses.clone(), next.clone());
+        let process = args.id;
+        let spread = instance as f64 / args.instances as f64;
+        tasks.push(tokio::spawn(async move {
+            let memory = SenderMemory::default();
+            let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+            // Instances start spread over one interval.
+            let mut due = Instant::now() + interval.mul_f64(spread);
+            while Instant::now() < deadline {
+                tokio::time::sleep_until(due.into()).await;
+                due += interval;
+                let batch = (0..10)
+                    .map(|_| {
+                        let n = next.fetch_add(1, Ordering::Relaxed);
+                        let to = if n % BOUNCE_EVERY == 7 {
+                            format!("bounce-{process}-{n}@example.net")
+                        } else {
+                            format!("user-{process}-{n}@example.com")
+                        };
+                        let json = format!(
+                            r#"{{"stream":"transactional","to":["{to}"],"subject":"Receipt","text":"Thanks","idempotency_key":"load-{process}-{n}"}}"#
+                        );
+                        Queued::new(
+                            format!("m-{process}-{n}"),
+                            SendRequest::parse(&json).map_err(|e| e.to_string()),
+                        )
+                    })
+                    .collect();
+                let sender = Sender::of(&deps, &memory).with_transport(ses.as_ref());
+                match sender.send(batch, deps.clock.now()).await {
+                    Ok(judged) => {
+                        for j in judged {
+                            *outcomes.entry(j.decision.name().to_owned()).or_default() += 1;
+                        }
+                    }
+                    Err(error) => {
+                        *outcomes.entry(format!("batch failed: {error}")).or_default() += 10
+                    }
+                }
+            }
+            outcomes
+        }));
+    }
+    let mut report = Report {
+        role: "sender".into(),
+        ..Report::default()
+    };
+    for task in tasks {
+        for (name, n) in task.await? {
+            *report.outcomes.entry(name).or_default() += n;
+        }
+    }
+    report.done = ses.next.load(Ordering::Relaxed);
+    report.bounced = ses.bounced.load(Ordering::Relaxed);
+    drop(ses);
+    writer.await??;
+    finish(report, &log, started)
+}

@@ -1,0 +1,106 @@
+//! What every worker process shares: its store client (counted on the wire), its context over
+//! the run's tables, and the report it leaves on stderr when it ends.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+use sesguard::adapters::dynamodb::{DynamoStore, Tables};
+use sesguard::app::Context;
+use sesguard::config::Config;
+use sesguard::ports::SystemClock;
+use sesguard::telemetry::CONTENTION;
+
+use crate::{Args, LOAD_CONFIG};
+
+use crate::wire::{RequestCounter, Wire};
+
+pub(crate) fn client(endpoint: &str, log: &RequestCounter) -> aws_sdk_dynamodb::Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(aws_sdk_dynamodb::config::BehaviorVersion::latest())
+        .endpoint_url(endpoint)
+        .region(aws_sdk_dynamodb::config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_dynamodb::config::Credentials::new(
+            "test",
+            "test",
+            None,
+            None,
+            "sesguard-load",
+        ))
+        .interceptor(log.clone())
+        .build();
+    aws_sdk_dynamodb::Client::from_conf(config)
+}
+
+pub(crate) fn tables_of(text: &str) -> anyhow::Result<Tables> {
+    let (suppressions, state) = text
+        .split_once(',')
+        .context("--tables SUPPRESSIONS,STATE")?;
+    Ok(Tables {
+        suppressions: suppressions.into(),
+        state: state.into(),
+    })
+}
+
+/// The account's send rate in a run at `rate`: half as much again.
+pub(crate) fn limit_for(rate: u64) -> u64 {
+    (rate * 3 / 2).max(15)
+}
+
+/// How many parts the account's paced bucket has in a run at `rate`.
+pub(crate) fn parts_for(rate: u64) -> u16 {
+    sesguard::domain::sending::rate_limit::RateLimits::from_send_rate(limit_for(rate) as f64)
+        .pace()
+        .parts
+}
+
+pub(crate) fn context(args: &Args, log: &RequestCounter) -> anyhow::Result<Context> {
+    let endpoint = args.endpoint.as_deref().context("--endpoint")?;
+    let store = DynamoStore::new(client(endpoint, log), tables_of(&args.tables)?);
+    let config = Config::parse(
+        &LOAD_CONFIG.replace("MAX_SEND_RATE", &limit_for(args.rate).to_string()),
+        "load",
+    )?;
+    Ok(sesguard::wiring::local(
+        config,
+        Arc::new(store),
+        Arc::new(SystemClock),
+    ))
+}
+
+/// A worker's account of its run.
+#[derive(Debug, Default, Serialize, Deserialize)]
+pub(crate) struct Report {
+    pub(crate) role: String,
+    pub(crate) seconds: f64,
+    /// Sender: messages SES accepted; ingest: records stored.
+    pub(crate) done: u64,
+    /// Sender: of those, messages that bounce.
+    pub(crate) bounced: u64,
+    /// Sender: decisions by name; ingest: outcomes by name.
+    pub(crate) outcomes: BTreeMap<String, u64>,
+    /// Ingest: records failed and put back; records that ran out of receives.
+    pub(crate) retried: u64,
+    pub(crate) dead_lettered: u64,
+    pub(crate) conflicts: u64,
+    pub(crate) throttles: u64,
+    pub(crate) wire: Wire,
+}
+
+pub(crate) fn finish(
+    mut report: Report,
+    log: &RequestCounter,
+    started: Instant,
+) -> anyhow::Result<()> {
+    report.seconds = started.elapsed().as_secs_f64();
+    (report.conflicts, report.throttles) = CONTENTION.take();
+    let mut wire = log.take_wire();
+    // Keys written once (claims, send records) cannot be hot; keep the report small.
+    wire.keys
+        .retain(|_, seconds| seconds.values().map(|&n| u64::from(n)).sum::<u64>() > 2);
+    report.wire = wire;
+    eprintln!("{}", serde_json::to_string(&report)?);
+    Ok(())
+}
