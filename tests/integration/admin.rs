@@ -14,7 +14,8 @@ use sesguard::app::ingest::Ingestor;
 use sesguard::lambda::admin::handle;
 use sesguard::wiring::{AdminFunction, Auth};
 
-use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
+use crate::helpers::{RecordedAlerts, deps_with, example_config};
+use crate::world::World;
 
 const TOKEN: &str = "a-local-admin-token-of-some-length";
 
@@ -189,11 +190,11 @@ impl Api {
     }
 
     fn with_auth(auth: Auth) -> Self {
-        let (dir, store) = sqlite();
-        let (deps, alerts) = deps_with(example_config(), Arc::new(store));
-        let deps = deps.with_ses(Arc::new(ses_of_primary()));
+        let world = World::builder().build();
+        let deps = world.deps.with_ses(Arc::new(ses_of_primary()));
+        let alerts = world.alerts;
         Self {
-            _dir: dir,
+            _dir: world.dir.expect("a SQLite world"),
             state: AdminFunction {
                 context: deps,
                 auth,

@@ -45,7 +45,7 @@ use sesguard::ports::{
 };
 use sesguard::wiring::SenderFunction;
 
-use crate::helpers::{FixedClock, deps_with, example_config};
+use crate::helpers::FixedClock;
 use crate::ses_event::SesEvent;
 
 // --- The store, failing where told ---------------------------------------------------------
@@ -503,14 +503,21 @@ struct World {
 }
 
 fn world(store: Arc<dyn Store>, configure: impl FnOnce(&mut sesguard::config::Config)) -> World {
-    let mut config = example_config();
-    for account in &mut config.accounts {
-        account.send_count_source = SendSource::Sender;
-    }
-    configure(&mut config);
-    let clock = FixedClock::at(START);
     let died = Arc::new(tokio::sync::Notify::new());
     let store = Arc::new(Faulty::new(store, died.clone()));
+    let mut sts_down = false;
+    let base = crate::world::World::builder()
+        .configure(|config| {
+            for account in &mut config.accounts {
+                account.send_count_source = SendSource::Sender;
+            }
+            configure(config);
+            sts_down = config.accounts.iter().any(|a| a.daily_quota.is_none());
+        })
+        .store(store.clone())
+        .at(START)
+        .build();
+    let clock = base.clock;
     let ses = Arc::new(Ses {
         died: died.clone(),
         fault: Mutex::new(SesFault::None),
@@ -528,9 +535,7 @@ fn world(store: Arc<dyn Store>, configure: impl FnOnce(&mut sesguard::config::Co
         requeued: AtomicU32::new(0),
         most_receives: AtomicU32::new(0),
     });
-    let sts_down = config.accounts.iter().any(|a| a.daily_quota.is_none());
-    let (mut context, _alerts) = deps_with(config, store.clone());
-    context.clock = clock.clone();
+    let mut context = base.deps;
     context.transport = ses.clone();
     context.ses = Arc::new(Quotas { sts_down });
     let function = SenderFunction {

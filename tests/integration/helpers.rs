@@ -19,6 +19,7 @@ use sesguard::domain::reputation::history::Alert;
 use sesguard::ports::{AlertError, AlertSink, Clock, Store};
 
 use crate::wire::RequestCounter;
+use crate::world::World;
 
 /// The repository root.
 pub fn root() -> PathBuf {
@@ -122,15 +123,13 @@ impl AlertSink for RecordedAlerts {
 /// Dependencies over `store` with the example configuration, a fixed clock, and recorded
 /// alerts.
 pub fn deps(store: Arc<dyn Store>) -> Context {
-    deps_with(example_config(), store).0
+    World::builder().store(store).build().deps
 }
 
 /// Dependencies over `store` with `config`, a fixed clock, and the alerts they record.
 pub fn deps_with(config: Config, store: Arc<dyn Store>) -> (Context, RecordedAlerts) {
-    let alerts = RecordedAlerts::default();
-    let deps = sesguard::wiring::local(config, store, FixedClock::at(SAMPLE_NOW))
-        .with_alerts(Arc::new(alerts.clone()));
-    (deps, alerts)
+    let world = World::builder().config(config).store(store).build();
+    (world.deps, world.alerts)
 }
 
 /// The endpoint of the local DynamoDB-compatible server: `SESGUARD_TEST_DYNAMODB` when set

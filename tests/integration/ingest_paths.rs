@@ -27,6 +27,7 @@ use sesguard::ports::{
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
+use crate::world::World;
 
 async fn invoke(deps: &Context, event: Value) -> Result<Value, lambda_runtime::Error> {
     handle(
@@ -67,8 +68,8 @@ fn ses(name: &str, edit: impl FnOnce(&mut Value)) -> Value {
 }
 
 fn sqlite_deps() -> (tempfile::TempDir, Context) {
-    let (dir, store) = sqlite();
-    (dir, deps(Arc::new(store)))
+    let world = World::builder().build();
+    (world.dir.expect("a SQLite world"), world.deps)
 }
 
 #[tokio::test]

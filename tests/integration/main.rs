@@ -23,3 +23,4 @@ mod transport;
 mod webhook;
 #[path = "../support/wire.rs"]
 mod wire;
+mod world;

@@ -15,10 +15,9 @@ use sesguard::domain::reputation::state::{AccountState, Status};
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
-use crate::helpers::{
-    FixedClock, RecordedAlerts, SAMPLE_NOW, dynamodb, example_config, sqlite, sqs_batch,
-};
+use crate::helpers::{FixedClock, RecordedAlerts, dynamodb, example_config, sqlite, sqs_batch};
 use crate::ses_event::SesEvent;
+use crate::world::World;
 
 /// An event about the mail `id` of `stream`, sent at `at` (`HH:MM` on the sample day) to
 /// `count` recipients.
@@ -57,14 +56,11 @@ struct Run {
 
 impl Run {
     fn new(store: Arc<dyn Store>) -> Self {
-        let clock = FixedClock::at(SAMPLE_NOW);
-        let alerts = RecordedAlerts::default();
-        let deps = sesguard::wiring::local(example_config(), store, clock.clone())
-            .with_alerts(Arc::new(alerts.clone()));
+        let world = World::builder().store(store).build();
         Self {
-            deps,
-            clock,
-            alerts,
+            deps: world.deps,
+            clock: world.clock,
+            alerts: world.alerts,
         }
     }
 

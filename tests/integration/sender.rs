@@ -14,7 +14,8 @@ use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
 use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::ports::{MailTransport, TransportError};
 
-use crate::helpers::{RecordedAlerts, deps_with, example_config, sqlite};
+use crate::helpers::RecordedAlerts;
+use crate::world::World;
 
 /// A transport that answers from a script (`Ok` when the script is empty) and keeps what it
 /// was asked to send.
@@ -52,11 +53,8 @@ impl MailTransport for Scripted {
 fn world(
     configure: impl FnOnce(&mut sesguard::config::Config),
 ) -> (tempfile::TempDir, Context, RecordedAlerts) {
-    let (dir, store) = sqlite();
-    let mut config = example_config();
-    configure(&mut config);
-    let (deps, alerts) = deps_with(config, Arc::new(store));
-    (dir, deps, alerts)
+    let world = World::builder().configure(configure).build();
+    (world.dir.expect("a SQLite world"), world.deps, world.alerts)
 }
 
 fn queued(id: &str, json: &str) -> Queued {

@@ -20,7 +20,7 @@ use sesguard::lambda::webhook::handle;
 use sesguard::ports::{CertificateSource, FetchError, SubscriptionConfirmer};
 use sesguard::wiring::WebhookFunction;
 
-use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, example_config, sample, sqlite};
+use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, example_config, sample};
 
 const TOPIC: &str = "arn:aws:sns:us-east-1:111111111111:ses-feedback";
 const CERT_URL: &str = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-abc123.pem";
@@ -152,14 +152,16 @@ struct World {
 }
 
 fn world_with(configure: impl FnOnce(&mut sesguard::config::Config), pem: &[u8]) -> World {
-    let (dir, store) = sqlite();
-    let mut config = example_config();
-    config.webhook.topics = vec![
-        TOPIC.into(),
-        "arn:aws:sns:us-east-1:111111111111:other".into(),
-    ];
-    configure(&mut config);
-    let (deps, alerts) = deps_with(config, Arc::new(store));
+    let world = crate::world::World::builder()
+        .configure(|config| {
+            config.webhook.topics = vec![
+                TOPIC.into(),
+                "arn:aws:sns:us-east-1:111111111111:other".into(),
+            ];
+            configure(config);
+        })
+        .build();
+    let (dir, deps, alerts) = (world.dir.expect("a SQLite world"), world.deps, world.alerts);
     let served = Arc::new(Served {
         pem: pem.to_vec(),
         fail: Mutex::new(0),
