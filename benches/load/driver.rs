@@ -15,7 +15,9 @@ use sesguard::ports::{Clock, CounterWindow, SystemClock};
 use crate::Args;
 use crate::report::{render, summarize};
 use crate::wire::RequestCounter;
-use crate::worker::*;
+use sesguard::domain::reputation::counters::Counts;
+
+use crate::worker::{Report, client};
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -122,54 +124,55 @@ pub(crate) fn collect(mut child: Child, name: &str, out: &Path) -> anyhow::Resul
     serde_json::from_str(last).with_context(|| format!("{name}'s report"))
 }
 
-pub(crate) fn drive(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&args.out)?;
-    let server = server(args)?;
-    let stamp = std::process::id();
-    let tables = Tables {
-        suppressions: format!("load-suppressions-{stamp}"),
-        state: format!("load-state-{stamp}"),
-    };
-    let setup = RequestCounter::default();
-    let store = DynamoStore::new(client(&server.endpoint, &setup), tables.clone());
-    runtime.block_on(store.create_tables())?;
-    let names = format!("{},{}", tables.suppressions, tables.state);
-    println!(
-        "load: {} sends/s for {} s from {} sender processes and {} ingest processes, {} instances each, on {}",
-        args.rate, args.seconds, args.senders, args.ingesters, args.instances, server.endpoint
-    );
+/// The ingest processes' inputs, shared by the pumps.
+type Inputs = Arc<Mutex<Vec<std::io::BufWriter<std::process::ChildStdin>>>>;
 
+/// Passes a sender process's events (its stdout, a line each) to the ingest processes in turn,
+/// as SQS hands batches to instances, counting them in `events`.
+fn pump(
+    stdout: std::process::ChildStdout,
+    first: usize,
+    inputs: Inputs,
+    events: Arc<AtomicU64>,
+) -> std::thread::JoinHandle<std::io::Result<()>> {
+    std::thread::spawn(move || -> std::io::Result<()> {
+        for (n, line) in BufReader::new(stdout).lines().enumerate() {
+            let line = line?;
+            let mut inputs = inputs.lock().unwrap();
+            let count = inputs.len();
+            writeln!(inputs[(n + first) % count], "{line}")?;
+            events.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    })
+}
+
+/// What the workers did: the senders' and the ingesters' reports, and the events passed on.
+struct Worked {
+    sent: Vec<Report>,
+    stored: Vec<Report>,
+    events: u64,
+}
+
+/// Starts the ingest and sender processes over `names` (the tables), passes events between
+/// them, and collects their reports once the senders are done and the ingesters drained.
+fn run_workers(args: &Args, endpoint: &str, names: &str) -> anyhow::Result<Worked> {
     let mut ingesters = (0..args.ingesters)
-        .map(|i| worker(args, "ingest", i, &server.endpoint, &names))
+        .map(|i| worker(args, "ingest", i, endpoint, names))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let inputs: Vec<_> = ingesters
-        .iter_mut()
-        .map(|c| c.stdin.take().expect("piped"))
-        .collect();
-    let inputs = Arc::new(Mutex::new(
-        inputs
-            .into_iter()
-            .map(std::io::BufWriter::new)
-            .collect::<Vec<_>>(),
+    let inputs: Inputs = Arc::new(Mutex::new(
+        ingesters
+            .iter_mut()
+            .map(|c| std::io::BufWriter::new(c.stdin.take().expect("piped")))
+            .collect(),
     ));
     let events = Arc::new(AtomicU64::new(0));
     let mut senders = Vec::new();
     let mut pumps = Vec::new();
     for i in 0..args.senders {
-        let mut child = worker(args, "sender", i, &server.endpoint, &names)?;
+        let mut child = worker(args, "sender", i, endpoint, names)?;
         let stdout = child.stdout.take().expect("piped");
-        let (inputs, events) = (inputs.clone(), events.clone());
-        // Events go to the ingest processes in turn, as SQS hands batches to instances.
-        pumps.push(std::thread::spawn(move || -> std::io::Result<()> {
-            for (n, line) in BufReader::new(stdout).lines().enumerate() {
-                let line = line?;
-                let mut inputs = inputs.lock().unwrap();
-                let count = inputs.len();
-                writeln!(inputs[(n + i) % count], "{line}")?;
-                events.fetch_add(1, Ordering::Relaxed);
-            }
-            Ok(())
-        }));
+        pumps.push(pump(stdout, i, inputs.clone(), events.clone()));
         senders.push(child);
     }
     let mut sent = Vec::new();
@@ -187,17 +190,49 @@ pub(crate) fn drive(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::R
     for (i, child) in ingesters.into_iter().enumerate() {
         stored.push(collect(child, &format!("ingest-{i}"), &args.out)?);
     }
-    let counted = runtime.block_on(async {
+    Ok(Worked {
+        sent,
+        stored,
+        events: events.load(Ordering::Relaxed),
+    })
+}
+
+/// What the store counted for the account over the last day, in all.
+fn counted(store: &DynamoStore, runtime: &tokio::runtime::Runtime) -> anyhow::Result<Counts> {
+    let window = runtime.block_on(async {
         let now = SystemClock.now();
         store
             .window("primary", now.minus(Duration::from_secs(86_400)), now)
             .await
     })?;
-    let mut totals = sesguard::domain::reputation::counters::Counts::default();
-    for bucket in &counted.buckets {
+    let mut totals = Counts::default();
+    for bucket in &window.buckets {
         totals += bucket.total;
     }
-    let summary = summarize(args, &sent, &stored, events.load(Ordering::Relaxed), totals);
+    Ok(totals)
+}
+
+/// The driver: fresh tables on the server, the workers, the report (`report.json` and the
+/// text), and with `--check` the criteria.
+pub(crate) fn drive(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out)?;
+    let server = server(args)?;
+    let stamp = std::process::id();
+    let tables = Tables {
+        suppressions: format!("load-suppressions-{stamp}"),
+        state: format!("load-state-{stamp}"),
+    };
+    let setup = RequestCounter::default();
+    let store = DynamoStore::new(client(&server.endpoint, &setup), tables.clone());
+    runtime.block_on(store.create_tables())?;
+    let names = format!("{},{}", tables.suppressions, tables.state);
+    println!(
+        "load: {} sends/s for {} s from {} sender processes and {} ingest processes, {} instances each, on {}",
+        args.rate, args.seconds, args.senders, args.ingesters, args.instances, server.endpoint
+    );
+    let worked = run_workers(args, &server.endpoint, &names)?;
+    let totals = counted(&store, runtime)?;
+    let summary = summarize(args, &worked.sent, &worked.stored, worked.events, totals);
     std::fs::write(
         args.out.join("report.json"),
         serde_json::to_string_pretty(&summary)?,

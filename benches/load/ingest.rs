@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use sesguard::app::Context;
 use sesguard::app::ingest::Ingestor;
 
 use crate::wire::RequestCounter;
-use crate::worker::*;
+use crate::worker::{Report, context, finish};
+
 use crate::{Args, MAX_RECEIVES};
 
 /// A feedback record waiting in the "queue": its body, when it may be received, and how
@@ -21,87 +23,121 @@ pub(crate) struct Record {
     pub(crate) receives: u32,
 }
 
-pub(crate) async fn ingest_process(args: &Args) -> anyhow::Result<()> {
-    let log = RequestCounter::default();
-    let queue = Arc::new(Mutex::new(std::collections::VecDeque::<Record>::new()));
-    let closed = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let delay = Duration::from_millis(args.feedback_delay_ms);
-    let reader = {
-        let (queue, closed) = (queue.clone(), closed.clone());
+/// The "queue" of one ingest process: records waiting, and whether the driver closed it.
+#[derive(Clone, Default)]
+struct Queue {
+    records: Arc<Mutex<std::collections::VecDeque<Record>>>,
+    closed: Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Queue {
+    /// Fills the queue from stdin, one record a line, each ready after `delay`; closes it at
+    /// the end of the input.
+    fn fill_from_stdin(&self, delay: Duration) -> std::thread::JoinHandle<()> {
+        let queue = self.clone();
         std::thread::spawn(move || {
             for line in std::io::stdin().lock().lines().map_while(Result::ok) {
-                queue.lock().unwrap().push_back(Record {
+                queue.records.lock().unwrap().push_back(Record {
                     body: line,
                     ready: Instant::now() + delay,
                     receives: 0,
                 });
             }
-            closed.store(true, Ordering::SeqCst);
+            queue.closed.store(true, Ordering::SeqCst);
         })
-    };
+    }
+
+    /// Up to ten records ready now, in order.
+    fn receive(&self) -> Vec<Record> {
+        let mut records = self.records.lock().unwrap();
+        let now = Instant::now();
+        let ready = records
+            .iter()
+            .take(10)
+            .take_while(|r| r.ready <= now)
+            .count();
+        records.drain(..ready).collect()
+    }
+
+    /// Whether the driver closed the queue and nothing is left in it.
+    fn done(&self) -> bool {
+        self.closed.load(Ordering::SeqCst) && self.records.lock().unwrap().is_empty()
+    }
+
+    /// Puts back the records of `batch` at `failed` (their index): each returns after a
+    /// visibility timeout (shortened), or counts as dead-lettered after its last receive.
+    fn put_back(&self, batch: Vec<Record>, failed: Vec<usize>, report: &mut Report) {
+        let mut batch: Vec<Option<Record>> = batch.into_iter().map(Some).collect();
+        for index in failed {
+            let Some(mut record) = batch.get_mut(index).and_then(Option::take) else {
+                continue;
+            };
+            record.receives += 1;
+            if record.receives >= MAX_RECEIVES {
+                report.dead_lettered += 1;
+            } else {
+                report.retried += 1;
+                record.ready = Instant::now() + Duration::from_secs(1);
+                self.records.lock().unwrap().push_back(record);
+            }
+        }
+    }
+}
+
+/// Stores one batch as the ingest function does: the indexes of the records that failed.
+async fn store(deps: &Context, batch: &[Record], report: &mut Report) -> Vec<usize> {
+    let bodies: Vec<Value> = batch
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            json!({"messageId": format!("r{i}"), "receiptHandle": "h",
+                   "body": r.body, "eventSource": "aws:sqs"})
+        })
+        .collect();
+    let (_, records) = sesguard::lambda::ingest::decode(json!({ "Records": bodies }), "load");
+    let outcome = Ingestor::of(deps).ingest(records, deps.clock.now()).await;
+    let mut failed = Vec::new();
+    for (id, outcome) in outcome.records {
+        *report
+            .outcomes
+            .entry(outcome.name().to_owned())
+            .or_default() += 1;
+        if outcome.name() == "failed" {
+            failed.push(id.trim_start_matches('r').parse().unwrap_or(0));
+        } else {
+            report.done += 1;
+        }
+    }
+    failed
+}
+
+/// One ingest instance: batches from the queue until it is done.
+async fn instance(deps: Context, queue: Queue) -> Report {
+    let mut report = Report::default();
+    loop {
+        let batch = queue.receive();
+        if batch.is_empty() {
+            if queue.done() {
+                return report;
+            }
+            // The event source mapping's batching window, shortened.
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let failed = store(&deps, &batch, &mut report).await;
+        queue.put_back(batch, failed, &mut report);
+    }
+}
+
+/// An ingest process: `--instances` instances over one queue fed from stdin.
+pub(crate) async fn ingest_process(args: &Args) -> anyhow::Result<()> {
+    let log = RequestCounter::default();
+    let queue = Queue::default();
+    let reader = queue.fill_from_stdin(Duration::from_millis(args.feedback_delay_ms));
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.instances {
-        let deps = context(args, &log)?;
-        let (queue, closed) = (queue.clone(), closed.clone());
-        tasks.push(tokio::spawn(async move {
-            let mut report = Report::default();
-            loop {
-                let batch: Vec<Record> = {
-                    let mut queue = queue.lock().unwrap();
-                    let now = Instant::now();
-                    let ready = queue.iter().take(10).take_while(|r| r.ready <= now).count();
-                    queue.drain(..ready).collect()
-                };
-                if batch.is_empty() {
-                    if closed.load(Ordering::SeqCst) && queue.lock().unwrap().is_empty() {
-                        return report;
-                    }
-                    // The event source mapping's batching window, shortened.
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                    continue;
-                }
-                let bodies: Vec<Value> = batch
-                    .iter()
-                    .enumerate()
-                    .map(|(i, r)| {
-                        json!({"messageId": format!("r{i}"), "receiptHandle": "h",
-                               "body": r.body, "eventSource": "aws:sqs"})
-                    })
-                    .collect();
-                let (_, records) =
-                    sesguard::lambda::ingest::decode(json!({ "Records": bodies }), "load");
-                let outcome = Ingestor::of(&deps).ingest(records, deps.clock.now()).await;
-                let mut back = Vec::new();
-                for (id, outcome) in outcome.records {
-                    *report
-                        .outcomes
-                        .entry(outcome.name().to_owned())
-                        .or_default() += 1;
-                    let index: usize = id.trim_start_matches('r').parse().unwrap_or(0);
-                    if outcome.name() == "failed" {
-                        back.push(index);
-                    } else {
-                        report.done += 1;
-                    }
-                }
-                let mut batch: Vec<Option<Record>> = batch.into_iter().map(Some).collect();
-                for index in back {
-                    let Some(mut record) = batch.get_mut(index).and_then(Option::take) else {
-                        continue;
-                    };
-                    record.receives += 1;
-                    if record.receives >= MAX_RECEIVES {
-                        report.dead_lettered += 1;
-                    } else {
-                        report.retried += 1;
-                        // Back after a visibility timeout (shortened).
-                        record.ready = Instant::now() + Duration::from_secs(1);
-                        queue.lock().unwrap().push_back(record);
-                    }
-                }
-            }
-        }));
+        tasks.push(tokio::spawn(instance(context(args, &log)?, queue.clone())));
     }
     let mut report = Report {
         role: "ingest".into(),

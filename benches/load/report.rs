@@ -1,106 +1,163 @@
 //! The run's report: what was measured, what it comes to at 1,000 sends a second, and the
 //! checks `--check` applies.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
 use crate::Args;
-use crate::worker::*;
+use sesguard::domain::reputation::counters::Counts;
 
+use crate::wire::Wire;
+use crate::worker::{Report, limit_for, parts_for};
+
+/// Every worker's wire, conflicts and throttles, added up.
+struct Totals {
+    wire: Wire,
+    conflicts: u64,
+    throttles: u64,
+}
+
+impl Totals {
+    fn of(reports: &[&Report]) -> Self {
+        let mut totals = Totals {
+            wire: Wire::default(),
+            conflicts: 0,
+            throttles: 0,
+        };
+        for report in reports {
+            totals.wire.add(&report.wire);
+            totals.conflicts += report.conflicts;
+            totals.throttles += report.throttles;
+        }
+        totals
+    }
+}
+
+/// A key's writes: the busiest second here, in all, and per second carried to 1,000 sends a
+/// second.
+struct Hot<'a> {
+    key: &'a str,
+    busiest: u32,
+    total: u64,
+    at_1000: f64,
+}
+
+/// The ten hottest keys. A counter shard's writes per message do not depend on the rate; a
+/// rate part's do, through the number of parts: at 1,000 sends a second under a 1,500 limit
+/// the same takes spread over that many parts.
+fn hottest<'a>(args: &Args, wire: &'a Wire, per_message: impl Fn(u64) -> f64) -> Vec<Hot<'a>> {
+    let spread = f64::from(parts_for(args.rate)) / f64::from(parts_for(1000));
+    let mut hot: Vec<Hot<'a>> = wire
+        .keys
+        .iter()
+        .map(|(key, seconds)| {
+            let total = seconds.values().map(|&n| u64::from(n)).sum();
+            let scale = if key.contains("| rate#") { spread } else { 1.0 };
+            Hot {
+                key,
+                busiest: seconds.values().copied().max().unwrap_or(0),
+                total,
+                at_1000: per_message(total) * 1000.0 * scale,
+            }
+        })
+        .collect();
+    hot.sort_by(|a, b| b.at_1000.total_cmp(&a.at_1000).then(a.key.cmp(b.key)));
+    hot.truncate(10);
+    hot
+}
+
+/// The outcomes of `reports`, added up by name.
+fn outcomes(reports: &[Report]) -> BTreeMap<String, u64> {
+    let mut merged: BTreeMap<String, u64> = BTreeMap::new();
+    for report in reports {
+        for (name, n) in &report.outcomes {
+            *merged.entry(name.clone()).or_default() += n;
+        }
+    }
+    merged
+}
+
+/// What the run measured against the scale criteria: each failed one, said.
+struct Criteria {
+    dead_lettered: u64,
+    bounces: u64,
+    accepted: u64,
+    counted: Counts,
+    hottest_at_1000: f64,
+    conflicts: u64,
+    requests: u64,
+}
+
+impl Criteria {
+    fn failures(&self) -> Vec<String> {
+        let mut failures = Vec::new();
+        if self.dead_lettered > 0 {
+            failures.push(format!(
+                "{} feedback records dead-lettered",
+                self.dead_lettered
+            ));
+        }
+        if self.counted.hard_bounces != self.bounces {
+            failures.push(format!(
+                "{} bounces sent, {} counted",
+                self.bounces, self.counted.hard_bounces
+            ));
+        }
+        if self.counted.sends != self.accepted {
+            failures.push(format!(
+                "{} sends accepted, {} counted",
+                self.accepted, self.counted.sends
+            ));
+        }
+        if self.hottest_at_1000 > 100.0 {
+            failures.push(format!(
+                "the hottest key would take {:.0} writes a second at 1,000 sends a second",
+                self.hottest_at_1000
+            ));
+        }
+        if self.conflicts * 100 >= self.requests.max(1) {
+            failures.push(format!(
+                "{} conflict retries in {} requests",
+                self.conflicts, self.requests
+            ));
+        }
+        failures
+    }
+}
+
+/// The run's report: the workers' reports, the events passed on, and what the store counted.
 pub(crate) fn summarize(
     args: &Args,
     sent: &[Report],
     stored: &[Report],
     events: u64,
-    counted: sesguard::domain::reputation::counters::Counts,
+    counted: Counts,
 ) -> Value {
     let accepted: u64 = sent.iter().map(|r| r.done).sum();
     let send_seconds = sent.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let ingest_seconds = stored.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let all: Vec<&Report> = sent.iter().chain(stored).collect();
-    let mut requests: BTreeMap<String, u64> = BTreeMap::new();
-    let mut refusals: BTreeMap<String, u64> = BTreeMap::new();
-    let mut keys: HashMap<&str, BTreeMap<u64, u32>> = HashMap::new();
-    let (mut write_units, mut read_units, mut conflicts, mut throttles) = (0, 0, 0, 0);
-    for report in &all {
-        for (op, n) in &report.wire.requests {
-            *requests.entry(op.clone()).or_default() += n;
-        }
-        for (kind, n) in &report.wire.refusals {
-            *refusals.entry(kind.clone()).or_default() += n;
-        }
-        for (key, seconds) in &report.wire.keys {
-            let merged = keys.entry(key).or_default();
-            for (second, n) in seconds {
-                *merged.entry(*second).or_default() += n;
-            }
-        }
-        write_units += report.wire.write_units;
-        read_units += report.wire.read_units;
-        conflicts += report.conflicts;
-        throttles += report.throttles;
-    }
-    let total_requests: u64 = requests.values().sum();
+    let Totals {
+        wire,
+        conflicts,
+        throttles,
+    } = Totals::of(&all);
+    let total_requests: u64 = wire.requests.values().sum();
     let per_message = |n: u64| n as f64 / accepted.max(1) as f64;
-    // The hottest keys: their busiest second here, and their writes per message carried to
-    // 1,000 sends a second. A counter shard's writes per message do not depend on the rate; a
-    // rate part's do, through the number of parts: at 1,000 sends a second under a 1,500
-    // limit the same takes spread over that many parts.
-    let spread = f64::from(parts_for(args.rate)) / f64::from(parts_for(1000));
-    let at_1000 = |key: &str, total: u64| {
-        let scale = if key.contains("| rate#") { spread } else { 1.0 };
-        per_message(total) * 1000.0 * scale
-    };
-    let mut hot: Vec<(&str, u32, u64, f64)> = keys
-        .iter()
-        .map(|(key, seconds)| {
-            let busiest = seconds.values().copied().max().unwrap_or(0);
-            let total = seconds.values().map(|&n| u64::from(n)).sum();
-            (*key, busiest, total, at_1000(key, total))
-        })
-        .collect();
-    hot.sort_by(|a, b| b.3.total_cmp(&a.3).then(a.0.cmp(b.0)));
-    hot.truncate(10);
-    let hottest_at_1000 = hot.first().map_or(0.0, |h| h.3);
-    let outcomes = |reports: &[Report]| {
-        let mut merged: BTreeMap<String, u64> = BTreeMap::new();
-        for report in reports {
-            for (name, n) in &report.outcomes {
-                *merged.entry(name.clone()).or_default() += n;
-            }
-        }
-        merged
-    };
+    let hot = hottest(args, &wire, per_message);
     let dead_lettered: u64 = stored.iter().map(|r| r.dead_lettered).sum();
-    let retried: u64 = stored.iter().map(|r| r.retried).sum();
     let bounces: u64 = sent.iter().map(|r| r.bounced).sum();
-    let mut failures = Vec::new();
-    if dead_lettered > 0 {
-        failures.push(format!("{dead_lettered} feedback records dead-lettered"));
+    let failures = Criteria {
+        dead_lettered,
+        bounces,
+        accepted,
+        counted,
+        hottest_at_1000: hot.first().map_or(0.0, |h| h.at_1000),
+        conflicts,
+        requests: total_requests,
     }
-    if counted.hard_bounces != bounces {
-        failures.push(format!(
-            "{bounces} bounces sent, {} counted",
-            counted.hard_bounces
-        ));
-    }
-    if counted.sends != accepted {
-        failures.push(format!(
-            "{accepted} sends accepted, {} counted",
-            counted.sends
-        ));
-    }
-    if hottest_at_1000 > 100.0 {
-        failures.push(format!(
-            "the hottest key would take {hottest_at_1000:.0} writes a second at 1,000 sends a second"
-        ));
-    }
-    if conflicts * 100 >= total_requests.max(1) {
-        failures.push(format!(
-            "{conflicts} conflict retries in {total_requests} requests"
-        ));
-    }
+    .failures();
     json!({
         "target_rate": args.rate,
         "processes": {"senders": args.senders, "ingesters": args.ingesters, "instances_each": args.instances},
@@ -111,26 +168,26 @@ pub(crate) fn summarize(
         "events_per_second": events as f64 / ingest_seconds.max(1e-9),
         "sender_outcomes": outcomes(sent),
         "ingest_outcomes": outcomes(stored),
-        "ingest_retried": retried,
+        "ingest_retried": stored.iter().map(|r| r.retried).sum::<u64>(),
         "dead_lettered": dead_lettered,
         "counted": {"sends": counted.sends, "deliveries": counted.deliveries,
                     "hard_bounces": counted.hard_bounces, "bounces_sent": bounces},
-        "requests": requests,
+        "requests": wire.requests,
         "requests_per_message": per_message(total_requests),
-        "requests_per_message_by_operation": requests.iter().map(|(k, v)| (k.clone(), per_message(*v))).collect::<BTreeMap<_, _>>(),
-        "write_units_per_message": per_message(write_units),
-        "read_units_per_message": per_message(read_units),
-        "refusals": refusals,
+        "requests_per_message_by_operation": wire.requests.iter().map(|(k, v)| (k.clone(), per_message(*v))).collect::<BTreeMap<_, _>>(),
+        "write_units_per_message": per_message(wire.write_units),
+        "read_units_per_message": per_message(wire.read_units),
+        "refusals": wire.refusals,
         "conflict_retries": conflicts,
         "conflict_retries_per_second": conflicts as f64 / send_seconds.max(1e-9),
         "conflict_share_of_requests": conflicts as f64 / total_requests.max(1) as f64,
         "throttles": throttles,
         "account_limit": limit_for(args.rate),
         "rate_parts": {"here": parts_for(args.rate), "at_1000_sends": parts_for(1000)},
-        "hottest_keys": hot.iter().map(|(key, busiest, total, derived)| json!({
-            "key": key, "writes": total, "busiest_second": busiest,
-            "writes_per_message": per_message(*total),
-            "per_second_at_1000_sends": derived,
+        "hottest_keys": hot.iter().map(|h| json!({
+            "key": h.key, "writes": h.total, "busiest_second": h.busiest,
+            "writes_per_message": per_message(h.total),
+            "per_second_at_1000_sends": h.at_1000,
         })).collect::<Vec<_>>(),
         "failures": failures,
     })

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use sesguard::app::Context;
 use sesguard::app::send::{Queued, Sender, SenderMemory};
 use sesguard::domain::common::timestamp::Timestamp;
 use sesguard::domain::sending::request::{OutgoingMail, SendRequest};
@@ -15,7 +16,8 @@ use sesguard::ports::{MailTransport, TransportError};
 
 use crate::ses_event::SesEvent;
 use crate::wire::RequestCounter;
-use crate::worker::*;
+use crate::worker::{Report, context, finish};
+
 use crate::{Args, BOUNCE_EVERY};
 
 /// SES as the load sees it: accepts every message and writes its events, one JSON line each,
@@ -63,16 +65,11 @@ impl MailTransport for LoadSes {
     }
 }
 
-pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
-    let log = RequestCounter::default();
-    let (events, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
-    let ses = Arc::new(LoadSes {
-        next: AtomicU64::new(0),
-        bounced: AtomicU64::new(0),
-        process: args.id,
-        events,
-    });
-    let writer = tokio::task::spawn_blocking(move || {
+/// Writes the events SES answered with to stdout, a line each, for the driver to pass on.
+fn write_events(
+    mut lines: tokio::sync::mpsc::UnboundedReceiver<String>,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    tokio::task::spawn_blocking(move || {
         let stdout = std::io::stdout();
         let mut out = std::io::BufWriter::new(stdout.lock());
         while let Some(line) = lines.blocking_recv() {
@@ -82,60 +79,104 @@ pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
             }
         }
         out.flush()
+    })
+}
+
+/// The next ten send requests of process `process`, numbered from `next`: one recipient in
+/// [`BOUNCE_EVERY`] bounces.
+fn batch(process: usize, next: &AtomicU64) -> Vec<Queued> {
+    (0..10)
+        .map(|_| {
+            let n = next.fetch_add(1, Ordering::Relaxed);
+            let to = if n % BOUNCE_EVERY == 7 {
+                format!("bounce-{process}-{n}@example.net")
+            } else {
+                format!("user-{process}-{n}@example.com")
+            };
+            let json = format!(
+                r#"{{"stream":"transactional","to":["{to}"],"subject":"Receipt","text":"Thanks","idempotency_key":"load-{process}-{n}"}}"#
+            );
+            Queued::new(
+                format!("m-{process}-{n}"),
+                SendRequest::parse(&json).map_err(|e| e.to_string()),
+            )
+        })
+        .collect()
+}
+
+/// When one sender instance sends: a batch every `interval`, the first after its `spread`
+/// share of one, until `deadline`.
+struct Cadence {
+    interval: Duration,
+    spread: f64,
+    deadline: Instant,
+}
+
+/// One sender instance, with its own context as each Lambda instance builds its own (its own
+/// store client, with what it last saw of the rate parts, window cache and memory): the
+/// decisions it made, by name.
+async fn instance(
+    deps: Context,
+    ses: Arc<LoadSes>,
+    next: Arc<AtomicU64>,
+    cadence: Cadence,
+) -> BTreeMap<String, u64> {
+    let memory = SenderMemory::default();
+    let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut due = Instant::now() + cadence.interval.mul_f64(cadence.spread);
+    while Instant::now() < cadence.deadline {
+        tokio::time::sleep_until(due.into()).await;
+        due += cadence.interval;
+        let sender = Sender::of(&deps, &memory).with_transport(ses.as_ref());
+        match sender
+            .send(batch(ses.process, &next), deps.clock.now())
+            .await
+        {
+            Ok(judged) => {
+                for j in judged {
+                    *outcomes.entry(j.decision.name().to_owned()).or_default() += 1;
+                }
+            }
+            Err(error) => {
+                *outcomes
+                    .entry(format!("batch failed: {error}"))
+                    .or_default() += 10
+            }
+        }
+    }
+    outcomes
+}
+
+/// A sender process: `--instances` instances sending their share of `--rate` for `--seconds`.
+pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
+    let log = RequestCounter::default();
+    let (events, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let ses = Arc::new(LoadSes {
+        next: AtomicU64::new(0),
+        bounced: AtomicU64::new(0),
+        process: args.id,
+        events,
     });
+    let writer = write_events(lines);
     let started = Instant::now();
-    let deadline = started + Duration::from_secs(args.seconds);
     // Each instance sends a batch of ten every `interval`: its share of the rate.
     let per_instance = args.rate as f64 / (args.senders * args.instances) as f64;
     let interval = Duration::from_secs_f64(10.0 / per_instance.max(0.001));
     let next = Arc::new(AtomicU64::new(0));
     let mut tasks = Vec::new();
-    for instance in 0..args.instances {
-        // Each instance its own context, as each Lambda instance builds its own: its own store
-        // client (with what it last saw of the rate parts), window cache and memory.
+    for n in 0..args.instances {
+        let cadence = Cadence {
+            interval,
+            spread: n as f64 / args.instances as f64,
+            deadline: started + Duration::from_secs(args.seconds),
+        };
         let deps = context(args, &log)?;
-        let (ses, next) = (ses.clone(), next.clone());
-        let process = args.id;
-        let spread = instance as f64 / args.instances as f64;
-        tasks.push(tokio::spawn(async move {
-            let memory = SenderMemory::default();
-            let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
-            // Instances start spread over one interval.
-            let mut due = Instant::now() + interval.mul_f64(spread);
-            while Instant::now() < deadline {
-                tokio::time::sleep_until(due.into()).await;
-                due += interval;
-                let batch = (0..10)
-                    .map(|_| {
-                        let n = next.fetch_add(1, Ordering::Relaxed);
-                        let to = if n % BOUNCE_EVERY == 7 {
-                            format!("bounce-{process}-{n}@example.net")
-                        } else {
-                            format!("user-{process}-{n}@example.com")
-                        };
-                        let json = format!(
-                            r#"{{"stream":"transactional","to":["{to}"],"subject":"Receipt","text":"Thanks","idempotency_key":"load-{process}-{n}"}}"#
-                        );
-                        Queued::new(
-                            format!("m-{process}-{n}"),
-                            SendRequest::parse(&json).map_err(|e| e.to_string()),
-                        )
-                    })
-                    .collect();
-                let sender = Sender::of(&deps, &memory).with_transport(ses.as_ref());
-                match sender.send(batch, deps.clock.now()).await {
-                    Ok(judged) => {
-                        for j in judged {
-                            *outcomes.entry(j.decision.name().to_owned()).or_default() += 1;
-                        }
-                    }
-                    Err(error) => {
-                        *outcomes.entry(format!("batch failed: {error}")).or_default() += 10
-                    }
-                }
-            }
-            outcomes
-        }));
+        tasks.push(tokio::spawn(instance(
+            deps,
+            ses.clone(),
+            next.clone(),
+            cadence,
+        )));
     }
     let mut report = Report {
         role: "sender".into(),

@@ -30,6 +30,26 @@ pub struct Wire {
     pub keys: HashMap<String, BTreeMap<u64, u32>>,
 }
 
+impl Wire {
+    /// Adds what `other` counted.
+    pub fn add(&mut self, other: &Wire) {
+        for (operation, n) in &other.requests {
+            *self.requests.entry(operation.clone()).or_default() += n;
+        }
+        for (kind, n) in &other.refusals {
+            *self.refusals.entry(kind.clone()).or_default() += n;
+        }
+        for (key, seconds) in &other.keys {
+            let merged = self.keys.entry(key.clone()).or_default();
+            for (second, n) in seconds {
+                *merged.entry(*second).or_default() += n;
+            }
+        }
+        self.write_units += other.write_units;
+        self.read_units += other.read_units;
+    }
+}
+
 /// Counts a client's requests on the wire, as an SDK interceptor: each request in order (its
 /// operation and, for a transaction, its actions), and the totals of [`Wire`]. Cloned, it
 /// counts into the same place; one can serve several clients.
