@@ -351,17 +351,21 @@ fn ambiguous(
     use aws_sdk_sesv2::error::SdkError;
     match error {
         SdkError::ConstructionFailure(_) => false,
-        SdkError::TimeoutError(_) | SdkError::ResponseError(_) => true,
-        SdkError::DispatchFailure(failure) => {
-            let chain = error_chain(error).to_ascii_lowercase();
-            let never_connected = ["connect", "dns error", "failed to lookup"]
-                .iter()
-                .any(|t| chain.contains(t));
-            !(failure.is_user() || never_connected)
-        }
+        SdkError::DispatchFailure(_) => !never_connected(error),
         SdkError::ServiceError(service) => service.raw().status().is_server_error(),
         _ => true,
     }
+}
+
+/// Whether `error`'s chain says its connection was never established: the HTTP client's own
+/// connect error (DNS resolution, a refused or timed-out connection, a failed TLS handshake).
+/// Decided from the errors' types, never their text: "connection closed before message
+/// completed" is a connection lost *after* the request may have gone out.
+fn never_connected(error: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(error), |e| e.source()).any(|e| {
+        e.downcast_ref::<hyper_util::client::legacy::Error>()
+            .is_some_and(hyper_util::client::legacy::Error::is_connect)
+    })
 }
 
 /// The error code of a modeled SendEmail error, from its variant (the response metadata may
