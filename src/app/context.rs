@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::app::review::WindowCache;
+use crate::app::window_cache::WindowCache;
 use crate::config::Config;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::plan::IngestPolicy;

@@ -20,5 +20,6 @@ pub mod send;
 pub mod simulate;
 pub mod status;
 pub mod webhook;
+pub mod window_cache;
 
 pub use context::Context;

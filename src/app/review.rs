@@ -5,11 +5,10 @@
 //! keeps a calm account's window for a few seconds ([`WindowCache`]) instead of reading it
 //! after every batch.
 
-use std::collections::{BTreeSet, HashMap};
-use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::collections::BTreeSet;
 
 use crate::app::Context;
+use crate::app::window_cache::WindowCache;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::Origins;
@@ -19,9 +18,7 @@ use crate::domain::reputation::history::{Alert, HistoryEntry, traffic_after};
 use crate::domain::reputation::rules::{self, MAX_STEPS};
 use crate::domain::reputation::ses_view::SesFigures;
 use crate::domain::reputation::state::{AccountState, StateName};
-use crate::ports::{
-    AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError,
-};
+use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError};
 use crate::telemetry::error_chain;
 
 /// The ports a change of an account's state draws on: its window and state read, the
@@ -62,41 +59,6 @@ impl<'a> StatePorts<'a> {
 pub struct Guard<'a> {
     ports: StatePorts<'a>,
     cache: Option<&'a WindowCache>,
-}
-
-/// The windows of calm accounts ([`is_calm`](crate::domain::reputation::evidence::is_calm)) as one ingest instance last read them.
-/// At 1,000 sends a second ingest stores a batch every few milliseconds, and each review read
-/// the account's whole window — every shard of every bucket of the day, tens of read units —
-/// more than the account's partition serves. A calm account's window is reused for
-/// `guard.window_cache` (5 s) by batches that bring it no hard bounce and no complaint (the
-/// ingestor forgets it on those, [`Guard::bad_news`]): a calm account changes state only on
-/// bad feedback, so a review on that read decides as a fresh one would. What the read misses
-/// is the window sliding on — old mail leaving it — seen at most that much later.
-#[derive(Debug, Default)]
-pub struct WindowCache {
-    windows: Mutex<HashMap<String, (Timestamp, AccountWindow)>>,
-}
-
-impl WindowCache {
-    fn fresh(&self, account: &str, now: Timestamp, keep: Duration) -> Option<AccountWindow> {
-        let windows = self.windows.lock().unwrap_or_else(PoisonError::into_inner);
-        let (read_at, window) = windows.get(account)?;
-        (now.since(*read_at) < keep && *read_at <= now).then(|| window.clone())
-    }
-
-    fn keep(&self, account: &str, read_at: Timestamp, window: AccountWindow) {
-        self.windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(account.to_owned(), (read_at, window));
-    }
-
-    fn forget(&self, account: &str) {
-        self.windows
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .remove(account);
-    }
 }
 
 /// A transition this instance applied.
