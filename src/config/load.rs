@@ -41,6 +41,7 @@ impl Config {
                     .map(str::to_owned),
             );
         }
+        config.sender.queue_from_environment(&var)?;
         config.validate()?;
         Ok(config)
     }

@@ -22,7 +22,10 @@ use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
 
 mod load;
+mod sending;
 mod validate;
+
+pub use sending::{SQS_MAX_DELAY, SenderConfig, StoreFailurePolicy};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -102,74 +105,6 @@ impl Default for GuardConfig {
             feedback_lag: Duration::from_secs(30 * 60),
             probation: vec![0.1, 0.25, 0.5],
             window_cache: Duration::from_secs(5),
-        }
-    }
-}
-
-/// `[sender]`
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct SenderConfig {
-    /// A second request with the same idempotency key within this window is not sent
-    /// (default `10m`; in effect at least twice `in_doubt`, as long as a sent record is kept).
-    #[serde(with = "humantime_serde")]
-    pub duplicate_window: Duration,
-    /// A request without an idempotency key whose content and recipients equal one sent this
-    /// recently is a double submission and is not sent (default `10s`; per stream:
-    /// `streams[].debounce`; `0s`: off).
-    #[serde(with = "humantime_serde")]
-    pub debounce: Duration,
-    /// How long a send whose outcome is unknown (a timeout or a reset after SES may have
-    /// accepted it) waits for its SES `Send` event before it is tried again (default `10m`; at
-    /// least `1m`: longer than the events take to arrive).
-    #[serde(with = "humantime_serde")]
-    pub in_doubt: Duration,
-    /// The receive after which a deferred request goes back to the queue as a new message
-    /// instead of waiting in it, so that a long wait never uses up the queue's
-    /// `maxReceiveCount` (default 4; must be below it: the template sets 10).
-    pub requeue_after_receives: u32,
-    /// How long an account is paused after SES refused a send for the sending rate (default `5m`).
-    #[serde(with = "humantime_serde")]
-    pub rate_pause: Duration,
-    /// Local runs: the directory messages are written to instead of SES (default `.sesguard/outbox`).
-    pub outbox: PathBuf,
-    /// When the store cannot be reached to take send-rate tokens: `defer` (default) or `send`.
-    pub on_store_failure: StoreFailurePolicy,
-    /// How long a sender instance reuses the accounts' counter windows before reading them
-    /// again (default `60s`; `0s`: every batch). Guard states are read on every batch.
-    #[serde(with = "humantime_serde")]
-    pub window_refresh: Duration,
-    /// Consecutive transport failures on one account that open the circuit breaker (default 5).
-    pub breaker_failures: u32,
-    /// How long an open circuit breaker pauses the account (default `1m`).
-    #[serde(with = "humantime_serde")]
-    pub breaker_pause: Duration,
-}
-
-/// What the sender does when the rate limiter's store cannot be reached.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum StoreFailurePolicy {
-    /// Defer the message (default): never exceed the rate blind.
-    #[default]
-    Defer,
-    /// Send anyway: availability over the rate limit.
-    Send,
-}
-
-impl Default for SenderConfig {
-    fn default() -> Self {
-        Self {
-            duplicate_window: Duration::from_secs(600),
-            debounce: Duration::from_secs(10),
-            in_doubt: Duration::from_secs(600),
-            requeue_after_receives: 4,
-            rate_pause: Duration::from_secs(300),
-            outbox: PathBuf::from(".sesguard/outbox"),
-            on_store_failure: StoreFailurePolicy::Defer,
-            window_refresh: Duration::from_secs(60),
-            breaker_failures: 5,
-            breaker_pause: Duration::from_secs(60),
         }
     }
 }

@@ -255,3 +255,47 @@ fn ses_metrics_have_defaults_and_refuse_useless_times_by_key() {
     assert!(problem("[ses_metrics]\nfile = \"\"").contains("`ses_metrics.file` is empty"));
     assert!(problem("[ses_metrics]\nperiod = \"1h\"").contains("period"));
 }
+
+#[test]
+fn the_send_queue_comes_from_the_deployment_and_a_sent_record_outlives_its_redeliveries() {
+    let env = |visibility: &'static str, receives: &'static str| {
+        move |key: &str| match key {
+            "SESGUARD_SEND_VISIBILITY_TIMEOUT" => Some(visibility.to_owned()),
+            "SESGUARD_SEND_MAX_RECEIVES" => Some(receives.to_owned()),
+            _ => None,
+        }
+    };
+    let config = Config::load_with(None, env("180", "10")).unwrap();
+    assert_eq!(
+        config.sender.queue_visibility_timeout,
+        Duration::from_secs(180)
+    );
+    // Ten receives, three minutes apart, then a requeue's fifteen minutes.
+    assert_eq!(
+        config.sender.redelivery(),
+        Duration::from_secs(10 * 180 + 900)
+    );
+    let shorter = Config::load_with(None, env("30", "6")).unwrap();
+    assert_eq!(
+        shorter.sender.redelivery(),
+        Duration::from_secs(6 * 30 + 900)
+    );
+
+    let refused = Config::load_with(None, env("180", "4"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        refused.contains(
+            "`sender.requeue_after_receives` 4 is not below the send queue's maxReceiveCount (4)"
+        ),
+        "{refused}"
+    );
+    let unreadable = Config::load_with(None, env("3m", "10"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        unreadable.contains("SESGUARD_SEND_VISIBILITY_TIMEOUT") && unreadable.contains("`3m`"),
+        "{unreadable}"
+    );
+    assert!(problem("[sender]\nqueue_max_receives = 0").contains("maxReceiveCount"));
+}

@@ -137,6 +137,28 @@ fn check_sender_queue(sender: &SenderConfig) -> Result<(), ConfigError> {
             "must be at least 1",
         ));
     }
+    if sender.queue_visibility_timeout < Duration::from_secs(1) || sender.queue_max_receives == 0 {
+        return Err(invalid(
+            "sender.queue_visibility_timeout",
+            format!(
+                "{:?} with {} receives is no queue: the send queue's visibility timeout and maxReceiveCount are both at least 1",
+                sender.queue_visibility_timeout, sender.queue_max_receives
+            ),
+        ));
+    }
+    if sender.requeue_after_receives >= sender.queue_max_receives {
+        return Err(invalid(
+            "sender.requeue_after_receives",
+            format!(
+                "{} is not below the send queue's maxReceiveCount ({}): a deferred request would \
+                 reach the dead-letter queue on receive {} before it is put back on receive {}",
+                sender.requeue_after_receives,
+                sender.queue_max_receives,
+                sender.queue_max_receives,
+                sender.requeue_after_receives
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -978,3 +978,31 @@ async fn a_deferred_request_goes_back_into_its_queue_with_its_origin_when_its_re
         Some("2")
     );
 }
+
+#[tokio::test]
+async fn a_redelivery_after_the_instance_died_finds_the_sent_record_however_short_in_doubt_is() {
+    // in_doubt at its least: twice it (the old retention) is 2 minutes, under the queue's
+    // 3-minute visibility timeout. The instance sends, SES accepts, and the instance dies before
+    // deleting the message: the queue delivers it again 3 minutes later, and as often as its
+    // receives allow.
+    let world = World::builder()
+        .configure(|config| config.sender.in_doubt = std::time::Duration::from_secs(60))
+        .build();
+    let transport = Scripted::default();
+    // No idempotency key: the queue message is the request's identity.
+    let request =
+        r#"{"stream":"transactional","to":["a@example.com"],"subject":"Receipt","text":"Thanks"}"#;
+    let first = send(&world.deps, &transport, vec![queued("m1", request)]).await;
+    assert!(matches!(first[0], Decision::Sent { .. }), "{first:?}");
+    for minutes in [3, 6, 27] {
+        world
+            .clock
+            .set(&format!("2026-11-20T13:{minutes:02}:00.000Z"));
+        let again = send(&world.deps, &transport, vec![queued("m1", request)]).await;
+        assert!(
+            matches!(again[0], Decision::Duplicate { .. }),
+            "the copy {minutes} minutes later: {again:?}"
+        );
+    }
+    assert_eq!(transport.sent.lock().unwrap().len(), 1, "sent once");
+}

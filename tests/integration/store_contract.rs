@@ -826,12 +826,21 @@ async fn manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record(s
 }
 
 async fn a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out(store: &dyn Store) {
-    use sesguard::domain::sending::send_record::{SendKey, SendRecord, SendState};
+    use sesguard::domain::sending::send_record::{Retention, SendKey, SendRecord, SendState};
     use sesguard::ports::SendClaim;
     let minutes = |m: u64| std::time::Duration::from_secs(60 * m);
     let key = |k: &str| SendKey::new(Some(k), "-");
     let claim = |k: &str, owner: &str, at: Timestamp| {
-        SendRecord::claim(key(k), owner, at, minutes(10), minutes(60))
+        SendRecord::claim(
+            key(k),
+            owner,
+            at,
+            Retention {
+                in_doubt: minutes(10),
+                window: minutes(60),
+                redelivery: std::time::Duration::ZERO,
+            },
+        )
     };
 
     let first = claim("a", "m1", now());

@@ -453,6 +453,12 @@ def story(emulator, work):
     send_queue = outputs["SendQueueUrl"]
     feedback_queue = outputs["FeedbackQueueUrl"]
     primary_topic = outputs["FeedbackTopicArn"]
+    # The sender keeps a sent record as long as the queue can deliver a copy: it reads the
+    # queue's settings from its environment, which must be the queue's own.
+    queue = a("sqs").get_queue_attributes(QueueUrl=send_queue, AttributeNames=["All"])["Attributes"]
+    deployed = (queue.get("VisibilityTimeout"), str(json.loads(queue.get("RedrivePolicy", "{}")).get("maxReceiveCount")))
+    told = (env.get("SESGUARD_SEND_VISIBILITY_TIMEOUT"), env.get("SESGUARD_SEND_MAX_RECEIVES"))
+    expect(told == deployed, f"the sender is told the send queue's visibility timeout and receives {told}", queue)
 
     def settle(seconds=120):
         """Pumps both queues until they are empty (deferred messages included)."""

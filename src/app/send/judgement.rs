@@ -97,13 +97,12 @@ impl<'a> Sender<'a> {
             Identity::IdempotencyKey => config.sender.duplicate_window,
             Identity::QueueMessage => Duration::ZERO,
         };
-        let record = SendRecord::claim(
-            key.clone(),
-            &queued.origin,
-            now,
-            config.sender.in_doubt,
+        let retention = send_record::Retention {
+            in_doubt: config.sender.in_doubt,
             window,
-        );
+            redelivery: config.sender.redelivery(),
+        };
+        let record = SendRecord::claim(key.clone(), &queued.origin, now, retention);
         if let SendClaim::Held(earlier) = store.claim_send(&record, now).await? {
             return Ok(match send_record::held(&earlier, &queued.origin) {
                 Held::Duplicate(reason) => Decision::Duplicate { reason },

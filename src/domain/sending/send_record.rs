@@ -99,31 +99,49 @@ pub struct SendRecord {
     /// When the record runs out: while sending, `in_doubt` after the claim (an attempt still
     /// in doubt then is tried again); once sent, [`Self::sent_until`].
     pub expires_at: Timestamp,
-    /// How long the record lasts once sent: the longer of twice `in_doubt` (the retry of an
-    /// attempt in doubt comes back after one, and must find it; the second is its margin for
-    /// a slow queue) and the identity's duplicate window (an idempotency key's).
+    /// How long the record lasts once sent: [`Retention::sent`] after the claim.
     pub sent_until: Timestamp,
 }
 
+/// How long a send record is kept: long enough for every copy of its request that can still
+/// arrive to find it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// How long an attempt in doubt waits for its `Send` event before it is tried again.
+    pub in_doubt: Duration,
+    /// How long the identity stays a duplicate: the idempotency window, or nothing for a queue
+    /// message.
+    pub window: Duration,
+    /// How long after a receive the queue can still deliver a copy of the same message: its
+    /// visibility timeout times its `maxReceiveCount`, plus a requeue's delay.
+    pub redelivery: Duration,
+}
+
+impl Retention {
+    /// How long a record is kept once sent, from its claim: the longest of twice `in_doubt`
+    /// (the retry of an attempt in doubt comes back after one, and must find it), the duplicate
+    /// window, and `in_doubt` plus every redelivery (an attempt that was in doubt, then
+    /// settled, may still have copies in the queue that far out; an instance that dies after
+    /// SES accepted leaves its message to come back a visibility timeout later, as often as
+    /// the queue allows).
+    pub fn sent(&self) -> Duration {
+        (self.in_doubt * 2)
+            .max(self.window)
+            .max(self.in_doubt + self.redelivery)
+    }
+}
+
 impl SendRecord {
-    /// A fresh claim by `owner` at `now`: sending for `in_doubt` (an ambiguous attempt's wait
-    /// for its `Send` event), and once sent kept for the longer of twice `in_doubt` and
-    /// `window` (how long the identity stays a duplicate: the idempotency window, or nothing for
-    /// a queue message).
-    pub fn claim(
-        key: SendKey,
-        owner: &str,
-        now: Timestamp,
-        in_doubt: Duration,
-        window: Duration,
-    ) -> Self {
+    /// A fresh claim by `owner` at `now`: sending for `retention.in_doubt` (an ambiguous
+    /// attempt's wait for its `Send` event), and once sent kept for [`Retention::sent`].
+    pub fn claim(key: SendKey, owner: &str, now: Timestamp, retention: Retention) -> Self {
         Self {
             key,
             owner: owner.to_owned(),
             state: SendState::Sending,
             claimed_at: now,
-            expires_at: now.plus(in_doubt),
-            sent_until: now.plus((in_doubt * 2).max(window)),
+            expires_at: now.plus(retention.in_doubt),
+            sent_until: now.plus(retention.sent()),
         }
     }
 
@@ -187,6 +205,15 @@ mod tests {
         Timestamp::EPOCH.plus(MINUTE * minutes as u32)
     }
 
+    /// A retention of `in_doubt` and `window` minutes, with no redelivery.
+    fn keep(in_doubt: u32, window: u32) -> Retention {
+        Retention {
+            in_doubt: MINUTE * in_doubt,
+            window: MINUTE * window,
+            redelivery: Duration::ZERO,
+        }
+    }
+
     #[test]
     fn an_identity_is_a_valid_ses_tag_and_reads_back() {
         let key = SendKey::new(Some("order 42 / ünïcode"), "msg-1");
@@ -210,7 +237,7 @@ mod tests {
     #[test]
     fn a_claim_is_in_doubt_for_its_wait_and_sent_for_the_longer_of_it_and_the_window() {
         let key = SendKey::new(None, "m");
-        let record = SendRecord::claim(key.clone(), "m", at(0), 10 * MINUTE, Duration::ZERO);
+        let record = SendRecord::claim(key.clone(), "m", at(0), keep(10, 0));
         assert_eq!(record.expires_at, at(10));
         assert!(record.is_live(at(9)) && !record.is_live(at(10)));
         assert_eq!(
@@ -218,7 +245,7 @@ mod tests {
             at(20),
             "kept past the retry of an attempt in doubt"
         );
-        let keyed = SendRecord::claim(key, "m", at(0), 10 * MINUTE, 60 * MINUTE);
+        let keyed = SendRecord::claim(key, "m", at(0), keep(10, 60));
         assert_eq!(keyed.expires_at, at(10), "in doubt for ten minutes only");
         assert_eq!(keyed.sent().state, SendState::Sent);
         assert_eq!(
@@ -229,9 +256,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sent_record_outlives_every_copy_the_queue_can_still_deliver() {
+        // in_doubt at its least (1 minute), a queue that redelivers a message after 3 minutes,
+        // up to 10 times: a copy can come back 30 minutes after a receive. Twice in_doubt (the
+        // old rule) kept the record 2 minutes, and the first redelivery sent the mail again.
+        let retention = Retention {
+            in_doubt: MINUTE,
+            window: Duration::ZERO,
+            redelivery: 3 * MINUTE * 10,
+        };
+        let record = SendRecord::claim(SendKey::new(None, "m"), "m", at(0), retention).sent();
+        assert_eq!(record.expires_at, at(31));
+        for copy in [3, 6, 30] {
+            assert!(
+                matches!(held(&record, "m"), Held::Duplicate(_)) && record.is_live(at(copy)),
+                "the copy at {copy} minutes finds the record"
+            );
+        }
+    }
+
+    #[test]
     fn an_attempt_in_doubt_waits_and_everything_else_sent_or_sending_is_a_duplicate() {
         let key = SendKey::new(Some("k"), "first");
-        let sending = SendRecord::claim(key, "first", at(0), 10 * MINUTE, Duration::ZERO);
+        let sending = SendRecord::claim(key, "first", at(0), keep(10, 0));
         assert_eq!(held(&sending, "first"), Held::InDoubt { until: at(10) });
         assert!(
             matches!(held(&sending.sent(), "first"), Held::Duplicate(r) if r.contains("earlier attempt"))
