@@ -334,7 +334,7 @@ mod tests {
     fn judged(stream: Option<&str>, decision: Decision) -> Judged {
         Judged {
             id: "m".into(),
-            stream: stream.map(str::to_owned),
+            stream: stream.map(|s| s.parse().expect("a stream name")),
             decision,
         }
     }

@@ -29,6 +29,7 @@ use crate::app::send::snapshot::{RoutingError, Snapshot, Windows};
 use crate::app::status::configured_limits;
 use crate::config::StoreFailurePolicy;
 use crate::domain::common::address::EmailAddress;
+use crate::domain::common::names::StreamName;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::SendSource;
 use crate::domain::feedback::plan::ChangeSet;
@@ -205,7 +206,7 @@ pub struct Judged {
     /// The queue's id for the request.
     pub id: String,
     /// Its stream, when the request could be read.
-    pub stream: Option<String>,
+    pub stream: Option<StreamName>,
     /// What became of it.
     pub decision: Decision,
 }
@@ -352,7 +353,7 @@ impl<'a> Sender<'a> {
                 *counted
                     .entry(account)
                     .or_default()
-                    .entry(stream.clone())
+                    .entry(stream.to_string())
                     .or_default() += recipients as u64;
             }
             tracing::debug!(message_id = %queued.id, decision = decision.name(), stream = stream.as_deref().unwrap_or("-"), detail = %serde_json::to_string(&decision).unwrap_or_default(), "send decision");

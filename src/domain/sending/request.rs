@@ -9,6 +9,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::domain::common::address::{AddressError, EmailAddress};
+use crate::domain::common::names::{NameError, StreamName};
 use crate::domain::sending::routing::Priority;
 use crate::domain::sending::send_record::{SEND_TAG, SendKey};
 
@@ -19,7 +20,7 @@ const RESERVED_TAG_PREFIXES: [&str; 2] = ["sesguard-", "ses:"];
 #[derive(Debug, Clone, PartialEq)]
 pub struct SendRequest {
     /// The stream it belongs to.
-    pub stream: String,
+    pub stream: StreamName,
     /// Recipients.
     pub to: Vec<EmailAddress>,
     /// Copy recipients.
@@ -70,7 +71,7 @@ pub struct OutgoingMail {
     /// Its identity (also its [`SEND_TAG`] tag).
     pub key: SendKey,
     /// Its stream.
-    pub stream: String,
+    pub stream: StreamName,
     /// From address.
     pub from: String,
     /// Recipients.
@@ -107,7 +108,7 @@ impl OutgoingMail {
         );
         tags.insert(
             crate::domain::feedback::attribution::STREAM_TAG.to_owned(),
-            request.stream.clone(),
+            request.stream.to_string(),
         );
         tags.insert(SEND_TAG.to_owned(), key.to_string());
         Self {
@@ -161,6 +162,9 @@ pub enum RequestError {
     /// An empty value where one is required.
     #[error("send request field `{0}` is empty")]
     Empty(&'static str),
+    /// A stream name no stream can have.
+    #[error("send request field `stream`: {0}")]
+    Stream(NameError),
     /// A tag SES would refuse, or one sesguard reserves.
     #[error(
         "tag `{0}`: names and values are 1-256 of A-Z a-z 0-9 _ - (names starting `sesguard-` or `ses:` are reserved)"
@@ -261,6 +265,7 @@ impl SendRequest {
         if raw.stream.trim().is_empty() {
             return Err(RequestError::Empty("stream"));
         }
+        let stream = StreamName::parse(&raw.stream).map_err(RequestError::Stream)?;
         let (to, cc, bcc) = (
             addresses("to", &raw.to)?,
             addresses("cc", &raw.cc)?,
@@ -317,7 +322,7 @@ impl SendRequest {
             }
         }
         Ok(Self {
-            stream: raw.stream,
+            stream,
             to,
             cc,
             bcc,
@@ -450,6 +455,10 @@ mod tests {
             (
                 r#"{"stream":" ","to":["a@example.com"],"template":{"name":"t"}}"#,
                 "field `stream` is empty",
+            ),
+            (
+                r#"{"stream":"sign up","to":["a@example.com"],"template":{"name":"t"}}"#,
+                "field `stream`: stream name `sign up` must be non-empty, without spaces or `:`",
             ),
             (
                 r#"{"stream":"s","to":["a@example.com"],"template":{"name":"t"},"colour":"red"}"#,
