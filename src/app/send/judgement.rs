@@ -2,6 +2,8 @@
 //! routing and the rate limiter's token, then the transport; each failure class has its reaction.
 
 use super::*;
+use crate::config::Config;
+use crate::ports::TransportError;
 
 /// How a judged request leaves its claims.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -168,30 +170,11 @@ impl<'a> Sender<'a> {
         now: Timestamp,
     ) -> Result<Decision, SenderError> {
         let config = &self.deps.config;
-        let suppressed = &batch.view.suppressed;
-        if let Some(reason) = batch
-            .view
-            .policy
-            .refusal(request.template(), request.recipient_verified)
-        {
-            return Ok(Decision::Blocked { reason });
-        }
-        let removed: Vec<EmailAddress> = request
-            .recipients()
-            .filter(|e| suppressed.contains_key(*e))
-            .cloned()
-            .collect();
-        if removed.len() == request.recipients().count() {
-            let reasons: Vec<String> = removed
-                .iter()
-                .map(|e| format!("{e} is suppressed ({})", suppressed[e]))
-                .collect();
-            return Ok(Decision::Suppressed {
-                reason: reasons.join("; "),
-            });
-        }
+        let removed = match screen(request, &batch.view) {
+            Ok(removed) => removed,
+            Err(refused) => return Ok(refused),
+        };
         let priority = request.priority.unwrap_or(stream.priority);
-        let control = Control::of(self.deps);
         let not_sent = Ok;
         let draw = routing::draw(
             &request
@@ -213,140 +196,33 @@ impl<'a> Sender<'a> {
                 batch.snapshot.set_rate_wait(&account, wait);
                 continue;
             }
-            let account_config = config.account(&account);
-            let Some(from) = request
-                .from
-                .clone()
-                .or_else(|| account_config.and_then(|a| a.from.clone()))
-            else {
+            let mail = match outgoing(config, request, record, &account, &batch.view) {
+                Ok(mail) => mail,
                 // Not sent: the claim goes, so the request can be redriven once the account is fixed.
-                return not_sent(Decision::Invalid {
-                    reason: format!(
-                        "no From: the request gives none and account `{account}` has no default `from`"
-                    ),
-                });
+                Err(invalid) => return not_sent(invalid),
             };
-            let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
-            let mail = OutgoingMail::new(
-                request,
-                &record.key,
-                &account,
-                from,
-                configuration_set,
-                |e| !batch.view.suppressed.contains_key(e),
-            );
             let failure = match self.transport.send(&mail).await {
                 Ok(message_id) => {
-                    self.memory.failures().remove(&account);
-                    batch
-                        .snapshot
-                        .record_send(&account, &request.stream, mail.recipients() as u64);
-                    return Ok(Decision::Sent {
-                        account,
-                        message_id,
-                        recipients: mail.recipients(),
-                        suppressed: removed,
-                    });
+                    return Ok(self.sent(account, message_id, &mail, removed, request, batch));
                 }
                 Err(failure) => failure,
             };
             if failure.ambiguous {
-                // SES may have taken it: the claim stays, sending, and settles by its Send
-                // event; the retry waits for it.
-                tracing::warn!(account, send_key = %record.key, error = %failure.detail, "send in doubt");
-                batch
-                    .in_doubt
-                    .insert(record.key.clone(), (account.clone(), mail.recipients()));
-                self.transport_failed(&account);
-                return Ok(Decision::deferred(
-                    format!(
-                        "{account}: in doubt ({}): SES may have accepted it; waiting for its Send event until {}",
-                        failure.detail, record.expires_at
-                    ),
-                    record.expires_at.since(now) + Duration::from_secs(1),
+                return Ok(self.in_doubt(
+                    &account,
+                    record,
+                    &failure,
+                    mail.recipients(),
+                    batch,
+                    now,
                 ));
             }
-            let detail = failure.detail.clone();
-            let pause = |cause, until: Option<Timestamp>| {
-                let (control, account, detail) = (&control, account.clone(), detail.clone());
-                async move {
-                    match control
-                        .pause_for(&account, cause, until, &detail, "sender", now)
-                        .await
-                    {
-                        Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
-                        Err(ControlError::Store(error)) => Err(SenderError::Store(error)),
-                        Err(other) => Err(SenderError::Store(StoreError::Rejected {
-                            action: "pausing an account".into(),
-                            source: other.to_string().into(),
-                        })),
-                    }
-                }
-            };
-            match failure.failure {
-                SendFailure::Rate => {
-                    let until = now.plus(config.sender.rate_pause);
-                    pause(Cause::SendingRate, Some(until)).await?;
-                    batch.snapshot.mark_paused(&account, Some(until));
-                    return not_sent(Decision::deferred(
-                        format!("{account}: sending rate exceeded: {detail}"),
-                        config.sender.rate_pause,
-                    ));
-                }
-                SendFailure::DailyQuota => {
-                    let until = now.plus(Duration::from_secs(3600));
-                    pause(Cause::DailyQuota, Some(until)).await?;
-                    batch.snapshot.mark_paused(&account, Some(until));
-                }
-                SendFailure::Paused | SendFailure::Suspended => {
-                    pause(Cause::SesPaused, None).await?;
-                    batch.snapshot.mark_paused(&account, None);
-                }
-                SendFailure::AccessDenied => {
-                    tracing::error!(account, error = %detail, "credentials or permissions refused: the account is paused, its mail fails over");
-                    pause(Cause::AccessDenied, None).await?;
-                    batch.snapshot.mark_paused(&account, None);
-                }
-                SendFailure::Rejected => return Ok(Decision::Rejected { reason: detail }),
-                SendFailure::Configuration => {
-                    let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
-                    self.notify("sesguard: SES configuration problem", &notice)
-                        .await;
-                    return not_sent(Decision::deferred(
-                        format!("{account}: {detail}"),
-                        config.guard.recheck,
-                    ));
-                }
-                SendFailure::Transient => {
-                    if self.transport_failed(&account) {
-                        let until = now.plus(config.sender.breaker_pause);
-                        let why = format!(
-                            "circuit breaker: {} consecutive transport failures, the last: {detail}",
-                            config.sender.breaker_failures
-                        );
-                        match control
-                            .pause_for(
-                                &account,
-                                Cause::TransportFailures,
-                                Some(until),
-                                &why,
-                                "sender",
-                                now,
-                            )
-                            .await
-                        {
-                            Ok(_) | Err(ControlError::Conflict(_)) => {}
-                            Err(error) => {
-                                tracing::error!(account, error = %error_chain(&error), "circuit breaker not recorded");
-                            }
-                        }
-                        batch.snapshot.mark_paused(&account, Some(until));
-                    }
-                    return not_sent(Decision::deferred(
-                        format!("{account}: {detail}"),
-                        backoff(queued.receive_count),
-                    ));
-                }
+            let receive_count = queued.receive_count;
+            if let Some(decision) = self
+                .react(&account, failure, request, receive_count, batch, now)
+                .await?
+            {
+                return Ok(decision);
             }
         }
         not_sent(Decision::deferred(
@@ -354,4 +230,220 @@ impl<'a> Sender<'a> {
             config.guard.recheck,
         ))
     }
+
+    /// A send SES accepted: the account's run of failures ends, its send counts in routing.
+    fn sent(
+        &self,
+        account: String,
+        message_id: String,
+        mail: &OutgoingMail,
+        removed: Vec<EmailAddress>,
+        request: &SendRequest,
+        batch: &mut Batch,
+    ) -> Decision {
+        self.memory.failures().remove(&account);
+        batch
+            .snapshot
+            .record_send(&account, &request.stream, mail.recipients() as u64);
+        Decision::Sent {
+            account,
+            message_id,
+            recipients: mail.recipients(),
+            suppressed: removed,
+        }
+    }
+
+    /// A send SES may have taken: the claim stays, sending, and settles by its Send event; the
+    /// retry waits for it.
+    fn in_doubt(
+        &self,
+        account: &str,
+        record: &SendRecord,
+        failure: &TransportError,
+        recipients: usize,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Decision {
+        tracing::warn!(account, send_key = %record.key, error = %failure.detail, "send in doubt");
+        batch
+            .in_doubt
+            .insert(record.key.clone(), (account.to_owned(), recipients));
+        self.transport_failed(account);
+        Decision::deferred(
+            format!(
+                "{account}: in doubt ({}): SES may have accepted it; waiting for its Send event until {}",
+                failure.detail, record.expires_at
+            ),
+            record.expires_at.since(now) + Duration::from_secs(1),
+        )
+    }
+
+    /// The reaction to `account` failing to send: the account paused as its failure says, and
+    /// the decision; `None` when the mail fails over to the next account.
+    async fn react(
+        &self,
+        account: &str,
+        failure: TransportError,
+        request: &SendRequest,
+        receive_count: u32,
+        batch: &mut Batch,
+        now: Timestamp,
+    ) -> Result<Option<Decision>, SenderError> {
+        let config = &self.deps.config;
+        let detail = failure.detail;
+        let pause = |cause, until| self.pause(account, cause, until, &detail, now);
+        match failure.failure {
+            SendFailure::Rate => {
+                let until = now.plus(config.sender.rate_pause);
+                pause(Cause::SendingRate, Some(until)).await?;
+                batch.snapshot.mark_paused(account, Some(until));
+                return Ok(Some(Decision::deferred(
+                    format!("{account}: sending rate exceeded: {detail}"),
+                    config.sender.rate_pause,
+                )));
+            }
+            SendFailure::DailyQuota => {
+                let until = now.plus(Duration::from_secs(3600));
+                pause(Cause::DailyQuota, Some(until)).await?;
+                batch.snapshot.mark_paused(account, Some(until));
+            }
+            SendFailure::Paused | SendFailure::Suspended => {
+                pause(Cause::SesPaused, None).await?;
+                batch.snapshot.mark_paused(account, None);
+            }
+            SendFailure::AccessDenied => {
+                tracing::error!(account, error = %detail, "credentials or permissions refused: the account is paused, its mail fails over");
+                pause(Cause::AccessDenied, None).await?;
+                batch.snapshot.mark_paused(account, None);
+            }
+            SendFailure::Rejected => return Ok(Some(Decision::Rejected { reason: detail })),
+            SendFailure::Configuration => {
+                let notice = serde_json::json!({"account": account, "error": detail, "stream": request.stream});
+                self.notify("sesguard: SES configuration problem", &notice)
+                    .await;
+                return Ok(Some(Decision::deferred(
+                    format!("{account}: {detail}"),
+                    config.guard.recheck,
+                )));
+            }
+            SendFailure::Transient => {
+                if self.transport_failed(account) {
+                    self.open_breaker(account, &detail, batch, now).await;
+                }
+                return Ok(Some(Decision::deferred(
+                    format!("{account}: {detail}"),
+                    backoff(receive_count),
+                )));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Pauses `account` for a failure SES reported, as the sender; one paused already stays so.
+    async fn pause(
+        &self,
+        account: &str,
+        cause: Cause,
+        until: Option<Timestamp>,
+        detail: &str,
+        now: Timestamp,
+    ) -> Result<(), SenderError> {
+        match Control::of(self.deps)
+            .pause_for(account, cause, until, detail, "sender", now)
+            .await
+        {
+            Ok(_) | Err(ControlError::Conflict(_)) => Ok(()),
+            Err(ControlError::Store(error)) => Err(SenderError::Store(error)),
+            Err(other) => Err(SenderError::Store(StoreError::Rejected {
+                action: "pausing an account".into(),
+                source: other.to_string().into(),
+            })),
+        }
+    }
+
+    /// The circuit breaker opens on `account`: a short pause, recorded if the store takes it.
+    async fn open_breaker(&self, account: &str, detail: &str, batch: &mut Batch, now: Timestamp) {
+        let config = &self.deps.config;
+        let until = now.plus(config.sender.breaker_pause);
+        let why = format!(
+            "circuit breaker: {} consecutive transport failures, the last: {detail}",
+            config.sender.breaker_failures
+        );
+        match Control::of(self.deps)
+            .pause_for(
+                account,
+                Cause::TransportFailures,
+                Some(until),
+                &why,
+                "sender",
+                now,
+            )
+            .await
+        {
+            Ok(_) | Err(ControlError::Conflict(_)) => {}
+            Err(error) => {
+                tracing::error!(account, error = %error_chain(&error), "circuit breaker not recorded");
+            }
+        }
+        batch.snapshot.mark_paused(account, Some(until));
+    }
+}
+
+/// The template policy and suppression: the recipients removed as suppressed, or the decision
+/// when the policy refuses the request or no recipient is left.
+fn screen(request: &SendRequest, view: &GateView) -> Result<Vec<EmailAddress>, Decision> {
+    let suppressed = &view.suppressed;
+    if let Some(reason) = view
+        .policy
+        .refusal(request.template(), request.recipient_verified)
+    {
+        return Err(Decision::Blocked { reason });
+    }
+    let removed: Vec<EmailAddress> = request
+        .recipients()
+        .filter(|e| suppressed.contains_key(*e))
+        .cloned()
+        .collect();
+    if removed.len() == request.recipients().count() {
+        let reasons: Vec<String> = removed
+            .iter()
+            .map(|e| format!("{e} is suppressed ({})", suppressed[e]))
+            .collect();
+        return Err(Decision::Suppressed {
+            reason: reasons.join("; "),
+        });
+    }
+    Ok(removed)
+}
+
+/// The mail as `account` sends it: its From (the request's, else the account's), its
+/// configuration set, without the suppressed recipients; `Invalid` when there is no From.
+fn outgoing(
+    config: &Config,
+    request: &SendRequest,
+    record: &SendRecord,
+    account: &str,
+    view: &GateView,
+) -> Result<OutgoingMail, Decision> {
+    let account_config = config.account(account);
+    let Some(from) = request
+        .from
+        .clone()
+        .or_else(|| account_config.and_then(|a| a.from.clone()))
+    else {
+        return Err(Decision::Invalid {
+            reason: format!(
+                "no From: the request gives none and account `{account}` has no default `from`"
+            ),
+        });
+    };
+    let configuration_set = account_config.and_then(|a| a.configuration_set.clone());
+    Ok(OutgoingMail::new(
+        request,
+        &record.key,
+        account,
+        from,
+        configuration_set,
+        |e| !view.suppressed.contains_key(e),
+    ))
 }
