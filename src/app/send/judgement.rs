@@ -68,6 +68,39 @@ impl<'a> Sender<'a> {
         Ok(())
     }
 
+    /// A request's decision: invalid when it could not be read, deferred once the store has
+    /// failed in this batch, else judged; a store failure while judging defers it and is kept in
+    /// `failure`.
+    pub(super) async fn decide(
+        &self,
+        queued: &Queued,
+        batch: &mut Batch,
+        failure: &mut Option<SenderError>,
+        now: Timestamp,
+    ) -> Decision {
+        match (&queued.request, &*failure) {
+            (Err(reason), _) => Decision::Invalid {
+                reason: reason.clone(),
+            },
+            (Ok(_), Some(error)) => Decision::deferred(
+                format!("not judged: {}", error_chain(error)),
+                backoff(queued.receive_count),
+            ),
+            (Ok(request), None) => match self.judge(request, queued, batch, now).await {
+                Ok(decision) => decision,
+                Err(error) => {
+                    tracing::error!(error = %error_chain(&error), "store failed mid-batch: the rest of the batch is deferred");
+                    let decision = Decision::deferred(
+                        format!("not judged: {}", error_chain(&error)),
+                        backoff(queued.receive_count),
+                    );
+                    *failure = Some(error);
+                    decision
+                }
+            },
+        }
+    }
+
     /// Counts a transport failure of `account`: `true` when it opens the circuit breaker.
     fn transport_failed(&self, account: &str) -> bool {
         let mut failures = self.memory.failures();

@@ -244,6 +244,24 @@ pub fn backoff(receive_count: u32) -> Duration {
     Duration::from_secs(30u64 << exponent).min(MAX_DEFERRAL)
 }
 
+/// The account and recipients a decision counts as sent: a send, or a send in doubt, which
+/// SES most often took (a timeout after the request went out); if it did not, its retry is
+/// counted again.
+fn counted_send(queued: &Queued, decision: &Decision, batch: &Batch) -> Option<(String, usize)> {
+    match decision {
+        Decision::Sent {
+            account,
+            recipients,
+            ..
+        } => Some((account.clone(), *recipients)),
+        Decision::Deferred { .. } => queued.request.as_ref().ok().and_then(|r| {
+            let key = r.send_key(&queued.origin);
+            batch.in_doubt.get(&key).cloned()
+        }),
+        _ => None,
+    }
+}
+
 /// The sender over the [`Context`] and a transport.
 pub struct Sender<'a> {
     deps: &'a Context,
@@ -274,34 +292,8 @@ impl<'a> Sender<'a> {
         batch: Vec<Queued>,
         now: Timestamp,
     ) -> Result<Vec<Judged>, SenderError> {
-        let store = self.deps.store.as_ref();
         let config = &self.deps.config;
-        let recipients: Vec<EmailAddress> = batch
-            .iter()
-            .filter_map(|q| q.request.as_ref().ok())
-            .flat_map(SendRequest::recipients)
-            .cloned()
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        let accounts = config.routed_accounts();
-        let mut view = store.gate_view(&recipients, &accounts).await?;
-        let mut windows = self.windows(now).await?;
-        let snapshot =
-            Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
-        self.pause_refused(&snapshot, &view.states, now).await?;
-        let mut state = Batch {
-            tokens: Tokens {
-                read: std::mem::take(&mut view.rates),
-                ..Tokens::default()
-            },
-            view,
-            snapshot,
-            releases: Vec::new(),
-            given_up: Vec::new(),
-            sent: Vec::new(),
-            in_doubt: BTreeMap::new(),
-        };
+        let (mut state, mut windows) = self.open(&batch, now).await?;
         let mut counted: BTreeMap<String, BTreeMap<String, u64>> = BTreeMap::new();
         let mut judged = Vec::with_capacity(batch.len());
         let total = batch.len() as u64;
@@ -313,42 +305,8 @@ impl<'a> Sender<'a> {
         for (index, queued) in batch.into_iter().enumerate() {
             state.tokens.remaining = total - index as u64;
             let stream = queued.request.as_ref().ok().map(|r| r.stream.clone());
-            let decision = match (&queued.request, &failure) {
-                (Err(reason), _) => Decision::Invalid {
-                    reason: reason.clone(),
-                },
-                (Ok(_), Some(error)) => Decision::deferred(
-                    format!("not judged: {}", error_chain(error)),
-                    backoff(queued.receive_count),
-                ),
-                (Ok(request), None) => match self.judge(request, &queued, &mut state, now).await {
-                    Ok(decision) => decision,
-                    Err(error) => {
-                        tracing::error!(error = %error_chain(&error), "store failed mid-batch: the rest of the batch is deferred");
-                        let decision = Decision::deferred(
-                            format!("not judged: {}", error_chain(&error)),
-                            backoff(queued.receive_count),
-                        );
-                        failure = Some(error);
-                        decision
-                    }
-                },
-            };
-            // A send in doubt is counted as sent: SES most often took it (a timeout after the
-            // request went out); if it did not, its retry is counted again.
-            let doubted = queued.request.as_ref().ok().and_then(|r| {
-                let key = r.send_key(&queued.origin);
-                state.in_doubt.get(&key).cloned()
-            });
-            let sent = match &decision {
-                Decision::Sent {
-                    account,
-                    recipients,
-                    ..
-                } => Some((account.clone(), *recipients)),
-                Decision::Deferred { .. } => doubted,
-                _ => None,
-            };
+            let decision = self.decide(&queued, &mut state, &mut failure, now).await;
+            let sent = counted_send(&queued, &decision, &state);
             if let (Some((account, recipients)), Some(stream)) = (sent, &stream) {
                 *counted
                     .entry(account)
@@ -376,6 +334,45 @@ impl<'a> Sender<'a> {
             .unwrap_or_else(PoisonError::into_inner) = Some(windows);
         self.count(counted, &state.view.states, now).await;
         Ok(judged)
+    }
+
+    /// What judging `batch` starts from: one read of the policy, the recipients' suppressions,
+    /// the accounts' states and rate records; the counter windows; the routing snapshot, after
+    /// pausing accounts whose credentials SES refused.
+    async fn open(
+        &self,
+        batch: &[Queued],
+        now: Timestamp,
+    ) -> Result<(Batch, Windows), SenderError> {
+        let store = self.deps.store.as_ref();
+        let config = &self.deps.config;
+        let recipients: Vec<EmailAddress> = batch
+            .iter()
+            .filter_map(|q| q.request.as_ref().ok())
+            .flat_map(SendRequest::recipients)
+            .cloned()
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        let accounts = config.routed_accounts();
+        let mut view = store.gate_view(&recipients, &accounts).await?;
+        let windows = self.windows(now).await?;
+        let snapshot =
+            Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
+        self.pause_refused(&snapshot, &view.states, now).await?;
+        let state = Batch {
+            tokens: Tokens {
+                read: std::mem::take(&mut view.rates),
+                ..Tokens::default()
+            },
+            view,
+            snapshot,
+            releases: Vec::new(),
+            given_up: Vec::new(),
+            sent: Vec::new(),
+            in_doubt: BTreeMap::new(),
+        };
+        Ok((state, windows))
     }
 
     /// Pauses, with an alert naming the fault, every account whose quota SES refused to give
