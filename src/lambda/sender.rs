@@ -13,7 +13,7 @@ use crate::adapters::sqs::queue_url;
 use crate::app::send::{Decision, Judged, Queued, Sender, backoff};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sending::request::SendRequest;
-use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, Requeue};
+use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, QueueVisibility, Requeue};
 use crate::telemetry::{CONTENTION, emf_line, error_chain};
 use crate::wiring::SenderFunction;
 
@@ -142,6 +142,28 @@ pub async fn process(
 ) -> (SqsBatchResponse, Vec<Judged>) {
     let deps = &state.context;
     let sender = Sender::of(deps, &state.memory);
+    let (envelopes, batch) = unpack(records);
+    let judged = judge(&sender, batch, now).await;
+    let requeue_after = deps.config.sender.requeue_after_receives;
+    let mut deferred = Deferred::default();
+    for judged in &judged {
+        deferred.sort(
+            judged,
+            &envelopes,
+            requeue_after,
+            state.visibility.is_some(),
+        );
+    }
+    let Some(visibility) = &state.visibility else {
+        return (deferred.response, judged);
+    };
+    deferred.put_back(visibility.as_ref()).await;
+    deferred.hide(visibility.as_ref()).await;
+    (deferred.response, judged)
+}
+
+/// The batch's records as requests to judge, and what keeps each in its queue, by id.
+fn unpack(records: Vec<Value>) -> (BTreeMap<String, Envelope>, Vec<Queued>) {
     let received: Vec<Received> = records
         .into_iter()
         .enumerate()
@@ -162,11 +184,17 @@ pub async fn process(
         );
         batch.push(r.queued);
     }
+    (envelopes, batch)
+}
+
+/// Every request's decision. A batch that could not be judged sent nothing: every readable
+/// request waits with backoff.
+async fn judge(sender: &Sender<'_>, batch: Vec<Queued>, now: Timestamp) -> Vec<Judged> {
     let counts: Vec<(String, u32, bool)> = batch
         .iter()
         .map(|q| (q.id.clone(), q.receive_count, q.request.is_ok()))
         .collect();
-    let judged = match sender.send(batch, now).await {
+    match sender.send(batch, now).await {
         Ok(judged) => judged,
         Err(error) => {
             // Nothing was sent: every readable request waits with backoff.
@@ -189,18 +217,38 @@ pub async fn process(
                 })
                 .collect()
         }
-    };
+    }
+}
 
-    let mut response = SqsBatchResponse::default();
-    let fail = |response: &mut SqsBatchResponse, id: &str| {
+/// Where the batch's records go: failed (the event source keeps them), hidden in their queue,
+/// or put back into it.
+#[derive(Default)]
+struct Deferred {
+    response: SqsBatchResponse,
+    /// Receipt handles to hide, each with its seconds, by queue.
+    hidden: BTreeMap<String, Vec<(String, u64)>>,
+    /// Copies to put back, with the message's id, receipt handle and seconds, by queue.
+    requeued: BTreeMap<String, Vec<(String, Requeue, String, u64)>>,
+}
+
+impl Deferred {
+    /// The record `id` fails: the event source leaves it in its queue.
+    fn fail(&mut self, id: &str) {
         let mut failure = BatchItemFailure::default();
         failure.item_identifier = id.to_owned();
-        response.batch_item_failures.push(failure);
-    };
-    let requeue_after = deps.config.sender.requeue_after_receives;
-    let mut hidden: BTreeMap<String, Vec<(String, u64)>> = BTreeMap::new();
-    let mut requeued: BTreeMap<String, Vec<(String, Requeue, String, u64)>> = BTreeMap::new();
-    for judged in &judged {
+        self.response.batch_item_failures.push(failure);
+    }
+
+    /// Sorts one record by its decision: a deferred one fails and is hidden, or is put back
+    /// when its receives run short and the queue can take a copy; an invalid one fails; the
+    /// rest are deleted.
+    fn sort(
+        &mut self,
+        judged: &Judged,
+        envelopes: &BTreeMap<String, Envelope>,
+        requeue_after: u32,
+        can_requeue: bool,
+    ) {
         match &judged.decision {
             Decision::Deferred {
                 retry_after_seconds,
@@ -210,13 +258,13 @@ pub async fn process(
                     .get(&judged.id)
                     .and_then(|e| Some((e, e.receipt.as_ref()?)))
                 else {
-                    fail(&mut response, &judged.id);
-                    continue;
+                    self.fail(&judged.id);
+                    return;
                 };
                 let wait = wait(envelope.receive_count, *retry_after_seconds, requeue_after);
                 match (wait, &envelope.body) {
-                    (Wait::Requeue(delay), Some(body)) if state.visibility.is_some() => {
-                        requeued.entry(queue.clone()).or_default().push((
+                    (Wait::Requeue(delay), Some(body)) if can_requeue => {
+                        self.requeued.entry(queue.clone()).or_default().push((
                             judged.id.clone(),
                             Requeue {
                                 body: body.clone(),
@@ -229,62 +277,65 @@ pub async fn process(
                         ));
                     }
                     _ => {
-                        fail(&mut response, &judged.id);
-                        hidden
+                        self.fail(&judged.id);
+                        self.hidden
                             .entry(queue.clone())
                             .or_default()
                             .push((handle.clone(), *retry_after_seconds));
                     }
                 }
             }
-            Decision::Invalid { .. } => fail(&mut response, &judged.id),
+            Decision::Invalid { .. } => self.fail(&judged.id),
             _ => {}
         }
     }
-    let Some(visibility) = &state.visibility else {
-        return (response, judged);
-    };
-    // Put back: the copy is in the queue, so the original is deleted (it does not fail). A
-    // copy that could not be sent keeps the original, hidden.
-    for (queue, messages) in requeued {
-        let copies: Vec<Requeue> = messages.iter().map(|(_, r, _, _)| r.clone()).collect();
-        let refused: Vec<(usize, String)> = match visibility.requeue(&queue, &copies).await {
-            Ok(refused) => refused,
-            Err(error) => {
-                let why = error_chain(&error);
-                (0..copies.len()).map(|i| (i, why.clone())).collect()
-            }
-        };
-        let refused: BTreeMap<usize, String> = refused.into_iter().collect();
-        for (index, (id, copy, handle, seconds)) in messages.iter().enumerate() {
-            match refused.get(&index) {
-                None => {
-                    tracing::info!(message_id = %id, origin = %copy.origin, hops = copy.hops, "deferred past the queue's receives: put back into the queue");
+
+    /// Puts the copies back: a copy in the queue deletes its original (it does not fail); a
+    /// copy that could not be sent keeps the original, hidden.
+    async fn put_back(&mut self, visibility: &dyn QueueVisibility) {
+        for (queue, messages) in std::mem::take(&mut self.requeued) {
+            let copies: Vec<Requeue> = messages.iter().map(|(_, r, _, _)| r.clone()).collect();
+            let refused: Vec<(usize, String)> = match visibility.requeue(&queue, &copies).await {
+                Ok(refused) => refused,
+                Err(error) => {
+                    let why = error_chain(&error);
+                    (0..copies.len()).map(|i| (i, why.clone())).collect()
                 }
-                Some(why) => {
-                    tracing::error!(message_id = %id, origin = %copy.origin, why, "deferred, not put back into the queue: it stays, hidden");
-                    fail(&mut response, id);
-                    hidden
-                        .entry(queue.clone())
-                        .or_default()
-                        .push((handle.clone(), *seconds));
+            };
+            let refused: BTreeMap<usize, String> = refused.into_iter().collect();
+            for (index, (id, copy, handle, seconds)) in messages.iter().enumerate() {
+                match refused.get(&index) {
+                    None => {
+                        tracing::info!(message_id = %id, origin = %copy.origin, hops = copy.hops, "deferred past the queue's receives: put back into the queue");
+                    }
+                    Some(why) => {
+                        tracing::error!(message_id = %id, origin = %copy.origin, why, "deferred, not put back into the queue: it stays, hidden");
+                        self.fail(id);
+                        self.hidden
+                            .entry(queue.clone())
+                            .or_default()
+                            .push((handle.clone(), *seconds));
+                    }
                 }
             }
         }
     }
-    for (queue, messages) in hidden {
-        match visibility.delay(&queue, &messages).await {
-            Ok(refused) => {
-                for (handle, why) in refused {
-                    tracing::error!(receipt_handle = %handle, why, "deferred, but its visibility was not changed");
+
+    /// Hides the deferred records in their queues until their retry time.
+    async fn hide(&mut self, visibility: &dyn QueueVisibility) {
+        for (queue, messages) in std::mem::take(&mut self.hidden) {
+            match visibility.delay(&queue, &messages).await {
+                Ok(refused) => {
+                    for (handle, why) in refused {
+                        tracing::error!(receipt_handle = %handle, why, "deferred, but its visibility was not changed");
+                    }
                 }
-            }
-            Err(error) => {
-                tracing::error!(error = %error_chain(&error), messages = messages.len(), "deferred, but their visibility was not changed");
+                Err(error) => {
+                    tracing::error!(error = %error_chain(&error), messages = messages.len(), "deferred, but their visibility was not changed");
+                }
             }
         }
     }
-    (response, judged)
 }
 
 fn emit_metrics(now: Timestamp, judged: &[Judged]) {
