@@ -163,9 +163,10 @@ fn chart(
     .svg()
 }
 
+/// One account's section: its state, facts, rates against their levels, streams, charts and
+/// latest transitions.
 fn account(html: &mut String, view: &AccountView<'_>) {
     let s = view.status;
-    let t = &s.thresholds;
     let _ = write!(
         html,
         "<section class=\"account\" data-account=\"{}\" data-state=\"{}\"><h2>{}<span class=\"badge {}\">{}</span></h2>",
@@ -175,6 +176,19 @@ fn account(html: &mut String, view: &AccountView<'_>) {
         s.state,
         s.state
     );
+    let mut facts = state_facts(s);
+    facts.extend(rate_facts(s));
+    let _ = write!(html, "<p>{}</p>", facts.join(" · "));
+    rates_table(html, s);
+    streams_table(html, s);
+    charts(html, view);
+    history_table(html, view.history);
+    html.push_str("</section>");
+}
+
+/// What the account's state says: its cause, probation step, since when it is judged, quota
+/// use and the streams blocking it.
+fn state_facts(s: &AccountStatus) -> Vec<String> {
     let mut facts = Vec::new();
     if let Some(cause) = &s.cause {
         let cause = serde_json::to_value(cause).unwrap_or_default();
@@ -199,6 +213,13 @@ fn account(html: &mut String, view: &AccountView<'_>) {
     if !s.blocked_by.is_empty() {
         facts.push(format!("blocked by {}", s.blocked_by.join(", ")));
     }
+    facts
+}
+
+/// What the account's rates say: the judged bounce rate and its bounds, the rates as SES sees
+/// them and as it reports them, missing feedback, an operator's override of SES's line.
+fn rate_facts(s: &AccountStatus) -> Vec<String> {
+    let mut facts = Vec::new();
     let judged = &s.judged_bounds;
     facts.push(format!(
         "judged bounce {} ({}–{}) over {} sends",
@@ -230,7 +251,12 @@ fn account(html: &mut String, view: &AccountView<'_>) {
     if s.line_override.is_some() {
         facts.push("resumed by an operator over SES's line".to_owned());
     }
-    let _ = write!(html, "<p>{}</p>", facts.join(" · "));
+    facts
+}
+
+/// The account's rates now against its levels and SES's, with its sends in the window.
+fn rates_table(html: &mut String, s: &AccountStatus) {
+    let t = &s.thresholds;
     let _ = write!(
         html,
         "<table class=\"rates\"><tr><th></th><th>now</th><th>warn</th><th>pause</th><th>critical</th><th>SES</th><th>sends in the window</th></tr>\
@@ -248,23 +274,34 @@ fn account(html: &mut String, view: &AccountView<'_>) {
         percent(t.complaint_critical),
         percent(SES_COMPLAINT.1),
     );
-    if !s.streams.is_empty() {
-        html.push_str("<table class=\"streams\"><tr><th>stream</th><th>state</th><th>share</th><th>sends</th><th>bounces</th><th>complaints</th></tr>");
-        for (name, stream) in &s.streams {
-            let _ = write!(
-                html,
-                "<tr data-stream=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
-                escape(name),
-                escape(name),
-                stream.state,
-                percent(stream.share),
-                stream.counts.sends,
-                rate_cell(stream.bounce_rate, t.bounce_warn),
-                rate_cell(stream.complaint_rate, t.complaint_warn),
-            );
-        }
-        html.push_str("</table>");
+}
+
+/// Each stream on the account: its state, share, sends and rates (none without streams).
+fn streams_table(html: &mut String, s: &AccountStatus) {
+    if s.streams.is_empty() {
+        return;
     }
+    let t = &s.thresholds;
+    html.push_str("<table class=\"streams\"><tr><th>stream</th><th>state</th><th>share</th><th>sends</th><th>bounces</th><th>complaints</th></tr>");
+    for (name, stream) in &s.streams {
+        let _ = write!(
+            html,
+            "<tr data-stream=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td>{}{}</tr>",
+            escape(name),
+            escape(name),
+            stream.state,
+            percent(stream.share),
+            stream.counts.sends,
+            rate_cell(stream.bounce_rate, t.bounce_warn),
+            rate_cell(stream.complaint_rate, t.complaint_warn),
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// The bounce and complaint rates through the window, drawn against their levels.
+fn charts(html: &mut String, view: &AccountView<'_>) {
+    let t = &view.status.thresholds;
     let metrics: [Metric; 2] = [
         (
             "bounce",
@@ -284,30 +321,33 @@ fn account(html: &mut String, view: &AccountView<'_>) {
         html.push_str(&chart(view, what, pick, levels, ses));
     }
     html.push_str("</div>");
-    if view.history.is_empty() {
+}
+
+/// The account's latest transitions, newest first.
+fn history_table(html: &mut String, history: &[HistoryEntry]) {
+    if history.is_empty() {
         html.push_str("<p class=\"muted\">No transitions yet.</p>");
-    } else {
-        html.push_str("<table class=\"history\"><tr><th>when (UTC)</th><th>change</th><th>cause</th><th>bounces</th><th>by</th><th>note</th></tr>");
-        for entry in view.history {
-            let cause = serde_json::to_value(entry.cause).unwrap_or_default();
-            let what = match &entry.stream {
-                Some(stream) => format!("{}: {} → {}", stream, entry.from, entry.to),
-                None => format!("{} → {}", entry.from, entry.to),
-            };
-            let _ = write!(
-                html,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                clock(entry.at),
-                escape(&what),
-                escape(cause.as_str().unwrap_or("?")),
-                percent(entry.bounce_rate),
-                escape(&entry.actor),
-                escape(entry.note.as_deref().unwrap_or("")),
-            );
-        }
-        html.push_str("</table>");
+        return;
     }
-    html.push_str("</section>");
+    html.push_str("<table class=\"history\"><tr><th>when (UTC)</th><th>change</th><th>cause</th><th>bounces</th><th>by</th><th>note</th></tr>");
+    for entry in history {
+        let cause = serde_json::to_value(entry.cause).unwrap_or_default();
+        let what = match &entry.stream {
+            Some(stream) => format!("{}: {} → {}", stream, entry.from, entry.to),
+            None => format!("{} → {}", entry.from, entry.to),
+        };
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            clock(entry.at),
+            escape(&what),
+            escape(cause.as_str().unwrap_or("?")),
+            percent(entry.bounce_rate),
+            escape(&entry.actor),
+            escape(entry.note.as_deref().unwrap_or("")),
+        );
+    }
+    html.push_str("</table>");
 }
 
 /// The status page at `now`.
