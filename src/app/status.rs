@@ -17,7 +17,7 @@ use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::history::Bounds;
 use crate::domain::reputation::probation::Probation;
 use crate::domain::reputation::ses_view::SesView;
-use crate::domain::reputation::state::{Cause, Signal, StateName, stream_name};
+use crate::domain::reputation::state::{AccountState, Cause, Signal, StateName, stream_name};
 use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::rate_limit::Periods;
 use crate::domain::sending::rate_limit::RateLimits;
@@ -160,17 +160,27 @@ pub async fn status(
     now: Timestamp,
     only: Option<&str>,
 ) -> Result<Vec<AccountStatus>, StatusError> {
-    let (store, ses, config) = (
-        context.store.as_ref(),
-        context.ses.as_ref(),
-        context.config.as_ref(),
-    );
-    let mut names: Vec<(String, bool)> = config
+    let names = account_names(context, only).await?;
+    let mut statuses = Vec::with_capacity(names.len());
+    for (name, configured) in names {
+        statuses.push(account_status(context, name, configured, now).await?);
+    }
+    Ok(statuses)
+}
+
+/// The accounts to show, each with whether it is configured: the configured ones, then the
+/// others seen in feedback; only `only` when it is given.
+async fn account_names(
+    context: &Context,
+    only: Option<&str>,
+) -> Result<Vec<(String, bool)>, StatusError> {
+    let mut names: Vec<(String, bool)> = context
+        .config
         .accounts
         .iter()
         .map(|a| (a.name.clone(), true))
         .collect();
-    for name in store.unconfigured_accounts().await? {
+    for name in context.store.unconfigured_accounts().await? {
         if !names.iter().any(|(n, _)| *n == name) {
             names.push((name, false));
         }
@@ -181,111 +191,143 @@ pub async fn status(
             return Err(StatusError::UnknownAccount(only.to_owned()));
         }
     }
+    Ok(names)
+}
+
+/// One account's status: one window read (the rate window and the last 24 hours), SES's
+/// figures and its limits for a configured one.
+async fn account_status(
+    context: &Context,
+    name: String,
+    configured: bool,
+    now: Timestamp,
+) -> Result<AccountStatus, StatusError> {
+    let (store, ses, config) = (
+        context.store.as_ref(),
+        context.ses.as_ref(),
+        context.config.as_ref(),
+    );
     let window = config.ingest_policy().window;
     let (first, last) = window.buckets_ending(now);
     let quota_first = window.day_starting_bucket(now);
-    let mut statuses = Vec::with_capacity(names.len());
-    for (name, configured) in names {
-        let read = store.window(&name, first.min(quota_first), last).await?;
-        let totals = WindowTotals::sum(&read.buckets, first, last);
-        let figures = match configured {
-            true => ses_figures(context.reputation.as_ref(), &name, now).await,
-            false => None,
-        };
-        let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
-        let thresholds = config.thresholds_for(&name);
-        let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
-            .total
-            .sends;
-        let state = read.state;
-        let (daily_quota, periods) = if configured {
-            limits(store, ses, config, &name, sent_24h, now).await?
-        } else {
-            (None, None)
-        };
-        let is_paused = state.is_paused(now);
-        let pause_remaining = state
-            .until
-            .filter(|until| is_paused && *until > now)
-            .map(|until| until.since(now));
-        let mut blocked_by = Vec::new();
-        let mut waits = Vec::new();
-        if !configured {
-            blocked_by.push("unconfigured");
-        }
-        if is_paused {
-            blocked_by.push("paused");
-            waits.push(pause_remaining);
-        }
-        if daily_quota.is_some_and(|q| q.remaining == 0) {
-            blocked_by.push("daily_quota");
-            waits.push(None);
-        }
-        if periods.is_some_and(|p| {
-            [p.second, p.minute, p.hour, p.day]
-                .iter()
-                .any(|period| period.status == "exhausted")
-        }) {
-            blocked_by.push("send_rate");
-            waits.push(Some(Duration::from_secs(1)));
-        }
-        // The longest of the waits, unless one of them does not end by itself.
-        let wait_seconds = if waits.is_empty() || !configured {
-            None
-        } else {
-            waits
-                .into_iter()
-                .collect::<Option<Vec<_>>>()
-                .and_then(|w| w.into_iter().max())
-                .map(|w| w.as_secs().max(1))
-        };
-        statuses.push(AccountStatus {
-            configured,
-            state: state.name(),
-            probation: state.probation,
-            judged_since: state.judged_since,
-            judged: Rates::of(judged.total),
-            judged_bounds: Bounds::of(&judged.total, thresholds.bounds()),
-            ses: SesView::of(&totals.total, figures),
-            feedback_missing: state.feedback_missing,
-            line_override: state.line_override,
-            cause: state.cause,
-            note: state.note.clone(),
-            since: state.since,
-            until: state.until,
-            is_paused,
-            pause_remaining_seconds: pause_remaining.map(|d| d.as_secs().max(1)),
-            can_send: blocked_by.is_empty(),
-            blocked_by,
-            wait_seconds,
-            quarantined: state.quarantined.keys().cloned().collect(),
-            counts: totals.total,
-            bounce_rate: totals.total.bounce_rate(),
-            complaint_rate: totals.total.complaint_rate(),
-            thresholds,
-            window_start: first,
-            window_seconds: window.length.as_secs(),
-            streams: totals
-                .streams
-                .into_iter()
-                .map(|(stream, counts)| {
-                    let status = StreamStatus {
-                        counts,
-                        bounce_rate: counts.bounce_rate(),
-                        complaint_rate: counts.complaint_rate(),
-                        quarantined: state.is_quarantined(&stream),
-                        state: stream_name(&state, &stream),
-                        share: state.share_for(&stream),
-                    };
-                    (stream, status)
-                })
-                .collect(),
-            daily_quota,
-            periods,
-            name,
-        });
+    let read = store.window(&name, first.min(quota_first), last).await?;
+    let totals = WindowTotals::sum(&read.buckets, first, last);
+    let figures = match configured {
+        true => ses_figures(context.reputation.as_ref(), &name, now).await,
+        false => None,
+    };
+    let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
+    let thresholds = config.thresholds_for(&name);
+    let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
+        .total
+        .sends;
+    let state = read.state;
+    let (daily_quota, periods) = if configured {
+        limits(store, ses, config, &name, sent_24h, now).await?
+    } else {
+        (None, None)
+    };
+    let is_paused = state.is_paused(now);
+    let pause_remaining = state
+        .until
+        .filter(|until| is_paused && *until > now)
+        .map(|until| until.since(now));
+    let (blocked_by, wait_seconds) =
+        blocks(configured, is_paused, pause_remaining, daily_quota, periods);
+    Ok(AccountStatus {
+        configured,
+        state: state.name(),
+        probation: state.probation,
+        judged_since: state.judged_since,
+        judged: Rates::of(judged.total),
+        judged_bounds: Bounds::of(&judged.total, thresholds.bounds()),
+        ses: SesView::of(&totals.total, figures),
+        feedback_missing: state.feedback_missing,
+        line_override: state.line_override,
+        cause: state.cause,
+        note: state.note.clone(),
+        since: state.since,
+        until: state.until,
+        is_paused,
+        pause_remaining_seconds: pause_remaining.map(|d| d.as_secs().max(1)),
+        can_send: blocked_by.is_empty(),
+        blocked_by,
+        wait_seconds,
+        quarantined: state.quarantined.keys().cloned().collect(),
+        counts: totals.total,
+        bounce_rate: totals.total.bounce_rate(),
+        complaint_rate: totals.total.complaint_rate(),
+        thresholds,
+        window_start: first,
+        window_seconds: window.length.as_secs(),
+        streams: stream_statuses(totals.streams, &state),
+        daily_quota,
+        periods,
+        name,
+    })
+}
+
+/// What stops an account from sending now, and the seconds until it could.
+fn blocks(
+    configured: bool,
+    is_paused: bool,
+    pause_remaining: Option<Duration>,
+    daily_quota: Option<QuotaUse>,
+    periods: Option<Periods>,
+) -> (Vec<&'static str>, Option<u64>) {
+    let mut blocked_by = Vec::new();
+    let mut waits = Vec::new();
+    if !configured {
+        blocked_by.push("unconfigured");
     }
-    Ok(statuses)
+    if is_paused {
+        blocked_by.push("paused");
+        waits.push(pause_remaining);
+    }
+    if daily_quota.is_some_and(|q| q.remaining == 0) {
+        blocked_by.push("daily_quota");
+        waits.push(None);
+    }
+    if periods.is_some_and(|p| {
+        [p.second, p.minute, p.hour, p.day]
+            .iter()
+            .any(|period| period.status == "exhausted")
+    }) {
+        blocked_by.push("send_rate");
+        waits.push(Some(Duration::from_secs(1)));
+    }
+    // The longest of the waits, unless one of them does not end by itself.
+    let wait_seconds = if waits.is_empty() || !configured {
+        None
+    } else {
+        waits
+            .into_iter()
+            .collect::<Option<Vec<_>>>()
+            .and_then(|w| w.into_iter().max())
+            .map(|w| w.as_secs().max(1))
+    };
+    (blocked_by, wait_seconds)
+}
+
+/// Each stream's window totals on the account, with its rates and its state there.
+fn stream_statuses(
+    streams: BTreeMap<String, Counts>,
+    state: &AccountState,
+) -> BTreeMap<String, StreamStatus> {
+    streams
+        .into_iter()
+        .map(|(stream, counts)| {
+            let status = StreamStatus {
+                counts,
+                bounce_rate: counts.bounce_rate(),
+                complaint_rate: counts.complaint_rate(),
+                quarantined: state.is_quarantined(&stream),
+                state: stream_name(state, &stream),
+                share: state.share_for(&stream),
+            };
+            (stream, status)
+        })
+        .collect()
 }
 
 /// One account's rates through the current window, bucket by bucket: at each bucket, the
