@@ -7,6 +7,7 @@
 //! the account's `rate` item, the latter written optimistically on its version.
 
 use aws_sdk_dynamodb::operation::update_item::UpdateItemError;
+use aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 use aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure;
 
 use super::*;
@@ -25,6 +26,11 @@ fn jitter() -> Duration {
 
 fn part_sort_key(part: u16) -> String {
     format!("{RATE_SORT_KEY}#{part}")
+}
+
+/// A part's arrival time (`tat`) in an item read or written, if it holds a readable one.
+fn part_tat(item: &HashMap<String, AttributeValue>) -> Option<i64> {
+    number::<i64>(item, "tat", "send-rate part").ok().flatten()
 }
 
 /// What this instance's last write of each part found, by `(account, part)`.
@@ -95,81 +101,20 @@ impl DynamoStore {
         now: Timestamp,
         action: &str,
     ) -> Result<(u64, Option<Timestamp>), StoreError> {
-        let seen_key = (account.to_owned(), part);
-        let seen = |store: &Self, at: Option<i64>| {
-            let mut parts = store
-                .parts_seen
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match at {
-                Some(at) => parts.insert(seen_key.clone(), at),
-                None => parts.remove(&seen_key),
-            };
-        };
-        let last = self
-            .parts_seen
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .get(&seen_key)
-            .copied();
-        let mut assumed = pace.guess(last, now);
+        let mut assumed = pace.guess(self.part_seen(account, part), now);
         for attempt in 0..PACE_ATTEMPTS {
             let step = pace.step(assumed, wanted, now);
             if attempt > 1 && !matches!(step, PaceStep::Wait { .. }) {
                 tokio::time::sleep(jitter()).await;
             }
-            let update = self
-                .client
-                .update_item()
-                .table_name(&self.tables.state)
-                .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
-                // Until the part would be full again, and a day more: an absent part is full.
-                .expression_attribute_values(
-                    ":expires",
-                    n(now
-                        .plus(Duration::from_micros(pace.burst_us as u64))
-                        .plus(PART_TTL)
-                        .as_epoch_seconds()),
-                )
-                .return_values(ReturnValue::UpdatedNew)
-                .return_values_on_condition_check_failure(
-                    ReturnValuesOnConditionCheckFailure::AllOld,
-                );
-            let (granted, update) = match step {
-                PaceStep::Wait { until } => return Ok((0, Some(until))),
-                PaceStep::Advance {
-                    granted,
-                    by_us,
-                    floor_us,
-                    ceiling_us,
-                } => (
-                    granted,
-                    update
-                        .update_expression("SET tat = tat + :by, expires_at = :expires")
-                        .condition_expression("tat BETWEEN :floor AND :ceiling")
-                        .expression_attribute_values(":by", n(by_us))
-                        .expression_attribute_values(":floor", n(floor_us))
-                        .expression_attribute_values(":ceiling", n(ceiling_us)),
-                ),
-                PaceStep::Restart {
-                    granted,
-                    to_us,
-                    floor_us,
-                } => (
-                    granted,
-                    update
-                        .update_expression("SET tat = :to, expires_at = :expires")
-                        .condition_expression("attribute_not_exists(tat) OR tat < :floor")
-                        .expression_attribute_values(":to", n(to_us))
-                        .expression_attribute_values(":floor", n(floor_us)),
-                ),
+            let (granted, update) = match self.part_write(account, part, pace, step, now) {
+                Ok(write) => write,
+                Err(until) => return Ok((0, Some(until))),
             };
             match update.send().await {
                 Ok(output) => {
-                    let at = output.attributes.as_ref().and_then(|item| {
-                        number::<i64>(item, "tat", "send-rate part").ok().flatten()
-                    });
-                    seen(self, at);
+                    let at = output.attributes.as_ref().and_then(part_tat);
+                    self.remember_part(account, part, at);
                     let next = at
                         .filter(|_| granted < wanted)
                         .map(|at| pace.next_token(at).max(now));
@@ -183,19 +128,17 @@ impl DynamoStore {
                     };
                     // The refusal carries the part as the write met it. Met idle, the guess
                     // was only wrong about a quiet part; met busy, another writer came first.
-                    assumed = refused.item().and_then(|item| {
-                        number::<i64>(item, "tat", "send-rate part").ok().flatten()
-                    });
+                    assumed = refused.item().and_then(part_tat);
                     let idle = pace.is_idle(assumed, now);
                     let retry = attempt + 1 < PACE_ATTEMPTS;
                     if let PaceStep::Wait { until } = pace.step(assumed, wanted, now) {
-                        seen(self, assumed);
+                        self.remember_part(account, part, assumed);
                         return Ok((0, Some(until)));
                     }
                     if !idle && retry {
                         crate::telemetry::CONTENTION.conflict();
                     }
-                    seen(self, assumed);
+                    self.remember_part(account, part, assumed);
                 }
             }
         }
@@ -206,6 +149,86 @@ impl DynamoStore {
             )
             .into(),
         })
+    }
+
+    /// The conditional write of one part for `step`, with the tokens it grants: kept until
+    /// the part would be full again and a day more, answering with the part as written, or as
+    /// the write met it when its condition fails. `Err(until)`: the step is a wait, nothing to
+    /// write.
+    fn part_write(
+        &self,
+        account: &str,
+        part: u16,
+        pace: &Pace,
+        step: PaceStep,
+        now: Timestamp,
+    ) -> Result<(u64, UpdateItemFluentBuilder), Timestamp> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+            // Until the part would be full again, and a day more: an absent part is full.
+            .expression_attribute_values(
+                ":expires",
+                n(now
+                    .plus(Duration::from_micros(pace.burst_us as u64))
+                    .plus(PART_TTL)
+                    .as_epoch_seconds()),
+            )
+            .return_values(ReturnValue::UpdatedNew)
+            .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
+        Ok(match step {
+            PaceStep::Wait { until } => return Err(until),
+            PaceStep::Advance {
+                granted,
+                by_us,
+                floor_us,
+                ceiling_us,
+            } => (
+                granted,
+                update
+                    .update_expression("SET tat = tat + :by, expires_at = :expires")
+                    .condition_expression("tat BETWEEN :floor AND :ceiling")
+                    .expression_attribute_values(":by", n(by_us))
+                    .expression_attribute_values(":floor", n(floor_us))
+                    .expression_attribute_values(":ceiling", n(ceiling_us)),
+            ),
+            PaceStep::Restart {
+                granted,
+                to_us,
+                floor_us,
+            } => (
+                granted,
+                update
+                    .update_expression("SET tat = :to, expires_at = :expires")
+                    .condition_expression("attribute_not_exists(tat) OR tat < :floor")
+                    .expression_attribute_values(":to", n(to_us))
+                    .expression_attribute_values(":floor", n(floor_us)),
+            ),
+        })
+    }
+
+    /// What this instance's last write of the part found (`None`: nothing yet, or unknown).
+    fn part_seen(&self, account: &str, part: u16) -> Option<i64> {
+        self.parts_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(account.to_owned(), part))
+            .copied()
+    }
+
+    /// Keeps what a write of the part found, or forgets it when it found nothing readable.
+    fn remember_part(&self, account: &str, part: u16, at: Option<i64>) {
+        let mut parts = self
+            .parts_seen
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = (account.to_owned(), part);
+        match at {
+            Some(at) => parts.insert(key, at),
+            None => parts.remove(&key),
+        };
     }
 
     /// Reads (or starts from `read`), changes and conditionally writes an account's rate
