@@ -2,6 +2,8 @@
 //! counter increments, all or nothing.
 
 use super::*;
+use crate::domain::feedback::suppression::{FeedbackRecord, SuppressionUpdate};
+use crate::domain::reputation::counters::CounterDelta;
 
 pub(super) fn encode_times(times: &[Timestamp]) -> String {
     times
@@ -29,13 +31,47 @@ pub(super) fn version_of(row: Option<i64>) -> u64 {
     row.and_then(|v| u64::try_from(v).ok()).unwrap_or(0)
 }
 
+/// Applies `change` in `tx`, all or nothing: its conditions checked, then its claims, address
+/// updates, counter increments and newly seen accounts written.
 pub(super) fn apply_in(
     tx: &rusqlite::Transaction<'_>,
     change: &ChangeSet,
 ) -> Result<(), ApplyError> {
-    let failed = |e: rusqlite::Error| ApplyError::Store(unavailable("applying a change")(e));
-    let now = change.now.as_millis();
+    check_conditions(tx, change)?;
+    for claim in &change.claims {
+        run(
+            tx,
+            "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
+            params![claim.key, claim.expires_at.as_millis()],
+        )
+        .map_err(failed)?;
+    }
+    for update in &change.suppressions {
+        write_address(tx, update).map_err(failed)?;
+    }
+    for delta in &change.counters {
+        add_counts(tx, delta).map_err(failed)?;
+    }
+    for name in &change.new_accounts {
+        run(
+            tx,
+            "INSERT OR IGNORE INTO unconfigured_accounts (name) VALUES (?1)",
+            [name],
+        )
+        .map_err(failed)?;
+    }
+    Ok(())
+}
 
+/// A statement that failed while a change was applied.
+fn failed(e: rusqlite::Error) -> ApplyError {
+    ApplyError::Store(unavailable("applying a change")(e))
+}
+
+/// The change's conditions: none of its claims still live (`AlreadyApplied` with those that
+/// are), and every soft-bounce list at the version it was read at (`Conflict`).
+fn check_conditions(tx: &rusqlite::Transaction<'_>, change: &ChangeSet) -> Result<(), ApplyError> {
+    let now = change.now.as_millis();
     let mut taken = Vec::new();
     for claim in &change.claims {
         let live: Option<i64> = tx
@@ -65,132 +101,130 @@ pub(super) fn apply_in(
             return Err(ApplyError::Conflict);
         }
     }
+    Ok(())
+}
 
-    for claim in &change.claims {
-        run(
-            tx,
-            "INSERT OR REPLACE INTO claims (key, expires_at) VALUES (?1, ?2)",
-            params![claim.key, claim.expires_at.as_millis()],
-        )
-        .map_err(failed)?;
+/// One address's update: its row made if new, its version bumped, its reason set (a
+/// suppression ends its expiry), its feedback and soft-bounce list written.
+fn write_address(
+    tx: &rusqlite::Transaction<'_>,
+    update: &SuppressionUpdate,
+) -> rusqlite::Result<()> {
+    let email = update.email.as_str();
+    run(
+        tx,
+        "INSERT INTO suppressions (email) VALUES (?1) ON CONFLICT (email) DO NOTHING",
+        [email],
+    )?;
+    run(
+        tx,
+        "UPDATE suppressions SET version = version + 1,
+             reason = COALESCE(reason, ?2),
+             expires_at = CASE WHEN ?2 IS NOT NULL THEN NULL ELSE expires_at END
+         WHERE email = ?1",
+        params![email, update.suppress.map(Reason::as_str)],
+    )?;
+    if let Some(feedback) = &update.feedback {
+        write_feedback(tx, email, feedback)?;
     }
-    for update in &change.suppressions {
-        let email = update.email.as_str();
+    if let Some(soft) = &update.soft {
         run(
             tx,
-            "INSERT INTO suppressions (email) VALUES (?1) ON CONFLICT (email) DO NOTHING",
-            [email],
-        )
-        .map_err(failed)?;
-        run(
-            tx,
-            "UPDATE suppressions SET version = version + 1,
-                 reason = COALESCE(reason, ?2),
-                 expires_at = CASE WHEN ?2 IS NOT NULL THEN NULL ELSE expires_at END
+            "UPDATE suppressions SET soft_bounces = ?2,
+                 expires_at = CASE WHEN reason IS NULL THEN ?3 ELSE NULL END
              WHERE email = ?1",
-            params![email, update.suppress.map(Reason::as_str)],
-        )
-        .map_err(failed)?;
-        if let Some(feedback) = &update.feedback {
-            run(
-                tx,
-                "UPDATE suppressions SET count = count + ?2,
-                     first_seen = COALESCE(first_seen, ?3), last_seen = ?4,
-                     message_id = ?5, feedback_id = ?6
-                 WHERE email = ?1",
-                params![
-                    email,
-                    i64::try_from(feedback.events).unwrap_or(i64::MAX),
-                    feedback.first_seen.as_millis(),
-                    feedback.last_seen.as_millis(),
-                    feedback.message_id,
-                    feedback.feedback_id
-                ],
-            )
-            .map_err(failed)?;
-            if let Some(bounce) = &feedback.bounce {
-                run(
-                    tx,
-                    "UPDATE suppressions SET bounce_type = ?2, bounce_subtype = ?3,
-                         status = ?4, diagnostic_code = ?5
-                     WHERE email = ?1",
-                    params![
-                        email,
-                        bounce.bounce_type,
-                        bounce.bounce_subtype,
-                        bounce.status,
-                        bounce.diagnostic_code
-                    ],
-                )
-                .map_err(failed)?;
-            }
-            if let Some(feedback_type) = &feedback.complaint_feedback_type {
-                run(
-                    tx,
-                    "UPDATE suppressions SET complaint_feedback_type = ?2 WHERE email = ?1",
-                    params![email, feedback_type],
-                )
-                .map_err(failed)?;
-            }
-        }
-        if let Some(soft) = &update.soft {
-            run(
-                tx,
-                "UPDATE suppressions SET soft_bounces = ?2,
-                     expires_at = CASE WHEN reason IS NULL THEN ?3 ELSE NULL END
-                 WHERE email = ?1",
-                params![
-                    email,
-                    encode_times(&soft.bounces),
-                    soft.expires_at.map(Timestamp::as_millis)
-                ],
-            )
-            .map_err(failed)?;
-        }
+            params![
+                email,
+                encode_times(&soft.bounces),
+                soft.expires_at.map(Timestamp::as_millis)
+            ],
+        )?;
     }
-    for delta in &change.counters {
-        let start = delta.bucket.start.as_millis();
-        let expires = delta.expires_at.as_millis();
-        let rows = std::iter::once((TOTAL, &delta.bucket.total))
-            .chain(delta.bucket.streams.iter().map(|(s, c)| (s.as_str(), c)));
-        for (stream, counts) in rows {
-            let [sends, deliveries, hard, soft, complaints] = counts
-                .values()
-                .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
-            run(
-                tx,
-                "INSERT INTO counters (account, bucket, stream, sends, deliveries, hard_bounces,
-                     soft_bounces, complaints, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
-                 ON CONFLICT (account, bucket, stream) DO UPDATE SET
-                     sends = sends + excluded.sends,
-                     deliveries = deliveries + excluded.deliveries,
-                     hard_bounces = hard_bounces + excluded.hard_bounces,
-                     soft_bounces = soft_bounces + excluded.soft_bounces,
-                     complaints = complaints + excluded.complaints,
-                     expires_at = MAX(expires_at, excluded.expires_at)",
-                params![
-                    delta.account,
-                    start,
-                    stream,
-                    sends,
-                    deliveries,
-                    hard,
-                    soft,
-                    complaints,
-                    expires
-                ],
-            )
-            .map_err(failed)?;
-        }
-    }
-    for name in &change.new_accounts {
+    Ok(())
+}
+
+/// The feedback about an address: its count and times, the message, and the bounce's or
+/// complaint's details.
+fn write_feedback(
+    tx: &rusqlite::Transaction<'_>,
+    email: &str,
+    feedback: &FeedbackRecord,
+) -> rusqlite::Result<()> {
+    run(
+        tx,
+        "UPDATE suppressions SET count = count + ?2,
+             first_seen = COALESCE(first_seen, ?3), last_seen = ?4,
+             message_id = ?5, feedback_id = ?6
+         WHERE email = ?1",
+        params![
+            email,
+            i64::try_from(feedback.events).unwrap_or(i64::MAX),
+            feedback.first_seen.as_millis(),
+            feedback.last_seen.as_millis(),
+            feedback.message_id,
+            feedback.feedback_id
+        ],
+    )?;
+    if let Some(bounce) = &feedback.bounce {
         run(
             tx,
-            "INSERT OR IGNORE INTO unconfigured_accounts (name) VALUES (?1)",
-            [name],
-        )
-        .map_err(failed)?;
+            "UPDATE suppressions SET bounce_type = ?2, bounce_subtype = ?3,
+                 status = ?4, diagnostic_code = ?5
+             WHERE email = ?1",
+            params![
+                email,
+                bounce.bounce_type,
+                bounce.bounce_subtype,
+                bounce.status,
+                bounce.diagnostic_code
+            ],
+        )?;
+    }
+    if let Some(feedback_type) = &feedback.complaint_feedback_type {
+        run(
+            tx,
+            "UPDATE suppressions SET complaint_feedback_type = ?2 WHERE email = ?1",
+            params![email, feedback_type],
+        )?;
+    }
+    Ok(())
+}
+
+/// One bucket's counter increments: the account's total and each stream's, added to what the
+/// bucket holds.
+fn add_counts(tx: &rusqlite::Transaction<'_>, delta: &CounterDelta) -> rusqlite::Result<()> {
+    let start = delta.bucket.start.as_millis();
+    let expires = delta.expires_at.as_millis();
+    let rows = std::iter::once((TOTAL, &delta.bucket.total))
+        .chain(delta.bucket.streams.iter().map(|(s, c)| (s.as_str(), c)));
+    for (stream, counts) in rows {
+        let [sends, deliveries, hard, soft, complaints] = counts
+            .values()
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        run(
+            tx,
+            "INSERT INTO counters (account, bucket, stream, sends, deliveries, hard_bounces,
+                 soft_bounces, complaints, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)
+             ON CONFLICT (account, bucket, stream) DO UPDATE SET
+                 sends = sends + excluded.sends,
+                 deliveries = deliveries + excluded.deliveries,
+                 hard_bounces = hard_bounces + excluded.hard_bounces,
+                 soft_bounces = soft_bounces + excluded.soft_bounces,
+                 complaints = complaints + excluded.complaints,
+                 expires_at = MAX(expires_at, excluded.expires_at)",
+            params![
+                delta.account,
+                start,
+                stream,
+                sends,
+                deliveries,
+                hard,
+                soft,
+                complaints,
+                expires
+            ],
+        )?;
     }
     Ok(())
 }
