@@ -9,7 +9,7 @@ use crate::app::review::{StatePorts, alert_for, enforce, ses_figures};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::history::{HistoryEntry, RateSnapshot};
-use crate::domain::reputation::probation::Recovery;
+use crate::domain::reputation::probation::{Probation, Recovery};
 use crate::domain::reputation::rules;
 use crate::domain::reputation::ses_view::SesView;
 use crate::domain::reputation::state::{AccountState, Cause, StateName, Status, stream_name};
@@ -254,6 +254,8 @@ struct Record<'a> {
     enforce: bool,
 }
 
+/// The state `action` makes of `state`, with the state names it goes from and to; a
+/// `Conflict` when the action does not apply to the state.
 fn change(
     state: &AccountState,
     evidence: &Evidence,
@@ -263,114 +265,184 @@ fn change(
     now: Timestamp,
     over_the_line: Option<String>,
 ) -> Result<(AccountState, StateName, StateName), ControlError> {
-    let totals = &evidence.judged;
     let mut next = state.clone();
     next.note = Some(reason.to_owned());
-    // Probation after a reputation problem only: an account paused because SES refused its
-    // credentials comes back at full traffic.
-    let ramp = |probation: bool, cause: Option<Cause>| {
-        if probation && cause.is_none_or(Cause::needs_probation) {
-            recovery.start(now)
-        } else {
-            None
-        }
+    let change = Change {
+        state,
+        next,
+        reason,
+        recovery,
+        now,
+        over_the_line,
     };
     match action {
         Action::Pause {
             stream: None,
             duration,
-        } => {
-            if state.pause_in_force(now) {
-                return Err(ControlError::Conflict(
-                    "the account is already paused".into(),
-                ));
-            }
-            next.status = Status::Paused;
-            next.cause = Some(Cause::Operator);
-            next.since = Some(now);
-            next.until = duration.map(|d| now.plus(d));
-            next.line_override = None;
-            // A timed pause returns the account to the probation step it left; one that lasts
-            // until a resume starts the ramp again then.
-            if duration.is_none() {
-                next.probation = None;
-            }
-            Ok((next, state.name(), StateName::Paused))
-        }
+        } => change.pause(*duration),
         Action::Resume {
             stream: None,
             probation,
-        } => {
-            let from = state.name();
-            if state.status != Status::Paused && state.probation.is_none() {
-                return Err(ControlError::Conflict(format!(
-                    "the account is not paused (it is {from})"
-                )));
-            }
-            if state.status == Status::Paused {
-                next.resume(Cause::Operator, ramp(*probation, state.cause), now);
-                // Over SES's line the operator overrides the guard's last line: the alert
-                // says so, and the critical level judges the mail sent from now on.
-                if let Some(over) = &over_the_line {
-                    next.line_override = Some(now);
-                    next.note = Some(format!("{reason} (resumed over SES's line: {over})"));
-                }
-            } else {
-                // On probation: the operator ends it.
-                next.probation = None;
-                next.cause = Some(Cause::Operator);
-                next.since = Some(now);
-            }
-            if !probation {
-                let note = next.note.take().unwrap_or_else(|| reason.to_owned());
-                next.note = Some(format!("{note} (without probation)"));
-            }
-            Ok((next.clone(), from, next.name()))
-        }
+        } => change.resume(*probation),
         Action::Pause {
             stream: Some(stream),
             ..
-        } => {
-            if state.is_quarantined(stream) {
-                return Err(ControlError::Conflict(format!(
-                    "stream `{stream}` is already quarantined on this account"
-                )));
-            }
-            // Its rates here are its known risk wherever it fails over to.
-            let counts = totals.streams.get(stream).copied().unwrap_or_default();
-            next.quarantine(stream, Cause::Operator, &counts, now);
-            Ok((next, stream_name(state, stream), StateName::Quarantined))
-        }
+        } => change.quarantine(stream, evidence),
         Action::Resume {
             stream: Some(stream),
             probation,
-        } => {
-            let from = stream_name(state, stream);
-            match from {
-                StateName::Quarantined => {
-                    let cause = state.quarantined.get(stream.as_str()).map(|q| q.cause);
-                    next.lift(stream, ramp(*probation, cause), now);
-                }
-                StateName::Probation => {
-                    if let Some(returned) = next.returned.get_mut(stream) {
-                        returned.probation = None;
-                    }
-                }
-                _ => {
-                    return Err(ControlError::Conflict(format!(
-                        "stream `{stream}` is not quarantined on this account"
-                    )));
+        } => change.lift(stream, *probation),
+    }
+}
+
+/// An operator's change being made: the state it starts from, the one it makes, why, the
+/// probation ramp, the time, and SES's line when the account is over it.
+struct Change<'a> {
+    state: &'a AccountState,
+    next: AccountState,
+    reason: &'a str,
+    recovery: &'a Recovery<'a>,
+    now: Timestamp,
+    over_the_line: Option<String>,
+}
+
+impl Change<'_> {
+    /// Pauses the account, until a resume or for `duration`.
+    fn pause(
+        mut self,
+        duration: Option<Duration>,
+    ) -> Result<(AccountState, StateName, StateName), ControlError> {
+        let (state, now) = (self.state, self.now);
+        if state.pause_in_force(now) {
+            return Err(ControlError::Conflict(
+                "the account is already paused".into(),
+            ));
+        }
+        let next = &mut self.next;
+        next.status = Status::Paused;
+        next.cause = Some(Cause::Operator);
+        next.since = Some(now);
+        next.until = duration.map(|d| now.plus(d));
+        next.line_override = None;
+        // A timed pause returns the account to the probation step it left; one that lasts
+        // until a resume starts the ramp again then.
+        if duration.is_none() {
+            next.probation = None;
+        }
+        Ok((self.next, state.name(), StateName::Paused))
+    }
+
+    /// Resumes a paused account (on probation if asked), or ends its probation.
+    fn resume(
+        mut self,
+        probation: bool,
+    ) -> Result<(AccountState, StateName, StateName), ControlError> {
+        let (state, now) = (self.state, self.now);
+        let from = state.name();
+        if state.status != Status::Paused && state.probation.is_none() {
+            return Err(ControlError::Conflict(format!(
+                "the account is not paused (it is {from})"
+            )));
+        }
+        if state.status == Status::Paused {
+            let ramp = self.ramp(probation, state.cause);
+            self.next.resume(Cause::Operator, ramp, now);
+            // Over SES's line the operator overrides the guard's last line: the alert
+            // says so, and the critical level judges the mail sent from now on.
+            if let Some(over) = &self.over_the_line {
+                self.next.line_override = Some(now);
+                self.next.note = Some(format!("{} (resumed over SES's line: {over})", self.reason));
+            }
+        } else {
+            // On probation: the operator ends it.
+            self.next.probation = None;
+            self.next.cause = Some(Cause::Operator);
+            self.next.since = Some(now);
+        }
+        self.note_probation(probation);
+        Ok((self.next.clone(), from, self.next.name()))
+    }
+
+    /// Quarantines `stream` on the account.
+    fn quarantine(
+        mut self,
+        stream: &str,
+        evidence: &Evidence,
+    ) -> Result<(AccountState, StateName, StateName), ControlError> {
+        let state = self.state;
+        if state.is_quarantined(stream) {
+            return Err(ControlError::Conflict(format!(
+                "stream `{stream}` is already quarantined on this account"
+            )));
+        }
+        // Its rates here are its known risk wherever it fails over to.
+        let counts = evidence
+            .judged
+            .streams
+            .get(stream)
+            .copied()
+            .unwrap_or_default();
+        self.next
+            .quarantine(stream, Cause::Operator, &counts, self.now);
+        Ok((
+            self.next,
+            stream_name(state, stream),
+            StateName::Quarantined,
+        ))
+    }
+
+    /// Lifts `stream`'s quarantine (on probation if asked), or ends its probation.
+    fn lift(
+        mut self,
+        stream: &str,
+        probation: bool,
+    ) -> Result<(AccountState, StateName, StateName), ControlError> {
+        let state = self.state;
+        let from = stream_name(state, stream);
+        match from {
+            StateName::Quarantined => {
+                let cause = state.quarantined.get(stream).map(|q| q.cause);
+                let ramp = self.ramp(probation, cause);
+                self.next.lift(stream, ramp, self.now);
+            }
+            StateName::Probation => {
+                if let Some(returned) = self.next.returned.get_mut(stream) {
+                    returned.probation = None;
                 }
             }
-            // The account sends this stream again over SES's line: the operator's call, said.
-            if let Some(over) = &over_the_line {
-                next.note = Some(format!("{reason} (resumed over SES's line: {over})"));
+            _ => {
+                return Err(ControlError::Conflict(format!(
+                    "stream `{stream}` is not quarantined on this account"
+                )));
             }
-            if !probation {
-                let note = next.note.take().unwrap_or_else(|| reason.to_owned());
-                next.note = Some(format!("{note} (without probation)"));
-            }
-            Ok((next.clone(), from, stream_name(&next, stream)))
+        }
+        // The account sends this stream again over SES's line: the operator's call, said.
+        if let Some(over) = &self.over_the_line {
+            self.next.note = Some(format!("{} (resumed over SES's line: {over})", self.reason));
+        }
+        self.note_probation(probation);
+        Ok((self.next.clone(), from, stream_name(&self.next, stream)))
+    }
+
+    /// The probation to resume on. Probation after a reputation problem only: an account
+    /// paused because SES refused its credentials comes back at full traffic.
+    fn ramp(&self, probation: bool, cause: Option<Cause>) -> Option<Probation> {
+        if probation && cause.is_none_or(Cause::needs_probation) {
+            self.recovery.start(self.now)
+        } else {
+            None
+        }
+    }
+
+    /// Says in the note when the operator skipped probation.
+    fn note_probation(&mut self, probation: bool) {
+        if !probation {
+            let note = self
+                .next
+                .note
+                .take()
+                .unwrap_or_else(|| self.reason.to_owned());
+            self.next.note = Some(format!("{note} (without probation)"));
         }
     }
 }
