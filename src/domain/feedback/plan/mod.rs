@@ -11,7 +11,9 @@ use crate::domain::common::address::{AddressError, EmailAddress};
 use crate::domain::common::digest::fnv1a;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::{AccountDirectory, Attribution, SendSource};
-use crate::domain::feedback::notification::{BounceType, Event, Notification};
+use crate::domain::feedback::notification::{
+    Bounce, BounceType, BouncedRecipient, Complaint, Delivery, Event, Notification,
+};
 use crate::domain::feedback::suppression::{
     AddressState, BounceDetail, FeedbackRecord, Reason, SoftBouncePolicy, SoftWrite,
     SuppressionUpdate,
@@ -169,80 +171,9 @@ pub fn assess(
         invalid: Vec::new(),
     };
     match &notification.event {
-        Event::Bounce(bounce) => {
-            effects.feedback_id = bounce.feedback_id.clone();
-            let detail_of =
-                |r: &crate::domain::feedback::notification::BouncedRecipient| BounceDetail {
-                    bounce_type: bounce.type_name.clone(),
-                    bounce_subtype: bounce.sub_type.clone(),
-                    status: r.status.clone(),
-                    diagnostic_code: r.diagnostic_code.clone(),
-                };
-            for recipient in &bounce.recipients {
-                let admitted = effects.admit(&recipient.address, simulator);
-                if admitted == Admitted::Skip {
-                    continue;
-                }
-                let kind = if bounce.bounce_type == BounceType::Permanent {
-                    if !bounce.on_account_suppression_list() {
-                        effects.counts.hard_bounces += 1;
-                    }
-                    AddressEventKind::HardBounce(detail_of(recipient))
-                } else {
-                    effects.counts.soft_bounces += 1;
-                    AddressEventKind::SoftBounce(detail_of(recipient))
-                };
-                if let Admitted::Record(email) = admitted {
-                    effects.addresses.push(AddressEvent { email, kind });
-                }
-            }
-            effects.key = feedback_key("bounce", &effects);
-        }
-        Event::Complaint(complaint) => {
-            effects.feedback_id = complaint.feedback_id.clone();
-            let suppress = !complaint.is_not_spam();
-            let mut counted = false;
-            for address in &complaint.recipients {
-                let email = match effects.admit(address, simulator) {
-                    Admitted::Record(email) => email,
-                    Admitted::CountOnly => {
-                        counted = true;
-                        continue;
-                    }
-                    Admitted::Skip => continue,
-                };
-                counted = true;
-                effects.addresses.push(AddressEvent {
-                    email,
-                    kind: AddressEventKind::Complaint {
-                        feedback_type: complaint.feedback_type.clone(),
-                        suppress,
-                    },
-                });
-            }
-            // One report is one complaint, however many recipients it names.
-            if suppress && !complaint.on_account_suppression_list() && counted {
-                effects.counts.complaints = 1;
-            }
-            effects.key = feedback_key("complaint", &effects);
-        }
-        Event::Delivery(delivery) => {
-            for address in &delivery.recipients {
-                match effects.admit(address, simulator) {
-                    Admitted::Record(email) => {
-                        effects.counts.deliveries += 1;
-                        effects.addresses.push(AddressEvent {
-                            email,
-                            kind: AddressEventKind::Delivered,
-                        });
-                    }
-                    Admitted::CountOnly => effects.counts.deliveries += 1,
-                    Admitted::Skip => {}
-                }
-            }
-            let recipients = effects.addresses.iter().map(|a| a.email.as_str());
-            effects.key = format!("delivery:{}:{:016x}", effects.message_id, fnv1a(recipients));
-        }
+        Event::Bounce(bounce) => effects.add_bounce(bounce, simulator),
+        Event::Complaint(complaint) => effects.add_complaint(complaint, simulator),
+        Event::Delivery(delivery) => effects.add_delivery(delivery, simulator),
         Event::Send => {
             if directory.send_source(&effects.attribution.account) != SendSource::SesEvents {
                 return Assessment::Ignore(format!(
@@ -250,16 +181,7 @@ pub fn assess(
                     effects.attribution.account
                 ));
             }
-            effects.key = format!("send:{}", effects.message_id);
-            effects.counts.sends = notification
-                .mail
-                .destination
-                .iter()
-                .filter(|d| {
-                    simulator == SimulatorFeedback::Count
-                        || !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN)
-                })
-                .count() as u64;
+            effects.add_send(&notification.mail.destination, simulator);
         }
         Event::Other(name) => return Assessment::Ignore(format!("event type `{name}`")),
     }
@@ -278,6 +200,101 @@ enum Admitted {
 }
 
 impl Effects {
+    /// A bounce: each admitted recipient hard- or soft-bounced, counted (a permanent bounce
+    /// from SES's account-level list is not), keyed by its feedback id.
+    fn add_bounce(&mut self, bounce: &Bounce, simulator: SimulatorFeedback) {
+        self.feedback_id = bounce.feedback_id.clone();
+        let detail_of = |r: &BouncedRecipient| BounceDetail {
+            bounce_type: bounce.type_name.clone(),
+            bounce_subtype: bounce.sub_type.clone(),
+            status: r.status.clone(),
+            diagnostic_code: r.diagnostic_code.clone(),
+        };
+        for recipient in &bounce.recipients {
+            let admitted = self.admit(&recipient.address, simulator);
+            if admitted == Admitted::Skip {
+                continue;
+            }
+            let kind = if bounce.bounce_type == BounceType::Permanent {
+                if !bounce.on_account_suppression_list() {
+                    self.counts.hard_bounces += 1;
+                }
+                AddressEventKind::HardBounce(detail_of(recipient))
+            } else {
+                self.counts.soft_bounces += 1;
+                AddressEventKind::SoftBounce(detail_of(recipient))
+            };
+            if let Admitted::Record(email) = admitted {
+                self.addresses.push(AddressEvent { email, kind });
+            }
+        }
+        self.key = feedback_key("bounce", self);
+    }
+
+    /// A complaint: each admitted recipient complained, one complaint counted for the report
+    /// unless it says not-spam, keyed by its feedback id.
+    fn add_complaint(&mut self, complaint: &Complaint, simulator: SimulatorFeedback) {
+        self.feedback_id = complaint.feedback_id.clone();
+        let suppress = !complaint.is_not_spam();
+        let mut counted = false;
+        for address in &complaint.recipients {
+            let email = match self.admit(address, simulator) {
+                Admitted::Record(email) => email,
+                Admitted::CountOnly => {
+                    counted = true;
+                    continue;
+                }
+                Admitted::Skip => continue,
+            };
+            counted = true;
+            self.addresses.push(AddressEvent {
+                email,
+                kind: AddressEventKind::Complaint {
+                    feedback_type: complaint.feedback_type.clone(),
+                    suppress,
+                },
+            });
+        }
+        // One report is one complaint, however many recipients it names.
+        if suppress && !complaint.on_account_suppression_list() && counted {
+            self.counts.complaints = 1;
+        }
+        self.key = feedback_key("complaint", self);
+    }
+
+    /// A delivery: each admitted recipient delivered and counted, keyed by the message and
+    /// its recipients.
+    fn add_delivery(&mut self, delivery: &Delivery, simulator: SimulatorFeedback) {
+        for address in &delivery.recipients {
+            match self.admit(address, simulator) {
+                Admitted::Record(email) => {
+                    self.counts.deliveries += 1;
+                    self.addresses.push(AddressEvent {
+                        email,
+                        kind: AddressEventKind::Delivered,
+                    });
+                }
+                Admitted::CountOnly => self.counts.deliveries += 1,
+                Admitted::Skip => {}
+            }
+        }
+        let recipients = self.addresses.iter().map(|a| a.email.as_str());
+        self.key = format!("delivery:{}:{:016x}", self.message_id, fnv1a(recipients));
+    }
+
+    /// A send: one counted per destination (mailbox-simulator ones only when they count),
+    /// keyed by the message.
+    fn add_send(&mut self, destination: &[String], simulator: SimulatorFeedback) {
+        self.key = format!("send:{}", self.message_id);
+        self.counts.sends = destination
+            .iter()
+            .filter(|d| {
+                simulator == SimulatorFeedback::Count
+                    || !EmailAddress::parse(d).is_ok_and(|e| e.domain() == SIMULATOR_DOMAIN)
+            })
+            .count() as u64;
+    }
+
     /// Whether and how a recipient is admitted; invalid ones are kept for the report.
     fn admit(
         &mut self,
@@ -465,35 +482,13 @@ fn merge_address(
 
     for (effects, kind) in events {
         last_at = effects.at;
-        let mut record = |bounce: Option<&BounceDetail>,
-                          complaint_type: Option<&Option<String>>| {
-            let entry = feedback.get_or_insert_with(|| FeedbackRecord {
-                first_seen: effects.at,
-                last_seen: effects.at,
-                events: 0,
-                bounce: None,
-                complaint_feedback_type: None,
-                message_id: String::new(),
-                feedback_id: None,
-            });
-            entry.last_seen = effects.at;
-            entry.events += 1;
-            entry.message_id.clone_from(&effects.message_id);
-            entry.feedback_id.clone_from(&effects.feedback_id);
-            if let Some(detail) = bounce {
-                entry.bounce = Some(detail.clone());
-            }
-            if let Some(feedback_type) = complaint_type {
-                entry.complaint_feedback_type.clone_from(feedback_type);
-            }
-        };
         match kind {
             AddressEventKind::HardBounce(detail) => {
-                record(Some(detail), None);
+                record_feedback(&mut feedback, effects, Some(detail), None);
                 suppress.get_or_insert(Reason::Bounce);
             }
             AddressEventKind::SoftBounce(detail) => {
-                record(Some(detail), None);
+                record_feedback(&mut feedback, effects, Some(detail), None);
                 soft_changed = true;
                 if soft_policy.record(&mut soft_times, effects.at) {
                     suppress.get_or_insert(Reason::SoftBounce);
@@ -503,7 +498,7 @@ fn merge_address(
                 feedback_type,
                 suppress: suppresses,
             } => {
-                record(None, Some(feedback_type));
+                record_feedback(&mut feedback, effects, None, Some(feedback_type));
                 if *suppresses {
                     suppress.get_or_insert(Reason::Complaint);
                 }
@@ -531,6 +526,35 @@ fn merge_address(
         feedback,
         soft,
     })
+}
+
+/// Adds one event's feedback to the address's record: when first and last seen, how many
+/// events, the latest message and feedback ids, the bounce's or complaint's details.
+fn record_feedback(
+    feedback: &mut Option<FeedbackRecord>,
+    effects: &Effects,
+    bounce: Option<&BounceDetail>,
+    complaint_type: Option<&Option<String>>,
+) {
+    let entry = feedback.get_or_insert_with(|| FeedbackRecord {
+        first_seen: effects.at,
+        last_seen: effects.at,
+        events: 0,
+        bounce: None,
+        complaint_feedback_type: None,
+        message_id: String::new(),
+        feedback_id: None,
+    });
+    entry.last_seen = effects.at;
+    entry.events += 1;
+    entry.message_id.clone_from(&effects.message_id);
+    entry.feedback_id.clone_from(&effects.feedback_id);
+    if let Some(detail) = bounce {
+        entry.bounce = Some(detail.clone());
+    }
+    if let Some(feedback_type) = complaint_type {
+        entry.complaint_feedback_type.clone_from(feedback_type);
+    }
 }
 
 #[cfg(test)]
