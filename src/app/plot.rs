@@ -113,7 +113,6 @@ impl Chart {
 
     /// The chart as an `<svg>` element.
     pub fn svg(&self) -> String {
-        let format = self.y_format.unwrap_or(percent);
         let mut svg = String::new();
         let _ = write!(
             svg,
@@ -126,6 +125,21 @@ impl Chart {
             LEFT - 40.0,
             escape(&self.title)
         );
+        self.draw_grid(&mut svg);
+        self.draw_levels(&mut svg);
+        self.draw_marks(&mut svg);
+        self.draw_lines(&mut svg);
+        let (bottom, right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
+        let _ = write!(
+            svg,
+            r##"<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/></svg>"##
+        );
+        svg
+    }
+
+    /// The y grid with its values, the x ticks and the x caption.
+    fn draw_grid(&self, svg: &mut String) {
+        let format = self.y_format.unwrap_or(percent);
         let (bottom, right) = (HEIGHT - BOTTOM, WIDTH - RIGHT);
         for i in 0..=4 {
             let value = self.y_max * f64::from(i) / 4.0;
@@ -154,6 +168,11 @@ impl Chart {
             HEIGHT - 6.0,
             escape(&self.x_caption)
         );
+    }
+
+    /// The levels across the plot, each labelled at its right.
+    fn draw_levels(&self, svg: &mut String) {
+        let right = WIDTH - RIGHT;
         for level in &self.levels {
             let y = self.y(level.y);
             let _ = write!(
@@ -166,6 +185,11 @@ impl Chart {
                 escape(&level.label)
             );
         }
+    }
+
+    /// The marks, each a vertical line with its label along it.
+    fn draw_marks(&self, svg: &mut String) {
+        let bottom = HEIGHT - BOTTOM;
         for mark in &self.marks {
             let x = self.x(mark.x);
             let _ = write!(
@@ -178,6 +202,10 @@ impl Chart {
                 escape(&mark.label)
             );
         }
+    }
+
+    /// The lines, with dots where they are sparse, and their legend in a row under the title.
+    fn draw_lines(&self, svg: &mut String) {
         let mut legend_x = LEFT;
         for line in &self.lines {
             let points: Vec<String> = line
@@ -220,11 +248,6 @@ impl Chart {
             );
             legend_x += 36.0 + 6.5 * line.label.chars().count() as f64;
         }
-        let _ = write!(
-            svg,
-            r##"<line x1="{LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#333"/><line x1="{LEFT}" y1="{TOP}" x2="{LEFT}" y2="{bottom}" stroke="#333"/></svg>"##
-        );
-        svg
     }
 }
 
