@@ -14,7 +14,8 @@ use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::notification::Event;
-use crate::domain::feedback::plan::{self, Assessment, Effects, IngestPolicy, Origins};
+use crate::domain::feedback::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy, Origins};
+use crate::domain::feedback::suppression::AddressState;
 use crate::domain::sending::send_record::{SEND_TAG, SendKey};
 use crate::domain::sns::unwrap::{Content, Delivered, EnvelopeError, SnsIds};
 use crate::ports::{ApplyError, FeedbackLedger, SendLedger, StoreError};
@@ -399,95 +400,126 @@ impl<'a> Ingestor<'a> {
             }
         };
         let mut work = vec![batch];
-        while let Some(mut part) = work.pop() {
-            let mut conflicts = 0;
-            loop {
-                if part.is_empty() {
-                    break;
+        while let Some(part) = work.pop() {
+            if let Some((first, second)) = self.apply_part(part, &origins, now, outcomes).await {
+                work.push(second);
+                work.push(first);
+            }
+        }
+    }
+
+    /// Applies one part of the batch as one atomic change: what was applied already is a
+    /// duplicate, a conflict is tried again. Returns the part's two halves when one change
+    /// cannot hold it.
+    async fn apply_part(
+        &self,
+        mut part: Vec<(usize, Effects)>,
+        origins: &Origins,
+        now: Timestamp,
+        outcomes: &mut [Option<Outcome>],
+    ) -> Option<(Vec<(usize, Effects)>, Vec<(usize, Effects)>)> {
+        let mut conflicts = 0;
+        loop {
+            if part.is_empty() {
+                return None;
+            }
+            let effects: Vec<Effects> = part.iter().map(|(_, e)| e.clone()).collect();
+            let states = match self.address_states(&effects, now).await {
+                Ok(states) => states,
+                Err(error) => {
+                    fail_all(&part, outcomes, error_chain(&error));
+                    return None;
                 }
-                let effects: Vec<Effects> = part.iter().map(|(_, e)| e.clone()).collect();
-                let needed = plan::addresses_to_read(&effects);
-                let states = if needed.is_empty() {
-                    HashMap::new()
-                } else {
-                    match self.ledger.address_states(&needed, now).await {
-                        Ok(states) => states,
-                        Err(error) => {
-                            fail_all(&part, outcomes, error_chain(&error));
-                            break;
-                        }
-                    }
-                };
-                let change = plan::plan(&effects, &states, &origins, self.policy, now);
-                let capacity = self.ledger.max_items_per_apply();
-                if change.items() > capacity {
-                    if part.len() == 1 {
-                        outcomes[part[0].0] = Some(Outcome::Malformed(format!(
-                            "notification touches {} items, more than one atomic write holds ({capacity})",
-                            change.items()
-                        )));
-                        break;
-                    }
-                    let second = part.split_off(part.len() / 2);
-                    work.push(second);
-                    work.push(part);
-                    break;
+            };
+            let change = plan::plan(&effects, &states, origins, self.policy, now);
+            let capacity = self.ledger.max_items_per_apply();
+            if change.items() > capacity {
+                if part.len() == 1 {
+                    outcomes[part[0].0] = Some(Outcome::Malformed(format!(
+                        "notification touches {} items, more than one atomic write holds ({capacity})",
+                        change.items()
+                    )));
+                    return None;
                 }
-                match self.ledger.apply(&change).await {
-                    Ok(()) => {
-                        if let Some(guard) = &self.guard {
-                            for delta in &change.counters {
-                                let bad = delta.bucket.total;
-                                if bad.hard_bounces + bad.complaints > 0 {
-                                    guard.bad_news(&delta.account);
-                                }
-                            }
+                let second = part.split_off(part.len() / 2);
+                return Some((part, second));
+            }
+            match self.ledger.apply(&change).await {
+                Ok(()) => {
+                    self.recorded(&change, &part, outcomes);
+                    return None;
+                }
+                Err(ApplyError::AlreadyApplied(keys)) => {
+                    part.retain(|(index, effects)| {
+                        let seen = keys.contains(&effects.key);
+                        if seen {
+                            outcomes[*index] = Some(Outcome::Duplicate);
                         }
-                        // One set, not a scan per record: batches are thousands long in bulk.
-                        let suppressing: HashSet<&EmailAddress> = change
-                            .suppressions
-                            .iter()
-                            .filter(|u| u.suppress.is_some())
-                            .map(|u| &u.email)
-                            .collect();
-                        for (index, effects) in &part {
-                            let named: HashSet<&EmailAddress> =
-                                effects.addresses.iter().map(|a| &a.email).collect();
-                            let suppressed =
-                                named.iter().filter(|e| suppressing.contains(*e)).count();
-                            outcomes[*index] = Some(Outcome::Recorded { suppressed });
-                        }
-                        break;
+                        !seen
+                    });
+                }
+                Err(ApplyError::Conflict) => {
+                    crate::telemetry::CONTENTION.conflict();
+                    conflicts += 1;
+                    if conflicts > MAX_CONFLICTS {
+                        fail_all(
+                            &part,
+                            outcomes,
+                            "addresses kept changing under concurrent writers".into(),
+                        );
+                        return None;
                     }
-                    Err(ApplyError::AlreadyApplied(keys)) => {
-                        part.retain(|(index, effects)| {
-                            let seen = keys.contains(&effects.key);
-                            if seen {
-                                outcomes[*index] = Some(Outcome::Duplicate);
-                            }
-                            !seen
-                        });
-                    }
-                    Err(ApplyError::Conflict) => {
-                        crate::telemetry::CONTENTION.conflict();
-                        conflicts += 1;
-                        if conflicts > MAX_CONFLICTS {
-                            fail_all(
-                                &part,
-                                outcomes,
-                                "addresses kept changing under concurrent writers".into(),
-                            );
-                            break;
-                        }
-                        tokio::time::sleep(crate::app::send::jittered(conflicts as u32 - 1) / 4)
-                            .await;
-                    }
-                    Err(ApplyError::Store(error)) => {
-                        fail_all(&part, outcomes, error_chain(&error));
-                        break;
-                    }
+                    tokio::time::sleep(crate::app::send::jittered(conflicts as u32 - 1) / 4).await;
+                }
+                Err(ApplyError::Store(error)) => {
+                    fail_all(&part, outcomes, error_chain(&error));
+                    return None;
                 }
             }
+        }
+    }
+
+    /// The stored states of the addresses the plan needs (none read when it needs none).
+    async fn address_states(
+        &self,
+        effects: &[Effects],
+        now: Timestamp,
+    ) -> Result<HashMap<EmailAddress, AddressState>, StoreError> {
+        let needed = plan::addresses_to_read(effects);
+        if needed.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.ledger.address_states(&needed, now).await
+    }
+
+    /// A part applied: the guard told of accounts with bad news, and each record recorded with
+    /// how many of its addresses the change suppresses.
+    fn recorded(
+        &self,
+        change: &ChangeSet,
+        part: &[(usize, Effects)],
+        outcomes: &mut [Option<Outcome>],
+    ) {
+        if let Some(guard) = &self.guard {
+            for delta in &change.counters {
+                let bad = delta.bucket.total;
+                if bad.hard_bounces + bad.complaints > 0 {
+                    guard.bad_news(&delta.account);
+                }
+            }
+        }
+        // One set, not a scan per record: batches are thousands long in bulk.
+        let suppressing: HashSet<&EmailAddress> = change
+            .suppressions
+            .iter()
+            .filter(|u| u.suppress.is_some())
+            .map(|u| &u.email)
+            .collect();
+        for (index, effects) in part {
+            let named: HashSet<&EmailAddress> =
+                effects.addresses.iter().map(|a| &a.email).collect();
+            let suppressed = named.iter().filter(|e| suppressing.contains(*e)).count();
+            outcomes[*index] = Some(Outcome::Recorded { suppressed });
         }
     }
 }
