@@ -23,7 +23,7 @@ export SESGUARD_CONFIG ?= infra/sesguard.example.toml
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 
-.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal deploy clean browser-tools browser-test api-check load
+.PHONY: help demo tools build test lint fmt bench bench-ingest fuzz watch smoke rehearsal wire-faults deploy clean browser-tools browser-test api-check load
 
 help: ## List the targets
 	@grep -E '^[a-z%-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -112,6 +112,9 @@ browser-test: tools browser-tools ## The status page under cargo lambda watch in
 
 rehearsal: tools ## What a deployment does, rehearsed locally: the stack and the functions as deployed, on fakecloud (installed and cached on first use)
 	$(VENV)/bin/python3 tests/rehearsal/rehearsal.py
+
+wire-faults: tools ## The sender as deployed on fakecloud with faults on the wire to SESv2 (lost connections, a held answer, 5xx, throttling): every request reaches SES exactly once
+	$(VENV)/bin/python3 tests/rehearsal/wire_faults.py
 
 smoke: tools $(SAM_PARSER)/.installed ## Run the functions under cargo lambda watch: every sample, the webhook URL, the sender, the deploy parameter
 	SAM_PYTHON=$(SAM_PARSER)/bin/python3 tests/lambda-smoke
