@@ -87,12 +87,12 @@ impl CloudWatchReputation {
         for account in &config.accounts {
             let account_sdk = account_sdk(sdk, account).await;
             clients.insert(
-                account.name.clone(),
+                account.name.to_string(),
                 aws_sdk_cloudwatch::Client::new(&account_sdk),
             );
             if account.vdm {
                 vdm.insert(
-                    account.name.clone(),
+                    account.name.to_string(),
                     aws_sdk_sesv2::Client::new(&account_sdk),
                 );
             }

@@ -72,7 +72,7 @@ impl Sesv2Accounts {
         for account in &config.accounts {
             let account_sdk = account_sdk(sdk, account).await;
             accounts.insert(
-                account.name.clone(),
+                account.name.to_string(),
                 AccountClient {
                     client: aws_sdk_sesv2::Client::new(&account_sdk),
                     enforcement: account.enforce_at_ses,

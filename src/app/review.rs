@@ -10,6 +10,7 @@ use std::collections::BTreeSet;
 use crate::app::Context;
 use crate::app::window_cache::WindowCache;
 use crate::config::Config;
+use crate::domain::common::names::AccountName;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::Origins;
 use crate::domain::reputation::evidence::{self, Evidence};
@@ -246,7 +247,7 @@ impl<'a> Guard<'a> {
             .config
             .accounts
             .iter()
-            .map(|a| a.name.clone())
+            .map(|a| a.name.to_string())
             .collect();
         self.review(&accounts, now).await
     }
@@ -269,7 +270,7 @@ fn gauge(account: &str, evidence: &Evidence, state: &AccountState, now: Timestam
 
 /// The alert describing a transition recorded as `entry`, with where traffic goes now.
 pub fn alert_for(config: &Config, entry: HistoryEntry) -> Alert {
-    let streams: Vec<(&str, &[String])> = config
+    let streams: Vec<(&str, &[AccountName])> = config
         .streams
         .iter()
         .map(|s| (s.name.as_str(), s.accounts.as_slice()))

@@ -178,7 +178,7 @@ async fn account_names(
         .config
         .accounts
         .iter()
-        .map(|a| (a.name.clone(), true))
+        .map(|a| (a.name.to_string(), true))
         .collect();
     for name in context.store.unconfigured_accounts().await? {
         if !names.iter().any(|(n, _)| *n == name) {

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::app::review::Guard;
+use crate::domain::common::names::AccountName;
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -414,7 +415,7 @@ fn config(
         ),
         ConfigCommand::DeployParameter => say!("{}", sam_parameter("SesguardConfig", &deployed)?),
         ConfigCommand::Check => {
-            let streams: Vec<(&str, &[String])> = config
+            let streams: Vec<(&str, &[AccountName])> = config
                 .streams
                 .iter()
                 .map(|s| (s.name.as_str(), s.accounts.as_slice()))

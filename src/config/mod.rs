@@ -11,6 +11,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::domain::common::address::EmailAddress;
+use crate::domain::common::names::{AccountName, StreamName};
 use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendSource};
 use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
@@ -246,9 +247,9 @@ pub enum Enforcement {
 #[serde(deny_unknown_fields)]
 pub struct StreamConfig {
     /// The stream's name (`verification`, `transactional`, `bulk`...).
-    pub name: String,
+    pub name: StreamName,
     /// Account names, primary first, then backups in failover order.
-    pub accounts: Vec<String>,
+    pub accounts: Vec<AccountName>,
     /// Priority of its messages unless a request says otherwise (default `normal`).
     #[serde(default)]
     pub priority: Priority,
@@ -337,7 +338,7 @@ impl Default for WindowSection {
 #[serde(deny_unknown_fields)]
 pub struct AccountConfig {
     /// sesguard's name for the account: lower-case letters, digits, `-` and `_`.
-    pub name: String,
+    pub name: AccountName,
     /// The SES region, for example `us-east-1`.
     pub region: String,
     /// The 12-digit AWS account id.
@@ -441,8 +442,8 @@ impl Config {
     pub fn routed_accounts(&self) -> Vec<String> {
         let mut accounts: Vec<String> = Vec::new();
         for name in self.streams.iter().flat_map(|s| &s.accounts) {
-            if !accounts.contains(name) && self.account(name).is_some() {
-                accounts.push(name.clone());
+            if !accounts.iter().any(|a| name == a) && self.account(name).is_some() {
+                accounts.push(name.to_string());
             }
         }
         accounts
@@ -520,7 +521,7 @@ impl Config {
             self.accounts
                 .iter()
                 .map(|a| KnownAccount {
-                    name: a.name.clone(),
+                    name: a.name.to_string(),
                     account_id: a.account_id.clone(),
                     region: a.region.clone(),
                     send_source: a.send_count_source,

@@ -52,7 +52,6 @@ fn bad_values_name_their_key() {
         let body: Vec<String> = fields.iter().map(|(k, v)| format!("{k} = {v}")).collect();
         format!("[[accounts]]\n{}", body.join("\n"))
     };
-    assert!(problem(&account("name")).contains("`accounts[0].name`"));
     assert!(problem(&account("region")).contains("`accounts[0].region`"));
     assert!(problem(&account("account_id")).contains("`accounts[0].account_id`"));
     assert!(problem(&account("from")).contains("`accounts[0].from`"));
@@ -298,4 +297,24 @@ fn the_send_queue_comes_from_the_deployment_and_a_sent_record_outlives_its_redel
         "{unreadable}"
     );
     assert!(problem("[sender]\nqueue_max_receives = 0").contains("maxReceiveCount"));
+}
+
+#[test]
+fn a_bad_name_is_refused_where_it_is_written() {
+    // Names are parsed as they are read (`AccountName`, `StreamName`): the parser's message
+    // shows the line, the key and the rule.
+    let refused = problem("[[accounts]]\nname = \"Bad Value\"\nregion = \"us-east-1\"");
+    assert!(refused.contains("line 2"), "{refused}");
+    assert!(refused.contains("name = \"Bad Value\""), "{refused}");
+    assert!(
+        refused.contains("account name `Bad Value` must be lower-case letters, digits, `-` or `_`"),
+        "{refused}"
+    );
+    let stream = problem("[[streams]]\nname = \"sign up\"\naccounts = [\"primary\"]");
+    assert!(
+        stream.contains("stream name `sign up` must be non-empty, without spaces or `:`"),
+        "{stream}"
+    );
+    let listed = problem("[[streams]]\nname = \"s\"\naccounts = [\"Primary\"]");
+    assert!(listed.contains("account name `Primary`"), "{listed}");
 }

@@ -177,28 +177,6 @@ fn check_window(window: &WindowSection) -> Result<(), ConfigError> {
     Ok(())
 }
 
-/// An account's `name`: lower-case letters, digits, `-` or `_`.
-fn check_account_name(
-    account: &AccountConfig,
-    key: &dyn Fn(&str) -> String,
-) -> Result<(), ConfigError> {
-    let name_ok = !account.name.is_empty()
-        && account
-            .name
-            .chars()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
-    if !name_ok {
-        return Err(invalid(
-            key("name"),
-            format!(
-                "`{}` must be lower-case letters, digits, `-` or `_`",
-                account.name
-            ),
-        ));
-    }
-    Ok(())
-}
-
 /// An account's place in AWS: its id, region, role and sender address.
 fn check_account_identity(
     account: &AccountConfig,
@@ -284,12 +262,6 @@ fn check_streams(streams: &[StreamConfig], accounts: &HashSet<&str>) -> Result<(
     let mut names = HashSet::new();
     for (i, stream) in streams.iter().enumerate() {
         let key = |field: &str| format!("streams[{i}].{field}");
-        if stream.name.is_empty() || stream.name.chars().any(|c| c.is_whitespace() || c == ':') {
-            return Err(invalid(
-                key("name"),
-                format!("`{}` must be non-empty, without spaces or `:`", stream.name),
-            ));
-        }
         if !names.insert(stream.name.as_str()) {
             return Err(invalid(
                 key("name"),
@@ -338,7 +310,6 @@ impl Config {
         let mut names = HashSet::new();
         for (i, account) in self.accounts.iter().enumerate() {
             let key = |field: &str| format!("accounts[{i}].{field}");
-            check_account_name(account, &key)?;
             if !names.insert(account.name.as_str()) {
                 return Err(invalid(
                     key("name"),

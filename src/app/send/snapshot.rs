@@ -215,7 +215,10 @@ impl Snapshot {
         let streams = config
             .streams
             .iter()
-            .map(|s| (s.name.clone(), s.accounts.clone()))
+            .map(|s| {
+                let accounts = s.accounts.iter().map(ToString::to_string).collect();
+                (s.name.to_string(), accounts)
+            })
             .collect();
         Ok(Self {
             now,

@@ -3,6 +3,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::domain::common::names::AccountName;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::Counts;
@@ -168,9 +169,9 @@ pub fn traffic_after(
     stream: Option<&str>,
     (from, to): (StateName, StateName),
     share: Option<f64>,
-    streams: &[(&str, &[String])],
+    streams: &[(&str, &[AccountName])],
 ) -> String {
-    let affected: Vec<&(&str, &[String])> = streams
+    let affected: Vec<&(&str, &[AccountName])> = streams
         .iter()
         .filter(|(name, accounts)| {
             stream.is_none_or(|s| s == *name) && accounts.iter().any(|a| a == account)
@@ -219,9 +220,10 @@ mod tests {
 
     #[test]
     fn alerts_say_where_the_traffic_goes_now() {
-        let both = ["primary".to_owned(), "backup".to_owned()];
-        let alone = ["primary".to_owned()];
-        let streams: [(&str, &[String]); 2] = [("verification", &both), ("bulk", &alone)];
+        let name = |text: &str| AccountName::parse(text).unwrap();
+        let both = [name("primary"), name("backup")];
+        let alone = [name("primary")];
+        let streams: [(&str, &[AccountName]); 2] = [("verification", &both), ("bulk", &alone)];
         assert_eq!(
             traffic_after(
                 "primary",
