@@ -142,13 +142,13 @@ class Functions:
         running.append(self)
         wait_for_port(self.port, self.process, self.log_path, "cargo lambda watch")
 
-    def invoke(self, function, event):
+    def invoke(self, function, event, timeout=600):
         request = urllib.request.Request(
             f"http://127.0.0.1:{self.port}/2015-03-31/functions/{function}/invocations",
             data=json.dumps(event).encode(), method="POST", headers={"Content-Type": "application/json"},
         )
         try:
-            with urllib.request.urlopen(request, timeout=600) as response:
+            with urllib.request.urlopen(request, timeout=timeout) as response:
                 return json.loads(response.read() or b"null")
         except urllib.error.HTTPError as error:
             return {"invoke_error": error.read().decode(errors="replace")}
@@ -246,7 +246,7 @@ def set_up_backup_account(emulator, b):
     return topic, trust
 
 
-def deploy_stack(a, config_path, backup_topic):
+def deploy_stack(a, config_path, backup_topic, extra=()):
     """infra/template.yaml into account A through CloudFormation; `sam package`'s one change is
     made by hand: the code location points at an upload in the emulator's S3."""
     parameter = json.loads(subprocess.run(
@@ -267,7 +267,8 @@ def deploy_stack(a, config_path, backup_topic):
         Parameters=[parameter,
                     {"ParameterKey": "EventSourceMappings", "ParameterValue": "disabled"},
                     {"ParameterKey": "BackupRoleArns", "ParameterValue": f"arn:aws:iam::{B}:role/sesguard-sender"},
-                    {"ParameterKey": "BackupFeedbackTopicArns", "ParameterValue": backup_topic}],
+                    {"ParameterKey": "BackupFeedbackTopicArns", "ParameterValue": backup_topic},
+                    *extra],
         Capabilities=["CAPABILITY_IAM", "CAPABILITY_AUTO_EXPAND"],
     )
     for _ in range(600):
@@ -360,9 +361,12 @@ def account_state(functions, name):
     return body if status == 200 else {"error": body}
 
 
-def main():
+def run(name, body, done):
+    """Runs `body(emulator, work)` on a fresh emulator and a work folder of its own, stops
+    every process it started, prints the figures, and returns the exit status: `name` and
+    what `done` says when every step held, the steps that failed otherwise."""
     started = time.time()
-    work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-rehearsal."))
+    work = pathlib.Path(tempfile.mkdtemp(prefix=f"sesguard-{name.replace(' ', '-')}."))
     # cargo-lambda lives in the project's virtualenv (`make tools`).
     os.environ["PATH"] = f"{ROOT / '.venv/bin'}{os.pathsep}{os.environ.get('PATH', '')}"
     for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]:
@@ -372,7 +376,7 @@ def main():
     emulator = Emulator(work)
     print(f"   fakecloud on 127.0.0.1:{emulator.port}, work in {work}")
     try:
-        story(emulator, work)
+        body(emulator, work)
     finally:
         for functions in running:
             functions.stop()
@@ -384,10 +388,14 @@ def main():
     figures["wall_seconds"] = round(time.time() - started)
     print(f"\nfigures: {json.dumps(figures)}")
     if failures:
-        print(f"rehearsal FAILED: {len(failures)} step(s) differ from the story: {failures}")
+        print(f"{name} FAILED: {len(failures)} step(s) differ from the story: {failures}")
         return 1
-    print("rehearsal ok: the deployed composition did every step of the story")
+    print(f"{name} ok: {done}")
     return 0
+
+
+def main():
+    return run("rehearsal", story, "the deployed composition did every step of the story")
 
 
 def story(emulator, work):

@@ -9,7 +9,9 @@ it is told to fail the next `SendEmail` calls in one of these ways:
 - `lost_request`: close the connection without forwarding (SES never sees the message);
 - `slow_answer`: forward the request, then hold the answer past the sender's send timeout;
 - `internal_error`: answer 500 without forwarding;
-- `throttled`: answer 429 `TooManyRequestsException` without forwarding.
+- `throttled`: answer 429 `TooManyRequestsException` without forwarding;
+- `killed_after_accept`: forward the request (SES accepts), then kill the functions (the
+  proxy's `on_kill`) before the answer reaches the sender: an instance dying mid-batch.
 
 The faults of a plan meet the next SendEmail requests in order; other operations always pass.
 """
@@ -23,7 +25,7 @@ import threading
 import time
 
 SEND_EMAIL = "/v2/email/outbound-emails"
-FAULTS = ("lost_answer", "lost_request", "slow_answer", "internal_error", "throttled")
+FAULTS = ("lost_answer", "lost_request", "slow_answer", "internal_error", "throttled", "killed_after_accept")
 ANSWERS = {
     "internal_error": (500, "InternalFailure"),
     "throttled": (429, "TooManyRequestsException"),
@@ -61,8 +63,9 @@ def tag_of(body, name="rehearsal-request"):
 class Proxy:
     """The proxy on a free port of 127.0.0.1, forwarding to `upstream` (host, port)."""
 
-    def __init__(self, upstream, send_timeout=10):
+    def __init__(self, upstream, send_timeout=10, on_kill=lambda: None):
         self.upstream = upstream
+        self.on_kill = on_kill
         self.send_timeout = send_timeout
         self.lock = threading.Lock()
         self.plan = collections.deque()
@@ -134,6 +137,10 @@ class Proxy:
         status, reason, answer_headers, answer = self.forward(method, path, headers, body)
         with self.lock:
             self.counts["forwarded"] += 1
+        if fault == "killed_after_accept":
+            self.on_kill()
+            raw.close()
+            return
         if fault == "lost_answer":
             # SES has the message; the sender hears nothing but a closed connection.
             raw.shutdown(socket.SHUT_RDWR)

@@ -7,7 +7,8 @@ one account, and wire.py's proxy in front of SESv2 (`AWS_ENDPOINT_URL_SESV2`): t
 attempts of the requests meet, in turn, a connection lost after SES accepted, one lost before
 SES saw anything, an answer held past the send timeout, a 500 and a throttle. Half the requests
 carry an idempotency key, half are identified by their queue message. Then everything settles
-(an attempt in doubt waits `sender.in_doubt`, 1 minute here, for its Send event).
+(an attempt in doubt waits `sender.in_doubt`, 2 minutes here, for its Send event: longer
+than a new `cargo lambda watch` takes to start after the kill).
 
 Checked from SES's own view — the emulator's outbox, the Send events its configuration set
 published, `GetAccount`'s count — that every request went out exactly once and nothing
@@ -16,28 +17,32 @@ reached a dead-letter queue. Prints the table docs/sender.md shows. Never talks 
 
 import json
 import os
-import shutil
 import sys
-import tempfile
 import time
 import pathlib
-import subprocess
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+import urllib.error  # noqa: E402
 
 import rehearsal as r  # noqa: E402
 from bridge import Bridge  # noqa: E402
 from wire import Proxy  # noqa: E402
 
 # The first attempts' faults, in the order SendEmail calls meet them.
-PLAN = [("lost_answer", 4), ("lost_request", 4), ("internal_error", 4), ("slow_answer", 2), ("throttled", 2)]
+PLAN = [("lost_answer", 4), ("lost_request", 4), ("internal_error", 4), ("slow_answer", 2), ("throttled", 2),
+        ("killed_after_accept", 1)]
+# A short visibility timeout (the template's least), so that the killed instance's batch comes
+# back within the run; the sender is told it, as deployed.
+VISIBILITY = "30"
+FUNCTION_TIMEOUT = 30  # infra/template.yaml, Globals.Function.Timeout
 REQUESTS = 24  # more than the faults: the rest go through clean, after them
 
 
 def config(work):
     text = f"""
 [sender]
-in_doubt = "1m"
+in_doubt = "2m"
 rate_pause = "30s"
 breaker_pause = "30s"
 
@@ -72,6 +77,32 @@ def requests():
     return out
 
 
+class Instances:
+    """The functions under `cargo lambda watch`, killed and started again: what an instance
+    dying looks like to Lambda — the batch in flight fails, and the next invocation meets a
+    new instance. (`cargo lambda watch` does not recover from one function's process killed
+    alone: the whole server goes, and a new one starts.)"""
+
+    def __init__(self, work, env):
+        self.work, self.env = work, env
+        self.functions = r.Functions(work, env)
+        self.killed = 0
+
+    def kill(self):
+        self.killed += 1
+        r.stop_process(self.functions.process)
+
+    def invoke(self, function, event):
+        if self.functions.process.poll() is not None:
+            self.functions = r.Functions(self.work, self.env)
+        # Lambda ends an invocation at the function's timeout (the template's 30 s): one whose
+        # instance died fails then, and its batch comes back after the visibility timeout.
+        try:
+            return self.functions.invoke(function, event, timeout=FUNCTION_TIMEOUT)
+        except (urllib.error.URLError, ConnectionError, OSError) as error:
+            return {"invoke_error": f"the instance died: {error}"}
+
+
 def run(emulator, work):
     a = emulator.session()
     admin_b = emulator.post("/_fakecloud/iam/create-admin", {"accountId": r.B, "userName": "admin"})
@@ -79,7 +110,8 @@ def run(emulator, work):
     backup_topic, _ = r.set_up_backup_account(emulator, b)
 
     r.step("1. infra/template.yaml deployed into account A; the functions with the stack's environment, SESv2 behind the proxy")
-    stack = r.deploy_stack(a, config(work), backup_topic)
+    stack = r.deploy_stack(a, config(work), backup_topic,
+                           [{"ParameterKey": "SendVisibilityTimeout", "ParameterValue": VISIBILITY}])
     if not r.expect(stack["StackStatus"] == "CREATE_COMPLETE", f"stack {stack['StackStatus']}", stack.get("StackStatusReason")):
         return
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
@@ -97,8 +129,11 @@ def run(emulator, work):
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": r.REGION, "RUST_LOG": "warn",
         "SESGUARD_ADMIN_AUTH": "token", "SESGUARD_ADMIN_TOKEN": r.TOKEN,
     })
-    functions = r.Functions(work, run_env)
-    bridge = Bridge(a("sqs"), functions.invoke, [
+    r.expect(env.get("SESGUARD_SEND_VISIBILITY_TIMEOUT") == VISIBILITY,
+             f"the sender is told the send queue's visibility timeout ({VISIBILITY} s)", env)
+    instances = Instances(work, run_env)
+    proxy.on_kill = instances.kill
+    bridge = Bridge(a("sqs"), instances.invoke, [
         (m["EventSourceArn"], r.names_for(m["FunctionArn"], names), m.get("BatchSize", 10)) for m in mappings
     ])
 
@@ -109,9 +144,9 @@ def run(emulator, work):
     while proxy.pending() and time.time() < deadline:
         bridge.pump(wait_seconds=1)
     r.expect(not proxy.pending(), f"every planned fault met a SendEmail call: {proxy.counts}")
-    r.step("3. everything settles: attempts in doubt wait for their Send events (in_doubt 1 m), the rest retry")
-    drained = bridge.drain(300)
-    r.expect(drained, "both queues drained within 300 s", bridge.counts)
+    r.step("3. everything settles: attempts in doubt wait for their Send events (in_doubt 2 m), the rest retry")
+    drained = bridge.drain(480)
+    r.expect(drained, "both queues drained within 480 s", bridge.counts)
 
     r.step("4. SES's own view: every request exactly once, nothing dead-lettered")
     outbox = emulator.get("/_fakecloud/ses/emails")["emails"]
@@ -150,35 +185,12 @@ def run(emulator, work):
         print(f"   | {fault} | {len(met)} ({with_key} / {len(met) - with_key}) | {'once' if once else 'NOT once'} |")
         r.expect(once and len(met) == dict(PLAN)[fault], f"{fault}: {len(met)} requests, each sent once", met)
     r.figures["met"] = proxy.met
+    r.figures["instances_killed"] = instances.killed
     proxy.stop()
 
 
 def main():
-    started = time.time()
-    work = pathlib.Path(tempfile.mkdtemp(prefix="sesguard-wire-faults."))
-    os.environ["PATH"] = f"{r.ROOT / '.venv/bin'}{os.pathsep}{os.environ.get('PATH', '')}"
-    for key in ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"]:
-        os.environ.pop(key, None)
-    r.step("0. the emulator (fakecloud, cached by version)")
-    subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=r.ROOT, check=True)
-    emulator = r.Emulator(work)
-    try:
-        run(emulator, work)
-    finally:
-        for functions in r.running:
-            functions.stop()
-        emulator.stop()
-        if r.failures:
-            print(f"   logs kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    r.figures["wall_seconds"] = round(time.time() - started)
-    print(f"\nfigures: {json.dumps(r.figures)}")
-    if r.failures:
-        print(f"wire faults FAILED: {r.failures}")
-        return 1
-    print("wire faults ok: every request reached SES exactly once")
-    return 0
+    return r.run("wire faults", run, "every request reached SES exactly once")
 
 
 if __name__ == "__main__":
