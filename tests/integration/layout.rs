@@ -493,3 +493,73 @@ fn every_relative_link_in_the_readme_and_docs_leads_to_a_file() {
     }
     assert!(broken.is_empty(), "links to nothing: {broken:#?}");
 }
+
+/// The most lines a function outside tests holds, from its `fn` line to its closing brace.
+const MAX_FUNCTION_LINES: usize = 80;
+
+/// Functions longer than [`MAX_FUNCTION_LINES`] in `text` (before its tests): name and length.
+fn long_functions(text: &str) -> Vec<(String, usize)> {
+    let lines: Vec<&str> = text
+        .lines()
+        .take_while(|line| !line.starts_with("#[cfg(test)]"))
+        .collect();
+    let mut found = Vec::new();
+    for (start, line) in lines.iter().enumerate() {
+        let code = line.trim_start();
+        let indent = line.len() - code.len();
+        let signature = code
+            .trim_start_matches("pub ")
+            .trim_start_matches("pub(crate) ")
+            .trim_start_matches("const ")
+            .trim_start_matches("async ");
+        let Some(rest) = signature.strip_prefix("fn ") else {
+            continue;
+        };
+        let name: String = rest
+            .chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect();
+        // A declaration without a body (a trait's) ends with `;` before any `{`.
+        let declaration = lines[start..]
+            .iter()
+            .find(|l| l.contains('{') || l.trim_end().ends_with(';'))
+            .is_some_and(|l| !l.contains('{'));
+        if declaration {
+            continue;
+        }
+        let end = lines[start + 1..].iter().position(|l| {
+            l.len() > indent && l.starts_with(&" ".repeat(indent)) && l[indent..].starts_with('}')
+        });
+        if let Some(end) = end.filter(|end| end + 2 > MAX_FUNCTION_LINES) {
+            found.push((name, end + 2));
+        }
+    }
+    found
+}
+
+#[test]
+fn no_function_outside_tests_runs_over_eighty_lines() {
+    let sample = "trait T {\n    fn declared(&self);\n}\nfn short() {\n    1\n}\n#[cfg(test)]\nfn ignored() {}\n";
+    assert!(long_functions(sample).is_empty());
+    let long = format!(
+        "fn long() {{\n{}}}\n",
+        "    x();\n".repeat(MAX_FUNCTION_LINES)
+    );
+    assert_eq!(
+        long_functions(&long),
+        [("long".to_owned(), MAX_FUNCTION_LINES + 2)]
+    );
+    let over: Vec<String> = tree()
+        .into_iter()
+        .filter(|(relative, _)| !relative.ends_with("/tests.rs"))
+        .flat_map(|(relative, text)| {
+            long_functions(&text)
+                .into_iter()
+                .map(move |(name, n)| format!("src/{relative}: {name} ({n} lines)"))
+        })
+        .collect();
+    assert!(
+        over.is_empty(),
+        "functions over {MAX_FUNCTION_LINES} lines: {over:#?}"
+    );
+}
