@@ -90,11 +90,16 @@ class Instances:
 
     def kill(self):
         self.killed += 1
+        self.dead = True
         r.stop_process(self.functions.process)
 
     def invoke(self, function, event):
-        if self.functions.process.poll() is not None:
+        # After a kill, the next invocation meets a new server (never the dying one: a batch
+        # of feedback failing there would come back only after its queue's 3 minutes).
+        if getattr(self, "dead", False):
+            self.functions.process.wait()
             self.functions = r.Functions(self.work, self.env)
+            self.dead = False
         # Lambda ends an invocation at the function's timeout (the template's 30 s): one whose
         # instance died fails then, and its batch comes back after the visibility timeout.
         try:
