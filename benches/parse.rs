@@ -6,6 +6,8 @@ use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::Value;
 use sesguard::config::Config;
 use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::bounce_reason::{BounceFacts, classify};
+use sesguard::domain::feedback::notification::BounceType;
 use sesguard::domain::feedback::plan::{Assessment, SimulatorFeedback, assess};
 use sesguard::domain::sns::unwrap::Content;
 use sesguard::lambda::ingest::decode;
@@ -63,5 +65,43 @@ fn parse_and_assess(criterion: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, parse_and_assess);
+/// The bounce classifier alone, over every diagnostic of the test collection: the cost it adds
+/// per bounced recipient.
+fn classify_bounces(criterion: &mut Criterion) {
+    let rows: Vec<(BounceType, &str, Option<&str>, Option<&str>)> =
+        include_str!("../tests/data/bounce-diagnostics.tsv")
+            .lines()
+            .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+            .map(|line| {
+                let f: Vec<&str> = line.splitn(6, '\t').collect();
+                let present = |v: &'static str| (v != "-").then_some(v);
+                (
+                    BounceType::from_name(f[0]),
+                    f[1],
+                    present(f[2]),
+                    present(f[5]),
+                )
+            })
+            .collect();
+    let mut group = criterion.benchmark_group("bounce_reason");
+    group.throughput(Throughput::Elements(rows.len() as u64));
+    group.bench_function("classify_collection", |bench| {
+        bench.iter(|| {
+            rows.iter()
+                .map(|&(bounce_type, sub_type, status, diagnostic)| {
+                    classify(black_box(BounceFacts {
+                        bounce_type,
+                        sub_type,
+                        status,
+                        diagnostic,
+                    }))
+                    .reason as usize
+                })
+                .sum::<usize>()
+        });
+    });
+    group.finish();
+}
+
+criterion_group!(benches, parse_and_assess, classify_bounces);
 criterion_main!(benches);

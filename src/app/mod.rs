@@ -3,6 +3,7 @@
 //!
 //! - [`ingest`]: SES feedback recorded, then the guard's [`review`] of the accounts it touched;
 //! - [`send`]: the send gate over a batch of queued requests; [`check`]: the same gate, dry;
+//! - [`explain`]: a bounce's reasons, read without recording;
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
 //! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
 //! - [`admin`]: the operations both the admin function and the CLI perform;
@@ -13,6 +14,7 @@ pub mod admin;
 pub mod check;
 pub mod context;
 pub mod control;
+pub mod explain;
 pub mod ingest;
 pub mod plot;
 pub mod review;

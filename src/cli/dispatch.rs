@@ -11,6 +11,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Command::Config { command } = &cli.command {
         return config(cli.config.as_deref(), command, cli.json);
     }
+    if let Command::Bounces {
+        command: BouncesCommand::Explain { files },
+    } = &cli.command
+    {
+        return bounces::explain_files(cli.config.as_deref(), files, cli.json);
+    }
     // The simulation runs on a store of its own.
     if let Command::Simulate { .. } = &cli.command {
         return simulation::simulate(&cli).await;
@@ -64,7 +70,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SnsCommand::Verify { file, cert, topics },
         } => verify_envelope(&wiring, &deps, &file, cert.as_deref(), &topics, json).await,
         Command::Config { command } => config(cli.config.as_deref(), &command, json),
-        Command::Simulate { .. } => unreachable!("run before the store is opened"),
+        Command::Simulate { .. } | Command::Bounces { .. } => {
+            unreachable!("run before the store is opened")
+        }
         Command::Store {
             command: StoreCommand::CreateTables,
         } => create_tables(&wiring, &cli.store, json).await,

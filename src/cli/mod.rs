@@ -40,6 +40,7 @@ macro_rules! say {
     }};
 }
 
+mod bounces;
 mod bulk_ingest;
 mod dispatch;
 mod output;
@@ -162,6 +163,12 @@ pub enum Command {
         /// At most this many.
         #[arg(long, default_value_t = 50)]
         limit: usize,
+    },
+    /// Bounces, read by hand.
+    Bounces {
+        /// What to do.
+        #[command(subcommand)]
+        command: BouncesCommand,
     },
     /// SNS deliveries.
     Sns {
@@ -464,6 +471,19 @@ pub enum SnsCommand {
         /// Allow this topic too (repeatable), besides `webhook.topics`.
         #[arg(long = "topic")]
         topics: Vec<String>,
+    },
+}
+
+/// `sesguard bounces ...`
+#[derive(Debug, Subcommand)]
+pub enum BouncesCommand {
+    /// Print each bounced recipient's reason, class and effect on the address (suppress,
+    /// soft bounce or record only) and what decided it, as ingest would, recording nothing.
+    /// Reads raw SES JSON, an SNS envelope, or an SNS or SQS Lambda event.
+    Explain {
+        /// Files (`-` for stdin).
+        #[arg(required = true)]
+        files: Vec<String>,
     },
 }
 

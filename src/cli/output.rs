@@ -2,6 +2,7 @@
 //! answers themselves).
 
 use super::*;
+use crate::domain::feedback::notification::BounceType;
 
 pub(super) fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
     if json {
@@ -72,6 +73,10 @@ pub(super) fn print_suppression(s: &Suppression) {
     );
     say!("status           {}", optional(&s.status));
     say!("diagnostic       {}", optional(&s.diagnostic_code));
+    if let (Some(reason), Some(kind)) = (s.bounce_reason, s.bounce_type.as_deref()) {
+        let class = reason.class(BounceType::from_name(kind));
+        say!("bounce reason    {reason} ({class} class)");
+    }
     say!("complaint type   {}", optional(&s.complaint_feedback_type));
     say!("count            {}", s.count);
     say!("first seen       {}", s.first_seen);

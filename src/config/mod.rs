@@ -12,7 +12,9 @@ use serde::Deserialize;
 
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::names::{AccountName, StreamName};
-use crate::domain::feedback::attribution::{AccountDirectory, KnownAccount, SendSource};
+use crate::domain::feedback::attribution::{
+    AccountDirectory, KnownAccount, SendSource, SenderBounces,
+};
 use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
@@ -257,6 +259,10 @@ pub struct StreamConfig {
     /// when the request has no idempotency key (default `sender.debounce`).
     #[serde(default, with = "humantime_serde")]
     pub debounce: Option<Duration>,
+    /// What a bounce that refuses the sender (blocklist, authentication, policy) does to its
+    /// recipient: `record` (default) keeps the address sendable; `suppress` does as SES does.
+    #[serde(default)]
+    pub sender_bounces: SenderBounces,
 }
 
 /// `[tables]`
@@ -526,6 +532,13 @@ impl Config {
                     region: a.region.clone(),
                     send_source: a.send_count_source,
                 })
+                .collect(),
+        )
+        .with_suppressing_streams(
+            self.streams
+                .iter()
+                .filter(|s| s.sender_bounces == SenderBounces::Suppress)
+                .map(|s| s.name.to_string())
                 .collect(),
         )
     }

@@ -997,3 +997,62 @@ fn simulate_names_a_bad_parameter() {
         String::from_utf8_lossy(&output.stderr)
     );
 }
+
+#[test]
+fn a_blocked_bounce_is_explained_and_leaves_its_recipients_sendable() {
+    let cli = Cli::new();
+    let explained = cli.json(&[
+        "bounces",
+        "explain",
+        "events/ses/bounce-blocked.json",
+        "events/ses/bounce-permanent.json",
+        "--json",
+    ]);
+    let row = |r: &str| {
+        explained
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["recipient"] == r)
+            .unwrap_or_else(|| panic!("{r} not explained: {explained}"))
+            .clone()
+    };
+    let valued = row("valued@example.org");
+    assert_eq!(
+        (&valued["reason"], &valued["class"], &valued["effect"]),
+        (&"blocked".into(), &"sender".into(), &"record".into())
+    );
+    assert!(
+        valued["decided_by"]
+            .as_str()
+            .unwrap()
+            .contains("blocked using")
+    );
+    assert_eq!(row("customer@example.net")["reason"], "authentication");
+    assert_eq!(row("nobody@example.org")["effect"], "suppress");
+
+    let summary = cli.json(&[
+        "ingest",
+        "events/ses/bounce-blocked.json",
+        "events/ses/bounce-permanent.json",
+        "--json",
+    ]);
+    assert_eq!(summary["suppressed"], 2, "{summary}");
+    let valued = cli.run(&["suppressions", "get", "valued@example.org"]);
+    assert!(String::from_utf8_lossy(&valued.stdout).contains("is not suppressed"));
+    let gone = cli.json(&["suppressions", "get", "gone@example.net", "--json"]);
+    assert_eq!(gone["bounce_reason"], "user_unknown");
+    let text =
+        String::from_utf8(cli.run(&["suppressions", "get", "gone@example.net"]).stdout).unwrap();
+    assert!(text.contains("user_unknown (address class)"), "{text}");
+
+    let human = cli.run(&["bounces", "explain", "events/ses/bounce-blocked.json"]);
+    let human = String::from_utf8(human.stdout).unwrap();
+    assert!(
+        human.contains("record only: the address stays sendable"),
+        "{human}"
+    );
+    let broken = cli.run(&["bounces", "explain", "Makefile"]);
+    assert!(!broken.status.success());
+    assert!(String::from_utf8_lossy(&broken.stderr).contains("Makefile is not JSON"));
+}

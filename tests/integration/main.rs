@@ -3,6 +3,7 @@
 //! reputation figures from the local server's CloudWatch, and the CLI.
 
 mod admin;
+mod bounce_reasons;
 mod cli;
 mod faults;
 mod guard_paths;

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use sesguard::domain::common::address::EmailAddress;
 use sesguard::domain::common::timestamp::Timestamp;
+use sesguard::domain::feedback::bounce_reason::BounceReason;
 use sesguard::domain::feedback::notification::Notification;
 use sesguard::domain::feedback::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy};
 use sesguard::domain::feedback::suppression::Reason;
@@ -14,7 +15,9 @@ use sesguard::domain::reputation::state::StateName;
 use sesguard::domain::reputation::state::{AccountState as GuardState, Cause, Quarantine, Status};
 use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
-use sesguard::ports::{ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store};
+use sesguard::ports::{
+    ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store, SuppressionList,
+};
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample};
 
@@ -98,6 +101,7 @@ async fn a_hard_bounce_suppresses_every_recipient_with_its_details(store: &dyn S
         s.diagnostic_code.as_deref(),
         Some("smtp; 550 5.1.1 user unknown")
     );
+    assert_eq!(s.bounce_reason, Some(BounceReason::UserUnknown));
     assert_eq!(s.count, 1);
     assert_eq!(s.first_seen.to_rfc3339(), "2026-11-20T10:00:05.000Z");
     assert_eq!(s.message_id.as_deref(), Some("0100018c-msg-000001"));
@@ -451,6 +455,38 @@ async fn a_not_spam_complaint_is_recorded_without_suppressing(store: &dyn Store)
         .await
         .unwrap();
     assert_eq!(states[&email("happy@example.com")].version, 1, "recorded");
+}
+
+async fn a_bounce_that_refuses_the_sender_leaves_its_addresses_sendable(store: &dyn Store) {
+    let batch = [effects("bounce-blocked"), effects("bounce-mailbox-full")];
+    store
+        .apply(&planned(store, &batch, now()).await)
+        .await
+        .unwrap();
+    let recipients = [
+        email("valued@example.org"),
+        email("customer@example.net"),
+        email("hoarder@example.org"),
+    ];
+    let view = store.suppressed(&recipients).await.unwrap();
+    assert!(view.is_empty(), "nothing suppressed: {view:?}");
+    assert!(store.list(None, None, 10).await.unwrap().items.is_empty());
+    let states = store.address_states(&recipients, now()).await.unwrap();
+    assert!(
+        recipients.iter().all(|r| states[r].version == 1),
+        "each recorded"
+    );
+    assert!(
+        states[&recipients[0]].soft_bounces.is_empty(),
+        "a block is not a soft bounce"
+    );
+    assert_eq!(
+        states[&recipients[2]].soft_bounces.len(),
+        1,
+        "a full mailbox is one"
+    );
+    // SES counts all three as hard bounces, and so do sesguard's rates.
+    assert_eq!(window_total(store, "primary").await.hard_bounces, 3);
 }
 
 fn entry(account: &str, at: Timestamp, to: StateName) -> HistoryEntry {
@@ -992,6 +1028,7 @@ contract!(
     unconfigured_accounts_are_registered_once,
     listing_pages_through_every_suppression_once_and_filters_by_reason,
     a_not_spam_complaint_is_recorded_without_suppressing,
+    a_bounce_that_refuses_the_sender_leaves_its_addresses_sendable,
     a_transition_applies_once_per_version_with_one_history_entry,
     the_template_policy_reads_back_what_was_written,
     suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released,
@@ -1158,4 +1195,41 @@ async fn a_fast_bucket_is_paced_in_parts_that_together_never_give_more_than_it_h
     store.refill("primary", &limits, now()).await.unwrap();
     let full = store.rate("primary").await.unwrap();
     assert!(full.paced.is_empty(), "a refill removes the parts: full");
+}
+
+#[tokio::test]
+async fn an_embedded_store_from_before_bounce_reasons_gains_their_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("old.db");
+    // The suppression table as earlier versions created it, with one suppression in it.
+    let old = rusqlite::Connection::open(&path).unwrap();
+    old.execute_batch(
+        "CREATE TABLE suppressions (email TEXT PRIMARY KEY, reason TEXT, bounce_type TEXT,
+             bounce_subtype TEXT, status TEXT, diagnostic_code TEXT,
+             complaint_feedback_type TEXT, count INTEGER NOT NULL DEFAULT 0, first_seen INTEGER,
+             last_seen INTEGER, message_id TEXT, feedback_id TEXT,
+             soft_bounces TEXT NOT NULL DEFAULT '', version INTEGER NOT NULL DEFAULT 0,
+             expires_at INTEGER);
+         INSERT INTO suppressions (email, reason, count, version)
+             VALUES ('old@example.org', 'bounce', 1, 1);",
+    )
+    .unwrap();
+    drop(old);
+
+    let store = sesguard::adapters::sqlite::SqliteStore::open(&path).unwrap();
+    let kept = store.get(&email("old@example.org")).await.unwrap().unwrap();
+    assert_eq!((kept.reason, kept.bounce_reason), (Reason::Bounce, None));
+    store
+        .apply(&planned(&store, &[effects("bounce-permanent")], now()).await)
+        .await
+        .unwrap();
+    let new = store
+        .get(&email("nobody@example.org"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(new.bounce_reason, Some(BounceReason::UserUnknown));
+    // A second open of the migrated file adds nothing twice.
+    drop(store);
+    sesguard::adapters::sqlite::SqliteStore::open(&path).unwrap();
 }

@@ -43,6 +43,7 @@ impl DynamoStore {
                 x.set("bounce_subtype", s(&bounce.bounce_subtype));
                 x.set_or_remove("status", bounce.status.as_ref());
                 x.set_or_remove("diagnostic_code", bounce.diagnostic_code.as_ref());
+                x.set("bounce_reason", s(bounce.reason.as_str()));
             }
             if let Some(feedback_type) = &feedback.complaint_feedback_type {
                 x.set("complaint_feedback_type", s(feedback_type));

@@ -219,6 +219,7 @@ pub(super) fn parse_suppression(item: &Item) -> Result<Option<Suppression>, Stor
         bounce_subtype: text(item, "bounce_subtype"),
         status: text(item, "status"),
         diagnostic_code: text(item, "diagnostic_code"),
+        bounce_reason: text(item, "bounce_reason").and_then(|t| t.parse().ok()),
         complaint_feedback_type: text(item, "complaint_feedback_type"),
         count: number(item, "count", WHAT)?.unwrap_or(0),
         first_seen: Timestamp::from_millis(number(item, "first_seen", WHAT)?.unwrap_or(0)),

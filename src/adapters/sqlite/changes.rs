@@ -169,14 +169,15 @@ fn write_feedback(
         run(
             tx,
             "UPDATE suppressions SET bounce_type = ?2, bounce_subtype = ?3,
-                 status = ?4, diagnostic_code = ?5
+                 status = ?4, diagnostic_code = ?5, bounce_reason = ?6
              WHERE email = ?1",
             params![
                 email,
                 bounce.bounce_type,
                 bounce.bounce_subtype,
                 bounce.status,
-                bounce.diagnostic_code
+                bounce.diagnostic_code,
+                bounce.reason.as_str()
             ],
         )?;
     }

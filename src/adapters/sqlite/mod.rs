@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS suppressions (
     status TEXT,
     diagnostic_code TEXT,
     complaint_feedback_type TEXT,
+    bounce_reason TEXT,
     count INTEGER NOT NULL DEFAULT 0,
     first_seen INTEGER,
     last_seen INTEGER,
@@ -135,14 +136,41 @@ CREATE TABLE IF NOT EXISTS history (
 fn prepare(connection: &Connection) -> rusqlite::Result<()> {
     connection.pragma_update(None, "journal_mode", "WAL")?;
     connection.pragma_update(None, "synchronous", "NORMAL")?;
-    connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA} COMMIT;"))
+    connection.execute_batch(&format!("BEGIN IMMEDIATE; {SCHEMA}"))?;
+    let migrated = migrate(connection);
+    let end = if migrated.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    connection.execute_batch(end)?;
+    migrated
+}
+
+/// Columns added since a file may have been created, added where missing (inside the
+/// schema's transaction, so two processes opening an old file add each once).
+const ADDED_COLUMNS: &[(&str, &str, &str)] = &[("suppressions", "bounce_reason", "TEXT")];
+
+fn migrate(connection: &Connection) -> rusqlite::Result<()> {
+    for (table, column, kind) in ADDED_COLUMNS {
+        let present: bool = connection.query_row(
+            &format!("SELECT COUNT(*) > 0 FROM pragma_table_info('{table}') WHERE name = ?1"),
+            [column],
+            |row| row.get(0),
+        )?;
+        if !present {
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} {kind}"))?;
+        }
+    }
+    Ok(())
 }
 
 /// The stream name under which a bucket's all-streams total is stored.
 const TOTAL: &str = "";
 
 const SUPPRESSION_COLUMNS: &str = "email, reason, bounce_type, bounce_subtype, status, \
-     diagnostic_code, complaint_feedback_type, count, first_seen, last_seen, message_id, feedback_id";
+     diagnostic_code, complaint_feedback_type, count, first_seen, last_seen, message_id, feedback_id, \
+     bounce_reason";
 
 /// An SQLite-backed store.
 #[derive(Clone)]

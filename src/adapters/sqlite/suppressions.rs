@@ -16,6 +16,7 @@ pub(super) struct SuppressionRow {
     pub(super) last_seen: Option<i64>,
     pub(super) message_id: Option<String>,
     pub(super) feedback_id: Option<String>,
+    pub(super) bounce_reason: Option<String>,
 }
 
 pub(super) fn suppression_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<SuppressionRow> {
@@ -32,6 +33,7 @@ pub(super) fn suppression_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<
         last_seen: row.get(9)?,
         message_id: row.get(10)?,
         feedback_id: row.get(11)?,
+        bounce_reason: row.get(12)?,
     })
 }
 
@@ -53,6 +55,7 @@ impl TryFrom<SuppressionRow> for Suppression {
             bounce_subtype: row.bounce_subtype,
             status: row.status,
             diagnostic_code: row.diagnostic_code,
+            bounce_reason: row.bounce_reason.and_then(|t| t.parse().ok()),
             complaint_feedback_type: row.complaint_feedback_type,
             count: u64::try_from(row.count).unwrap_or(0),
             first_seen: Timestamp::from_millis(row.first_seen.unwrap_or(0)),

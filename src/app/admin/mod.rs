@@ -448,6 +448,7 @@ mod tests {
             bounce_subtype: None,
             status: None,
             diagnostic_code: None,
+            bounce_reason: None,
             complaint_feedback_type: None,
             count: 3,
             first_seen: Timestamp::from_millis(0),

@@ -35,10 +35,23 @@ pub struct KnownAccount {
     pub send_source: SendSource,
 }
 
-/// The configured accounts.
+/// What a bounce that refuses the sender (blocklists, authentication, policy) does to its
+/// recipient's address in a stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SenderBounces {
+    /// Recorded with its reason; the address stays sendable (the default).
+    #[default]
+    Record,
+    /// Handled as SES does: a permanent one suppresses, a transient one counts as soft.
+    Suppress,
+}
+
+/// The configured accounts, and the streams that suppress on sender-class bounces.
 #[derive(Debug, Clone, Default)]
 pub struct AccountDirectory {
     accounts: Vec<KnownAccount>,
+    suppressing_streams: Vec<String>,
 }
 
 /// The account and stream a notification is counted under.
@@ -58,7 +71,26 @@ pub const UNATTRIBUTED: &str = "unattributed";
 impl AccountDirectory {
     /// A directory of these accounts.
     pub fn new(accounts: Vec<KnownAccount>) -> Self {
-        Self { accounts }
+        Self {
+            accounts,
+            suppressing_streams: Vec::new(),
+        }
+    }
+
+    /// The same directory, with these streams handling sender-class bounces as SES does.
+    pub fn with_suppressing_streams(mut self, streams: Vec<String>) -> Self {
+        self.suppressing_streams = streams;
+        self
+    }
+
+    /// What a sender-class bounce does in `stream` (untagged mail: recorded only).
+    pub fn sender_bounces(&self, stream: Option<&str>) -> SenderBounces {
+        match stream {
+            Some(name) if self.suppressing_streams.iter().any(|s| s == name) => {
+                SenderBounces::Suppress
+            }
+            _ => SenderBounces::Record,
+        }
     }
 
     /// The configured accounts, in configuration order.

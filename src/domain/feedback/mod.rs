@@ -2,6 +2,7 @@
 //! belong to, the suppression records they change, and the ingest plan of a batch.
 
 pub mod attribution;
+pub mod bounce_reason;
 pub mod notification;
 pub mod plan;
 pub mod suppression;

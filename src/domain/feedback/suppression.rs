@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::bounce_reason::BounceReason;
 
 /// Why an address must not be mailed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -81,6 +82,9 @@ pub struct Suppression {
     pub status: Option<String>,
     /// Remote diagnostic of the latest bounce.
     pub diagnostic_code: Option<String>,
+    /// Why the latest bounce bounced, as sesguard read it (absent on records from before
+    /// bounces had reasons).
+    pub bounce_reason: Option<BounceReason>,
     /// Feedback type of the latest complaint.
     pub complaint_feedback_type: Option<String>,
     /// How many bounces and complaints were recorded for the address.
@@ -106,6 +110,8 @@ pub struct BounceDetail {
     pub status: Option<String>,
     /// Remote diagnostic.
     pub diagnostic_code: Option<String>,
+    /// Why it bounced.
+    pub reason: BounceReason,
 }
 
 /// What the ingest path reads about an address before a soft-bounce or delivery write.

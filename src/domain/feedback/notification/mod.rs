@@ -105,6 +105,17 @@ pub enum BounceType {
     Undetermined,
 }
 
+impl BounceType {
+    /// The type of SES's `bounceType` name; any name SES adds later is `Undetermined`.
+    pub fn from_name(name: &str) -> Self {
+        match name {
+            "Permanent" => BounceType::Permanent,
+            "Transient" => BounceType::Transient,
+            _ => BounceType::Undetermined,
+        }
+    }
+}
+
 /// A bounce notification.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bounce {
@@ -408,11 +419,7 @@ impl RawMail {
 
 impl RawBounce {
     fn into_bounce(self, damaged: &mut Vec<String>) -> Bounce {
-        let bounce_type = match self.bounce_type.as_str() {
-            "Permanent" => BounceType::Permanent,
-            "Transient" => BounceType::Transient,
-            _ => BounceType::Undetermined,
-        };
+        let bounce_type = BounceType::from_name(&self.bounce_type);
         Bounce {
             bounce_type,
             type_name: self.bounce_type,

@@ -10,7 +10,10 @@ use std::time::Duration;
 use crate::domain::common::address::{AddressError, EmailAddress};
 use crate::domain::common::digest::fnv1a;
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::feedback::attribution::{AccountDirectory, Attribution, SendSource};
+use crate::domain::feedback::attribution::{
+    AccountDirectory, Attribution, SendSource, SenderBounces,
+};
+use crate::domain::feedback::bounce_reason::{BounceEffect, BounceFacts, classify};
 use crate::domain::feedback::notification::{
     Bounce, BounceType, BouncedRecipient, Complaint, Delivery, Event, Notification,
 };
@@ -124,10 +127,13 @@ pub struct AddressEvent {
 /// What happened to a recipient.
 #[derive(Debug, Clone, PartialEq)]
 pub enum AddressEventKind {
-    /// Permanent bounce: suppress with reason `bounce`.
+    /// Permanent bounce of the address class: suppress with reason `bounce`.
     HardBounce(BounceDetail),
-    /// Transient or undetermined bounce: counted toward the soft-bounce threshold.
+    /// Transient or undetermined bounce, or a permanent one of the temporary class: counted
+    /// toward the soft-bounce threshold.
     SoftBounce(BounceDetail),
+    /// The receiver refused the sender, not the address: recorded on the address only.
+    SenderBounce(BounceDetail),
     /// Complaint: suppress with reason `complaint` unless it is `not-spam`.
     Complaint {
         /// `complaintFeedbackType`.
@@ -171,7 +177,10 @@ pub fn assess(
         invalid: Vec::new(),
     };
     match &notification.event {
-        Event::Bounce(bounce) => effects.add_bounce(bounce, simulator),
+        Event::Bounce(bounce) => {
+            let sender_class = directory.sender_bounces(effects.attribution.stream.as_deref());
+            effects.add_bounce(bounce, simulator, sender_class);
+        }
         Event::Complaint(complaint) => effects.add_complaint(complaint, simulator),
         Event::Delivery(delivery) => effects.add_delivery(delivery, simulator),
         Event::Send => {
@@ -200,31 +209,25 @@ enum Admitted {
 }
 
 impl Effects {
-    /// A bounce: each admitted recipient hard- or soft-bounced, counted (a permanent bounce
-    /// from SES's account-level list is not), keyed by its feedback id.
-    fn add_bounce(&mut self, bounce: &Bounce, simulator: SimulatorFeedback) {
+    /// A bounce: each admitted recipient counted by SES's type (a permanent bounce from SES's
+    /// account-level list is not) and handled by its reason's class, keyed by its feedback id.
+    fn add_bounce(&mut self, bounce: &Bounce, simulator: SimulatorFeedback, sender: SenderBounces) {
         self.feedback_id = bounce.feedback_id.clone();
-        let detail_of = |r: &BouncedRecipient| BounceDetail {
-            bounce_type: bounce.type_name.clone(),
-            bounce_subtype: bounce.sub_type.clone(),
-            status: r.status.clone(),
-            diagnostic_code: r.diagnostic_code.clone(),
-        };
+        let permanent = bounce.bounce_type == BounceType::Permanent;
         for recipient in &bounce.recipients {
             let admitted = self.admit(&recipient.address, simulator);
             if admitted == Admitted::Skip {
                 continue;
             }
-            let kind = if bounce.bounce_type == BounceType::Permanent {
+            if permanent {
                 if !bounce.on_account_suppression_list() {
                     self.counts.hard_bounces += 1;
                 }
-                AddressEventKind::HardBounce(detail_of(recipient))
             } else {
                 self.counts.soft_bounces += 1;
-                AddressEventKind::SoftBounce(detail_of(recipient))
-            };
+            }
             if let Admitted::Record(email) = admitted {
+                let kind = address_event(bounce, recipient, sender);
                 self.addresses.push(AddressEvent { email, kind });
             }
         }
@@ -312,6 +315,32 @@ impl Effects {
                 Admitted::Skip
             }
         }
+    }
+}
+
+/// What a bounce does to its recipient's address ([`BounceEffect::of`]), with its details.
+fn address_event(
+    bounce: &Bounce,
+    recipient: &BouncedRecipient,
+    sender: SenderBounces,
+) -> AddressEventKind {
+    let verdict = classify(BounceFacts {
+        bounce_type: bounce.bounce_type,
+        sub_type: &bounce.sub_type,
+        status: recipient.status.as_deref(),
+        diagnostic: recipient.diagnostic_code.as_deref(),
+    });
+    let detail = BounceDetail {
+        bounce_type: bounce.type_name.clone(),
+        bounce_subtype: bounce.sub_type.clone(),
+        status: recipient.status.clone(),
+        diagnostic_code: recipient.diagnostic_code.clone(),
+        reason: verdict.reason,
+    };
+    match BounceEffect::of(bounce.bounce_type, verdict.class, sender) {
+        BounceEffect::Suppress => AddressEventKind::HardBounce(detail),
+        BounceEffect::SoftBounce => AddressEventKind::SoftBounce(detail),
+        BounceEffect::Record => AddressEventKind::SenderBounce(detail),
     }
 }
 
@@ -486,6 +515,9 @@ fn merge_address(
             AddressEventKind::HardBounce(detail) => {
                 record_feedback(&mut feedback, effects, Some(detail), None);
                 suppress.get_or_insert(Reason::Bounce);
+            }
+            AddressEventKind::SenderBounce(detail) => {
+                record_feedback(&mut feedback, effects, Some(detail), None);
             }
             AddressEventKind::SoftBounce(detail) => {
                 record_feedback(&mut feedback, effects, Some(detail), None);

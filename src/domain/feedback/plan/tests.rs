@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::domain::feedback::attribution::KnownAccount;
+use crate::domain::feedback::bounce_reason::{BounceClass, BounceEffect, BounceReason};
 
 const NOW: i64 = 1_763_650_000_000;
 
@@ -329,4 +330,122 @@ fn counted_simulator_feedback_drives_the_rates_but_never_suppresses() {
     let complaint = assessed(SIMULATED_COMPLAINT, SimulatorFeedback::Count);
     assert_eq!(complaint.counts.complaints, 1);
     assert!(complaint.addresses.is_empty());
+}
+
+/// A permanent `General` bounce in event-publishing form, tagged with `stream`, whose
+/// recipients carry these diagnostics.
+fn diagnosed_bounce(stream: &str, recipients: &[(&str, &str)]) -> String {
+    let recipients: Vec<String> = recipients
+        .iter()
+        .map(|(a, d)| format!(r#"{{"emailAddress":"{a}","diagnosticCode":"{d}"}}"#))
+        .collect();
+    format!(
+        r#"{{"eventType":"Bounce","mail":{{"messageId":"m-diag","sendingAccountId":"111111111111",
+           "sourceArn":"arn:aws:ses:us-east-1:111111111111:identity/example.com",
+           "tags":{{"sesguard-stream":["{stream}"]}}}},
+           "bounce":{{"bounceType":"Permanent","bounceSubType":"General","feedbackId":"f-diag",
+           "timestamp":"2026-11-20T10:00:00.000Z","bouncedRecipients":[{}]}}}}"#,
+        recipients.join(",")
+    )
+}
+
+fn planned_with(directory: &AccountDirectory, json: &str) -> (Effects, ChangeSet) {
+    let notification = Notification::parse(json).unwrap();
+    let Assessment::Apply(effects) = assess(
+        &notification,
+        directory,
+        SimulatorFeedback::Ignore,
+        Timestamp::from_millis(NOW),
+    ) else {
+        panic!("ignored")
+    };
+    let change = plan(
+        std::slice::from_ref(&effects),
+        &HashMap::new(),
+        &Origins::new(),
+        &IngestPolicy::default(),
+        Timestamp::from_millis(NOW),
+    );
+    (*effects, change)
+}
+
+const MIXED: &[(&str, &str)] = &[
+    ("gone@example.org", "smtp; 550 5.1.1 user unknown"),
+    (
+        "valued@example.org",
+        "smtp; 554 5.7.1 Client host rejected: blocked using zen.spamhaus.org",
+    ),
+    ("full@example.org", "smtp; 552 5.2.2 Mailbox full"),
+];
+
+#[test]
+fn a_permanent_bounce_suppresses_only_what_says_the_address_is_bad() {
+    let (effects, change) = planned_with(&directory(), &diagnosed_bounce("signup", MIXED));
+    // SES counts all three: the rates are unchanged.
+    assert_eq!(effects.counts.hard_bounces, 3);
+    let by_email = |e: &str| {
+        change
+            .suppressions
+            .iter()
+            .find(|s| s.email.as_str() == e)
+            .unwrap_or_else(|| panic!("{e} has no update"))
+    };
+    let gone = by_email("gone@example.org");
+    assert_eq!(gone.suppress, Some(Reason::Bounce));
+    let reason =
+        |u: &SuppressionUpdate| u.feedback.as_ref().unwrap().bounce.as_ref().unwrap().reason;
+    assert_eq!(reason(gone), BounceReason::UserUnknown);
+
+    let valued = by_email("valued@example.org");
+    assert_eq!(
+        valued.suppress, None,
+        "a blocklist refuses us, not the address"
+    );
+    assert_eq!(
+        valued.soft, None,
+        "nor does it count toward the soft threshold"
+    );
+    assert_eq!(reason(valued), BounceReason::Blocked);
+
+    let full = by_email("full@example.org");
+    assert_eq!(
+        full.suppress, None,
+        "a full mailbox follows the soft-bounce policy"
+    );
+    assert_eq!(full.soft.as_ref().unwrap().bounces.len(), 1);
+    assert_eq!(reason(full), BounceReason::MailboxFull);
+}
+
+#[test]
+fn a_stream_may_ask_for_ses_behaviour_on_sender_bounces() {
+    let directory = directory().with_suppressing_streams(vec!["signup".into()]);
+    let (_, change) = planned_with(&directory, &diagnosed_bounce("signup", MIXED));
+    let valued = change
+        .suppressions
+        .iter()
+        .find(|s| s.email.as_str() == "valued@example.org")
+        .unwrap();
+    assert_eq!(valued.suppress, Some(Reason::Bounce));
+    // Another stream keeps the default.
+    let (_, change) = planned_with(&directory, &diagnosed_bounce("news", MIXED));
+    assert_eq!(change.suppressing(), 1);
+}
+
+#[test]
+fn the_class_not_the_ses_type_decides_what_becomes_of_the_address() {
+    use BounceClass::*;
+    use BounceEffect::*;
+    use BounceType::*;
+    let of = |t, c, s| BounceEffect::of(t, c, s);
+    let record = SenderBounces::Record;
+    let ses = SenderBounces::Suppress;
+    assert_eq!(of(Permanent, Address, record), Suppress);
+    assert_eq!(of(Transient, Address, record), SoftBounce);
+    assert_eq!(of(Permanent, Temporary, record), SoftBounce);
+    assert_eq!(of(Permanent, Temporary, ses), SoftBounce);
+    assert_eq!(of(Permanent, Sender, record), Record);
+    assert_eq!(of(Transient, Sender, record), Record);
+    assert_eq!(of(Permanent, Sender, ses), Suppress);
+    assert_eq!(of(Transient, Sender, ses), SoftBounce);
+    assert_eq!(of(Undetermined, Sender, ses), SoftBounce);
 }
