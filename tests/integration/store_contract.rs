@@ -20,6 +20,7 @@ use sesguard::ports::{
 };
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample};
+use crate::ses_event::SesEvent;
 
 fn now() -> Timestamp {
     Timestamp::parse_rfc3339(SAMPLE_NOW).unwrap()
@@ -309,6 +310,7 @@ async fn counters_add_up_per_bucket_and_stream_and_read_by_range(store: &dyn Sto
                 },
             )]
             .into(),
+            providers: Default::default(),
         },
         expires_at: start.plus(std::time::Duration::from_secs(3 * 86_400)),
     };
@@ -487,6 +489,90 @@ async fn a_bounce_that_refuses_the_sender_leaves_its_addresses_sendable(store: &
     );
     // SES counts all three as hard bounces, and so do sesguard's rates.
     assert_eq!(window_total(store, "primary").await.hard_bounces, 3);
+}
+
+fn effects_of(event: serde_json::Value) -> Effects {
+    let notification = Notification::from_value(event).unwrap();
+    match plan::assess(
+        &notification,
+        &example_config().directory(),
+        plan::SimulatorFeedback::Ignore,
+        now(),
+    ) {
+        Assessment::Apply(effects) => *effects,
+        Assessment::Ignore(reason) => panic!("ignored: {reason}"),
+    }
+}
+
+async fn provider_counters_add_up_exactly_and_a_replay_adds_nothing(store: &dyn Store) {
+    let blocklist = "smtp; 550-5.7.1 [203.0.113.10] Our system has detected that this message is \
+                     likely suspicious due to the very low reputation of the sending domain - gsmtp";
+    let batch = [
+        effects_of(
+            SesEvent::delivery("p1")
+                .to(["a@gmail.com", "b@example.org"])
+                .smtp_response("250 2.0.0 OK 1763650000 - gsmtp")
+                .tagged("primary", "verification")
+                .published(),
+        ),
+        effects_of(
+            SesEvent::bounce("p2")
+                .to(["c@gmail.com", "d@corp.example"])
+                .diagnostic(blocklist)
+                .tagged("primary", "verification")
+                .published(),
+        ),
+        effects_of(
+            SesEvent::bounce("p3")
+                .to(["e@yahoo.com"])
+                .diagnostic(
+                    "smtp; 554 delivery error: dd This user doesn't have a yahoo.com account",
+                )
+                .tagged("primary", "verification")
+                .published(),
+        ),
+        effects_of(
+            SesEvent::complaint("p4")
+                .to(["f@yahoo.com"])
+                .tagged("primary", "verification")
+                .published(),
+        ),
+    ];
+    let change = planned(store, &batch, now()).await;
+    store.apply(&change).await.unwrap();
+    let providers = || async {
+        let window = store
+            .window(
+                "primary",
+                Timestamp::EPOCH,
+                Timestamp::from_millis(i64::MAX / 2),
+            )
+            .await
+            .unwrap();
+        sesguard::domain::reputation::counters::WindowTotals::sum(
+            &window.buckets,
+            Timestamp::EPOCH,
+            Timestamp::from_millis(i64::MAX / 2),
+        )
+        .providers
+    };
+    let counted = providers().await;
+    let google = counted["google"];
+    // A delivery to a company domain says `gsmtp`: Google hosts it.
+    assert_eq!(
+        (google.deliveries, google.blocked, google.sender_bounces()),
+        (2, 2, 2)
+    );
+    let yahoo = counted["yahoo"];
+    assert_eq!((yahoo.address_bounces, yahoo.complaints), (1, 1));
+    assert_eq!(counted.len(), 2, "{counted:?}");
+
+    // The same batch again is refused whole: nothing counted twice.
+    assert!(matches!(
+        store.apply(&change).await,
+        Err(ApplyError::AlreadyApplied(_))
+    ));
+    assert_eq!(providers().await, counted);
 }
 
 fn entry(account: &str, at: Timestamp, to: StateName) -> HistoryEntry {
@@ -1029,6 +1115,7 @@ contract!(
     listing_pages_through_every_suppression_once_and_filters_by_reason,
     a_not_spam_complaint_is_recorded_without_suppressing,
     a_bounce_that_refuses_the_sender_leaves_its_addresses_sendable,
+    provider_counters_add_up_exactly_and_a_replay_adds_nothing,
     a_transition_applies_once_per_version_with_one_history_entry,
     the_template_policy_reads_back_what_was_written,
     suppressions_are_read_in_one_batch_and_claims_are_exclusive_until_released,

@@ -54,6 +54,7 @@ pub struct SesEvent {
     recipients: Vec<String>,
     destination: Option<Vec<String>>,
     status: Option<String>,
+    diagnostic: Option<String>,
 }
 
 impl SesEvent {
@@ -83,6 +84,7 @@ impl SesEvent {
             recipients: vec!["someone@example.com".to_owned()],
             destination: None,
             status: None,
+            diagnostic: None,
         }
     }
 
@@ -185,6 +187,18 @@ impl SesEvent {
         self
     }
 
+    /// The receiving server's diagnostic of each bounced recipient.
+    pub fn diagnostic(mut self, text: &str) -> Self {
+        self.diagnostic = Some(text.to_owned());
+        self
+    }
+
+    /// The receiving server's reply to a delivery (`250 2.0.0 OK ... - gsmtp`).
+    pub fn smtp_response(mut self, text: &str) -> Self {
+        self.body.insert("smtpResponse".into(), json!(text));
+        self
+    }
+
     /// The complaint's feedback type (`abuse`, `not-spam`).
     pub fn feedback_type(mut self, kind: &str) -> Self {
         self.body
@@ -206,9 +220,15 @@ impl SesEvent {
             Kind::Bounce => {
                 let bounced: Vec<Value> = recipients
                     .iter()
-                    .map(|address| match &self.status {
-                        Some(status) => json!({"emailAddress": address, "status": status}),
-                        None => json!({"emailAddress": address}),
+                    .map(|address| {
+                        let mut recipient = json!({"emailAddress": address});
+                        if let Some(status) = &self.status {
+                            recipient["status"] = json!(status);
+                        }
+                        if let Some(diagnostic) = &self.diagnostic {
+                            recipient["diagnosticCode"] = json!(diagnostic);
+                        }
+                        recipient
                     })
                     .collect();
                 body.insert("bouncedRecipients".into(), json!(bounced));

@@ -100,6 +100,13 @@ impl DynamoStore {
                 }
             }
         }
+        for (provider, counts) in &delta.bucket.providers {
+            for (counter, value) in ProviderCounts::NAMES.iter().zip(counts.values()) {
+                if value > 0 {
+                    x.add(&provider_attribute(provider, counter), n(value));
+                }
+            }
+        }
         x.set("bucket_start", n(delta.bucket.start.as_millis()));
         x.set(TTL_ATTRIBUTE, n(delta.expires_at.as_epoch_seconds()));
         let built = Update::builder()

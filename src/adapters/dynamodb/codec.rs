@@ -164,6 +164,10 @@ pub(super) fn stream_attribute(stream: &str, counter: &str) -> String {
     format!("s:{stream}:{counter}")
 }
 
+pub(super) fn provider_attribute(provider: &str, counter: &str) -> String {
+    format!("p:{provider}:{counter}")
+}
+
 pub(super) fn parse_bucket(item: &Item) -> Result<Bucket, StoreError> {
     const WHAT: &str = "counter bucket";
     let start = number::<i64>(item, "bucket_start", WHAT)?.ok_or(StoreError::Corrupt {
@@ -199,6 +203,21 @@ pub(super) fn parse_bucket(item: &Item) -> Result<Bucket, StoreError> {
         bucket
             .streams
             .insert(stream.to_owned(), Counts::from_values(values));
+    }
+    for name in item.keys() {
+        let Some((provider, counter)) = name
+            .strip_prefix("p:")
+            .and_then(|rest| rest.rsplit_once(':'))
+        else {
+            continue;
+        };
+        let Some(index) = ProviderCounts::NAMES.iter().position(|c| *c == counter) else {
+            continue;
+        };
+        let counts = bucket.providers.entry(provider.to_owned()).or_default();
+        let mut values = counts.values();
+        values[index] = number(item, name, WHAT)?.unwrap_or(0);
+        *counts = ProviderCounts::from_values(values);
     }
     Ok(bucket)
 }

@@ -38,7 +38,7 @@ use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::{ChangeSet, Claim};
 use crate::domain::feedback::suppression::{AddressState, Reason, Suppression, SuppressionUpdate};
-use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
+use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts, ProviderCounts};
 use crate::domain::reputation::history::HistoryEntry;
 use crate::domain::reputation::state::AccountState;
 use crate::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits, RateState};

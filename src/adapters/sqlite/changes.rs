@@ -51,6 +51,7 @@ pub(super) fn apply_in(
     }
     for delta in &change.counters {
         add_counts(tx, delta).map_err(failed)?;
+        add_provider_counts(tx, delta).map_err(failed)?;
     }
     for name in &change.new_accounts {
         run(
@@ -224,6 +225,56 @@ fn add_counts(tx: &rusqlite::Transaction<'_>, delta: &CounterDelta) -> rusqlite:
                 soft,
                 complaints,
                 expires
+            ],
+        )?;
+    }
+    Ok(())
+}
+
+/// One bucket's mailbox-provider counter increments, added to what the bucket holds.
+fn add_provider_counts(
+    tx: &rusqlite::Transaction<'_>,
+    delta: &CounterDelta,
+) -> rusqlite::Result<()> {
+    for (provider, counts) in &delta.bucket.providers {
+        let [
+            deliveries,
+            address,
+            temporary,
+            blocked,
+            authentication,
+            policy,
+            complaints,
+        ] = counts
+            .values()
+            .map(|v| i64::try_from(v).unwrap_or(i64::MAX));
+        run(
+            tx,
+            "INSERT INTO provider_counters (account, bucket, provider, deliveries,
+                 address_bounces, temporary_bounces, blocked, authentication, policy,
+                 complaints, expires_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)
+             ON CONFLICT (account, bucket, provider) DO UPDATE SET
+                 deliveries = deliveries + excluded.deliveries,
+                 address_bounces = address_bounces + excluded.address_bounces,
+                 temporary_bounces = temporary_bounces + excluded.temporary_bounces,
+                 blocked = blocked + excluded.blocked,
+                 authentication = authentication + excluded.authentication,
+                 policy = policy + excluded.policy,
+                 complaints = complaints + excluded.complaints,
+                 expires_at = MAX(expires_at, excluded.expires_at)",
+            params![
+                delta.account,
+                delta.bucket.start.as_millis(),
+                provider,
+                deliveries,
+                address,
+                temporary,
+                blocked,
+                authentication,
+                policy,
+                complaints,
+                delta.expires_at.as_millis()
             ],
         )?;
     }

@@ -15,7 +15,7 @@ use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::ChangeSet;
 use crate::domain::feedback::suppression::{AddressState, Reason, Suppression, UnknownReason};
-use crate::domain::reputation::counters::{Bucket, Counts};
+use crate::domain::reputation::counters::{Bucket, Counts, ProviderCounts};
 use crate::domain::reputation::history::HistoryEntry;
 use crate::domain::reputation::state::AccountState;
 use crate::domain::sending::rate_limit::{Grant, LimitsPatch, RateLimits, RateState};
@@ -92,6 +92,20 @@ CREATE TABLE IF NOT EXISTS counters (
     complaints INTEGER NOT NULL DEFAULT 0,
     expires_at INTEGER NOT NULL,
     PRIMARY KEY (account, bucket, stream)
+);
+CREATE TABLE IF NOT EXISTS provider_counters (
+    account TEXT NOT NULL,
+    bucket INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    deliveries INTEGER NOT NULL DEFAULT 0,
+    address_bounces INTEGER NOT NULL DEFAULT 0,
+    temporary_bounces INTEGER NOT NULL DEFAULT 0,
+    blocked INTEGER NOT NULL DEFAULT 0,
+    authentication INTEGER NOT NULL DEFAULT 0,
+    policy INTEGER NOT NULL DEFAULT 0,
+    complaints INTEGER NOT NULL DEFAULT 0,
+    expires_at INTEGER NOT NULL,
+    PRIMARY KEY (account, bucket, provider)
 );
 CREATE TABLE IF NOT EXISTS unconfigured_accounts (name TEXT PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS account_states (

@@ -2,6 +2,52 @@
 
 use super::*;
 
+/// Adds each bucket's mailbox-provider counters to `buckets` (a bucket with provider counts
+/// only is added too).
+fn read_providers(
+    connection: &Connection,
+    account: &str,
+    (first, last): (Timestamp, Timestamp),
+    buckets: &mut BTreeMap<i64, Bucket>,
+) -> Result<(), StoreError> {
+    let action = "reading provider counters";
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT bucket, provider, deliveries, address_bounces, temporary_bounces, blocked,
+                 authentication, policy, complaints
+             FROM provider_counters WHERE account = ?1 AND bucket BETWEEN ?2 AND ?3",
+        )
+        .map_err(unavailable(action))?;
+    let rows = statement
+        .query_map(
+            params![account, first.as_millis(), last.as_millis()],
+            |row| {
+                let mut values = [0_u64; 7];
+                for (i, value) in values.iter_mut().enumerate() {
+                    *value = u64::try_from(row.get::<_, i64>(i + 2)?).unwrap_or(0);
+                }
+                Ok((
+                    row.get::<_, i64>(0)?,
+                    row.get::<_, String>(1)?,
+                    ProviderCounts::from_values(values),
+                ))
+            },
+        )
+        .map_err(unavailable(action))?;
+    for row in rows {
+        let (start, provider, counts) = row.map_err(unavailable(action))?;
+        buckets
+            .entry(start)
+            .or_insert_with(|| Bucket {
+                start: Timestamp::from_millis(start),
+                ..Bucket::default()
+            })
+            .providers
+            .insert(provider, counts);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl CounterWindow for SqliteStore {
     async fn window(
@@ -43,6 +89,7 @@ impl CounterWindow for SqliteStore {
                 }
             }
             drop(statement);
+            read_providers(connection, &account, (first, last), &mut buckets)?;
             let state = read_state(connection, &account)?;
             Ok(AccountWindow {
                 buckets: buckets.into_values().collect(),

@@ -510,6 +510,7 @@ impl<'a> Sender<'a> {
                     start,
                     total: sends(streams.values().sum()),
                     streams: streams.into_iter().map(|(s, n)| (s, sends(n))).collect(),
+                    providers: BTreeMap::new(),
                 },
                 expires_at: window.bucket_expiry(start),
             }

@@ -115,6 +115,7 @@ impl Windows {
                     start,
                     total: Counts::default(),
                     streams: BTreeMap::new(),
+                    providers: BTreeMap::new(),
                 });
                 buckets.last_mut().expect("pushed")
             }

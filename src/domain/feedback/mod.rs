@@ -5,4 +5,5 @@ pub mod attribution;
 pub mod bounce_reason;
 pub mod notification;
 pub mod plan;
+pub mod provider;
 pub mod suppression;

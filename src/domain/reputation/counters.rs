@@ -102,6 +102,99 @@ impl SubAssign for Counts {
     }
 }
 
+/// What one mailbox provider answered in one bucket, window or account: each bounced
+/// recipient counted once by its class (the sender class by its reason).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
+pub struct ProviderCounts {
+    /// Recipients delivered to.
+    pub deliveries: u64,
+    /// Bounces of the address class (the address or its domain cannot receive mail).
+    pub address_bounces: u64,
+    /// Bounces of the temporary class.
+    pub temporary_bounces: u64,
+    /// Sender-class bounces for reason `blocked`.
+    pub blocked: u64,
+    /// Sender-class bounces for reason `authentication`.
+    pub authentication: u64,
+    /// Sender-class bounces for reason `policy`.
+    pub policy: u64,
+    /// Complaint reports.
+    pub complaints: u64,
+}
+
+impl ProviderCounts {
+    /// The counter names, in the order [`ProviderCounts::values`] gives them.
+    pub const NAMES: [&'static str; 7] = [
+        "deliveries",
+        "address_bounces",
+        "temporary_bounces",
+        "blocked",
+        "authentication",
+        "policy",
+        "complaints",
+    ];
+
+    /// The counts in the order of [`ProviderCounts::NAMES`].
+    pub fn values(&self) -> [u64; 7] {
+        [
+            self.deliveries,
+            self.address_bounces,
+            self.temporary_bounces,
+            self.blocked,
+            self.authentication,
+            self.policy,
+            self.complaints,
+        ]
+    }
+
+    /// Counts from values in the order of [`ProviderCounts::NAMES`].
+    pub fn from_values(values: [u64; 7]) -> Self {
+        let [
+            deliveries,
+            address_bounces,
+            temporary_bounces,
+            blocked,
+            authentication,
+            policy,
+            complaints,
+        ] = values;
+        Self {
+            deliveries,
+            address_bounces,
+            temporary_bounces,
+            blocked,
+            authentication,
+            policy,
+            complaints,
+        }
+    }
+
+    /// Bounces that refuse the sender.
+    pub fn sender_bounces(&self) -> u64 {
+        self.blocked + self.authentication + self.policy
+    }
+
+    /// Messages the provider answered: delivered or bounced.
+    pub fn answered(&self) -> u64 {
+        self.deliveries + self.address_bounces + self.temporary_bounces + self.sender_bounces()
+    }
+
+    /// True when nothing is counted.
+    pub fn is_zero(&self) -> bool {
+        self.values().iter().all(|v| *v == 0)
+    }
+}
+
+impl AddAssign for ProviderCounts {
+    fn add_assign(&mut self, other: ProviderCounts) {
+        let mut values = self.values();
+        for (total, part) in values.iter_mut().zip(other.values()) {
+            *total += part;
+        }
+        *self = ProviderCounts::from_values(values);
+    }
+}
+
 /// The rolling window: its length and its bucket size.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WindowConfig {
@@ -161,6 +254,10 @@ pub struct Bucket {
     pub total: Counts,
     /// Per stream (`sesguard-stream` tag).
     pub streams: BTreeMap<String, Counts>,
+    /// Per mailbox provider ([`provider_of`]).
+    ///
+    /// [`provider_of`]: crate::domain::feedback::provider::provider_of
+    pub providers: BTreeMap<String, ProviderCounts>,
 }
 
 impl Bucket {
@@ -183,6 +280,9 @@ impl Bucket {
         self.total += other.total;
         for (stream, counts) in other.streams {
             *self.streams.entry(stream).or_default() += counts;
+        }
+        for (provider, counts) in other.providers {
+            *self.providers.entry(provider).or_default() += counts;
         }
     }
 }
@@ -226,6 +326,8 @@ pub struct WindowTotals {
     pub total: Counts,
     /// Per stream.
     pub streams: BTreeMap<String, Counts>,
+    /// Per mailbox provider.
+    pub providers: BTreeMap<String, ProviderCounts>,
 }
 
 impl WindowTotals {
@@ -244,6 +346,9 @@ impl WindowTotals {
             totals.total += bucket.total;
             for (stream, counts) in &bucket.streams {
                 *totals.streams.entry(stream.clone()).or_default() += *counts;
+            }
+            for (provider, counts) in &bucket.providers {
+                *totals.providers.entry(provider.clone()).or_default() += *counts;
             }
         }
         totals
@@ -317,6 +422,7 @@ mod tests {
             start: at(start),
             total: c,
             streams: [(stream.to_owned(), c)].into(),
+            providers: BTreeMap::new(),
         };
         let buckets = [
             bucket(0, "a", counts(100, 50, 0)),

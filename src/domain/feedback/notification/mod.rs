@@ -188,6 +188,8 @@ pub struct Delivery {
     pub recipients: Vec<Result<EmailAddress, AddressError>>,
     /// When the receiving server accepted the message.
     pub timestamp: Option<Timestamp>,
+    /// The receiving server's reply (`250 2.0.0 OK ... - gsmtp`): it names the provider.
+    pub smtp_response: Option<String>,
 }
 
 /// Why a text is not a usable SES notification.
@@ -308,6 +310,7 @@ struct RawDelivery {
     #[serde(default)]
     recipients: Vec<String>,
     timestamp: Option<String>,
+    smtp_response: Option<String>,
 }
 
 /// Reads an optional timestamp; one that is not RFC 3339 reads as absent and is noted in
@@ -366,6 +369,7 @@ impl RawNotification {
                 Event::Delivery(Delivery {
                     recipients: addresses(raw.recipients.iter().map(String::as_str)),
                     timestamp: parse_time("delivery.timestamp", raw.timestamp, &mut damaged),
+                    smtp_response: raw.smtp_response,
                 })
             }
             "Send" => Event::Send,

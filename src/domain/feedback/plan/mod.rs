@@ -13,15 +13,20 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::{
     AccountDirectory, Attribution, SendSource, SenderBounces,
 };
-use crate::domain::feedback::bounce_reason::{BounceEffect, BounceFacts, classify};
+use crate::domain::feedback::bounce_reason::{
+    BounceClass, BounceEffect, BounceFacts, BounceReason, Verdict, classify,
+};
 use crate::domain::feedback::notification::{
     Bounce, BounceType, BouncedRecipient, Complaint, Delivery, Event, Notification,
 };
+use crate::domain::feedback::provider::provider_of;
 use crate::domain::feedback::suppression::{
     AddressState, BounceDetail, FeedbackRecord, Reason, SoftBouncePolicy, SoftWrite,
     SuppressionUpdate,
 };
-use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts, WindowConfig};
+use crate::domain::reputation::counters::{
+    Bucket, CounterDelta, Counts, ProviderCounts, WindowConfig,
+};
 
 /// SES mailbox simulator addresses: never suppressed, never counted (SES does not count them).
 pub const SIMULATOR_DOMAIN: &str = "simulator.amazonses.com";
@@ -109,6 +114,8 @@ pub struct Effects {
     pub sent_at: Timestamp,
     /// What it adds to the account's counters.
     pub counts: Counts,
+    /// What it adds to each mailbox provider's counters.
+    pub providers: BTreeMap<&'static str, ProviderCounts>,
     /// What it does to each recipient.
     pub addresses: Vec<AddressEvent>,
     /// Recipients whose address could not be parsed: reported, never stored.
@@ -173,6 +180,7 @@ pub fn assess(
         at,
         sent_at: notification.mail.timestamp.unwrap_or(at),
         counts: Counts::default(),
+        providers: BTreeMap::new(),
         addresses: Vec::new(),
         invalid: Vec::new(),
     };
@@ -210,7 +218,8 @@ enum Admitted {
 
 impl Effects {
     /// A bounce: each admitted recipient counted by SES's type (a permanent bounce from SES's
-    /// account-level list is not) and handled by its reason's class, keyed by its feedback id.
+    /// account-level list is not) and, at its mailbox provider, by its reason's class; its
+    /// address handled by that class. Keyed by its feedback id.
     fn add_bounce(&mut self, bounce: &Bounce, simulator: SimulatorFeedback, sender: SenderBounces) {
         self.feedback_id = bounce.feedback_id.clone();
         let permanent = bounce.bounce_type == BounceType::Permanent;
@@ -226,12 +235,36 @@ impl Effects {
             } else {
                 self.counts.soft_bounces += 1;
             }
+            let verdict = classify(BounceFacts {
+                bounce_type: bounce.bounce_type,
+                sub_type: &bounce.sub_type,
+                status: recipient.status.as_deref(),
+                diagnostic: recipient.diagnostic_code.as_deref(),
+            });
+            if let Ok(email) = &recipient.address {
+                let at = self.at_provider(email, &[recipient.diagnostic_code.as_deref()]);
+                match (verdict.class, verdict.reason) {
+                    (BounceClass::Address, _) => at.address_bounces += 1,
+                    (BounceClass::Temporary, _) => at.temporary_bounces += 1,
+                    (BounceClass::Sender, BounceReason::Blocked) => at.blocked += 1,
+                    (BounceClass::Sender, BounceReason::Authentication) => at.authentication += 1,
+                    (BounceClass::Sender, _) => at.policy += 1,
+                }
+            }
             if let Admitted::Record(email) = admitted {
-                let kind = address_event(bounce, recipient, sender);
+                let kind = address_event(bounce, recipient, verdict, sender);
                 self.addresses.push(AddressEvent { email, kind });
             }
         }
         self.key = feedback_key("bounce", self);
+    }
+
+    /// The counts of `email`'s mailbox provider, decided with what the feedback says of the
+    /// receiving host.
+    fn at_provider(&mut self, email: &EmailAddress, hints: &[Option<&str>]) -> &mut ProviderCounts {
+        self.providers
+            .entry(provider_of(email.domain(), hints))
+            .or_default()
     }
 
     /// A complaint: each admitted recipient complained, one complaint counted for the report
@@ -261,6 +294,9 @@ impl Effects {
         // One report is one complaint, however many recipients it names.
         if suppress && !complaint.on_account_suppression_list() && counted {
             self.counts.complaints = 1;
+            if let Some(Ok(email)) = complaint.recipients.first() {
+                self.at_provider(email, &[]).complaints += 1;
+            }
         }
         self.key = feedback_key("complaint", self);
     }
@@ -269,16 +305,20 @@ impl Effects {
     /// its recipients.
     fn add_delivery(&mut self, delivery: &Delivery, simulator: SimulatorFeedback) {
         for address in &delivery.recipients {
-            match self.admit(address, simulator) {
-                Admitted::Record(email) => {
-                    self.counts.deliveries += 1;
-                    self.addresses.push(AddressEvent {
-                        email,
-                        kind: AddressEventKind::Delivered,
-                    });
-                }
-                Admitted::CountOnly => self.counts.deliveries += 1,
-                Admitted::Skip => {}
+            let admitted = self.admit(address, simulator);
+            if admitted == Admitted::Skip {
+                continue;
+            }
+            self.counts.deliveries += 1;
+            if let Ok(email) = address {
+                self.at_provider(email, &[delivery.smtp_response.as_deref()])
+                    .deliveries += 1;
+            }
+            if let Admitted::Record(email) = admitted {
+                self.addresses.push(AddressEvent {
+                    email,
+                    kind: AddressEventKind::Delivered,
+                });
             }
         }
         let recipients = self.addresses.iter().map(|a| a.email.as_str());
@@ -322,14 +362,9 @@ impl Effects {
 fn address_event(
     bounce: &Bounce,
     recipient: &BouncedRecipient,
+    verdict: Verdict,
     sender: SenderBounces,
 ) -> AddressEventKind {
-    let verdict = classify(BounceFacts {
-        bounce_type: bounce.bounce_type,
-        sub_type: &bounce.sub_type,
-        status: recipient.status.as_deref(),
-        diagnostic: recipient.diagnostic_code.as_deref(),
-    });
     let detail = BounceDetail {
         bounce_type: bounce.type_name.clone(),
         bounce_subtype: bounce.sub_type.clone(),
@@ -460,7 +495,10 @@ pub fn plan(
 
     let mut buckets: BTreeMap<(&str, Timestamp), Bucket> = BTreeMap::new();
     let mut new_accounts = BTreeSet::new();
-    for effects in batch.iter().filter(|e| !e.counts.is_zero()) {
+    for effects in batch
+        .iter()
+        .filter(|e| !e.counts.is_zero() || !e.providers.is_empty())
+    {
         let account = effects.attribution.account.as_str();
         let from = origins.get(account).map_or(&[][..], Vec::as_slice);
         let start = policy.window.bucket_from(effects.sent_at, from);
@@ -473,6 +511,9 @@ pub fn plan(
         bucket.total += effects.counts;
         if let Some(stream) = &effects.attribution.stream {
             *bucket.streams.entry(stream.clone()).or_default() += effects.counts;
+        }
+        for (provider, counts) in &effects.providers {
+            *bucket.providers.entry((*provider).to_owned()).or_default() += *counts;
         }
         if !effects.attribution.configured {
             new_accounts.insert(effects.attribution.account.clone());
