@@ -5,6 +5,7 @@
 //! - [`send`]: the send gate over a batch of queued requests; [`check`]: the same gate, dry;
 //! - [`explain`]: a bounce's reasons, read without recording;
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
+//! - [`provider_watch`]: per-provider findings after a review, told once;
 //! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
 //! - [`admin`]: the operations both the admin function and the CLI perform;
 //! - [`plot`]: line charts as SVG, for the status page and the simulator;
@@ -17,6 +18,7 @@ pub mod control;
 pub mod explain;
 pub mod ingest;
 pub mod plot;
+pub mod provider_watch;
 pub mod review;
 pub mod send;
 pub mod simulate;

@@ -8,6 +8,7 @@
 use std::collections::BTreeSet;
 
 use crate::app::Context;
+use crate::app::provider_watch::ProviderWatch;
 use crate::app::window_cache::WindowCache;
 use crate::config::Config;
 use crate::domain::common::names::AccountName;
@@ -16,10 +17,13 @@ use crate::domain::feedback::plan::Origins;
 use crate::domain::reputation::evidence::{self, Evidence};
 use crate::domain::reputation::guard::Transition;
 use crate::domain::reputation::history::{Alert, HistoryEntry, traffic_after};
+use crate::domain::reputation::providers::ProviderFinding;
 use crate::domain::reputation::rules::{self, MAX_STEPS};
 use crate::domain::reputation::ses_view::SesFigures;
 use crate::domain::reputation::state::{AccountState, StateName};
-use crate::ports::{AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError};
+use crate::ports::{
+    AccountWindow, AlertSink, CounterWindow, GuardLedger, SesAccount, SesReputation, StoreError,
+};
 use crate::telemetry::error_chain;
 
 /// The ports a change of an account's state draws on: its window and state read, the
@@ -60,6 +64,7 @@ impl<'a> StatePorts<'a> {
 pub struct Guard<'a> {
     ports: StatePorts<'a>,
     cache: Option<&'a WindowCache>,
+    providers: ProviderWatch<'a>,
 }
 
 /// A transition this instance applied.
@@ -98,6 +103,8 @@ pub struct Review {
     pub applied: Vec<Applied>,
     /// Every reviewed account as it is now.
     pub gauges: Vec<Gauge>,
+    /// What this instance told operators of mailbox providers.
+    pub providers: Vec<(String, ProviderFinding)>,
 }
 
 impl<'a> Guard<'a> {
@@ -106,6 +113,7 @@ impl<'a> Guard<'a> {
         Self {
             ports: StatePorts::of(context),
             cache: None,
+            providers: ProviderWatch::of(context),
         }
     }
 
@@ -159,20 +167,10 @@ impl<'a> Guard<'a> {
         let (first, last) = window.buckets_ending(now);
         let thresholds = self.ports.config.thresholds_for(account);
         let recovery = self.ports.config.recovery(account);
-        let keep = self.ports.config.guard.window_cache;
         let (mut races, mut steps) = (0, 0);
         while races < MAX_RACES && steps < MAX_STEPS {
-            // Only the first read of a review may come from the cache: a lost race, or the
-            // next step of a review, reads.
-            let cached = self
-                .cache
-                .filter(|_| races == 0 && steps == 0 && !keep.is_zero())
-                .and_then(|cache| cache.fresh(account, now, keep));
-            let from_cache = cached.is_some();
-            let read = match cached {
-                Some(window) => window,
-                None => self.ports.counters.window(account, first, last).await?,
-            };
+            let first_read = races == 0 && steps == 0;
+            let (read, from_cache) = self.read(account, (first, last), first_read, now).await?;
             let evidence =
                 Evidence::gather(&read.buckets, first, last, &read.state).with_ses(figures);
             let transition = rules::evaluate(&read.state, &evidence, &thresholds, &recovery, now);
@@ -189,6 +187,9 @@ impl<'a> Guard<'a> {
                 review
                     .gauges
                     .push(gauge(account, &evidence, &read.state, now));
+                let told = self.providers.watch(account, &read, (first, last), now);
+                let told = told.await.into_iter().map(|f| (account.to_owned(), f));
+                review.providers.extend(told);
                 return Ok(());
             };
             let entry = transition.history(account, "guard", now);
@@ -227,6 +228,29 @@ impl<'a> Guard<'a> {
             });
         }
         Ok(())
+    }
+
+    /// The account's window, and whether it came from the cache: only the first read of a
+    /// review may (a lost race, or the next step of a review, reads).
+    async fn read(
+        &self,
+        account: &str,
+        (first, last): (Timestamp, Timestamp),
+        first_read: bool,
+        now: Timestamp,
+    ) -> Result<(AccountWindow, bool), StoreError> {
+        let keep = self.ports.config.guard.window_cache;
+        let cached = self
+            .cache
+            .filter(|_| first_read && !keep.is_zero())
+            .and_then(|cache| cache.fresh(account, now, keep));
+        Ok(match cached {
+            Some(window) => (window, true),
+            None => (
+                self.ports.counters.window(account, first, last).await?,
+                false,
+            ),
+        })
     }
 
     /// Where the accounts' counter buckets start afresh, from their states (one batched read).

@@ -12,10 +12,12 @@ use crate::app::Context;
 use crate::app::review::ses_figures;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::history::Bounds;
 use crate::domain::reputation::probation::Probation;
+use crate::domain::reputation::providers::{ProviderFigures, ProviderFinding, findings};
 use crate::domain::reputation::ses_view::SesView;
 use crate::domain::reputation::state::{AccountState, Cause, Signal, StateName, stream_name};
 use crate::domain::reputation::thresholds::Thresholds;
@@ -85,6 +87,10 @@ pub struct AccountStatus {
     pub window_seconds: u64,
     /// Per-stream totals and rates.
     pub streams: BTreeMap<String, StreamStatus>,
+    /// Per mailbox provider: what it answered and its rates, busiest first.
+    pub providers: Vec<ProviderFigures>,
+    /// What the guard finds at the providers now (blocks, complaint lines).
+    pub provider_findings: Vec<ProviderFinding>,
     /// The 24-hour quota (configured accounts whose quota is known).
     pub daily_quota: Option<QuotaUse>,
     /// Use of the send-rate limits (configured accounts whose rate is known).
@@ -218,6 +224,12 @@ async fn account_status(
     };
     let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
     let thresholds = config.thresholds_for(&name);
+    let providers = ProviderFigures::of_all(&totals.providers);
+    let provider_findings = findings(
+        &providers,
+        &config.guard.providers,
+        Confidence::new(thresholds.confidence),
+    );
     let sent_24h = WindowTotals::sum(&read.buckets, quota_first, last)
         .total
         .sends;
@@ -261,6 +273,8 @@ async fn account_status(
         window_start: first,
         window_seconds: window.length.as_secs(),
         streams: stream_statuses(totals.streams, &state),
+        providers,
+        provider_findings,
         daily_quota,
         periods,
         name,

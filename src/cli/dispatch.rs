@@ -128,7 +128,10 @@ async fn accounts(
         AccountsCommand::History { name, limit } => history(deps, &name, limit, json).await,
         AccountsCommand::Status { name } => {
             let statuses = status::status(deps, deps.clock.now(), name.as_deref()).await?;
-            answer(json, &statuses, |statuses| print_status_table(statuses))
+            answer(json, &statuses, |statuses| {
+                print_status_table(statuses);
+                print_provider_tables(statuses);
+            })
         }
         AccountsCommand::Limits {
             name,

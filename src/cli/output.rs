@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::domain::feedback::notification::BounceType;
+use crate::domain::reputation::providers::ProviderFinding;
 
 pub(super) fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
     if json {
@@ -127,5 +128,56 @@ pub(super) fn print_status_table(statuses: &[status::AccountStatus]) {
             quota,
             sending
         );
+    }
+}
+
+/// Each account's mailbox providers, when any answered in the window.
+pub(super) fn print_provider_tables(statuses: &[status::AccountStatus]) {
+    for s in statuses.iter().filter(|s| !s.providers.is_empty()) {
+        say!("");
+        say!(
+            "{:<16} {:<16} {:>9} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>8}  FINDING",
+            "ACCOUNT",
+            "PROVIDER",
+            "DELIVERED",
+            "ADDRESS",
+            "TEMP",
+            "BLOCKED",
+            "AUTH",
+            "POLICY",
+            "COMPL",
+            "REFUSED"
+        );
+        for p in &s.providers {
+            let c = &p.counts;
+            let finding = s
+                .provider_findings
+                .iter()
+                .filter_map(|f| match f {
+                    ProviderFinding::ProviderBlocked {
+                        provider, reason, ..
+                    } if *provider == p.provider => Some(format!("blocked ({reason})")),
+                    ProviderFinding::ProviderComplaints {
+                        provider, level, ..
+                    } if *provider == p.provider => Some(format!("complaints over {level}")),
+                    _ => None,
+                })
+                .collect::<Vec<_>>()
+                .join("; ");
+            say!(
+                "{:<16} {:<16} {:>9} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7.2}%  {}",
+                s.name,
+                p.provider,
+                c.deliveries,
+                c.address_bounces,
+                c.temporary_bounces,
+                c.blocked,
+                c.authentication,
+                c.policy,
+                c.complaints,
+                p.sender_bounce_rate * 100.0,
+                if finding.is_empty() { "-" } else { &finding }
+            );
+        }
     }
 }

@@ -19,6 +19,7 @@ use crate::domain::feedback::plan::{IngestPolicy, SimulatorFeedback};
 use crate::domain::feedback::suppression::SoftBouncePolicy;
 use crate::domain::reputation::counters::WindowConfig;
 use crate::domain::reputation::probation::Recovery;
+use crate::domain::reputation::providers::ProviderLines;
 use crate::domain::reputation::thresholds::Profile;
 use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
@@ -86,6 +87,8 @@ pub struct GuardConfig {
     /// (default `5s`; `0s`: always read).
     #[serde(with = "humantime_serde")]
     pub window_cache: Duration,
+    /// The lines per mailbox provider (`[guard.providers]`): a block, and complaint rates.
+    pub providers: ProviderLines,
 }
 
 impl GuardConfig {
@@ -108,6 +111,7 @@ impl Default for GuardConfig {
             feedback_lag: Duration::from_secs(30 * 60),
             probation: vec![0.1, 0.25, 0.5],
             window_cache: Duration::from_secs(5),
+            providers: ProviderLines::default(),
         }
     }
 }

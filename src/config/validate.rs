@@ -54,6 +54,28 @@ fn check_thresholds(t: &Thresholds, key: &str) -> Result<(), ConfigError> {
     Ok(())
 }
 
+fn check_provider_lines(lines: &ProviderLines) -> Result<(), ConfigError> {
+    let key = "guard.providers";
+    let fraction = |v: f64| v > 0.0 && v < 1.0;
+    if ![
+        lines.block_rate,
+        lines.complaint_warn,
+        lines.complaint_critical,
+    ]
+    .into_iter()
+    .all(fraction)
+    {
+        return Err(invalid(
+            key,
+            "rates must be fractions between 0 and 1 (0.05 is 5 %)",
+        ));
+    }
+    if lines.complaint_warn >= lines.complaint_critical {
+        return Err(invalid(key, "needs complaint_warn < complaint_critical"));
+    }
+    Ok(())
+}
+
 fn check_ses_metrics(m: &SesMetricsConfig) -> Result<(), ConfigError> {
     let text = humantime::format_duration;
     if m.lookback < Duration::from_secs(300) || m.lookback > Duration::from_secs(14 * 86400) {
@@ -302,6 +324,7 @@ impl Config {
         check_webhook(&self.webhook)?;
         check_guard(&self.guard)?;
         check_ses_metrics(&self.ses_metrics)?;
+        check_provider_lines(&self.guard.providers)?;
         check_streams(&self.streams, &names)
     }
 

@@ -195,3 +195,118 @@ async fn concurrent_instances_apply_one_transition_with_one_history_entry_and_on
         .unwrap();
     assert_eq!(state.version, 1);
 }
+
+/// A permanent bounce of `to` whose receiver refused the sender through a blocklist, as
+/// Google words it (the `gsmtp` suffix names the provider of a hosted domain).
+fn refused(id: &str, to: &str) -> Value {
+    SesEvent::bounce(&format!("m-{id}"))
+        .to([to])
+        .feedback_id(id)
+        .status("5.7.1")
+        .diagnostic(
+            "smtp; 550-5.7.1 [203.0.113.10] Our system has detected that this message is likely \
+             suspicious due to the very low reputation of the sending domain. - gsmtp",
+        )
+        .at("2026-11-20T10:05:30.000Z")
+        .tagged("primary", "verification")
+        .published()
+}
+
+async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
+    store: Arc<dyn Store>,
+) {
+    let world = crate::world::World::builder().store(store).build();
+    let deps = &world.deps;
+    let mut first = vec![
+        send("s", "verification", 1_000, 1),
+        SesEvent::delivery("m-d")
+            .to((0..200).map(|i| format!("ok{i}@gmail.com")))
+            .tagged("primary", "verification")
+            .published(),
+    ];
+    first.extend((0..30).map(|i| refused(&format!("b{i}"), &format!("valued{i}@gmail.com"))));
+    let (_, records) = sesguard::lambda::ingest::decode(sqs_batch(first), "first");
+    let report = Ingestor::of(deps).ingest(records, deps.clock.now()).await;
+    assert!(
+        report.transitions.is_empty(),
+        "3 % bounces: the account is fine"
+    );
+
+    let blocks = || {
+        world
+            .alerts
+            .notices()
+            .into_iter()
+            .filter(|(subject, _)| subject.contains("blocked at google"))
+            .collect::<Vec<_>>()
+    };
+    let told = blocks();
+    assert_eq!(told.len(), 1, "{:?}", world.alerts.notices());
+    let body = &told[0].1;
+    assert_eq!(
+        (
+            &body["alert"],
+            &body["account"],
+            &body["provider"],
+            &body["reason"]
+        ),
+        (
+            &json!("provider_blocked"),
+            &json!("primary"),
+            &json!("google"),
+            &json!("blocked")
+        )
+    );
+    assert_eq!(
+        (&body["refused"], &body["answered"]),
+        (&json!(30), &json!(230))
+    );
+
+    // More refusals, a later review: the block is told once.
+    let more: Vec<Value> = (30..35)
+        .map(|i| refused(&format!("b{i}"), &format!("valued{i}@gmail.com")))
+        .collect();
+    let (_, records) = sesguard::lambda::ingest::decode(sqs_batch(more), "more");
+    Ingestor::of(deps).ingest(records, deps.clock.now()).await;
+    assert_eq!(blocks().len(), 1);
+
+    // The addresses were refused for the sender's sake: every one of them stays sendable.
+    let addresses: Vec<_> = (0..35)
+        .map(|i| {
+            sesguard::domain::common::address::EmailAddress::parse(&format!("valued{i}@gmail.com"))
+                .unwrap()
+        })
+        .collect();
+    assert!(deps.store.suppressed(&addresses).await.unwrap().is_empty());
+
+    // Status shows the provider, its figures and the block.
+    let status = sesguard::app::status::status(deps, deps.clock.now(), Some("primary"))
+        .await
+        .unwrap();
+    let google = &status[0].providers[0];
+    assert_eq!(
+        (
+            google.provider.as_str(),
+            google.counts.deliveries,
+            google.counts.blocked
+        ),
+        ("google", 200, 35)
+    );
+    let finding = serde_json::to_value(&status[0].provider_findings).unwrap();
+    assert_eq!(finding[0]["finding"], "provider_blocked", "{finding}");
+}
+
+#[tokio::test]
+async fn a_block_at_one_provider_alerts_once_on_the_embedded_store() {
+    let (dir, store) = sqlite();
+    a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(Arc::new(store)).await;
+    drop(dir);
+}
+
+#[tokio::test]
+async fn a_block_at_one_provider_alerts_once_on_dynamodb() {
+    a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(Arc::new(
+        dynamodb().await,
+    ))
+    .await;
+}

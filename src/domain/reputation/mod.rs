@@ -9,6 +9,7 @@ pub mod history;
 #[cfg(test)]
 mod invariant;
 pub mod probation;
+pub mod providers;
 pub mod rules;
 pub mod ses_view;
 pub mod state;

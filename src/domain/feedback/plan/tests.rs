@@ -1,8 +1,11 @@
 //! Tests of [`super`]: plan.
 
 use super::*;
-use crate::domain::feedback::attribution::KnownAccount;
+use crate::domain::feedback::attribution::{
+    AccountDirectory, KnownAccount, SendSource, SenderBounces,
+};
 use crate::domain::feedback::bounce_reason::{BounceClass, BounceEffect, BounceReason};
+use crate::domain::feedback::notification::{BounceType, Notification};
 
 const NOW: i64 = 1_763_650_000_000;
 
