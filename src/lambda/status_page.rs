@@ -14,6 +14,7 @@ use crate::app::status::{AccountStatus, RateSeries};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::Suppression;
 use crate::domain::reputation::history::HistoryEntry;
+use crate::domain::reputation::providers::{ProviderFinding, ProviderLines};
 use crate::lambda::http::{Answer, html, query};
 use crate::telemetry::error_chain;
 use crate::wiring::AdminFunction;
@@ -34,6 +35,8 @@ pub struct AccountView<'a> {
     pub series: &'a RateSeries,
     /// Its latest transitions, newest first.
     pub history: &'a [HistoryEntry],
+    /// The lines its providers are judged by.
+    pub provider_lines: &'a ProviderLines,
 }
 
 /// The answer to the page's suppression lookup.
@@ -181,6 +184,7 @@ fn account(html: &mut String, view: &AccountView<'_>) {
     let _ = write!(html, "<p>{}</p>", facts.join(" · "));
     rates_table(html, s);
     streams_table(html, s);
+    providers_table(html, s, view.provider_lines);
     charts(html, view);
     history_table(html, view.history);
     html.push_str("</section>");
@@ -294,6 +298,47 @@ fn streams_table(html: &mut String, s: &AccountStatus) {
             stream.counts.sends,
             rate_cell(stream.bounce_rate, t.bounce_warn),
             rate_cell(stream.complaint_rate, t.complaint_warn),
+        );
+    }
+    html.push_str("</table>");
+}
+
+/// Each mailbox provider that answered in the window: deliveries, bounces by class, its
+/// refusal and complaint rates against their lines, and what the guard finds there.
+fn providers_table(html: &mut String, s: &AccountStatus, lines: &ProviderLines) {
+    if s.providers.is_empty() {
+        return;
+    }
+    html.push_str("<table class=\"providers\"><tr><th>provider</th><th>delivered</th><th>address bounces</th><th>temporary</th><th>refused (blocked / auth / policy)</th><th>refusals</th><th>complaints</th><th>finding</th></tr>");
+    for p in &s.providers {
+        let c = &p.counts;
+        let finding: Vec<String> = s
+            .provider_findings
+            .iter()
+            .filter_map(|f| match f {
+                ProviderFinding::ProviderBlocked {
+                    provider, reason, ..
+                } if *provider == p.provider => Some(format!("blocked ({reason})")),
+                ProviderFinding::ProviderComplaints {
+                    provider, level, ..
+                } if *provider == p.provider => Some(format!("complaints over {level}")),
+                _ => None,
+            })
+            .collect();
+        let _ = write!(
+            html,
+            "<tr data-provider=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td>{}{}<td>{}</td></tr>",
+            escape(&p.provider),
+            escape(&p.provider),
+            c.deliveries,
+            c.address_bounces,
+            c.temporary_bounces,
+            c.blocked,
+            c.authentication,
+            c.policy,
+            rate_cell(p.sender_bounce_rate, lines.block_rate),
+            rate_cell(p.complaint_rate, lines.complaint_warn),
+            escape(&finding.join("; ")),
         );
     }
     html.push_str("</table>");
@@ -425,6 +470,7 @@ pub(crate) async fn status_page(state: &AdminFunction, request: &Request) -> Ans
                 status,
                 series,
                 history,
+                provider_lines: &state.context.config.guard.providers,
             })
             .collect();
         Ok(status(&views, &lookup, now))

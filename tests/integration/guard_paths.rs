@@ -294,6 +294,32 @@ async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
     );
     let finding = serde_json::to_value(&status[0].provider_findings).unwrap();
     assert_eq!(finding[0]["finding"], "provider_blocked", "{finding}");
+    // And so does the status page.
+    let series = sesguard::app::status::rate_series(
+        deps.store.as_ref(),
+        &deps.config,
+        "primary",
+        deps.clock.now(),
+    )
+    .await
+    .unwrap();
+    let view = sesguard::lambda::status_page::AccountView {
+        status: &status[0],
+        series: &series,
+        history: &[],
+        provider_lines: &deps.config.guard.providers,
+    };
+    let page = sesguard::lambda::status_page::status(
+        &[view],
+        &sesguard::lambda::status_page::Lookup::None,
+        deps.clock.now(),
+    );
+    let row = &page[page.find("data-provider=\"google\"").expect("a google row")..];
+    let row = &row[..row.find("</tr>").unwrap()];
+    assert!(
+        row.contains("<td>35 / 0 / 0</td>") && row.contains("blocked (blocked)"),
+        "{row}"
+    );
 }
 
 #[tokio::test]
