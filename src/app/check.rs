@@ -7,6 +7,7 @@ use crate::app::send::snapshot::{RoutingError, Snapshot};
 use crate::config::Config;
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::provider::providers_of;
 use crate::domain::feedback::suppression::Reason;
 use crate::domain::sending::routing::{self, Priority, Route};
 use crate::ports::{SesAccount, Store};
@@ -122,10 +123,12 @@ pub async fn check(
     // No send key yet: the draw comes from what is asked, so the same question gets the same
     // answer while an account is on probation.
     let draw = routing::draw(&format!("{stream}:{template:?}:{:?}", decision.recipients));
-    match Snapshot::load(store, ses, config, now)
-        .await?
-        .route(stream, priority, draw)?
-    {
+    match Snapshot::load(store, ses, config, now).await?.route(
+        stream,
+        priority,
+        draw,
+        &providers_of(&decision.recipients),
+    )? {
         Route::Send { account } => decision.account = Some(account),
         Route::Defer { until, reason } => {
             decision.decision = "deferred";

@@ -215,7 +215,10 @@ fn refused(id: &str, to: &str) -> Value {
 async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
     store: Arc<dyn Store>,
 ) {
-    let world = crate::world::World::builder().store(store).build();
+    let world = crate::world::World::builder()
+        .store(store)
+        .configure(|c| c.guard.providers.route_around_blocks = true)
+        .build();
     let deps = &world.deps;
     let mut first = vec![
         send("s", "verification", 1_000, 1),
@@ -319,6 +322,39 @@ async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
     assert!(
         row.contains("<td>35 / 0 / 0</td>") && row.contains("blocked (blocked)"),
         "{row}"
+    );
+
+    // With `route_around_blocks`, mail to Gmail goes through the backup while the block
+    // lasts; mail to other providers stays on the primary.
+    let account_for = |to: &str| {
+        let to = [sesguard::domain::common::address::EmailAddress::parse(to).unwrap()];
+        async move {
+            let request = sesguard::app::check::Request {
+                stream: "verification",
+                to: &to,
+                template: None,
+                recipient_verified: true,
+                priority: None,
+            };
+            sesguard::app::check::check(
+                deps.store.as_ref(),
+                deps.ses.as_ref(),
+                &deps.config,
+                deps.clock.now(),
+                &request,
+            )
+            .await
+            .unwrap()
+            .account
+        }
+    };
+    assert_eq!(
+        account_for("new@gmail.com").await.as_deref(),
+        Some("backup")
+    );
+    assert_eq!(
+        account_for("new@yahoo.com").await.as_deref(),
+        Some("primary")
     );
 }
 

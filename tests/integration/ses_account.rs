@@ -247,12 +247,12 @@ async fn routing_reads_a_quota_left_out_of_the_configuration_from_ses() {
     let ses = accounts(Enforcement::Off, &[&nearly_spent]);
     let snapshot = Snapshot::load(&store, &ses, &config, now).await.unwrap();
     assert!(matches!(
-        snapshot.route("bulk", Priority::Bulk, 0.5).unwrap(),
+        snapshot.route("bulk", Priority::Bulk, 0.5, &[]).unwrap(),
         Route::Defer { .. }
     ));
     assert_eq!(
         snapshot
-            .route("transactional", Priority::Critical, 0.5)
+            .route("transactional", Priority::Critical, 0.5, &[])
             .unwrap(),
         Route::Send {
             account: "primary".into()

@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::config::Config;
+use crate::domain::feedback::provider::providers_of;
 use crate::ports::TransportError;
 
 /// How a judged request leaves its claims.
@@ -214,9 +215,13 @@ impl<'a> Sender<'a> {
                 .content_key()
                 .unwrap_or_else(|| record.key.to_string()),
         );
+        let providers = providers_of(request.recipients());
         // Each account of the stream at most once: a paused or exhausted one fails over.
         for _ in 0..=stream.accounts.len() {
-            let account = match batch.snapshot.route(&request.stream, priority, draw)? {
+            let route = batch
+                .snapshot
+                .route(&request.stream, priority, draw, &providers)?;
+            let account = match route {
                 Route::Defer { until, reason } => {
                     return not_sent(Decision::deferred(reason, until.since(now)));
                 }

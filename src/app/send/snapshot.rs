@@ -8,7 +8,9 @@ use std::time::Duration;
 
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
+use crate::domain::reputation::providers::{ProviderFigures, blocking, findings};
 use crate::domain::reputation::state::AccountState;
 use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::{self, Candidate, Message, Priority, Route, stream_risk};
@@ -28,6 +30,7 @@ struct AccountView {
     quota_frees_at: Timestamp,
     recent: BTreeMap<String, u64>,
     rate_wait: Duration,
+    blocked_at: Vec<String>,
 }
 
 /// The accounts of some streams, as routing sees them at one moment.
@@ -182,6 +185,14 @@ impl Snapshot {
                     *recent.entry(stream.clone()).or_insert(0) += counts.sends;
                 }
             }
+            let lines = &config.guard.providers;
+            let blocked_at = if lines.route_around_blocks {
+                let confidence = Confidence::new(config.thresholds_for(&name).confidence);
+                let figures = ProviderFigures::of_all(&rates.providers);
+                blocking(&findings(&figures, lines, confidence))
+            } else {
+                Vec::new()
+            };
             let (daily_quota, sent_by_ses) = match account.daily_quota {
                 Some(quota) => (quota, 0),
                 None => match ses.send_quota(&name).await {
@@ -210,6 +221,7 @@ impl Snapshot {
                         .map_or(now, |start| start.plus(DAY).plus(window.bucket)),
                     recent,
                     rate_wait: Duration::ZERO,
+                    blocked_at,
                 },
             );
         }
@@ -236,13 +248,14 @@ impl Snapshot {
         &self.unavailable
     }
 
-    /// The account for a message of `stream` (drawn at `draw`, see [`routing::draw`]), or
-    /// when to try again.
+    /// The account for a message of `stream` (drawn at `draw`, see [`routing::draw`]) to
+    /// recipients at `providers`, or when to try again.
     pub fn route(
         &self,
         stream: &str,
         priority: Priority,
         draw: f64,
+        providers: &[&str],
     ) -> Result<Route, RoutingError> {
         let names = self
             .streams
@@ -268,6 +281,7 @@ impl Snapshot {
                 window: view.window,
                 recent_stream_sends: view.recent.get(stream).copied().unwrap_or(0),
                 thresholds: &view.thresholds,
+                blocked_at: &view.blocked_at,
             })
             .collect();
         let message = Message {
@@ -275,6 +289,7 @@ impl Snapshot {
             priority,
             risk,
             draw,
+            providers,
         };
         Ok(routing::route(
             &message,

@@ -195,7 +195,7 @@ impl<'a> World<'a> {
             while let Some(&message) = self.queues[index].0.front() {
                 let draw = routing::draw(&format!("m{}", message.id));
                 let route = snapshot
-                    .route(&stream.name, priority, draw)
+                    .route(&stream.name, priority, draw, &[])
                     .map_err(|e| SimulateError::Step(format!("routing: {e}")))?;
                 match route {
                     Route::Send { account } => {

@@ -5,6 +5,8 @@
 //! `...prod.outlook.com`) — so that a company domain hosted by Google Workspace or Microsoft
 //! 365 counts with its provider. What names no known host is `other`. Pure.
 
+use crate::domain::common::address::EmailAddress;
+
 /// The name counters and alerts use for mail to every provider not in the tables.
 pub const OTHER: &str = "other";
 
@@ -108,6 +110,20 @@ pub fn provider_of(domain: &str, hints: &[Option<&str>]) -> &'static str {
                 .map(|(_, provider)| *provider)
         })
         .unwrap_or(OTHER)
+}
+
+/// The providers of some recipients as their domains tell (no feedback yet: Google Workspace
+/// and Microsoft 365 domains are `other` here), each once.
+pub fn providers_of<'a>(
+    recipients: impl IntoIterator<Item = &'a EmailAddress>,
+) -> Vec<&'static str> {
+    let mut providers: Vec<&'static str> = recipients
+        .into_iter()
+        .map(|r| provider_of(r.domain(), &[]))
+        .collect();
+    providers.sort_unstable();
+    providers.dedup();
+    providers
 }
 
 /// Whether `marker` occurs in `text` as a whole host label sequence (not `notgoogle.com`).

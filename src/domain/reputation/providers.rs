@@ -27,6 +27,9 @@ pub struct ProviderLines {
     /// Complaints per delivery at one provider that are critical (default 0.003, their "never
     /// reach").
     pub complaint_critical: f64,
+    /// Route the recipients at a provider that blocks an account through the stream's next
+    /// account while the block lasts (default false: alert only).
+    pub route_around_blocks: bool,
 }
 
 impl Default for ProviderLines {
@@ -35,6 +38,7 @@ impl Default for ProviderLines {
             block_rate: 0.05,
             complaint_warn: 0.001,
             complaint_critical: 0.003,
+            route_around_blocks: false,
         }
     }
 }
@@ -137,6 +141,17 @@ impl ProviderFinding {
             } => format!("provider_complaints_{level}:{provider}"),
         }
     }
+}
+
+/// The providers among `findings` that block the account.
+pub fn blocking(findings: &[ProviderFinding]) -> Vec<String> {
+    findings
+        .iter()
+        .filter_map(|f| match f {
+            ProviderFinding::ProviderBlocked { provider, .. } => Some(provider.clone()),
+            ProviderFinding::ProviderComplaints { .. } => None,
+        })
+        .collect()
 }
 
 /// What the figures show over the lines; `other` is never judged as one provider.

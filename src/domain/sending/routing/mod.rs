@@ -81,6 +81,9 @@ pub struct Candidate<'a> {
     pub recent_stream_sends: u64,
     /// The account's thresholds.
     pub thresholds: &'a Thresholds,
+    /// Mailbox providers blocking the account that mail is routed around (empty unless
+    /// `guard.providers.route_around_blocks`).
+    pub blocked_at: &'a [String],
 }
 
 /// The message being routed.
@@ -95,6 +98,8 @@ pub struct Message<'a> {
     /// The message's fixed place in `[0, 1)` ([`draw`]): an account on probation with share
     /// `s` takes the messages drawn below `s`, the same ones on every retry.
     pub draw: f64,
+    /// The mailbox providers of its recipients, as far as their domains tell.
+    pub providers: &'a [&'a str],
 }
 
 /// A message's place in `[0, 1)`, from its duplicate key: stable across retries and
@@ -179,6 +184,12 @@ pub fn route(
                 c.state.share_for(message.stream) * 100.0,
                 message.stream
             ))
+        } else if let Some(provider) = message
+            .providers
+            .iter()
+            .find(|p| c.blocked_at.iter().any(|b| b == *p))
+        {
+            Some(format!("blocked at {provider}"))
         } else if let Some(why) = quota_refusal(c, message.priority, policy) {
             frees(c.quota_frees_at);
             Some(why)

@@ -20,6 +20,7 @@ fn candidate<'a>(
         window: Counts::default(),
         recent_stream_sends: 0,
         thresholds,
+        blocked_at: &[],
     }
 }
 
@@ -29,6 +30,7 @@ fn message(priority: Priority) -> Message<'static> {
         priority,
         risk: 0.0,
         draw: 0.5,
+        providers: &[],
     }
 }
 
@@ -171,6 +173,7 @@ fn a_risky_stream_fails_over_only_within_the_backups_bounce_budget() {
         priority: Priority::Normal,
         risk: 0.2,
         draw: 0.5,
+        providers: &[],
     };
     // A healthy backup with volume absorbs it...
     let mut busy = candidate("backup", &state, &t);
@@ -290,4 +293,41 @@ fn draws_are_stable_and_spread_evenly() {
         .filter(|i| draw(&format!("send:key:{i}")) < 0.1)
         .count();
     assert!((850..1150).contains(&below), "{below} of 10,000 below 0.1");
+}
+
+#[test]
+fn mail_to_a_provider_that_blocks_the_primary_goes_through_the_next_account() {
+    let (state, t) = (AccountState::default(), Thresholds::default());
+    let blocked = ["microsoft".to_owned()];
+    let mut primary = candidate("primary", &state, &t);
+    primary.blocked_at = &blocked;
+    let candidates = [primary, candidate("backup", &state, &t)];
+    let to_outlook = Message {
+        providers: &["google", "microsoft"],
+        ..message(Priority::Normal)
+    };
+    let policy = RoutingPolicy::default();
+    assert!(account(
+        "backup",
+        &route(&to_outlook, &candidates, &policy, NOW)
+    ));
+    // Mail to other providers stays on the primary.
+    let to_gmail = Message {
+        providers: &["google"],
+        ..message(Priority::Normal)
+    };
+    assert!(account(
+        "primary",
+        &route(&to_gmail, &candidates, &policy, NOW)
+    ));
+    // Blocked everywhere: deferred with the reason, never sent into the block.
+    let mut backup = candidate("backup", &state, &t);
+    backup.blocked_at = &blocked;
+    let everywhere = [candidates[0].clone(), backup];
+    match route(&to_outlook, &everywhere, &policy, NOW) {
+        Route::Defer { reason, .. } => {
+            assert!(reason.contains("backup: blocked at microsoft"), "{reason}")
+        }
+        other => panic!("{other:?}"),
+    }
 }
