@@ -13,6 +13,7 @@ use crate::app::review::ses_figures;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::confidence::Confidence;
+use crate::domain::reputation::counters::ProviderCounts;
 use crate::domain::reputation::counters::{Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::history::Bounds;
@@ -355,6 +356,9 @@ pub struct RateSeries {
     pub total: Vec<(Timestamp, f64, f64)>,
     /// The same per stream.
     pub streams: BTreeMap<String, Vec<(Timestamp, f64, f64)>>,
+    /// Per mailbox provider: its refusal rate (sender-class bounces per answered message) and
+    /// complaint rate (per delivery) up to each bucket's end.
+    pub providers: BTreeMap<String, Vec<(Timestamp, f64, f64)>>,
 }
 
 /// The [`RateSeries`] of `account` at `now`: one window read.
@@ -379,6 +383,7 @@ pub async fn rate_series(
     };
     let mut total = Counts::default();
     let mut streams: BTreeMap<&str, Counts> = BTreeMap::new();
+    let mut providers: BTreeMap<&str, ProviderCounts> = BTreeMap::new();
     let point = |at: Timestamp, c: &Counts| (at, c.bounce_rate(), c.complaint_rate());
     for bucket in buckets {
         total += bucket.total;
@@ -392,6 +397,21 @@ pub async fn rate_series(
                 .entry((*stream).to_owned())
                 .or_default()
                 .push(point(bucket.start, counts));
+        }
+        for (provider, counts) in &bucket.providers {
+            *providers.entry(provider).or_default() += *counts;
+        }
+        for (provider, counts) in &providers {
+            let figures = ProviderFigures::of(provider, *counts);
+            series
+                .providers
+                .entry((*provider).to_owned())
+                .or_default()
+                .push((
+                    bucket.start,
+                    figures.sender_bounce_rate,
+                    figures.complaint_rate,
+                ));
         }
     }
     Ok(series)

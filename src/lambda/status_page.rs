@@ -365,7 +365,57 @@ fn charts(html: &mut String, view: &AccountView<'_>) {
     for (what, pick, levels, ses) in metrics {
         html.push_str(&chart(view, what, pick, levels, ses));
     }
+    if !view.series.providers.is_empty() {
+        html.push_str(&providers_chart(view));
+    }
     html.push_str("</div>");
+}
+
+/// Each mailbox provider's refusal rate through the window, against the block line.
+fn providers_chart(view: &AccountView<'_>) -> String {
+    let series = view.series;
+    let start = series.start.as_millis() as f64;
+    let hours = |at: Timestamp| (at.as_millis() as f64 - start) / 3_600_000.0;
+    let window_hours = view.status.window_seconds as f64 / 3600.0;
+    let lines: Vec<Line> = series
+        .providers
+        .iter()
+        .enumerate()
+        .map(|(i, (provider, points))| Line {
+            label: provider.clone(),
+            color: STREAM_COLORS[i % STREAM_COLORS.len()],
+            dashed: false,
+            points: points.iter().map(|p| (hours(p.0), p.1)).collect(),
+        })
+        .collect();
+    let block = view.provider_lines.block_rate;
+    let highest = lines
+        .iter()
+        .flat_map(|l| l.points.iter().map(|p| p.1))
+        .fold(block, f64::max);
+    Chart {
+        title: format!(
+            "{} — refusals by mailbox provider through the window",
+            view.status.name
+        ),
+        x_caption: format!(
+            "hours since {} (UTC); each point: sender-class bounces per answered message since then",
+            clock(series.start)
+        ),
+        x_ticks: (0..=4)
+            .map(|i| {
+                let h = window_hours * f64::from(i) / 4.0;
+                (h, format!("{h:.0} h"))
+            })
+            .collect(),
+        y_max: (highest * 1.15).max(f64::EPSILON),
+        y_format: None,
+        x_range: (0.0, window_hours),
+        lines,
+        levels: vec![Level::rate("block", block, "#c33")],
+        marks: Vec::new(),
+    }
+    .svg()
 }
 
 /// The account's latest transitions, newest first.

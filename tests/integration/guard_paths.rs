@@ -323,6 +323,8 @@ async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
         row.contains("<td>35 / 0 / 0</td>") && row.contains("blocked (blocked)"),
         "{row}"
     );
+    assert!(page.contains("primary — refusals by mailbox provider through the window"));
+    assert_eq!(series.providers["google"].last().unwrap().1, 35.0 / 235.0);
 
     // With `route_around_blocks`, mail to Gmail goes through the backup while the block
     // lasts; mail to other providers stays on the primary.

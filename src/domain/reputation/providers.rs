@@ -69,7 +69,8 @@ impl ProviderFigures {
         all
     }
 
-    fn of(provider: &str, counts: ProviderCounts) -> Self {
+    /// The figures of one provider's counts.
+    pub fn of(provider: &str, counts: ProviderCounts) -> Self {
         let ratio = |part: u64, whole: u64| {
             if whole == 0 {
                 0.0
