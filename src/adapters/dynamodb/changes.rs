@@ -101,7 +101,7 @@ impl DynamoStore {
             }
         }
         for (provider, counts) in &delta.bucket.providers {
-            for (counter, value) in ProviderCounts::NAMES.iter().zip(counts.values()) {
+            for (counter, value) in PROVIDER_CODES.iter().zip(counts.values()) {
                 if value > 0 {
                     x.add(&provider_attribute(provider, counter), n(value));
                 }
