@@ -5,6 +5,10 @@
 //! `...prod.outlook.com`) — so that a company domain hosted by Google Workspace or Microsoft
 //! 365 counts with its provider. What names no known host is `other`. Pure.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
+
 use crate::domain::common::address::EmailAddress;
 
 /// The name counters and alerts use for mail to every provider not in the tables.
@@ -102,14 +106,30 @@ pub fn provider_of(domain: &str, hints: &[Option<&str>]) -> &'static str {
     hints
         .iter()
         .flatten()
-        .find_map(|hint| {
-            let hint = hint.to_ascii_lowercase();
-            HOST_MARKERS
-                .iter()
-                .find(|(marker, _)| contains_marker(&hint, marker))
-                .map(|(_, provider)| *provider)
-        })
+        .find_map(|hint| marked(hint))
         .unwrap_or(OTHER)
+}
+
+/// Every host marker in one case-insensitive automaton; pattern `i` is `HOST_MARKERS[i]`.
+static MARKERS: LazyLock<AhoCorasick> = LazyLock::new(|| {
+    AhoCorasick::builder()
+        .ascii_case_insensitive(true)
+        .build(HOST_MARKERS.iter().map(|(marker, _)| marker))
+        .expect("the host marker table builds")
+});
+
+/// The provider of the first marker in `text` that stands as whole host labels (not
+/// `notgoogle.com`).
+fn marked(text: &str) -> Option<&'static str> {
+    let label = |c: Option<&u8>| c.is_some_and(|c| c.is_ascii_alphanumeric() || *c == b'-');
+    let bytes = text.as_bytes();
+    MARKERS
+        .find_overlapping_iter(text)
+        .find(|m| {
+            let before = m.start().checked_sub(1).and_then(|i| bytes.get(i));
+            !label(before) && !label(bytes.get(m.end()))
+        })
+        .map(|m| HOST_MARKERS[m.pattern().as_usize()].1)
 }
 
 /// The providers of some recipients as their domains tell (no feedback yet: Google Workspace
@@ -124,16 +144,6 @@ pub fn providers_of<'a>(
     providers.sort_unstable();
     providers.dedup();
     providers
-}
-
-/// Whether `marker` occurs in `text` as a whole host label sequence (not `notgoogle.com`).
-fn contains_marker(text: &str, marker: &str) -> bool {
-    text.match_indices(marker).any(|(at, _)| {
-        let before = text[..at].chars().next_back();
-        let after = text[at + marker.len()..].chars().next();
-        let label = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric() || c == '-');
-        !label(before) && !label(after)
-    })
 }
 
 #[cfg(test)]
