@@ -101,7 +101,10 @@ impl Effects {
                 status: recipient.status.as_deref(),
                 diagnostic: recipient.diagnostic_code.as_deref(),
             });
-            if let Ok(email) = &recipient.address {
+            // SES's own lists stopped the mail before any provider saw it.
+            if let Ok(email) = &recipient.address
+                && verdict.reason != BounceReason::Suppressed
+            {
                 let at = self.at_provider(email, &[recipient.diagnostic_code.as_deref()]);
                 match (verdict.class, verdict.reason) {
                     (BounceClass::Address, _) => at.address_bounces += 1,

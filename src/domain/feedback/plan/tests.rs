@@ -452,3 +452,23 @@ fn the_class_not_the_ses_type_decides_what_becomes_of_the_address() {
     assert_eq!(of(Transient, Sender, ses), SoftBounce);
     assert_eq!(of(Undetermined, Sender, ses), SoftBounce);
 }
+
+#[test]
+fn a_bounce_from_the_ses_suppression_list_counts_at_no_provider() {
+    let effects = bounce(
+        "Permanent",
+        "OnAccountSuppressionList",
+        "f-list",
+        "2026-11-20T10:00:00.000Z",
+        &["listed@gmail.com"],
+    );
+    assert!(effects.providers.is_empty(), "{:?}", effects.providers);
+    let answered = bounce(
+        "Permanent",
+        "General",
+        "f-answered",
+        "2026-11-20T10:00:00.000Z",
+        &["gone@gmail.com"],
+    );
+    assert_eq!(answered.providers["google"].address_bounces, 1);
+}
