@@ -120,15 +120,22 @@ pub async fn check(
         decision.reason = Some(reasons.join("; "));
         return Ok(decision);
     }
+    let snapshot = Snapshot::load(store, ses, config, now).await?;
+    routed(decision, &snapshot, (stream, template), now)
+}
+
+/// `decision` with the account routing picks from `snapshot`, or when to try again.
+fn routed(
+    mut decision: Decision,
+    snapshot: &Snapshot,
+    (stream, template): (&str, Option<&str>),
+    now: Timestamp,
+) -> Result<Decision, RoutingError> {
     // No send key yet: the draw comes from what is asked, so the same question gets the same
     // answer while an account is on probation.
     let draw = routing::draw(&format!("{stream}:{template:?}:{:?}", decision.recipients));
-    match Snapshot::load(store, ses, config, now).await?.route(
-        stream,
-        priority,
-        draw,
-        &providers_of(&decision.recipients),
-    )? {
+    let providers = providers_of(&decision.recipients);
+    match snapshot.route(stream, decision.priority, draw, &providers)? {
         Route::Send { account } => decision.account = Some(account),
         Route::Defer { until, reason } => {
             decision.decision = "deferred";

@@ -58,6 +58,29 @@ pub enum RoutingError {
     Quota(#[from] SesError),
 }
 
+/// The providers that block `account` and that its mail is routed around (none unless
+/// `guard.providers.route_around_blocks`), judged from its window's totals.
+fn blocked_at(config: &Config, account: &str, rates: &WindowTotals) -> Vec<String> {
+    let lines = &config.guard.providers;
+    if !lines.route_around_blocks {
+        return Vec::new();
+    }
+    let confidence = Confidence::new(config.thresholds_for(account).confidence);
+    let figures = ProviderFigures::of_all(&rates.providers);
+    blocking(&findings(&figures, lines, confidence))
+}
+
+/// Each stream's sends in the buckets from `first` on: still awaiting their feedback.
+fn recent_sends(buckets: &[Bucket], first: Timestamp) -> BTreeMap<String, u64> {
+    let mut recent = BTreeMap::new();
+    for bucket in buckets.iter().filter(|b| b.start >= first) {
+        for (stream, counts) in &bucket.streams {
+            *recent.entry(stream.clone()).or_insert(0) += counts.sends;
+        }
+    }
+    recent
+}
+
 /// The counter buckets of the accounts routing looks at, as read at one moment, plus the
 /// sends made through this process since. Reading them costs a query per account, so the
 /// sender keeps them for a short while (`sender.window_refresh`) and reads the guard states,
@@ -179,20 +202,8 @@ impl Snapshot {
                 .filter(|b| b.start >= quota_first && b.total.sends > 0)
                 .map(|b| b.start)
                 .min();
-            let mut recent = BTreeMap::new();
-            for bucket in buckets.iter().filter(|b| b.start >= recent_first) {
-                for (stream, counts) in &bucket.streams {
-                    *recent.entry(stream.clone()).or_insert(0) += counts.sends;
-                }
-            }
-            let lines = &config.guard.providers;
-            let blocked_at = if lines.route_around_blocks {
-                let confidence = Confidence::new(config.thresholds_for(&name).confidence);
-                let figures = ProviderFigures::of_all(&rates.providers);
-                blocking(&findings(&figures, lines, confidence))
-            } else {
-                Vec::new()
-            };
+            let recent = recent_sends(buckets, recent_first);
+            let blocked_at = blocked_at(config, &name, &rates);
             let (daily_quota, sent_by_ses) = match account.daily_quota {
                 Some(quota) => (quota, 0),
                 None => match ses.send_quota(&name).await {
