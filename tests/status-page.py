@@ -159,7 +159,11 @@ def main():
         for account, state in [("primary", "paused"), ("backup", "active")]:
             demo.expect(f'data-account="{account}" data-state="{state}"' in source, f"{account} is shown {state}")
         charts = source.count('class="chart"')
-        demo.expect(charts == 4, f"{charts} charts (bounces and complaints of both accounts)")
+        demo.expect(charts == 5, f"{charts} charts (bounces and complaints of both accounts, the primary's providers)")
+        demo.expect("primary — refusals by mailbox provider" in source
+                    and "backup — refusals by mailbox provider" not in source
+                    and 'data-provider="' in source,
+                    "the primary's mailbox providers are charted and tabled, the quiet backup's are not")
         demo.expect('data-label="bulk"' in source and "pause 8.0 %" in source,
                     "the primary's chart draws its bulk stream against the pause level")
         demo.expect("active → paused" in source, "the pause is in the primary's transitions")
