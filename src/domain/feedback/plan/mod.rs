@@ -193,7 +193,8 @@ impl ChangeSet {
     }
 }
 
-/// The addresses whose stored state the plan needs: those with a soft bounce or a delivery.
+/// The addresses whose stored state the plan needs: those with a soft bounce, a bounce that
+/// refuses the sender, or a delivery.
 pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
     let set: BTreeSet<&EmailAddress> = batch
         .iter()
@@ -201,7 +202,9 @@ pub fn addresses_to_read(batch: &[Effects]) -> Vec<EmailAddress> {
         .filter(|a| {
             matches!(
                 a.kind,
-                AddressEventKind::SoftBounce(_) | AddressEventKind::Delivered
+                AddressEventKind::SoftBounce(_)
+                    | AddressEventKind::SenderBounce(_)
+                    | AddressEventKind::Delivered
             )
         })
         .map(|a| &a.email)
@@ -318,6 +321,9 @@ fn merge_address(
             }
             AddressEventKind::SenderBounce(detail) => {
                 record_feedback(&mut feedback, effects, Some(detail), None);
+                // Written like soft-bounce state, on the version read: a record of a sendable
+                // address expires with the soft-bounce window instead of staying for good.
+                soft_changed = true;
             }
             AddressEventKind::SoftBounce(detail) => {
                 record_feedback(&mut feedback, effects, Some(detail), None);

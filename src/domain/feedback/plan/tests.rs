@@ -404,9 +404,15 @@ fn a_permanent_bounce_suppresses_only_what_says_the_address_is_bad() {
         valued.suppress, None,
         "a blocklist refuses us, not the address"
     );
-    assert_eq!(
-        valued.soft, None,
+    let kept = valued.soft.as_ref().expect("written on the version read");
+    assert!(
+        kept.bounces.is_empty(),
         "nor does it count toward the soft threshold"
+    );
+    assert_eq!(
+        kept.expires_at,
+        Some(effects.at.plus(SoftBouncePolicy::default().window)),
+        "the record of a sendable address expires"
     );
     assert_eq!(reason(valued), BounceReason::Blocked);
 
