@@ -9,7 +9,7 @@ use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::plan::{ChangeSet, Claim};
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::WindowTotals;
-use crate::domain::reputation::providers::{ProviderFigures, ProviderFinding, findings};
+use crate::domain::reputation::providers::{ProviderFinding, judge};
 use crate::ports::{AccountWindow, AlertSink, ApplyError, FeedbackLedger};
 use crate::telemetry::error_chain;
 
@@ -46,11 +46,7 @@ impl<'a> ProviderWatch<'a> {
             return Vec::new();
         }
         let confidence = Confidence::new(self.config.thresholds_for(account).confidence);
-        let found = findings(
-            &ProviderFigures::of_all(&totals.providers),
-            &self.config.guard.providers,
-            confidence,
-        );
+        let found = judge(&totals.providers, &self.config.guard.providers, confidence);
         let mut told = Vec::new();
         for finding in found {
             if self.first_to_see(account, &finding, now).await {

@@ -3,7 +3,7 @@
 
 use super::*;
 use crate::domain::feedback::notification::BounceType;
-use crate::domain::reputation::providers::ProviderFinding;
+use crate::domain::reputation::providers::summaries_for;
 
 pub(super) fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
     if json {
@@ -150,20 +150,7 @@ pub(super) fn print_provider_tables(statuses: &[status::AccountStatus]) {
         );
         for p in &s.providers {
             let c = &p.counts;
-            let finding = s
-                .provider_findings
-                .iter()
-                .filter_map(|f| match f {
-                    ProviderFinding::ProviderBlocked {
-                        provider, reason, ..
-                    } if *provider == p.provider => Some(format!("blocked ({reason})")),
-                    ProviderFinding::ProviderComplaints {
-                        provider, level, ..
-                    } if *provider == p.provider => Some(format!("complaints over {level}")),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-                .join("; ");
+            let finding = summaries_for(&s.provider_findings, &p.provider);
             say!(
                 "{:<16} {:<16} {:>9} {:>8} {:>8} {:>8} {:>6} {:>6} {:>6} {:>7.2}%  {}",
                 s.name,

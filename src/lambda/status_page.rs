@@ -14,7 +14,7 @@ use crate::app::status::{AccountStatus, RateSeries};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::Suppression;
 use crate::domain::reputation::history::HistoryEntry;
-use crate::domain::reputation::providers::{ProviderFinding, ProviderLines};
+use crate::domain::reputation::providers::{ProviderLines, summaries_for};
 use crate::lambda::http::{Answer, html, query};
 use crate::telemetry::error_chain;
 use crate::wiring::AdminFunction;
@@ -145,12 +145,7 @@ fn chart(
             "hours since {} (UTC); each point: the mail sent since then",
             clock(series.start)
         ),
-        x_ticks: (0..=4)
-            .map(|i| {
-                let h = window_hours * f64::from(i) / 4.0;
-                (h, format!("{h:.0} h"))
-            })
-            .collect(),
+        x_ticks: quarter_ticks(window_hours),
         y_max,
         y_format: (y_max < 0.02).then_some(fine_percent as fn(f64) -> String),
         x_range: (0.0, window_hours),
@@ -312,19 +307,7 @@ fn providers_table(html: &mut String, s: &AccountStatus, lines: &ProviderLines) 
     html.push_str("<table class=\"providers\"><tr><th>provider</th><th>delivered</th><th>address bounces</th><th>temporary</th><th>refused (blocked / auth / policy)</th><th>refusals</th><th>complaints</th><th>finding</th></tr>");
     for p in &s.providers {
         let c = &p.counts;
-        let finding: Vec<String> = s
-            .provider_findings
-            .iter()
-            .filter_map(|f| match f {
-                ProviderFinding::ProviderBlocked {
-                    provider, reason, ..
-                } if *provider == p.provider => Some(format!("blocked ({reason})")),
-                ProviderFinding::ProviderComplaints {
-                    provider, level, ..
-                } if *provider == p.provider => Some(format!("complaints over {level}")),
-                _ => None,
-            })
-            .collect();
+        let finding = summaries_for(&s.provider_findings, &p.provider);
         let _ = write!(
             html,
             "<tr data-provider=\"{}\"><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} / {} / {}</td>{}{}<td>{}</td></tr>",
@@ -338,7 +321,7 @@ fn providers_table(html: &mut String, s: &AccountStatus, lines: &ProviderLines) 
             c.policy,
             rate_cell(p.sender_bounce_rate, lines.block_rate),
             rate_cell(p.complaint_rate, lines.complaint_warn),
-            escape(&finding.join("; ")),
+            escape(&finding),
         );
     }
     html.push_str("</table>");
@@ -369,6 +352,16 @@ fn charts(html: &mut String, view: &AccountView<'_>) {
         html.push_str(&providers_chart(view));
     }
     html.push_str("</div>");
+}
+
+/// Five ticks across a window of `hours`: its start, each quarter, its end.
+fn quarter_ticks(hours: f64) -> Vec<(f64, String)> {
+    (0..=4)
+        .map(|i| {
+            let h = hours * f64::from(i) / 4.0;
+            (h, format!("{h:.0} h"))
+        })
+        .collect()
 }
 
 /// Each mailbox provider's refusal rate through the window, against the block line.
@@ -402,12 +395,7 @@ fn providers_chart(view: &AccountView<'_>) -> String {
             "hours since {} (UTC); each point: sender-class bounces per answered message since then",
             clock(series.start)
         ),
-        x_ticks: (0..=4)
-            .map(|i| {
-                let h = window_hours * f64::from(i) / 4.0;
-                (h, format!("{h:.0} h"))
-            })
-            .collect(),
+        x_ticks: quarter_ticks(window_hours),
         y_max: (highest * 1.15).max(f64::EPSILON),
         y_format: None,
         x_range: (0.0, window_hours),

@@ -19,7 +19,7 @@ use sesguard::ports::{
     ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store, SuppressionList,
 };
 
-use crate::helpers::{SAMPLE_NOW, example_config, sample};
+use crate::helpers::{SAMPLE_NOW, example_config, sample_json};
 use crate::ses_event::SesEvent;
 
 fn now() -> Timestamp {
@@ -32,7 +32,12 @@ fn email(text: &str) -> EmailAddress {
 
 /// The effects of an `events/ses/` sample.
 fn effects(name: &str) -> Effects {
-    let notification = Notification::parse(&sample(&format!("ses/{name}.json"))).unwrap();
+    effects_of(sample_json(&format!("ses/{name}.json")))
+}
+
+/// The effects of one SES event.
+fn effects_of(event: serde_json::Value) -> Effects {
+    let notification = Notification::from_value(event).unwrap();
     match plan::assess(
         &notification,
         &example_config().directory(),
@@ -40,7 +45,7 @@ fn effects(name: &str) -> Effects {
         now(),
     ) {
         Assessment::Apply(effects) => *effects,
-        Assessment::Ignore(reason) => panic!("{name} ignored: {reason}"),
+        Assessment::Ignore(reason) => panic!("ignored: {reason}"),
     }
 }
 
@@ -489,19 +494,6 @@ async fn a_bounce_that_refuses_the_sender_leaves_its_addresses_sendable(store: &
     );
     // SES counts all three as hard bounces, and so do sesguard's rates.
     assert_eq!(window_total(store, "primary").await.hard_bounces, 3);
-}
-
-fn effects_of(event: serde_json::Value) -> Effects {
-    let notification = Notification::from_value(event).unwrap();
-    match plan::assess(
-        &notification,
-        &example_config().directory(),
-        plan::SimulatorFeedback::Ignore,
-        now(),
-    ) {
-        Assessment::Apply(effects) => *effects,
-        Assessment::Ignore(reason) => panic!("ignored: {reason}"),
-    }
 }
 
 async fn provider_counters_add_up_exactly_and_a_replay_adds_nothing(store: &dyn Store) {

@@ -10,7 +10,7 @@ use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
-use crate::domain::reputation::providers::{ProviderFigures, blocking, findings};
+use crate::domain::reputation::providers::{blocking, judge};
 use crate::domain::reputation::state::AccountState;
 use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::{self, Candidate, Message, Priority, Route, stream_risk};
@@ -66,8 +66,7 @@ fn blocked_at(config: &Config, account: &str, rates: &WindowTotals) -> Vec<Strin
         return Vec::new();
     }
     let confidence = Confidence::new(config.thresholds_for(account).confidence);
-    let figures = ProviderFigures::of_all(&rates.providers);
-    blocking(&findings(&figures, lines, confidence))
+    blocking(&judge(&rates.providers, lines, confidence))
 }
 
 /// Each stream's sends in the buckets from `first` on: still awaiting their feedback.

@@ -131,6 +131,22 @@ pub enum ProviderFinding {
 }
 
 impl ProviderFinding {
+    /// The provider it is about.
+    pub fn provider(&self) -> &str {
+        match self {
+            ProviderFinding::ProviderBlocked { provider, .. }
+            | ProviderFinding::ProviderComplaints { provider, .. } => provider,
+        }
+    }
+
+    /// What it says, in a few words: `blocked (authentication)`, `complaints over warn`.
+    pub fn summary(&self) -> String {
+        match self {
+            ProviderFinding::ProviderBlocked { reason, .. } => format!("blocked ({reason})"),
+            ProviderFinding::ProviderComplaints { level, .. } => format!("complaints over {level}"),
+        }
+    }
+
     /// The kind and provider, as the finding's de-duplication key names them.
     pub fn key(&self) -> String {
         match self {
@@ -142,6 +158,25 @@ impl ProviderFinding {
             } => format!("provider_complaints_{level}:{provider}"),
         }
     }
+}
+
+/// The summaries of the findings about `provider`, joined by `; `.
+pub fn summaries_for(findings: &[ProviderFinding], provider: &str) -> String {
+    findings
+        .iter()
+        .filter(|f| f.provider() == provider)
+        .map(ProviderFinding::summary)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// What each provider's window totals show over the lines (see [`findings`]).
+pub fn judge(
+    totals: &BTreeMap<String, ProviderCounts>,
+    lines: &ProviderLines,
+    confidence: Confidence,
+) -> Vec<ProviderFinding> {
+    findings(&ProviderFigures::of_all(totals), lines, confidence)
 }
 
 /// The providers among `findings` that block the account.
