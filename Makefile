@@ -20,6 +20,9 @@ SAM_PARSER := $(VENV)/sam-parser
 # Local runs: the embedded store and the example configuration.
 export SESGUARD_STORE ?= sqlite:.sesguard/sesguard.db
 export SESGUARD_CONFIG ?= infra/sesguard.example.toml
+# Prevention's DNS: none in local runs and tests unless named (`make demo` starts a zone of its
+# own with `sesguard dns serve`; tests start theirs). Deployed functions use the VPC's resolver.
+export SESGUARD_DNS ?= off
 WATCH_PORT ?= 9000
 FUNCTION ?= ingest
 

@@ -102,6 +102,43 @@ impl Contention {
     }
 }
 
+/// Prevention's DNS questions since the last report: asked, and left unanswered (the mail went:
+/// prevention fails open). Reported by the sender once per invocation as EMF metrics
+/// (`dns_lookups`, `dns_unknown`, by `component` = `dns`).
+#[derive(Debug, Default)]
+pub struct DnsLookups {
+    asked: std::sync::atomic::AtomicU64,
+    unknown: std::sync::atomic::AtomicU64,
+}
+
+/// This process's DNS counts.
+pub static DNS: DnsLookups = DnsLookups {
+    asked: std::sync::atomic::AtomicU64::new(0),
+    unknown: std::sync::atomic::AtomicU64::new(0),
+};
+
+impl DnsLookups {
+    /// Counts a batch's questions: `asked` of DNS, `unknown` of them unanswered.
+    pub fn count(&self, asked: u64, unknown: u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        self.asked.fetch_add(asked, Relaxed);
+        self.unknown.fetch_add(unknown, Relaxed);
+    }
+
+    /// The EMF line of the counts since the last call, when there is anything to report.
+    pub fn report(&self, function: &str, at: Timestamp) -> Option<String> {
+        use std::sync::atomic::Ordering::Relaxed;
+        let (asked, unknown) = (self.asked.swap(0, Relaxed), self.unknown.swap(0, Relaxed));
+        (asked > 0).then(|| {
+            emf_line(
+                at,
+                &[("component", "dns"), ("function", function)],
+                &[("dns_lookups", asked), ("dns_unknown", unknown)],
+            )
+        })
+    }
+}
+
 /// `error: cause: cause` — the whole chain on one line, for logs and client messages.
 pub fn error_chain(error: &(dyn Error + 'static)) -> String {
     let mut text = error.to_string();

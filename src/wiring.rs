@@ -19,6 +19,7 @@ use aws_config::SdkConfig;
 
 use crate::adapters::alerts::{LogAlerts, SnsAlerts};
 use crate::adapters::cloudwatch::CloudWatchReputation;
+use crate::adapters::dns::{HickoryResolver, NoDns};
 use crate::adapters::dynamodb::{DynamoStore, Tables};
 use crate::adapters::outbox::FileOutbox;
 use crate::adapters::ses_figures_file::SesFiguresFile;
@@ -32,8 +33,8 @@ use crate::app::send::SenderMemory;
 use crate::app::webhook::Certificates;
 use crate::config::Config;
 use crate::ports::{
-    AlertSink, CertificateSource, Clock, MailTransport, QueueVisibility, SesAccount, SesReputation,
-    Store, SubscriptionConfirmer, SystemClock,
+    AlertSink, CertificateSource, Clock, DomainResolver, MailTransport, QueueVisibility,
+    SesAccount, SesReputation, Store, SubscriptionConfirmer, SystemClock,
 };
 
 /// The environment variables the wiring reads, captured once. Tests build one from pairs
@@ -338,6 +339,7 @@ impl Wiring {
             ses: ses.account,
             reputation: ses.reputation,
             transport: ses.transport,
+            resolver: resolver(config)?,
         };
         Ok(Context::new(config.clone(), parts))
     }
@@ -393,8 +395,16 @@ impl Wiring {
 
 /// The local composition around an existing store and clock (tests, benchmarks): no SES, SES's
 /// figures from the configured file, the file outbox, alerts to the log and the configured file.
+/// DNS as `prevention.dns` (`SESGUARD_DNS`) says: the system's resolver, one server, or none.
 pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Context {
     let ses = local_ses(&config);
+    let resolver = resolver(&config).unwrap_or_else(|error| {
+        tracing::error!(
+            error = format!("{error:#}"),
+            "no DNS resolver: prevention's DNS checks answer unknown"
+        );
+        Arc::new(NoDns)
+    });
     let parts = Parts {
         store,
         clock,
@@ -402,8 +412,22 @@ pub fn local(config: Config, store: Arc<dyn Store>, clock: Arc<dyn Clock>) -> Co
         ses: ses.account,
         reputation: ses.reputation,
         transport: ses.transport,
+        resolver,
     };
     Context::new(config, parts)
+}
+
+/// Prevention's DNS as the configuration says (`prevention.dns`, `SESGUARD_DNS`).
+fn resolver(config: &Config) -> anyhow::Result<Arc<dyn DomainResolver>> {
+    let prevention = &config.prevention;
+    Ok(
+        match HickoryResolver::new(&prevention.dns, prevention.timeout)
+            .context("building the DNS resolver (prevention.dns, SESGUARD_DNS)")?
+        {
+            Some(resolver) => Arc::new(resolver),
+            None => Arc::new(NoDns),
+        },
+    )
 }
 
 /// A simulation's context: a fresh embedded store at `path`, `clock` as its clock, the local

@@ -136,6 +136,27 @@ class Watch:
         self.log.close()
 
 
+class Dns:
+    """`sesguard dns serve` on a free port with the sample zone; SESGUARD_DNS points at it."""
+
+    def __init__(self, work):
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.log = open(work / "dns.log", "w")
+        self.process = subprocess.Popen(
+            [str(ROOT / "target/debug/sesguard"), "dns", "serve", "--zone", str(ROOT / "events/dns/zone.txt"),
+             "--listen", f"127.0.0.1:{port}"],
+            cwd=ROOT, stdout=self.log, stderr=subprocess.STDOUT,
+        )
+        os.environ["SESGUARD_DNS"] = f"127.0.0.1:{port}"
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+        self.log.close()
+
+
 def cli(*args):
     done = subprocess.run([str(ROOT / "target/debug/sesguard"), *args], cwd=ROOT, capture_output=True, text=True)
     return done
@@ -167,6 +188,9 @@ def main():
     started = time.time()
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
     print(f"   built in {time.time() - started:.0f} s")
+    step("serve a DNS zone of known records (events/dns/zone.txt) for prevention's lookups")
+    dns = Dns(work)
+    print(f"   SESGUARD_DNS={os.environ['SESGUARD_DNS']}")
     step("serve them with cargo lambda watch on 127.0.0.1 (embedded store, file outbox)")
     watch = Watch(work)
     print(f"   port {watch.port}, state in {work}")
@@ -174,6 +198,7 @@ def main():
         story(watch, work)
     finally:
         watch.stop()
+        dns.stop()
         shutil.rmtree(work, ignore_errors=True)
     print()
     if failures:
@@ -205,6 +230,16 @@ def story(watch, work):
     request["idempotency_key"] = "demo-after-bounce"
     decision = watch.invoke("sender", request)
     expect(decision.get("decision") == "suppressed", f"sender: {decision.get('decision')} ({decision.get('reason')})", decision)
+
+    step("3b. sign-up mail to addresses that cannot receive mail never reaches SES")
+    decision = watch.invoke("sender", sample("send/signup.json"))
+    expect(decision.get("decision") == "undeliverable" and decision.get("suggestion") == "gmail.com",
+           f"sender: {decision.get('decision')} ({decision.get('reason')}); did you mean {decision.get('suggestion')}?",
+           decision)
+    checked = json.loads(cli("addresses", "check", "ok@shop.example", "x@parked.example", "--json").stdout or "[]")
+    expect([c.get("deliverable") for c in checked] == [True, False]
+           and checked[1].get("reason") == "no_mail_domain",
+           "sesguard addresses check: ok@shop.example deliverable, x@parked.example has a null MX", checked)
 
     step("4. a bad list goes out: 250 sends on the primary, and its bounces come back batch by batch")
     at = now_iso(-600)

@@ -6,6 +6,8 @@
 pub mod account_sdk;
 pub mod alerts;
 pub mod cloudwatch;
+pub mod dns;
+pub mod dns_zone;
 pub mod dynamodb;
 pub mod outbox;
 pub mod ses_figures_file;

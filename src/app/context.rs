@@ -4,11 +4,15 @@
 
 use std::sync::Arc;
 
+use crate::app::domain_cache::DomainCache;
 use crate::app::window_cache::WindowCache;
 use crate::config::Config;
 use crate::domain::feedback::attribution::AccountDirectory;
 use crate::domain::feedback::plan::IngestPolicy;
-use crate::ports::{AlertSink, Clock, MailTransport, SesAccount, SesReputation, Store};
+use crate::domain::sending::prevention::Prevention;
+use crate::ports::{
+    AlertSink, Clock, DomainResolver, MailTransport, SesAccount, SesReputation, Store,
+};
 
 /// What a use case needs, built once per process.
 #[derive(Clone)]
@@ -33,6 +37,12 @@ pub struct Context {
     pub transport: Arc<dyn MailTransport>,
     /// The accounts' windows as this process's ingest last read them (calm ones only).
     pub windows: Arc<WindowCache>,
+    /// Prevention's checks, with the configuration's allowed domains.
+    pub prevention: Arc<Prevention>,
+    /// DNS, for prevention.
+    pub resolver: Arc<dyn DomainResolver>,
+    /// Domain answers as this process last learned them.
+    pub domains: Arc<DomainCache>,
 }
 
 /// The outside world a [`Context`] is made of: each part one port.
@@ -49,6 +59,8 @@ pub struct Parts {
     pub reputation: Arc<dyn SesReputation>,
     /// Where mail goes.
     pub transport: Arc<dyn MailTransport>,
+    /// DNS, for prevention.
+    pub resolver: Arc<dyn DomainResolver>,
 }
 
 impl Context {
@@ -58,6 +70,7 @@ impl Context {
         Self {
             directory: Arc::new(config.directory()),
             policy: config.ingest_policy(),
+            prevention: Arc::new(Prevention::new(config.prevention.allow_domains.clone())),
             config: Arc::new(config),
             store: parts.store,
             clock: parts.clock,
@@ -66,12 +79,21 @@ impl Context {
             reputation: parts.reputation,
             transport: parts.transport,
             windows: Arc::default(),
+            resolver: parts.resolver,
+            domains: Arc::default(),
         }
     }
 
     /// The same context with another SES port.
     pub fn with_ses(mut self, ses: Arc<dyn SesAccount>) -> Self {
         self.ses = ses;
+        self
+    }
+
+    /// The same context with another resolver (a fresh domain cache with it).
+    pub fn with_resolver(mut self, resolver: Arc<dyn DomainResolver>) -> Self {
+        self.resolver = resolver;
+        self.domains = Arc::default();
         self
     }
 

@@ -9,12 +9,16 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use serde::Serialize;
 
 use crate::app::Context;
+use crate::app::prevent::Screen;
 use crate::app::review::{Applied, Gauge, Guard, Review};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::attribution::AccountDirectory;
+use crate::domain::feedback::bounce_reason::BounceReason;
 use crate::domain::feedback::notification::Event;
-use crate::domain::feedback::plan::{self, Assessment, ChangeSet, Effects, IngestPolicy, Origins};
+use crate::domain::feedback::plan::{
+    self, AddressEventKind, Assessment, ChangeSet, Effects, IngestPolicy, Origins,
+};
 use crate::domain::feedback::suppression::AddressState;
 use crate::domain::sending::send_record::{SEND_TAG, SendKey};
 use crate::domain::sns::unwrap::{Content, Delivered, EnvelopeError, SnsIds};
@@ -196,6 +200,7 @@ pub struct Ingestor<'a> {
     policy: &'a IngestPolicy,
     guard: Option<Guard<'a>>,
     sends: Option<&'a dyn SendLedger>,
+    screen: Screen<'a>,
 }
 
 impl<'a> Ingestor<'a> {
@@ -211,6 +216,7 @@ impl<'a> Ingestor<'a> {
             policy: &context.policy,
             guard: Some(Guard::of(context).with_cache(&context.windows)),
             sends: Some(store),
+            screen: Screen::of(context),
         }
     }
 
@@ -228,6 +234,7 @@ impl<'a> Ingestor<'a> {
         let mut touched = BTreeSet::new();
         let ids: Vec<String> = records.iter().map(|r| r.id.clone()).collect();
         let mut settles: Vec<(usize, SendKey)> = Vec::new();
+        let mut dead_domains = BTreeSet::new();
 
         for (index, record) in records.into_iter().enumerate() {
             let outcome = match record.content {
@@ -258,6 +265,7 @@ impl<'a> Ingestor<'a> {
                                 tracing::warn!(record = %record.id, message_id = %effects.message_id, %error, "recipient address not recorded");
                             }
                             touched.insert(effects.attribution.account.clone());
+                            dead_domains.extend(host_unknown(&effects));
                             if first_with_key.contains_key(&effects.key) {
                                 Some(Outcome::Duplicate)
                             } else {
@@ -274,6 +282,7 @@ impl<'a> Ingestor<'a> {
 
         self.apply(batch, now, &mut outcomes).await;
         self.settle(&settles, now, &mut outcomes).await;
+        self.screen.learn(dead_domains, now).await;
         let review = self.review(&touched, now, &mut outcomes).await;
 
         let records = ids
@@ -522,6 +531,20 @@ impl<'a> Ingestor<'a> {
             outcomes[*index] = Some(Outcome::Recorded { suppressed });
         }
     }
+}
+
+/// The domains of the recipients a bounce said were at no known host (`host_unknown`):
+/// prevention keeps them as taking no mail for a while.
+fn host_unknown(effects: &Effects) -> impl Iterator<Item = String> + '_ {
+    effects
+        .addresses
+        .iter()
+        .filter_map(|event| match &event.kind {
+            AddressEventKind::HardBounce(detail) if detail.reason == BounceReason::HostUnknown => {
+                Some(event.email.domain().to_owned())
+            }
+            _ => None,
+        })
 }
 
 fn fail_all(part: &[(usize, Effects)], outcomes: &mut [Option<Outcome>], error: String) {

@@ -3,6 +3,7 @@
 //!
 //! - [`ingest`]: SES feedback recorded, then the guard's [`review`] of the accounts it touched;
 //! - [`send`]: the send gate over a batch of queued requests; [`check`]: the same gate, dry;
+//! - [`prevent`]: recipients that cannot receive mail, found before sending (DNS answers kept);
 //! - [`explain`]: a bounce's reasons, read without recording;
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
 //! - [`provider_watch`]: per-provider findings after a review, told once;
@@ -15,9 +16,11 @@ pub mod admin;
 pub mod check;
 pub mod context;
 pub mod control;
+pub mod domain_cache;
 pub mod explain;
 pub mod ingest;
 pub mod plot;
+pub mod prevent;
 pub mod provider_watch;
 pub mod review;
 pub mod send;

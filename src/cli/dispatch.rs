@@ -7,19 +7,8 @@ use crate::domain::common::names::AccountName;
 
 /// Runs a parsed command line.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    // The configuration commands read the file alone, before any store is opened.
-    if let Command::Config { command } = &cli.command {
-        return config(cli.config.as_deref(), command, cli.json);
-    }
-    if let Command::Bounces {
-        command: BouncesCommand::Explain { files },
-    } = &cli.command
-    {
-        return bounces::explain_files(cli.config.as_deref(), files, cli.json);
-    }
-    // The simulation runs on a store of its own.
-    if let Command::Simulate { .. } = &cli.command {
-        return simulation::simulate(&cli).await;
+    if let Some(done) = without_store(&cli).await {
+        return done;
     }
     let wiring = Wiring::for_cli(cli.config.as_deref(), &cli.store).await?;
     let deps = wiring.context().await?;
@@ -70,7 +59,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: SnsCommand::Verify { file, cert, topics },
         } => verify_envelope(&wiring, &deps, &file, cert.as_deref(), &topics, json).await,
         Command::Config { command } => config(cli.config.as_deref(), &command, json),
-        Command::Simulate { .. } | Command::Bounces { .. } => {
+        Command::Addresses {
+            command: AddressesCommand::Check { addresses, file },
+        } => addresses::check(&deps, addresses, file.as_deref(), json).await,
+        Command::Simulate { .. } | Command::Bounces { .. } | Command::Dns { .. } => {
             unreachable!("run before the store is opened")
         }
         Command::Store {
@@ -79,18 +71,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Prints `value` as JSON with `--json`, else as `human` prints it: the command succeeded.
-pub(super) fn answer<T: serde::Serialize + ?Sized>(
-    json: bool,
-    value: &T,
-    human: impl FnOnce(&T),
-) -> anyhow::Result<ExitCode> {
-    if json {
-        say!("{}", serde_json::to_string_pretty(value)?);
-    } else {
-        human(value);
-    }
-    Ok(ExitCode::SUCCESS)
+/// The commands that open no store: the configuration commands read the file alone, `bounces
+/// explain` the configuration and its files, the simulation runs on a store of its own, and
+/// `dns serve` serves a zone file. `None` for every other command.
+async fn without_store(cli: &Cli) -> Option<anyhow::Result<ExitCode>> {
+    Some(match &cli.command {
+        Command::Config { command } => config(cli.config.as_deref(), command, cli.json),
+        Command::Bounces {
+            command: BouncesCommand::Explain { files },
+        } => bounces::explain_files(cli.config.as_deref(), files, cli.json),
+        Command::Simulate { .. } => simulation::simulate(cli).await,
+        Command::Dns {
+            command: DnsCommand::Serve { zone, listen },
+        } => addresses::serve(zone, *listen).await,
+        _ => return None,
+    })
 }
 
 /// `sesguard accounts ...`: a transition by hand, the review, history, status or limits.
@@ -128,9 +123,14 @@ async fn accounts(
         AccountsCommand::History { name, limit } => history(deps, &name, limit, json).await,
         AccountsCommand::Status { name } => {
             let statuses = status::status(deps, deps.clock.now(), name.as_deref()).await?;
+            let prevention = match name {
+                None => Some(Admin::of(deps, "cli").prevention(deps.clock.now()).await?),
+                Some(_) => None,
+            };
             answer(json, &statuses, |statuses| {
                 print_status_table(statuses);
                 print_provider_tables(statuses);
+                prevention.iter().for_each(print_prevention);
             })
         }
         AccountsCommand::Limits {

@@ -40,6 +40,7 @@ macro_rules! say {
     }};
 }
 
+mod addresses;
 mod bounces;
 mod bulk_ingest;
 mod dispatch;
@@ -169,6 +170,19 @@ pub enum Command {
         /// What to do.
         #[command(subcommand)]
         command: BouncesCommand,
+    },
+    /// Recipient addresses: can they receive mail? Prevention's checks (DNS, provider rules,
+    /// typos, throw-away services), nothing sent.
+    Addresses {
+        /// What to do.
+        #[command(subcommand)]
+        command: AddressesCommand,
+    },
+    /// A DNS server of known records for local runs: point `SESGUARD_DNS` at it.
+    Dns {
+        /// What to do.
+        #[command(subcommand)]
+        command: DnsCommand,
     },
     /// SNS deliveries.
     Sns {
@@ -484,6 +498,35 @@ pub enum BouncesCommand {
         /// Files (`-` for stdin).
         #[arg(required = true)]
         files: Vec<String>,
+    },
+}
+
+/// `sesguard addresses ...`
+#[derive(Debug, Subcommand)]
+pub enum AddressesCommand {
+    /// Whether each address can receive mail, why not, and what a typo probably meant; exits
+    /// 1 when one cannot, 2 when one is not an address.
+    Check {
+        /// Addresses.
+        addresses: Vec<String>,
+        /// A file of addresses, one a line (`-` for stdin).
+        #[arg(long)]
+        file: Option<String>,
+    },
+}
+
+/// `sesguard dns ...`
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Answer DNS questions over UDP from a zone file (see `events/dns/zone.txt`) until
+    /// stopped: tests, the demo and the rehearsal set `SESGUARD_DNS` to it.
+    Serve {
+        /// The zone file.
+        #[arg(long)]
+        zone: PathBuf,
+        /// Where to listen.
+        #[arg(long, default_value = "127.0.0.1:5353")]
+        listen: std::net::SocketAddr,
     },
 }
 

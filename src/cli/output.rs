@@ -2,8 +2,23 @@
 //! answers themselves).
 
 use super::*;
+use crate::app::prevent::{PreventionStatus, by_reason};
 use crate::domain::feedback::notification::BounceType;
 use crate::domain::reputation::providers::summaries_for;
+
+/// Prints `value` as JSON with `--json`, else as `human` prints it: the command succeeded.
+pub(super) fn answer<T: serde::Serialize + ?Sized>(
+    json: bool,
+    value: &T,
+    human: impl FnOnce(&T),
+) -> anyhow::Result<ExitCode> {
+    if json {
+        say!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        human(value);
+    }
+    Ok(ExitCode::SUCCESS)
+}
 
 pub(super) fn print_transition(entry: &HistoryEntry, json: bool) -> anyhow::Result<ExitCode> {
     if json {
@@ -132,6 +147,27 @@ pub(super) fn print_status_table(statuses: &[status::AccountStatus]) {
 }
 
 /// Each account's mailbox providers, when any answered in the window.
+/// Prevention today, per stream: its mode, and the recipients it refused and flagged by reason.
+pub(super) fn print_prevention(prevention: &PreventionStatus) {
+    say!("");
+    say!(
+        "prevention on {} (DNS {}, {} throw-away domains listed)",
+        prevention.day,
+        prevention.dns,
+        prevention.disposable_domains
+    );
+    say!("{:<16} {:<7} {:<40} FLAGGED", "STREAM", "MODE", "REFUSED");
+    for s in &prevention.streams {
+        say!(
+            "{:<16} {:<7} {:<40} {}",
+            s.stream,
+            s.mode,
+            by_reason(&s.refused),
+            by_reason(&s.flagged)
+        );
+    }
+}
+
 pub(super) fn print_provider_tables(statuses: &[status::AccountStatus]) {
     for s in statuses.iter().filter(|s| !s.providers.is_empty()) {
         say!("");

@@ -1,7 +1,6 @@
 //! `sesguard suppressions ...`: look up, add, remove, list, import and export suppressions,
 //! and move them to and from SES's account-level list.
 
-use super::dispatch::answer;
 use super::*;
 use crate::domain::common::timestamp::Timestamp;
 

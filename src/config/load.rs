@@ -41,6 +41,12 @@ impl Config {
                     .map(str::to_owned),
             );
         }
+        if let Some(dns) = var("SESGUARD_DNS") {
+            config.prevention.dns = dns.parse().map_err(|problem| ConfigError::Invalid {
+                key: "SESGUARD_DNS".into(),
+                problem,
+            })?;
+        }
         config.sender.queue_from_environment(&var)?;
         config.validate()?;
         Ok(config)

@@ -29,7 +29,9 @@ mod load;
 mod sending;
 mod validate;
 
-pub use sending::{SQS_MAX_DELAY, SenderConfig, StoreFailurePolicy};
+pub use sending::{
+    DnsServer, PreventMode, PreventionConfig, SQS_MAX_DELAY, SenderConfig, StoreFailurePolicy,
+};
 
 /// The whole configuration file.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -55,6 +57,8 @@ pub struct Config {
     pub streams: Vec<StreamConfig>,
     /// SES's own reputation figures, read for the guard.
     pub ses_metrics: SesMetricsConfig,
+    /// Prevention: recipients that cannot receive mail, found before sending.
+    pub prevention: PreventionConfig,
 }
 
 /// `[guard]`
@@ -267,6 +271,10 @@ pub struct StreamConfig {
     /// recipient: `record` (default) keeps the address sendable; `suppress` does as SES does.
     #[serde(default)]
     pub sender_bounces: SenderBounces,
+    /// What prevention does with an unverified recipient that cannot receive mail: `refuse`,
+    /// `flag` (default: send and count) or `off`.
+    #[serde(default)]
+    pub prevent: PreventMode,
 }
 
 /// `[tables]`

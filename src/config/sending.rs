@@ -126,3 +126,90 @@ impl SenderConfig {
         self.queue_visibility_timeout * self.queue_max_receives + SQS_MAX_DELAY
     }
 }
+
+/// Where prevention's DNS questions go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DnsServer {
+    /// The resolver the host is configured with (`/etc/resolv.conf`; in Lambda, the VPC's).
+    #[default]
+    System,
+    /// No DNS: every answer is unknown, and only the checks that need none apply.
+    Off,
+    /// One server at this address (`127.0.0.1:5353`): a local zone of known records.
+    At(std::net::SocketAddr),
+}
+
+impl std::str::FromStr for DnsServer {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text.trim() {
+            "system" => Ok(DnsServer::System),
+            "off" => Ok(DnsServer::Off),
+            other => other
+                .parse()
+                .or_else(|_| other.parse::<std::net::IpAddr>().map(|ip| (ip, 53).into()))
+                .map(DnsServer::At)
+                .map_err(|_| format!("`{other}` is not `system`, `off`, an IP address or IP:PORT")),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for DnsServer {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
+
+/// What a stream does with a recipient prevention finds undeliverable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PreventMode {
+    /// Leave it out of the message; a message left with no recipient is not sent.
+    Refuse,
+    /// Send, and count it (default).
+    #[default]
+    Flag,
+    /// No checks.
+    Off,
+}
+
+/// `[prevention]`
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PreventionConfig {
+    /// Where DNS questions go: `system` (default), `off`, or `IP:PORT`; `SESGUARD_DNS`
+    /// overrides it.
+    pub dns: DnsServer,
+    /// How long one question may take before its answer counts as unknown (default `1s`).
+    #[serde(with = "humantime_serde")]
+    pub timeout: Duration,
+    /// The longest a domain's answer is kept, whatever its TTL (default `1d`).
+    #[serde(with = "humantime_serde")]
+    pub max_ttl: Duration,
+    /// The shortest (default `1m`): a zone's TTL of seconds does not make every batch ask.
+    #[serde(with = "humantime_serde")]
+    pub min_ttl: Duration,
+    /// How long a domain a bounce named as not found (`host_unknown`) counts as taking no
+    /// mail (default `1d`; `0s`: bounces teach nothing).
+    #[serde(with = "humantime_serde")]
+    pub learned_ttl: Duration,
+    /// Domains never judged (a partner the throw-away list names by mistake, a test domain),
+    /// with their subdomains.
+    pub allow_domains: Vec<String>,
+}
+
+impl Default for PreventionConfig {
+    fn default() -> Self {
+        Self {
+            dns: DnsServer::System,
+            timeout: Duration::from_secs(1),
+            max_ttl: Duration::from_secs(86_400),
+            min_ttl: Duration::from_secs(60),
+            learned_ttl: Duration::from_secs(86_400),
+            allow_domains: Vec::new(),
+        }
+    }
+}

@@ -105,6 +105,7 @@ fn allowed(segments: &[&str]) -> Option<&'static str> {
         ["suppressions", _] => "GET, PUT, DELETE",
         ["policy", "templates"] => "GET, PUT",
         ["audit"] => "GET",
+        ["addresses", "check"] => "POST",
         _ => return None,
     })
 }
@@ -278,6 +279,7 @@ async fn route(
         ["accounts", tail @ ..] => accounts_route(&call, method, tail).await?,
         ["suppressions", tail @ ..] => suppressions_route(&call, method, tail).await?,
         ["policy", "templates"] => policy_route(&call, method).await?,
+        ["addresses", "check"] => Some(check_addresses(&call).await?),
         ["audit"] if method == Method::GET => {
             let entries = call.admin.audit_log(limit(&call.query, 50)?).await?;
             Some(ok(json!({ "entries": entries }))?)
@@ -297,7 +299,10 @@ async fn accounts_route(
 ) -> Result<Option<Answer>, AdminError> {
     let (admin, now) = (&call.admin, call.now);
     let answer = match (method, tail) {
-        (&Method::GET, []) => ok(json!({ "accounts": admin.accounts(now).await? })),
+        (&Method::GET, []) => ok(json!({
+            "accounts": admin.accounts(now).await?,
+            "prevention": admin.prevention(now).await?,
+        })),
         (&Method::GET, [name, "status"]) => ok(admin.account(name, now).await?),
         (&Method::GET, [name, "history"]) => {
             ok(json!({ "entries": admin.history(name, limit(&call.query, 50)?).await? }))
@@ -475,6 +480,21 @@ async fn ses_step(call: &Call<'_>, direction: &str) -> Result<Answer, AdminError
             .push_to_ses(&account, only.as_deref(), &reason, now)
             .await?)
     }
+}
+
+/// `POST /addresses/check`: `{"addresses": [...]}` (or `{"address": "..."}`), each answered with
+/// whether it can receive mail, why not, and a suggestion for a typo.
+async fn check_addresses(call: &Call<'_>) -> Result<Answer, AdminError> {
+    #[derive(serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        address: Option<String>,
+        #[serde(default)]
+        addresses: Vec<String>,
+    }
+    let body: Body = rest(json_body(call.request)?)?;
+    let addresses: Vec<String> = body.address.into_iter().chain(body.addresses).collect();
+    ok(call.admin.check_addresses(&addresses, call.now).await?)
 }
 
 /// `/policy/templates`: the template policy, read or replaced (`None`: no such route).

@@ -13,8 +13,8 @@ use crate::adapters::sqs::queue_url;
 use crate::app::send::{Decision, Judged, Queued, Sender, backoff};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sending::request::SendRequest;
-use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, QueueVisibility, Requeue};
-use crate::telemetry::{CONTENTION, emf_line, error_chain};
+use crate::ports::{HOPS_ATTRIBUTE, ORIGIN_ATTRIBUTE, PreventAction, QueueVisibility, Requeue};
+use crate::telemetry::{CONTENTION, DNS, emf_line, error_chain};
 use crate::wiring::SenderFunction;
 
 /// A record of the batch, and what the handler needs to keep it in its queue.
@@ -204,6 +204,7 @@ async fn judge(sender: &Sender<'_>, batch: Vec<Queued>, now: Timestamp) -> Vec<J
                 .map(|(id, receive_count, readable)| Judged {
                     id,
                     stream: None,
+                    prevented: Vec::new(),
                     decision: if readable {
                         Decision::Deferred {
                             reason: format!("batch not judged: {}", error_chain(&error)),
@@ -345,29 +346,37 @@ fn emit_metrics(now: Timestamp, judged: &[Judged]) {
     if let Some(line) = CONTENTION.report("sender", now) {
         println!("{line}");
     }
+    if let Some(line) = DNS.report("sender", now) {
+        println!("{line}");
+    }
 }
 
-/// One EMF line per stream and account with the count of each decision: CloudWatch metrics by
-/// outcome, per function, per stream and per stream and account (`none` where a request has
-/// no stream or was not sent through an account).
+/// One EMF line per stream and account with the count of each decision, and of the recipients
+/// prevention refused (`prevented_REASON`) or flagged (`flagged_REASON`): CloudWatch metrics
+/// by outcome, per function, per stream and per stream and account (`none` where a request
+/// has no stream or was not sent through an account).
 fn metric_lines(now: Timestamp, judged: &[Judged]) -> Vec<String> {
-    let mut groups: BTreeMap<(&str, &str), BTreeMap<&'static str, u64>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, &str), BTreeMap<String, u64>> = BTreeMap::new();
     for judged in judged {
         let account = match &judged.decision {
             Decision::Sent { account, .. } => account.as_str(),
             _ => "none",
         };
         let stream = judged.stream.as_deref().unwrap_or("none");
-        *groups
-            .entry((stream, account))
-            .or_default()
-            .entry(judged.decision.name())
-            .or_default() += 1;
+        let group = groups.entry((stream, account)).or_default();
+        *group.entry(judged.decision.name().to_owned()).or_default() += 1;
+        for key in &judged.prevented {
+            let action = match key.action {
+                PreventAction::Refused => "prevented",
+                PreventAction::Flagged => "flagged",
+            };
+            *group.entry(format!("{action}_{}", key.reason)).or_default() += 1;
+        }
     }
     groups
         .into_iter()
         .map(|((stream, account), counts)| {
-            let metrics: Vec<(&str, u64)> = counts.into_iter().collect();
+            let metrics: Vec<(&str, u64)> = counts.iter().map(|(n, c)| (n.as_str(), *c)).collect();
             let dimensions = [
                 ("function", "sender"),
                 ("stream", stream),
@@ -387,6 +396,7 @@ mod tests {
             id: "m".into(),
             stream: stream.map(|s| s.parse().expect("a stream name")),
             decision,
+            prevented: Vec::new(),
         }
     }
 
@@ -397,6 +407,7 @@ mod tests {
             message_id: "x".into(),
             recipients: 1,
             suppressed: vec![],
+            prevented: vec![],
         };
         let deferred = Decision::Deferred {
             reason: "r".into(),

@@ -1,8 +1,9 @@
 //! The admin function's status page (`GET /`): one self-contained HTML document, no script,
 //! with every account and stream, their state and probation step, the rates against their
 //! levels, quota use, the rates through the window drawn from the counter buckets (SVG),
-//! recent transitions (each one was an alert), and a suppression lookup; and the login form a
-//! browser signs in with (local `token` auth), whose answer is [`crate::lambda::session`]'s.
+//! recent transitions (each one was an alert), prevention's counts today, and a suppression
+//! lookup; and the login form a browser signs in with (local `token` auth), whose answer is
+//! [`crate::lambda::session`]'s.
 
 use std::fmt::Write as _;
 
@@ -10,6 +11,7 @@ use lambda_http::Request;
 
 use crate::app::admin::{Admin, AdminError};
 use crate::app::plot::{Chart, Level, Line, Mark, escape, percent};
+use crate::app::prevent::{PreventionStatus, by_reason};
 use crate::app::status::{AccountStatus, RateSeries};
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::Suppression;
@@ -433,8 +435,37 @@ fn history_table(html: &mut String, history: &[HistoryEntry]) {
     html.push_str("</table>");
 }
 
-/// The status page at `now`.
-pub fn status(accounts: &[AccountView<'_>], lookup: &Lookup, now: Timestamp) -> String {
+/// Prevention today, per stream: its mode, and what it refused and flagged by reason.
+fn prevention_table(html: &mut String, prevention: &PreventionStatus) {
+    let _ = write!(
+        html,
+        "<section id=\"prevention\"><h2>Prevention on {}</h2><p class=\"muted\">Unverified recipients that cannot receive mail \
+         (DNS {}, {} throw-away domains listed): left out under <code>refuse</code>, sent and counted under <code>flag</code>.</p>\
+         <table><tr><th>stream</th><th>mode</th><th>refused</th><th>flagged</th></tr>",
+        escape(&prevention.day),
+        escape(&prevention.dns),
+        prevention.disposable_domains
+    );
+    for s in &prevention.streams {
+        let _ = write!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape(&s.stream),
+            s.mode,
+            escape(&by_reason(&s.refused)),
+            escape(&by_reason(&s.flagged))
+        );
+    }
+    html.push_str("</table></section>");
+}
+
+/// The status page at `now`, with prevention's counts when they could be read.
+pub fn status(
+    accounts: &[AccountView<'_>],
+    lookup: &Lookup,
+    prevention: Option<&PreventionStatus>,
+    now: Timestamp,
+) -> String {
     let mut html = format!(
         "<h1>sesguard</h1><p class=\"muted\">Accounts and streams at {} UTC. Every transition below was also sent as an alert. \
          <a href=\"./\">Refresh</a></p>",
@@ -468,6 +499,9 @@ pub fn status(accounts: &[AccountView<'_>], lookup: &Lookup, now: Timestamp) -> 
     }
     for view in accounts {
         account(&mut html, view);
+    }
+    if let Some(prevention) = prevention {
+        prevention_table(&mut html, prevention);
     }
     page("sesguard — status", &html)
 }
@@ -511,7 +545,8 @@ pub(crate) async fn status_page(state: &AdminFunction, request: &Request) -> Ans
                 provider_lines: &state.context.config.guard.providers,
             })
             .collect();
-        Ok(status(&views, &lookup, now))
+        let prevention = admin.prevention(now).await?;
+        Ok(status(&views, &lookup, Some(&prevention), now))
     }
     .await;
     match rendered {

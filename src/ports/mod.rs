@@ -6,7 +6,7 @@
 //! `Any`, so that the composition root's tests can say which adapter it built.
 
 use std::any::Any;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 
@@ -29,6 +29,8 @@ mod audit_log;
 mod certificate_source;
 mod clock;
 mod counter_window;
+mod domain_ledger;
+mod domain_resolver;
 mod feedback_ledger;
 mod gate_read;
 mod guard_ledger;
@@ -49,6 +51,8 @@ pub use audit_log::*;
 pub use certificate_source::*;
 pub use clock::*;
 pub use counter_window::*;
+pub use domain_ledger::*;
+pub use domain_resolver::*;
 pub use feedback_ledger::*;
 pub use gate_read::*;
 pub use guard_ledger::*;

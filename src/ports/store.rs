@@ -82,6 +82,7 @@ pub trait Store:
     + SuppressionAdmin
     + AuditLog
     + JobLedger
+    + DomainLedger
 {
 }
 
@@ -99,5 +100,6 @@ impl<T> Store for T where
         + SuppressionAdmin
         + AuditLog
         + JobLedger
+        + DomainLedger
 {
 }

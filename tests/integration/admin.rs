@@ -842,6 +842,56 @@ const POLICY: &[Case] = &[
     refused(GET, "/audit?limit=x", None, 400, "limit"),
 ];
 
+/// Prevention's checks through the API, DNS off: what needs no DNS is decided, the rest is
+/// deliverable (fails open).
+const ADDRESSES: &[Case] = &[
+    holding(
+        POST,
+        "/addresses/check",
+        Some(r#"{"addresses":["abc@gmail.com","who@mailinator.com","Jane@Shop.Example"]}"#),
+        200,
+        &[
+            ("/results/0/reason", r#""impossible_local_part""#),
+            ("/results/1/reason", r#""disposable""#),
+            ("/results/2/address", r#""jane@shop.example""#),
+            ("/results/2/deliverable", "true"),
+            ("/results/2/dns", r#""unknown""#),
+            ("/lookups/unknown", "1"),
+        ],
+    ),
+    holding(
+        POST,
+        "/addresses/check",
+        Some(r#"{"address":"jane.doe@gmial.com"}"#),
+        200,
+        &[
+            ("/results/0/reason", r#""typo_domain""#),
+            ("/results/0/suggestion", r#""gmail.com""#),
+        ],
+    ),
+    refused(
+        POST,
+        "/addresses/check",
+        Some(r#"{"addresses":[]}"#),
+        400,
+        "1 to 1000",
+    ),
+    refused(
+        POST,
+        "/addresses/check",
+        Some(r#"{"address":"not an address"}"#),
+        400,
+        "address",
+    ),
+    refused(
+        POST,
+        "/addresses/check",
+        Some(r#"{"emails":["a@b.example"]}"#),
+        400,
+        "unknown field",
+    ),
+];
+
 /// Whether `value` is what `expected` (JSON text) says: numbers compare as numbers.
 fn same(value: Option<&Value>, expected: &str) -> bool {
     let expected: Value = serde_json::from_str(expected).expect("an expectation is JSON");
@@ -892,6 +942,7 @@ async fn every_documented_route_answers_as_documented() {
     api.play(REMOVALS).await;
     api.play(SES_LISTS).await;
     api.play(POLICY).await;
+    api.play(ADDRESSES).await;
     let audit = api.call(GET, "/audit?limit=100", None).await;
     let actions: Vec<&str> = audit.body["entries"]
         .as_array()

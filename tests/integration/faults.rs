@@ -37,11 +37,11 @@ use sesguard::domain::sending::ses_failure::SendFailure;
 use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::lambda::sender::process;
 use sesguard::ports::{
-    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
-    GateView, GuardLedger, JobLedger, JobProgress, MailTransport, ManualSuppression, MessageLedger,
-    Page, PolicyStore, QueueError, QueueVisibility, RateLedger, RateRecord, Requeue, SendClaim,
-    SendLedger, SendQuota, SesAccount, SesError, Store, StoreError, SuppressionAdmin,
-    SuppressionList, TransportError,
+    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, DomainLedger, DomainRecord,
+    FeedbackLedger, GateRead, GateView, GuardLedger, JobLedger, JobProgress, MailTransport,
+    ManualSuppression, MessageLedger, Page, PolicyStore, PreventedKey, QueueError, QueueVisibility,
+    RateLedger, RateRecord, Requeue, SendClaim, SendLedger, SendQuota, SesAccount, SesError, Store,
+    StoreError, SuppressionAdmin, SuppressionList, TransportError,
 };
 use sesguard::wiring::SenderFunction;
 
@@ -188,7 +188,7 @@ pass_on!(RateLedger {
     fn refill(&self, account: &str, configured: &RateLimits, now: Timestamp) -> Result<(), StoreError>;
 });
 pass_on!(GateRead {
-    fn gate_view(&self, recipients: &[EmailAddress], accounts: &[String]) -> Result<GateView, StoreError>;
+    fn gate_view(&self, recipients: &[EmailAddress], accounts: &[String], domains: &[String]) -> Result<GateView, StoreError>;
 });
 pass_on!(AuditLog {
     fn record(&self, entry: &AuditEntry, expires_at: Timestamp) -> Result<(), StoreError>;
@@ -198,6 +198,12 @@ pass_on!(AuditLog {
 pass_on!(JobLedger {
     fn job(&self, id: &str) -> Result<Option<JobProgress>, StoreError>;
     fn save_job(&self, progress: &JobProgress) -> Result<bool, StoreError>;
+});
+pass_on!(DomainLedger {
+    fn domains(&self, domains: &[String], now: Timestamp) -> Result<Vec<DomainRecord>, StoreError>;
+    fn put_domains(&self, records: &[DomainRecord]) -> Result<(), StoreError>;
+    fn count_prevented(&self, day: &str, counts: &BTreeMap<PreventedKey, u64>) -> Result<(), StoreError>;
+    fn prevented(&self, day: &str) -> Result<BTreeMap<PreventedKey, u64>, StoreError>;
 });
 
 // --- SES, with its faults ------------------------------------------------------------------

@@ -315,6 +315,7 @@ async fn a_block_at_one_provider_alerts_once_and_leaves_its_addresses_sendable(
     let page = sesguard::lambda::status_page::status(
         &[view],
         &sesguard::lambda::status_page::Lookup::None,
+        None,
         deps.clock.now(),
     );
     let row = &page[page.find("data-provider=\"google\"").expect("a google row")..];

@@ -55,8 +55,13 @@ pub fn sqs_batch(bodies: Vec<Value>) -> Value {
 }
 
 /// The example configuration.
+/// The example configuration, with prevention's DNS off (a test that wants DNS starts a zone
+/// server of its own and points `prevention.dns` at it).
 pub fn example_config() -> Config {
-    Config::load(Some(&root().join("infra/sesguard.example.toml"))).expect("example configuration")
+    let mut config = Config::load(Some(&root().join("infra/sesguard.example.toml")))
+        .expect("example configuration");
+    config.prevention.dns = sesguard::config::DnsServer::Off;
+    config
 }
 
 /// A clock the test sets.

@@ -1,7 +1,7 @@
 //! The ingest function end to end through its Lambda handler: every wrapper, partial batch
 //! failures, replays, store failures, and concurrent instances.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -20,10 +20,10 @@ use sesguard::domain::sending::send_record::{SendKey, SendRecord};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::{
-    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, FeedbackLedger, GateRead,
-    GateView, GuardLedger, JobLedger, JobProgress, ManualSuppression, MessageLedger, Page,
-    PolicyStore, RateLedger, RateRecord, SendClaim, SendLedger, StoreError, SuppressionAdmin,
-    SuppressionList,
+    AccountWindow, ApplyError, AuditEntry, AuditLog, CounterWindow, DomainLedger, DomainRecord,
+    FeedbackLedger, GateRead, GateView, GuardLedger, JobLedger, JobProgress, ManualSuppression,
+    MessageLedger, Page, PolicyStore, PreventedKey, RateLedger, RateRecord, SendClaim, SendLedger,
+    StoreError, SuppressionAdmin, SuppressionList,
 };
 
 use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
@@ -314,8 +314,33 @@ impl JobLedger for Unreachable {
 }
 
 #[async_trait]
+impl DomainLedger for Unreachable {
+    async fn domains(&self, _: &[String], _: Timestamp) -> Result<Vec<DomainRecord>, StoreError> {
+        Err(down())
+    }
+    async fn put_domains(&self, _: &[DomainRecord]) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn count_prevented(
+        &self,
+        _: &str,
+        _: &BTreeMap<PreventedKey, u64>,
+    ) -> Result<(), StoreError> {
+        Err(down())
+    }
+    async fn prevented(&self, _: &str) -> Result<BTreeMap<PreventedKey, u64>, StoreError> {
+        Err(down())
+    }
+}
+
+#[async_trait]
 impl GateRead for Unreachable {
-    async fn gate_view(&self, _: &[EmailAddress], _: &[String]) -> Result<GateView, StoreError> {
+    async fn gate_view(
+        &self,
+        _: &[EmailAddress],
+        _: &[String],
+        _: &[String],
+    ) -> Result<GateView, StoreError> {
         Err(down())
     }
 }

@@ -10,6 +10,7 @@ mod guard_paths;
 mod helpers;
 mod ingest_paths;
 mod layout;
+mod prevention;
 mod recovery;
 mod request_budget;
 mod sender;

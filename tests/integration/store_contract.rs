@@ -1,7 +1,8 @@
 //! One contract, every store: the same cases run against the SQLite adapter and the DynamoDB
 //! adapter (on the local DynamoDB-compatible server), so both behave the same.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
 
 use sesguard::domain::common::address::EmailAddress;
 use sesguard::domain::common::timestamp::Timestamp;
@@ -13,10 +14,12 @@ use sesguard::domain::reputation::counters::{Bucket, CounterDelta, Counts};
 use sesguard::domain::reputation::history::HistoryEntry;
 use sesguard::domain::reputation::state::StateName;
 use sesguard::domain::reputation::state::{AccountState as GuardState, Cause, Quarantine, Status};
+use sesguard::domain::sending::prevention::{MailDomain, Undeliverable};
 use sesguard::domain::sending::rate_limit::{LimitsPatch, RateLimits};
 use sesguard::domain::sending::template_policy::TemplatePolicy;
 use sesguard::ports::{
-    ApplyError, CounterWindow, FeedbackLedger, RateLedger, Store, SuppressionList,
+    AnswerSource, ApplyError, CounterWindow, DomainRecord, FeedbackLedger, PreventAction,
+    PreventedKey, RateLedger, Store, SuppressionList,
 };
 
 use crate::helpers::{SAMPLE_NOW, example_config, sample_json};
@@ -844,7 +847,26 @@ async fn the_gate_view_reads_policy_suppressions_states_and_rates_together(store
         .unwrap();
     let recipients = [email("nobody@example.org"), email("fine@example.com")];
     let accounts = ["primary".to_owned(), "backup".to_owned()];
-    let view = store.gate_view(&recipients, &accounts).await.unwrap();
+    let answer = DomainRecord {
+        domain: "parked.example".into(),
+        answer: MailDomain::NoMailDomain,
+        source: AnswerSource::Dns,
+        expires_at: now().plus(Duration::from_secs(60)),
+    };
+    store
+        .put_domains(std::slice::from_ref(&answer))
+        .await
+        .unwrap();
+    let domains = ["parked.example".to_owned(), "unasked.example".to_owned()];
+    let view = store
+        .gate_view(&recipients, &accounts, &domains)
+        .await
+        .unwrap();
+    assert_eq!(
+        view.domains,
+        [answer],
+        "the domain answers come with the same read"
+    );
     assert_eq!(view.policy, policy);
     assert_eq!(
         view.suppressed.keys().collect::<Vec<_>>(),
@@ -862,6 +884,59 @@ async fn the_gate_view_reads_policy_suppressions_states_and_rates_together(store
         .unwrap()
         .tokens;
     assert!((tokens - 10.0).abs() < 1e-3, "{tokens}");
+}
+
+async fn domain_answers_are_kept_until_they_expire_and_prevented_counts_add_up(store: &dyn Store) {
+    let record = |domain: &str, answer, seconds| DomainRecord {
+        domain: domain.into(),
+        answer,
+        source: AnswerSource::Dns,
+        expires_at: now().plus(Duration::from_secs(seconds)),
+    };
+    let dead = record("dead.example", MailDomain::NoSuchDomain, 300);
+    let stale = record("stale.example", MailDomain::Receives, 1);
+    store.put_domains(&[dead.clone(), stale]).await.unwrap();
+    let asked = ["dead.example", "stale.example", "never.example"].map(String::from);
+    let later = now().plus(Duration::from_secs(2));
+    assert_eq!(
+        store.domains(&asked, later).await.unwrap(),
+        std::slice::from_ref(&dead)
+    );
+    // A bounce's lesson replaces the DNS answer.
+    let learned = DomainRecord {
+        source: AnswerSource::Feedback,
+        answer: MailDomain::NoMailDomain,
+        ..dead
+    };
+    store
+        .put_domains(std::slice::from_ref(&learned))
+        .await
+        .unwrap();
+    assert_eq!(store.domains(&asked, later).await.unwrap(), [learned]);
+
+    let key = |stream: &str, reason, action| PreventedKey {
+        stream: stream.into(),
+        reason,
+        action,
+    };
+    let refused = key(
+        "verification",
+        Undeliverable::NoSuchDomain,
+        PreventAction::Refused,
+    );
+    let flagged = key("bulk", Undeliverable::Disposable, PreventAction::Flagged);
+    let day = now().day();
+    let batch = BTreeMap::from([(refused.clone(), 2), (flagged.clone(), 1)]);
+    store.count_prevented(&day, &batch).await.unwrap();
+    store
+        .count_prevented(&day, &BTreeMap::from([(refused.clone(), 3)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.prevented(&day).await.unwrap(),
+        BTreeMap::from([(refused, 5), (flagged, 1)])
+    );
+    assert!(store.prevented("2020-01-01").await.unwrap().is_empty());
 }
 
 async fn manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record(store: &dyn Store) {
@@ -1118,6 +1193,7 @@ contract!(
     manual_suppressions_keep_an_earlier_reason_and_lift_with_their_record,
     a_send_record_is_claimed_once_marked_settled_given_up_and_runs_out,
     a_jobs_progress_is_saved_only_over_the_version_it_was_read_at,
+    domain_answers_are_kept_until_they_expire_and_prevented_counts_add_up,
 );
 
 #[tokio::test]

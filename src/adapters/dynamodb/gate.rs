@@ -1,6 +1,7 @@
-//! The sender's one batched read: template policy, recipients' suppressions, guard states and
-//! rate records in a single `BatchGetItem`.
+//! The sender's one batched read: template policy, recipients' suppressions, guard states,
+//! rate records and recipient domains' answers in a single `BatchGetItem`.
 
+use super::domains::{domain_key, parse_domain};
 use super::*;
 
 #[async_trait]
@@ -9,8 +10,10 @@ impl GateRead for DynamoStore {
         &self,
         recipients: &[EmailAddress],
         accounts: &[String],
+        domains: &[String],
     ) -> Result<GateView, StoreError> {
         let mut state_keys = vec![state_key(POLICY_KEY, POLICY_SORT_KEY)];
+        state_keys.extend(domains.iter().map(|d| domain_key(d)));
         for account in accounts {
             state_keys.push(state_key(account_key(account), STATE_SORT_KEY));
             state_keys.push(state_key(account_key(account), RATE_SORT_KEY));
@@ -38,6 +41,11 @@ impl GateRead for DynamoStore {
             suppressed: parse_suppressed(&suppressions)?,
             states: by_account(accounts, &state, STATE_SORT_KEY, parse_account_state)?,
             rates: by_account(accounts, &state, RATE_SORT_KEY, |_, item| parse_rate(item))?,
+            domains: state
+                .iter()
+                .filter(|item| text(item, "pk").is_some_and(|pk| pk.starts_with("domain#")))
+                .map(parse_domain)
+                .collect::<Result<_, _>>()?,
         })
     }
 }

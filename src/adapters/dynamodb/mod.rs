@@ -12,7 +12,8 @@
 //!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
 //!   (`unconfigured-accounts` / NAME), the template policy (`policy` / `templates`), and the
 //!   send-rate limiter: operators' limits and window counts (`account#NAME` / `rate`), the
-//!   paced bucket's parts (`account#NAME` / `rate#PART`).
+//!   paced bucket's parts (`account#NAME` / `rate#PART`), prevention's domain answers
+//!   (`domain#DOMAIN` / `domain`) and daily counts (`prevented#DAY` / `prevented`).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,
 //! address updates (conditional on the version read when they carry a soft-bounce state),
@@ -53,6 +54,7 @@ use crate::ports::{
 mod audit;
 mod changes;
 mod codec;
+mod domains;
 mod gate;
 mod guard_state;
 mod jobs;

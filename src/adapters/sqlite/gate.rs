@@ -1,6 +1,7 @@
-//! The sender's one read per batch: template policy, recipients' suppressions, guard states
-//! and rate records, in one call on the connection's thread.
+//! The sender's one read per batch: template policy, recipients' suppressions, guard states,
+//! rate records and recipient domains' answers, in one call on the connection's thread.
 
+use super::domains::read_domains;
 use super::*;
 
 #[async_trait]
@@ -10,8 +11,10 @@ impl GateRead for SqliteStore {
         &self,
         recipients: &[EmailAddress],
         accounts: &[String],
+        domains: &[String],
     ) -> Result<GateView, StoreError> {
-        let (recipients, accounts) = (recipients.to_vec(), accounts.to_vec());
+        let (recipients, accounts, domains) =
+            (recipients.to_vec(), accounts.to_vec(), domains.to_vec());
         self.run(move |connection| {
             let mut states = HashMap::new();
             let mut rates = HashMap::new();
@@ -24,6 +27,7 @@ impl GateRead for SqliteStore {
                 suppressed: read_suppressed(connection, recipients)?,
                 states,
                 rates,
+                domains: read_domains(connection, domains)?,
             })
         })
         .await

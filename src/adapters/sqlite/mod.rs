@@ -29,6 +29,7 @@ use crate::ports::{
 
 mod audit;
 mod changes;
+mod domains;
 mod gate;
 mod guard_state;
 mod jobs;
@@ -135,6 +136,20 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS policies (
     name TEXT PRIMARY KEY,
     policy TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS domains (
+    domain TEXT PRIMARY KEY,
+    answer TEXT NOT NULL,
+    source TEXT NOT NULL,
+    expires_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS prevented (
+    day TEXT NOT NULL,
+    stream TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    action TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (day, stream, reason, action)
 );
 CREATE TABLE IF NOT EXISTS history (
     account TEXT NOT NULL,

@@ -1,7 +1,7 @@
 //! Operations as a use case: what the admin function and the `sesguard` CLI both do — see
 //! accounts and why mail does or does not go, pause and resume accounts and streams, change
 //! send-rate limits, edit, import and export the suppression list, sync it with SES's
-//! account-level list, and change the template policy. Every change records who and why:
+//! account-level list, change the template policy, and check addresses before mailing them. Every change records who and why:
 //! account transitions in the account's history, everything else in the audit log.
 
 use std::time::Duration;
@@ -10,11 +10,13 @@ use serde::Serialize;
 
 use crate::app::Context;
 use crate::app::control::{Action, Control, ControlError};
+use crate::app::prevent::{Lookups, PreventionStatus, Screen};
 use crate::app::status::{self, AccountStatus, StatusError};
 use crate::domain::common::address::EmailAddress;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::feedback::suppression::{Reason, Suppression};
 use crate::domain::reputation::history::HistoryEntry;
+use crate::domain::sending::prevention::Check;
 use crate::domain::sending::rate_limit::{LimitsPatch, Periods, RateLimits};
 use crate::domain::sending::template_policy::TemplatePolicy;
 use crate::ports::{AuditEntry, ManualSuppression, Page, SesError, StoreError};
@@ -23,6 +25,18 @@ mod import;
 mod ses_lists;
 pub use import::{IMPORT_CHUNK, ImportReport, Importer, InvalidLine, LineFormat};
 pub use ses_lists::{ImportStep, JobStatus, PUSH_STEP, PushStep};
+
+/// The most addresses one check takes.
+pub const CHECK_LIMIT: usize = 1000;
+
+/// Prevention's answers for some addresses.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressChecks {
+    /// One per address, in the order asked.
+    pub results: Vec<Check>,
+    /// Where the DNS answers came from.
+    pub lookups: Lookups,
+}
 
 /// Why an operation was refused or failed. Each maps to one HTTP status.
 #[derive(Debug, thiserror::Error)]
@@ -157,6 +171,11 @@ impl<'a> Admin<'a> {
         Ok(status::status(deps, now, None).await?)
     }
 
+    /// Prevention today: per stream, what it refused and flagged, by reason.
+    pub async fn prevention(&self, now: Timestamp) -> Result<PreventionStatus, AdminError> {
+        Ok(Screen::of(self.deps).today(now).await?)
+    }
+
     /// One account's status.
     pub async fn account(&self, name: &str, now: Timestamp) -> Result<AccountStatus, AdminError> {
         let deps = self.deps;
@@ -284,6 +303,28 @@ impl<'a> Admin<'a> {
 
     fn address(email: &str) -> Result<EmailAddress, AdminError> {
         EmailAddress::parse(email).map_err(|e| AdminError::Invalid(e.to_string()))
+    }
+
+    /// Prevention's answer for each of `addresses` (at most [`CHECK_LIMIT`]): whether mail to
+    /// it can be delivered, why not, and the domain a typo probably meant. Nothing is sent or
+    /// recorded but the DNS answers, kept for the next check.
+    pub async fn check_addresses(
+        &self,
+        addresses: &[String],
+        now: Timestamp,
+    ) -> Result<AddressChecks, AdminError> {
+        if addresses.is_empty() || addresses.len() > CHECK_LIMIT {
+            return Err(AdminError::Invalid(format!(
+                "{} addresses: check 1 to {CHECK_LIMIT} at a time",
+                addresses.len()
+            )));
+        }
+        let parsed = addresses
+            .iter()
+            .map(|a| Self::address(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let (results, lookups) = Screen::of(self.deps).check(&parsed, now).await;
+        Ok(AddressChecks { results, lookups })
     }
 
     /// One address's suppression.

@@ -2,7 +2,8 @@
 //! routing and the rate limiter's token, then the transport; each failure class has its reaction.
 
 use super::*;
-use crate::config::Config;
+use crate::app::send::prevented::prevent;
+use crate::config::{Config, StreamConfig};
 use crate::domain::feedback::provider::providers_of;
 use crate::ports::TransportError;
 
@@ -197,7 +198,7 @@ impl<'a> Sender<'a> {
     async fn gate(
         &self,
         request: &SendRequest,
-        stream: &crate::config::StreamConfig,
+        stream: &StreamConfig,
         record: &SendRecord,
         queued: &Queued,
         batch: &mut Batch,
@@ -207,6 +208,10 @@ impl<'a> Sender<'a> {
         let removed = match screen(request, &batch.view) {
             Ok(removed) => removed,
             Err(refused) => return Ok(refused),
+        };
+        let prevented = match prevent(request, stream, &removed, batch) {
+            Ok(prevented) => prevented,
+            Err(undeliverable) => return Ok(undeliverable),
         };
         let priority = request.priority.unwrap_or(stream.priority);
         let not_sent = Ok;
@@ -234,14 +239,15 @@ impl<'a> Sender<'a> {
                 batch.snapshot.set_rate_wait(&account, wait);
                 continue;
             }
-            let mail = match outgoing(config, request, record, &account, &batch.view) {
+            let mail = match outgoing(config, request, record, &account, &batch.view, &prevented) {
                 Ok(mail) => mail,
                 // Not sent: the claim goes, so the request can be redriven once the account is fixed.
                 Err(invalid) => return not_sent(invalid),
             };
             let failure = match self.transport.send(&mail).await {
                 Ok(message_id) => {
-                    return Ok(self.sent(account, message_id, &mail, removed, request, batch));
+                    let left_out = (removed, prevented);
+                    return Ok(self.sent(account, message_id, &mail, left_out, request, batch));
                 }
                 Err(failure) => failure,
             };
@@ -275,7 +281,7 @@ impl<'a> Sender<'a> {
         account: String,
         message_id: String,
         mail: &OutgoingMail,
-        removed: Vec<EmailAddress>,
+        (suppressed, prevented): (Vec<EmailAddress>, Vec<EmailAddress>),
         request: &SendRequest,
         batch: &mut Batch,
     ) -> Decision {
@@ -287,7 +293,8 @@ impl<'a> Sender<'a> {
             account,
             message_id,
             recipients: mail.recipients(),
-            suppressed: removed,
+            suppressed,
+            prevented,
         }
     }
 
@@ -455,13 +462,15 @@ fn screen(request: &SendRequest, view: &GateView) -> Result<Vec<EmailAddress>, D
 }
 
 /// The mail as `account` sends it: its From (the request's, else the account's), its
-/// configuration set, without the suppressed recipients; `Invalid` when there is no From.
+/// configuration set, without the suppressed recipients nor those prevention left out;
+/// `Invalid` when there is no From.
 fn outgoing(
     config: &Config,
     request: &SendRequest,
     record: &SendRecord,
     account: &str,
     view: &GateView,
+    prevented: &[EmailAddress],
 ) -> Result<OutgoingMail, Decision> {
     let account_config = config.account(account);
     let Some(from) = request
@@ -482,6 +491,6 @@ fn outgoing(
         account,
         from,
         configuration_set,
-        |e| !view.suppressed.contains_key(e),
+        |e| !view.suppressed.contains_key(e) && !prevented.contains(e),
     ))
 }

@@ -25,6 +25,7 @@ use serde::Serialize;
 
 use crate::app::Context;
 use crate::app::control::{Control, ControlError};
+use crate::app::prevent::Screen;
 use crate::app::send::snapshot::{RoutingError, Snapshot, Windows};
 use crate::app::status::configured_limits;
 use crate::config::StoreFailurePolicy;
@@ -35,14 +36,18 @@ use crate::domain::feedback::attribution::SendSource;
 use crate::domain::feedback::plan::ChangeSet;
 use crate::domain::reputation::counters::{Bucket, CounterDelta, Counts};
 use crate::domain::reputation::state::{AccountState, Cause, Status};
+use crate::domain::sending::prevention::Check;
 use crate::domain::sending::request::{OutgoingMail, SendRequest};
 use crate::domain::sending::routing::{self, Route};
 use crate::domain::sending::send_record::{self, Held, Identity, SendKey, SendRecord};
 use crate::domain::sending::ses_failure::{SendFailure, classify};
-use crate::ports::{ApplyError, GateView, MailTransport, RateRecord, SendClaim, StoreError};
+use crate::ports::{
+    ApplyError, GateView, MailTransport, PreventedKey, RateRecord, SendClaim, StoreError,
+};
 use crate::telemetry::error_chain;
 
 mod judgement;
+mod prevented;
 pub mod snapshot;
 
 /// SQS keeps a message invisible for at most 12 hours.
@@ -89,6 +94,9 @@ pub enum Decision {
         recipients: usize,
         /// Recipients removed because they are suppressed.
         suppressed: Vec<EmailAddress>,
+        /// Recipients left out because they cannot receive mail (prevention, `refuse`).
+        #[serde(skip_serializing_if = "Vec::is_empty")]
+        prevented: Vec<EmailAddress>,
     },
     /// The same message went (or is going) out within the duplicate window.
     Duplicate {
@@ -104,6 +112,14 @@ pub enum Decision {
     Suppressed {
         /// Why.
         reason: String,
+    },
+    /// No recipient left can receive mail (prevention, `refuse`): never sent, not retried.
+    Undeliverable {
+        /// Why, recipient by recipient.
+        reason: String,
+        /// The domain the first typo probably meant (`gmail.com` for `gmial.com`).
+        #[serde(skip_serializing_if = "Option::is_none")]
+        suggestion: Option<String>,
     },
     /// Cannot go now: retry after the given time.
     Deferred {
@@ -132,6 +148,7 @@ impl Decision {
             Decision::Duplicate { .. } => "duplicate",
             Decision::Blocked { .. } => "blocked",
             Decision::Suppressed { .. } => "suppressed",
+            Decision::Undeliverable { .. } => "undeliverable",
             Decision::Deferred { .. } => "deferred",
             Decision::Rejected { .. } => "rejected",
             Decision::Invalid { .. } => "invalid",
@@ -209,6 +226,9 @@ pub struct Judged {
     pub stream: Option<StreamName>,
     /// What became of it.
     pub decision: Decision,
+    /// Recipients prevention refused or flagged, one entry each.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub prevented: Vec<PreventedKey>,
 }
 
 /// What one batch keeps while it is judged.
@@ -224,6 +244,10 @@ struct Batch {
     sent: Vec<SendRecord>,
     /// Sends whose outcome is unknown, with their account and recipients: their records stay.
     in_doubt: BTreeMap<SendKey, (String, usize)>,
+    /// Prevention's checks of the batch's unverified recipients in streams that prevent.
+    checks: HashMap<EmailAddress, Check>,
+    /// What prevention did in the request being judged.
+    prevented: Vec<PreventedKey>,
 }
 
 /// Attempts at the send-count write.
@@ -319,6 +343,7 @@ impl<'a> Sender<'a> {
                 id: queued.id,
                 stream,
                 decision,
+                prevented: std::mem::take(&mut state.prevented),
             });
         }
         self.close(&mut state, &mut judged).await;
@@ -333,6 +358,7 @@ impl<'a> Sender<'a> {
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = Some(windows);
         self.count(counted, &state.view.states, now).await;
+        self.count_prevented(&judged, now).await;
         Ok(judged)
     }
 
@@ -355,7 +381,15 @@ impl<'a> Sender<'a> {
             .into_iter()
             .collect();
         let accounts = config.routed_accounts();
-        let mut view = store.gate_view(&recipients, &accounts).await?;
+        let unverified = prevented::unverified(batch, config);
+        let pending = Screen::of(self.deps).pending(unverified.iter().copied(), now);
+        let mut view = store
+            .gate_view(&recipients, &accounts, &pending.missing)
+            .await?;
+        let stored = std::mem::take(&mut view.domains);
+        let checks = self
+            .prevention_checks(&unverified, pending, stored, now)
+            .await;
         let windows = self.windows(now).await?;
         let snapshot =
             Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
@@ -371,6 +405,8 @@ impl<'a> Sender<'a> {
             given_up: Vec::new(),
             sent: Vec::new(),
             in_doubt: BTreeMap::new(),
+            checks,
+            prevented: Vec::new(),
         };
         Ok((state, windows))
     }

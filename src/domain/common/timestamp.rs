@@ -63,6 +63,11 @@ impl Timestamp {
         }
     }
 
+    /// The UTC day, `YYYY-MM-DD`.
+    pub fn day(self) -> String {
+        self.to_rfc3339().chars().take(10).collect()
+    }
+
     /// This time moved forward by `by` (saturating).
     pub fn plus(self, by: Duration) -> Self {
         Self(self.0.saturating_add(duration_millis(by)))
