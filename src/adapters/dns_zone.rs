@@ -226,3 +226,39 @@ impl Drop for ZoneServer {
         self.task.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_zone_line_that_cannot_be_read_is_named_by_its_number() {
+        for (text, says) in [
+            ("a.example MX", "line 1: expected MX HOST"),
+            (
+                "ok.example A 192.0.2.1\nb.example A nowhere",
+                "line 2: an IP address",
+            ),
+            (
+                "c.example MX mx.c.example soon",
+                "line 1: a TTL is a number",
+            ),
+            (
+                "d.example TIMEOUT\nd.example A 192.0.2.1",
+                "line 2: a TIMEOUT or SERVFAIL",
+            ),
+            ("lonely", "line 1: expected `DOMAIN KIND"),
+        ] {
+            let error = Zone::parse(text).unwrap_err();
+            assert!(error.contains(says), "{text}: {error}");
+        }
+        let zone =
+            Zone::parse("# comment\n\nnegative_ttl 30\nE.example. MX mx.e.example 60 # trailing")
+                .unwrap();
+        assert_eq!(zone.negative_ttl, 30);
+        assert!(
+            zone.entries.contains_key("e.example"),
+            "lower-cased, the root dot gone"
+        );
+    }
+}

@@ -3,7 +3,7 @@
 //! once) — with the new answers kept in both for their TTL (clamped to
 //! `prevention.min_ttl`..`max_ttl`); then each address checked with its domain's answer. A
 //! store that fails is passed by (the resolver answers), and a resolver that fails answers
-//! *unknown*: the mail goes. Bounces teach too: a domain a `host_unknown` bounce named is kept
+//! *unknown*: the mail goes, and this instance asks again after `prevention.min_ttl`. Bounces teach too: a domain a `host_unknown` bounce named is kept
 //! as taking no mail for `prevention.learned_ttl`.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -65,15 +65,24 @@ impl<'a> Screen<'a> {
     /// Checks `addresses`, asking DNS only for what neither the cache nor the store knows.
     pub async fn check(&self, addresses: &[EmailAddress], now: Timestamp) -> (Vec<Check>, Lookups) {
         let pending = self.pending(addresses, now);
-        let stored = match self.deps.store.domains(&pending.missing, now).await {
+        let stored = if pending.missing.is_empty() {
+            Vec::new()
+        } else {
+            self.store_answers(&pending.missing, now).await
+        };
+        let (answers, lookups) = self.complete(pending, stored, now).await;
+        (self.conclude(addresses, &answers), lookups)
+    }
+
+    /// The store's answers for `domains`; none when it fails (DNS is asked instead).
+    async fn store_answers(&self, domains: &[String], now: Timestamp) -> Vec<DomainRecord> {
+        match self.deps.store.domains(domains, now).await {
             Ok(records) => records,
             Err(error) => {
                 tracing::warn!(error = %error_chain(&error), "domain answers not read; asking DNS");
                 Vec::new()
             }
-        };
-        let (answers, lookups) = self.complete(pending, stored, now).await;
-        (self.conclude(addresses, &answers), lookups)
+        }
     }
 
     /// The answers this instance has for the domains `addresses` need, and the domains it
@@ -93,9 +102,7 @@ impl<'a> Screen<'a> {
             match self.deps.domains.get(domain, now) {
                 Some(answer) => {
                     pending.lookups.cached += 1;
-                    pending
-                        .answers
-                        .insert(domain.to_owned(), Dns::Known(answer));
+                    pending.answers.insert(domain.to_owned(), answer);
                 }
                 None => pending.missing.push(domain.to_owned()),
             }
@@ -129,7 +136,14 @@ impl<'a> Screen<'a> {
         let resolved = self.resolve(&missing, now).await;
         lookups.unknown = (missing.len() - resolved.len()) as u64;
         lookups.resolved = resolved.len() as u64;
-        for domain in missing {
+        let unanswered: Vec<String> = missing
+            .into_iter()
+            .filter(|d| !resolved.iter().any(|r| &r.domain == d))
+            .collect();
+        // Not in the store: another instance's resolver may do better.
+        let retry = now.plus(self.deps.config.prevention.min_ttl);
+        self.deps.domains.keep_unknown(&unanswered, retry, now);
+        for domain in unanswered {
             answers.insert(domain, Dns::Unknown);
         }
         self.keep(&resolved, now).await;

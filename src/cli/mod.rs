@@ -215,8 +215,9 @@ pub enum Command {
         #[arg(long)]
         daily_volume: Option<u64>,
         /// A stream and the bad share of its addresses over time:
-        /// `NAME=FROM..TO@HOURS` in percent, `,critical` for critical mail (repeat for each;
-        /// the seed: `verification=3..20@24` and `transactional=0.5..0.5@0,critical`).
+        /// `NAME=FROM..TO@HOURS` in percent, `,critical` for critical mail, `,unverified` for
+        /// addresses nobody has verified (repeat for each; the seed:
+        /// `verification=3..20@24,unverified` and `transactional=0.5..0.5@0,critical`).
         #[arg(long = "stream", value_name = "SPEC")]
         streams: Vec<String>,
         /// The primary's 24-hour quota (the seed: 5,000,000).
@@ -232,6 +233,16 @@ pub enum Command {
         /// list, with a relapse 45 minutes later (0: the operator does nothing).
         #[arg(long)]
         resume_day: Option<u32>,
+        /// Also run with prevention on the unverified streams, with and without the guard, and
+        /// draw the primary's bounce rate with and without prevention (`SVG` with
+        /// `-prevention` before its extension).
+        #[arg(long)]
+        prevention: bool,
+        /// The kinds of bad address, in percent of the bad ones (an assumed mix by default:
+        /// `dead=20,typo=15,local=5,disposable=20,mailbox=40`); only `mailbox`, a missing
+        /// mailbox at a live domain, cannot be caught before sending.
+        #[arg(long, value_parser = simulation::bad_mix)]
+        bad_mix: Option<crate::app::simulate::BadMix>,
         /// Also run the guard under the other profile (`standard`, `no_review`) and compare
         /// what each costs: mail deferred, failed over, the peaks.
         #[arg(long)]

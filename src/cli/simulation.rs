@@ -15,18 +15,24 @@ use crate::domain::reputation::thresholds::Profile;
 
 use super::*;
 
-/// `NAME=FROM..TO@HOURS[,critical]`, shares in percent.
+/// `NAME=FROM..TO@HOURS[,critical][,unverified]`, shares in percent.
 fn stream(spec: &str) -> anyhow::Result<StreamScenario> {
     let bad = || {
         anyhow::anyhow!(
-            "`--stream {spec}`: expected NAME=FROM..TO@HOURS[,critical], e.g. verification=3..20@24"
+            "`--stream {spec}`: expected NAME=FROM..TO@HOURS[,critical][,unverified], e.g. verification=3..20@24,unverified"
         )
     };
     let (name, rest) = spec.split_once('=').ok_or_else(bad)?;
-    let (rest, critical) = match rest.strip_suffix(",critical") {
-        Some(rest) => (rest, true),
-        None => (rest, false),
-    };
+    let mut flags = rest.split(',');
+    let rest = flags.next().ok_or_else(bad)?;
+    let (mut critical, mut unverified) = (false, false);
+    for flag in flags {
+        match flag.trim() {
+            "critical" => critical = true,
+            "unverified" => unverified = true,
+            _ => return Err(bad()),
+        }
+    }
     let (shares, hours) = rest.split_once('@').ok_or_else(bad)?;
     let (from, to) = shares.split_once("..").ok_or_else(bad)?;
     let number = |text: &str| text.trim().parse::<f64>().map_err(|_| bad());
@@ -40,6 +46,7 @@ fn stream(spec: &str) -> anyhow::Result<StreamScenario> {
         bad_to: number(to)? / 100.0,
         ramp_hours: number(hours)?,
         critical,
+        unverified,
     })
 }
 
@@ -101,6 +108,65 @@ fn png(svg: &Path) -> Option<std::path::PathBuf> {
     converted.then_some(png)
 }
 
+/// `--bad-mix SPEC`.
+pub(super) fn bad_mix(spec: &str) -> Result<simulate::BadMix, String> {
+    simulate::BadMix::parse(spec)
+}
+
+/// `--prevention`: the scenario again with prevention, with and without the guard; both
+/// reports, the four runs compared, and the picture of the primary's bounce rate with and
+/// without prevention.
+async fn with_prevention(
+    scenario: &Scenario,
+    guard: &GuardConfig,
+    (guarded, unguarded): (&Outcome, &Outcome),
+    svg: &Path,
+) -> anyhow::Result<()> {
+    let prevented = Scenario {
+        prevent: true,
+        ..scenario.clone()
+    };
+    let prevention_only = run(&prevented, &simulate::unguarded(guard), false).await?;
+    let both = run(&prevented, guard, true).await?;
+    let min_volume = guard.levels().min_volume;
+    say!(
+        "{}",
+        simulate::report(
+            "prevention, without the guard",
+            &prevention_only,
+            min_volume
+        )
+    );
+    say!(
+        "{}",
+        simulate::report("prevention and the guard", &both, min_volume)
+    );
+    say!(
+        "{}",
+        simulate::compare(&[
+            ("nothing", unguarded),
+            ("prevention", &prevention_only),
+            ("guard", guarded),
+            ("guard + prevention", &both),
+        ])
+    );
+    let chart = simulate::primary_rates(
+        &[
+            ("no sesguard", "#999", true, unguarded),
+            ("prevention only", "#2ca02c", true, &prevention_only),
+            ("guard only", "#d62728", false, guarded),
+            ("guard + prevention", "#1f77b4", false, &both),
+        ],
+        &guard.levels(),
+    );
+    let stem = svg
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("simulation");
+    let path = svg.with_file_name(format!("{stem}-prevention.svg"));
+    write_svg(&path, &chart.svg())
+}
+
 /// `--scenario NAME`: one of [`Preset::ALL`].
 pub(super) fn preset(name: &str) -> Result<Preset, String> {
     Preset::ALL
@@ -153,6 +219,11 @@ fn write_picture(
     guard: &GuardConfig,
 ) -> anyhow::Result<()> {
     let picture = simulate::picture(guarded, unguarded, &guard.levels()).svg();
+    write_svg(svg, &picture)
+}
+
+/// Writes `picture` to `svg`, and a PNG beside it when it can.
+fn write_svg(svg: &Path, picture: &str) -> anyhow::Result<()> {
     if let Some(parent) = svg.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent)?;
     }
@@ -175,6 +246,8 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
         backup_quota,
         seed,
         resume_day,
+        prevention,
+        bad_mix,
         profiles,
         svg,
     } = &cli.command
@@ -187,6 +260,9 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
     scenario.primary_quota = primary_quota.unwrap_or(scenario.primary_quota);
     scenario.backup_quota = backup_quota.unwrap_or(scenario.backup_quota);
     scenario.seed = seed.unwrap_or(scenario.seed);
+    if let Some(mix) = bad_mix {
+        scenario.mix = mix.clone();
+    }
     if let Some(day) = resume_day {
         scenario.act = (*day > 0).then_some(Act::CleanedResume { day: *day });
     }
@@ -219,6 +295,10 @@ pub async fn simulate(cli: &Cli) -> anyhow::Result<ExitCode> {
         runs += 1;
     }
     write_picture(svg, &guarded, &unguarded, &guard)?;
+    if *prevention {
+        with_prevention(&scenario, &guard, (&guarded, &unguarded), svg).await?;
+        runs += 2;
+    }
     say!(
         "simulated {} days of {} messages a day {runs} times in {:.1} s",
         scenario.days,
@@ -238,7 +318,16 @@ mod tests {
         assert_eq!((s.bad_from, s.bad_to, s.ramp_hours), (0.03, 0.2, 24.0));
         assert!(!s.critical);
         assert!(stream("receipts=0.5..0.5@0,critical").unwrap().critical);
-        for bad in ["verification", "=1..2@3", "v=1-2@3", "v=1..2", "v=a..2@3"] {
+        let signups = stream("signups=3..20@24,unverified").unwrap();
+        assert!(signups.unverified && !signups.critical);
+        for bad in [
+            "verification",
+            "=1..2@3",
+            "v=1-2@3",
+            "v=1..2",
+            "v=a..2@3",
+            "v=1..2@3,odd",
+        ] {
             let error = stream(bad).unwrap_err().to_string();
             assert!(error.contains("NAME=FROM..TO@HOURS"), "{bad}: {error}");
         }

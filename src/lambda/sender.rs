@@ -446,4 +446,68 @@ mod tests {
             ])
         );
     }
+
+    #[test]
+    fn metrics_count_prevented_and_flagged_recipients_by_reason() {
+        use crate::domain::sending::prevention::Undeliverable;
+        use crate::ports::PreventedKey;
+        let key = |stream: &str, reason, action| PreventedKey {
+            stream: stream.into(),
+            reason,
+            action,
+        };
+        let mut refused = judged(
+            Some("verification"),
+            Decision::Undeliverable {
+                reason: "r".into(),
+                suggestion: None,
+            },
+        );
+        refused.prevented = vec![
+            key(
+                "verification",
+                Undeliverable::NoSuchDomain,
+                PreventAction::Refused,
+            ),
+            key(
+                "verification",
+                Undeliverable::NoSuchDomain,
+                PreventAction::Refused,
+            ),
+            key(
+                "verification",
+                Undeliverable::TypoDomain,
+                PreventAction::Refused,
+            ),
+        ];
+        let mut flagged = judged(
+            Some("bulk"),
+            Decision::Sent {
+                account: "primary".into(),
+                message_id: "x".into(),
+                recipients: 1,
+                suppressed: vec![],
+                prevented: vec![],
+            },
+        );
+        flagged.prevented = vec![key(
+            "bulk",
+            Undeliverable::Disposable,
+            PreventAction::Flagged,
+        )];
+        let lines = metric_lines(Timestamp::from_millis(0), &[refused, flagged]);
+        let docs: Vec<Value> = lines
+            .iter()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect();
+        let verification = docs.iter().find(|d| d["stream"] == "verification").unwrap();
+        assert_eq!(verification["undeliverable"], 1);
+        assert_eq!(verification["prevented_no_such_domain"], 2);
+        assert_eq!(verification["prevented_typo_domain"], 1);
+        let bulk = docs.iter().find(|d| d["stream"] == "bulk").unwrap();
+        assert_eq!(
+            (bulk["sent"].clone(), bulk["flagged_disposable"].clone()),
+            (1.into(), 1.into())
+        );
+    }
 }

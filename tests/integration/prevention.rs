@@ -309,6 +309,38 @@ async fn the_gate_refuses_or_flags_as_the_stream_says_and_counts_each_reason() {
 }
 
 #[tokio::test]
+async fn a_domain_dns_did_not_answer_is_asked_again_after_a_minute_not_every_batch() {
+    let (server, resolver) = dns("").await;
+    let world = World::builder().build();
+    let deps = world.deps.with_resolver(resolver);
+    let late = [address("late@slow.example")];
+    let now = deps.clock.now();
+    let (checks, first) = Screen::of(&deps).check(&late, now).await;
+    assert_eq!((checks[0].dns, first.unknown), (Dns::Unknown, 1));
+    assert!(checks[0].deliverable, "fails open");
+    let asked = server.queries();
+    let (_, again) = Screen::of(&deps)
+        .check(&late, now.plus(Duration::from_secs(30)))
+        .await;
+    assert_eq!(
+        (again.cached, again.unknown, server.queries()),
+        (1, 0, asked)
+    );
+    let (_, later) = Screen::of(&deps)
+        .check(&late, now.plus(Duration::from_secs(61)))
+        .await;
+    assert_eq!(later.unknown, 1, "asked again once the minute is over");
+    // Nothing unknown was kept in the store for other instances.
+    assert!(
+        deps.store
+            .domains(&["slow.example".into()], now)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
+#[tokio::test]
 async fn a_host_unknown_bounce_marks_its_domain_dead_without_asking_dns() {
     let world = World::builder().build();
     let deps = &world.deps;

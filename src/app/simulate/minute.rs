@@ -18,7 +18,7 @@ use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::{self, Priority, Route};
 use crate::domain::sns::unwrap::Content;
 
-use super::{MINUTE, Outcome, Scenario, SimulateError, clock_text, tell};
+use super::{BadKind, MINUTE, Outcome, Scenario, SimulateError, clock_text, tell};
 
 /// SplitMix64: a small, seeded, reproducible generator.
 struct Rng(u64);
@@ -43,6 +43,9 @@ struct Pending {
     id: u64,
     created: i64,
     deferred: bool,
+    /// Whether its address is bad, and of what kind, once drawn (runs with prevention draw
+    /// before routing; the others when it is sent).
+    drawn: Option<Option<BadKind>>,
 }
 
 /// A bounce not yet delivered to sesguard.
@@ -166,6 +169,7 @@ impl<'a> World<'a> {
                     id: self.next_id,
                     created: now,
                     deferred: false,
+                    drawn: None,
                 });
                 self.out.generated += 1;
             }
@@ -192,7 +196,15 @@ impl<'a> World<'a> {
             let priority = config
                 .stream(&stream.name)
                 .map_or(Priority::Normal, |s| s.priority);
-            while let Some(&message) = self.queues[index].0.front() {
+            while !self.queues[index].0.is_empty() {
+                if let Some(kind) = self.prevented(index, now) {
+                    self.queues[index].0.pop_front();
+                    *self.out.prevented.entry(kind).or_insert(0) += 1;
+                    continue;
+                }
+                let Some(&message) = self.queues[index].0.front() else {
+                    break;
+                };
                 let draw = routing::draw(&format!("m{}", message.id));
                 let route = snapshot
                     .route(&stream.name, priority, draw, &[])
@@ -218,6 +230,23 @@ impl<'a> World<'a> {
         Ok(batch)
     }
 
+    /// With prevention on an unverified stream: the kind of the front message's bad address
+    /// (drawn now, once) when the real checks refuse it; `None` when it may be sent.
+    fn prevented(&mut self, index: usize, now: i64) -> Option<BadKind> {
+        let stream = &self.scenario.streams[index];
+        if !(self.scenario.prevent && stream.unverified) {
+            return None;
+        }
+        let share = self.scenario.bad_share(stream, index, now, self.guarded);
+        let front = self.queues[index].0.front_mut()?;
+        let drawn = *front.drawn.get_or_insert_with(|| {
+            (self.rng.unit() < share).then(|| self.scenario.mix.kind(self.rng.unit()))
+        });
+        let kind = drawn?;
+        let (address, dns) = kind.sample(front.id);
+        (!self.deps.prevention.check(&address, dns).deliverable).then_some(kind)
+    }
+
     /// A message `account` sent: counted, and, when its address is bad, its bounce on its way.
     /// Returns its `Send` event.
     fn sent(&mut self, account: &'static str, index: usize, message: Pending, now: i64) -> Inbound {
@@ -240,7 +269,11 @@ impl<'a> World<'a> {
             self.backup_sends.push_back(now);
         }
         let event = notification(Event::Send, message.id, account, &stream.name, now);
-        if self.rng.unit() < self.scenario.bad_share(stream, index, now, self.guarded) {
+        let bad = match message.drawn {
+            Some(kind) => kind.is_some(),
+            None => self.rng.unit() < self.scenario.bad_share(stream, index, now, self.guarded),
+        };
+        if bad {
             let delay = 2 + (self.rng.next() % 9) as i64;
             self.in_flight.push(InFlight {
                 arrives: now + delay * MINUTE,

@@ -32,9 +32,11 @@ use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::routing::Priority;
 use crate::ports::{AlertError, AlertSink, Clock};
 
+mod bad_mix;
 mod minute;
 mod picture;
 mod scenario;
+pub use bad_mix::*;
 use minute::World;
 pub use picture::*;
 pub use scenario::*;
@@ -131,6 +133,8 @@ pub struct Outcome {
     /// Messages each account sent while its rate as the guard could see it (the feedback
     /// arrived) was at or over the critical level: none, by the guard's invariant.
     pub sent_over_the_line: BTreeMap<&'static str, u64>,
+    /// Bad addresses prevention refused before sending, by kind (runs with prevention).
+    pub prevented: BTreeMap<BadKind, u64>,
 }
 
 /// `day D HH:MM` of a simulated time.

@@ -52,6 +52,18 @@ pub fn report(title: &str, out: &Outcome, min_volume: u64) -> String {
             out.sent_over_the_line.get(account).copied().unwrap_or(0)
         ));
     }
+    if !out.prevented.is_empty() {
+        let kinds: Vec<String> = out
+            .prevented
+            .iter()
+            .map(|(kind, n)| format!("{} {n}", kind.name()))
+            .collect();
+        line(format!(
+            "prevented before sending: {} ({})",
+            out.prevented.values().sum::<u64>(),
+            kinds.join(", ")
+        ));
+    }
     line(format!(
         "generated {}, sent {}, still deferred {}, backup peak 24 h sends {}",
         out.generated,
@@ -66,7 +78,7 @@ pub fn report(title: &str, out: &Outcome, min_volume: u64) -> String {
 /// deferred and failed over, and what was still waiting at the end.
 pub fn compare(runs: &[(&str, &Outcome)]) -> String {
     let mut text = String::from(
-        "== profiles compared\n  run                 peak primary  peak backup  deferred (messages)  failed over  still deferred\n",
+        "== runs compared\n  run                 peak primary  peak backup  deferred (messages)  failed over  still deferred\n",
     );
     for (name, out) in runs {
         let peak = |account: &str| {
@@ -114,18 +126,7 @@ pub fn picture(guarded: &Outcome, unguarded: &Outcome, thresholds: &Thresholds) 
         .flat_map(|r| [r.1, r.2])
         .flatten()
         .fold(SES_PAUSE, f64::max);
-    let days = (last / 24.0).ceil() as u32;
     Chart {
-        title: "Bounce rate as SES sees it, with and without sesguard".into(),
-        x_caption:
-            "hours of the simulated incident (the window is 24 h; feedback in flight counted)"
-                .into(),
-        x_ticks: (0..=days)
-            .map(|d| (f64::from(d) * 24.0, format!("{} h", d * 24)))
-            .collect(),
-        y_max: highest * 1.1,
-        y_format: None,
-        x_range: (0.0, f64::from(days) * 24.0),
         lines: vec![
             Line {
                 label: "primary, no sesguard".into(),
@@ -158,6 +159,76 @@ pub fn picture(guarded: &Outcome, unguarded: &Outcome, thresholds: &Thresholds) 
                 label: what.clone(),
             })
             .collect(),
+        ..over_the_incident(
+            "Bounce rate as SES sees it, with and without sesguard",
+            last,
+            highest,
+        )
+    }
+}
+
+/// A chart over the incident's days: its title, the hours on the x axis up to `last`, rates up
+/// to `highest`; no lines, levels or marks yet.
+fn over_the_incident(title: &str, last: f64, highest: f64) -> Chart {
+    let days = (last / 24.0).ceil() as u32;
+    Chart {
+        title: title.into(),
+        x_caption:
+            "hours of the simulated incident (the window is 24 h; feedback in flight counted)"
+                .into(),
+        x_ticks: (0..=days)
+            .map(|d| (f64::from(d) * 24.0, format!("{} h", d * 24)))
+            .collect(),
+        y_max: highest * 1.1,
+        y_format: None,
+        x_range: (0.0, f64::from(days) * 24.0),
+        lines: Vec::new(),
+        levels: Vec::new(),
+        marks: Vec::new(),
+    }
+}
+
+/// The primary's bounce rate over time (as SES would see it) in each of `runs` (a label, a
+/// colour, dashed or not, the outcome), with SES's lines and sesguard's levels.
+pub fn primary_rates(
+    runs: &[(&str, &'static str, bool, &Outcome)],
+    thresholds: &Thresholds,
+) -> Chart {
+    let hours = |minute: i64| minute as f64 / 60.0;
+    let last = runs
+        .iter()
+        .filter_map(|r| r.3.rates.last())
+        .map(|r| hours(r.0))
+        .fold(24.0, f64::max);
+    let highest = runs
+        .iter()
+        .flat_map(|r| &r.3.rates)
+        .filter_map(|r| r.1)
+        .fold(SES_PAUSE, f64::max);
+    Chart {
+        lines: runs
+            .iter()
+            .map(|(label, color, dashed, out)| Line {
+                label: (*label).to_owned(),
+                color,
+                dashed: *dashed,
+                points: out
+                    .rates
+                    .iter()
+                    .filter_map(|r| Some((hours(r.0), r.1?)))
+                    .collect(),
+            })
+            .collect(),
+        levels: vec![
+            Level::rate("SES pause", SES_PAUSE, "#000"),
+            Level::rate("SES review", SES_REVIEW, "#555"),
+            Level::rate("pause", thresholds.bounce_pause, "#c33"),
+        ],
+        ..over_the_incident(
+            "The primary's bounce rate as SES sees it, with and without prevention",
+            last,
+            highest,
+        )
     }
 }
 

@@ -16,6 +16,8 @@ pub struct StreamScenario {
     pub ramp_hours: f64,
     /// Critical mail (may use the quota reserve) rather than normal.
     pub critical: bool,
+    /// Addresses nobody has verified (sign-ups): the stream prevention checks, when on.
+    pub unverified: bool,
 }
 
 /// What is simulated.
@@ -35,6 +37,10 @@ pub struct Scenario {
     pub seed: u64,
     /// With the guard, what the operator does (`None`: nothing).
     pub act: Option<Act>,
+    /// The kinds of bad address.
+    pub mix: BadMix,
+    /// Whether prevention refuses the unverified streams' undeliverable addresses.
+    pub prevent: bool,
 }
 
 /// What the operator does in a guarded run: the story's second act.
@@ -99,6 +105,7 @@ impl Preset {
                         bad_to: 0.20,
                         ramp_hours: 24.0,
                         critical: false,
+                        unverified: true,
                     },
                     StreamScenario {
                         name: "invites".into(),
@@ -106,6 +113,7 @@ impl Preset {
                         bad_to: 0.20,
                         ramp_hours: 24.0,
                         critical: false,
+                        unverified: true,
                     },
                 ],
                 act: Some(Act::HastyResume { after: 60 }),
@@ -137,6 +145,7 @@ impl Default for Scenario {
                     bad_to: 0.20,
                     ramp_hours: 24.0,
                     critical: false,
+                    unverified: true,
                 },
                 StreamScenario {
                     name: "transactional".into(),
@@ -144,12 +153,15 @@ impl Default for Scenario {
                     bad_to: 0.005,
                     ramp_hours: 0.0,
                     critical: true,
+                    unverified: false,
                 },
             ],
             primary_quota: 5_000_000,
             backup_quota: 50_000,
             seed: 0x5e5_6a4d,
             act: Some(Act::CleanedResume { day: 3 }),
+            mix: BadMix::default(),
+            prevent: false,
         }
     }
 }
