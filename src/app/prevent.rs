@@ -128,11 +128,16 @@ impl<'a> Screen<'a> {
             .filter(|r| r.expires_at > now && missing.contains(&r.domain))
             .collect();
         lookups.stored = stored.len() as u64;
-        self.deps.domains.keep(&stored, now);
+        if !stored.is_empty() {
+            self.deps.domains.keep(&stored, now);
+        }
         for record in stored {
             answers.insert(record.domain, Dns::Known(record.answer));
         }
         missing.retain(|d| !answers.contains_key(d));
+        if missing.is_empty() {
+            return (answers, lookups);
+        }
         let resolved = self.resolve(&missing, now).await;
         lookups.unknown = (missing.len() - resolved.len()) as u64;
         lookups.resolved = resolved.len() as u64;

@@ -29,6 +29,8 @@ impl Cli {
                 format!("sqlite:{}", self.dir.path().join("cli.db").display()),
             )
             .env("SESGUARD_CONFIG", "infra/sesguard.example.toml")
+            // Never the internet's DNS: a test that wants DNS names its own zone server.
+            .env("SESGUARD_DNS", "off")
             .env("RUST_LOG", "error")
             .args(args);
         command
@@ -1055,4 +1057,66 @@ fn a_blocked_bounce_is_explained_and_leaves_its_recipients_sendable() {
     let broken = cli.run(&["bounces", "explain", "Makefile"]);
     assert!(!broken.status.success());
     assert!(String::from_utf8_lossy(&broken.stderr).contains("Makefile is not JSON"));
+}
+
+#[test]
+fn addresses_check_answers_each_address_and_exits_by_the_worst() {
+    use sesguard::adapters::dns_zone::{Zone, ZoneServer};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let zone = Zone::parse("shop.example MX mx.shop.example 300\nparked.example NULLMX").unwrap();
+    let server = runtime
+        .block_on(ZoneServer::start(zone, "127.0.0.1:0".parse().unwrap()))
+        .unwrap();
+    let cli = Cli::new();
+    let dns = server.address().to_string();
+    let list = cli.dir.path().join("signups.txt");
+    std::fs::write(
+        &list,
+        "# from the form\nok@shop.example\n\nx@parked.example\n",
+    )
+    .unwrap();
+    let output = cli
+        .command(&[
+            "addresses",
+            "check",
+            "jo@gmail.com",
+            "--file",
+            list.to_str().unwrap(),
+            "--json",
+        ])
+        .env("SESGUARD_DNS", &dns)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "one cannot receive mail");
+    let answers: Value = serde_json::from_slice(&output.stdout).unwrap();
+    let reasons: Vec<&Value> = answers
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| &a["reason"])
+        .collect();
+    assert_eq!(
+        reasons,
+        [
+            &Value::from("impossible_local_part"),
+            &Value::Null,
+            &Value::from("no_mail_domain")
+        ]
+    );
+    assert!(
+        server.queries() >= 2,
+        "shop.example and parked.example asked of the zone"
+    );
+
+    let human = cli
+        .command(&["addresses", "check", "jane.doe@gmial.com"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8(human.stdout).unwrap();
+    assert!(text.contains("did you mean jane.doe@gmail.com?"), "{text}");
+
+    let bad = cli.run(&["addresses", "check", "not-an-address", "ok@shop.example"]);
+    assert_eq!(bad.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(stderr.contains("`not-an-address` has no `@`"), "{stderr}");
 }

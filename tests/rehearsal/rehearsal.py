@@ -48,7 +48,9 @@ from botocore.exceptions import ClientError
 HERE = pathlib.Path(__file__).resolve().parent
 ROOT = HERE.parent.parent
 sys.path.insert(0, str(HERE))
+sys.path.insert(0, str(HERE.parent))
 from bridge import Bridge  # noqa: E402
+import demo  # noqa: E402  its DNS zone server (sesguard dns serve)
 
 A = "123456789012"  # fakecloud's default account: the main account, where the stack goes
 B = "222222222222"  # the backup account, created through the emulator's admin API
@@ -375,12 +377,16 @@ def run(name, body, done):
     subprocess.run(["cargo", "build", "--quiet", "--locked", "--bins"], cwd=ROOT, check=True)
     emulator = Emulator(work)
     print(f"   fakecloud on 127.0.0.1:{emulator.port}, work in {work}")
+    # Prevention's DNS: a zone of known records, never the internet's resolvers.
+    dns = demo.Dns(work)
+    print(f"   DNS zone events/dns/zone.txt on {os.environ['SESGUARD_DNS']}")
     try:
         body(emulator, work)
     finally:
         for functions in running:
             functions.stop()
         emulator.stop()
+        dns.stop()
         if failures:
             print(f"   logs kept in {work}")
         else:
@@ -392,6 +398,12 @@ def run(name, body, done):
         return 1
     print(f"{name} ok: {done}")
     return 0
+
+
+def local_dns():
+    """The functions' SESGUARD_DNS: the zone `run` serves (the deployed stack sets none, and
+    its functions would ask the host's resolver)."""
+    return {"SESGUARD_DNS": os.environ["SESGUARD_DNS"]}
 
 
 def main():
@@ -453,6 +465,7 @@ def story(emulator, work):
         "AWS_REGION": REGION, "RUST_LOG": "warn",
         # A function URL's IAM auth is AWS's own: the watch server cannot check it.
         "SESGUARD_ADMIN_AUTH": "token", "SESGUARD_ADMIN_TOKEN": TOKEN,
+        **local_dns(),
     })
     functions = Functions(work, run_env)
     bridge = Bridge(a("sqs"), functions.invoke, [

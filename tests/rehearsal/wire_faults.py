@@ -133,6 +133,7 @@ def run(emulator, work):
         "AWS_ENDPOINT_URL": emulator.endpoint, "AWS_ENDPOINT_URL_SESV2": proxy.endpoint,
         "AWS_ACCESS_KEY_ID": "test", "AWS_SECRET_ACCESS_KEY": "test", "AWS_REGION": r.REGION, "RUST_LOG": "warn",
         "SESGUARD_ADMIN_AUTH": "token", "SESGUARD_ADMIN_TOKEN": r.TOKEN,
+        **r.local_dns(),
     })
     r.expect(env.get("SESGUARD_SEND_VISIBILITY_TIMEOUT") == VISIBILITY,
              f"the sender is told the send queue's visibility timeout ({VISIBILITY} s)", env)

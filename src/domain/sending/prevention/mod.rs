@@ -274,18 +274,72 @@ fn consumer(domain: &str) -> bool {
 /// The large provider's domain `domain` is probably a typo of: one edit away (an insertion, a
 /// deletion, a substitution or two neighbours swapped), two for domains of 12 characters or
 /// more. Domains under 7 characters (`me.com`, `gm.com`) are too near too many others to take
-/// or suggest. The table's order breaks ties: the larger providers come first.
+/// or suggest. The table's order breaks ties: the larger providers come first. Only provider
+/// domains within the allowed edits in length and in letters are compared, and one edit is
+/// checked in one pass: a few hundred nanoseconds a domain, on every check.
 pub fn typo_of(domain: &str) -> Option<&'static str> {
     if consumer(domain) || domain.len() < 7 {
         return None;
     }
     let most = if domain.len() >= 12 { 2 } else { 1 };
-    CONSUMER_DOMAINS
+    let candidates = CONSUMER_DOMAINS
         .iter()
         .map(|(d, _)| *d)
-        .filter(|d| d.len() >= 7)
-        .map(|d| (strsim::damerau_levenshtein(domain, d), d))
-        .filter(|(distance, _)| *distance <= most)
-        .min_by_key(|(distance, _)| *distance)
-        .map(|(_, d)| d)
+        .filter(|d| d.len() >= 7 && d.len().abs_diff(domain.len()) <= most);
+    let mut best: Option<(usize, &'static str)> = None;
+    for candidate in candidates {
+        let distance = if one_edit(domain.as_bytes(), candidate.as_bytes()) {
+            1
+        } else if most == 2 && bag_distance(domain.as_bytes(), candidate.as_bytes()) <= 2 {
+            strsim::osa_distance(domain, candidate)
+        } else {
+            continue;
+        };
+        if distance <= most && best.is_none_or(|(shortest, _)| distance < shortest) {
+            best = Some((distance, candidate));
+        }
+    }
+    best.map(|(_, d)| d)
+}
+
+/// A lower bound of the edit distance in one pass, without allocating: the larger of the
+/// characters `a` has that `b` lacks and the reverse (each edit changes each side by at most
+/// one).
+fn bag_distance(a: &[u8], b: &[u8]) -> usize {
+    let mut counts = [0i16; 256];
+    for &c in a {
+        counts[usize::from(c)] += 1;
+    }
+    for &c in b {
+        counts[usize::from(c)] -= 1;
+    }
+    let (mut extra, mut missing) = (0usize, 0usize);
+    for count in counts {
+        if count > 0 {
+            extra += count as usize;
+        } else {
+            missing += count.unsigned_abs() as usize;
+        }
+    }
+    extra.max(missing)
+}
+
+/// Whether `a` and `b` are exactly one edit apart: an insertion, a deletion, a substitution,
+/// or two neighbours swapped (the optimal string alignment distance is 1).
+fn one_edit(a: &[u8], b: &[u8]) -> bool {
+    let (short, long) = if a.len() <= b.len() { (a, b) } else { (b, a) };
+    let same = short.iter().zip(long).take_while(|(x, y)| x == y).count();
+    match long.len() - short.len() {
+        0 if same == short.len() => false,
+        0 => {
+            let substituted = short[same + 1..] == long[same + 1..];
+            let swapped = same + 1 < short.len()
+                && short[same] == long[same + 1]
+                && short[same + 1] == long[same]
+                && short[same + 2..] == long[same + 2..];
+            substituted || swapped
+        }
+        1 => short[same..] == long[same + 1..],
+        _ => false,
+    }
 }

@@ -196,3 +196,21 @@ fn every_rule_names_its_source_and_a_sane_length() {
         }
     }
 }
+
+proptest::proptest! {
+    /// The bag distance never exceeds the edit distance: a domain it skips is truly far.
+    #[test]
+    fn the_bag_distance_is_a_lower_bound(a in "[ab.c]{0,9}", b in "[ab.c]{0,9}") {
+        proptest::prop_assert!(bag_distance(a.as_bytes(), b.as_bytes()) <= strsim::osa_distance(&a, &b));
+    }
+
+    /// `one_edit` agrees with the optimal string alignment distance being exactly 1.
+    #[test]
+    fn one_edit_is_an_edit_distance_of_one(a in "[ab.]{0,7}", b in "[ab.]{0,7}") {
+        proptest::prop_assert_eq!(
+            one_edit(a.as_bytes(), b.as_bytes()),
+            strsim::osa_distance(&a, &b) == 1,
+            "{} / {}", a, b
+        );
+    }
+}
