@@ -482,7 +482,7 @@ async fn ses_step(call: &Call<'_>, direction: &str) -> Result<Answer, AdminError
     }
 }
 
-/// `POST /addresses/check`: `{"addresses": [...]}` (or `{"address": "..."}`), each answered with
+/// `POST /addresses/check`: `{"addresses": [...]}` or `{"address": "..."}`, each answered with
 /// whether it can receive mail, why not, and a suggestion for a typo.
 async fn check_addresses(call: &Call<'_>) -> Result<Answer, AdminError> {
     #[derive(serde::Deserialize)]
@@ -493,6 +493,11 @@ async fn check_addresses(call: &Call<'_>) -> Result<Answer, AdminError> {
         addresses: Vec<String>,
     }
     let body: Body = rest(json_body(call.request)?)?;
+    if body.address.is_some() && !body.addresses.is_empty() {
+        return Err(AdminError::Invalid(
+            "give `address` or `addresses`, not both".into(),
+        ));
+    }
     let addresses: Vec<String> = body.address.into_iter().chain(body.addresses).collect();
     ok(call.admin.check_addresses(&addresses, call.now).await?)
 }

@@ -890,6 +890,13 @@ const ADDRESSES: &[Case] = &[
         400,
         "unknown field",
     ),
+    refused(
+        POST,
+        "/addresses/check",
+        Some(r#"{"address":"a@shop.example","addresses":["b@shop.example"]}"#),
+        400,
+        "not both",
+    ),
 ];
 
 /// Whether `value` is what `expected` (JSON text) says: numbers compare as numbers.
