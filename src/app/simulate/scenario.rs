@@ -239,6 +239,8 @@ impl Scenario {
         let mut config = Config::parse(&text, "simulation")
             .map_err(|e| SimulateError::Invalid(crate::telemetry::error_chain(&e)))?;
         config.guard = guard.clone();
+        // The simulation judges its sample addresses with DNS answers of its own.
+        config.prevention.dns = crate::config::DnsServer::Off;
         Ok(config)
     }
 
