@@ -22,7 +22,7 @@ use crate::domain::reputation::probation::Recovery;
 use crate::domain::reputation::providers::ProviderLines;
 use crate::domain::reputation::thresholds::Profile;
 use crate::domain::reputation::thresholds::Thresholds;
-use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits};
+use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits, SesLine};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
 
 mod load;
@@ -467,14 +467,24 @@ impl Config {
         accounts
     }
 
-    /// An account's configured send-rate limits: a bucket of `max_send_rate` sends refilled at
-    /// that rate (`send_rate` from SES when not configured), with `[accounts.limits]` over it.
+    /// An account's configured send-rate limits: the line of its `max_send_rate` (`send_rate`
+    /// from SES when not configured) with `[accounts.limits]` over it, held to the line.
     pub fn rate_limits(&self, account: &str, send_rate: f64) -> RateLimits {
-        let base = RateLimits::from_send_rate(send_rate);
+        let base = self.ses_line(send_rate).limits();
         match self.account(account) {
             // Validated at load time.
             Some(a) => a.limits.apply(base).unwrap_or(base),
             None => base,
+        }
+    }
+
+    /// The send-rate line of an account SES allows `send_rate` sends a second, with the
+    /// sender's clock skew and token life.
+    pub fn ses_line(&self, send_rate: f64) -> SesLine {
+        SesLine {
+            max_send_rate: send_rate,
+            clock_skew: self.sender.clock_skew,
+            token_life: self.sender.token_life,
         }
     }
 

@@ -59,6 +59,16 @@ pub struct SenderConfig {
     /// How long an open circuit breaker pauses the account (default `1m`).
     #[serde(with = "humantime_serde")]
     pub breaker_pause: Duration,
+    /// How far any sender instance's clock may be from true time, at most (default `10ms`;
+    /// Lambda's clock follows the Amazon Time Sync Service, within a millisecond). The send-rate
+    /// line allows for it ([`SesLine`](crate::domain::sending::rate_limit::SesLine)).
+    #[serde(with = "humantime_serde")]
+    pub clock_skew: Duration,
+    /// How long a send-rate token may wait to be used after its take (default `250ms`, about
+    /// four sends to SES); a batch's tokens are taken for what it can send in that time, and
+    /// older ones are dropped. A longer life takes fewer writes and leaves a lower rate.
+    #[serde(with = "humantime_serde")]
+    pub token_life: Duration,
 }
 
 /// What the sender does when the rate limiter's store cannot be reached.
@@ -87,6 +97,8 @@ impl Default for SenderConfig {
             window_refresh: Duration::from_secs(60),
             breaker_failures: 5,
             breaker_pause: Duration::from_secs(60),
+            clock_skew: Duration::from_millis(10),
+            token_life: Duration::from_millis(250),
         }
     }
 }

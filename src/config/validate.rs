@@ -168,6 +168,19 @@ fn check_sender_queue(sender: &SenderConfig) -> Result<(), ConfigError> {
             ),
         ));
     }
+    if sender.token_life.is_zero() || sender.token_life > Duration::from_secs(5) {
+        return Err(invalid(
+            "sender.token_life",
+            "must be more than 0s and at most 5s: a token older than its life is dropped, and \
+             every second of its life costs the line a second's refill",
+        ));
+    }
+    if sender.clock_skew > Duration::from_secs(1) {
+        return Err(invalid(
+            "sender.clock_skew",
+            "must be at most 1s: instances further apart than that need their clocks fixed",
+        ));
+    }
     if sender.requeue_after_receives >= sender.queue_max_receives {
         return Err(invalid(
             "sender.requeue_after_receives",

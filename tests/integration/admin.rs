@@ -444,7 +444,7 @@ const PAUSE: &[Case] = &[
         &[
             ("/can_send", "true"),
             ("/daily_quota/limit", "5000000"),
-            ("/periods/second/limit", "500"),
+            ("/periods/second/limit", "25"),
             ("/hard_bounces", "2"),
         ],
     ),
@@ -596,7 +596,7 @@ const LIMITS: &[Case] = &[
         "/accounts/backup/limits",
         None,
         200,
-        &[("/effective/capacity", "14")],
+        &[("/effective/capacity", "1")],
     ),
     answered(GET, "/accounts/nope/limits", None, 404),
     holding(
@@ -605,9 +605,10 @@ const LIMITS: &[Case] = &[
         Some(r#"{"reason":"warming up","per_minute":100,"capacity":7}"#),
         200,
         &[
-            ("/effective/capacity", "7"),
+            // Held to SES's line: at 14 sends a second, a burst of at most 5.
+            ("/effective/capacity", "5"),
             ("/effective/per_minute", "100"),
-            ("/configured/capacity", "14"),
+            ("/configured/capacity", "1"),
         ],
     ),
     // A window limit given as null is lifted; earlier changes stay.
@@ -618,7 +619,7 @@ const LIMITS: &[Case] = &[
         200,
         &[
             ("/effective/per_minute", "null"),
-            ("/effective/capacity", "7"),
+            ("/effective/capacity", "5"),
         ],
     ),
     refused(
@@ -646,7 +647,7 @@ const LIMITS: &[Case] = &[
         "/accounts/backup/refill",
         Some(r#"{"reason":"test run"}"#),
         200,
-        &[("/periods/second/available", "7")],
+        &[("/periods/second/available", "5")],
     ),
     refused(POST, "/accounts/backup/refill", None, 400, "reason"),
     answered(

@@ -181,9 +181,11 @@ async fn a_batch_of_ten_sends_costs_one_read_a_claim_each_and_one_write_per_acco
     for account in &mut config.accounts {
         account.send_count_source = sesguard::domain::feedback::attribution::SendSource::Sender;
     }
-    // The primary's bucket holds 5: the sixth transactional message fails over to the backup,
-    // and the bulk stream (primary only) has to wait.
-    config.accounts[0].max_send_rate = Some(5.0);
+    // The primary's bucket holds 5: the sixth transactional message fails over to the backup
+    // (whose burst at 14 a second, held to SES's line, is one), and the bulk stream (primary
+    // only) has to wait.
+    config.accounts[0].max_send_rate = Some(100.0);
+    config.accounts[0].limits.capacity = Some(5.0);
     let (mut deps, _) = crate::helpers::deps_with(config, store.clone());
     deps.transport = Arc::new(Accept);
     Ingestor::of(&deps)

@@ -21,55 +21,6 @@ enum Outcome {
 }
 
 impl<'a> Sender<'a> {
-    /// Takes a send-rate token of `account`: the first time in a batch, tokens for the rest of
-    /// the batch are taken in one write (unused ones are dropped: slower, never faster than
-    /// allowed). `Err(wait)` when there is none.
-    async fn token(
-        &self,
-        account: &str,
-        tokens: &mut Tokens,
-        receive_count: u32,
-        now: Timestamp,
-    ) -> Result<(), Duration> {
-        if !tokens.granted.contains_key(account) {
-            let config = &self.deps.config;
-            let limits = configured_limits(config, self.deps.ses.as_ref(), account)
-                .await
-                .map_err(|error| {
-                    tracing::error!(account, error = %error_chain(&error), "send rate unknown");
-                    backoff(receive_count)
-                })?;
-            let read = tokens.read.remove(account);
-            // The time of the take itself, not of the batch's start: a paced bucket's write is
-            // conditional on it, and a batch's sends before this one took their time.
-            let at = self.deps.clock.now().max(now);
-            let entry = match self
-                .deps
-                .store
-                .take(account, &limits, tokens.remaining, at, read.as_ref())
-                .await
-            {
-                Ok(grant) => (grant.granted, grant.next_at),
-                Err(error) => {
-                    tracing::error!(account, error = %error_chain(&error), "rate limiter's store unreachable");
-                    match config.sender.on_store_failure {
-                        StoreFailurePolicy::Send => (tokens.remaining, None),
-                        StoreFailurePolicy::Defer => return Err(backoff(receive_count)),
-                    }
-                }
-            };
-            tokens.granted.insert(account.to_owned(), entry);
-        }
-        let (left, next_at) = tokens.granted.get_mut(account).expect("inserted above");
-        if *left == 0 {
-            return Err(next_at.map_or(Duration::from_secs(1), |at| {
-                at.since(now).max(Duration::from_millis(1))
-            }));
-        }
-        *left -= 1;
-        Ok(())
-    }
-
     /// A request's decision: invalid when it could not be read, deferred once the store has
     /// failed in this batch, else judged; a store failure while judging defers it and is kept in
     /// `failure`.
@@ -244,7 +195,7 @@ impl<'a> Sender<'a> {
                 // Not sent: the claim goes, so the request can be redriven once the account is fixed.
                 Err(invalid) => return not_sent(invalid),
             };
-            let failure = match self.transport.send(&mail).await {
+            let failure = match self.transmit(&mail).await {
                 Ok(message_id) => {
                     let left_out = (removed, prevented);
                     return Ok(self.sent(account, message_id, &mail, left_out, request, batch));

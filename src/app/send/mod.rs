@@ -27,6 +27,7 @@ use crate::app::Context;
 use crate::app::control::{Control, ControlError};
 use crate::app::prevent::Screen;
 use crate::app::send::snapshot::{RoutingError, Snapshot, Windows};
+use crate::app::send::tokens::Tokens;
 use crate::app::status::configured_limits;
 use crate::config::StoreFailurePolicy;
 use crate::domain::common::address::EmailAddress;
@@ -49,6 +50,7 @@ use crate::telemetry::error_chain;
 mod judgement;
 mod prevented;
 pub mod snapshot;
+mod tokens;
 
 /// SQS keeps a message invisible for at most 12 hours.
 const MAX_DEFERRAL: Duration = Duration::from_secs(12 * 3600);
@@ -174,15 +176,6 @@ pub enum SenderError {
     Routing(#[from] RoutingError),
 }
 
-/// Send-rate tokens held for one batch: per account, how many are left and when more come.
-#[derive(Debug, Default)]
-struct Tokens {
-    granted: HashMap<String, (u64, Option<Timestamp>)>,
-    remaining: u64,
-    /// The rate records read with the batch: the first take of each account starts from it.
-    read: HashMap<String, RateRecord>,
-}
-
 /// What one sender instance keeps between batches: the accounts' counter windows (refreshed
 /// every `sender.window_refresh`), each account's run of consecutive transport failures, and
 /// sends it could not count yet.
@@ -191,6 +184,9 @@ pub struct SenderMemory {
     windows: Mutex<Option<Windows>>,
     failures: Mutex<HashMap<String, u32>>,
     uncounted: Mutex<Vec<CounterDelta>>,
+    /// How long a send to SES takes, smoothed (microseconds): a take asks for what the
+    /// instance can send within a token's life.
+    send_time_us: Mutex<Option<f64>>,
 }
 
 impl SenderMemory {
@@ -395,10 +391,7 @@ impl<'a> Sender<'a> {
             Snapshot::assemble(&windows, &view.states, self.deps.ses.as_ref(), config, now).await?;
         self.pause_refused(&snapshot, &view.states, now).await?;
         let state = Batch {
-            tokens: Tokens {
-                read: std::mem::take(&mut view.rates),
-                ..Tokens::default()
-            },
+            tokens: Tokens::from_read(std::mem::take(&mut view.rates)),
             view,
             snapshot,
             releases: Vec::new(),

@@ -1,8 +1,11 @@
 //! One account's send-rate limits — a token bucket (capacity, refill per second) and
-//! optional per-minute, per-hour and per-day counts — and the patch that changes them, from
-//! the configuration and from operators at run time.
+//! optional per-minute, per-hour and per-day counts — the line SES's send rate draws under
+//! them, and the patch that changes them, from the configuration and from operators at run
+//! time.
 
 use serde::{Deserialize, Serialize};
+
+use std::time::Duration;
 
 /// One account's limits.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -19,6 +22,10 @@ pub struct RateLimits {
     pub per_day: Option<u64>,
     /// Off: everything is granted.
     pub enabled: bool,
+    /// The line these limits are held to ([`SesLine::hold`]) whatever is patched over them;
+    /// `None` for a bare bucket.
+    #[serde(skip)]
+    pub line: Option<SesLine>,
 }
 
 impl RateLimits {
@@ -32,6 +39,86 @@ impl RateLimits {
             per_hour: None,
             per_day: None,
             enabled: true,
+            line: None,
+        }
+    }
+}
+
+/// What a paced bucket grants over its capacity in the worst interval: its slack lends half
+/// a burst ([`Pace::slack_us`](super::Pace::slack_us)).
+pub const OVER_GRANT: f64 = 1.5;
+
+/// The burst of the line's own limits: a twentieth of a second's sends. A batch of ten takes
+/// one write at 200 sends a second and above; a slower account's batches take their tokens
+/// over a few takes, its instances waiting for the rest.
+const BURST_SHARE: f64 = 1.0 / 20.0;
+
+/// An account's send-rate line — SES accepts at most `max_send_rate` sends in any second —
+/// and what the bucket that keeps every sender instance's sends under it allows for between a
+/// grant and SES: the paced bucket's over-grant, a token's life before it is used, and the skew
+/// between the instances' clocks.
+///
+/// The model. A paced bucket of capacity *b* refilling at *r* grants fewer than
+/// 1.5·*b* + *r*·*W* sends in any interval of length *W* (its slack lends half a burst;
+/// [`Pace`](super::Pace)). A sender uses a token within its life *τ* of the take or drops it,
+/// so the sends in a window of *W* were granted within *W* + *τ*; and an instance whose clock
+/// is off by up to *σ* takes as if the window were *σ* wider at either end. So the sends
+/// reaching SES in any window of *W* seconds are fewer than
+///
+/// > 1.5·*b* + *r*·(*W* + *τ* + 2*σ*)
+///
+/// and SES allows ⌊*R*·max(1, *W*)⌋ (a window shorter than a second lies within one). Sends are
+/// whole, so the bound may reach one more than SES allows; it does so at *W* = 1 second and
+/// stays under for every longer window, since *r* < *R*.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SesLine {
+    /// Sends a second SES accepts from the account (`MaxSendRate`, or configured).
+    pub max_send_rate: f64,
+    /// How far apart any two sender instances' clocks may be from true time, at most.
+    pub clock_skew: Duration,
+    /// How long after the take a token may still be used; older ones are dropped.
+    pub token_life: Duration,
+}
+
+impl SesLine {
+    /// Seconds a window of grants is wider than the window of sends they can land in: a
+    /// token's life and the clock skew at either end.
+    pub fn spread(&self) -> f64 {
+        self.token_life.as_secs_f64() + 2.0 * self.clock_skew.as_secs_f64()
+    }
+
+    /// The most sends SES allows in any window of `window` seconds.
+    pub fn allowed(&self, window: f64) -> u64 {
+        (self.max_send_rate.max(0.0) * window.max(1.0)).floor() as u64
+    }
+
+    /// Sends in any window of `window` seconds under `limits` are fewer than this.
+    pub fn bound(&self, limits: &RateLimits, window: f64) -> f64 {
+        OVER_GRANT * limits.capacity + limits.refill_per_second * (window + self.spread())
+    }
+
+    /// The line's own limits: a twentieth of a second's burst and the refill the rest leaves.
+    pub fn limits(&self) -> RateLimits {
+        let burst = (self.max_send_rate * BURST_SHARE).max(1.0);
+        self.hold(RateLimits {
+            capacity: burst,
+            refill_per_second: self.max_send_rate,
+            ..RateLimits::from_send_rate(self.max_send_rate)
+        })
+    }
+
+    /// `wanted` held to the line: its capacity at most half of what one second allows (at
+    /// least one token), its refill at most what the burst leaves of that second, spread over
+    /// the second and the [`spread`](Self::spread). Never looser than `wanted`.
+    pub fn hold(&self, wanted: RateLimits) -> RateLimits {
+        let room = self.allowed(1.0) as f64 + 1.0;
+        let capacity = wanted.capacity.min(room / (2.0 * OVER_GRANT)).max(1.0);
+        let left = ((room - OVER_GRANT * capacity) / (1.0 + self.spread())).max(f64::MIN_POSITIVE);
+        RateLimits {
+            capacity,
+            refill_per_second: wanted.refill_per_second.min(left),
+            line: Some(*self),
+            ..wanted
         }
     }
 }
@@ -162,6 +249,11 @@ impl LimitsPatch {
             per_hour: self.per_hour.unwrap_or(limits.per_hour),
             per_day: self.per_day.unwrap_or(limits.per_day),
             enabled: self.enabled.unwrap_or(limits.enabled),
+            line: limits.line,
+        })
+        .map(|patched| match patched.line {
+            Some(line) => line.hold(patched),
+            None => patched,
         })
     }
 

@@ -27,6 +27,16 @@ fn a_full_bucket_grants_its_capacity_then_refills_at_the_rate() {
     );
 }
 
+/// A repeatable random number below `n` on each call (xorshift64).
+fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
+    move |n| {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed % n
+    }
+}
+
 /// A store's conditional write of one part: the new arrival time, or the one it met.
 fn write(part: &mut Option<i64>, step: PaceStep) -> Result<u64, Option<i64>> {
     match step {
@@ -121,13 +131,7 @@ fn race(limits: &RateLimits, gap_ms: u64, most: u64) -> (Vec<(i64, u64)>, usize)
     let pace = limits.pace();
     let mut part = None;
     let mut seen = [None::<i64>; 6];
-    let mut seed = 0x2545_f491_4f6c_dd1d_u64;
-    let mut random = move |n: u64| {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed % n
-    };
+    let mut random = xorshift(0x2545_f491_4f6c_dd1d_u64);
     let (mut grants, mut writes, mut clock_ms) = (Vec::new(), 0, 0_i64);
     while clock_ms < 60_000 {
         clock_ms += random(2 * gap_ms) as i64;
@@ -315,4 +319,195 @@ fn asking_for_nothing_changes_nothing_but_the_refill() {
     let g = limits.take(None, 0, T0);
     assert_eq!((g.granted, g.next_at), (0, None));
     assert_eq!(g.state.tokens, 2.0);
+}
+
+/// One sender instance of [`senders`]: its clock's offset from true time, when it is next
+/// free, its batch's requests left, the tokens it holds and what it last saw of each part.
+struct Instance {
+    offset_ms: i64,
+    free_at: i64,
+    remaining: u64,
+    held: Option<(u64, bool, i64)>,
+    seen: Vec<Option<i64>>,
+    send_ms: Option<f64>,
+}
+
+/// How the senders of [`senders`] use their tokens.
+#[derive(Clone, Copy)]
+enum Use {
+    /// As before the line: one take for the rest of the batch, kept until used.
+    Batch,
+    /// Within `token_life` of the take, taking what fits in it at the pace sends have gone.
+    Life(i64),
+}
+
+/// `count` sender instances, their clocks `skew_ms` ahead or behind true time in turn,
+/// sending batches of ten back to back for a minute — every send 40 to 80 ms to SES — through
+/// one paced bucket under `limits`, waiting for a token when the bucket is dry: more demand
+/// than the limits allow. The true times (ms) at which sends reached SES.
+fn senders(limits: &RateLimits, count: usize, skew_ms: i64, usage: Use) -> Vec<i64> {
+    let pace = limits.pace();
+    let mut parts = vec![None::<i64>; usize::from(pace.parts)];
+    let mut random = xorshift(0x9e37_79b9_7f4a_7c15_u64);
+    let mut instances: Vec<Instance> = (0..count)
+        .map(|i| Instance {
+            offset_ms: if i % 2 == 0 { skew_ms } else { -skew_ms },
+            free_at: random(100) as i64,
+            remaining: 0,
+            held: None,
+            seen: vec![None; parts.len()],
+            send_ms: None,
+        })
+        .collect();
+    let mut sends = Vec::new();
+    for t in 0..60_000_i64 {
+        for (i, me) in instances.iter_mut().enumerate() {
+            if t < me.free_at {
+                continue;
+            }
+            let local = t + me.offset_ms;
+            let now = T0.plus(Duration::from_millis(local.max(0) as u64));
+            if me.remaining == 0 {
+                me.remaining = 10;
+                me.held = None;
+            }
+            let retake = match (me.held, usage) {
+                (None, _) => true,
+                (Some((0, dry, _)), Use::Life(_)) => !dry,
+                (Some((0, _, _)), Use::Batch) => false,
+                (Some((_, _, taken)), Use::Life(life)) => local - taken > life,
+                (Some(_), Use::Batch) => false,
+            };
+            if retake {
+                let wanted = match (usage, me.send_ms) {
+                    (Use::Life(life), Some(ms)) => {
+                        me.remaining.min((life as f64 / ms) as u64).max(1)
+                    }
+                    _ => me.remaining,
+                };
+                let part = (i + sends.len()) % parts.len();
+                let mut assumed = pace.guess(me.seen[part], now);
+                let mut granted = 0;
+                for _ in 0..4 {
+                    let step = pace.step(assumed, wanted, now);
+                    if let PaceStep::Wait { until } = step {
+                        me.free_at = t + until.as_millis() - now.as_millis();
+                        break;
+                    }
+                    match write(&mut parts[part], step) {
+                        Ok(n) => {
+                            me.seen[part] = parts[part];
+                            granted = n;
+                            break;
+                        }
+                        Err(met) => (me.seen[part], assumed) = (met, met),
+                    }
+                }
+                me.held = Some((granted, granted < wanted, local));
+            }
+            match me.held {
+                Some((left, dry, taken)) if left > 0 => {
+                    me.held = Some((left - 1, dry, taken));
+                    me.remaining -= 1;
+                    sends.push(t);
+                    let took = 40 + random(41) as i64;
+                    me.send_ms = Some(
+                        me.send_ms
+                            .map_or(took as f64, |s| s + 0.2 * (took as f64 - s)),
+                    );
+                    me.free_at = t + took;
+                }
+                // Dry: the request is deferred and comes back when the token it was told of is
+                // due (or a millisecond on), to take again.
+                _ => {
+                    me.held = None;
+                    me.free_at = me.free_at.max(t + 1);
+                }
+            }
+        }
+    }
+    sends
+}
+
+/// The most sends in any half-open window of `window_ms`, from sorted send times.
+fn busiest(sends: &[i64], window_ms: i64) -> usize {
+    let mut first = 0;
+    let mut most = 0;
+    for (last, &at) in sends.iter().enumerate() {
+        while sends[first] <= at - window_ms {
+            first += 1;
+        }
+        most = most.max(last + 1 - first);
+    }
+    most
+}
+
+fn line(max_send_rate: f64) -> SesLine {
+    SesLine {
+        max_send_rate,
+        clock_skew: Duration::from_millis(10),
+        token_life: Duration::from_millis(250),
+    }
+}
+
+#[test]
+fn sends_stay_under_ses_rate_in_every_window_with_skewed_clocks() {
+    for (rate, count) in [(1.0, 2), (14.0, 4), (100.0, 12), (1_000.0, 100)] {
+        let line = line(rate);
+        let limits = line.limits();
+        let sends = senders(&limits, count, 10, Use::Life(250));
+        for window_s in [0.25, 1.0, 5.0, 30.0] {
+            let most = busiest(&sends, (window_s * 1000.0) as i64);
+            let allowed = line.allowed(window_s);
+            assert!(
+                most as u64 <= allowed,
+                "{rate}/s: {most} sends in a window of {window_s} s, SES allows {allowed}"
+            );
+            assert!(
+                (most as f64) < line.bound(&limits, window_s),
+                "{rate}/s: {most} in {window_s} s past the stated bound"
+            );
+        }
+        // Kept without starving the account: the minute carries what the limits refill.
+        assert!(
+            sends.len() as f64 >= 0.9 * 60.0 * limits.refill_per_second,
+            "{rate}/s: {} sends in 60 s under {limits:?}",
+            sends.len()
+        );
+        eprintln!(
+            "{rate}/s: {} sends in 60 s, refill {:.2}",
+            sends.len(),
+            limits.refill_per_second
+        );
+    }
+}
+
+#[test]
+fn the_old_burst_crosses_ses_rate() {
+    let limits = RateLimits::from_send_rate(100.0);
+    let sends = senders(&limits, 12, 10, Use::Batch);
+    let most = busiest(&sends, 1_000);
+    assert!(most > 100, "{most} sends in the busiest second");
+}
+
+#[test]
+fn the_line_holds_patched_limits_and_keeps_a_token() {
+    let line = line(14.0);
+    let limits = line.limits();
+    assert_eq!(limits.line, Some(line));
+    assert!(line.bound(&limits, 1.0) <= 15.0 + 1e-9, "{limits:?}");
+    let loose: LimitsPatch =
+        serde_json::from_str(r#"{"capacity": 100, "refill_per_second": 100}"#).unwrap();
+    let held = loose.apply(limits).unwrap();
+    assert!(held.capacity <= 15.0 / 3.0, "{held:?}");
+    assert!(line.bound(&held, 1.0) <= 15.0 + 1e-9, "{held:?}");
+    let stricter: LimitsPatch = serde_json::from_str(r#"{"refill_per_second": 2}"#).unwrap();
+    assert_eq!(stricter.apply(limits).unwrap().refill_per_second, 2.0);
+    // Below a send a second, still a token to send with.
+    let tiny = super::SesLine {
+        max_send_rate: 0.5,
+        ..line
+    };
+    assert_eq!(tiny.limits().capacity, 1.0);
+    assert!(tiny.limits().refill_per_second > 0.0);
 }
