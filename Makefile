@@ -64,10 +64,13 @@ LOAD_RATE ?= 1000
 LOAD_SECONDS ?= 20
 LOAD_PROFILE ?= bench
 LOAD_ARGS ?=
+# `--check` fails the run on a criterion; empty, the run only reports.
+LOAD_CHECK ?= --check
+LOAD_OUT ?= target/load
 load: ## One account at $(LOAD_RATE) sends/s with its feedback: sender and ingest processes on fakecloud's DynamoDB (installed and cached on first use); checks the scale criteria; report in target/load
 	cargo bench --locked --profile $(LOAD_PROFILE) --bench load -- \
 	  --fakecloud "$$(tests/rehearsal/install-fakecloud)" \
-	  --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --out target/load --check $(LOAD_ARGS)
+	  --rate $(LOAD_RATE) --seconds $(LOAD_SECONDS) --out $(LOAD_OUT) $(LOAD_CHECK) $(LOAD_ARGS)
 
 BENCH_ENVELOPES ?= 5000
 bench-ingest: ## `sesguard ingest --verify` over $(BENCH_ENVELOPES) signed bounce envelopes (one per file) and 3 forged ones, release build, /usr/bin/time -v

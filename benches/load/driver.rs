@@ -226,13 +226,38 @@ pub(crate) fn drive(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::R
     let store = DynamoStore::new(client(&server.endpoint, &setup), tables.clone());
     runtime.block_on(store.create_tables())?;
     let names = format!("{},{}", tables.suppressions, tables.state);
+    // The workers reach the server through DynamoDB's rules, unless they are off.
+    let proxy = match args.rules.as_str() {
+        "on" => Some(runtime.block_on(crate::rules::start(
+            crate::rules::Rules {
+                median_ms: args.latency_median_ms,
+                p99_ms: args.latency_p99_ms,
+                hold_ms: args.hold_ms,
+                write_units: 1000.0,
+                read_units: 3000.0,
+            },
+            server.endpoint.clone(),
+        ))?),
+        "off" => None,
+        other => bail!("--rules `{other}`: on or off"),
+    };
+    let through = proxy
+        .as_ref()
+        .map_or(server.endpoint.clone(), |p| p.endpoint.clone());
     println!(
         "load: {} sends/s for {} s from {} sender processes and {} ingest processes, {} instances each, on {}",
         args.rate, args.seconds, args.senders, args.ingesters, args.instances, server.endpoint
     );
-    let worked = run_workers(args, &server.endpoint, &names)?;
+    let worked = run_workers(args, &through, &names)?;
     let totals = counted(&store, runtime)?;
-    let summary = summarize(args, &worked.sent, &worked.stored, worked.events, totals);
+    let injected = proxy.as_ref().map(crate::rules::Proxy::injected);
+    let summary = summarize(
+        args,
+        &worked.sent,
+        &worked.stored,
+        (worked.events, totals),
+        injected.as_ref(),
+    );
     std::fs::write(
         args.out.join("report.json"),
         serde_json::to_string_pretty(&summary)?,

@@ -124,7 +124,11 @@ async fn instance(deps: Context, queue: Queue) -> Report {
             tokio::time::sleep(Duration::from_millis(20)).await;
             continue;
         }
+        let started = Instant::now();
         let failed = store(&deps, &batch, &mut report).await;
+        report
+            .batch_ms
+            .push(started.elapsed().as_secs_f64() * 1000.0);
         queue.put_back(batch, failed, &mut report);
     }
 }
@@ -148,6 +152,7 @@ pub(crate) async fn ingest_process(args: &Args) -> anyhow::Result<()> {
         report.done += part.done;
         report.retried += part.retried;
         report.dead_lettered += part.dead_lettered;
+        report.batch_ms.extend(part.batch_ms);
         for (name, n) in part.outcomes {
             *report.outcomes.entry(name).or_default() += n;
         }

@@ -29,6 +29,7 @@ use clap::Parser;
 mod driver;
 mod ingest;
 mod report;
+mod rules;
 mod sender;
 #[path = "../../tests/support/ses_event.rs"]
 mod ses_event;
@@ -40,9 +41,9 @@ use driver::drive;
 use ingest::ingest_process;
 use sender::sender_process;
 
-/// One account allowed half as much again as the run's target rate (`MAX_SEND_RATE`; so that
-/// the limiter paces, never binds, and its parts are as busy as an account's sending 1,000 a
-/// second under a 1,500 limit), its send count from Send events, warn and pause levels above
+/// One account allowed twice the run's target rate (`MAX_SEND_RATE`, [`worker::limit_for`]: SES's
+/// line leaves about two thirds of it to the limiter, so that the run is at about 75 % of
+/// what the limiter refills: it paces and seldom binds), its send count from Send events, warn and pause levels above
 /// the run's 5 % bounces (the guard reviews every batch but has nothing to do).
 pub(crate) const LOAD_CONFIG: &str = r#"
 [tables]
@@ -105,6 +106,21 @@ pub(crate) struct Args {
     /// take seconds; without it every Send event would find its send record still open).
     #[arg(long, default_value_t = 2000)]
     pub(crate) feedback_delay_ms: u64,
+    /// How long SES takes to accept a message: the median of a spread from 0.75 to 1.25 times it.
+    #[arg(long, default_value_t = 60)]
+    pub(crate) ses_latency_ms: u64,
+    /// DynamoDB's rules between the workers and the server (latency, transaction conflicts,
+    /// partition throttling; `rules.rs`): `on` (the default) or `off`.
+    #[arg(long, default_value = "on")]
+    pub(crate) rules: String,
+    /// The rules' request latency: median and 99th percentile, log-normal.
+    #[arg(long, default_value_t = 5.0)]
+    pub(crate) latency_median_ms: f64,
+    #[arg(long, default_value_t = 25.0)]
+    pub(crate) latency_p99_ms: f64,
+    /// How long a transaction holds its items under the rules.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) hold_ms: u64,
     /// A DynamoDB-compatible server already running; else `--fakecloud` is started.
     #[arg(long)]
     pub(crate) endpoint: Option<String>,

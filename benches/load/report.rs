@@ -8,8 +8,49 @@ use serde_json::{Value, json};
 use crate::Args;
 use sesguard::domain::reputation::counters::Counts;
 
+use crate::rules::Injected;
 use crate::wire::Wire;
-use crate::worker::{Report, limit_for, parts_for};
+use crate::worker::{Report, limit_for, line_for, parts_for};
+
+/// The window lengths SES's rate is checked over, in seconds.
+const WINDOWS: [f64; 4] = [0.25, 1.0, 5.0, 30.0];
+
+/// For each window length, the most sends the transport saw in any window of it and what SES
+/// would allow in it.
+fn rate_windows(args: &Args, sent: &[Report]) -> Vec<(f64, usize, u64)> {
+    let mut at: Vec<i64> = sent
+        .iter()
+        .flat_map(|r| r.sends_at.iter().copied())
+        .collect();
+    at.sort_unstable();
+    let line = line_for(args.rate);
+    WINDOWS
+        .iter()
+        .map(|&window| {
+            let length = (window * 1000.0) as i64;
+            let (mut first, mut most) = (0, 0);
+            for (last, &t) in at.iter().enumerate() {
+                while at[first] <= t - length {
+                    first += 1;
+                }
+                most = most.max(last + 1 - first);
+            }
+            (window, most, line.allowed(window))
+        })
+        .collect()
+}
+
+/// The median and 99th percentile of `values`.
+fn spread(mut values: Vec<f64>) -> Value {
+    values.sort_by(f64::total_cmp);
+    let at = |q: f64| {
+        values
+            .get(((values.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0.0)
+    };
+    json!({"count": values.len(), "median": at(0.5), "p99": at(0.99)})
+}
 
 /// Every worker's wire, conflicts and throttles, added up.
 struct Totals {
@@ -44,7 +85,7 @@ struct Hot<'a> {
 }
 
 /// The ten hottest keys. A counter shard's writes per message do not depend on the rate; a
-/// rate part's do, through the number of parts: at 1,000 sends a second under a 1,500 limit
+/// rate part's do, through the number of parts: at 1,000 sends a second under a 2,000 limit
 /// the same takes spread over that many parts.
 fn hottest<'a>(args: &Args, wire: &'a Wire, per_message: impl Fn(u64) -> f64) -> Vec<Hot<'a>> {
     let spread = f64::from(parts_for(args.rate)) / f64::from(parts_for(1000));
@@ -87,11 +128,19 @@ struct Criteria {
     hottest_at_1000: f64,
     conflicts: u64,
     requests: u64,
+    windows: Vec<(f64, usize, u64)>,
 }
 
 impl Criteria {
     fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
+        for &(window, most, allowed) in &self.windows {
+            if most as u64 > allowed {
+                failures.push(format!(
+                    "{most} sends in a window of {window} s, SES allows {allowed}"
+                ));
+            }
+        }
         if self.dead_lettered > 0 {
             failures.push(format!(
                 "{} feedback records dead-lettered",
@@ -131,8 +180,8 @@ pub(crate) fn summarize(
     args: &Args,
     sent: &[Report],
     stored: &[Report],
-    events: u64,
-    counted: Counts,
+    (events, counted): (u64, Counts),
+    injected: Option<&Injected>,
 ) -> Value {
     let accepted: u64 = sent.iter().map(|r| r.done).sum();
     let send_seconds = sent.iter().map(|r| r.seconds).fold(0.0, f64::max);
@@ -156,8 +205,17 @@ pub(crate) fn summarize(
         hottest_at_1000: hot.first().map_or(0.0, |h| h.at_1000),
         conflicts,
         requests: total_requests,
+        windows: rate_windows(args, sent),
     }
     .failures();
+    let durations = |reports: &[Report]| {
+        spread(
+            reports
+                .iter()
+                .flat_map(|r| r.batch_ms.iter().copied())
+                .collect(),
+        )
+    };
     json!({
         "target_rate": args.rate,
         "processes": {"senders": args.senders, "ingesters": args.ingesters, "instances_each": args.instances},
@@ -189,6 +247,20 @@ pub(crate) fn summarize(
             "writes_per_message": per_message(h.total),
             "per_second_at_1000_sends": h.at_1000,
         })).collect::<Vec<_>>(),
+        "rate_windows": rate_windows(args, sent).iter().map(|(window, most, allowed)| json!({
+            "seconds": window, "most_sends": most, "ses_allows": allowed,
+        })).collect::<Vec<_>>(),
+        "batch_ms": {"sender": durations(sent), "ingest": durations(stored)},
+        "injected": injected.map(|i| json!({
+            "requests": i.requests, "latency_ms": i.latency_ms, "hold_ms": i.hold_ms,
+            "conflicts": i.conflicts, "throttles": i.throttles,
+            "busiest_partition_units_per_second": {"write": i.busiest_partition_write_units, "read": i.busiest_partition_read_units},
+        })),
+        "charged_per_message": injected.map(|i| json!({
+            "read_units_with_misses": i.read_units / accepted.max(1) as f64,
+            "write_units": i.write_units / accepted.max(1) as f64,
+            "index_write_units": i.index_write_units / accepted.max(1) as f64,
+        })),
         "failures": failures,
     })
 }
@@ -213,7 +285,7 @@ pub(crate) fn render(summary: &Value) -> String {
     );
     text += &format!("counted  {}\n", summary["counted"]);
     text += &format!(
-        "limit    the account's {} sends/s, paced in {} parts ({} at 1,000 sends/s under 1,500)\n",
+        "limit    the account's {} sends/s, paced in {} parts ({} at 1,000 sends/s under 2,000)\n",
         summary["account_limit"],
         summary["rate_parts"]["here"],
         summary["rate_parts"]["at_1000_sends"]
@@ -239,6 +311,22 @@ pub(crate) fn render(summary: &Value) -> String {
         100.0 * f(&summary["conflict_share_of_requests"]),
         summary["throttles"]
     );
+    text += "rate     most sends in any window / SES allows:";
+    for window in summary["rate_windows"].as_array().into_iter().flatten() {
+        text += &format!(
+            " {} s {}/{};",
+            window["seconds"], window["most_sends"], window["ses_allows"]
+        );
+    }
+    text += "\n";
+    text += &format!(
+        "batches  sender {}, ingest {} (ms)\n",
+        summary["batch_ms"]["sender"], summary["batch_ms"]["ingest"]
+    );
+    if !summary["injected"].is_null() {
+        text += &format!("injected {}\n", summary["injected"]);
+        text += &format!("charged  {} per message\n", summary["charged_per_message"]);
+    }
     text += "hottest keys: writes, busiest second here, per second at 1,000 sends/s\n";
     for key in summary["hottest_keys"].as_array().into_iter().flatten() {
         text += &format!(
@@ -251,7 +339,7 @@ pub(crate) fn render(summary: &Value) -> String {
     }
     let failures = summary["failures"].as_array().cloned().unwrap_or_default();
     if failures.is_empty() {
-        text += "checks   passed: nothing dead-lettered, every send counted, no key over 100 writes/s at 1,000 sends/s, conflict retries under 1 %\n";
+        text += "checks   passed: nothing dead-lettered, every send counted, no key over 100 writes/s at 1,000 sends/s, conflict retries under 1 %, no window over SES's rate\n";
     } else {
         text += &format!("checks   FAILED: {failures:?}\n");
     }

@@ -24,6 +24,10 @@ use crate::{Args, BOUNCE_EVERY};
 /// to stdout for the driver to pass on.
 pub(crate) struct LoadSes {
     pub(crate) next: AtomicU64,
+    /// How long SES takes to accept a message (the median).
+    pub(crate) latency: Duration,
+    /// When each send left (ms since the epoch).
+    pub(crate) sends_at: std::sync::Mutex<Vec<i64>>,
     pub(crate) bounced: AtomicU64,
     pub(crate) process: usize,
     pub(crate) events: tokio::sync::mpsc::UnboundedSender<String>,
@@ -32,15 +36,16 @@ pub(crate) struct LoadSes {
 #[async_trait]
 impl MailTransport for LoadSes {
     async fn send(&self, mail: &OutgoingMail) -> Result<String, TransportError> {
+        let left = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_millis() as i64;
+        self.sends_at.lock().unwrap().push(left);
         let n = self.next.fetch_add(1, Ordering::Relaxed);
+        // 0.75 to 1.25 times the median, spread evenly over the sends.
+        tokio::time::sleep(self.latency.mul_f64(0.75 + (n * 37 % 51) as f64 / 100.0)).await;
         let id = format!("load-{}-{n}", self.process);
-        let at = Timestamp::from_millis(
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap_or_default()
-                .as_millis() as i64,
-        )
-        .to_string();
+        let at = Timestamp::from_millis(left).to_string();
         let to = mail.to[0].as_str().to_owned();
         let about = |event: SesEvent| {
             event
@@ -120,18 +125,21 @@ async fn instance(
     ses: Arc<LoadSes>,
     next: Arc<AtomicU64>,
     cadence: Cadence,
-) -> BTreeMap<String, u64> {
+) -> (BTreeMap<String, u64>, Vec<f64>) {
     let memory = SenderMemory::default();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
+    let mut durations = Vec::new();
     let mut due = Instant::now() + cadence.interval.mul_f64(cadence.spread);
     while Instant::now() < cadence.deadline {
         tokio::time::sleep_until(due.into()).await;
         due += cadence.interval;
         let sender = Sender::of(&deps, &memory).with_transport(ses.as_ref());
-        match sender
+        let started = Instant::now();
+        let judged = sender
             .send(batch(ses.process, &next), deps.clock.now())
-            .await
-        {
+            .await;
+        durations.push(started.elapsed().as_secs_f64() * 1000.0);
+        match judged {
             Ok(judged) => {
                 for j in judged {
                     *outcomes.entry(j.decision.name().to_owned()).or_default() += 1;
@@ -144,7 +152,7 @@ async fn instance(
             }
         }
     }
-    outcomes
+    (outcomes, durations)
 }
 
 /// A sender process: `--instances` instances sending their share of `--rate` for `--seconds`.
@@ -153,6 +161,8 @@ pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
     let (events, lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     let ses = Arc::new(LoadSes {
         next: AtomicU64::new(0),
+        latency: Duration::from_millis(args.ses_latency_ms),
+        sends_at: std::sync::Mutex::new(Vec::new()),
         bounced: AtomicU64::new(0),
         process: args.id,
         events,
@@ -183,10 +193,13 @@ pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
         ..Report::default()
     };
     for task in tasks {
-        for (name, n) in task.await? {
+        let (outcomes, durations) = task.await?;
+        for (name, n) in outcomes {
             *report.outcomes.entry(name).or_default() += n;
         }
+        report.batch_ms.extend(durations);
     }
+    report.sends_at = std::mem::take(&mut *ses.sends_at.lock().unwrap());
     report.done = ses.next.load(Ordering::Relaxed);
     report.bounced = ses.bounced.load(Ordering::Relaxed);
     drop(ses);

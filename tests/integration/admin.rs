@@ -444,7 +444,7 @@ const PAUSE: &[Case] = &[
         &[
             ("/can_send", "true"),
             ("/daily_quota/limit", "5000000"),
-            ("/periods/second/limit", "25"),
+            ("/periods/second/limit", "50"),
             ("/hard_bounces", "2"),
         ],
     ),
@@ -596,7 +596,7 @@ const LIMITS: &[Case] = &[
         "/accounts/backup/limits",
         None,
         200,
-        &[("/effective/capacity", "1")],
+        &[("/effective/capacity", "1.4")],
     ),
     answered(GET, "/accounts/nope/limits", None, 404),
     holding(
@@ -608,7 +608,7 @@ const LIMITS: &[Case] = &[
             // Held to SES's line: at 14 sends a second, a burst of at most 5.
             ("/effective/capacity", "5"),
             ("/effective/per_minute", "100"),
-            ("/configured/capacity", "1"),
+            ("/configured/capacity", "1.4"),
         ],
     ),
     // A window limit given as null is lifted; earlier changes stay.

@@ -735,8 +735,8 @@ fn suppressions_are_added_removed_imported_and_exported_by_hand() {
 fn limits_show_their_use_and_change_at_run_time() {
     let cli = Cli::new();
     let limits = cli.json(&["accounts", "limits", "backup", "--json"]);
-    // SES's line at 14 sends a second: a burst of one (a twentieth of a second's, at least 1).
-    assert_eq!(limits["effective"]["capacity"], 1.0);
+    // SES's line at 14 sends a second: a burst of a tenth of a second's sends.
+    assert_eq!(limits["effective"]["capacity"], 1.4);
     assert_eq!(limits["periods"]["minute"]["status"], "unlimited");
     let refused = cli.run(&["accounts", "limits", "backup", "--per-minute", "100"]);
     assert!(String::from_utf8_lossy(&refused.stderr).contains("a reason is required"));
