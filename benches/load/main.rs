@@ -42,8 +42,8 @@ use ingest::ingest_process;
 use sender::sender_process;
 
 /// One account allowed twice the run's target rate (`MAX_SEND_RATE`, [`worker::limit_for`]: SES's
-/// line leaves about two thirds of it to the limiter, so that the run is at about 75 % of
-/// what the limiter refills: it paces and seldom binds), its send count from Send events, warn and pause levels above
+/// line leaves about 60 % of it to the limiter, so that the run is at about 85 % of
+/// what the limiter refills: it paces, and binds now and then), its send count from Send events, warn and pause levels above
 /// the run's 5 % bounces (the guard reviews every batch but has nothing to do).
 pub(crate) const LOAD_CONFIG: &str = r#"
 [tables]

@@ -44,9 +44,9 @@ pub(crate) fn tables_of(text: &str) -> anyhow::Result<Tables> {
     })
 }
 
-/// The account's send rate in a run at `rate`: twice it, so that SES's line (about 67 % of
+/// The account's send rate in a run at `rate`: twice it, so that SES's line (about 60 % of
 /// the rate, [`SesLine`](sesguard::domain::sending::rate_limit::SesLine)) leaves the run at
-/// about 75 % of what the limiter refills: it paces and seldom binds.
+/// about 85 % of what the limiter refills: it paces, and binds now and then.
 pub(crate) fn limit_for(rate: u64) -> u64 {
     (rate * 2).max(20)
 }

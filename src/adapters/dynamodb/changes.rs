@@ -232,6 +232,9 @@ impl FeedbackLedger for DynamoStore {
                     error.as_service_error()
                     && let Some(outcome) = cancelled(&change.claims, cancel.cancellation_reasons())
                 {
+                    if matches!(outcome, ApplyError::Conflict) && !change.counters.is_empty() {
+                        self.shards.hop();
+                    }
                     return Err(outcome);
                 }
                 Err(ApplyError::Store(failure("applying a change", error)))

@@ -115,12 +115,14 @@ impl From<&TablesConfig> for Tables {
     }
 }
 
-/// Items each counter bucket is written across by default. A bucket item takes every
-/// counter write of its account in its quarter hour — ingest's and the senders' — about 0.3
-/// writes per message sent with its feedback (docs/scale.md); eight shards keep an item
-/// under 40 writes a second at 1,000 sends a second, well inside DynamoDB's 1,000 a second
-/// per partition, while the window query reads eight items per bucket.
-pub const COUNTER_SHARDS: u16 = 8;
+/// Items each counter bucket may be written across. A bucket takes every counter write of
+/// its account in its quarter hour — ingest's and the senders' — in transactions, and in
+/// DynamoDB two transactions on one item at once cancel each other: an instance keeps to one
+/// shard and moves to another at random when its transaction meets another there, so that
+/// the instances writing at once (ingest's 20 at most) settle on shards of their own. Only
+/// shards written exist, so a window query reads about as many items per bucket as
+/// instances wrote in it (docs/scale.md).
+pub const COUNTER_SHARDS: u16 = 32;
 
 /// A DynamoDB-backed store.
 #[derive(Debug, Clone)]
@@ -131,12 +133,14 @@ pub struct DynamoStore {
     parts_seen: rate_bucket::PartsSeen,
 }
 
-/// Picks the shard of each counter write: round robin from a random start, so that one
-/// instance spreads its writes evenly and instances do not move in step.
+/// Picks the shard of each counter write — the instance's own until its transaction meets
+/// another's there ([`Shards::hop`]) — and the part of each send-rate take, round robin from a
+/// random start, so that instances do not move in step.
 #[derive(Debug, Clone)]
 struct Shards {
     count: u16,
     next: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    own: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 /// A number good enough to spread writers apart (not for secrets): the standard library's
@@ -151,11 +155,22 @@ impl Shards {
         Self {
             count: count.max(1),
             next: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(random())),
+            own: std::sync::Arc::new(std::sync::atomic::AtomicU64::new(random())),
         }
     }
 
+    /// The counter shard this instance writes.
     fn pick(&self) -> u16 {
-        self.pick_of(self.count)
+        let own = self.own.load(std::sync::atomic::Ordering::Relaxed);
+        (own % u64::from(self.count)) as u16
+    }
+
+    /// Moves to another counter shard, at random: this one met another instance's transaction.
+    fn hop(&self) {
+        let from = self.pick();
+        let step = 1 + random() % u64::from(self.count.max(2) - 1);
+        let to = (u64::from(from) + step) % u64::from(self.count);
+        self.own.store(to, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// The next of `count` (the send-rate bucket's parts take their turn from here too).
@@ -323,5 +338,26 @@ impl DynamoStore {
             }
         }
         Ok(found)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shards;
+
+    #[test]
+    fn an_instance_keeps_its_counter_shard_until_it_hops_to_another() {
+        let shards = Shards::new(32);
+        let first = shards.pick();
+        assert!((0..10).all(|_| shards.pick() == first), "kept");
+        for _ in 0..100 {
+            let before = shards.pick();
+            shards.hop();
+            let after = shards.pick();
+            assert!(after != before && after < 32, "{before} -> {after}");
+        }
+        let one = Shards::new(1);
+        one.hop();
+        assert_eq!(one.pick(), 0, "one shard: nowhere to go");
     }
 }

@@ -1,8 +1,10 @@
 //! The send-rate limiter of an account on DynamoDB. The token bucket is paced
-//! ([`Pace`]): each of its parts is one item (`account#NAME` / `rate#PART`, attribute `tat`,
-//! microseconds) that a take changes with one conditional `UpdateItem` reading nothing first,
-//! so that instances do not contend for one item; a write that meets another writer's change
-//! learns the part's arrival time from the refusal and tries again from it. The operators'
+//! ([`Pace`]): each of its parts is one item (`account#NAME` / `rate#PART`, attributes `tat`,
+//! microseconds, and `epoch`, its restarts) that a take changes with one `UpdateItem` reading
+//! nothing first: on a busy part it adds the tokens' worth (adds commute: concurrent takes
+//! never refuse each other), keeps what the answer says fitted under the burst and gives the
+//! rest back in a second write, unless the part was restarted since; an idle part refuses the
+//! add with its arrival time, and the next write restarts it from now. The operators'
 //! limits and, when a per-minute, per-hour or per-day limit is set, the window counts live in
 //! the account's `rate` item, the latter written optimistically on its version.
 
@@ -113,7 +115,19 @@ impl DynamoStore {
             };
             match update.send().await {
                 Ok(output) => {
-                    let at = output.attributes.as_ref().and_then(part_tat);
+                    let item = output.attributes.unwrap_or_default();
+                    let mut at = part_tat(&item);
+                    let granted = match (step, at) {
+                        (PaceStep::Advance { asked, by_us, .. }, Some(new)) => {
+                            let (granted, back_us) = pace.settle(asked, by_us, new, now);
+                            if back_us > 0 {
+                                self.give_back(account, part, back_us, &item).await;
+                                at = Some(new - back_us);
+                            }
+                            granted
+                        }
+                        _ => granted,
+                    };
                     self.remember_part(account, part, at);
                     let next = at
                         .filter(|_| granted < wanted)
@@ -176,23 +190,21 @@ impl DynamoStore {
                     .plus(PART_TTL)
                     .as_epoch_seconds()),
             )
-            .return_values(ReturnValue::UpdatedNew)
+            .return_values(ReturnValue::AllNew)
             .return_values_on_condition_check_failure(ReturnValuesOnConditionCheckFailure::AllOld);
         Ok(match step {
             PaceStep::Wait { until } => return Err(until),
             PaceStep::Advance {
-                granted,
+                asked,
                 by_us,
                 floor_us,
-                ceiling_us,
             } => (
-                granted,
+                asked,
                 update
                     .update_expression("SET tat = tat + :by, expires_at = :expires")
-                    .condition_expression("tat BETWEEN :floor AND :ceiling")
+                    .condition_expression("tat >= :floor")
                     .expression_attribute_values(":by", n(by_us))
-                    .expression_attribute_values(":floor", n(floor_us))
-                    .expression_attribute_values(":ceiling", n(ceiling_us)),
+                    .expression_attribute_values(":floor", n(floor_us)),
             ),
             PaceStep::Restart {
                 granted,
@@ -201,12 +213,46 @@ impl DynamoStore {
             } => (
                 granted,
                 update
-                    .update_expression("SET tat = :to, expires_at = :expires")
+                    .update_expression("SET tat = :to, expires_at = :expires ADD epoch :one")
                     .condition_expression("attribute_not_exists(tat) OR tat < :floor")
+                    .expression_attribute_values(":one", n(1))
                     .expression_attribute_values(":to", n(to_us))
                     .expression_attribute_values(":floor", n(floor_us)),
             ),
         })
+    }
+
+    /// Gives back `back_us` of a part's arrival time that an add took beyond its burst, unless
+    /// the part was restarted since (its `epoch` moved on): the restart dropped the add with
+    /// everything before it. A give-back that fails leaves the part fuller than it is: slower,
+    /// never faster.
+    async fn give_back(
+        &self,
+        account: &str,
+        part: u16,
+        back_us: i64,
+        written: &HashMap<String, AttributeValue>,
+    ) {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.tables.state)
+            .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+            .update_expression("SET tat = tat - :back")
+            .expression_attribute_values(":back", n(back_us));
+        let update = match written.get("epoch") {
+            Some(epoch) => update
+                .condition_expression("epoch = :epoch")
+                .expression_attribute_values(":epoch", epoch.clone()),
+            None => update.condition_expression("attribute_not_exists(epoch)"),
+        };
+        match update.send().await {
+            Ok(_) => {}
+            Err(error) if error.code() == Some("ConditionalCheckFailedException") => {}
+            Err(error) => {
+                tracing::warn!(account, part, error = %crate::telemetry::error_chain(&error), "send-rate tokens not given back: the part reads fuller than it is until it refills")
+            }
+        }
     }
 
     /// What this instance's last write of the part found (`None`: nothing yet, or unknown).

@@ -104,7 +104,8 @@ impl Sender<'_> {
                     tracing::error!(account, error = %error_chain(&error), "send rate unknown");
                     backoff(receive_count)
                 })?;
-            let read = tokens.read.remove(account);
+            // The record read with the batch serves every take of it: its limits do not change within.
+            let read = tokens.read.get(account).cloned();
             let wanted = self.memory.sends_within(life, tokens.remaining);
             let (left, next_at) = match self
                 .deps

@@ -42,11 +42,20 @@ impl RateLimits {
             line: None,
         }
     }
+
+    /// Sends the paced bucket may grant in an interval over capacity + refill × its length:
+    /// what its slack lends, half the burst or [`PACE_SLACK`] of refill.
+    pub fn lent(&self) -> f64 {
+        (self.capacity / 2.0).max(PACE_SLACK * self.refill_per_second)
+    }
 }
 
-/// What a paced bucket grants over its capacity in the worst interval: its slack lends half
-/// a burst ([`Pace::slack_us`](super::Pace::slack_us)).
-pub const OVER_GRANT: f64 = 1.5;
+/// The least time a part's arrival time may lie behind now and still be advanced (seconds).
+/// A burst of a tenth of a second (SES's line) would leave a slack of 50 ms, and a part
+/// written every 25 ms by instances whose sight of it is old would be found idle and
+/// restarted, racing, several times a second (`make load` under DynamoDB's rules: 1.4 % of
+/// requests were conflict retries).
+pub const PACE_SLACK: f64 = 0.25;
 
 /// The burst of the line's own limits: a tenth of a second's sends. A twentieth left a
 /// 300-a-second account's sixteen sender instances, taking four tokens each, finding the
@@ -60,13 +69,13 @@ const BURST_SHARE: f64 = 1.0 / 10.0;
 /// between the instances' clocks.
 ///
 /// The model. A paced bucket of capacity *b* refilling at *r* grants fewer than
-/// 1.5·*b* + *r*·*W* sends in any interval of length *W* (its slack lends half a burst;
-/// [`Pace`](super::Pace)). A sender uses a token within its life *τ* of the take or drops it,
+/// *b* + *L* + *r*·*W* sends in any interval of length *W*, where *L* is what its slack lends,
+/// half the burst or a quarter second's refill ([`RateLimits::lent`]). A sender uses a token within its life *τ* of the take or drops it,
 /// so the sends in a window of *W* were granted within *W* + *τ*; and an instance whose clock
 /// is off by up to *σ* takes as if the window were *σ* wider at either end. So the sends
 /// reaching SES in any window of *W* seconds are fewer than
 ///
-/// > 1.5·*b* + *r*·(*W* + *τ* + 2*σ*)
+/// > *b* + *L* + *r*·(*W* + *τ* + 2*σ*)
 ///
 /// and SES allows ⌊*R*·max(1, *W*)⌋ (a window shorter than a second lies within one). Sends are
 /// whole, so the bound may reach one more than SES allows; it does so at *W* = 1 second and
@@ -95,7 +104,7 @@ impl SesLine {
 
     /// Sends in any window of `window` seconds under `limits` are fewer than this.
     pub fn bound(&self, limits: &RateLimits, window: f64) -> f64 {
-        OVER_GRANT * limits.capacity + limits.refill_per_second * (window + self.spread())
+        limits.capacity + limits.lent() + limits.refill_per_second * (window + self.spread())
     }
 
     /// The line's own limits: a tenth of a second's burst and the refill the rest leaves.
@@ -108,13 +117,17 @@ impl SesLine {
         })
     }
 
-    /// `wanted` held to the line: its capacity at most half of what one second allows (at
-    /// least one token), its refill at most what the burst leaves of that second, spread over
-    /// the second and the [`spread`](Self::spread). Never looser than `wanted`.
+    /// `wanted` held to the line: its capacity at most a third of what one second allows (at
+    /// least one token), its refill at most what the burst and what the slack lends leave of
+    /// that second, spread over the second and the [`spread`](Self::spread). Never looser
+    /// than `wanted`.
     pub fn hold(&self, wanted: RateLimits) -> RateLimits {
         let room = self.allowed(1.0) as f64 + 1.0;
-        let capacity = wanted.capacity.min(room / (2.0 * OVER_GRANT)).max(1.0);
-        let left = ((room - OVER_GRANT * capacity) / (1.0 + self.spread())).max(f64::MIN_POSITIVE);
+        let capacity = wanted.capacity.min(room / 3.0).max(1.0);
+        // The slack lends half the burst, or PACE_SLACK of refill: both must fit.
+        let lending_burst = (room - 1.5 * capacity) / (1.0 + self.spread());
+        let lending_time = (room - capacity) / (1.0 + self.spread() + PACE_SLACK);
+        let left = lending_burst.min(lending_time).max(f64::MIN_POSITIVE);
         RateLimits {
             capacity,
             refill_per_second: wanted.refill_per_second.min(left),

@@ -11,6 +11,6 @@ mod tests;
 mod windows;
 
 pub use bucket::{Grant, RateState};
-pub use limits::{InvalidLimits, LimitsPatch, OVER_GRANT, RateLimits, SesLine};
+pub use limits::{InvalidLimits, LimitsPatch, PACE_SLACK, RateLimits, SesLine};
 pub use pace::{MAX_PACE_PARTS, PACE_PART_RATE, Pace, PaceStep};
 pub use windows::{Period, Periods, WindowCount};

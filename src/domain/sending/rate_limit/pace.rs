@@ -2,7 +2,7 @@
 //! parts a bucket is split into, and the write to try for a take.
 
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::sending::rate_limit::limits::RateLimits;
+use crate::domain::sending::rate_limit::limits::{PACE_SLACK, RateLimits};
 use crate::domain::sending::rate_limit::windows::DAY;
 
 /// Sends a second one part of a paced bucket is sized for: a sender batch of 10 writes a
@@ -14,14 +14,16 @@ pub const MAX_PACE_PARTS: u16 = 8;
 
 /// The token bucket as GCRA (the generic cell rate algorithm): each part of the bucket is
 /// one number, its *arrival time* — when it would be empty again at the steady rate — so
-/// that a store takes tokens with one conditional write that reads nothing first: advance the
-/// arrival time by the tokens' worth if it lies in a range, or restart it from now if it lies
-/// behind. A part holds `capacity / parts` tokens and refills at `refill / parts`.
+/// that a store takes tokens with one write that reads nothing first: add the tokens' worth
+/// to the arrival time if the part is busy, keep the tokens that fit under the burst and give
+/// the rest back; or restart it from now if it lies behind. A part holds `capacity / parts`
+/// tokens and refills at `refill / parts`.
 ///
-/// To keep the common case one write, an arrival time up to `slack_us` (half the burst)
-/// behind now is advanced from where it is rather than restarted, which lends the unused
-/// time: in any interval of length W at most 1.5 × capacity + refill × W sends are granted,
-/// where the bucket alone allows capacity + refill × W.
+/// To keep the common case one write, an arrival time up to `slack_us` behind now — half the
+/// burst, or [`PACE_SLACK`](super::PACE_SLACK) if longer — is advanced from where it is rather than restarted,
+/// which lends the unused time: in any interval of length W at most capacity +
+/// [`RateLimits::lent`] + refill × W sends are granted, where the bucket alone allows
+/// capacity + refill × W.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Pace {
     /// How many parts the bucket is split into.
@@ -37,16 +39,16 @@ pub struct Pace {
 /// One conditional write that takes tokens from a part.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaceStep {
-    /// Add `by_us` to the arrival time if it lies within `[floor_us, ceiling_us]`.
+    /// Add `by_us` to the arrival time if it is at least `floor_us` (the part is busy). Adds
+    /// commute, so writers never refuse each other's; the arrival time the write answers
+    /// with says how many of the tokens fit ([`Pace::settle`]), and the rest is given back.
     Advance {
-        /// Tokens this takes.
-        granted: u64,
+        /// Tokens asked for.
+        asked: u64,
         /// Microseconds added.
         by_us: i64,
         /// The lowest arrival time it applies to.
         floor_us: i64,
-        /// The highest.
-        ceiling_us: i64,
     },
     /// Set the arrival time to `to_us` if there is none or it lies below `floor_us`.
     Restart {
@@ -96,30 +98,48 @@ impl Pace {
             None => {}
             Some(at) if at < floor_us => {}
             Some(at) => {
-                let granted = wanted.min(tokens(now_us as f64 + self.burst_us - at as f64));
-                if granted == 0 {
+                let asked = wanted.min(tokens(now_us as f64 + self.burst_us - at as f64));
+                if asked == 0 {
                     return PaceStep::Wait {
                         until: self.next_token(at).max(now),
                     };
                 }
-                let by = granted as f64 * self.interval_us;
                 return PaceStep::Advance {
-                    granted,
-                    by_us: by.round() as i64,
+                    asked,
+                    by_us: self.worth_us(asked),
                     floor_us,
-                    // The same thousandth of a token as `tokens`, or the write could refuse
-                    // the very arrival time it was computed from.
-                    ceiling_us: (now_us as f64 + self.burst_us - by + 1e-3 * self.interval_us)
-                        .floor() as i64,
                 };
             }
         }
         let granted = wanted.min(tokens(self.burst_us));
         PaceStep::Restart {
             granted,
-            to_us: now_us + (granted as f64 * self.interval_us).round() as i64,
+            to_us: now_us + self.worth_us(granted),
             floor_us,
         }
+    }
+
+    /// Microseconds of refill `tokens` are worth.
+    fn worth_us(&self, tokens: u64) -> i64 {
+        (tokens as f64 * self.interval_us).round() as i64
+    }
+
+    /// After an [`PaceStep::Advance`] for `asked` tokens by `by_us` answered with arrival time
+    /// `new_us` (every write before it included): the tokens that fit under the burst at
+    /// `now`, and the microseconds to give back for the rest. Giving back only lowers the
+    /// arrival time by tokens nobody was granted, so the part ends as if each writer had
+    /// taken, in turn, what fitted.
+    pub fn settle(&self, asked: u64, by_us: i64, new_us: i64, now: Timestamp) -> (u64, i64) {
+        let now_us = now.as_millis().saturating_mul(1000) as f64;
+        let before = (new_us - by_us) as f64;
+        let room = (now_us + self.burst_us - before) / self.interval_us + 1e-3;
+        let granted = asked.min(room.floor().max(0.0) as u64);
+        let back = if granted == asked {
+            0
+        } else {
+            by_us - self.worth_us(granted)
+        };
+        (granted, back)
     }
 
     /// When a part with arrival time `at_us` holds one token again.
@@ -153,7 +173,7 @@ impl RateLimits {
             parts,
             interval_us,
             burst_us,
-            slack_us: burst_us / 2.0,
+            slack_us: (burst_us / 2.0).max(PACE_SLACK * 1e6),
         }
     }
 }

@@ -37,17 +37,23 @@ fn xorshift(mut seed: u64) -> impl FnMut(u64) -> u64 {
     }
 }
 
-/// A store's conditional write of one part: the new arrival time, or the one it met.
-fn write(part: &mut Option<i64>, step: PaceStep) -> Result<u64, Option<i64>> {
+/// A store's conditional write of one part at `now`, with its give-back: the tokens granted,
+/// or the arrival time the write met.
+fn write(
+    pace: &Pace,
+    part: &mut Option<i64>,
+    step: PaceStep,
+    now: Timestamp,
+) -> Result<u64, Option<i64>> {
     match step {
         PaceStep::Advance {
-            granted,
+            asked,
             by_us,
             floor_us,
-            ceiling_us,
         } => match *part {
-            Some(at) if (floor_us..=ceiling_us).contains(&at) => {
-                *part = Some(at + by_us);
+            Some(at) if at >= floor_us => {
+                let (granted, back) = pace.settle(asked, by_us, at + by_us, now);
+                *part = Some(at + by_us - back);
                 Ok(granted)
             }
             other => Err(other),
@@ -74,7 +80,7 @@ fn a_paced_part_grants_like_the_bucket() {
     let mut part = None;
     let first = pace.step(None, 20, T0);
     assert!(matches!(first, PaceStep::Restart { granted: 14, .. }));
-    assert_eq!(write(&mut part, first), Ok(14));
+    assert_eq!(write(&pace, &mut part, first, T0), Ok(14));
     let empty = pace.step(part, 1, T0);
     let PaceStep::Wait { until } = empty else {
         panic!("{empty:?}")
@@ -85,12 +91,42 @@ fn a_paced_part_grants_like_the_bucket() {
     );
     let half = pace.step(part, 20, at(0.5));
     assert!(
-        matches!(half, PaceStep::Advance { granted: 7, .. }),
+        matches!(half, PaceStep::Advance { asked: 7, .. }),
         "{half:?}"
     );
-    assert_eq!(write(&mut part, half), Ok(7));
+    assert_eq!(write(&pace, &mut part, half, at(0.5)), Ok(7));
     assert!((pace.available(part, at(0.5))).abs() < 1e-6);
     assert!((pace.available(part, at(100.0)) - 14.0).abs() < 1e-6);
+}
+
+#[test]
+fn writers_with_stale_views_keep_what_fits_and_give_the_rest_back() {
+    let pace = RateLimits::from_send_rate(10.0).pace();
+    let mut part = None;
+    assert_eq!(write(&pace, &mut part, pace.step(None, 6, T0), T0), Ok(6));
+    // Two writers both saw the part with 4 tokens left; their adds are applied in turn.
+    let seen = part;
+    let first = pace.step(seen, 4, T0);
+    let second = pace.step(seen, 4, T0);
+    assert!(
+        matches!(first, PaceStep::Advance { asked: 4, .. }),
+        "{first:?}"
+    );
+    assert_eq!(write(&pace, &mut part, first, T0), Ok(4));
+    assert_eq!(write(&pace, &mut part, second, T0), Ok(0), "nothing left");
+    assert!(
+        pace.available(part, T0).abs() < 1e-6,
+        "empty, not overdrawn"
+    );
+    let PaceStep::Advance { by_us, .. } = second else {
+        panic!("{second:?}")
+    };
+    let over = part.unwrap() + by_us;
+    assert_eq!(
+        pace.settle(4, by_us, over, at(0.25)),
+        (2, by_us / 2),
+        "half refilled"
+    );
 }
 
 #[test]
@@ -98,7 +134,7 @@ fn a_bucket_that_never_refills_paces_a_token_a_day_not_nan() {
     let pace = RateLimits::from_send_rate(0.0).pace();
     let mut part = None;
     let first = pace.step(None, 5, T0);
-    assert_eq!(write(&mut part, first), Ok(1), "{first:?}");
+    assert_eq!(write(&pace, &mut part, first, T0), Ok(1), "{first:?}");
     let PaceStep::Wait { until } = pace.step(part, 5, at(60.0)) else {
         panic!("no token a minute later")
     };
@@ -146,7 +182,7 @@ fn race(limits: &RateLimits, gap_ms: u64, most: u64) -> (Vec<(i64, u64)>, usize)
                 break;
             }
             writes += 1;
-            let outcome = write(&mut part, step);
+            let outcome = write(&pace, &mut part, step, now);
             seen[writer] = match outcome {
                 Ok(_) => part,
                 Err(met) => met,
@@ -394,7 +430,7 @@ fn senders(limits: &RateLimits, count: usize, skew_ms: i64, usage: Use) -> Vec<i
                         me.free_at = t + until.as_millis() - now.as_millis();
                         break;
                     }
-                    match write(&mut parts[part], step) {
+                    match write(&pace, &mut parts[part], step, now) {
                         Ok(n) => {
                             me.seen[part] = parts[part];
                             granted = n;
