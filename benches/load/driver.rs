@@ -13,11 +13,11 @@ use sesguard::adapters::dynamodb::{DynamoStore, Tables};
 use sesguard::ports::{Clock, CounterWindow, SystemClock};
 
 use crate::Args;
-use crate::report::{render, summarize};
+use crate::report::{Seen, render, summarize};
 use crate::wire::RequestCounter;
 use sesguard::domain::reputation::counters::Counts;
 
-use crate::worker::{Report, client};
+use crate::worker::{Report, client, cpu_seconds};
 
 pub(crate) fn free_port() -> anyhow::Result<u16> {
     Ok(std::net::TcpListener::bind("127.0.0.1:0")?
@@ -98,7 +98,7 @@ pub(crate) fn worker(
         .args(["--senders", &args.senders.to_string()])
         .args(["--instances", &args.instances.to_string()])
         .args(["--feedback-delay-ms", &args.feedback_delay_ms.to_string()])
-        .env("RUST_LOG", "error")
+        .env("RUST_LOG", &args.log_level)
         .stderr(Stdio::piped());
     if role == "sender" {
         command.stdin(Stdio::null()).stdout(Stdio::piped());
@@ -120,8 +120,11 @@ pub(crate) fn collect(mut child: Child, name: &str, out: &Path) -> anyhow::Resul
     if !status.success() {
         bail!("{name} failed ({status}); its log is in {}", out.display());
     }
-    let last = lines.last().context("no report")?;
-    serde_json::from_str(last).with_context(|| format!("{name}'s report"))
+    let (last, logs) = lines.split_last().context("no report")?;
+    let mut report: Report =
+        serde_json::from_str(last).with_context(|| format!("{name}'s report"))?;
+    report.log_bytes = logs.iter().map(|line| line.len() as u64 + 1).sum();
+    Ok(report)
 }
 
 /// The ingest processes' inputs, shared by the pumps.
@@ -251,13 +254,18 @@ pub(crate) fn drive(args: &Args, runtime: &tokio::runtime::Runtime) -> anyhow::R
     let worked = run_workers(args, &through, &names)?;
     let totals = counted(&store, runtime)?;
     let injected = proxy.as_ref().map(crate::rules::Proxy::injected);
-    let summary = summarize(
-        args,
-        &worked.sent,
-        &worked.stored,
-        (worked.events, totals),
-        injected.as_ref(),
-    );
+    let server_cpu = server
+        .child
+        .as_ref()
+        .map_or(0.0, |child| cpu_seconds(&child.id().to_string()));
+    let seen = Seen {
+        events: worked.events,
+        counted: totals,
+        injected: injected.as_ref(),
+        server_cpu,
+        driver_cpu: cpu_seconds("self"),
+    };
+    let summary = summarize(args, &worked.sent, &worked.stored, &seen);
     std::fs::write(
         args.out.join("report.json"),
         serde_json::to_string_pretty(&summary)?,

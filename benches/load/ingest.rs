@@ -96,6 +96,10 @@ async fn store(deps: &Context, batch: &[Record], report: &mut Report) -> Vec<usi
         .collect();
     let (_, records) = sesguard::lambda::ingest::decode(json!({ "Records": bodies }), "load");
     let outcome = Ingestor::of(deps).ingest(records, deps.clock.now()).await;
+    // What the function writes besides: a log line per record, the EMF lines.
+    outcome.log();
+    let lines = sesguard::lambda::ingest::metric_lines(deps.clock.now(), &outcome);
+    report.emf_bytes += crate::worker::bytes_of(&lines);
     let mut failed = Vec::new();
     for (id, outcome) in outcome.records {
         *report
@@ -153,6 +157,7 @@ pub(crate) async fn ingest_process(args: &Args) -> anyhow::Result<()> {
         report.retried += part.retried;
         report.dead_lettered += part.dead_lettered;
         report.batch_ms.extend(part.batch_ms);
+        report.emf_bytes += part.emf_bytes;
         for (name, n) in part.outcomes {
             *report.outcomes.entry(name).or_default() += n;
         }

@@ -26,6 +26,7 @@ use std::path::PathBuf;
 use anyhow::bail;
 use clap::Parser;
 
+mod cost;
 mod driver;
 mod ingest;
 mod report;
@@ -121,6 +122,10 @@ pub(crate) struct Args {
     /// How long a transaction holds its items under the rules.
     #[arg(long, default_value_t = 10)]
     pub(crate) hold_ms: u64,
+    /// The workers' log level (`RUST_LOG`): the functions' default, so that the log bytes per
+    /// message are what CloudWatch Logs would take.
+    #[arg(long, default_value = "info")]
+    pub(crate) log_level: String,
     /// A DynamoDB-compatible server already running; else `--fakecloud` is started.
     #[arg(long)]
     pub(crate) endpoint: Option<String>,
@@ -151,8 +156,14 @@ pub(crate) fn main() -> anyhow::Result<()> {
         .build()?;
     match args.role.as_str() {
         "driver" => drive(&args, &runtime),
-        "sender" => runtime.block_on(sender_process(&args)),
-        "ingest" => runtime.block_on(ingest_process(&args)),
+        "sender" => {
+            sesguard::telemetry::init();
+            runtime.block_on(sender_process(&args))
+        }
+        "ingest" => {
+            sesguard::telemetry::init();
+            runtime.block_on(ingest_process(&args))
+        }
         other => bail!("unknown role `{other}`: driver, sender or ingest"),
     }
 }

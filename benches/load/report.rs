@@ -8,6 +8,7 @@ use serde_json::{Value, json};
 use crate::Args;
 use sesguard::domain::reputation::counters::Counts;
 
+use crate::cost::{PerMessage, per_million};
 use crate::rules::Injected;
 use crate::wire::Wire;
 use crate::worker::{Report, limit_for, line_for, parts_for};
@@ -175,14 +176,34 @@ impl Criteria {
     }
 }
 
+/// What the driver saw of the run besides the workers' reports.
+pub(crate) struct Seen<'a> {
+    /// Events passed from the senders to the ingesters.
+    pub(crate) events: u64,
+    /// What the store counted for the account.
+    pub(crate) counted: Counts,
+    /// What DynamoDB's rules injected and charged (`None`: the rules were off).
+    pub(crate) injected: Option<&'a Injected>,
+    /// CPU seconds of the server and of the driver (the rules' proxy, the event pumps).
+    pub(crate) server_cpu: f64,
+    pub(crate) driver_cpu: f64,
+}
+
+/// Where the two cores went, in CPU milliseconds per message sent.
+fn cpu_per_message(sent: &[Report], stored: &[Report], seen: &Seen, accepted: u64) -> Value {
+    let ms = |seconds: f64| 1000.0 * seconds / accepted.max(1) as f64;
+    let sum = |reports: &[Report]| reports.iter().map(|r| r.cpu_seconds).sum::<f64>();
+    json!({
+        "sender_processes": ms(sum(sent)),
+        "ingest_processes": ms(sum(stored)),
+        "server": ms(seen.server_cpu),
+        "driver_and_rules_proxy": ms(seen.driver_cpu),
+    })
+}
+
 /// The run's report: the workers' reports, the events passed on, and what the store counted.
-pub(crate) fn summarize(
-    args: &Args,
-    sent: &[Report],
-    stored: &[Report],
-    (events, counted): (u64, Counts),
-    injected: Option<&Injected>,
-) -> Value {
+pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &Seen) -> Value {
+    let (events, counted, injected) = (seen.events, seen.counted, seen.injected);
     let accepted: u64 = sent.iter().map(|r| r.done).sum();
     let send_seconds = sent.iter().map(|r| r.seconds).fold(0.0, f64::max);
     let ingest_seconds = stored.iter().map(|r| r.seconds).fold(0.0, f64::max);
@@ -261,6 +282,12 @@ pub(crate) fn summarize(
             "write_units": i.write_units / accepted.max(1) as f64,
             "index_write_units": i.index_write_units / accepted.max(1) as f64,
         })),
+        "cpu_ms_per_message": cpu_per_message(sent, stored, seen, accepted),
+        "log_bytes_per_message": {
+            "log": PerMessage::of(sent, stored, accepted).log_bytes,
+            "emf": PerMessage::of(sent, stored, accepted).emf_bytes,
+        },
+        "cost_per_million": per_million(&PerMessage::of(sent, stored, accepted), injected, accepted),
         "failures": failures,
     })
 }
@@ -327,6 +354,27 @@ pub(crate) fn render(summary: &Value) -> String {
         text += &format!("injected {}\n", summary["injected"]);
         text += &format!("charged  {} per message\n", summary["charged_per_message"]);
     }
+    text += &format!(
+        "cpu      {} ms per message; logs {} bytes per message\n",
+        summary["cpu_ms_per_message"], summary["log_bytes_per_message"]
+    );
+    for line in summary["cost_per_million"]["lines"]
+        .as_array()
+        .into_iter()
+        .flatten()
+    {
+        text += &format!(
+            "cost     ${:>6.2}  {}: {} ({})\n",
+            f(&line["dollars"]),
+            line["part"].as_str().unwrap_or_default(),
+            line["per_million_messages"].as_str().unwrap_or_default(),
+            line["source"].as_str().unwrap_or_default()
+        );
+    }
+    text += &format!(
+        "cost     ${:>6.2}  in all, per million messages\n",
+        f(&summary["cost_per_million"]["total_dollars"])
+    );
     text += "hottest keys: writes, busiest second here, per second at 1,000 sends/s\n";
     for key in summary["hottest_keys"].as_array().into_iter().flatten() {
         text += &format!(

@@ -125,10 +125,11 @@ async fn instance(
     ses: Arc<LoadSes>,
     next: Arc<AtomicU64>,
     cadence: Cadence,
-) -> (BTreeMap<String, u64>, Vec<f64>) {
+) -> (BTreeMap<String, u64>, Vec<f64>, u64) {
     let memory = SenderMemory::default();
     let mut outcomes: BTreeMap<String, u64> = BTreeMap::new();
     let mut durations = Vec::new();
+    let mut emf_bytes = 0;
     let mut due = Instant::now() + cadence.interval.mul_f64(cadence.spread);
     while Instant::now() < cadence.deadline {
         tokio::time::sleep_until(due.into()).await;
@@ -141,6 +142,8 @@ async fn instance(
         durations.push(started.elapsed().as_secs_f64() * 1000.0);
         match judged {
             Ok(judged) => {
+                let lines = sesguard::lambda::sender::metric_lines(deps.clock.now(), &judged);
+                emf_bytes += crate::worker::bytes_of(&lines);
                 for j in judged {
                     *outcomes.entry(j.decision.name().to_owned()).or_default() += 1;
                 }
@@ -152,7 +155,7 @@ async fn instance(
             }
         }
     }
-    (outcomes, durations)
+    (outcomes, durations, emf_bytes)
 }
 
 /// A sender process: `--instances` instances sending their share of `--rate` for `--seconds`.
@@ -193,7 +196,8 @@ pub(crate) async fn sender_process(args: &Args) -> anyhow::Result<()> {
         ..Report::default()
     };
     for task in tasks {
-        let (outcomes, durations) = task.await?;
+        let (outcomes, durations, emf_bytes) = task.await?;
+        report.emf_bytes += emf_bytes;
         for (name, n) in outcomes {
             *report.outcomes.entry(name).or_default() += n;
         }

@@ -96,6 +96,38 @@ pub(crate) struct Report {
     pub(crate) sends_at: Vec<i64>,
     /// How long each batch took, as a Lambda invocation would (ms).
     pub(crate) batch_ms: Vec<f64>,
+    /// Bytes the process logged (its stderr but for this report), and the EMF lines its
+    /// invocations would have printed.
+    pub(crate) log_bytes: u64,
+    pub(crate) emf_bytes: u64,
+    /// CPU seconds the process used, user and system.
+    pub(crate) cpu_seconds: f64,
+}
+
+/// CPU seconds process `pid` (`self` for this one) has used, user and system, from
+/// `/proc/PID/stat` (Linux; 0 elsewhere).
+pub(crate) fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // The fields after the command name (which may hold spaces) in parentheses.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// Bytes `lines` take with their newlines.
+pub(crate) fn bytes_of(lines: &[String]) -> u64 {
+    lines.iter().map(|line| line.len() as u64 + 1).sum()
 }
 
 pub(crate) fn finish(
@@ -104,6 +136,7 @@ pub(crate) fn finish(
     started: Instant,
 ) -> anyhow::Result<()> {
     report.seconds = started.elapsed().as_secs_f64();
+    report.cpu_seconds = cpu_seconds("self");
     (report.conflicts, report.throttles) = CONTENTION.take();
     let mut wire = log.take_wire();
     // Keys written once (claims, send records) cannot be hot; keep the report small.

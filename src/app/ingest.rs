@@ -164,15 +164,22 @@ impl Report {
         summary
     }
 
-    /// Logs one line per record with its outcome.
+    /// Logs one line per record with its outcome: at `info` a record that suppressed an
+    /// address, was ignored or failed; at `debug` one that only counted (a Send or Delivery
+    /// event, a soft bounce) or was a copy. Those are nearly all of the volume, their counts
+    /// are in the EMF metrics, and a line each cost 312 bytes a message sent
+    /// (docs/scale.md, "Cost per million messages").
     pub fn log(&self) {
         for (record, outcome) in &self.records {
             let decision = outcome.name();
             match outcome {
+                Outcome::Recorded { suppressed: 0 } => {
+                    tracing::debug!(record, decision, suppressed = 0, "notification recorded")
+                }
                 Outcome::Recorded { suppressed } => {
                     tracing::info!(record, decision, suppressed, "notification recorded")
                 }
-                Outcome::Duplicate => tracing::info!(record, decision, "already recorded"),
+                Outcome::Duplicate => tracing::debug!(record, decision, "already recorded"),
                 Outcome::Ignored(reason) => {
                     tracing::info!(record, decision, reason, "nothing to record")
                 }

@@ -355,7 +355,7 @@ fn emit_metrics(now: Timestamp, judged: &[Judged]) {
 /// prevention refused (`prevented_REASON`) or flagged (`flagged_REASON`): CloudWatch metrics
 /// by outcome, per function, per stream and per stream and account (`none` where a request
 /// has no stream or was not sent through an account).
-fn metric_lines(now: Timestamp, judged: &[Judged]) -> Vec<String> {
+pub fn metric_lines(now: Timestamp, judged: &[Judged]) -> Vec<String> {
     let mut groups: BTreeMap<(&str, &str), BTreeMap<String, u64>> = BTreeMap::new();
     for judged in judged {
         let account = match &judged.decision {
