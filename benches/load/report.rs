@@ -95,7 +95,11 @@ fn hottest<'a>(args: &Args, wire: &'a Wire, per_message: impl Fn(u64) -> f64) ->
         .iter()
         .map(|(key, seconds)| {
             let total = seconds.values().map(|&n| u64::from(n)).sum();
-            let scale = if key.contains("| rate#") { spread } else { 1.0 };
+            let scale = if key.starts_with("rate#") {
+                spread
+            } else {
+                1.0
+            };
             Hot {
                 key,
                 busiest: seconds.values().copied().max().unwrap_or(0),
@@ -130,11 +134,29 @@ struct Criteria {
     conflicts: u64,
     requests: u64,
     windows: Vec<(f64, usize, u64)>,
+    /// Each partition's write and read units a second at 1,000 sends a second.
+    partitions: Vec<(String, f64, f64)>,
+    /// The rules' requests and median latency against the one asked for, when they were on.
+    rules: Option<(u64, f64, f64)>,
 }
 
 impl Criteria {
     fn failures(&self) -> Vec<String> {
         let mut failures = Vec::new();
+        if let Some((requests, median, asked)) = self.rules
+            && (requests == 0 || !(0.8 * asked..=1.25 * asked).contains(&median))
+        {
+            failures.push(format!(
+                "DynamoDB's rules did not hold: {requests} requests, median latency {median:.1} ms for {asked} ms asked"
+            ));
+        }
+        for (partition, write, read) in &self.partitions {
+            if *write > 1000.0 || *read > 3000.0 {
+                failures.push(format!(
+                    "partition {partition} would take {write:.0} write and {read:.0} read units a second at 1,000 sends a second"
+                ));
+            }
+        }
         for &(window, most, allowed) in &self.windows {
             if most as u64 > allowed {
                 failures.push(format!(
@@ -227,6 +249,17 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
         conflicts,
         requests: total_requests,
         windows: rate_windows(args, sent),
+        partitions: injected.map_or(Vec::new(), |i| {
+            let at_1000 = |units: f64| units / accepted.max(1) as f64 * 1000.0;
+            i.partitions
+                .iter()
+                .map(|(name, write, read)| (name.clone(), at_1000(*write), at_1000(*read)))
+                .collect()
+        }),
+        rules: injected.map(|i| {
+            let median = i.latency_ms.get("median").copied().unwrap_or(0.0);
+            (i.requests, median, args.latency_median_ms)
+        }),
     }
     .failures();
     let durations = |reports: &[Report]| {
@@ -276,6 +309,11 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
             "requests": i.requests, "latency_ms": i.latency_ms, "hold_ms": i.hold_ms,
             "conflicts": i.conflicts, "throttles": i.throttles,
             "busiest_partition_units_per_second": {"write": i.busiest_partition_write_units, "read": i.busiest_partition_read_units},
+            "partitions_at_1000_sends": i.partitions.iter().map(|(name, write, read)| json!({
+                "partition": name,
+                "write_units_per_second": write / accepted.max(1) as f64 * 1000.0,
+                "read_units_per_second": read / accepted.max(1) as f64 * 1000.0,
+            })).collect::<Vec<_>>(),
         })),
         "charged_per_message": injected.map(|i| json!({
             "read_units_with_misses": i.read_units / accepted.max(1) as f64,
@@ -387,7 +425,7 @@ pub(crate) fn render(summary: &Value) -> String {
     }
     let failures = summary["failures"].as_array().cloned().unwrap_or_default();
     if failures.is_empty() {
-        text += "checks   passed: nothing dead-lettered, every send counted, no key over 100 writes/s at 1,000 sends/s, conflict retries under 1 %, no window over SES's rate\n";
+        text += "checks   passed: nothing dead-lettered, every send counted, no key over 100 writes/s and no partition over 1,000 write or 3,000 read units/s at 1,000 sends/s, conflict retries under 1 %, no window over SES's rate\n";
     } else {
         text += &format!("checks   FAILED: {failures:?}\n");
     }

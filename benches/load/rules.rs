@@ -62,6 +62,8 @@ pub(crate) struct Injected {
     /// The busiest partition's units in its busiest second.
     pub(crate) busiest_partition_write_units: f64,
     pub(crate) busiest_partition_read_units: f64,
+    /// The partitions that took the most write units in all: (partition, write, read).
+    pub(crate) partitions: Vec<(String, f64, f64)>,
 }
 
 #[derive(Default)]
@@ -70,6 +72,8 @@ struct State {
     /// Units per partition in the current second: (second, write, read).
     partitions: HashMap<String, (u64, f64, f64)>,
     latencies_us: Vec<u64>,
+    /// Units per partition in all: (write, read).
+    totals: HashMap<String, (f64, f64)>,
     injected: Injected,
     seed: u64,
 }
@@ -93,6 +97,14 @@ impl Proxy {
                 .map_or(0.0, |&us| us as f64 / 1000.0)
         };
         let mut injected = std::mem::take(&mut state.injected);
+        let mut partitions: Vec<(String, f64, f64)> = state
+            .totals
+            .drain()
+            .map(|(name, (write, read))| (name, write, read))
+            .collect();
+        partitions.sort_by(|a, b| b.1.total_cmp(&a.1));
+        partitions.truncate(5);
+        injected.partitions = partitions;
         injected.latency_ms = BTreeMap::from([
             ("median".to_owned(), at(0.5)),
             ("p99".to_owned(), at(0.99)),
@@ -415,6 +427,9 @@ impl State {
                 injected.busiest_partition_read_units.max(entry.2);
             injected.write_units += write;
             injected.read_units += read;
+            let total = self.totals.entry(partition.to_owned()).or_default();
+            total.0 += write;
+            total.1 += read;
         }
         self.injected.index_write_units += touch.index_writes;
         if touch.transaction && operation == "TransactWriteItems" {

@@ -12,7 +12,7 @@
 //!   (`account#NAME` / `history#MILLIS#VERSION`), unconfigured accounts
 //!   (`unconfigured-accounts` / NAME), the template policy (`policy` / `templates`), and the
 //!   send-rate limiter: operators' limits and window counts (`account#NAME` / `rate`), the
-//!   paced bucket's parts (`account#NAME` / `rate#PART`), prevention's domain answers
+//!   paced bucket's parts (`rate#NAME` / `part#PART`), prevention's domain answers
 //!   (`domain#DOMAIN` / `domain`) and daily counts (`prevented#DAY` / `prevented`).
 //!
 //! A batch's [`ChangeSet`] is one `TransactWriteItems`: claims conditional on no live claim,

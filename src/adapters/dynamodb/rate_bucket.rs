@@ -1,5 +1,5 @@
 //! The send-rate limiter of an account on DynamoDB. The token bucket is paced
-//! ([`Pace`]): each of its parts is one item (`account#NAME` / `rate#PART`, attributes `tat`,
+//! ([`Pace`]): each of its parts is one item (`rate#NAME` / `part#PART`, attributes `tat`,
 //! microseconds, and `epoch`, its restarts) that a take changes with one `UpdateItem` reading
 //! nothing first: on a busy part it adds the tokens' worth (adds commute: concurrent takes
 //! never refuse each other), keeps what the answer says fitted under the burst and gives the
@@ -26,8 +26,17 @@ fn jitter() -> Duration {
     Duration::from_micros(5_000 + random() % 5_000)
 }
 
-fn part_sort_key(part: u16) -> String {
-    format!("{RATE_SORT_KEY}#{part}")
+/// A part's key: a partition key of the account's parts alone (`rate#NAME` / `part#PART`), so
+/// that their writes — about 0.4 a message — do not add to the account's counters and state
+/// in `account#NAME`, whose partition would otherwise take over 1,000 write units a second at
+/// 1,000 sends a second (the load harness's busiest partition, docs/scale.md).
+fn part_key(account: &str, part: u16) -> Item {
+    state_key(parts_key(account), &format!("part#{part}"))
+}
+
+/// The partition key of an account's parts.
+fn parts_key(account: &str) -> String {
+    format!("rate#{account}")
 }
 
 /// A part's arrival time (`tat`) in an item read or written, if it holds a readable one.
@@ -181,7 +190,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.tables.state)
-            .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+            .set_key(Some(part_key(account, part)))
             // Until the part would be full again, and a day more: an absent part is full.
             .expression_attribute_values(
                 ":expires",
@@ -237,7 +246,7 @@ impl DynamoStore {
             .client
             .update_item()
             .table_name(&self.tables.state)
-            .set_key(Some(state_key(account_key(account), &part_sort_key(part))))
+            .set_key(Some(part_key(account, part)))
             .update_expression("SET tat = tat - :back")
             .expression_attribute_values(":back", n(back_us));
         let update = match written.get("epoch") {
@@ -313,37 +322,24 @@ impl DynamoStore {
 impl RateLedger for DynamoStore {
     async fn rate(&self, account: &str) -> Result<RateRecord, StoreError> {
         let action = "reading send-rate state";
-        // The `rate` item and its parts (`rate#PART`) in one query.
+        // The `rate` item, then its parts (`rate#NAME` / `part#PART`) in one query.
+        let mut record = self.read_rate(account, action).await?;
         let output = self
             .client
             .query()
             .table_name(&self.tables.state)
-            .key_condition_expression("pk = :pk AND sk BETWEEN :rate AND :parts")
-            .expression_attribute_values(":pk", s(account_key(account)))
-            .expression_attribute_values(":rate", s(RATE_SORT_KEY))
-            .expression_attribute_values(":parts", s(format!("{RATE_SORT_KEY}#~")))
+            .key_condition_expression("pk = :pk")
+            .expression_attribute_values(":pk", s(parts_key(account)))
             .consistent_read(true)
             .send()
             .await
             .map_err(|e| failure(action, e))?;
-        let mut record = RateRecord::default();
         for item in output.items.unwrap_or_default() {
-            match text(&item, "sk").as_deref() {
-                Some(RATE_SORT_KEY) => {
-                    let paced = std::mem::take(&mut record.paced);
-                    record = RateRecord {
-                        paced,
-                        ..parse_rate(&item)?
-                    };
-                }
-                Some(sk) => {
-                    let part = sk.rsplit('#').next().and_then(|p| p.parse::<u16>().ok());
-                    let at = number::<i64>(&item, "tat", "send-rate part")?;
-                    if let (Some(part), Some(at)) = (part, at) {
-                        record.paced.insert(part, at);
-                    }
-                }
-                None => {}
+            let sk = text(&item, "sk").unwrap_or_default();
+            let part = sk.rsplit('#').next().and_then(|p| p.parse::<u16>().ok());
+            let at = number::<i64>(&item, "tat", "send-rate part")?;
+            if let (Some(part), Some(at)) = (part, at) {
+                record.paced.insert(part, at);
             }
         }
         Ok(record)
@@ -453,8 +449,7 @@ impl RateLedger for DynamoStore {
         _now: Timestamp,
     ) -> Result<(), StoreError> {
         // An absent part is a full one.
-        let parts =
-            (0..MAX_PACE_PARTS).map(|part| state_key(account_key(account), &part_sort_key(part)));
+        let parts = (0..MAX_PACE_PARTS).map(|part| part_key(account, part));
         self.delete_all(parts, "refilling the send-rate bucket")
             .await?;
         self.parts_seen
