@@ -119,10 +119,10 @@ impl From<&TablesConfig> for Tables {
 /// its account in its quarter hour — ingest's and the senders' — in transactions, and in
 /// DynamoDB two transactions on one item at once cancel each other: an instance keeps to one
 /// shard and moves to another at random when its transaction meets another there, so that
-/// the instances writing at once (ingest's 20 at most) settle on shards of their own. Only
-/// shards written exist, so a window query reads about as many items per bucket as
-/// instances wrote in it (docs/scale.md).
-pub const COUNTER_SHARDS: u16 = 32;
+/// the instances writing at once (ingest's 20 at most) settle on shards of their own, nearly.
+/// Only shards written exist, so a window query reads about as many items per bucket as
+/// instances wrote in it, at most this many (docs/scale.md).
+pub const COUNTER_SHARDS: u16 = 16;
 
 /// A DynamoDB-backed store.
 #[derive(Debug, Clone)]
