@@ -69,6 +69,11 @@ pub struct SenderConfig {
     /// older ones are dropped. A longer life takes fewer writes and leaves a lower rate.
     #[serde(with = "humantime_serde")]
     pub token_life: Duration,
+    /// How long a sender instance waits for its account's next send-rate token before
+    /// moving the request to the next account or deferring it (default `1s`; `0s`: never
+    /// waits). An account whose burst is smaller than a batch sends the batch at its rate.
+    #[serde(with = "humantime_serde")]
+    pub rate_wait: Duration,
 }
 
 /// What the sender does when the rate limiter's store cannot be reached.
@@ -99,6 +104,7 @@ impl Default for SenderConfig {
             breaker_pause: Duration::from_secs(60),
             clock_skew: Duration::from_millis(10),
             token_life: Duration::from_millis(250),
+            rate_wait: Duration::from_secs(1),
         }
     }
 }

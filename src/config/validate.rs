@@ -175,6 +175,12 @@ fn check_sender_queue(sender: &SenderConfig) -> Result<(), ConfigError> {
              every second of its life costs the line a second's refill",
         ));
     }
+    if sender.rate_wait > Duration::from_secs(10) {
+        return Err(invalid(
+            "sender.rate_wait",
+            "must be at most 10s: a batch waits for each of its tokens in turn",
+        ));
+    }
     if sender.clock_skew > Duration::from_secs(1) {
         return Err(invalid(
             "sender.clock_skew",

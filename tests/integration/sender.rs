@@ -480,6 +480,52 @@ async fn a_request_without_any_from_is_invalid_and_can_be_redriven_once_fixed() 
     );
 }
 
+/// The primary alone at 20 sends a second, waiting at most `rate_wait` for a token, on the
+/// system clock; and a batch of ten receipts.
+fn twenty_a_second(rate_wait: std::time::Duration) -> (tempfile::TempDir, Context, Vec<Queued>) {
+    let (dir, mut deps, _) = world(|c| {
+        c.accounts[0].max_send_rate = Some(20.0);
+        c.sender.rate_wait = rate_wait;
+        c.streams.retain(|s| s.name == "transactional");
+        c.streams[0].accounts.truncate(1);
+    });
+    deps.clock = Arc::new(sesguard::ports::SystemClock);
+    let batch = (0..10)
+        .map(|i| {
+            queued(
+                &i.to_string(),
+                &receipt(&format!("u{i}@example.com"), &format!("w{i}")),
+            )
+        })
+        .collect();
+    (dir, deps, batch)
+}
+
+#[tokio::test]
+async fn a_batch_larger_than_the_burst_waits_for_its_tokens_at_the_rate() {
+    // SES's line gives 20 a second a burst of 2 and a refill of (21 − 2) / 1.52 = 12.5 a
+    // second, so ten sends take about (10 − 2) / 12.5 = 0.64 s.
+    let (_dir, deps, batch) = twenty_a_second(std::time::Duration::from_secs(1));
+    let started = std::time::Instant::now();
+    let decisions = send(&deps, &Scripted::default(), batch).await;
+    let took = started.elapsed();
+    assert!(
+        decisions
+            .iter()
+            .all(|d| matches!(d, Decision::Sent { account, .. } if account == "primary")),
+        "{decisions:?}"
+    );
+    assert!(
+        took >= std::time::Duration::from_millis(500),
+        "ten sends at 12.5 a second after a burst of 2 took {took:?}"
+    );
+    // Never waiting, the batch sends its burst and defers the rest.
+    let (_dir, deps, batch) = twenty_a_second(std::time::Duration::ZERO);
+    let decisions = send(&deps, &Scripted::default(), batch).await;
+    let sent = decisions.iter().filter(|d| d.name() == "sent").count();
+    assert!((2..=3).contains(&sent), "{sent} sent: {decisions:?}");
+}
+
 #[tokio::test]
 async fn a_send_rate_shortage_moves_the_batch_to_the_next_account_then_defers_with_the_wait() {
     let (_dir, deps, _) = world(|c| {

@@ -75,12 +75,49 @@ impl Sender<'_> {
         sent
     }
 
-    /// Takes a send-rate token of `account`. Tokens are taken for what this instance can
-    /// send within a token's life (`sender.token_life`, at the pace its sends have gone), in
-    /// one write; a token that outlives its life unused is dropped and the next take made
-    /// (slower, never faster than allowed: the line of [`SesLine`](crate::domain::sending::rate_limit::SesLine) counts on it). `Err(wait)`
-    /// when there is none.
+    /// Takes a send-rate token of `account`, waiting for it in the instance when the bucket
+    /// is dry and the next token comes within `sender.rate_wait`: an account whose burst is
+    /// smaller than a batch (SES's line gives one of 14 a second a burst of 1.4) sends the
+    /// batch at its rate instead of deferring all but the first. `Err(wait)` when there is
+    /// none.
     pub(super) async fn token(
+        &self,
+        account: &str,
+        tokens: &mut Tokens,
+        receive_count: u32,
+        now: Timestamp,
+    ) -> Result<(), Duration> {
+        let taken = self.try_token(account, tokens, receive_count, now).await;
+        let Err(wait) = taken else {
+            return taken;
+        };
+        let dry_until = tokens
+            .granted
+            .get(account)
+            .filter(|held| held.left == 0 && held.dry)
+            .and_then(|held| held.next_at);
+        let Some(until) = dry_until else {
+            return Err(wait);
+        };
+        let pause = until.since(self.deps.clock.now());
+        if pause > self.deps.config.sender.rate_wait {
+            return Err(wait);
+        }
+        tokio::time::sleep(pause).await;
+        // Taken again from the store: the wait is over, or another instance took the token.
+        if let Some(held) = tokens.granted.get_mut(account) {
+            held.dry = false;
+        }
+        self.try_token(account, tokens, receive_count, now).await
+    }
+
+    /// One attempt at a send-rate token of `account`. Tokens are taken for what this instance
+    /// can send within a token's life (`sender.token_life`, at the pace its sends have gone),
+    /// in one write; a token that outlives its life unused is dropped and the next take made
+    /// (slower, never faster than allowed: the line of
+    /// [`SesLine`](crate::domain::sending::rate_limit::SesLine) counts on it). `Err(wait)` when
+    /// there is none.
+    async fn try_token(
         &self,
         account: &str,
         tokens: &mut Tokens,
