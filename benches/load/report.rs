@@ -11,7 +11,7 @@ use sesguard::domain::reputation::counters::Counts;
 use crate::cost::{PerMessage, per_million};
 use crate::rules::Injected;
 use crate::wire::Wire;
-use crate::worker::{Report, limit_for, line_for, parts_for};
+use crate::worker::{Report, limit_for, line_for, parts_for, quantile};
 
 /// The window lengths SES's rate is checked over, in seconds.
 const WINDOWS: [f64; 4] = [0.25, 1.0, 5.0, 30.0];
@@ -44,13 +44,7 @@ fn rate_windows(args: &Args, sent: &[Report]) -> Vec<(f64, usize, u64)> {
 /// The median and 99th percentile of `values`.
 fn spread(mut values: Vec<f64>) -> Value {
     values.sort_by(f64::total_cmp);
-    let at = |q: f64| {
-        values
-            .get(((values.len() as f64 - 1.0) * q).round() as usize)
-            .copied()
-            .unwrap_or(0.0)
-    };
-    json!({"count": values.len(), "median": at(0.5), "p99": at(0.99)})
+    json!({"count": values.len(), "median": quantile(&values, 0.5), "p99": quantile(&values, 0.99)})
 }
 
 /// Every worker's wire, conflicts and throttles, added up.
@@ -240,6 +234,8 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
     let hot = hottest(args, &wire, per_message);
     let dead_lettered: u64 = stored.iter().map(|r| r.dead_lettered).sum();
     let bounces: u64 = sent.iter().map(|r| r.bounced).sum();
+    let windows = rate_windows(args, sent);
+    let measured = PerMessage::of(sent, stored, accepted);
     let failures = Criteria {
         dead_lettered,
         bounces,
@@ -248,7 +244,7 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
         hottest_at_1000: hot.first().map_or(0.0, |h| h.at_1000),
         conflicts,
         requests: total_requests,
-        windows: rate_windows(args, sent),
+        windows: windows.clone(),
         partitions: injected.map_or(Vec::new(), |i| {
             let at_1000 = |units: f64| units / accepted.max(1) as f64 * 1000.0;
             i.partitions
@@ -301,7 +297,7 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
             "writes_per_message": per_message(h.total),
             "per_second_at_1000_sends": h.at_1000,
         })).collect::<Vec<_>>(),
-        "rate_windows": rate_windows(args, sent).iter().map(|(window, most, allowed)| json!({
+        "rate_windows": windows.iter().map(|(window, most, allowed)| json!({
             "seconds": window, "most_sends": most, "ses_allows": allowed,
         })).collect::<Vec<_>>(),
         "batch_ms": {"sender": durations(sent), "ingest": durations(stored)},
@@ -322,10 +318,10 @@ pub(crate) fn summarize(args: &Args, sent: &[Report], stored: &[Report], seen: &
         })),
         "cpu_ms_per_message": cpu_per_message(sent, stored, seen, accepted),
         "log_bytes_per_message": {
-            "log": PerMessage::of(sent, stored, accepted).log_bytes,
-            "emf": PerMessage::of(sent, stored, accepted).emf_bytes,
+            "log": measured.log_bytes,
+            "emf": measured.emf_bytes,
         },
-        "cost_per_million": per_million(&PerMessage::of(sent, stored, accepted), injected, accepted),
+        "cost_per_million": per_million(&measured, injected, accepted),
         "failures": failures,
     })
 }

@@ -30,6 +30,8 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use crate::worker::quantile;
+
 /// What the rules inject.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Rules {
@@ -89,13 +91,12 @@ impl Proxy {
     /// What was injected so far.
     pub(crate) fn injected(&self) -> Injected {
         let mut state = self.state.lock().unwrap();
-        let mut latencies = std::mem::take(&mut state.latencies_us);
-        latencies.sort_unstable();
-        let at = |q: f64| {
-            latencies
-                .get(((latencies.len() as f64 - 1.0) * q).round() as usize)
-                .map_or(0.0, |&us| us as f64 / 1000.0)
-        };
+        let mut latencies: Vec<f64> = std::mem::take(&mut state.latencies_us)
+            .into_iter()
+            .map(|us| us as f64 / 1000.0)
+            .collect();
+        latencies.sort_by(f64::total_cmp);
+        let at = |q: f64| quantile(&latencies, q);
         let mut injected = std::mem::take(&mut state.injected);
         let mut partitions: Vec<(String, f64, f64)> = state
             .totals
@@ -182,11 +183,7 @@ async fn handle(
 ) -> Response<Full<Bytes>> {
     let arrived = Instant::now();
     let (parts, body) = request.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
+    let body = whole(body).await;
     let operation = parts
         .headers
         .get("x-amz-target")
@@ -217,11 +214,7 @@ async fn handle(
     match client.request(forwarded).await {
         Ok(answer) => {
             let (parts, body) = answer.into_parts();
-            let bytes = body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .unwrap_or_default();
+            let bytes = whole(body).await;
             if parts.status.is_success() && operation == "Query" {
                 let units = (bytes.len() as f64 / 4096.0).ceil().max(1.0);
                 state.lock().unwrap().injected.read_units += units;
@@ -230,6 +223,14 @@ async fn handle(
         }
         Err(error) => refusal("InternalServerError", &error.to_string(), Value::Null),
     }
+}
+
+/// A request's or an answer's whole body (empty when it could not be read).
+async fn whole(body: Incoming) -> Bytes {
+    body.collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default()
 }
 
 /// What a request touches: the items it writes and holds, its units per partition.
@@ -315,8 +316,9 @@ impl Touch {
 
     fn write(&mut self, table: &str, key: &Value, whole: &Value, factor: f64) {
         let (key, partition) = key_and_partition(table, key);
-        let units = factor * (whole.to_string().len() as f64 / 1024.0).ceil().max(1.0);
-        if table.contains("suppressions") && whole.to_string().contains("reason") {
+        let text = whole.to_string();
+        let units = factor * (text.len() as f64 / 1024.0).ceil().max(1.0);
+        if table.contains("suppressions") && text.contains("reason") {
             self.index_writes += 1.0;
         }
         self.keys.push(key);

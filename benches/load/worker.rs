@@ -125,6 +125,14 @@ pub(crate) fn cpu_seconds(pid: &str) -> f64 {
     (ticks(11) + ticks(12)) / 100.0
 }
 
+/// The `q` quantile of `sorted` (nearest rank; 0 when empty).
+pub(crate) fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted
+        .get(((sorted.len() as f64 - 1.0) * q).round() as usize)
+        .copied()
+        .unwrap_or(0.0)
+}
+
 /// Bytes `lines` take with their newlines.
 pub(crate) fn bytes_of(lines: &[String]) -> u64 {
     lines.iter().map(|line| line.len() as u64 + 1).sum()
