@@ -27,9 +27,10 @@ fn jitter() -> Duration {
 }
 
 /// A part's key: a partition key of the account's parts alone (`rate#NAME` / `part#PART`), so
-/// that their writes — about 0.4 a message — do not add to the account's counters and state
-/// in `account#NAME`, whose partition would otherwise take over 1,000 write units a second at
-/// 1,000 sends a second (the load harness's busiest partition, docs/scale.md).
+/// that their writes — about 0.45 a message — do not add to the account's counters and state
+/// in `account#NAME`, whose partition would otherwise take about 900 of the 1,000 write
+/// units a second a partition takes at 1,000 sends a second (*derived* from the load
+/// harness's busiest partitions, docs/scale.md).
 fn part_key(account: &str, part: u16) -> Item {
     state_key(parts_key(account), &format!("part#{part}"))
 }
