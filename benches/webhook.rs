@@ -53,7 +53,7 @@ fn verify_cached(criterion: &mut Criterion) {
     let store = Arc::new(SqliteStore::open(&dir.path().join("bench.db")).expect("store"));
     let deps = sesguard::wiring::local(config, store, Arc::new(SystemClock));
     let certificates = Certificates::new(Arc::new(GivenCertificate(pem)));
-    let confirmer = SnsHttp::new(std::time::Duration::from_secs(1)).expect("client");
+    let confirmer = SnsHttp::new(std::time::Duration::from_secs(1), true).expect("client");
     let webhook = Webhook::of(&deps, &certificates, &confirmer);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .build()

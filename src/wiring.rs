@@ -159,6 +159,17 @@ pub struct SenderFunction {
     pub memory: SenderMemory,
 }
 
+/// What the `ingest` function needs: the context, and what verifies and confirms the SNS
+/// subscription messages that reach the feedback queue.
+pub struct IngestFunction {
+    /// The shared ports.
+    pub context: Context,
+    /// Signing certificates, cached per instance.
+    pub certificates: Certificates,
+    /// Confirms subscriptions.
+    pub confirmer: Arc<dyn SubscriptionConfirmer>,
+}
+
 /// What the `webhook` function needs.
 pub struct WebhookFunction {
     /// The shared ports.
@@ -286,7 +297,11 @@ impl Wiring {
         given: Option<&Path>,
     ) -> anyhow::Result<(Arc<dyn CertificateSource>, Arc<SnsHttp>)> {
         let http = Arc::new(
-            SnsHttp::new(self.config.webhook.fetch_timeout).context("building the HTTPS client")?,
+            SnsHttp::new(
+                self.config.webhook.fetch_timeout,
+                self.config.webhook.origin.https_only(),
+            )
+            .context("building the HTTPS client")?,
         );
         let source: Arc<dyn CertificateSource> = match given {
             Some(path) => Arc::new(GivenCertificate(
@@ -360,10 +375,33 @@ impl Wiring {
         })
     }
 
+    /// The `ingest` function: the context, and SNS's certificates and confirmations for
+    /// the subscription messages of the feedback queue (see [`Wiring::webhook`] for
+    /// `SESGUARD_WEBHOOK_TRUSTED_CERT`).
+    pub async fn ingest(&self) -> anyhow::Result<IngestFunction> {
+        let (source, http) = self.sns_certificates()?;
+        Ok(IngestFunction {
+            context: self.context().await?,
+            certificates: Certificates::new(source),
+            confirmer: http,
+        })
+    }
+
     /// The `webhook` function. `SESGUARD_WEBHOOK_TRUSTED_CERT=PATH` (local testing only)
     /// trusts that certificate as if fetched from any valid signing-certificate URL; every
     /// other check still applies.
     pub async fn webhook(&self) -> anyhow::Result<WebhookFunction> {
+        let (source, http) = self.sns_certificates()?;
+        Ok(WebhookFunction {
+            context: self.context().await?,
+            certificates: Certificates::new(source),
+            confirmer: http,
+        })
+    }
+
+    /// Where the functions' SNS certificates come from: SNS (or the local emulator's SNS),
+    /// or the certificate `SESGUARD_WEBHOOK_TRUSTED_CERT` names, refused when deployed.
+    fn sns_certificates(&self) -> anyhow::Result<(Arc<dyn CertificateSource>, Arc<SnsHttp>)> {
         let trusted = self.env.var("SESGUARD_WEBHOOK_TRUSTED_CERT").map(Path::new);
         if let Some(path) = trusted {
             if self.composition == Composition::Deployed {
@@ -376,12 +414,7 @@ impl Wiring {
                 "SESGUARD_WEBHOOK_TRUSTED_CERT is set: signing certificates are not fetched (local testing only)"
             );
         }
-        let (source, http) = self.certificate_source(trusted)?;
-        Ok(WebhookFunction {
-            context: self.context().await?,
-            certificates: Certificates::new(source),
-            confirmer: http,
-        })
+        self.certificate_source(trusted)
     }
 
     /// The `admin` function: the context and how callers are authenticated.

@@ -23,10 +23,10 @@ fuzz_target!(|data: &[u8]| {
     let now = Timestamp::from_millis(1_795_179_600_000);
     if let Ok(envelope) = Envelope::parse(data) {
         let _ = envelope.string_to_sign();
-        let _ = delivery::check_certificate_url(&envelope.signing_cert_url, &envelope.topic_arn);
+        let _ = delivery::check_certificate_url(&envelope.signing_cert_url, &envelope.topic_arn, &delivery::SnsOrigin::Aws);
         let _ = delivery::check_age(&envelope.timestamp, now, std::time::Duration::from_secs(3600));
         if let Some(url) = &envelope.subscribe_url {
-            let _ = delivery::check_subscribe_url(url, &envelope.topic_arn);
+            let _ = delivery::check_subscribe_url(url, &envelope.topic_arn, &delivery::SnsOrigin::Aws);
         }
         assert!(
             certificate().verify(&envelope).is_err(),

@@ -1,5 +1,6 @@
 //! HTTPS to SNS: fetching signing certificates and confirming subscriptions, with a timeout,
-//! https only, and no redirects followed. URLs are checked by the domain before they get here.
+//! https only (but for a local emulator on loopback), and no redirects followed. URLs are
+//! checked by the domain before they get here.
 
 use std::time::Duration;
 
@@ -17,12 +18,15 @@ pub struct SnsHttp {
 }
 
 impl SnsHttp {
-    /// A client with this timeout per request, https only, following no redirect.
-    pub fn new(timeout: Duration) -> Result<Self, reqwest::Error> {
+    /// A client with this timeout per request, following no redirect, https only when
+    /// `https_only` (always, but against a local emulator: [`SnsOrigin::https_only`]).
+    ///
+    /// [`SnsOrigin::https_only`]: crate::domain::sns::delivery::SnsOrigin::https_only
+    pub fn new(timeout: Duration, https_only: bool) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
-            .https_only(true)
+            .https_only(https_only)
             .build()?;
         Ok(Self { client })
     }

@@ -246,7 +246,9 @@ impl<'a> Ingestor<'a> {
         for (index, record) in records.into_iter().enumerate() {
             let outcome = match record.content {
                 Err(error) => Some(Outcome::Malformed(error.to_string())),
-                Ok(Content::SnsControl(kind)) => Some(Outcome::Ignored(format!("SNS {kind}"))),
+                Ok(Content::SnsControl { kind, .. }) => {
+                    Some(Outcome::Ignored(format!("SNS {kind}")))
+                }
                 Ok(Content::Notification(notification)) => {
                     if matches!(notification.event, Event::Send | Event::Delivery(_))
                         && let Some(key) =

@@ -6,8 +6,11 @@
 //! - [`prevent`]: recipients that cannot receive mail, found before sending (DNS answers kept);
 //! - [`explain`]: a bounce's reasons, read without recording;
 //! - [`control`]: operator transitions; [`status`]: what an account looks like now;
+//!   [`feedback_watch`]: whether each account's feedback is arriving;
 //! - [`provider_watch`]: per-provider findings after a review, told once;
-//! - [`webhook`]: one SNS HTTPS delivery verified and acted on;
+//! - [`webhook`]: one SNS HTTPS delivery verified and acted on; [`subscription`]: a verified
+//!   subscription message confirmed or alerted; [`queued_subscription`]: one that came
+//!   through the feedback queue (a topic of another account), verified as the webhook does;
 //! - [`admin`]: the operations both the admin function and the CLI perform;
 //! - [`plot`]: line charts as SVG, for the status page and the simulator;
 //! - [`simulate`]: the seed incident, minute by minute, with and without the guard.
@@ -18,14 +21,17 @@ pub mod context;
 pub mod control;
 pub mod domain_cache;
 pub mod explain;
+pub mod feedback_watch;
 pub mod ingest;
 pub mod plot;
 pub mod prevent;
 pub mod provider_watch;
+pub mod queued_subscription;
 pub mod review;
 pub mod send;
 pub mod simulate;
 pub mod status;
+pub mod subscription;
 pub mod webhook;
 pub mod window_cache;
 

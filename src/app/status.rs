@@ -12,9 +12,10 @@ use crate::app::Context;
 use crate::app::review::ses_figures;
 use crate::config::Config;
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::feedback::attribution::SendSource;
 use crate::domain::reputation::confidence::Confidence;
 use crate::domain::reputation::counters::ProviderCounts;
-use crate::domain::reputation::counters::{Counts, WindowTotals};
+use crate::domain::reputation::counters::{Bucket, Counts, WindowTotals};
 use crate::domain::reputation::evidence::Evidence;
 use crate::domain::reputation::history::Bounds;
 use crate::domain::reputation::probation::Probation;
@@ -51,6 +52,11 @@ pub struct AccountStatus {
     pub ses: SesView,
     /// The rate SES reports higher than sesguard counts (feedback missing), while it does.
     pub feedback_missing: Option<Signal>,
+    /// When the account's SES feedback last arrived, to the bucket (`[ingest] window`'s
+    /// bucket, 15 min by default): the start of the latest bucket of the window and the last
+    /// 24 hours that holds any of its events (`Send` events too, where they count its sends).
+    /// `None` when none did: a silent account (`sesguard accounts check-feedback`).
+    pub last_feedback: Option<Timestamp>,
     /// When an operator resumed the account over SES's line, while that override stands.
     pub line_override: Option<Timestamp>,
     /// Why it is in that state.
@@ -224,6 +230,7 @@ async fn account_status(
         false => None,
     };
     let judged = Evidence::gather(&read.buckets, first, last, &read.state).judged;
+    let last_feedback = last_feedback(config, &name, &read.buckets);
     let thresholds = config.thresholds_for(&name);
     let providers = ProviderFigures::of_all(&totals.providers);
     let provider_findings = findings(
@@ -256,6 +263,7 @@ async fn account_status(
         judged_bounds: Bounds::of(&judged.total, thresholds.bounds()),
         ses: SesView::of(&totals.total, figures),
         feedback_missing: state.feedback_missing,
+        last_feedback,
         line_override: state.line_override,
         cause: state.cause,
         note: state.note.clone(),
@@ -280,6 +288,23 @@ async fn account_status(
         periods,
         name,
     })
+}
+
+/// The start of the latest bucket holding SES feedback of the account: deliveries, bounces,
+/// complaints, and sends where SES's `Send` events count them.
+fn last_feedback(config: &Config, name: &str, buckets: &[Bucket]) -> Option<Timestamp> {
+    let sends_are_feedback = config
+        .account(name)
+        .is_none_or(|account| account.send_count_source == SendSource::SesEvents);
+    buckets
+        .iter()
+        .filter(|bucket| {
+            let c = bucket.total;
+            c.deliveries + c.hard_bounces + c.soft_bounces + c.complaints > 0
+                || (sends_are_feedback && c.sends > 0)
+        })
+        .map(|bucket| bucket.start)
+        .max()
 }
 
 /// What stops an account from sending now, and the seconds until it could.

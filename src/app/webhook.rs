@@ -14,6 +14,7 @@ use serde_json::{Value, json};
 use crate::app::Context;
 use crate::app::ingest::Ingestor;
 use crate::app::ingest::{Inbound, Outcome};
+use crate::app::subscription::{SubscriptionError, Subscriptions};
 use crate::config::WebhookConfig;
 use crate::domain::common::timestamp::Timestamp;
 use crate::domain::sns::delivery::{self, Envelope, MessageType, Rejection};
@@ -188,8 +189,12 @@ pub async fn check(
             envelope.signature_version,
         )));
     }
-    delivery::check_certificate_url(&envelope.signing_cert_url, &envelope.topic_arn)
-        .map_err(Answer::Rejected)?;
+    delivery::check_certificate_url(
+        &envelope.signing_cert_url,
+        &envelope.topic_arn,
+        &settings.origin,
+    )
+    .map_err(Answer::Rejected)?;
     delivery::check_age(&envelope.timestamp, now, settings.max_age).map_err(Answer::Rejected)?;
     let certificate = match certificates.get(&envelope.signing_cert_url, now).await {
         Ok(certificate) => certificate,
@@ -295,7 +300,7 @@ impl<'a> Webhook<'a> {
         }
         let answer = match envelope.kind {
             MessageType::Notification => self.notification(&envelope, now).await,
-            MessageType::SubscriptionConfirmation => self.subscribe(&envelope).await,
+            MessageType::SubscriptionConfirmation => self.subscribe(&envelope, now).await,
             MessageType::UnsubscribeConfirmation => self.unsubscribed(&envelope).await,
         };
         // Remembered only once acted on, so a failure is retried; a crash between the two is
@@ -341,31 +346,24 @@ impl<'a> Webhook<'a> {
         }
     }
 
-    async fn subscribe(&self, envelope: &Envelope) -> Answer {
-        let url = envelope.subscribe_url.as_deref().unwrap_or_default();
-        if let Err(rejection) = delivery::check_subscribe_url(url, &envelope.topic_arn) {
-            return Answer::Rejected(rejection);
-        }
-        match self.confirmer.confirm(url).await {
-            Ok(()) => {
-                tracing::info!(topic = %envelope.topic_arn, "subscription confirmed");
-                Answer::Processed(json!({"confirmed": envelope.topic_arn}))
-            }
-            Err(error) => Answer::Unavailable(error_chain(&error)),
-        }
+    async fn subscribe(&self, envelope: &Envelope, now: Timestamp) -> Answer {
+        let answer = self.subscriptions().confirm(envelope, now).await;
+        answer.map_or_else(Self::failed, Answer::Processed)
     }
 
     async fn unsubscribed(&self, envelope: &Envelope) -> Answer {
-        let body = json!({
-            "topic": envelope.topic_arn,
-            "message_id": envelope.message_id,
-            "what": "this endpoint was unsubscribed: SES feedback from the topic no longer reaches sesguard",
-            "action": "resubscribe the endpoint to the topic; the UnsubscribeConfirmation URL is deliberately not visited",
-        });
-        let subject = "sesguard: SES feedback stopped (webhook unsubscribed)";
-        match self.deps.alerts.notice(subject, &body).await {
-            Ok(()) => Answer::Processed(json!({"unsubscribed": envelope.topic_arn})),
-            Err(error) => Answer::Unavailable(error_chain(&error)),
+        let answer = self.subscriptions().unsubscribed(envelope).await;
+        answer.map_or_else(Self::failed, Answer::Processed)
+    }
+
+    fn subscriptions(&self) -> Subscriptions<'_> {
+        Subscriptions::of(self.deps, self.confirmer, "webhook")
+    }
+
+    fn failed(error: SubscriptionError) -> Answer {
+        match error {
+            SubscriptionError::Refused(rejection) => Answer::Rejected(rejection),
+            SubscriptionError::Unavailable(error) => Answer::Unavailable(error),
         }
     }
 }

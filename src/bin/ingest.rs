@@ -8,9 +8,9 @@ use sesguard::{lambda::ingest, wiring::Wiring};
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     sesguard::telemetry::init();
-    let context = Wiring::from_env().await?.context().await?;
+    let function = Wiring::from_env().await?.ingest().await?;
     lambda_runtime::run(service_fn(|event: LambdaEvent<Value>| {
-        ingest::handle(&context, event)
+        ingest::handle(&function, event)
     }))
     .await
 }

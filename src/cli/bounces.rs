@@ -25,7 +25,9 @@ pub(super) fn explain_files(
                 Ok(Content::Notification(notification)) => {
                     explained.extend(explain(&notification, &directory));
                 }
-                Ok(Content::SnsControl(kind)) => eprintln!("{id}: {kind}, not a notification"),
+                Ok(Content::SnsControl { kind, .. }) => {
+                    eprintln!("{id}: {kind}, not a notification");
+                }
                 Err(error) => {
                     unreadable = true;
                     eprintln!("{id}: {error}");

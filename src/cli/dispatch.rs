@@ -2,6 +2,7 @@
 //! case, prints the answer. The configuration commands read the file alone.
 
 use super::*;
+use crate::app::feedback_watch;
 use crate::app::review::Guard;
 use crate::domain::common::names::AccountName;
 
@@ -120,6 +121,7 @@ async fn accounts(
             print_transition(&entry, json)
         }
         AccountsCommand::Review => review(deps, json).await,
+        AccountsCommand::CheckFeedback { within } => check_feedback(deps, within, json).await,
         AccountsCommand::History { name, limit } => history(deps, &name, limit, json).await,
         AccountsCommand::Status { name } => {
             let statuses = status::status(deps, deps.clock.now(), name.as_deref()).await?;
@@ -160,6 +162,41 @@ async fn accounts(
             answer(json, &view, print_limits)
         }
     }
+}
+
+/// `sesguard accounts check-feedback`: each account's last feedback; exits 1 when one is silent.
+async fn check_feedback(
+    deps: &Context,
+    within: std::time::Duration,
+    json: bool,
+) -> anyhow::Result<ExitCode> {
+    let checks = feedback_watch::check_all(deps, deps.clock.now(), within).await?;
+    answer(json, &checks, |checks| {
+        for check in checks {
+            let last = check
+                .last_feedback
+                .map_or("none in the window".into(), |at| {
+                    format!("{at} ({} s ago)", check.age_seconds.unwrap_or(0))
+                });
+            let ses = check
+                .ses_sent_24h
+                .map_or("unknown".into(), |n| n.to_string());
+            say!(
+                "{:<16} {:<9} last feedback {last}; sent in 24 h by SES {ses}, counted {}",
+                check.account,
+                format!("{:?}", check.verdict).to_lowercase(),
+                check.counted_sends
+            );
+        }
+    })?;
+    let silent = checks
+        .iter()
+        .any(|c| c.verdict == feedback_watch::Verdict::Silent);
+    Ok(if silent {
+        ExitCode::from(1)
+    } else {
+        ExitCode::SUCCESS
+    })
 }
 
 /// `sesguard accounts review`: reviews every account now and prints what changed.

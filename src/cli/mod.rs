@@ -378,6 +378,14 @@ pub enum AccountsCommand {
     /// Review every account now, as the scheduled review does: timed pauses end, probation
     /// steps advance, auto-resume runs on the evidence there is.
     Review,
+    /// When each account's SES feedback last arrived, beside the mail it sent in the last 24
+    /// hours (SES's count and sesguard's): `silent` when mail went out but no feedback came
+    /// within `--within` (the account is not guarded). Exits 1 when any account is silent.
+    CheckFeedback {
+        /// How recent feedback must be (`1h`, `24h`).
+        #[arg(long, value_parser = humantime::parse_duration, default_value = "24h")]
+        within: std::time::Duration,
+    },
     /// Pause an account, or quarantine one stream on it.
     Pause {
         /// The account.

@@ -32,15 +32,15 @@ impl Config {
         if let Some(topic) = var("SESGUARD_ALERT_TOPIC_ARN") {
             config.alerts.topic_arn = Some(topic);
         }
-        if let Some(topics) = var("SESGUARD_WEBHOOK_TOPICS") {
-            config.webhook.topics.extend(
-                topics
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|t| !t.is_empty())
-                    .map(str::to_owned),
-            );
+        for name in ["SESGUARD_WEBHOOK_TOPICS", "SESGUARD_FEEDBACK_TOPICS"] {
+            let Some(topics) = var(name) else { continue };
+            for topic in topics.split(',').map(str::trim).filter(|t| !t.is_empty()) {
+                if !config.webhook.topics.iter().any(|known| known == topic) {
+                    config.webhook.topics.push(topic.to_owned());
+                }
+            }
         }
+        config.webhook.origin = SnsOrigin::from_endpoint(var("AWS_ENDPOINT_URL").as_deref());
         if let Some(dns) = var("SESGUARD_DNS") {
             config.prevention.dns = dns.parse().map_err(|problem| ConfigError::Invalid {
                 key: "SESGUARD_DNS".into(),

@@ -24,6 +24,7 @@ use crate::domain::reputation::thresholds::Profile;
 use crate::domain::reputation::thresholds::Thresholds;
 use crate::domain::sending::rate_limit::{LimitsPatch, RateLimits, SesLine};
 use crate::domain::sending::routing::{Priority, RoutingPolicy};
+use crate::domain::sns::delivery::SnsOrigin;
 
 mod load;
 mod sending;
@@ -124,8 +125,10 @@ impl Default for GuardConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebhookConfig {
-    /// Topic ARNs whose messages are accepted; nothing else is (env
-    /// `SESGUARD_WEBHOOK_TOPICS`, comma-separated, adds to them).
+    /// Topic ARNs whose signed SNS messages are accepted, by the webhook and (subscription
+    /// confirmations through the feedback queue) by ingest; nothing else is. The environment
+    /// adds to them, comma-separated: `SESGUARD_WEBHOOK_TOPICS` (the webhook's) and
+    /// `SESGUARD_FEEDBACK_TOPICS` (the topics subscribed to the feedback queue).
     pub topics: Vec<String>,
     /// Accept only SignatureVersion 2 (SHA256withRSA).
     pub signature_version_2_only: bool,
@@ -137,6 +140,10 @@ pub struct WebhookConfig {
     /// Timeout of a certificate fetch or subscription confirmation (default `5s`).
     #[serde(with = "humantime_serde")]
     pub fetch_timeout: Duration,
+    /// Where SNS's certificates and confirmation URLs must be: real SNS, or the local
+    /// emulator `AWS_ENDPOINT_URL` names when it is on a loopback address (not configurable).
+    #[serde(skip)]
+    pub origin: SnsOrigin,
 }
 
 impl Default for WebhookConfig {
@@ -146,6 +153,7 @@ impl Default for WebhookConfig {
             signature_version_2_only: false,
             max_age: Duration::from_secs(2 * 3600),
             fetch_timeout: Duration::from_secs(5),
+            origin: SnsOrigin::Aws,
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The `ingest` function: SES notifications from SQS (partial batch response), from SNS
-//! directly, or in a direct invocation (any single body: SNS envelope or raw SES JSON); and
-//! the scheduled review, from an EventBridge schedule.
+//! directly, or in a direct invocation (any single body: SNS envelope or raw SES JSON); the
+//! SNS subscription messages that reach the feedback queue (verified, then confirmed or
+//! alerted); and the scheduled review, from an EventBridge schedule.
 
 use aws_lambda_events::event::sns::SnsRecord;
 use aws_lambda_events::event::sqs::{BatchItemFailure, SqsBatchResponse, SqsMessage};
@@ -10,11 +11,15 @@ use serde_json::{Value, json};
 use crate::app::Context;
 use crate::app::ingest::Ingestor;
 use crate::app::ingest::{Inbound, InboundError, Outcome, Report};
+use crate::app::queued_subscription::QueuedSubscriptions;
 use crate::app::review::Gauge;
 use crate::app::review::Guard;
+use crate::app::subscription::Subscriptions;
 use crate::domain::common::timestamp::Timestamp;
-use crate::domain::sns::unwrap::{self, SnsIds};
+use crate::domain::sns::delivery::Envelope;
+use crate::domain::sns::unwrap::{self, Content, SnsIds};
 use crate::telemetry::{CONTENTION, emf_document, emf_line};
+use crate::wiring::IngestFunction;
 
 /// How the records arrived, which decides how failures are reported.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,17 +214,62 @@ async fn scheduled(deps: &Context) -> Result<Value, lambda_runtime::Error> {
     Ok(json!({"reviewed": review.gauges.len(), "transitions": transitions}))
 }
 
+/// Takes the SNS subscription messages that came with their whole envelope (an SQS body's)
+/// out of `records`: `(record id, kind, envelope)`.
+pub fn subscription_messages(records: &mut Vec<Inbound>) -> Vec<(String, String, Envelope)> {
+    let mut taken = Vec::new();
+    let mut rest = Vec::with_capacity(records.len());
+    for record in records.drain(..) {
+        match record.content {
+            Ok(Content::SnsControl {
+                kind,
+                envelope: Some(envelope),
+            }) => taken.push((record.id, kind, *envelope)),
+            content => rest.push(Inbound { content, ..record }),
+        }
+    }
+    *records = rest;
+    taken
+}
+
+/// Each subscription message verified, then confirmed or alerted; its outcome as the report
+/// keeps it (a transient failure is retried, nothing else is kept).
+async fn subscriptions(
+    function: &IngestFunction,
+    messages: Vec<(String, String, Envelope)>,
+    now: Timestamp,
+) -> Vec<(String, Outcome)> {
+    let subscriptions = Subscriptions::of(&function.context, function.confirmer.as_ref(), "ingest");
+    let queued = QueuedSubscriptions::new(subscriptions, &function.certificates);
+    let mut outcomes = Vec::with_capacity(messages.len());
+    for (id, kind, envelope) in messages {
+        let outcome = match queued.handle(envelope, now).await {
+            Ok(handled) => Outcome::Ignored(handled.describe(&kind)),
+            Err(error) => Outcome::Failed(format!("SNS {kind}: {error}")),
+        };
+        outcomes.push((id, outcome));
+    }
+    outcomes
+}
+
 /// The Lambda handler.
 pub async fn handle(
-    deps: &Context,
+    function: &IngestFunction,
     event: LambdaEvent<Value>,
 ) -> Result<Value, lambda_runtime::Error> {
+    let deps = &function.context;
     if is_scheduled(&event.payload) {
         return scheduled(deps).await;
     }
-    let (shape, records) = decode(event.payload, "invocation");
+    let (shape, mut records) = decode(event.payload, "invocation");
     let now = deps.clock.now();
-    let report = Ingestor::of(deps).ingest(records, now).await;
+    let messages = subscription_messages(&mut records);
+    let mut report = Ingestor::of(deps).ingest(records, now).await;
+    if !messages.is_empty() {
+        report
+            .records
+            .extend(subscriptions(function, messages, now).await);
+    }
     report.log();
     if let Some(line) = CONTENTION.report("ingest", now) {
         println!("{line}");

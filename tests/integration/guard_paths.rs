@@ -14,7 +14,8 @@ use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
 use crate::helpers::{
-    RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, sqlite, sqs_batch,
+    RecordedAlerts, SAMPLE_NOW, deps_with, dynamodb, example_config, ingest_function, sqlite,
+    sqs_batch,
 };
 use crate::ses_event::SesEvent;
 
@@ -39,7 +40,7 @@ pub(crate) fn bounce(id: &str, stream: &str, minute: u32) -> Value {
 
 pub(crate) async fn invoke(deps: &Context, event: Value) -> Value {
     handle(
-        deps,
+        &ingest_function(deps),
         LambdaEvent::new(event, lambda_runtime::Context::default()),
     )
     .await

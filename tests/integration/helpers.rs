@@ -292,3 +292,29 @@ pub async fn dynamodb_logged(log: Option<RequestCounter>) -> DynamoStore {
         .expect("creating tables on the local server");
     store
 }
+
+/// Confirms nothing: for functions under test that meet no SNS subscription message.
+struct NoConfirmations;
+
+#[async_trait::async_trait]
+impl sesguard::ports::SubscriptionConfirmer for NoConfirmations {
+    async fn confirm(&self, url: &str) -> Result<(), sesguard::ports::FetchError> {
+        Err(sesguard::ports::FetchError {
+            url: url.to_owned(),
+            source: "no subscription is confirmed in this test".into(),
+        })
+    }
+}
+
+/// The `ingest` function around `deps`; SNS certificates and confirmations fail (no
+/// subscription message is expected: `webhook.rs` tests those).
+pub fn ingest_function(deps: &Context) -> sesguard::wiring::IngestFunction {
+    use sesguard::adapters::sns_https::GivenCertificate;
+    sesguard::wiring::IngestFunction {
+        context: deps.clone(),
+        certificates: sesguard::app::webhook::Certificates::new(Arc::new(GivenCertificate(
+            Vec::new(),
+        ))),
+        confirmer: Arc::new(NoConfirmations),
+    }
+}

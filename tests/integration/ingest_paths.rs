@@ -26,12 +26,14 @@ use sesguard::ports::{
     StoreError, SuppressionAdmin, SuppressionList,
 };
 
-use crate::helpers::{deps, dynamodb, example_config, sample_json, sqlite, sqs_batch};
+use crate::helpers::{
+    deps, dynamodb, example_config, ingest_function, sample_json, sqlite, sqs_batch,
+};
 use crate::world::World;
 
 async fn invoke(deps: &Context, event: Value) -> Result<Value, lambda_runtime::Error> {
     handle(
-        deps,
+        &ingest_function(deps),
         LambdaEvent::new(event, lambda_runtime::Context::default()),
     )
     .await
@@ -698,5 +700,90 @@ async fn damaged_feedback_that_names_its_recipients_is_recorded_with_fallbacks()
     assert_eq!(
         bounce_buckets(&deps, "unattributed").await,
         [("2026-11-20T12:15:00.000Z".to_owned(), 1)]
+    );
+}
+
+/// A silent account is visible: each account's status names when its feedback last arrived
+/// (to the bucket), and `check-feedback` calls an account silent when mail went out in the
+/// last 24 hours, by SES's count or sesguard's, but no feedback came within the period.
+#[tokio::test]
+async fn each_account_says_when_its_feedback_last_arrived_and_a_silent_one_is_named() {
+    use sesguard::app::feedback_watch::{Verdict, check_all, judge};
+    use sesguard::app::status::status;
+    use sesguard::domain::feedback::attribution::SendSource;
+
+    use crate::ses_event::SesEvent;
+
+    let world = World::builder()
+        .configure(|config| {
+            // backup's sends are counted by the sender: its Send events are not its feedback.
+            config.accounts[1].send_count_source = SendSource::Sender;
+        })
+        .build();
+    let deps = &world.deps;
+    let at = |id: &str, account: &str| {
+        SesEvent::delivery(id)
+            .to(["someone@example.net"])
+            .at("2026-11-20T12:50:00.000Z")
+            .sent_at("2026-11-20T12:49:00.000Z")
+            .tagged(account, "transactional")
+            .published()
+    };
+    let sent_by_backup = SesEvent::send("b1")
+        .to(["else@example.net"])
+        .at("2026-11-20T12:55:00.000Z")
+        .tagged("backup", "transactional")
+        .published();
+    invoke(deps, sqs_batch(vec![at("p1", "primary"), sent_by_backup]))
+        .await
+        .unwrap();
+
+    let now = deps.clock.now();
+    let statuses = status(deps, now, None).await.unwrap();
+    let last = |name: &str| {
+        statuses
+            .iter()
+            .find(|s| s.name == name)
+            .unwrap()
+            .last_feedback
+    };
+    let bucket = Timestamp::parse_rfc3339("2026-11-20T12:45:00.000Z").unwrap();
+    assert_eq!(
+        last("primary"),
+        Some(bucket),
+        "the 15-minute bucket of the delivery"
+    );
+    assert_eq!(
+        last("backup"),
+        None,
+        "a Send the sender counts is not feedback"
+    );
+
+    let hour = std::time::Duration::from_secs(3600);
+    let checks = check_all(deps, now, hour).await.unwrap();
+    let verdict = |name: &str| checks.iter().find(|c| c.account == name).unwrap().verdict;
+    assert_eq!(verdict("primary"), Verdict::Receiving);
+    assert_eq!(
+        checks
+            .iter()
+            .find(|c| c.account == "primary")
+            .unwrap()
+            .age_seconds,
+        Some(15 * 60)
+    );
+    // Locally there is no SES to ask; SES's own count of B's sends makes B silent.
+    let backup = statuses.iter().find(|s| s.name == "backup").unwrap();
+    assert_eq!(judge(backup, None, now, hour).verdict, Verdict::Quiet);
+    assert_eq!(judge(backup, Some(20), now, hour).verdict, Verdict::Silent);
+    // Feedback older than the period asked about is not enough.
+    let primary = statuses.iter().find(|s| s.name == "primary").unwrap();
+    let later = now.plus(2 * hour);
+    assert_eq!(
+        judge(primary, Some(5), later, hour).verdict,
+        Verdict::Silent
+    );
+    assert_eq!(
+        judge(primary, Some(5), later, 3 * hour).verdict,
+        Verdict::Receiving
     );
 }

@@ -15,7 +15,9 @@ use sesguard::domain::reputation::state::{AccountState, Status};
 use sesguard::lambda::ingest::handle;
 use sesguard::ports::Store;
 
-use crate::helpers::{FixedClock, RecordedAlerts, dynamodb, example_config, sqlite, sqs_batch};
+use crate::helpers::{
+    FixedClock, RecordedAlerts, dynamodb, example_config, ingest_function, sqlite, sqs_batch,
+};
 use crate::ses_event::SesEvent;
 use crate::world::World;
 
@@ -66,7 +68,7 @@ impl Run {
 
     async fn ingest(&self, bodies: Vec<Value>) {
         let response = handle(
-            &self.deps,
+            &ingest_function(&self.deps),
             LambdaEvent::new(sqs_batch(bodies), lambda_runtime::Context::default()),
         )
         .await

@@ -8,7 +8,7 @@ use serde_json::{Value, json};
 use sesguard::app::ingest::Ingestor;
 use sesguard::lambda::ingest::handle;
 
-use crate::helpers::{deps, dynamodb_logged, sample_json, sqs_batch};
+use crate::helpers::{deps, dynamodb_logged, ingest_function, sample_json, sqs_batch};
 use crate::wire::RequestCounter;
 
 /// A 10-record SQS batch of SES notifications made from a sample by `vary(i, notification)`.
@@ -28,9 +28,12 @@ async fn run(event: Value) -> (Vec<(String, usize)>, Value) {
     let store = dynamodb_logged(Some(log.clone())).await;
     let deps = deps(Arc::new(store));
     log.take(); // table creation
-    let response = handle(&deps, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap();
+    let response = handle(
+        &ingest_function(&deps),
+        LambdaEvent::new(event, Context::default()),
+    )
+    .await
+    .unwrap();
     (log.take(), response)
 }
 
@@ -106,13 +109,19 @@ async fn a_redelivered_batch_costs_one_refused_transaction_and_a_window_query() 
     });
     let log = RequestCounter::default();
     let deps = deps(Arc::new(dynamodb_logged(Some(log.clone())).await));
-    handle(&deps, LambdaEvent::new(event.clone(), Context::default()))
-        .await
-        .unwrap();
+    handle(
+        &ingest_function(&deps),
+        LambdaEvent::new(event.clone(), Context::default()),
+    )
+    .await
+    .unwrap();
     log.take();
-    let response = handle(&deps, LambdaEvent::new(event, Context::default()))
-        .await
-        .unwrap();
+    let response = handle(
+        &ingest_function(&deps),
+        LambdaEvent::new(event, Context::default()),
+    )
+    .await
+    .unwrap();
     assert_eq!(response["batchItemFailures"], json!([]));
     // Refused whole; the account is still reviewed, so a retry after a failed review works.
     assert_eq!(
@@ -307,9 +316,12 @@ async fn a_calm_accounts_window_is_read_again_only_on_bad_news_or_after_five_sec
     let ingest = |event: Value| {
         let deps = &deps;
         async move {
-            let response = handle(deps, LambdaEvent::new(event, Context::default()))
-                .await
-                .unwrap();
+            let response = handle(
+                &ingest_function(deps),
+                LambdaEvent::new(event, Context::default()),
+            )
+            .await
+            .unwrap();
             assert_eq!(response["batchItemFailures"], json!([]));
         }
     };

@@ -20,7 +20,7 @@ use sesguard::lambda::ingest::handle;
 use sesguard::ports::SesAccount;
 use sesguard::telemetry::error_chain;
 
-use crate::helpers::{deps_with, example_config, sqlite, sqs_batch};
+use crate::helpers::{deps_with, example_config, ingest_function, sqlite, sqs_batch};
 use crate::ses_event::SesEvent;
 
 fn accounts(enforcement: Enforcement, rules: &[&Rule]) -> Sesv2Accounts {
@@ -146,7 +146,7 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
         bodies.push(send.published());
     }
     handle(
-        &deps,
+        &ingest_function(&deps),
         LambdaEvent::new(sqs_batch(bodies), Context::default()),
     )
     .await
@@ -167,7 +167,7 @@ async fn a_guard_pause_and_an_operator_resume_switch_sending_at_ses() {
         })
         .collect();
     handle(
-        &deps,
+        &ingest_function(&deps),
         LambdaEvent::new(sqs_batch(bounces), Context::default()),
     )
     .await

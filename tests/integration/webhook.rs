@@ -18,7 +18,7 @@ use sesguard::domain::sns::delivery::Envelope;
 use sesguard::domain::sns::signature::SigningCertificate;
 use sesguard::lambda::webhook::handle;
 use sesguard::ports::{CertificateSource, FetchError, SubscriptionConfirmer};
-use sesguard::wiring::WebhookFunction;
+use sesguard::wiring::{IngestFunction, WebhookFunction};
 
 use crate::helpers::{RecordedAlerts, SAMPLE_NOW, deps_with, example_config, sample};
 
@@ -148,7 +148,7 @@ struct World {
     alerts: RecordedAlerts,
     certificates: Certificates,
     served: Arc<Served>,
-    confirmations: Confirmations,
+    confirmations: Arc<Confirmations>,
 }
 
 fn world_with(configure: impl FnOnce(&mut sesguard::config::Config), pem: &[u8]) -> World {
@@ -173,7 +173,7 @@ fn world_with(configure: impl FnOnce(&mut sesguard::config::Config), pem: &[u8])
         alerts,
         certificates: Certificates::new(served.clone()),
         served,
-        confirmations: Confirmations::default(),
+        confirmations: Arc::default(),
     }
 }
 
@@ -197,7 +197,7 @@ impl World {
 
     async fn receive_bytes_at(&self, body: &[u8], now: &str) -> Answer {
         let now = Timestamp::parse_rfc3339(now).unwrap();
-        Webhook::of(&self.deps, &self.certificates, &self.confirmations)
+        Webhook::of(&self.deps, &self.certificates, self.confirmations.as_ref())
             .receive(body, now)
             .await
     }
@@ -209,6 +209,28 @@ impl World {
             .await
             .unwrap()
             .is_some()
+    }
+}
+
+impl World {
+    /// The `ingest` function over this world: its certificates and confirmations.
+    fn ingest_function(&self) -> IngestFunction {
+        IngestFunction {
+            context: self.deps.clone(),
+            certificates: Certificates::new(self.served.clone()),
+            confirmer: self.confirmations.clone(),
+        }
+    }
+
+    /// An SQS batch of these bodies through the `ingest` function: its answer.
+    async fn ingest(&self, bodies: Vec<Value>) -> Value {
+        let event = crate::helpers::sqs_batch(bodies);
+        sesguard::lambda::ingest::handle(
+            &self.ingest_function(),
+            lambda_runtime::LambdaEvent::new(event, lambda_runtime::Context::default()),
+        )
+        .await
+        .unwrap()
     }
 }
 
@@ -854,4 +876,88 @@ fn ingest_verify_records_the_genuine_envelopes_and_names_the_forged_ones() {
     assert_eq!(output.status.code(), Some(0));
     let summary: Value = serde_json::from_slice(&output.stdout).unwrap();
     assert_eq!(summary["processed"], 5);
+}
+
+/// A backup account's topic subscribed to the feedback queue by its owner stays pending until
+/// the queue's owner confirms: SNS puts the signed confirmation into the queue. Ingest
+/// verifies it exactly as the webhook does, confirms it once with an audit entry, and keeps
+/// nothing of what does not verify, alerting once per topic.
+#[tokio::test]
+async fn a_confirmation_through_the_feedback_queue_is_verified_then_confirmed_once() {
+    let w = world();
+    let genuine = signed(confirmation("SubscriptionConfirmation", "s1"), "2");
+    let mut forged = genuine.clone();
+    forged["MessageId"] = json!("s2");
+    let stranger = "arn:aws:sns:us-east-1:999999999999:not-ours";
+    let mut unknown = confirmation("SubscriptionConfirmation", "s3");
+    unknown["TopicArn"] = json!(stranger);
+    let unknown = signed(unknown, "2");
+    let mut unknown_again = unknown.clone();
+    unknown_again["MessageId"] = json!("s4");
+    let unknown_again = signed(unknown_again, "2");
+    let bounce = serde_json::from_str::<Value>(&sample("ses/bounce-permanent.json")).unwrap();
+
+    let answer = w
+        .ingest(vec![
+            genuine.clone(),
+            bounce,
+            forged,
+            unknown,
+            unknown_again,
+            genuine.clone(),
+        ])
+        .await;
+
+    assert_eq!(
+        answer["batchItemFailures"],
+        json!([]),
+        "nothing is retried: {answer}"
+    );
+    assert_eq!(
+        *w.confirmations.0.lock().unwrap(),
+        vec![genuine["SubscribeURL"].as_str().unwrap().to_owned()],
+        "the genuine confirmation was visited once, the forged and unknown ones never"
+    );
+    assert!(
+        w.suppressed("nobody@example.org").await,
+        "the batch's feedback was ingested"
+    );
+    let audit = w.deps.store.audit(10).await.unwrap();
+    assert_eq!(audit.len(), 1, "{audit:?}");
+    assert_eq!(
+        (
+            audit[0].action.as_str(),
+            audit[0].target.as_str(),
+            audit[0].actor.as_str()
+        ),
+        ("subscription.confirm", TOPIC, "sesguard:ingest")
+    );
+    let refusals: Vec<Value> = w
+        .alerts
+        .notices()
+        .into_iter()
+        .filter(|(subject, _)| subject.contains("subscription refused"))
+        .map(|(_, body)| body)
+        .collect();
+    let topics: Vec<&str> = refusals
+        .iter()
+        .map(|b| b["topic"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        topics,
+        [TOPIC, stranger],
+        "one alert per refused topic: {refusals:?}"
+    );
+    assert_eq!(refusals[0]["reason"], "bad_signature");
+    assert_eq!(refusals[1]["reason"], "unknown_topic");
+
+    // A certificate that cannot be fetched now is a transient failure: the record is retried.
+    let w = world();
+    *w.served.fail.lock().unwrap() = 1;
+    let answer = w.ingest(vec![genuine]).await;
+    assert_eq!(
+        answer["batchItemFailures"][0]["itemIdentifier"], "r0",
+        "{answer}"
+    );
+    assert!(w.confirmations.0.lock().unwrap().is_empty());
 }

@@ -78,8 +78,9 @@ impl Sender<'_> {
     /// Takes a send-rate token of `account`, waiting for it in the instance when the bucket
     /// is dry and the next token comes within `sender.rate_wait`: an account whose burst is
     /// smaller than a batch (SES's line gives one of 14 a second a burst of 1.4) sends the
-    /// batch at its rate instead of deferring all but the first. `Err(wait)` when there is
-    /// none.
+    /// batch at its rate instead of deferring all but the first. A token that another
+    /// instance took meanwhile is waited for again, within the same `rate_wait`. `Err(wait)`
+    /// when there is none.
     pub(super) async fn token(
         &self,
         account: &str,
@@ -87,28 +88,40 @@ impl Sender<'_> {
         receive_count: u32,
         now: Timestamp,
     ) -> Result<(), Duration> {
-        let taken = self.try_token(account, tokens, receive_count, now).await;
-        let Err(wait) = taken else {
-            return taken;
-        };
-        let dry_until = tokens
-            .granted
-            .get(account)
-            .filter(|held| held.left == 0 && held.dry)
-            .and_then(|held| held.next_at);
-        let Some(until) = dry_until else {
-            return Err(wait);
-        };
-        let pause = until.since(self.deps.clock.now());
-        if pause > self.deps.config.sender.rate_wait {
-            return Err(wait);
+        let deadline = self
+            .deps
+            .clock
+            .now()
+            .plus(self.deps.config.sender.rate_wait);
+        let mut slept_at: Option<Timestamp> = None;
+        loop {
+            let taken = self.try_token(account, tokens, receive_count, now).await;
+            let Err(wait) = taken else {
+                return taken;
+            };
+            let clock = self.deps.clock.now();
+            // A clock that did not move while the instance slept (a test's) is waited on once.
+            if slept_at.is_some_and(|at| clock <= at) {
+                return Err(wait);
+            }
+            let dry_until = tokens
+                .granted
+                .get(account)
+                .filter(|held| held.left == 0 && held.dry)
+                .and_then(|held| held.next_at);
+            let Some(until) = dry_until.filter(|until| *until <= deadline && clock < deadline)
+            else {
+                return Err(wait);
+            };
+            // At least a millisecond: a token due now that another instance took is waited
+            // for again, never spun on, and never past the deadline.
+            tokio::time::sleep(until.since(clock).max(Duration::from_millis(1))).await;
+            slept_at = Some(clock);
+            // Taken again from the store: the wait is over, or another instance took the token.
+            if let Some(held) = tokens.granted.get_mut(account) {
+                held.dry = false;
+            }
         }
-        tokio::time::sleep(pause).await;
-        // Taken again from the store: the wait is over, or another instance took the token.
-        if let Some(held) = tokens.granted.get_mut(account) {
-            held.dry = false;
-        }
-        self.try_token(account, tokens, receive_count, now).await
     }
 
     /// One attempt at a send-rate token of `account`. Tokens are taken for what this instance

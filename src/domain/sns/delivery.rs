@@ -165,6 +165,17 @@ impl Envelope {
         }
         let raw: Raw = serde_json::from_slice(body)
             .map_err(|e| Rejection::Malformed(format!("not an SNS envelope: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    /// Reads an envelope already decoded as JSON (an SQS message body's), as [`Envelope::parse`].
+    pub fn from_value(value: serde_json::Value) -> Result<Self, Rejection> {
+        let raw: Raw = serde_json::from_value(value)
+            .map_err(|e| Rejection::Malformed(format!("not an SNS envelope: {e}")))?;
+        Self::from_raw(raw)
+    }
+
+    fn from_raw(raw: Raw) -> Result<Self, Rejection> {
         let need = |value: Option<String>, name: &str| {
             value.ok_or_else(|| Rejection::Malformed(format!("no `{name}`")))
         };
@@ -276,17 +287,98 @@ fn split_https(url: &str) -> Result<(&str, &str, Option<&str>), String> {
     Ok((authority, path, query))
 }
 
+/// Where SNS's signing certificates and confirmation URLs may be: on AWS, the SNS host of the
+/// topic's region over https; in a run against a local emulator (`AWS_ENDPOINT_URL` on a
+/// loopback address, see [`SnsOrigin::from_endpoint`]), a loopback address, where the
+/// emulator's SNS serves the certificate it signs with. Every other check (signature, topic,
+/// age, query) is the same.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum SnsOrigin {
+    /// Real SNS: `https://sns.REGION.amazonaws.com[.cn]`.
+    #[default]
+    Aws,
+    /// A local emulator: `http(s)://127.0.0.1`, `localhost` or `[::1]`, any port.
+    Emulator,
+}
+
+/// The host of a loopback `http(s)://HOST[:PORT]` authority, or `None`.
+fn loopback(authority: &str) -> Option<&str> {
+    let host = match authority.rsplit_once(':') {
+        Some((host, port)) if !port.is_empty() && port.chars().all(|c| c.is_ascii_digit()) => host,
+        _ => authority,
+    };
+    matches!(host, "127.0.0.1" | "localhost" | "[::1]").then_some(host)
+}
+
+impl SnsOrigin {
+    /// The emulator when `endpoint` is a loopback URL (`http(s)://127.0.0.1`, `localhost` or
+    /// `[::1]`, any port), else real SNS: a deployed function never has such an endpoint, so
+    /// nothing but a local run trusts loopback URLs.
+    pub fn from_endpoint(endpoint: Option<&str>) -> Self {
+        let authority = endpoint.map(|e| e.trim_end_matches('/')).and_then(|e| {
+            e.strip_prefix("http://")
+                .or_else(|| e.strip_prefix("https://"))
+        });
+        match authority.and_then(loopback) {
+            Some(_) => Self::Emulator,
+            None => Self::Aws,
+        }
+    }
+
+    /// Whether URLs must be https (always, but for an emulator on loopback).
+    pub fn https_only(&self) -> bool {
+        matches!(self, Self::Aws)
+    }
+
+    /// `url`'s path and query, when it is on this origin for `topic_arn`.
+    fn split<'u>(
+        &self,
+        url: &'u str,
+        topic_arn: &str,
+    ) -> Result<(&'u str, Option<&'u str>), String> {
+        let expected = sns_host(topic_arn).ok_or("belongs to no valid topic ARN")?;
+        match self {
+            Self::Aws => {
+                let (host, path, query) = split_https(url)?;
+                if !host.eq_ignore_ascii_case(&expected) {
+                    return Err(format!("is not on {expected}"));
+                }
+                Ok((path, query))
+            }
+            Self::Emulator => {
+                let rest = url
+                    .strip_prefix("http://")
+                    .or_else(|| url.strip_prefix("https://"))
+                    .ok_or("is not http(s)")?;
+                if rest.contains('#') {
+                    return Err("has a fragment".into());
+                }
+                let (authority, path_query) = rest.split_at(rest.find('/').ok_or("has no path")?);
+                loopback(authority).ok_or("is not on a local emulator (loopback)")?;
+                Ok(match path_query.split_once('?') {
+                    Some((path, query)) => (path, Some(query)),
+                    None => (path_query, None),
+                })
+            }
+        }
+    }
+}
+
 /// Checks a `SigningCertURL`: https only; no port, user info, query or fragment; host exactly
 /// the SNS host of the topic's region; path `/SimpleNotificationService-<alphanumerics>.pem`.
-pub fn check_certificate_url(url: &str, topic_arn: &str) -> Result<(), Rejection> {
+/// On an emulator's origin, any path of it without a query.
+pub fn check_certificate_url(
+    url: &str,
+    topic_arn: &str,
+    origin: &SnsOrigin,
+) -> Result<(), Rejection> {
     let refuse = |why: &str| Rejection::CertificateUrl(format!("`{url}` {why}"));
-    let (host, path, query) = split_https(url).map_err(|why| refuse(&why))?;
+    let (path, query) = origin.split(url, topic_arn).map_err(|why| refuse(&why))?;
     if query.is_some() {
         return Err(refuse("has a query"));
     }
-    let expected = sns_host(topic_arn).ok_or_else(|| refuse("belongs to no valid topic ARN"))?;
-    if !host.eq_ignore_ascii_case(&expected) {
-        return Err(refuse(&format!("is not on {expected}")));
+    if *origin == SnsOrigin::Emulator {
+        return Ok(());
     }
     let name = path
         .strip_prefix("/SimpleNotificationService-")
@@ -299,14 +391,14 @@ pub fn check_certificate_url(url: &str, topic_arn: &str) -> Result<(), Rejection
 }
 
 /// Checks a `SubscribeURL` before it is visited: the topic's SNS host, `Action=ConfirmSubscription`,
-/// the same topic, https, no port, user info or fragment.
-pub fn check_subscribe_url(url: &str, topic_arn: &str) -> Result<(), Rejection> {
+/// the same topic, https, no port, user info or fragment (on an emulator's origin: its base URL).
+pub fn check_subscribe_url(
+    url: &str,
+    topic_arn: &str,
+    origin: &SnsOrigin,
+) -> Result<(), Rejection> {
     let refuse = |why: &str| Rejection::SubscribeUrl(format!("`{url}` {why}"));
-    let (host, path, query) = split_https(url).map_err(|why| refuse(&why))?;
-    let expected = sns_host(topic_arn).ok_or_else(|| refuse("belongs to no valid topic ARN"))?;
-    if !host.eq_ignore_ascii_case(&expected) {
-        return Err(refuse(&format!("is not on {expected}")));
-    }
+    let (path, query) = origin.split(url, topic_arn).map_err(|why| refuse(&why))?;
     if path != "/" {
         return Err(refuse("has a path"));
     }
@@ -386,12 +478,13 @@ mod tests {
     #[test]
     fn only_certificates_of_the_topics_region_on_sns_are_accepted() {
         let good = "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-9c6465fa7f48f5cacd23014631ec1136.pem";
-        assert_eq!(check_certificate_url(good, TOPIC), Ok(()));
+        assert_eq!(check_certificate_url(good, TOPIC, &SnsOrigin::Aws), Ok(()));
         let china = "arn:aws-cn:sns:cn-north-1:111111111111:t";
         assert_eq!(
             check_certificate_url(
                 "https://sns.cn-north-1.amazonaws.com.cn/SimpleNotificationService-abc.pem",
-                china
+                china,
+                &SnsOrigin::Aws
             ),
             Ok(())
         );
@@ -412,13 +505,13 @@ mod tests {
         for url in bad {
             assert!(
                 matches!(
-                    check_certificate_url(url, TOPIC),
+                    check_certificate_url(url, TOPIC, &SnsOrigin::Aws),
                     Err(Rejection::CertificateUrl(_))
                 ),
                 "{url}"
             );
         }
-        assert!(check_certificate_url(good, "arn:aws:s3:::bucket").is_err());
+        assert!(check_certificate_url(good, "arn:aws:s3:::bucket", &SnsOrigin::Aws).is_err());
     }
 
     #[test]
@@ -427,7 +520,7 @@ mod tests {
             "https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription&TopicArn={}&Token=abc",
             TOPIC.replace(':', "%3A")
         );
-        assert_eq!(check_subscribe_url(&good, TOPIC), Ok(()));
+        assert_eq!(check_subscribe_url(&good, TOPIC, &SnsOrigin::Aws), Ok(()));
         let bad = [
             good.replace("sns.us-east-1", "sns.us-west-2"),
             good.replace("https://", "http://"),
@@ -441,11 +534,63 @@ mod tests {
         for url in bad {
             assert!(
                 matches!(
-                    check_subscribe_url(&url, TOPIC),
+                    check_subscribe_url(&url, TOPIC, &SnsOrigin::Aws),
                     Err(Rejection::SubscribeUrl(_))
                 ),
                 "{url}"
             );
+        }
+    }
+
+    #[test]
+    fn only_a_loopback_endpoint_is_an_emulator_and_only_its_own_urls_pass_there() {
+        for endpoint in [
+            "http://127.0.0.1:4566",
+            "http://localhost:4566/",
+            "https://[::1]:8443",
+        ] {
+            assert_eq!(
+                SnsOrigin::from_endpoint(Some(endpoint)),
+                SnsOrigin::Emulator,
+                "{endpoint}"
+            );
+        }
+        for endpoint in [
+            None,
+            Some("https://sns.us-east-1.amazonaws.com"),
+            Some("http://127.0.0.1.evil.com:80"),
+            Some("http://10.0.0.1:4566"),
+            Some("127.0.0.1:4566"),
+        ] {
+            assert_eq!(
+                SnsOrigin::from_endpoint(endpoint),
+                SnsOrigin::Aws,
+                "{endpoint:?}"
+            );
+        }
+        let local = SnsOrigin::from_endpoint(Some("http://127.0.0.1:4566"));
+        assert!(!local.https_only() && SnsOrigin::Aws.https_only());
+        let cert = "http://127.0.0.1:4566/_fakecloud/sns/cert.pem";
+        assert_eq!(check_certificate_url(cert, TOPIC, &local), Ok(()));
+        assert!(check_certificate_url(cert, TOPIC, &SnsOrigin::Aws).is_err());
+        let confirm =
+            format!("http://127.0.0.1:4566/?Action=ConfirmSubscription&TopicArn={TOPIC}&Token=t");
+        assert_eq!(check_subscribe_url(&confirm, TOPIC, &local), Ok(()));
+        for url in [
+            "http://10.0.0.1:4566/_fakecloud/sns/cert.pem".to_owned(),
+            "http://127.0.0.1:4566@evil.com/cert.pem".to_owned(),
+            "http://127.0.0.1.evil.com/cert.pem".to_owned(),
+            format!("{cert}?x=1"),
+        ] {
+            assert!(check_certificate_url(&url, TOPIC, &local).is_err(), "{url}");
+        }
+        for url in [
+            confirm.replace("ConfirmSubscription", "Unsubscribe"),
+            confirm.replace("ses-feedback", "other-topic"),
+            confirm.replace(":4566/", ":4566/path"),
+            confirm.replace("127.0.0.1", "169.254.169.254"),
+        ] {
+            assert!(check_subscribe_url(&url, TOPIC, &local).is_err(), "{url}");
         }
     }
 

@@ -6,6 +6,7 @@
 use serde_json::Value;
 
 use crate::domain::common::timestamp::Timestamp;
+use crate::domain::sns::delivery::Envelope;
 
 use crate::domain::feedback::notification::{Notification, NotificationError};
 
@@ -36,8 +37,14 @@ pub enum Content {
     /// An SES notification.
     Notification(Box<Notification>),
     /// An SNS message that is not a notification (`SubscriptionConfirmation`,
-    /// `UnsubscribeConfirmation`): nothing to record.
-    SnsControl(String),
+    /// `UnsubscribeConfirmation`): nothing to record, but the subscription to act on.
+    SnsControl {
+        /// Its `Type`.
+        kind: String,
+        /// The whole envelope, when the body was one (an SQS message's: a subscription of
+        /// the queue to confirm); `None` when a wrapper gave only its fields.
+        envelope: Option<Box<Envelope>>,
+    },
 }
 
 /// Why a body is not a usable message.
@@ -77,6 +84,20 @@ pub fn open_value(value: Value) -> Result<Delivered, EnvelopeError> {
     if !(object.contains_key("Type") && object.contains_key("TopicArn")) {
         return Err(EnvelopeError::Unrecognised);
     }
+    let kind = object.get("Type").and_then(Value::as_str);
+    if kind.is_some_and(|kind| kind != "Notification") {
+        // A control message keeps its whole envelope, to be verified and acted on.
+        let mut delivered = open_fields(object)?;
+        if let Content::SnsControl { envelope, .. } = &mut delivered.content {
+            *envelope = Envelope::from_value(value).ok().map(Box::new);
+        }
+        return Ok(delivered);
+    }
+    open_fields(object)
+}
+
+/// The fields every envelope has, read from its JSON object.
+fn open_fields(object: &serde_json::Map<String, Value>) -> Result<Delivered, EnvelopeError> {
     let field = |name: &'static str| {
         object
             .get(name)
@@ -112,7 +133,10 @@ pub fn open_sns(
     let content = if kind == "Notification" {
         Content::Notification(Box::new(Notification::parse(message)?))
     } else {
-        Content::SnsControl(kind.to_owned())
+        Content::SnsControl {
+            kind: kind.to_owned(),
+            envelope: None,
+        }
     };
     Ok(Delivered { sns, content })
 }
@@ -151,9 +175,20 @@ mod tests {
     #[test]
     fn sns_control_messages_are_not_notifications() {
         let body = r#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"confirm"}"#;
-        assert!(
-            matches!(open(body).unwrap().content, Content::SnsControl(kind) if kind == "SubscriptionConfirmation")
-        );
+        assert!(matches!(
+            open(body).unwrap().content,
+            Content::SnsControl { kind, envelope: None } if kind == "SubscriptionConfirmation"
+        ));
+        // Signed and complete, the envelope comes along to be verified and confirmed.
+        let signed = r#"{"Type":"SubscriptionConfirmation","MessageId":"m","TopicArn":"arn:aws:sns:us-east-1:1:t","Message":"confirm","Timestamp":"2026-12-06T08:00:00Z","SignatureVersion":"2","Signature":"c2ln","SigningCertURL":"https://sns.us-east-1.amazonaws.com/SimpleNotificationService-a.pem","SubscribeURL":"https://sns.us-east-1.amazonaws.com/?Action=ConfirmSubscription","Token":"k"}"#;
+        let Content::SnsControl {
+            envelope: Some(envelope),
+            ..
+        } = open(signed).unwrap().content
+        else {
+            panic!("no envelope kept");
+        };
+        assert_eq!(envelope.token.as_deref(), Some("k"));
     }
 
     #[test]
