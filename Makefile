@@ -1,13 +1,13 @@
-# sesguard: build, test and run locally. The Python tools (cargo-lambda, moto, cfn-lint, and
-# cbor2 for the test server's CloudWatch) are installed from PyPI into .venv on first use;
-# nothing else is needed but the Rust toolchain.
+# sesguard: build, test and run locally. The Python tools (cargo-lambda, moto, cfn-lint, cbor2
+# for the test server's CloudWatch, and aws-sam-translator for the rehearsal's IAM audit) are
+# installed from PyPI into .venv on first use; nothing else is needed but the Rust toolchain.
 
 SHELL := /bin/bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 
 VENV := .venv
-PY_TOOLS := cargo-lambda==1.9.2 moto[server]==5.2.5 cfn-lint==1.58.0 cbor2==6.3.0
+PY_TOOLS := cargo-lambda==1.9.2 moto[server]==5.2.5 cfn-lint==1.58.0 cbor2==6.3.0 aws-sam-translator==1.115.0
 TOOLS_STAMP := $(VENV)/.installed-$(shell printf '%s' '$(PY_TOOLS)' | cksum | cut -d' ' -f1)
 export PATH := $(CURDIR)/$(VENV)/bin:$(PATH)
 

@@ -62,13 +62,14 @@ impl std::fmt::Debug for Environment {
 }
 
 impl Environment {
-    /// The process's `SESGUARD_*` variables (any other variable is never read, so one that is
-    /// not UTF-8 does no harm; a `SESGUARD_*` one that is not is left out).
+    /// The process's `SESGUARD_*` variables, and `AWS_ENDPOINT_URL` (a run against a local
+    /// emulator: [`SnsOrigin`](crate::domain::sns::delivery::SnsOrigin)). Any other variable is
+    /// never read, so one that is not UTF-8 does no harm; one of these that is not is left out.
     pub fn from_process() -> Self {
         Self::from_pairs(std::env::vars_os().filter_map(|(key, value)| {
             let key = key.into_string().ok()?;
             let value = value.into_string().ok()?;
-            key.starts_with("SESGUARD_").then_some((key, value))
+            (key.starts_with("SESGUARD_") || key == "AWS_ENDPOINT_URL").then_some((key, value))
         }))
     }
 

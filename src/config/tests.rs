@@ -319,3 +319,26 @@ fn a_bad_name_is_refused_where_it_is_written() {
     let listed = problem("[[streams]]\nname = \"s\"\naccounts = [\"Primary\"]");
     assert!(listed.contains("account name `Primary`"), "{listed}");
 }
+
+#[test]
+fn the_environment_adds_the_feedback_queues_topics_and_a_loopback_endpoint_is_an_emulator() {
+    use crate::domain::sns::delivery::SnsOrigin;
+    let topic = "arn:aws:sns:us-east-1:222222222222:ses-feedback";
+    let vars = |endpoint: &'static str| {
+        move |key: &str| match key {
+            "SESGUARD_FEEDBACK_TOPICS" => Some(format!("{topic},")),
+            "SESGUARD_WEBHOOK_TOPICS" => Some(topic.to_owned()),
+            "AWS_ENDPOINT_URL" if !endpoint.is_empty() => Some(endpoint.to_owned()),
+            _ => None,
+        }
+    };
+    let local = Config::load_with(None, vars("http://127.0.0.1:4566")).unwrap();
+    assert_eq!(
+        local.webhook.topics,
+        [topic],
+        "named twice, kept once; the empty entry dropped"
+    );
+    assert_eq!(local.webhook.origin, SnsOrigin::Emulator);
+    let deployed = Config::load_with(None, vars("")).unwrap();
+    assert_eq!(deployed.webhook.origin, SnsOrigin::Aws);
+}

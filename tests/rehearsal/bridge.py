@@ -5,6 +5,9 @@ invokes the function with Lambda's SQS event shape, deletes what succeeded, and 
 messages listed in `batchItemFailures` (and every message of a failed invocation) in the queue:
 they come back when their visibility ends, which the sender sets for what it defers, and the
 queue's own redrive policy moves a message to its DLQ after `maxReceiveCount` receives.
+Message attributes are handed on in Lambda's shape (the sender's requeued messages carry their
+origin and hops in them), and every record's attributes are kept in `attributes` by message id,
+with its queue's ARN.
 """
 
 import time
@@ -20,6 +23,7 @@ class Bridge:
             url = sqs.get_queue_url(QueueName=name, QueueOwnerAWSAccountId=account)["QueueUrl"]
             self.mappings.append({"arn": arn, "region": region, "url": url, "function": function, "batch": batch_size})
         self.counts = {"invocations": 0, "records": 0, "deleted": 0, "retried": 0, "failed_invocations": 0}
+        self.attributes = {}
 
     def pump(self, wait_seconds=0):
         """One receive per mapping; returns how many records were delivered."""
@@ -34,6 +38,8 @@ class Bridge:
                 continue
             delivered += len(messages)
             event = {"Records": [self.record(mapping, m) for m in messages]}
+            for record in event["Records"]:
+                self.attributes[record["messageId"]] = (mapping["arn"], record["messageAttributes"])
             response = self.invoke(mapping["function"], event)
             self.counts["invocations"] += 1
             self.counts["records"] += len(messages)
@@ -58,7 +64,11 @@ class Bridge:
             "receiptHandle": message["ReceiptHandle"],
             "body": message["Body"],
             "attributes": message.get("Attributes", {}),
-            "messageAttributes": {},
+            "messageAttributes": {
+                name: {"stringValue": value.get("StringValue"), "binaryValue": value.get("BinaryValue"),
+                       "stringListValues": [], "binaryListValues": [], "dataType": value["DataType"]}
+                for name, value in message.get("MessageAttributes", {}).items()
+            },
             "md5OfBody": message.get("MD5OfBody", ""),
             "eventSource": "aws:sqs",
             "eventSourceARN": mapping["arn"],
@@ -69,12 +79,13 @@ class Bridge:
         total = 0
         for mapping in self.mappings:
             attributes = self.sqs.get_queue_attributes(QueueUrl=mapping["url"], AttributeNames=["All"])["Attributes"]
-            total += int(attributes.get("ApproximateNumberOfMessages", 0))
-            total += int(attributes.get("ApproximateNumberOfMessagesNotVisible", 0))
+            for kind in ["Messages", "MessagesNotVisible", "MessagesDelayed"]:
+                total += int(attributes.get(f"ApproximateNumberOf{kind}", 0))
         return total
 
     def drain(self, seconds=90):
-        """Pumps until every queue is empty (deferred messages included), or `seconds` pass."""
+        """Pumps until every queue is empty (deferred and delayed messages included), or
+        `seconds` pass."""
         deadline = time.time() + seconds
         while time.time() < deadline:
             if self.pump(wait_seconds=1) == 0 and self.depth() == 0:
