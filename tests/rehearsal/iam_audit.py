@@ -356,6 +356,7 @@ def audit(calls, assumed, principals, own_keys):
     evaluators = {name: [evaluable(d) for d in inline + managed]
                   for name, (_, inline, managed) in principals.items()}
     used = {name: {} for name in principals}
+    requests = {name: 0 for name in principals}
     denied, unmapped, strangers = [], [], []
     for call in calls:
         if call.key in own_keys and own_keys[call.key] == call.function:
@@ -365,6 +366,7 @@ def audit(calls, assumed, principals, own_keys):
         else:
             strangers.append((call.function, call.key, call.service, call.path))
             continue
+        requests[principal] += 1
         account = principals[principal][0]
         pairs = actions_of(call, account, call.region)
         if pairs is None:
@@ -381,5 +383,5 @@ def audit(calls, assumed, principals, own_keys):
         unused[name] = sorted(a for a in granted if not any(
             decide([evaluable({"Statement": [{"Effect": "Allow", "Action": a, "Resource": "*"}]})], u, "*") == "allowed"
             for u in used[name]))
-    return {"used": used, "denied": sorted(set(denied)), "unmapped": unmapped, "strangers": strangers,
-            "unused": unused, "calls": len(calls)}
+    return {"used": used, "requests": requests, "denied": sorted(set(denied)), "unmapped": unmapped,
+            "strangers": strangers, "unused": unused, "calls": len(calls)}

@@ -720,7 +720,7 @@ def story(emulator, work):
            report["unmapped"][:5])
     expect(not report["strangers"], f"every request signed by its function's role or B's ({len(report['strangers'])} not)",
            report["strangers"][:5])
-    figures["iam_audit"] = {"requests": report["calls"], "denied": len(report["denied"]),
+    figures["iam_audit"] = {"requests": report["calls"], "by_principal": report["requests"], "denied": len(report["denied"]),
                             "unused": {k: v for k, v in report["unused"].items() if v}}
     # The audit can fail: the same requests against a copy of the template without one grant.
     narrowed = narrowed_template(template, "SenderFunction", "dynamodb:UpdateItem")
@@ -957,7 +957,7 @@ def print_audit(report):
     for name, used in report["used"].items():
         total = sum(used.values())
         actions = ", ".join(f"{a} {n}" for a, n in sorted(used.items()))
-        print(f"   {name}: {total} authorized actions: {actions or 'none'}")
+        print(f"   {name}: {report['requests'][name]} requests, {total} authorized actions: {actions or 'none'}")
         if report["unused"].get(name):
             print(f"      granted, never used here: {', '.join(report['unused'][name])}")
     for function, principal, action, resource, verdict in report["denied"]:
